@@ -1,0 +1,455 @@
+//! One handler per Lambda operation: parse path, query and body into a typed command, call the
+//! control plane, render the result with AWS's status code.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fleetfn_model::arn::FunctionRef;
+use fleetfn_model::types::*;
+use fleetfn_model::{ErrorKind, LambdaError};
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Adds `x-amzn-RequestId` to every response.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+pub async fn unknown_operation(req: Request) -> Response {
+    crate::error::render(&LambdaError::new(
+        ErrorKind::UnknownOperation,
+        format!(
+            "No Lambda operation matches {} {}. Check the path against the Lambda API (2015-03-31 or 2025-11-30).",
+            req.method(),
+            req.uri().path()
+        ),
+    ))
+}
+
+/// Decoded query parameters (keys may repeat).
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Self(
+            raw.unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (decode(k), decode(v)),
+                    None => (decode(p), String::new()),
+                })
+                .collect(),
+        )
+    }
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    fn max_items(&self) -> Result<Option<u32>, LambdaError> {
+        match self.get("MaxItems") {
+            None => Ok(None),
+            Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
+                LambdaError::validation(
+                    v,
+                    "maxItems",
+                    "Member must be an integer between 1 and 10000",
+                )
+            }),
+        }
+    }
+}
+
+/// Parses a JSON body into a request shape; an empty body is `{}`.
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, LambdaError> {
+    let slice: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let de = &mut serde_json::Deserializer::from_slice(slice);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            LambdaError::bad_content(format!("Could not parse request body into json: {inner}"))
+        } else {
+            LambdaError::bad_content(format!(
+                "Could not parse request body into json: at '{path}': {inner}"
+            ))
+        }
+    })
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    (status, Json(v)).into_response()
+}
+
+fn fref(state: &AppState, name: &str, max: usize, q: &Query) -> Result<FunctionRef, LambdaError> {
+    FunctionRef::parse(name, state.cp.scope(), max)?.with_query_qualifier(q.get("Qualifier"))
+}
+
+fn unqualified_ref(state: &AppState, name: &str) -> Result<FunctionRef, LambdaError> {
+    FunctionRef::parse(name, state.cp.scope(), 140)
+}
+
+// ----- capacity providers -----
+
+pub async fn create_capacity_provider(State(s): State<AppState>, b: Bytes) -> ApiResult {
+    let p = s.cp.create_capacity_provider(body(&b)?).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &CapacityProviderResponse {
+            capacity_provider: p,
+        },
+    ))
+}
+
+pub async fn list_capacity_providers(State(s): State<AppState>, req: Request) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let page =
+        s.cp.list_capacity_providers(q.get("State"), q.get("Marker"), q.max_items()?)
+            .await?;
+    Ok(json(
+        StatusCode::OK,
+        &ListCapacityProvidersResponse {
+            capacity_providers: page.items,
+            next_marker: page.next_marker,
+        },
+    ))
+}
+
+pub async fn get_capacity_provider(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let p = s.cp.get_capacity_provider(&name).await?;
+    Ok(json(
+        StatusCode::OK,
+        &CapacityProviderResponse {
+            capacity_provider: p,
+        },
+    ))
+}
+
+pub async fn update_capacity_provider(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let p = s.cp.update_capacity_provider(&name, body(&b)?).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &CapacityProviderResponse {
+            capacity_provider: p,
+        },
+    ))
+}
+
+pub async fn delete_capacity_provider(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let p = s.cp.delete_capacity_provider(&name).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &CapacityProviderResponse {
+            capacity_provider: p,
+        },
+    ))
+}
+
+pub async fn list_function_versions_by_capacity_provider(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let r =
+        s.cp.list_function_versions_by_capacity_provider(&name, q.get("Marker"), q.max_items()?)
+            .await?;
+    Ok(json(StatusCode::OK, &r))
+}
+
+// ----- scaling config -----
+
+pub async fn put_function_scaling_config(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let b = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|e| LambdaError::bad_content(e.to_string()))?;
+    let f = fref(&s, &function, 140, &q)?;
+    let state = s.cp.put_function_scaling_config(&f, body(&b)?).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &PutFunctionScalingConfigResponse {
+            function_state: state,
+        },
+    ))
+}
+
+pub async fn get_function_scaling_config(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = fref(&s, &function, 140, &q)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.get_function_scaling_config(&f).await?,
+    ))
+}
+
+// ----- functions -----
+
+pub async fn create_function(State(s): State<AppState>, b: Bytes) -> ApiResult {
+    let cfg = s.cp.create_function(body(&b)?).await?;
+    Ok(json(StatusCode::CREATED, &cfg))
+}
+
+pub async fn list_functions(State(s): State<AppState>, req: Request) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let all = match q.get("FunctionVersion") {
+        None => false,
+        Some("ALL") => true,
+        Some(v) => {
+            return Err(LambdaError::validation(
+                v,
+                "functionVersion",
+                "Member must satisfy enum value set: [ALL]",
+            )
+            .into());
+        }
+    };
+    let page =
+        s.cp.list_functions(all, q.get("Marker"), q.max_items()?)
+            .await?;
+    Ok(json(
+        StatusCode::OK,
+        &ListFunctionsResponse {
+            functions: page.items,
+            next_marker: page.next_marker,
+        },
+    ))
+}
+
+pub async fn get_function(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = fref(&s, &function, 256, &q)?;
+    Ok(json(StatusCode::OK, &s.cp.get_function(&f).await?))
+}
+
+pub async fn get_function_configuration(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = fref(&s, &function, 256, &q)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.get_function_configuration(&f).await?,
+    ))
+}
+
+pub async fn update_function_code(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.update_function_code(&f, body(&b)?).await?,
+    ))
+}
+
+pub async fn update_function_configuration(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.update_function_configuration(&f, body(&b)?).await?,
+    ))
+}
+
+pub async fn delete_function(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = fref(&s, &function, 256, &q)?;
+    let status = s.cp.delete_function(&f).await?;
+    Ok(StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::NO_CONTENT)
+        .into_response())
+}
+
+// ----- versions -----
+
+pub async fn publish_version(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &s.cp.publish_version(&f, body(&b)?).await?,
+    ))
+}
+
+pub async fn list_versions_by_function(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = FunctionRef::parse(&function, s.cp.scope(), 256)?;
+    let page =
+        s.cp.list_versions_by_function(&f, q.get("Marker"), q.max_items()?)
+            .await?;
+    Ok(json(
+        StatusCode::OK,
+        &ListVersionsByFunctionResponse {
+            versions: page.items,
+            next_marker: page.next_marker,
+        },
+    ))
+}
+
+// ----- aliases -----
+
+pub async fn create_alias(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &s.cp.create_alias(&f, body(&b)?).await?,
+    ))
+}
+
+pub async fn list_aliases(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    let f = unqualified_ref(&s, &function)?;
+    let page =
+        s.cp.list_aliases(
+            &f,
+            q.get("FunctionVersion"),
+            q.get("Marker"),
+            q.max_items()?,
+        )
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &ListAliasesResponse {
+            aliases: page.items,
+            next_marker: page.next_marker,
+        },
+    ))
+}
+
+pub async fn get_alias(
+    State(s): State<AppState>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(StatusCode::OK, &s.cp.get_alias(&f, &alias).await?))
+}
+
+pub async fn update_alias(
+    State(s): State<AppState>,
+    Path((function, alias)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.update_alias(&f, &alias, body(&b)?).await?,
+    ))
+}
+
+pub async fn delete_alias(
+    State(s): State<AppState>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult {
+    let f = unqualified_ref(&s, &function)?;
+    s.cp.delete_alias(&f, &alias).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ----- tags and account -----
+
+pub async fn tag_resource(
+    State(s): State<AppState>,
+    Path(resource): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let req: TagResourceRequest = body(&b)?;
+    s.cp.tag_resource(&resource, req.tags).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn untag_resource(
+    State(s): State<AppState>,
+    Path(resource): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::parse(req.uri().query());
+    s.cp.untag_resource(&resource, &q.all("tagKeys")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list_tags(State(s): State<AppState>, Path(resource): Path<String>) -> ApiResult {
+    let tags = s.cp.list_tags(&resource).await?;
+    Ok(json(StatusCode::OK, &ListTagsResponse { tags }))
+}
+
+pub async fn get_account_settings(State(s): State<AppState>) -> ApiResult {
+    Ok(json(StatusCode::OK, &s.cp.get_account_settings().await?))
+}

@@ -1,0 +1,150 @@
+//! The Invoke operation: header and qualifier rules as LMI applies them, then a hand-off to the
+//! data plane through [`Invoker`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use fleetfn_model::arn::FunctionRef;
+use fleetfn_model::{LambdaError, Result};
+use fleetfn_server::VersionRecord;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::handlers::Query;
+
+/// What the data plane is asked to run.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub version: VersionRecord,
+    pub payload: Bytes,
+    /// Base64 client context, passed through to the runtime.
+    pub client_context: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// The result of a synchronous invoke.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    pub payload: Bytes,
+    /// `Unhandled` (or the runtime's type) when the function failed.
+    pub function_error: Option<String>,
+}
+
+/// The data plane, as the API sees it.
+pub trait Invoker: Send + Sync {
+    fn invoke(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>>;
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn invoke(
+    State(s): State<AppState>,
+    Path(function): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(req.uri().query());
+    let fref = FunctionRef::parse(&function, s.cp.scope(), 256)?
+        .with_query_qualifier(q.get("Qualifier"))?;
+    let headers = req.headers().clone();
+    let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
+    if !["RequestResponse", "Event", "DryRun"].contains(&invocation_type) {
+        return Err(LambdaError::validation(
+            invocation_type,
+            "invocationType",
+            "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+        )
+        .into());
+    }
+    match header(&headers, "x-amz-log-type") {
+        None | Some("None") => {}
+        Some("Tail") => {
+            return Err(LambdaError::invalid(
+                "Tail logs are not supported for functions configured with capacity provider. Read them with `fleetfn logs`.",
+            )
+            .into());
+        }
+        Some(other) => {
+            return Err(LambdaError::validation(
+                other,
+                "logType",
+                "Member must satisfy enum value set: [None, Tail]",
+            )
+            .into());
+        }
+    }
+    let client_context = header(&headers, "x-amz-client-context").map(str::to_string);
+    if let Some(cc) = &client_context
+        && cc.len() > 3583
+    {
+        return Err(LambdaError::invalid(
+            "Client context must be at most 3583 bytes of base64 (2.5 KB of JSON).",
+        )
+        .into());
+    }
+    let tenant_id = header(&headers, "x-amz-tenant-id").map(str::to_string);
+    let draw = rand_unit();
+    let version = s.cp.resolve_invoke_target(&fref, draw).await?;
+    let executed = version.version.clone();
+    if invocation_type == "DryRun" {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        insert(&mut resp, "x-amz-executed-version", &executed);
+        return Ok(resp);
+    }
+    if invocation_type == "Event" {
+        return Err(LambdaError::invalid(
+            "Asynchronous invocation (InvocationType=Event) is not supported by fleetfn yet; invoke with RequestResponse.",
+        )
+        .into());
+    }
+    let Some(invoker) = &s.invoker else {
+        return Err(LambdaError::service(
+            "This fleetfn server has no data plane attached, so it cannot run invokes.",
+        )
+        .into());
+    };
+    let payload = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|e| LambdaError::bad_content(e.to_string()))?;
+    let outcome = invoker
+        .invoke(InvokeRequest {
+            version,
+            payload,
+            client_context,
+            tenant_id,
+        })
+        .await?;
+    let mut resp = Response::new(Body::from(outcome.payload));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    insert(&mut resp, "x-amz-executed-version", &executed);
+    if let Some(fe) = &outcome.function_error {
+        insert(&mut resp, "x-amz-function-error", fe);
+    }
+    Ok(resp)
+}
+
+fn insert(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+/// A uniform draw in [0, 1) for weighted alias routing.
+fn rand_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() >> 75;
+    // 53 random bits scaled into [0, 1).
+    #[allow(clippy::cast_precision_loss)]
+    let v = bits as f64 / (1u64 << 53) as f64;
+    v
+}

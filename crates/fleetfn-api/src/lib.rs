@@ -1,0 +1,115 @@
+//! The Lambda REST API of fleetfn (restJson1, paths of the 2015-03-31 and 2025-11-30 models):
+//! routing, SigV4, body limits, parsing requests into the typed commands of `fleetfn-model` and
+//! rendering results and AWS-typed errors. It executes nothing itself: every operation is a call
+//! on [`fleetfn_server::ControlPlane`] or on the [`Invoker`] of the data plane.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod handlers;
+mod invoke;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use fleetfn_server::ControlPlane;
+
+pub use auth::Credentials;
+pub use error::{ApiError, render};
+pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub cp: ControlPlane,
+    pub credentials: Arc<Credentials>,
+    pub invoker: Option<Arc<dyn Invoker>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The whole API: `/fleetfn/health` without auth, everything else behind SigV4.
+pub fn router(state: AppState) -> Router {
+    use handlers as h;
+    let lambda = Router::new()
+        .route(
+            "/2025-11-30/capacity-providers",
+            post(h::create_capacity_provider).get(h::list_capacity_providers),
+        )
+        .route(
+            "/2025-11-30/capacity-providers/{name}",
+            get(h::get_capacity_provider)
+                .put(h::update_capacity_provider)
+                .delete(h::delete_capacity_provider),
+        )
+        .route(
+            "/2025-11-30/capacity-providers/{name}/function-versions",
+            get(h::list_function_versions_by_capacity_provider),
+        )
+        .route(
+            "/2025-11-30/functions/{function}/function-scaling-config",
+            get(h::get_function_scaling_config).put(h::put_function_scaling_config),
+        )
+        .route(
+            "/2015-03-31/functions",
+            post(h::create_function).get(h::list_functions),
+        )
+        .route("/2015-03-31/functions/", get(h::list_functions))
+        .route(
+            "/2015-03-31/functions/{function}",
+            get(h::get_function).delete(h::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/configuration",
+            get(h::get_function_configuration).put(h::update_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/code",
+            axum::routing::put(h::update_function_code),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/versions",
+            post(h::publish_version).get(h::list_versions_by_function),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/aliases",
+            post(h::create_alias).get(h::list_aliases),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/aliases/{alias}",
+            get(h::get_alias)
+                .put(h::update_alias)
+                .delete(h::delete_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/2017-03-31/tags/{resource}",
+            get(h::list_tags)
+                .post(h::tag_resource)
+                .delete(h::untag_resource),
+        )
+        .route("/2016-08-19/account-settings", get(h::get_account_settings))
+        .route(
+            "/2016-08-19/account-settings/",
+            get(h::get_account_settings),
+        )
+        .fallback(h::unknown_operation)
+        .method_not_allowed_fallback(h::unknown_operation)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/fleetfn/health", get(|| async { "ok" }))
+        .merge(lambda)
+        .layer(axum::middleware::from_fn(handlers::request_id))
+        .with_state(state)
+}

@@ -1,0 +1,71 @@
+//! The `fleetfn` binary: `fleetfn serve` runs the whole system on one machine. Argument parsing,
+//! start-up and shutdown live here; everything else is in the library crates.
+#![forbid(unsafe_code)]
+
+mod credentials;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetfn",
+    version,
+    about = "Self-hosted AWS Lambda Managed Instances"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: the Lambda API, the store and the data plane.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the Lambda API.
+    #[arg(long, default_value = "127.0.0.1:9600", env = "FLEETFN_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where state, code and logs live (default: $XDG_DATA_HOME/fleetfn or ~/.local/share/fleetfn).
+    #[arg(long, env = "FLEETFN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region in ARNs and in the SigV4 credential scope.
+    #[arg(long, default_value = "us-east-1", env = "FLEETFN_REGION")]
+    pub region: String,
+    /// Account id in ARNs.
+    #[arg(long, default_value = "000000000000", env = "FLEETFN_ACCOUNT_ID")]
+    pub account_id: String,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("fleetfn");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/fleetfn")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEETFN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve::run(args))
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The Lambda Runtime API (version `2018-06-01`) endpoint of one fleetfn execution environment.
+//!
+//! In Lambda Managed Instances (LMI) an execution environment is one long-lived runtime process
+//! tree that serves up to `AWS_LAMBDA_MAX_CONCURRENCY` invokes at once. The runtime finds this
+//! endpoint through `AWS_LAMBDA_RUNTIME_API=host:port` and keeps up to N concurrent
+//! `GET /2018-06-01/runtime/invocation/next` long polls open. This crate owns exactly that
+//! endpoint, as a library the agent embeds (one [`RuntimeApi`] per environment):
+//!
+//! * the HTTP/1.1 server (keep-alive, `TCP_NODELAY`) on a loopback port;
+//! * the set of parked `/next` long polls, and the hand-off of each invoke to exactly one of them
+//!   ([`RuntimeApi::try_dispatch`]); with no parked `/next` the invoke is rejected at once
+//!   ([`Rejected::NoIdleWorker`]): there is no queue;
+//! * the table of in-flight invokes and the routing of `/invocation/{id}/response` and
+//!   `/invocation/{id}/error` back to the caller's [`InvokeTicket`];
+//! * `/init/error`, surfaced as an [`InitError`] the agent can watch;
+//! * readiness (the first parked `/next`), and failing every in-flight invoke when the runtime
+//!   process dies ([`RuntimeApi::fail_all_in_flight`]).
+//!
+//! It does not own the runtime process, invoke timeouts, throttling policy or logs: those belong
+//! to the agent. In particular a ticket is never timed out here; the agent drops it when the
+//! invoke's deadline passes.
+//!
+//! # Contract with the runtime
+//!
+//! * `/next` never answers with an error while the endpoint is running (runtime clients such as
+//!   `lambda_runtime` retry `/next` immediately, so an error would hot-loop). It is held open with
+//!   no timeout until an invoke is handed to it or the client goes away.
+//! * Waiters are served **LIFO**: the most recently parked `/next` gets the next invoke. The newest
+//!   long poll is the one least likely to sit on a connection the client has silently given up.
+//! * A `/next` whose connection closed is removed from the parked set as soon as the server sees
+//!   the close. If an invoke was handed to it in the window before that, and its response had not
+//!   been produced yet, the invoke is passed on to another parked `/next`, or, with none parked,
+//!   its ticket resolves to a [`Outcome::FunctionError`] of type [`ERROR_TYPE_UNAVAILABLE`].
+//!   An invoke whose `/next` response was already written to a dead socket is lost like on any
+//!   network: the agent's deadline covers that case.
+//! * `/response` and `/error` for an unknown or already completed request id get `400`
+//!   `{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}` (as the AWS runtime
+//!   interface emulator answers). Success is `202 {"status":"OK"}`.
+//! * A `/response` body over [`RuntimeApiConfig::max_response_bytes`] (6 MiB by default) gets
+//!   `413` `{"errorMessage":"Exceeded maximum allowed payload size (6291456 bytes).","errorType":
+//!   "RequestEntityTooLarge"}` and the invoke resolves to a `Function.ResponseSizeTooLarge`
+//!   function error. The rest of an oversized body is read and discarded before the `413` is sent
+//!   so the runtime's HTTP client never sees a reset mid-upload.
+//! * A ticket dropped by the agent (for example on its invoke timeout) stays in flight, since the
+//!   runtime is still working on it; its later `/response` or `/error` gets `202` and is
+//!   discarded. Only ids that are unknown or already completed get `400`.
+//! * `Lambda-Runtime-Client-Context` and `Lambda-Runtime-Cognito-Identity` are passed through as
+//!   given; `lambda_runtime` parses them as JSON, and a value it cannot parse makes that worker
+//!   loop exit, so the agent should only pass JSON there.
+
+#![forbid(unsafe_code)]
+
+mod server;
+mod state;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+
+/// Path prefix of every Runtime API route.
+pub const API_PREFIX: &str = "/2018-06-01/runtime/";
+
+/// Largest `/response` body accepted by default: 6 MiB, Lambda's synchronous response limit.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Error type of an invoke whose runtime response exceeded the payload limit.
+pub const ERROR_TYPE_RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
+
+/// Error type the agent passes to [`RuntimeApi::fail_all_in_flight`] when the runtime process
+/// exits.
+pub const ERROR_TYPE_EXIT: &str = "Runtime.ExitError";
+
+/// Error type of an invoke that could not be delivered or completed because the endpoint shut
+/// down or the `/next` it was handed to went away before the invoke was written to it.
+pub const ERROR_TYPE_UNAVAILABLE: &str = "Runtime.Unavailable";
+
+/// Error type of an invoke whose `/response` or `/error` body was cut off (the runtime closed the
+/// connection mid-body).
+pub const ERROR_TYPE_TRUNCATED_RESPONSE: &str = "Runtime.TruncatedResponse";
+
+/// Error type recorded for a `/invocation/{id}/error` that carries no
+/// `Lambda-Runtime-Function-Error-Type` header.
+pub const ERROR_TYPE_UNHANDLED: &str = "Unhandled";
+
+/// Error type recorded for a `/init/error` that carries no `Lambda-Runtime-Function-Error-Type`
+/// header.
+pub const ERROR_TYPE_RUNTIME_UNKNOWN: &str = "Runtime.Unknown";
+
+/// Limits of one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeApiConfig {
+    /// Largest `/invocation/{id}/response` body; larger gets `413` and a
+    /// `Function.ResponseSizeTooLarge` outcome.
+    pub max_response_bytes: usize,
+    /// Largest `/invocation/{id}/error` and `/init/error` body; larger is treated like an
+    /// oversized response (invoke errors) or replaced by a short message (init errors).
+    pub max_error_bytes: usize,
+}
+
+impl Default for RuntimeApiConfig {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            max_error_bytes: MAX_RESPONSE_BYTES,
+        }
+    }
+}
+
+/// One invoke to hand to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// `Lambda-Runtime-Aws-Request-Id`; must be unique among in-flight invokes.
+    pub request_id: String,
+    /// The event, sent as the `/next` response body.
+    pub payload: Bytes,
+    /// `Lambda-Runtime-Deadline-Ms`: the deadline as Unix epoch milliseconds.
+    pub deadline_ms: u64,
+    /// `Lambda-Runtime-Invoked-Function-Arn`.
+    pub invoked_function_arn: String,
+    /// `Lambda-Runtime-Trace-Id`, sent when set.
+    pub trace_id: Option<String>,
+    /// `Lambda-Runtime-Client-Context` (JSON), sent when set.
+    pub client_context: Option<String>,
+    /// `Lambda-Runtime-Cognito-Identity` (JSON), sent when set.
+    pub cognito_identity: Option<String>,
+    /// `Lambda-Runtime-Aws-Tenant-Id`, sent when set.
+    pub tenant_id: Option<String>,
+}
+
+/// How an invoke ended, as seen by the caller of [`RuntimeApi::try_dispatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The runtime posted `/invocation/{id}/response` with this body.
+    Response(Bytes),
+    /// The invoke failed: the runtime posted `/invocation/{id}/error` (type from the
+    /// `Lambda-Runtime-Function-Error-Type` header, body as posted, normally
+    /// `{"errorMessage":..,"errorType":..,"stackTrace":[..]}`), or this endpoint failed it
+    /// (oversized response, [`RuntimeApi::fail_all_in_flight`], shutdown).
+    FunctionError {
+        /// The error type, e.g. `Unhandled`, `Runtime.ExitError`.
+        error_type: String,
+        /// The error document (JSON).
+        body: Bytes,
+    },
+}
+
+impl Outcome {
+    /// A function error whose body is `{"errorMessage":message,"errorType":error_type}`.
+    pub fn function_error(error_type: &str, message: &str) -> Self {
+        Outcome::FunctionError {
+            error_type: error_type.to_owned(),
+            body: error_body(error_type, message),
+        }
+    }
+}
+
+/// A `POST /2018-06-01/runtime/init/error` from the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitError {
+    /// From the `Lambda-Runtime-Function-Error-Type` header, or `Runtime.Unknown` without one.
+    pub error_type: String,
+    /// The body as posted (normally `{"errorMessage":..,"errorType":..}`).
+    pub body: Bytes,
+}
+
+/// Why [`RuntimeApi::try_dispatch`] refused an invoke. The invoke was not handed to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// No `/next` long poll is parked: every runtime worker is busy (or none has started).
+    #[error("no idle runtime worker: no /next long poll is parked")]
+    NoIdleWorker,
+    /// An invoke with this request id is already in flight in this environment.
+    #[error("request id {0:?} is already in flight")]
+    DuplicateRequestId(String),
+    /// A field cannot be sent as an HTTP header value (control characters, non-visible ASCII).
+    #[error("{0} is not a valid HTTP header value")]
+    InvalidHeaderValue(&'static str),
+    /// The endpoint was shut down.
+    #[error("the runtime API endpoint is shut down")]
+    Closed,
+}
+
+/// The caller's end of one dispatched invoke. Await it (or [`InvokeTicket::outcome`]) for the
+/// [`Outcome`]. Dropping it abandons the result; the invoke stays in flight until the runtime
+/// answers it (that answer then gets `202` and is discarded) or it is failed.
+#[derive(Debug)]
+#[must_use = "an invoke's outcome is only seen through its ticket"]
+pub struct InvokeTicket {
+    request_id: Arc<str>,
+    rx: oneshot::Receiver<Outcome>,
+}
+
+impl InvokeTicket {
+    /// The request id of this invoke.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Waits for the outcome (same as awaiting the ticket).
+    pub async fn outcome(self) -> Outcome {
+        self.await
+    }
+}
+
+impl Future for InvokeTicket {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        Pin::new(&mut self.rx).poll(cx).map(|res| {
+            res.unwrap_or_else(|_| {
+                Outcome::function_error(
+                    ERROR_TYPE_UNAVAILABLE,
+                    "The runtime API endpoint shut down before the invoke completed.",
+                )
+            })
+        })
+    }
+}
+
+/// A running Runtime API endpoint for one execution environment.
+///
+/// Dropping it (or calling [`RuntimeApi::shutdown`]) stops the server, closes every connection
+/// and resolves all outstanding tickets with [`ERROR_TYPE_UNAVAILABLE`].
+#[derive(Debug)]
+pub struct RuntimeApi {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+}
+
+impl RuntimeApi {
+    /// Binds `addr` (normally `127.0.0.1:0`) and starts serving on the current Tokio runtime.
+    ///
+    /// Must be called from within a Tokio runtime; fails with an `io::Error` otherwise.
+    pub fn bind(addr: SocketAddr, cfg: RuntimeApiConfig) -> io::Result<RuntimeApi> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            io::Error::other(format!("RuntimeApi::bind needs a Tokio runtime: {e}"))
+        })?;
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let local_addr = std_listener.local_addr()?;
+        let listener = {
+            let _guard = handle.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let shared = Arc::new(Shared::new(cfg));
+        let cancel = CancellationToken::new();
+        handle.spawn(server::accept_loop(
+            listener,
+            Arc::clone(&shared),
+            cancel.clone(),
+        ));
+        tracing::debug!(%local_addr, "runtime API endpoint listening");
+        Ok(RuntimeApi {
+            shared,
+            local_addr,
+            cancel,
+        })
+    }
+
+    /// The bound address; `AWS_LAMBDA_RUNTIME_API` is this as `host:port`.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Hands `inv` to exactly one parked `/next` (the most recently parked one) and returns its
+    /// ticket, or rejects it at once. Never waits.
+    pub fn try_dispatch(&self, inv: Invocation) -> Result<InvokeTicket, Rejected> {
+        self.shared.dispatch(inv)
+    }
+
+    /// Number of `/next` long polls parked right now (idle runtime workers).
+    pub fn parked(&self) -> usize {
+        self.shared.parked()
+    }
+
+    /// Number of invokes handed to the runtime and not yet answered or failed.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight()
+    }
+
+    /// Whether a `/next` has ever been parked (the runtime finished init).
+    pub fn is_ready(&self) -> bool {
+        *self.shared.ready.borrow()
+    }
+
+    /// Resolves `Ok` once the first `/next` is parked (immediately if that already happened), or
+    /// `Err` with the runtime's init error if `/init/error` comes first. Pair it with the
+    /// runtime process's exit and an init timeout: a runtime that dies silently resolves neither.
+    pub async fn ready(&self) -> Result<(), InitError> {
+        let mut ready = self.shared.ready.subscribe();
+        let mut init = self.shared.init_error.subscribe();
+        loop {
+            if *ready.borrow_and_update() {
+                return Ok(());
+            }
+            if let Some(err) = init.borrow_and_update().clone() {
+                return Err(err);
+            }
+            // The senders live in `self.shared`, so neither `changed` can fail while we wait.
+            tokio::select! {
+                _ = ready.changed() => {}
+                _ = init.changed() => {}
+            }
+        }
+    }
+
+    /// The runtime's first `/init/error`, `None` until one arrives.
+    pub fn init_error(&self) -> watch::Receiver<Option<InitError>> {
+        self.shared.init_error.subscribe()
+    }
+
+    /// Waits until `pred(parked())` holds and returns that count. Woken on every park and unpark,
+    /// so no polling.
+    pub async fn wait_parked(&self, mut pred: impl FnMut(usize) -> bool) -> usize {
+        loop {
+            let notified = self.shared.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let n = self.parked();
+            if pred(n) {
+                return n;
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves every outstanding ticket with a function error of `error_type` and body
+    /// `{"errorMessage":message,"errorType":error_type}`, and forgets those request ids (a later
+    /// `/response` for them gets `400`). Use [`ERROR_TYPE_EXIT`] when the runtime process died.
+    /// Returns how many invokes were failed.
+    pub fn fail_all_in_flight(&self, error_type: &str, message: &str) -> usize {
+        self.shared.fail_all(error_type, message)
+    }
+
+    /// Stops the server: rejects further dispatches, closes every connection and resolves all
+    /// outstanding tickets with [`ERROR_TYPE_UNAVAILABLE`]. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        self.cancel.cancel();
+        self.shared.close();
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// `{"errorMessage":message,"errorType":error_type}` as bytes.
+pub(crate) fn error_body(error_type: &str, message: &str) -> Bytes {
+    let v = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+    Bytes::from(v.to_string())
+}

@@ -1,0 +1,389 @@
+//! The HTTP/1.1 side: accept loop, routing and the four Runtime API routes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{Delivery, Shared};
+use crate::{
+    API_PREFIX, ERROR_TYPE_RESPONSE_TOO_LARGE, ERROR_TYPE_RUNTIME_UNKNOWN,
+    ERROR_TYPE_TRUNCATED_RESPONSE, ERROR_TYPE_UNHANDLED, InitError, Outcome, error_body,
+};
+
+const HDR_FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+
+type Resp = Response<Full<Bytes>>;
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little instead of spinning.
+                tracing::warn!(error = %e, "runtime API accept failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "set TCP_NODELAY failed");
+        }
+        let shared = Arc::clone(&shared);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(route(shared, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                // `/next` is held open indefinitely; nothing here may time a connection out.
+                .header_read_timeout(None)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Some(Err(e)) = cancel.run_until_cancelled(conn).await {
+                tracing::debug!(%peer, error = %e, "runtime API connection ended");
+            }
+        });
+    }
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
+    let Some(rest) = req.uri().path().strip_prefix(API_PREFIX) else {
+        return not_found();
+    };
+    enum Route {
+        Next,
+        Response(String),
+        Error(String),
+        InitError,
+    }
+    let route = match rest {
+        "invocation/next" => Route::Next,
+        "init/error" => Route::InitError,
+        _ => match rest
+            .strip_prefix("invocation/")
+            .and_then(|r| r.rsplit_once('/'))
+        {
+            Some((id, "response")) if valid_id(id) => Route::Response(id.to_owned()),
+            Some((id, "error")) if valid_id(id) => Route::Error(id.to_owned()),
+            _ => return not_found(),
+        },
+    };
+    let method_ok = match route {
+        Route::Next => req.method() == Method::GET,
+        _ => req.method() == Method::POST,
+    };
+    if !method_ok {
+        // Drain whatever was sent so the connection stays usable.
+        drain(req.into_body()).await;
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            error_body("MethodNotAllowed", "Method not allowed"),
+        );
+    }
+    match route {
+        Route::Next => next(shared).await,
+        Route::Response(id) => response(&shared, &id, req).await,
+        Route::Error(id) => invocation_error(&shared, &id, req).await,
+        Route::InitError => init_error(&shared, req).await,
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.contains('/')
+}
+
+/// Unparks itself (or passes on an invoke it was handed) when the `/next` handler is dropped
+/// before it took its invoke, i.e. when hyper saw the connection close.
+struct ParkGuard {
+    shared: Arc<Shared>,
+    id: u64,
+    rx: Option<oneshot::Receiver<Delivery>>,
+}
+
+impl Drop for ParkGuard {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            self.shared.abandon(self.id, &mut rx);
+        }
+    }
+}
+
+async fn next(shared: Arc<Shared>) -> Resp {
+    let (tx, rx) = oneshot::channel();
+    let id = shared.park(tx);
+    let mut guard = ParkGuard {
+        shared,
+        id,
+        rx: Some(rx),
+    };
+    let received = guard.rx.as_mut().expect("set above").await;
+    guard.rx = None;
+    match received {
+        Ok(Delivery {
+            headers, payload, ..
+        }) => {
+            let mut resp = Response::new(Full::new(payload));
+            *resp.headers_mut() = headers;
+            resp
+        }
+        // The endpoint shut down and dropped the waiter. Never answer `/next` with an error:
+        // hold it until the connection is torn down.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+async fn response(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
+    let limit = shared.cfg.max_response_bytes;
+    match read_limited(req.into_body(), limit).await {
+        Body::Complete(bytes) => match shared.take(id) {
+            Some(tx) => {
+                if tx.send(Outcome::Response(bytes)).is_err() {
+                    tracing::debug!(request_id = id, "response for an abandoned ticket dropped");
+                }
+                accepted()
+            }
+            None => invalid_request_id(),
+        },
+        Body::TooLarge(rest) => {
+            // Fail the invoke right away, then swallow the rest of the upload.
+            let known = match shared.take(id) {
+                Some(tx) => {
+                    let _ = tx.send(Outcome::function_error(
+                        ERROR_TYPE_RESPONSE_TOO_LARGE,
+                        &format!(
+                            "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                        ),
+                    ));
+                    true
+                }
+                None => false,
+            };
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
+            if known {
+                too_large(limit)
+            } else {
+                invalid_request_id()
+            }
+        }
+        Body::Truncated => truncated(shared, id),
+    }
+}
+
+async fn invocation_error(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
+    let error_type = header_string(&req, HDR_FUNCTION_ERROR_TYPE)
+        .unwrap_or_else(|| ERROR_TYPE_UNHANDLED.to_owned());
+    let limit = shared.cfg.max_error_bytes;
+    match read_limited(req.into_body(), limit).await {
+        Body::Complete(body) => match shared.take(id) {
+            Some(tx) => {
+                if tx
+                    .send(Outcome::FunctionError { error_type, body })
+                    .is_err()
+                {
+                    tracing::debug!(request_id = id, "error for an abandoned ticket dropped");
+                }
+                accepted()
+            }
+            None => invalid_request_id(),
+        },
+        Body::TooLarge(rest) => {
+            let known = match shared.take(id) {
+                Some(tx) => {
+                    let _ = tx.send(Outcome::function_error(
+                        ERROR_TYPE_RESPONSE_TOO_LARGE,
+                        &format!(
+                            "Error payload size exceeded maximum allowed payload size ({limit} bytes)."
+                        ),
+                    ));
+                    true
+                }
+                None => false,
+            };
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
+            if known {
+                too_large(limit)
+            } else {
+                invalid_request_id()
+            }
+        }
+        Body::Truncated => truncated(shared, id),
+    }
+}
+
+async fn init_error(shared: &Shared, req: Request<Incoming>) -> Resp {
+    let error_type = header_string(&req, HDR_FUNCTION_ERROR_TYPE)
+        .unwrap_or_else(|| ERROR_TYPE_RUNTIME_UNKNOWN.to_owned());
+    let limit = shared.cfg.max_error_bytes;
+    let body = match read_limited(req.into_body(), limit).await {
+        Body::Complete(body) => body,
+        Body::TooLarge(rest) => {
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
+            error_body(
+                &error_type,
+                &format!("Init error payload exceeded the maximum allowed size ({limit} bytes)."),
+            )
+        }
+        Body::Truncated => error_body(&error_type, "Init error payload was truncated."),
+    };
+    tracing::debug!(error_type, "runtime posted /init/error");
+    shared.record_init_error(InitError { error_type, body });
+    accepted()
+}
+
+fn truncated(shared: &Shared, id: &str) -> Resp {
+    // The runtime hung up mid-body; nobody will read this answer, but the invoke must end.
+    let Some(tx) = shared.take(id) else {
+        return invalid_request_id();
+    };
+    let _ = tx.send(Outcome::function_error(
+        ERROR_TYPE_TRUNCATED_RESPONSE,
+        "The runtime's response was cut off before its end.",
+    ));
+    json(
+        StatusCode::BAD_REQUEST,
+        error_body("TruncatedHTTPRequest", "HTTP request detected as truncated"),
+    )
+}
+
+fn header_string(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+enum Body {
+    Complete(Bytes),
+    /// Over the limit; the unread rest of the body, if any, is handed back for draining.
+    TooLarge(Option<Incoming>),
+    Truncated,
+}
+
+/// Reads `body` up to `limit` bytes. Declared lengths over the limit are refused before reading.
+async fn read_limited(mut body: Incoming, limit: usize) -> Body {
+    use hyper::body::Body as _;
+    let hint = body.size_hint();
+    if hint.lower() > limit as u64 {
+        return Body::TooLarge(Some(body));
+    }
+    // One data frame is the common case: keep it without copying.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) => return Body::Truncated,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        total += data.len();
+        if total > limit {
+            return Body::TooLarge(Some(body));
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                let cap = hint
+                    .upper()
+                    .and_then(|u| usize::try_from(u).ok())
+                    .unwrap_or(0)
+                    .clamp(total, limit);
+                buf.reserve(cap);
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    Body::Complete(match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    })
+}
+
+/// Reads and discards the rest of a body, so the client can finish its upload and keep the
+/// connection.
+async fn drain(mut body: Incoming) {
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return;
+        }
+    }
+}
+
+fn json(status: StatusCode, body: Bytes) -> Resp {
+    let len = body.len();
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+fn accepted() -> Resp {
+    json(
+        StatusCode::ACCEPTED,
+        Bytes::from_static(br#"{"status":"OK"}"#),
+    )
+}
+
+fn invalid_request_id() -> Resp {
+    json(
+        StatusCode::BAD_REQUEST,
+        error_body("InvalidRequestID", "Invalid request ID"),
+    )
+}
+
+fn too_large(limit: usize) -> Resp {
+    json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        error_body(
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({limit} bytes)."),
+        ),
+    )
+}
+
+fn not_found() -> Resp {
+    json(
+        StatusCode::NOT_FOUND,
+        error_body("NotFound", "No such Runtime API route"),
+    )
+}

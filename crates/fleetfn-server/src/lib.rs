@@ -1,0 +1,25 @@
+//! The control plane of fleetfn: the service that executes typed Lambda API commands against the
+//! store and the artifact store (capacity providers, functions, versions, aliases, scaling
+//! configs, tags), and the reconciler that moves records through their asynchronous states
+//! (`Pending` → `Active`, `Deleting` → gone). It speaks no HTTP: the API crate parses requests
+//! into the command types of `fleetfn-model` and calls [`ControlPlane`].
+#![forbid(unsafe_code)]
+
+mod aliases;
+mod capacity;
+mod functions;
+mod invoke;
+mod reconcile;
+mod records;
+mod scaling;
+mod service;
+mod tags;
+mod validate;
+mod versions;
+
+pub use invoke::pick_weighted;
+pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
+pub use service::{ControlPlane, ControlPlaneConfig, Page};
+
+#[cfg(test)]
+mod tests;

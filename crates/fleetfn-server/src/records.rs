@@ -1,0 +1,75 @@
+//! The stored records and their keys.
+
+use fleetfn_model::types::{CapacityProvider, FunctionConfiguration, FunctionScalingConfig, Tags};
+use serde::{Deserialize, Serialize};
+
+/// A capacity provider and its tags (the wire shape has no `Tags` member).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CapacityProviderRecord {
+    pub provider: CapacityProvider,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// A function: its `$LATEST` configuration, code and bookkeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub latest: FunctionConfiguration,
+    /// Hex sha256 of the code package in the artifact store.
+    pub code_hex: String,
+    #[serde(default)]
+    pub tags: Tags,
+    /// The next numbered version.
+    pub next_version: u64,
+    /// Whether `PerExecutionEnvironmentMaxConcurrency` was set by the user (otherwise it follows
+    /// the runtime's default for the current size).
+    #[serde(default)]
+    pub concurrency_explicit: bool,
+    /// Publish hash and number of the newest numbered version.
+    #[serde(default)]
+    pub last_numbered: Option<(String, String)>,
+    /// Set by DeleteFunction on capacity-provider functions; the reconciler finishes the job.
+    #[serde(default)]
+    pub deleting: bool,
+}
+
+/// Scaling config of one published version: what was asked for, and what is in effect.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScalingState {
+    pub requested: Option<FunctionScalingConfig>,
+    pub applied: FunctionScalingConfig,
+}
+
+/// A published version (numbered or `$LATEST.PUBLISHED`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub function: String,
+    pub version: String,
+    pub config: FunctionConfiguration,
+    pub code_hex: String,
+    /// Hash of the configuration and code it was published from.
+    pub publish_hash: String,
+    pub scaling: ScalingState,
+    /// Capacity provider name the version runs on.
+    pub capacity_provider: Option<String>,
+}
+
+pub const LATEST: &str = "$LATEST";
+pub const LATEST_PUBLISHED: &str = "$LATEST.PUBLISHED";
+
+/// Store key of a version: numbered versions zero-padded so they sort numerically.
+pub fn version_key(function: &str, version: &str) -> String {
+    match version.parse::<u64>() {
+        Ok(n) => format!("{function}/{n:012}"),
+        Err(_) => format!("{function}/{version}"),
+    }
+}
+
+pub fn alias_key(function: &str, alias: &str) -> String {
+    format!("{function}/{alias}")
+}
+
+/// Secondary index: capacity provider → attached versions.
+pub fn cp_version_key(cp: &str, function: &str, version: &str) -> String {
+    format!("{cp}/{}", version_key(function, version))
+}

@@ -1,0 +1,123 @@
+//! Function scaling config: PutFunctionScalingConfig, GetFunctionScalingConfig.
+
+use fleetfn_model::arn::FunctionRef;
+use fleetfn_model::limits::MAX_ENVIRONMENTS;
+use fleetfn_model::types::{
+    FunctionScalingConfig, GetFunctionScalingConfigResponse, PutFunctionScalingConfigRequest,
+};
+use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_store::{Expect, Op, Table};
+
+use crate::records::{LATEST_PUBLISHED, VersionRecord, version_key};
+use crate::service::ControlPlane;
+use crate::validate;
+use crate::versions::default_scaling;
+
+fn check_qualifier(q: Option<&str>) -> Result<&str> {
+    let q = q.ok_or_else(|| {
+        LambdaError::new(
+            ErrorKind::Validation,
+            "1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    if q == LATEST_PUBLISHED
+        || (!q.is_empty() && q.len() <= 128 && q.chars().all(|c| c.is_ascii_digit()))
+    {
+        Ok(q)
+    } else {
+        Err(LambdaError::validation(
+            q,
+            "qualifier",
+            "Member must satisfy regular expression pattern: (\\$LATEST\\.PUBLISHED|[0-9]+)",
+        ))
+    }
+}
+
+impl ControlPlane {
+    async fn scaling_target(&self, fref: &FunctionRef) -> Result<(VersionRecord, i64, String)> {
+        let q = check_qualifier(fref.qualifier.as_deref())?.to_string();
+        let (f, _) = self.function(&fref.name).await?;
+        if f.latest.capacity_provider_config.is_none() {
+            return Err(LambdaError::new(
+                ErrorKind::AccessDenied,
+                "The function provided by the arn does not contain a capacity provider configuration",
+            ));
+        }
+        let (v, rev) = self.version(&fref.name, &q).await?;
+        Ok((v, rev, q))
+    }
+
+    pub async fn put_function_scaling_config(
+        &self,
+        fref: &FunctionRef,
+        req: PutFunctionScalingConfigRequest,
+    ) -> Result<String> {
+        let given = req.function_scaling_config.unwrap_or_default();
+        if let Some(n) = given.min_execution_environments {
+            validate::int_between(
+                n,
+                "functionScalingConfig.minExecutionEnvironments",
+                0,
+                MAX_ENVIRONMENTS,
+            )?;
+        }
+        if let Some(n) = given.max_execution_environments {
+            validate::int_between(
+                n,
+                "functionScalingConfig.maxExecutionEnvironments",
+                0,
+                MAX_ENVIRONMENTS,
+            )?;
+        }
+        let (mut v, rev, q) = self.scaling_target(fref).await?;
+        if v.config.state == "Failed" {
+            return Err(LambdaError::conflict(format!(
+                "Function version {} is Failed; publish a new version instead of scaling this one.",
+                v.config.function_arn
+            )));
+        }
+        if v.config.state == "Deleting" {
+            return Err(LambdaError::conflict(format!(
+                "Function version {} is being deleted.",
+                v.config.function_arn
+            )));
+        }
+        // An unspecified member reverts to its default (min 3, no max).
+        let defaults = default_scaling();
+        let min = given
+            .min_execution_environments
+            .or(defaults.min_execution_environments);
+        let max = given.max_execution_environments;
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            return Err(LambdaError::invalid(format!(
+                "MinExecutionEnvironments ({lo}) must be less than or equal to MaxExecutionEnvironments ({hi})."
+            )));
+        }
+        v.scaling.requested = Some(FunctionScalingConfig {
+            min_execution_environments: min,
+            max_execution_environments: max,
+        });
+        self.commit(vec![Op::put(
+            Table::Versions,
+            version_key(&fref.name, &q),
+            &v,
+            Expect::Revision(rev),
+        )])
+        .await?;
+        Ok(v.config.state)
+    }
+
+    pub async fn get_function_scaling_config(
+        &self,
+        fref: &FunctionRef,
+    ) -> Result<GetFunctionScalingConfigResponse> {
+        let (v, _, _) = self.scaling_target(fref).await?;
+        Ok(GetFunctionScalingConfigResponse {
+            function_arn: v.config.function_arn,
+            applied_function_scaling_config: Some(v.scaling.applied),
+            requested_function_scaling_config: v.scaling.requested,
+        })
+    }
+}

@@ -1,0 +1,169 @@
+//! The [`ControlPlane`] service: shared plumbing of every operation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fleetfn_artifacts::ArtifactStore;
+use fleetfn_model::{LambdaError, Result, Scope};
+use fleetfn_store::{Op, Record, Store, StoreError, Table};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::records::{FunctionRecord, VersionRecord, version_key};
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    pub scope: Scope,
+    /// Where code packages are stored.
+    pub artifacts_dir: PathBuf,
+}
+
+/// One page of a listing and the marker of the next.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+/// Executes Lambda control-plane commands.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) artifacts: Arc<ArtifactStore>,
+    pub(crate) scope: Scope,
+    /// Bumped whenever desired state changes, so reconcilers act at once.
+    pub(crate) changed: Arc<watch::Sender<u64>>,
+}
+
+pub(crate) fn store_err(e: StoreError) -> LambdaError {
+    match e {
+        StoreError::Conflict { key, .. } => LambdaError::conflict(format!(
+            "The operation cannot be performed at this time. An update is in progress for resource: {key}. Retry the request."
+        )),
+        other => LambdaError::service(format!("fleetfn store error: {other}")),
+    }
+}
+
+impl ControlPlane {
+    pub fn new(store: Arc<dyn Store>, config: ControlPlaneConfig) -> Result<Self> {
+        let artifacts = ArtifactStore::open(&config.artifacts_dir).map_err(|e| {
+            LambdaError::service(format!(
+                "cannot open the artifact store at {}: {e}",
+                config.artifacts_dir.display()
+            ))
+        })?;
+        Ok(Self {
+            store,
+            artifacts: Arc::new(artifacts),
+            scope: config.scope,
+            changed: Arc::new(watch::Sender::new(0)),
+        })
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// A receiver that sees a new value whenever desired state changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    pub(crate) async fn get_record<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<(T, i64)>> {
+        match self.store.get(table, key).await.map_err(store_err)? {
+            Some(rec) => Ok(Some((decode(&rec)?, rec.revision))),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn list_records<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(T, String, i64)>> {
+        let recs = self
+            .store
+            .list(table, prefix, after, limit)
+            .await
+            .map_err(store_err)?;
+        recs.iter()
+            .map(|r| Ok((decode(r)?, r.key.clone(), r.revision)))
+            .collect()
+    }
+
+    pub(crate) async fn commit(&self, ops: Vec<Op>) -> Result<Vec<i64>> {
+        let revs = self.store.commit(ops).await.map_err(store_err)?;
+        self.changed.send_modify(|n| *n += 1);
+        Ok(revs)
+    }
+
+    /// The function record, or `ResourceNotFoundException` in AWS's words.
+    pub(crate) async fn function(&self, name: &str) -> Result<(FunctionRecord, i64)> {
+        self.get_record(Table::Functions, name)
+            .await?
+            .ok_or_else(|| self.function_not_found(name, None))
+    }
+
+    pub(crate) fn function_not_found(&self, name: &str, qualifier: Option<&str>) -> LambdaError {
+        let arn = match qualifier {
+            Some(q) => self.scope.qualified_function_arn(name, q),
+            None => self.scope.function_arn(name),
+        };
+        LambdaError::not_found(format!("Function not found: {arn}"))
+    }
+
+    pub(crate) async fn version(
+        &self,
+        function: &str,
+        version: &str,
+    ) -> Result<(VersionRecord, i64)> {
+        self.get_record(Table::Versions, &version_key(function, version))
+            .await?
+            .ok_or_else(|| self.function_not_found(function, Some(version)))
+    }
+
+    /// Reads one page of `limit` (clamped to `max`) items after the opaque `marker`.
+    pub(crate) async fn page<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        marker: Option<&str>,
+        max_items: Option<u32>,
+        max: usize,
+    ) -> Result<Page<(T, String, i64)>> {
+        let limit = max_items.map_or(max, |m| (m as usize).clamp(1, max));
+        let after = marker.map(|m| format!("{prefix}{m}"));
+        let mut items: Vec<(T, String, i64)> = self
+            .list_records(table, prefix, after.as_deref(), limit + 1)
+            .await?;
+        let next_marker = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|(_, k, _)| k.strip_prefix(prefix).unwrap_or(k).to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_marker })
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(rec: &Record) -> Result<T> {
+    rec.decode()
+        .map_err(|e| LambdaError::service(format!("fleetfn store error: {e}")))
+}
+
+pub(crate) fn new_revision_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,252 @@
+//! Service-level tests without HTTP, on a real SQLite store in a temp dir.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use fleetfn_model::arn::FunctionRef;
+use fleetfn_model::types::*;
+use fleetfn_model::{ErrorKind, Scope};
+use fleetfn_store::SqliteStore;
+
+use crate::{ControlPlane, ControlPlaneConfig};
+
+async fn cp() -> (tempfile::TempDir, ControlPlane) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let cp = ControlPlane::new(
+        Arc::new(store),
+        ControlPlaneConfig {
+            scope: Scope::default(),
+            artifacts_dir: dir.path().join("artifacts"),
+        },
+    )
+    .unwrap();
+    (dir, cp)
+}
+
+fn zip_b64(body: &str) -> String {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        w.start_file("bootstrap", opts).unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+        w.finish().unwrap();
+    }
+    base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
+}
+
+fn provider_req(name: &str) -> CreateCapacityProviderRequest {
+    CreateCapacityProviderRequest {
+        capacity_provider_name: Some(name.into()),
+        vpc_config: Some(CapacityProviderVpcConfig {
+            subnet_ids: vec!["subnet-a".into(), "subnet-b".into(), "subnet-c".into()],
+            security_group_ids: vec![],
+        }),
+        permissions_config: Some(CapacityProviderPermissionsConfig {
+            capacity_provider_operator_role_arn: "arn:aws:iam::000000000000:role/op".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn function_req(name: &str, cp_arn: &str, code: &str) -> CreateFunctionRequest {
+    CreateFunctionRequest {
+        function_name: Some(name.into()),
+        runtime: Some("provided.al2023".into()),
+        role: Some("arn:aws:iam::000000000000:role/fn".into()),
+        code: Some(FunctionCode {
+            zip_file: Some(zip_b64(code)),
+            ..Default::default()
+        }),
+        capacity_provider_config: Some(CapacityProviderConfig {
+            lambda_managed_instances_capacity_provider_config: Some(
+                LambdaManagedInstancesCapacityProviderConfig {
+                    capacity_provider_arn: Some(cp_arn.into()),
+                    per_execution_environment_max_concurrency: None,
+                    memory_gib_per_vcpu: None,
+                },
+            ),
+        }),
+        ..Default::default()
+    }
+}
+
+fn fref(s: &str) -> FunctionRef {
+    FunctionRef::parse(s, &Scope::default(), 256).unwrap()
+}
+
+#[tokio::test]
+async fn provider_lifecycle_and_attached_versions_block_delete() {
+    let (_d, cp) = cp().await;
+    let p = cp
+        .create_capacity_provider(provider_req("cp1"))
+        .await
+        .unwrap();
+    assert_eq!(p.state, "Pending");
+    assert_eq!(p.capacity_provider_scaling_config.max_vcpu_count, Some(400));
+    cp.reconcile_once().await.unwrap();
+    assert_eq!(
+        cp.get_capacity_provider("cp1").await.unwrap().state,
+        "Active"
+    );
+    let dup = cp
+        .create_capacity_provider(provider_req("cp1"))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.kind, ErrorKind::ResourceConflict);
+
+    let f = cp
+        .create_function(function_req("f1", &p.capacity_provider_arn, "v1"))
+        .await
+        .unwrap();
+    assert_eq!(f.state, "ActiveNonInvocable");
+    assert_eq!(f.memory_size, 2048);
+    let v = cp
+        .publish_version(&fref("f1"), PublishVersionRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(v.version, "1");
+    assert_eq!(v.state, "Pending");
+    // Nothing changed: same version again.
+    let again = cp
+        .publish_version(&fref("f1"), PublishVersionRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(again.version, "1");
+    let listed = cp
+        .list_function_versions_by_capacity_provider("cp1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.function_versions.len(), 1);
+    let e = cp.delete_capacity_provider("cp1").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceConflict);
+
+    assert_eq!(cp.delete_function(&fref("f1")).await.unwrap(), 202);
+    cp.reconcile_once().await.unwrap();
+    assert_eq!(
+        cp.get_function(&fref("f1")).await.unwrap_err().kind,
+        ErrorKind::ResourceNotFound
+    );
+    let deleted = cp.delete_capacity_provider("cp1").await.unwrap();
+    assert_eq!(deleted.state, "Deleting");
+    cp.reconcile_once().await.unwrap();
+    assert_eq!(
+        cp.get_capacity_provider("cp1").await.unwrap_err().kind,
+        ErrorKind::ResourceNotFound
+    );
+}
+
+#[tokio::test]
+async fn lmi_memory_rules() {
+    let (_d, cp) = cp().await;
+    let p = cp
+        .create_capacity_provider(provider_req("cp2"))
+        .await
+        .unwrap();
+    let mut req = function_req("small", &p.capacity_provider_arn, "x");
+    req.memory_size = Some(1024);
+    assert_eq!(
+        cp.create_function(req).await.unwrap_err().kind,
+        ErrorKind::InvalidParameterValue
+    );
+    let mut req = function_req("odd", &p.capacity_provider_arn, "x");
+    req.memory_size = Some(3072);
+    assert_eq!(
+        cp.create_function(req).await.unwrap_err().kind,
+        ErrorKind::InvalidParameterValue
+    );
+    let mut req = function_req("ok", &p.capacity_provider_arn, "x");
+    req.memory_size = Some(8192);
+    let f = cp.create_function(req).await.unwrap();
+    let inner = f
+        .capacity_provider_config
+        .unwrap()
+        .lambda_managed_instances_capacity_provider_config
+        .unwrap();
+    // 8192 MB at 2 GiB/vCPU = 4 vCPUs × 32 per vCPU for provided.*.
+    assert_eq!(inner.per_execution_environment_max_concurrency, Some(128));
+    let req = function_req(
+        "nocp",
+        "arn:aws:lambda:us-east-1:000000000000:capacity-provider:missing",
+        "x",
+    );
+    assert_eq!(
+        cp.create_function(req).await.unwrap_err().kind,
+        ErrorKind::ResourceNotFound
+    );
+}
+
+#[tokio::test]
+async fn latest_published_replaces_itself_and_keeps_scaling() {
+    let (_d, cp) = cp().await;
+    let p = cp
+        .create_capacity_provider(provider_req("cp3"))
+        .await
+        .unwrap();
+    cp.create_function(function_req("g", &p.capacity_provider_arn, "a"))
+        .await
+        .unwrap();
+    let lp = PublishVersionRequest {
+        publish_to: Some("LATEST_PUBLISHED".into()),
+        ..Default::default()
+    };
+    let v = cp.publish_version(&fref("g"), lp.clone()).await.unwrap();
+    assert_eq!(v.version, "$LATEST.PUBLISHED");
+    let q = fref("g:$LATEST.PUBLISHED");
+    cp.put_function_scaling_config(
+        &q,
+        PutFunctionScalingConfigRequest {
+            function_scaling_config: Some(FunctionScalingConfig {
+                min_execution_environments: Some(1),
+                max_execution_environments: Some(4),
+            }),
+        },
+    )
+    .await
+    .unwrap();
+    let got = cp.get_function_scaling_config(&q).await.unwrap();
+    assert_eq!(
+        got.requested_function_scaling_config
+            .unwrap()
+            .max_execution_environments,
+        Some(4)
+    );
+    cp.reconcile_once().await.unwrap();
+    let got = cp.get_function_scaling_config(&q).await.unwrap();
+    assert!(got.requested_function_scaling_config.is_none());
+    assert_eq!(
+        got.applied_function_scaling_config
+            .unwrap()
+            .min_execution_environments,
+        Some(1)
+    );
+    cp.update_function_code(
+        &fref("g"),
+        UpdateFunctionCodeRequest {
+            zip_file: Some(zip_b64("b")),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v2 = cp.publish_version(&fref("g"), lp).await.unwrap();
+    assert_eq!(v2.version, "$LATEST.PUBLISHED");
+    assert_ne!(v2.code_sha256, v.code_sha256);
+    let got = cp.get_function_scaling_config(&q).await.unwrap();
+    assert_eq!(
+        got.applied_function_scaling_config
+            .unwrap()
+            .max_execution_environments,
+        Some(4)
+    );
+    // Still one attached version for the provider.
+    let listed = cp
+        .list_function_versions_by_capacity_provider("cp3", None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.function_versions.len(), 1);
+}

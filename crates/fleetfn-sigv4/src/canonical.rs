@@ -1,0 +1,441 @@
+//! Canonical request construction, shared by the verifier and the signer.
+//!
+//! Rules (non-S3 services, as implemented by botocore's `SigV4Auth` and the
+//! Rust `aws-sigv4` crate with its default settings):
+//!
+//! * **Path**: the path *as sent on the wire* (already percent-encoded by the
+//!   client) has its dot segments and empty segments removed, and is then
+//!   percent-encoded **once more** with only RFC 3986 unreserved characters
+//!   and `/` left alone. So `%3A` on the wire becomes `%253A` in the canonical
+//!   URI ("double encoding"); an unencoded `:` would become `%3A`.
+//! * **Query**: every `key=value` pair is decoded (`%XX`, and `+` as a space,
+//!   like `application/x-www-form-urlencoded`) and re-encoded with the
+//!   unreserved set (uppercase hex), then pairs are sorted by encoded key and
+//!   then encoded value. Query values are encoded only once.
+//! * **Headers**: lowercase names in `SignedHeaders` order, values with
+//!   leading/trailing whitespace removed and inner runs collapsed to a single
+//!   space, repeated headers joined with `,`.
+
+use http::HeaderMap;
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::Offset;
+use sha2::{Digest, Sha256};
+
+use crate::hmac_sha256;
+
+/// The only algorithm supported.
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// Last element of the credential scope.
+pub(crate) const TERMINATOR: &str = "aws4_request";
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+#[inline]
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+#[inline]
+fn push_encoded(out: &mut Vec<u8>, b: u8) {
+    out.extend_from_slice(&[
+        b'%',
+        HEX_UPPER[usize::from(b >> 4)],
+        HEX_UPPER[usize::from(b & 15)],
+    ]);
+}
+
+#[inline]
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Encode `bytes`, keeping unreserved characters and `/`.
+fn encode_path_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        if is_unreserved(b) || b == b'/' {
+            out.push(b);
+        } else {
+            push_encoded(out, b);
+        }
+    }
+}
+
+/// Does the path need dot-segment / empty-segment removal?
+fn needs_normalization(path: &str) -> bool {
+    !path.starts_with('/')
+        || path.contains("//")
+        || path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// RFC 3986 5.2.4 "Remove Dot Segments", also dropping empty segments
+/// (consecutive slashes), exactly like botocore's `remove_dot_segments`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    out.push_str(&segments.join("/"));
+    if path.ends_with('/') && !segments.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Append the canonical URI for a raw (as received, percent-encoded) path.
+pub(crate) fn write_canonical_uri(out: &mut Vec<u8>, raw_path: &str) {
+    if raw_path.is_empty() {
+        out.push(b'/');
+    } else if needs_normalization(raw_path) {
+        encode_path_into(out, remove_dot_segments(raw_path).as_bytes());
+    } else {
+        encode_path_into(out, raw_path.as_bytes());
+    }
+}
+
+/// Percent-encode `s` with only RFC 3986 unreserved characters left alone
+/// (how query keys and values, and `X-Amz-Credential`, are written).
+pub(crate) fn encode_unreserved_into(out: &mut String, s: &str) {
+    for &b in s.as_bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.extend([
+                '%',
+                char::from(HEX_UPPER[usize::from(b >> 4)]),
+                char::from(HEX_UPPER[usize::from(b & 15)]),
+            ]);
+        }
+    }
+}
+
+/// Decode one query component (`+` is a space, `%XX` a byte; malformed
+/// escapes are kept literally) and re-encode it with the unreserved set.
+fn reencode_query_component(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let decoded = match b {
+            b'+' => b' ',
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    (h << 4) | l
+                }
+                _ => b'%',
+            },
+            _ => b,
+        };
+        if is_unreserved(decoded) {
+            out.push(decoded);
+        } else {
+            push_encoded(&mut out, decoded);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Decode a query component to a string (`+` is a space, invalid UTF-8 is
+/// replaced). Used for reading the `X-Amz-*` presigning parameters.
+pub(crate) fn decode_query_component(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h << 4) | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Iterate over the non-empty `key=value` pieces of a raw query string.
+pub(crate) fn query_pairs(raw_query: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw_query
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| piece.split_once('=').unwrap_or((piece, "")))
+}
+
+/// Append the canonical query string. With `skip_signature`, the
+/// `X-Amz-Signature` parameter (presigned URLs) is left out.
+pub(crate) fn write_canonical_query(out: &mut Vec<u8>, raw_query: &str, skip_signature: bool) {
+    if raw_query.is_empty() {
+        return;
+    }
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query_pairs(raw_query)
+        .map(|(k, v)| (reencode_query_component(k), reencode_query_component(v)))
+        .filter(|(k, _)| !(skip_signature && k == b"X-Amz-Signature"))
+        .collect();
+    pairs.sort_unstable();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend_from_slice(v);
+    }
+}
+
+/// Append a header value with surrounding whitespace trimmed and inner
+/// whitespace runs collapsed into one space.
+fn write_trimmed_value(out: &mut Vec<u8>, value: &[u8]) {
+    let mut started = false;
+    let mut pending_space = false;
+    for &b in value {
+        if b == b' ' || b == b'\t' {
+            pending_space = started;
+        } else {
+            if pending_space {
+                out.push(b' ');
+                pending_space = false;
+            }
+            out.push(b);
+            started = true;
+        }
+    }
+}
+
+/// Append the canonical headers block (each line ends with `\n`, and the
+/// block is followed by the blank line) and the signed headers line (with
+/// its trailing `\n`). `signed_headers` is the `;`-separated list.
+pub(crate) fn write_canonical_headers(
+    out: &mut Vec<u8>,
+    headers: &HeaderMap,
+    signed_headers: &str,
+) {
+    for name in signed_headers.split(';') {
+        for &b in name.as_bytes() {
+            out.push(b.to_ascii_lowercase());
+        }
+        out.push(b':');
+        let mut first = true;
+        // `HeaderMap::get_all(&str)` matches names case-insensitively; a
+        // name that is not a valid header name matches nothing.
+        for value in headers.get_all(name) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_trimmed_value(out, value.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    for &b in signed_headers.as_bytes() {
+        out.push(b.to_ascii_lowercase());
+    }
+    out.push(b'\n');
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// SHA-256 of the empty string, the payload hash of a request without body.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Build the string to sign for a canonical request.
+pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> String {
+    let mut hashed = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(canonical_request), &mut hashed)
+        .expect("64 bytes hold a hex sha256");
+    let mut sts = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 67);
+    sts.push_str(ALGORITHM);
+    sts.push('\n');
+    sts.push_str(amz_date);
+    sts.push('\n');
+    sts.push_str(scope);
+    sts.push('\n');
+    sts.push_str(std::str::from_utf8(&hashed).expect("hex is ascii"));
+    sts
+}
+
+/// Derive the SigV4 signing key.
+pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let mut k_secret = Vec::with_capacity(4 + secret.len());
+    k_secret.extend_from_slice(b"AWS4");
+    k_secret.extend_from_slice(secret.as_bytes());
+    let k_date = hmac_sha256(&k_secret, date.as_bytes());
+    let k_region = hmac_sha256(&k_date, region.as_bytes());
+    let k_service = hmac_sha256(&k_region, service.as_bytes());
+    hmac_sha256(&k_service, TERMINATOR.as_bytes())
+}
+
+/// Format a timestamp in ISO 8601 basic format, `20261127T090000Z`.
+pub fn format_amz_date(ts: Timestamp) -> String {
+    let dt = Offset::UTC.to_datetime(ts);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+/// Parse an ISO 8601 basic format timestamp, `20261127T090000Z`.
+pub fn parse_amz_date(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i32> {
+        let mut n = 0i32;
+        for &c in &b[range] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i32::from(c - b'0');
+        }
+        Some(n)
+    };
+    let dt = DateTime::new(
+        i16::try_from(num(0..4)?).ok()?,
+        i8::try_from(num(4..6)?).ok()?,
+        i8::try_from(num(6..8)?).ok()?,
+        i8::try_from(num(9..11)?).ok()?,
+        i8::try_from(num(11..13)?).ok()?,
+        i8::try_from(num(13..15)?).ok()?,
+        0,
+    )
+    .ok()?;
+    Offset::UTC.to_timestamp(dt).ok()
+}
+
+/// Parse an HTTP `Date` header: RFC 7231 / RFC 2822 (`Fri, 27 Nov 2026
+/// 09:00:00 GMT`, `... -0000`), or ISO 8601 basic format.
+pub(crate) fn parse_http_date(s: &str) -> Option<Timestamp> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let s = s.trim();
+    parse_amz_date(s).or_else(|| PARSER.parse_timestamp(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(p: &str) -> String {
+        let mut v = Vec::new();
+        write_canonical_uri(&mut v, p);
+        String::from_utf8(v).unwrap()
+    }
+
+    fn query(q: &str) -> String {
+        let mut v = Vec::new();
+        write_canonical_query(&mut v, q, false);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn path_is_encoded_again() {
+        assert_eq!(uri(""), "/");
+        assert_eq!(uri("/"), "/");
+        assert_eq!(uri("/2015-03-31/functions"), "/2015-03-31/functions");
+        assert_eq!(
+            uri("/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Af"),
+            "/2015-03-31/functions/arn%253Aaws%253Alambda%253Aus-east-1%253A1%253Afunction%253Af"
+        );
+        // A raw (unencoded) reserved char is encoded once.
+        assert_eq!(uri("/f/my-fn:prod"), "/f/my-fn%3Aprod");
+        assert_eq!(uri("/f/%24LATEST"), "/f/%2524LATEST");
+        assert_eq!(uri("/a~b_c.d-e"), "/a~b_c.d-e");
+    }
+
+    #[test]
+    fn path_normalization_matches_botocore() {
+        assert_eq!(uri("/a/./b/../c"), "/a/c");
+        assert_eq!(uri("/a//b///c/"), "/a/b/c/");
+        assert_eq!(uri("/.."), "/");
+        assert_eq!(uri("/a/b/.."), "/a");
+        assert_eq!(uri("a/b"), "/a/b");
+        assert_eq!(uri("/a%2F.%2Fb"), "/a%252F.%252Fb");
+    }
+
+    #[test]
+    fn query_is_decoded_reencoded_and_sorted() {
+        assert_eq!(query(""), "");
+        assert_eq!(query("MaxItems=2&Marker=abc"), "Marker=abc&MaxItems=2");
+        assert_eq!(
+            query("Qualifier=%24LATEST.PUBLISHED"),
+            "Qualifier=%24LATEST.PUBLISHED"
+        );
+        assert_eq!(query("Qualifier=$LATEST"), "Qualifier=%24LATEST");
+        assert_eq!(
+            query("a=%2a&b=%7e&c=x+y&d=%zz&e"),
+            "a=%2A&b=~&c=x%20y&d=%25zz&e="
+        );
+        assert_eq!(query("k=b&k=a&j=z"), "j=z&k=a&k=b");
+        assert_eq!(query("a&&b=1&"), "a=&b=1");
+        assert_eq!(query("x=%"), "x=%25");
+        assert_eq!(query("x=%4"), "x=%254");
+        assert_eq!(query("x=%41"), "x=A");
+        assert_eq!(query("u=%C3%A9"), "u=%C3%A9");
+    }
+
+    #[test]
+    fn header_values_are_trimmed() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "example.com".parse().unwrap());
+        h.insert("x-amz-foo", "  a   b \t c  ".parse().unwrap());
+        h.append("x-amz-multi", "one".parse().unwrap());
+        h.append("x-amz-multi", " two ".parse().unwrap());
+        let mut v = Vec::new();
+        write_canonical_headers(&mut v, &h, "host;X-Amz-Foo;x-amz-multi;x-amz-missing");
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "host:example.com\nx-amz-foo:a b c\nx-amz-multi:one,two\nx-amz-missing:\n\n\
+             host;x-amz-foo;x-amz-multi;x-amz-missing\n"
+        );
+    }
+
+    #[test]
+    fn amz_dates() {
+        let ts = parse_amz_date("20261127T090000Z").unwrap();
+        assert_eq!(ts.to_string(), "2026-11-27T09:00:00Z");
+        assert_eq!(format_amz_date(ts), "20261127T090000Z");
+        assert!(parse_amz_date("20261127T090000").is_none());
+        assert!(parse_amz_date("20261327T090000Z").is_none());
+        assert!(parse_amz_date("2026-11-27T09:00").is_none());
+        assert!(parse_amz_date("2026112+T090000Z").is_none());
+        assert_eq!(parse_http_date("Fri, 27 Nov 2026 09:00:00 -0000"), Some(ts));
+        assert_eq!(parse_http_date("Fri, 27 Nov 2026 09:00:00 GMT"), Some(ts));
+        assert_eq!(parse_http_date("20261127T090000Z"), Some(ts));
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn empty_sha() {
+        assert_eq!(sha256_hex(b""), EMPTY_SHA256);
+    }
+}

@@ -1,0 +1,197 @@
+//! Conformance tests every backend must pass; run here against SQLite in a temp dir.
+
+use super::*;
+
+async fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn val(s: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "v": s })).unwrap()
+}
+
+#[tokio::test]
+async fn put_get_and_revisions() {
+    let (_d, s) = open().await;
+    assert!(s.get(Table::Functions, "a").await.unwrap().is_none());
+    let revs = s
+        .commit(vec![Op::put(
+            Table::Functions,
+            "a",
+            &serde_json::json!({"v": "1"}),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(revs, vec![1]);
+    let rec = s.get(Table::Functions, "a").await.unwrap().unwrap();
+    assert_eq!(rec.revision, 1);
+    let revs = s
+        .commit(vec![Op::Put {
+            table: Table::Functions,
+            key: "a".into(),
+            value: val("2"),
+            expect: Expect::Revision(1),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(revs, vec![2]);
+    let rec = s.get(Table::Functions, "a").await.unwrap().unwrap();
+    assert_eq!(rec.value, val("2"));
+    // Same key in another table is independent.
+    assert!(s.get(Table::Versions, "a").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn conflicts_abort_the_whole_batch() {
+    let (_d, s) = open().await;
+    s.commit(vec![Op::Put {
+        table: Table::Functions,
+        key: "a".into(),
+        value: val("1"),
+        expect: Expect::Absent,
+    }])
+    .await
+    .unwrap();
+    // Second insert of the same key conflicts; the first op of the batch must not persist.
+    let err = s
+        .commit(vec![
+            Op::Put {
+                table: Table::Versions,
+                key: "a/1".into(),
+                value: val("x"),
+                expect: Expect::Absent,
+            },
+            Op::Put {
+                table: Table::Functions,
+                key: "a".into(),
+                value: val("dup"),
+                expect: Expect::Absent,
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { key, .. } if key == "a"));
+    assert!(s.get(Table::Versions, "a/1").await.unwrap().is_none());
+    // Stale revision conflicts.
+    let err = s
+        .commit(vec![Op::Put {
+            table: Table::Functions,
+            key: "a".into(),
+            value: val("2"),
+            expect: Expect::Revision(7),
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }));
+    // Delete needs the current revision.
+    assert!(
+        s.commit(vec![Op::delete(Table::Functions, "a", 2)])
+            .await
+            .is_err()
+    );
+    s.commit(vec![Op::delete(Table::Functions, "a", 1)])
+        .await
+        .unwrap();
+    assert!(s.get(Table::Functions, "a").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn list_by_prefix_with_pagination() {
+    let (_d, s) = open().await;
+    let mut ops = Vec::new();
+    for k in ["f1/001", "f1/002", "f1/003", "f10/001", "f2/001"] {
+        ops.push(Op::Put {
+            table: Table::Versions,
+            key: k.into(),
+            value: val(k),
+            expect: Expect::Absent,
+        });
+    }
+    s.commit(ops).await.unwrap();
+    let page = s.list(Table::Versions, "f1/", None, 2).await.unwrap();
+    let keys: Vec<_> = page.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["f1/001", "f1/002"]);
+    let page = s
+        .list(Table::Versions, "f1/", Some("f1/002"), 2)
+        .await
+        .unwrap();
+    let keys: Vec<_> = page.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["f1/003"]);
+    assert_eq!(s.count(Table::Versions, "f1/").await.unwrap(), 3);
+    assert_eq!(s.count(Table::Versions, "").await.unwrap(), 5);
+    let all = s.list(Table::Versions, "", None, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+}
+
+#[tokio::test]
+async fn survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.commit(vec![Op::Put {
+            table: Table::CapacityProviders,
+            key: "cp".into(),
+            value: val("kept"),
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap();
+        s.close().await;
+    }
+    let s = SqliteStore::open(&path).await.unwrap();
+    let rec = s
+        .get(Table::CapacityProviders, "cp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.value, val("kept"));
+}
+
+#[tokio::test]
+async fn concurrent_writers_one_wins() {
+    let (_d, s) = open().await;
+    s.commit(vec![Op::Put {
+        table: Table::Functions,
+        key: "race".into(),
+        value: val("0"),
+        expect: Expect::Absent,
+    }])
+    .await
+    .unwrap();
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.commit(vec![Op::Put {
+                table: Table::Functions,
+                key: "race".into(),
+                value: val(&i.to_string()),
+                expect: Expect::Revision(1),
+            }])
+            .await
+            .is_ok()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        s.get(Table::Functions, "race")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+}

@@ -1,0 +1,157 @@
+//! `fleetfn-testfn`: a Rust Lambda function used as a test fixture for fleetfn.
+//!
+//! Built on `lambda_runtime` with `run_concurrent`, so with `AWS_LAMBDA_MAX_CONCURRENCY=N` it
+//! keeps N `/next` long polls open, like a Lambda Managed Instances runtime. The event's `op`
+//! field picks what the handler does:
+//!
+//! | event | result |
+//! | --- | --- |
+//! | `{"op":"echo", ...}` | the event itself |
+//! | `{"op":"sleep","ms":1000}` | sleeps (tokio), then `{"slept_ms":1000}` |
+//! | `{"op":"error"}` | a function error (`errorType` `TestFnError`) |
+//! | `{"op":"env"}` | env vars starting with `AWS_`, `LAMBDA_`, `_HANDLER`, plus pid, uid and the invoke's `Context` fields |
+//! | `{"op":"crash"}` | the process exits with code 1 at once |
+//! | `{"op":"alloc","mb":N}` | allocates and touches N MiB, then `{"allocated_mb":N,"pages_touched":..}` |
+//! | `{"op":"write","path":"/var/task/x"}` | tries to write that file: `{"path":..,"written":bool,"error":..}` |
+//! | `{"op":"ps"}` | `{"pids":[..]}`: the numeric entries of `/proc` |
+//! | `{"op":"noop"}` | `{}` |
+//!
+//! A missing or unknown `op`, or a missing argument, is a function error (`InvalidEvent`).
+//! The `env` op returns every `AWS_*` variable, credentials included: it is a fixture for
+//! checking what an environment is given, not something to deploy.
+
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
+use serde_json::{Map, Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    lambda_runtime::run_concurrent(service_fn(handler)).await
+}
+
+fn diag(error_type: &str, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.to_owned(),
+        error_message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Diagnostic {
+    diag("InvalidEvent", message)
+}
+
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let (event, ctx) = event.into_parts();
+    let op = event
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the event has no string field \"op\""))?;
+    match op {
+        "echo" => Ok(event),
+        "noop" => Ok(json!({})),
+        "sleep" => {
+            let ms = u64_arg(&event, "ms")?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({ "slept_ms": ms }))
+        }
+        "error" => Err(diag("TestFnError", "error requested by the event")),
+        "env" => Ok(env_report(&ctx)),
+        "crash" => {
+            eprintln!("fleetfn-testfn: crash requested, exiting with code 1");
+            std::process::exit(1)
+        }
+        "alloc" => {
+            let mb = u64_arg(&event, "mb")?;
+            let mb = usize::try_from(mb).map_err(|_| invalid("\"mb\" is too large"))?;
+            let touched = alloc_and_touch(mb)?;
+            Ok(json!({ "allocated_mb": mb, "pages_touched": touched }))
+        }
+        "write" => {
+            let path = event
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("write needs a string field \"path\""))?;
+            let (written, error) = match std::fs::write(path, b"fleetfn-testfn\n") {
+                Ok(()) => (true, None),
+                Err(e) => (false, Some(e.to_string())),
+            };
+            Ok(json!({ "path": path, "written": written, "error": error }))
+        }
+        "ps" => Ok(json!({ "pids": pids().map_err(|e| diag("ProcError", e.to_string()))? })),
+        other => Err(invalid(format!("unknown op {other:?}"))),
+    }
+}
+
+fn u64_arg(event: &Value, name: &str) -> Result<u64, Diagnostic> {
+    event
+        .get(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| invalid(format!("needs a non-negative integer field {name:?}")))
+}
+
+/// Allocates `mb` MiB and writes one byte per 4 KiB page so every page is really backed.
+fn alloc_and_touch(mb: usize) -> Result<usize, Diagnostic> {
+    const PAGE: usize = 4096;
+    let len = mb
+        .checked_mul(1 << 20)
+        .ok_or_else(|| invalid("\"mb\" is too large"))?;
+    let mut buf = vec![0u8; len];
+    for i in (0..len).step_by(PAGE) {
+        buf[i] = 1;
+    }
+    let touched = std::hint::black_box(&buf)
+        .iter()
+        .step_by(PAGE)
+        .filter(|&&b| b == 1)
+        .count();
+    Ok(touched)
+}
+
+fn env_report(ctx: &Context) -> Value {
+    let env: Map<String, Value> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("AWS_") || k.starts_with("LAMBDA_") || k.starts_with("_HANDLER")
+        })
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let (uid, euid) = proc_uids().unwrap_or((None, None));
+    json!({
+        "env": env,
+        "pid": std::process::id(),
+        "uid": uid,
+        "euid": euid,
+        "context": {
+            "request_id": ctx.request_id,
+            "deadline": ctx.deadline,
+            "invoked_function_arn": ctx.invoked_function_arn,
+            "xray_trace_id": ctx.xray_trace_id,
+            "client_context": ctx.client_context,
+            "identity": ctx.identity,
+            "tenant_id": ctx.tenant_id,
+        },
+    })
+}
+
+/// Real and effective uid from the `Uid:` line of `/proc/self/status`.
+fn proc_uids() -> Option<(Option<u32>, Option<u32>)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let mut ids = line.split_whitespace().map(|s| s.parse::<u32>().ok());
+    Some((ids.next().flatten(), ids.next().flatten()))
+}
+
+/// The numeric entries of `/proc`: the pids this process can see, sorted.
+fn pids() -> std::io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        if let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
