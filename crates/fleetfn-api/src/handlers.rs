@@ -270,7 +270,54 @@ pub async fn get_function(
 ) -> ApiResult {
     let q = Query::parse(req.uri().query());
     let f = fref(&s, &function, 256, &q)?;
-    Ok(json(StatusCode::OK, &s.cp.get_function(&f).await?))
+    let mut out = s.cp.get_function(&f).await?;
+    // Like AWS's presigned S3 URL: a download link valid for 10 minutes, signed with the admin key.
+    if let Some(hex) = out
+        .code
+        .location
+        .strip_prefix("fleetfn://artifacts/sha256/")
+        && let Some(host) = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    {
+        let path = format!("/fleetfn/v1/code/{hex}");
+        let params = fleetfn_sigv4::SigningParams {
+            access_key_id: &s.credentials.access_key_id,
+            secret_access_key: &s.credentials.secret_access_key,
+            session_token: None,
+            region: &s.cp.scope().region,
+            service: "lambda",
+            time: jiff::Timestamp::now(),
+        };
+        let query = fleetfn_sigv4::presign_query(
+            "GET",
+            &path,
+            "",
+            host,
+            fleetfn_sigv4::UNSIGNED_PAYLOAD,
+            600,
+            &params,
+        )
+        .map_err(|e| LambdaError::service(format!("cannot sign the code location: {e}")))?;
+        out.code.repository_type = "S3".into();
+        out.code.location = format!("http://{host}{path}?{query}");
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// Downloads a code package by its sha256 (the `Code.Location` of GetFunction).
+pub async fn download_code(State(s): State<AppState>, Path(hex): Path<String>) -> ApiResult {
+    let not_found = || LambdaError::not_found(format!("Code package not found: sha256 {hex}"));
+    let digest = fleetfn_artifacts::Digest::from_hex(&hex, 0).map_err(|_| not_found())?;
+    let path = s.cp.artifacts().blob_path(&digest);
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    Ok((
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/zip")],
+        bytes,
+    )
+        .into_response())
 }
 
 pub async fn get_function_configuration(

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
                 .post(h::tag_resource)
                 .delete(h::untag_resource),
         )
+        .route("/fleetfn/v1/code/{sha256}", get(h::download_code))
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(
             "/2016-08-19/account-settings/",

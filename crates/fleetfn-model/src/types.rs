@@ -48,7 +48,7 @@ pub struct TargetTrackingScalingPolicy {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CapacityProviderScalingConfig {
     #[serde(rename = "MaxVCpuCount", skip_serializing_if = "Option::is_none")]
-    pub max_vcpu_count: Option<u32>,
+    pub max_vcpu_count: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaling_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,7 +135,7 @@ pub struct LambdaManagedInstancesCapacityProviderConfig {
     #[serde(default)]
     pub capacity_provider_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_execution_environment_max_concurrency: Option<u32>,
+    pub per_execution_environment_max_concurrency: Option<i64>,
     #[serde(
         rename = "ExecutionEnvironmentMemoryGiBPerVCpu",
         skip_serializing_if = "Option::is_none"
@@ -199,7 +199,7 @@ pub struct DeadLetterConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct EphemeralStorage {
-    pub size: u32,
+    pub size: i64,
 }
 
 impl Default for EphemeralStorage {
@@ -230,8 +230,8 @@ pub struct CreateFunctionRequest {
     pub handler: Option<String>,
     pub code: Option<FunctionCode>,
     pub description: Option<String>,
-    pub timeout: Option<u32>,
-    pub memory_size: Option<u32>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
     pub publish: Option<bool>,
     pub vpc_config: Option<VpcConfig>,
     pub package_type: Option<String>,
@@ -278,8 +278,8 @@ pub struct UpdateFunctionConfigurationRequest {
     pub role: Option<String>,
     pub handler: Option<String>,
     pub description: Option<String>,
-    pub timeout: Option<u32>,
-    pub memory_size: Option<u32>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
     pub vpc_config: Option<VpcConfig>,
     pub environment: Option<Environment>,
     pub runtime: Option<String>,
@@ -458,9 +458,9 @@ pub struct ListAliasesResponse {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct FunctionScalingConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_execution_environments: Option<u32>,
+    pub min_execution_environments: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_execution_environments: Option<u32>,
+    pub max_execution_environments: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

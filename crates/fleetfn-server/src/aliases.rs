@@ -151,7 +151,7 @@ impl ControlPlane {
         max_items: Option<u32>,
     ) -> Result<Page<AliasConfiguration>> {
         if let Some(m) = max_items {
-            validate::int_between(m, "maxItems", 1, 10000)?;
+            validate::int_between(i64::from(m), "maxItems", 1, 10000)?;
         }
         if let Some(v) = function_version {
             check_version_pattern(v)?;

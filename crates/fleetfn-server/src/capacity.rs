@@ -24,7 +24,7 @@ fn validate_scaling(cfg: &CapacityProviderScalingConfig) -> Result<CapacityProvi
     if let Some(n) = cfg.max_vcpu_count {
         validate::int_between(n, "capacityProviderScalingConfig.maxVCpuCount", 2, 15000)?;
     } else {
-        out.max_vcpu_count = Some(DEFAULT_MAX_VCPU);
+        out.max_vcpu_count = Some(i64::from(DEFAULT_MAX_VCPU));
     }
     let mode = cfg.scaling_mode.clone().unwrap_or_else(|| "Auto".into());
     validate::one_of(
@@ -266,7 +266,7 @@ impl ControlPlane {
             validate::one_of(s, "state", &["Pending", "Active", "Failed", "Deleting"])?;
         }
         if let Some(m) = max_items {
-            validate::int_between(m, "maxItems", 1, 50)?;
+            validate::int_between(i64::from(m), "maxItems", 1, 50)?;
         }
         let limit = max_items.unwrap_or(50) as usize;
         let mut items = Vec::new();
@@ -388,7 +388,7 @@ impl ControlPlane {
     ) -> Result<ListFunctionVersionsByCapacityProviderResponse> {
         let (rec, _) = self.capacity_provider_record(name).await?;
         if let Some(m) = max_items {
-            validate::int_between(m, "maxItems", 1, 50)?;
+            validate::int_between(i64::from(m), "maxItems", 1, 50)?;
         }
         let key = parse_capacity_provider_name(name, &self.scope)?;
         let page = self

@@ -260,15 +260,12 @@ impl ControlPlane {
         }
         let explicit = inner.per_execution_environment_max_concurrency.is_some();
         let concurrency = match inner.per_execution_environment_max_concurrency {
-            Some(n) => {
-                validate::int_between(
-                    n,
-                    "capacityProviderConfig.lambdaManagedInstancesCapacityProviderConfig.perExecutionEnvironmentMaxConcurrency",
-                    1,
-                    1600,
-                )?;
-                n
-            }
+            Some(n) => validate::int_u32(
+                n,
+                "capacityProviderConfig.lambdaManagedInstancesCapacityProviderConfig.perExecutionEnvironmentMaxConcurrency",
+                1,
+                1600,
+            )?,
             None => runtime
                 .and_then(runtimes::family)
                 .map_or(16, |f| runtimes::default_max_concurrency(f, memory, ratio)),
@@ -278,7 +275,7 @@ impl ControlPlane {
                 lambda_managed_instances_capacity_provider_config: Some(
                     LambdaManagedInstancesCapacityProviderConfig {
                         capacity_provider_arn: Some(cp.provider.capacity_provider_arn.clone()),
-                        per_execution_environment_max_concurrency: Some(concurrency),
+                        per_execution_environment_max_concurrency: Some(i64::from(concurrency)),
                         memory_gib_per_vcpu: Some(ratio),
                     },
                 ),
@@ -325,21 +322,41 @@ impl ControlPlane {
         let with_cp = req.capacity_provider_config.is_some();
         check_runtime(&runtime, with_cp)?;
         check_handler(req.handler.as_deref(), &runtime)?;
-        let timeout = req.timeout.unwrap_or(3);
-        validate::int_between(timeout, "timeout", 1, MAX_TIMEOUT_SECS)?;
-        let memory = req
-            .memory_size
-            .unwrap_or(if with_cp { LMI_MIN_MEMORY_MB } else { 128 });
-        validate::int_between(memory, "memorySize", MIN_MEMORY_MB, MAX_MEMORY_MB)?;
+        let timeout = validate::int_u32(req.timeout.unwrap_or(3), "timeout", 1, MAX_TIMEOUT_SECS)?;
+        let memory = validate::int_u32(
+            req.memory_size.unwrap_or(if with_cp {
+                LMI_MIN_MEMORY_MB.into()
+            } else {
+                128
+            }),
+            "memorySize",
+            MIN_MEMORY_MB,
+            MAX_MEMORY_MB,
+        )?;
         let description = req.description.clone().unwrap_or_default();
         validate::len_between(&description, "description", 0, 256)?;
         let ephemeral = req.ephemeral_storage.clone().unwrap_or_default();
         validate::int_between(ephemeral.size, "ephemeralStorage.size", 512, 10240)?;
-        let arch = validate::architectures(
-            &req.architectures
-                .clone()
-                .unwrap_or_else(|| vec!["x86_64".into()]),
-        )?;
+        // A capacity-provider function without Architectures runs on its provider's architecture.
+        let arch = match (&req.architectures, &req.capacity_provider_config) {
+            (Some(a), _) => validate::architectures(a)?,
+            (None, Some(cfg)) => match cfg
+                .lambda_managed_instances_capacity_provider_config
+                .as_ref()
+                .and_then(|c| c.capacity_provider_arn.as_deref())
+            {
+                Some(arn) => self
+                    .require_capacity_provider(arn)
+                    .await?
+                    .provider
+                    .instance_requirements
+                    .architectures
+                    .and_then(|a| a.first().cloned())
+                    .unwrap_or_else(|| "x86_64".into()),
+                None => "x86_64".into(),
+            },
+            (None, None) => "x86_64".into(),
+        };
         if let Some(env) = &req.environment {
             validate::environment(&env.variables)?;
         }
@@ -558,7 +575,7 @@ impl ControlPlane {
         max_items: Option<u32>,
     ) -> Result<Page<FunctionConfiguration>> {
         if let Some(m) = max_items {
-            validate::int_between(m, "maxItems", 1, 10000)?;
+            validate::int_between(i64::from(m), "maxItems", 1, 10000)?;
         }
         let page = self
             .page::<FunctionRecord>(Table::Functions, "", marker, max_items, 50)
@@ -730,12 +747,10 @@ impl ControlPlane {
             cfg.description = d.clone();
         }
         if let Some(t) = req.timeout {
-            validate::int_between(t, "timeout", 1, MAX_TIMEOUT_SECS)?;
-            cfg.timeout = t;
+            cfg.timeout = validate::int_u32(t, "timeout", 1, MAX_TIMEOUT_SECS)?;
         }
         if let Some(m) = req.memory_size {
-            validate::int_between(m, "memorySize", MIN_MEMORY_MB, MAX_MEMORY_MB)?;
-            cfg.memory_size = m;
+            cfg.memory_size = validate::int_u32(m, "memorySize", MIN_MEMORY_MB, MAX_MEMORY_MB)?;
         }
         if let Some(env) = &req.environment {
             validate::environment(&env.variables)?;
@@ -863,8 +878,7 @@ impl ControlPlane {
                 "$LATEST version cannot be deleted without deleting the function.",
             )),
             Some(q) if q == LATEST_PUBLISHED || q.chars().all(|c| c.is_ascii_digit()) => {
-                self.delete_version(&fref.name, q).await?;
-                Ok(204)
+                self.delete_version(&fref.name, q).await
             }
             Some(alias) => Err(LambdaError::invalid(format!(
                 "{alias} is an alias; delete it with DeleteAlias, or give a version number as Qualifier."
@@ -894,6 +908,9 @@ impl ControlPlane {
                         .await?
                     {
                         v.config.state = "Deleting".into();
+                        v.config.state_reason =
+                            Some("The function version is being deleted.".into());
+                        v.config.state_reason_code = None;
                         v.config.last_update_status = "InProgress".into();
                         ops.push(Op::put(Table::Versions, key, &v, Expect::Revision(vrev)));
                     }

@@ -65,6 +65,17 @@ impl ControlPlane {
             .list_records(Table::Versions, "", None, usize::MAX >> 1)
             .await?;
         for (mut v, key, rev) in versions {
+            if v.config.state == "Deleting" {
+                // Versions of a function being deleted go with their function above.
+                let function_deleting = self
+                    .get_record::<FunctionRecord>(Table::Functions, &v.function)
+                    .await?
+                    .is_some_and(|(f, _)| f.deleting);
+                if !function_deleting && self.remove_version(&v, rev).await.is_ok() {
+                    changed += 1;
+                }
+                continue;
+            }
             if let Some(req) = v.scaling.requested.take() {
                 v.scaling.applied = req;
                 if self

@@ -58,7 +58,7 @@ impl ControlPlane {
                 n,
                 "functionScalingConfig.minExecutionEnvironments",
                 0,
-                MAX_ENVIRONMENTS,
+                i64::from(MAX_ENVIRONMENTS),
             )?;
         }
         if let Some(n) = given.max_execution_environments {
@@ -66,7 +66,7 @@ impl ControlPlane {
                 n,
                 "functionScalingConfig.maxExecutionEnvironments",
                 0,
-                MAX_ENVIRONMENTS,
+                i64::from(MAX_ENVIRONMENTS),
             )?;
         }
         let (mut v, rev, q) = self.scaling_target(fref).await?;

@@ -30,7 +30,13 @@ pub(crate) fn len_between(v: &str, path: &str, min: usize, max: usize) -> Result
     Ok(())
 }
 
-pub(crate) fn int_between(v: u32, path: &str, min: u32, max: u32) -> Result<()> {
+/// Checks `min <= v <= max` and returns `v` as `u32` (all Lambda integer members fit).
+pub(crate) fn int_u32(v: i64, path: &str, min: u32, max: u32) -> Result<u32> {
+    int_between(v, path, i64::from(min), i64::from(max))?;
+    Ok(u32::try_from(v).unwrap_or(max))
+}
+
+pub(crate) fn int_between(v: i64, path: &str, min: i64, max: i64) -> Result<()> {
     if v < min {
         return Err(LambdaError::validation(
             &v.to_string(),

@@ -22,7 +22,7 @@ use crate::validate;
 /// The scaling config a new version starts with: min 3 environments, no max.
 pub(crate) fn default_scaling() -> FunctionScalingConfig {
     FunctionScalingConfig {
-        min_execution_environments: Some(DEFAULT_MIN_ENVIRONMENTS),
+        min_execution_environments: Some(i64::from(DEFAULT_MIN_ENVIRONMENTS)),
         max_execution_environments: None,
     }
 }
@@ -269,7 +269,7 @@ impl ControlPlane {
         max_items: Option<u32>,
     ) -> Result<Page<FunctionConfiguration>> {
         if let Some(m) = max_items {
-            validate::int_between(m, "maxItems", 1, 10000)?;
+            validate::int_between(i64::from(m), "maxItems", 1, 10000)?;
         }
         let (rec, _) = self.function(&fref.name).await?;
         // `$LATEST` comes first, then the stored versions in order; the marker "$LATEST" means
@@ -306,9 +306,14 @@ impl ControlPlane {
         })
     }
 
-    /// Deletes one version (DeleteFunction with a version qualifier).
-    pub(crate) async fn delete_version(&self, function: &str, version: &str) -> Result<()> {
-        let (v, vrev) = self.version(function, version).await?;
+    /// Deletes one version (DeleteFunction with a version qualifier). A capacity-provider version
+    /// turns `Deleting` and the reconciler removes it once its environments are gone (202);
+    /// any other version goes at once (204).
+    pub(crate) async fn delete_version(&self, function: &str, version: &str) -> Result<u16> {
+        let (mut v, vrev) = self.version(function, version).await?;
+        if v.config.state == "Deleting" {
+            return Ok(202);
+        }
         let aliases: Vec<(AliasConfiguration, String, i64)> = self
             .list_records(Table::Aliases, &format!("{function}/"), None, 100_000)
             .await?;
@@ -328,6 +333,27 @@ impl ControlPlane {
                 users.join(", ")
             )));
         }
+        if v.capacity_provider.is_some() {
+            v.config.state = "Deleting".into();
+            v.config.state_reason = Some("The function version is being deleted.".into());
+            v.config.state_reason_code = None;
+            v.config.last_update_status = "InProgress".into();
+            self.commit(vec![Op::put(
+                Table::Versions,
+                version_key(function, version),
+                &v,
+                Expect::Revision(vrev),
+            )])
+            .await?;
+            return Ok(202);
+        }
+        self.remove_version(&v, vrev).await?;
+        Ok(204)
+    }
+
+    /// Removes a version record and its capacity provider index entry.
+    pub(crate) async fn remove_version(&self, v: &VersionRecord, vrev: i64) -> Result<()> {
+        let (function, version) = (v.function.as_str(), v.version.as_str());
         let mut ops = vec![Op::delete(
             Table::Versions,
             version_key(function, version),
