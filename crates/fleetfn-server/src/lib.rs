@@ -7,16 +7,18 @@
 
 mod aliases;
 mod capacity;
+mod deploy;
 mod functions;
 mod invoke;
 mod reconcile;
-mod records;
+pub mod records;
 mod scaling;
 mod service;
 mod tags;
 mod validate;
 mod versions;
 
+pub use deploy::VersionTransition;
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
 pub use service::{ControlPlane, ControlPlaneConfig, Page};

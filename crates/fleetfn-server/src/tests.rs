@@ -250,3 +250,37 @@ async fn latest_published_replaces_itself_and_keeps_scaling() {
         .unwrap();
     assert_eq!(listed.function_versions.len(), 1);
 }
+
+#[tokio::test]
+async fn capacity_provider_quota_is_an_error_not_a_crash() {
+    let (_d, cp) = cp().await;
+    for i in 0..fleetfn_model::limits::MAX_CAPACITY_PROVIDERS {
+        cp.create_capacity_provider(provider_req(&format!("q{i:04}")))
+            .await
+            .unwrap();
+    }
+    let e = cp
+        .create_capacity_provider(provider_req("one-too-many"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::CapacityProviderLimitExceeded);
+    assert!(e.message.contains("1000"), "{}", e.message);
+    // Listing pages through all of them, 50 at a time, without duplicates.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = cp
+            .list_capacity_providers(None, marker.as_deref(), None)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 50);
+        for p in page.items {
+            assert!(seen.insert(p.capacity_provider_arn));
+        }
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), fleetfn_model::limits::MAX_CAPACITY_PROVIDERS);
+}
