@@ -500,3 +500,12 @@ pub async fn list_tags(State(s): State<AppState>, Path(resource): Path<String>) 
 pub async fn get_account_settings(State(s): State<AppState>) -> ApiResult {
     Ok(json(StatusCode::OK, &s.cp.get_account_settings().await?))
 }
+
+/// `GET /fleetfn/v1/environments`: the data plane's environments (fleetfn extension).
+pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
+    let body = s.invoker.as_ref().map_or_else(
+        || serde_json::json!({ "Environments": [] }),
+        |i| i.environments(),
+    );
+    Ok(json(StatusCode::OK, &body))
+}

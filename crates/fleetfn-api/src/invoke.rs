@@ -40,6 +40,12 @@ pub trait Invoker: Send + Sync {
         &self,
         req: InvokeRequest,
     ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>>;
+
+    /// Every execution environment with its instance, zone and state (`GET
+    /// /fleetfn/v1/environments`).
+    fn environments(&self) -> serde_json::Value {
+        serde_json::json!({ "Environments": [] })
+    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

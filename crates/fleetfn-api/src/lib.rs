@@ -97,12 +97,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(h::untag_resource),
         )
         .route("/fleetfn/v1/code/{sha256}", get(h::download_code))
+        .route("/fleetfn/v1/environments", get(h::list_environments))
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(
             "/2016-08-19/account-settings/",
             get(h::get_account_settings),
         )
         .fallback(h::unknown_operation)
+        // Limits are per operation and enforced in `auth::authenticate`, before buffering.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .method_not_allowed_fallback(h::unknown_operation)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

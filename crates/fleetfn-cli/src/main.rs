@@ -2,6 +2,7 @@
 //! start-up and shutdown live here; everything else is in the library crates.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod credentials;
 mod serve;
 
@@ -25,6 +26,35 @@ struct Cli {
 enum Command {
     /// Run everything on this machine: the Lambda API, the store and the data plane.
     Serve(ServeArgs),
+    /// Run an instance agent (started by `fleetfn serve` for each virtual instance).
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Address of the agent API (port 0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub instance_id: String,
+    /// The zone (availability zone) the instance is in.
+    #[arg(long)]
+    pub zone: String,
+    /// The instance's own directory (environments, scratch space).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The content-addressed code store to read packages from.
+    #[arg(long)]
+    pub artifacts_dir: PathBuf,
+    /// Where runtimes are provisioned (shared between agents of one host).
+    #[arg(long)]
+    pub runtime_dir: Option<PathBuf>,
+    /// Where function logs are written.
+    #[arg(long)]
+    pub logs_dir: Option<PathBuf>,
+    /// Exit when standard input closes (set by `fleetfn serve`, so agents never outlive it).
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +96,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(serve::run(args))
+        }
+        Command::Agent(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(agent::run(args))
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fleetfn_api::{AppState, router};
+use fleetfn_dataplane::{DataPlane, LocalProvider, LocalProviderConfig};
 use fleetfn_model::Scope;
 use fleetfn_server::{ControlPlane, ControlPlaneConfig};
 use fleetfn_store::SqliteStore;
@@ -49,6 +50,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop = CancellationToken::new();
     let reconciler = cp.spawn_reconciler(stop.clone());
+    let dataplane = DataPlane::new(
+        cp.clone(),
+        LocalProvider::new(LocalProviderConfig {
+            binary: std::env::current_exe().context("locating the fleetfn binary")?,
+            instances_dir: data_dir.join("instances"),
+            artifacts_dir: data_dir.join("artifacts"),
+            runtime_dir: data_dir.join("runtimes"),
+            logs_dir: data_dir.join("logs"),
+        }),
+    );
+    let deployer = dataplane.spawn(stop.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -56,7 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = router(AppState {
         cp,
         credentials: Arc::new(creds.clone()),
-        invoker: None,
+        invoker: Some(Arc::new(dataplane)),
     });
     eprintln!(
         "fleetfn serving the Lambda API on http://{addr} (data dir {})",
@@ -79,6 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving the API")?;
     stop.cancel();
     let _ = reconciler.await;
+    let _ = deployer.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

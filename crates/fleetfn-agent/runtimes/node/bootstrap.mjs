@@ -1,0 +1,363 @@
+// fleetfn's Node.js runtime bootstrap for Lambda Managed Instances (multi-concurrency).
+//
+// The main thread starts W worker threads (AWS_LAMBDA_NODEJS_WORKER_COUNT, else one per vCPU,
+// never more than AWS_LAMBDA_MAX_CONCURRENCY). Each worker loads the handler once and runs its
+// share of AWS_LAMBDA_MAX_CONCURRENCY concurrent loops: GET /next, run the handler, POST
+// /response or /error. All loops of a worker share its event loop, so async handlers overlap.
+// A handler that cannot be loaded makes the main thread post /init/error and exit 1.
+//
+// Runtime API calls use node:http with a keep-alive agent rather than fetch: undici (fetch)
+// gives up on a response after 300 s without headers, and /next is held open for as long as
+// the environment is idle.
+
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import util from 'node:util';
+
+const API = process.env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
+const [API_HOST, API_PORT] = splitHostPort(API);
+const BASE = '/2018-06-01/runtime';
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+function splitHostPort(hp) {
+  const i = hp.lastIndexOf(':');
+  return i < 0 ? [hp, 80] : [hp.slice(0, i), Number(hp.slice(i + 1))];
+}
+
+function positiveInt(value, fallback) {
+  const n = Number.parseInt(value ?? '', 10);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+function request(method, urlPath, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(body);
+    const req = http.request(
+      {
+        host: API_HOST,
+        port: API_PORT,
+        method,
+        path: urlPath,
+        agent,
+        headers: data ? { ...headers, 'content-length': data.length } : headers,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Errors and logging
+
+function errorBody(err, typeOverride) {
+  if (err instanceof Error) {
+    const ctor = err.constructor && err.constructor.name;
+    const type = typeOverride || (err.name && err.name !== 'Error' ? err.name : ctor || 'Error');
+    return {
+      errorType: type,
+      errorMessage: err.message ?? '',
+      stackTrace: typeof err.stack === 'string' ? err.stack.split('\n') : [],
+    };
+  }
+  return {
+    errorType: typeOverride || (err === null ? 'null' : typeof err),
+    errorMessage: typeof err === 'string' ? err : util.inspect(err),
+    stackTrace: [],
+  };
+}
+
+class RuntimeError extends Error {
+  constructor(type, message) {
+    super(message);
+    this.name = type;
+  }
+}
+
+const LEVELS = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 };
+const minLevel = LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || 'INFO').toUpperCase()] ?? LEVELS.INFO;
+const invokeStore = new AsyncLocalStorage();
+
+function emit(level, message, extra) {
+  if (LEVELS[level] < minLevel) return;
+  const record = { timestamp: new Date().toISOString(), level };
+  const requestId = invokeStore.getStore()?.requestId;
+  if (requestId) record.requestId = requestId;
+  record.message = message;
+  if (extra) Object.assign(record, extra);
+  process.stdout.write(JSON.stringify(record) + '\n');
+}
+
+function installConsole() {
+  const methods = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', log: 'INFO', warn: 'WARN', error: 'ERROR' };
+  for (const [method, level] of Object.entries(methods)) {
+    console[method] = (...args) => emit(level, util.format(...args));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler loading
+
+function findModule(root, moduleName) {
+  for (const ext of ['.js', '.mjs', '.cjs']) {
+    const file = path.resolve(root, moduleName + ext);
+    if (fs.existsSync(file)) return file;
+  }
+  return null;
+}
+
+function isEsmJs(file, root) {
+  let dir = path.dirname(file);
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        return JSON.parse(fs.readFileSync(pkg, 'utf8')).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    if (dir === root || dir === path.dirname(dir)) return false;
+    dir = path.dirname(dir);
+  }
+}
+
+async function importModule(file, root) {
+  const url = pathToFileURL(file).href;
+  if (file.endsWith('.mjs') || (file.endsWith('.js') && isEsmJs(file, root))) {
+    return import(url);
+  }
+  const require = createRequire(file);
+  try {
+    return require(file);
+  } catch (err) {
+    if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) return import(url);
+    throw err;
+  }
+}
+
+async function loadHandler(root, handlerString) {
+  if (!handlerString) throw new RuntimeError('Runtime.MalformedHandlerName', 'No handler is configured (_HANDLER is empty).');
+  const slash = handlerString.lastIndexOf('/');
+  const dirPart = slash >= 0 ? handlerString.slice(0, slash + 1) : '';
+  const rest = handlerString.slice(slash + 1);
+  const dot = rest.indexOf('.');
+  if (dot <= 0 || dot === rest.length - 1) {
+    throw new RuntimeError('Runtime.MalformedHandlerName', `Bad handler ${handlerString}: expected file.export`);
+  }
+  const moduleName = dirPart + rest.slice(0, dot);
+  const exportPath = rest.slice(dot + 1).split('.');
+  const file = findModule(root, moduleName);
+  if (!file) {
+    throw new RuntimeError(
+      'Runtime.ImportModuleError',
+      `Error: Cannot find module '${moduleName}' (looked for ${moduleName}.js, .mjs and .cjs in ${root})`,
+    );
+  }
+  let mod;
+  try {
+    mod = await importModule(file, root);
+  } catch (err) {
+    if (err instanceof SyntaxError) {
+      throw new RuntimeError('Runtime.UserCodeSyntaxError', `${err.name}: ${err.message}`);
+    }
+    if (err && err.code === 'MODULE_NOT_FOUND') {
+      throw new RuntimeError('Runtime.ImportModuleError', `Error: ${err.message}`);
+    }
+    throw err;
+  }
+  const walk = (obj) => exportPath.reduce((o, k) => (o == null ? undefined : o[k]), obj);
+  let fn = walk(mod);
+  if (typeof fn !== 'function' && mod && mod.default) fn = walk(mod.default);
+  if (typeof fn !== 'function') {
+    throw new RuntimeError('Runtime.HandlerNotFound', `${handlerString} is undefined or not exported`);
+  }
+  return fn;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invocation loop (worker threads)
+
+function parseJson(value) {
+  if (value === undefined || value === '') return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function makeContext(headers) {
+  const deadline = Number(headers['lambda-runtime-deadline-ms']) || Date.now();
+  const env = process.env;
+  return {
+    awsRequestId: headers['lambda-runtime-aws-request-id'],
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJson(headers['lambda-runtime-client-context']),
+    identity: parseJson(headers['lambda-runtime-cognito-identity']),
+    tenantId: headers['lambda-runtime-aws-tenant-id'],
+    xRayTraceId: headers['lambda-runtime-trace-id'],
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+  };
+}
+
+function callHandler(handler, event, context) {
+  if (handler.length >= 3) {
+    return new Promise((resolve, reject) => {
+      const done = (err, result) => (err ? reject(err) : resolve(result));
+      const r = handler(event, context, done);
+      if (r && typeof r.then === 'function') r.then(resolve, reject);
+    });
+  }
+  return handler(event, context);
+}
+
+async function postError(requestId, err, typeOverride) {
+  const body = errorBody(err, typeOverride);
+  emit('ERROR', 'Invoke Error', { errorType: body.errorType, errorMessage: body.errorMessage, stackTrace: body.stackTrace });
+  await request('POST', `${BASE}/invocation/${encodeURIComponent(requestId)}/error`, JSON.stringify(body), {
+    'content-type': 'application/json',
+    'lambda-runtime-function-error-type': body.errorType,
+  });
+}
+
+async function handleOne(handler, next) {
+  const requestId = next.headers['lambda-runtime-aws-request-id'];
+  if (!requestId) return;
+  await invokeStore.run({ requestId }, async () => {
+    let event;
+    try {
+      const text = next.body.toString('utf8');
+      event = text.length ? JSON.parse(text) : {};
+    } catch (err) {
+      await postError(requestId, err, 'Runtime.UnmarshalError');
+      return;
+    }
+    let result;
+    try {
+      result = await callHandler(handler, event, makeContext(next.headers));
+    } catch (err) {
+      await postError(requestId, err);
+      return;
+    }
+    let body;
+    try {
+      body = JSON.stringify(result === undefined ? null : result);
+    } catch (err) {
+      await postError(requestId, err, 'Runtime.MarshalError');
+      return;
+    }
+    await request('POST', `${BASE}/invocation/${encodeURIComponent(requestId)}/response`, body, {
+      'content-type': 'application/json',
+    });
+  });
+}
+
+async function runLoop(handler) {
+  let backoff = 10;
+  for (;;) {
+    let next;
+    try {
+      next = await request('GET', `${BASE}/invocation/next`);
+    } catch (err) {
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 1000);
+      continue;
+    }
+    if (next.status !== 200) {
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 1000);
+      continue;
+    }
+    backoff = 10;
+    try {
+      await handleOne(handler, next);
+    } catch (err) {
+      emit('ERROR', `fleetfn bootstrap: could not report an invoke result: ${err && err.message}`);
+    }
+  }
+}
+
+async function workerMain({ loops }) {
+  installConsole();
+  let handler;
+  try {
+    handler = await loadHandler(process.env.LAMBDA_TASK_ROOT || process.cwd(), process.env._HANDLER);
+  } catch (err) {
+    const body = errorBody(err);
+    parentPort.postMessage({ type: 'init-error', error: body });
+    // Stay alive until the main thread has reported it and exits the process.
+    setInterval(() => {}, 1 << 30);
+    return;
+  }
+  for (let i = 0; i < loops; i++) runLoop(handler);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main thread
+
+function mainThread() {
+  installConsole();
+  const maxConcurrency = positiveInt(process.env.AWS_LAMBDA_MAX_CONCURRENCY, 1);
+  const vcpuArg = process.argv.find((a) => a.startsWith('--vcpus='));
+  const vcpus = vcpuArg ? Number(vcpuArg.slice('--vcpus='.length)) : os.availableParallelism();
+  const defaultWorkers = Math.max(1, Math.ceil(Number.isFinite(vcpus) && vcpus > 0 ? vcpus : 1));
+  const workers = Math.min(maxConcurrency, positiveInt(process.env.AWS_LAMBDA_NODEJS_WORKER_COUNT, defaultWorkers));
+  let alive = workers;
+  let initFailed = false;
+  for (let i = 0; i < workers; i++) {
+    const loops = Math.floor(maxConcurrency / workers) + (i < maxConcurrency % workers ? 1 : 0);
+    const worker = new Worker(new URL(import.meta.url), { workerData: { id: i, loops } });
+    worker.on('message', async (msg) => {
+      if (msg && msg.type === 'init-error' && !initFailed) {
+        initFailed = true;
+        emit('ERROR', `${msg.error.errorType}: ${msg.error.errorMessage}`, { errorType: msg.error.errorType });
+        try {
+          await request('POST', `${BASE}/init/error`, JSON.stringify(msg.error), {
+            'content-type': 'application/json',
+            'lambda-runtime-function-error-type': msg.error.errorType,
+          });
+        } finally {
+          process.exit(1);
+        }
+      }
+    });
+    worker.on('error', (err) => {
+      emit('ERROR', `runtime worker ${i} crashed: ${err && err.stack ? err.stack : err}`);
+    });
+    worker.on('exit', (code) => {
+      alive -= 1;
+      if (alive === 0 && !initFailed) {
+        emit('ERROR', `all runtime workers exited (last exit code ${code})`);
+        process.exit(code || 1);
+      }
+    });
+  }
+}
+
+if (isMainThread) {
+  mainThread();
+} else {
+  workerMain(workerData);
+}

@@ -1,0 +1,1006 @@
+//! One execution environment: its runtime process, its Runtime API endpoint, its state and
+//! its invokes.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use fleetfn_runtime_api::{
+    ERROR_TYPE_EXIT, InitError, Invocation, Outcome, Rejected as ApiRejected, RuntimeApi,
+    RuntimeApiConfig,
+};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::process::Child;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{InitFailure, InitReasonCode, Rejected, StartError};
+use crate::logs::{self, InFlightIds, LogSink, platform_record};
+use crate::process::{
+    ProcTreeAccounting, ResourceAccounting, describe_exit, killed_by_sigkill, signal_group,
+};
+use crate::runtime::{LaunchContext, PreparedRuntime, RuntimeProvider, launch_command};
+use crate::spec::{EnvironmentSpec, InvokeInput, InvokeOutput};
+
+/// Error type of an invoke whose environment was killed for using too much memory.
+pub const ERROR_TYPE_OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
+
+/// Error type of an invoke that hit its timeout.
+pub const ERROR_TYPE_TIMEOUT: &str = "Sandbox.Timedout";
+
+/// `X-Amz-Function-Error` of every failed invoke.
+pub const FUNCTION_ERROR_UNHANDLED: &str = "Unhandled";
+
+/// How long the runtime gets between `SIGTERM` and `SIGKILL` when it is stopped.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the agent keeps reading a dead runtime's stdout/stderr (a process that left the
+/// process group may still hold them).
+const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
+
+/// How often the memory accounting is sampled while the runtime lives.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+const MIB: u64 = 1024 * 1024;
+
+/// Where an environment is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvState {
+    /// The runtime is initializing: no `/next` has been parked yet.
+    Starting,
+    /// At least one runtime worker is polling `/next`; invokes are admitted.
+    Ready,
+    /// Stopping: new invokes are rejected, in-flight ones finish.
+    Draining,
+    /// The runtime is gone and the environment's resources are released.
+    Exited(ExitReason),
+}
+
+/// Why an environment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It never became ready.
+    InitFailed(InitFailure),
+    /// The runtime exited (or was killed) after it was ready; replace the environment.
+    Crashed {
+        /// `Runtime.ExitError` or `Runtime.OutOfMemory`.
+        error_type: String,
+        /// `Runtime exited with error: exit status 1`.
+        message: String,
+    },
+    /// [`Environment::stop`] (or dropping the [`Environment`]) ended it.
+    Stopped,
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InitFailed(e) => write!(f, "init failed: {e}"),
+            Self::Crashed {
+                error_type,
+                message,
+            } => write!(f, "{error_type}: {message}"),
+            Self::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+struct Inner {
+    spec: EnvironmentSpec,
+    api: RuntimeApi,
+    pid: u32,
+    state: watch::Sender<EnvState>,
+    /// Invokes whose callers are waiting for a result.
+    active: watch::Sender<usize>,
+    ids: Arc<InFlightIds>,
+    stopping: AtomicBool,
+    /// The runtime process has been waited for; its pid may be reused, so never signal it.
+    reaped: AtomicBool,
+    init_duration: OnceLock<Duration>,
+    logs: LogSink,
+    accounting: Arc<dyn ResourceAccounting>,
+    env_dir: PathBuf,
+    cancel: CancellationToken,
+}
+
+impl Inner {
+    fn signal(&self, sig: Signal) {
+        if self.reaped.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = signal_group(self.pid, sig) {
+            tracing::warn!(env_id = self.spec.env_id, pid = self.pid, ?sig, error = %e, "signalling the runtime failed");
+        }
+    }
+
+    fn peak_memory_mb(&self) -> u64 {
+        self.accounting
+            .peak_memory_bytes()
+            .map_or(0, |b| b.div_ceil(MIB))
+    }
+
+    fn set_state(&self, new: EnvState) {
+        self.state.send_replace(new);
+    }
+}
+
+/// A running execution environment. Dropping it kills the runtime's process group.
+pub struct Environment {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Environment")
+            .field("env_id", &self.inner.spec.env_id)
+            .field("pid", &self.inner.pid)
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Environment {
+    /// Starts an environment: prepares its runtime, binds its Runtime API endpoint on
+    /// `127.0.0.1:0`, creates its scratch directory and launches the runtime process. Returns
+    /// while the runtime initializes ([`EnvState::Starting`]); await [`Environment::ready`].
+    pub async fn start(
+        spec: EnvironmentSpec,
+        provider: &RuntimeProvider,
+    ) -> Result<Environment, StartError> {
+        validate_spec(&spec)?;
+        let prepared = provider.prepare(&spec.runtime).await?;
+        let env_dir = provider.config().env_root.join(&spec.env_id);
+        let tmp_dir = env_dir.join("tmp");
+        {
+            let (env_dir, tmp) = (env_dir.clone(), tmp_dir.clone());
+            tokio::task::spawn_blocking(move || {
+                remove_dir_if_present(&env_dir)?;
+                std::fs::create_dir_all(&tmp)
+            })
+            .await
+            .map_err(|e| StartError::io("preparing the environment directory", e.into()))?
+            .map_err(|e| StartError::io(format!("creating {}", tmp_dir.display()), e))?;
+        }
+        match launch(spec, provider, &prepared, env_dir.clone(), &tmp_dir).await {
+            Ok(env) => Ok(env),
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || remove_dir_if_present(&env_dir)).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The spec this environment runs.
+    pub fn spec(&self) -> &EnvironmentSpec {
+        &self.inner.spec
+    }
+
+    /// Pid of the runtime process (leader of its own process group).
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    /// `AWS_LAMBDA_RUNTIME_API` of this environment.
+    pub fn runtime_api_addr(&self) -> SocketAddr {
+        self.inner.api.local_addr()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> EnvState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn watch_state(&self) -> watch::Receiver<EnvState> {
+        self.inner.state.subscribe()
+    }
+
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`.
+    pub fn max_concurrency(&self) -> u32 {
+        self.inner.spec.max_concurrency
+    }
+
+    /// Invokes handed to the runtime and not answered yet, including timed-out ones the
+    /// runtime is still working on: the runtime workers in use.
+    pub fn in_flight(&self) -> usize {
+        self.inner.api.in_flight()
+    }
+
+    /// Idle runtime workers: `/next` long polls parked right now.
+    pub fn parked(&self) -> usize {
+        self.inner.api.parked()
+    }
+
+    /// Invokes whose callers are waiting for a result (in flight and not timed out).
+    pub fn active_invokes(&self) -> usize {
+        *self.inner.active.borrow()
+    }
+
+    /// Waits until `pred(parked())` holds; returns that count.
+    pub async fn wait_parked(&self, pred: impl FnMut(usize) -> bool) -> usize {
+        self.inner.api.wait_parked(pred).await
+    }
+
+    /// Waits until `pred(active_invokes())` holds; returns that count.
+    pub async fn wait_active(&self, mut pred: impl FnMut(usize) -> bool) -> usize {
+        let mut rx = self.inner.active.subscribe();
+        loop {
+            let n = *rx.borrow_and_update();
+            if pred(n) {
+                return n;
+            }
+            // The sender lives in `inner`, which `self` keeps alive.
+            let _ = rx.changed().await;
+        }
+    }
+
+    /// How long init took (launch until the first parked `/next`), once ready.
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.inner.init_duration.get().copied()
+    }
+
+    /// Resolves with the init duration once the environment is ready, or with why it never
+    /// will be (`/init/error` → `FunctionError.RuntimeInitError`, exit before ready → same,
+    /// init timeout → `FunctionError.InitTimeout`).
+    pub async fn ready(&self) -> Result<Duration, InitFailure> {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            {
+                let state = rx.borrow_and_update();
+                if let Some(d) = self.init_duration() {
+                    return Ok(d);
+                }
+                match &*state {
+                    EnvState::Exited(ExitReason::InitFailed(f)) => return Err(f.clone()),
+                    EnvState::Exited(other) => {
+                        return Err(InitFailure::new(
+                            InitReasonCode::RuntimeInitError,
+                            format!("The environment ended before it was ready: {other}"),
+                        ));
+                    }
+                    EnvState::Starting | EnvState::Ready | EnvState::Draining => {}
+                }
+            }
+            let _ = rx.changed().await;
+        }
+    }
+
+    /// Waits until the environment has exited and released its resources.
+    pub async fn exited(&self) -> ExitReason {
+        let mut rx = self.inner.state.subscribe();
+        wait_exited(&mut rx).await
+    }
+
+    /// Runs one invoke. Never queues: without an idle runtime worker the invoke is rejected at
+    /// once. A timeout answers the caller with a `Sandbox.Timedout` function error but leaves
+    /// the runtime working (LMI semantics).
+    pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, Rejected> {
+        let inner = &*self.inner;
+        match &*inner.state.borrow() {
+            EnvState::Ready => {}
+            EnvState::Starting => return Err(Rejected::NotReady),
+            EnvState::Draining => return Err(Rejected::Draining),
+            EnvState::Exited(_) => return Err(Rejected::Exited),
+        }
+        let timeout = inner.spec.timeout();
+        let deadline_ms =
+            now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let request_id = input.request_id;
+        let ticket = inner
+            .api
+            .try_dispatch(Invocation {
+                request_id: request_id.clone(),
+                payload: input.payload,
+                deadline_ms,
+                invoked_function_arn: inner.spec.qualified_arn.clone(),
+                trace_id: input.trace_id,
+                client_context: input.client_context,
+                cognito_identity: None,
+                tenant_id: input.tenant_id,
+            })
+            .map_err(|e| match e {
+                ApiRejected::NoIdleWorker => Rejected::Busy {
+                    max_concurrency: inner.spec.max_concurrency,
+                },
+                ApiRejected::DuplicateRequestId(id) => Rejected::DuplicateRequestId(id),
+                ApiRejected::InvalidHeaderValue(field) => Rejected::InvalidInput(field),
+                ApiRejected::Closed => Rejected::Exited,
+            })?;
+        let started = Instant::now();
+        let guard = ActiveGuard::new(&self.inner, &request_id);
+        let version = &inner.spec.version;
+        inner.logs.try_send(platform_record(
+            "platform.start",
+            Some(&request_id),
+            format!("START RequestId: {request_id} Version: {version}"),
+            json!({ "requestId": request_id, "version": version }),
+        ));
+
+        let result = tokio::time::timeout(timeout, ticket).await;
+        let duration = started.elapsed();
+        drop(guard);
+        let (payload, error_type, timed_out) = match result {
+            Ok(Outcome::Response(body)) => (body, None, false),
+            Ok(Outcome::FunctionError { error_type, body }) => {
+                let (body, error_type) = function_error_body(&request_id, &error_type, body);
+                (body, Some(error_type), false)
+            }
+            Err(_) => (
+                timeout_body(&request_id, duration),
+                Some(ERROR_TYPE_TIMEOUT.to_owned()),
+                true,
+            ),
+        };
+        let status = if timed_out {
+            "timeout"
+        } else if error_type.is_some() {
+            "error"
+        } else {
+            "success"
+        };
+        let duration_ms = duration.as_secs_f64() * 1000.0;
+        let billed_ms = u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        let max_used_mb = inner.peak_memory_mb();
+        inner.logs.try_send(platform_record(
+            "platform.runtimeDone",
+            Some(&request_id),
+            format!("END RequestId: {request_id}"),
+            json!({ "requestId": request_id, "status": status }),
+        ));
+        inner.logs.try_send(platform_record(
+            "platform.report",
+            Some(&request_id),
+            logs::report_message(
+                &request_id,
+                duration_ms,
+                billed_ms,
+                inner.spec.memory_mb,
+                max_used_mb,
+            ),
+            logs::report_record(
+                &request_id,
+                status,
+                duration_ms,
+                billed_ms,
+                inner.spec.memory_mb,
+                max_used_mb,
+            ),
+        ));
+        Ok(InvokeOutput {
+            request_id,
+            payload,
+            function_error: error_type
+                .as_ref()
+                .map(|_| FUNCTION_ERROR_UNHANDLED.to_owned()),
+            error_type,
+            timed_out,
+            duration,
+            billed_duration_ms: billed_ms,
+            max_memory_used_mb: max_used_mb,
+        })
+    }
+
+    /// Stops the environment: rejects new invokes, waits up to `grace` for the invokes whose
+    /// callers are waiting, sends `SIGTERM` to the process group, `SIGKILL` after
+    /// [`TERM_GRACE`], and waits until its resources are released. Idempotent.
+    pub async fn stop(&self, grace: Duration) -> ExitReason {
+        let inner = &*self.inner;
+        let mut state = inner.state.subscribe();
+        if let EnvState::Exited(r) = &*state.borrow_and_update() {
+            return r.clone();
+        }
+        inner.stopping.store(true, Ordering::SeqCst);
+        inner.state.send_if_modified(|s| {
+            if matches!(s, EnvState::Starting | EnvState::Ready) {
+                *s = EnvState::Draining;
+                true
+            } else {
+                false
+            }
+        });
+        let mut active = inner.active.subscribe();
+        let drained = async {
+            loop {
+                if *active.borrow_and_update() == 0 {
+                    return;
+                }
+                if active.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let mut exit_rx = inner.state.subscribe();
+        tokio::select! {
+            _ = tokio::time::timeout(grace, drained) => {}
+            _ = wait_exited(&mut exit_rx) => {}
+        }
+        inner.signal(Signal::SIGTERM);
+        match tokio::time::timeout(TERM_GRACE, wait_exited(&mut state)).await {
+            Ok(r) => r,
+            Err(_) => {
+                inner.signal(Signal::SIGKILL);
+                wait_exited(&mut state).await
+            }
+        }
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        if !matches!(&*self.inner.state.borrow(), EnvState::Exited(_)) {
+            self.inner.stopping.store(true, Ordering::SeqCst);
+            self.inner.signal(Signal::SIGKILL);
+            self.inner.cancel.cancel();
+        }
+    }
+}
+
+/// Counts an invoke as active while its caller waits.
+struct ActiveGuard {
+    inner: Arc<Inner>,
+    request_id: String,
+}
+
+impl ActiveGuard {
+    fn new(inner: &Arc<Inner>, request_id: &str) -> Self {
+        inner.ids.insert(request_id);
+        inner.active.send_modify(|n| *n += 1);
+        Self {
+            inner: Arc::clone(inner),
+            request_id: request_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.inner.ids.remove(&self.request_id);
+        self.inner.active.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+async fn wait_exited(rx: &mut watch::Receiver<EnvState>) -> ExitReason {
+    loop {
+        if let EnvState::Exited(r) = &*rx.borrow_and_update() {
+            return r.clone();
+        }
+        if rx.changed().await.is_err() {
+            return ExitReason::Stopped;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn remove_dir_if_present(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn validate_spec(spec: &EnvironmentSpec) -> Result<(), StartError> {
+    let id = &spec.env_id;
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !plain {
+        return Err(StartError::InvalidSpec(format!(
+            "env_id {id:?} must be 1-128 characters of [A-Za-z0-9._-]"
+        )));
+    }
+    if spec.max_concurrency == 0 {
+        return Err(StartError::InvalidSpec(
+            "max_concurrency must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `2026/01/02/[<version>]<env_id>`.
+fn log_stream_name(spec: &EnvironmentSpec) -> String {
+    format!(
+        "{}/[{}]{}",
+        jiff::Timestamp::now().strftime("%Y/%m/%d"),
+        spec.version,
+        spec.env_id
+    )
+}
+
+/// Binds the endpoint, launches the process and starts watching it.
+async fn launch(
+    spec: EnvironmentSpec,
+    provider: &RuntimeProvider,
+    prepared: &PreparedRuntime,
+    env_dir: PathBuf,
+    tmp_dir: &Path,
+) -> Result<Environment, StartError> {
+    let api = RuntimeApi::bind(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        RuntimeApiConfig::default(),
+    )
+    .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
+    let log_stream = log_stream_name(&spec);
+    let cmd = launch_command(
+        &spec,
+        prepared,
+        &LaunchContext {
+            api_addr: api.local_addr(),
+            tmp_dir,
+            log_stream: &log_stream,
+        },
+    )?;
+    let launched = provider
+        .launcher()
+        .launch(&cmd)
+        .map_err(|e| spawn_error(prepared, &cmd.program, e))?;
+    let mut child = launched.child;
+    let Some(pid) = child.id() else {
+        return Err(StartError::io(
+            "launching the runtime",
+            std::io::Error::other("the runtime process exited at once"),
+        ));
+    };
+    let (logs, _writer) = match &spec.log_path {
+        Some(p) => {
+            let (sink, task) = LogSink::open(p.clone());
+            (sink, Some(task))
+        }
+        None => (LogSink::disabled(), None),
+    };
+    let ids = Arc::new(InFlightIds::default());
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(logs::pump(
+            out,
+            "stdout",
+            logs.clone(),
+            Arc::clone(&ids),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(logs::pump(
+            err,
+            "stderr",
+            logs.clone(),
+            Arc::clone(&ids),
+        )));
+    }
+    let accounting = launched
+        .accounting
+        .unwrap_or_else(|| Arc::new(ProcTreeAccounting::new(pid)));
+    logs.try_send(platform_record(
+        "platform.initStart",
+        None,
+        format!("INIT_START Runtime Version: {}", spec.runtime),
+        json!({
+            "initializationType": "lambda-managed-instances",
+            "phase": "init",
+            "runtimeVersion": spec.runtime,
+            "functionName": spec.function_name,
+            "functionVersion": spec.version,
+        }),
+    ));
+    tracing::info!(env_id = spec.env_id, pid, runtime = spec.runtime, api = %api.local_addr(), "environment launched");
+    let inner = Arc::new(Inner {
+        spec,
+        api,
+        pid,
+        state: watch::Sender::new(EnvState::Starting),
+        active: watch::Sender::new(0),
+        ids,
+        stopping: AtomicBool::new(false),
+        reaped: AtomicBool::new(false),
+        init_duration: OnceLock::new(),
+        logs,
+        accounting,
+        env_dir,
+        cancel: CancellationToken::new(),
+    });
+    tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
+    Ok(Environment { inner })
+}
+
+/// Maps a failed exec to the reason the function cannot start.
+fn spawn_error(prepared: &PreparedRuntime, program: &Path, e: std::io::Error) -> StartError {
+    const ENOEXEC: i32 = 8;
+    match prepared {
+        PreparedRuntime::Provided { .. } => {
+            let why = match (e.kind(), e.raw_os_error()) {
+                (std::io::ErrorKind::PermissionDenied, _) => "permission denied".to_owned(),
+                (_, Some(ENOEXEC)) => {
+                    "it is not a valid executable for this platform (exec format error)".to_owned()
+                }
+                (std::io::ErrorKind::NotFound, _) => {
+                    "its interpreter (the #! line) was not found".to_owned()
+                }
+                _ => return StartError::io("launching the bootstrap", e),
+            };
+            InitFailure::entry_point(format!(
+                "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]; /var/task/bootstrap cannot be executed: {why}"
+            ))
+            .into()
+        }
+        PreparedRuntime::Python { runtime, .. } | PreparedRuntime::Node { runtime, .. } => {
+            InitFailure::invalid_runtime(format!(
+                "The runtime {runtime} cannot be started: {} failed to run: {e}",
+                program.display()
+            ))
+            .into()
+        }
+    }
+}
+
+enum InitOutcome {
+    Ready,
+    InitError(InitError),
+    Exited(std::io::Result<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+/// Owns the runtime process: drives the state through init, notices its exit, and releases
+/// the environment's resources.
+async fn monitor(
+    inner: Arc<Inner>,
+    mut child: Child,
+    pumps: Vec<JoinHandle<()>>,
+    launched: Instant,
+) {
+    let init_timeout = inner.spec.init_timeout();
+    let deadline = tokio::time::sleep(init_timeout);
+    tokio::pin!(deadline);
+    let mut sample = tokio::time::interval(SAMPLE_EVERY);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    let outcome = loop {
+        tokio::select! {
+            r = inner.api.ready() => break match r {
+                Ok(()) => InitOutcome::Ready,
+                Err(e) => InitOutcome::InitError(e),
+            },
+            st = child.wait() => break InitOutcome::Exited(st),
+            () = &mut deadline => break InitOutcome::TimedOut,
+            () = inner.cancel.cancelled() => break InitOutcome::Cancelled,
+            _ = sample.tick() => { let _ = inner.accounting.peak_memory_bytes(); }
+        }
+    };
+    let init_elapsed = launched.elapsed();
+    let failure = match outcome {
+        InitOutcome::Ready => None,
+        InitOutcome::InitError(e) => Some(init_error_failure(&e)),
+        InitOutcome::Exited(st) => {
+            inner.reaped.store(true, Ordering::SeqCst);
+            let _ = signal_group(inner.pid, Signal::SIGKILL);
+            let init_error = inner.api.init_error().borrow().clone();
+            if let Some(e) = init_error {
+                Some(init_error_failure(&e))
+            } else if inner.stopping.load(Ordering::SeqCst) {
+                finish(&inner, ExitReason::Stopped, pumps).await;
+                return;
+            } else {
+                let how = st.map_or_else(|e| format!("wait failed: {e}"), describe_exit);
+                Some(InitFailure::new(
+                    InitReasonCode::RuntimeInitError,
+                    format!("Runtime exited with error: {how}"),
+                ))
+            }
+        }
+        InitOutcome::TimedOut => Some(InitFailure::new(
+            InitReasonCode::InitTimeout,
+            format!(
+                "The runtime did not finish init within {:.2} seconds: no runtime worker polled /runtime/invocation/next",
+                init_timeout.as_secs_f64()
+            ),
+        )),
+        InitOutcome::Cancelled => {
+            kill_and_reap(&inner, &mut child).await;
+            finish(&inner, ExitReason::Stopped, pumps).await;
+            return;
+        }
+    };
+    let init_ms = init_elapsed.as_secs_f64() * 1000.0;
+    if let Some(failure) = failure {
+        let status = if failure.reason_code == InitReasonCode::InitTimeout {
+            "timeout"
+        } else {
+            "error"
+        };
+        log_init_report(&inner, init_ms, status);
+        tracing::warn!(env_id = inner.spec.env_id, %failure, "environment init failed");
+        if !inner.reaped.load(Ordering::SeqCst) {
+            if status == "timeout" {
+                kill_and_reap(&inner, &mut child).await;
+            } else {
+                terminate(&inner, &mut child).await;
+            }
+        }
+        finish(&inner, ExitReason::InitFailed(failure), pumps).await;
+        return;
+    }
+
+    let _ = inner.init_duration.set(init_elapsed);
+    log_init_report(&inner, init_ms, "success");
+    inner.state.send_if_modified(|s| {
+        if matches!(s, EnvState::Starting) {
+            *s = EnvState::Ready;
+            true
+        } else {
+            false
+        }
+    });
+    tracing::info!(env_id = inner.spec.env_id, init_ms, "environment ready");
+
+    let status = loop {
+        tokio::select! {
+            st = child.wait() => break st,
+            () = inner.cancel.cancelled() => {
+                kill_and_reap(&inner, &mut child).await;
+                finish(&inner, ExitReason::Stopped, pumps).await;
+                return;
+            }
+            _ = sample.tick() => { let _ = inner.accounting.peak_memory_bytes(); }
+        }
+    };
+    inner.reaped.store(true, Ordering::SeqCst);
+    // Whatever else is left in the process group goes with the runtime.
+    let _ = signal_group(inner.pid, Signal::SIGKILL);
+    let how = status
+        .as_ref()
+        .map_or_else(|e| format!("wait failed: {e}"), |s| describe_exit(*s));
+    let message = format!("Runtime exited with error: {how}");
+    let out_of_memory = status.as_ref().is_ok_and(|s| killed_by_sigkill(*s))
+        && match inner.accounting.oom_killed() {
+            Some(killed) => killed,
+            None => inner.peak_memory_mb() >= u64::from(inner.spec.memory_mb),
+        };
+    let error_type = if out_of_memory {
+        ERROR_TYPE_OUT_OF_MEMORY
+    } else {
+        ERROR_TYPE_EXIT
+    };
+    let failed = inner.api.fail_all_in_flight(error_type, &message);
+    inner.api.shutdown();
+    let reason = if inner.stopping.load(Ordering::SeqCst) {
+        ExitReason::Stopped
+    } else {
+        tracing::warn!(
+            env_id = inner.spec.env_id,
+            error_type,
+            message,
+            failed,
+            "runtime exited"
+        );
+        ExitReason::Crashed {
+            error_type: error_type.to_owned(),
+            message,
+        }
+    };
+    finish(&inner, reason, pumps).await;
+}
+
+fn init_error_failure(e: &InitError) -> InitFailure {
+    let body: Value = serde_json::from_slice(&e.body).unwrap_or(Value::Null);
+    let error_type = body
+        .get("errorType")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&e.error_type);
+    let message = body
+        .get("errorMessage")
+        .and_then(Value::as_str)
+        .map_or_else(
+            || String::from_utf8_lossy(&e.body).into_owned(),
+            str::to_owned,
+        );
+    InitFailure::new(
+        InitReasonCode::RuntimeInitError,
+        format!("{error_type}: {message}"),
+    )
+}
+
+fn log_init_report(inner: &Inner, init_ms: f64, status: &str) {
+    inner.logs.try_send(platform_record(
+        "platform.initReport",
+        None,
+        format!("INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: {status}"),
+        json!({
+            "initializationType": "lambda-managed-instances",
+            "phase": "init",
+            "status": status,
+            "metrics": { "durationMs": (init_ms * 100.0).round() / 100.0 },
+        }),
+    ));
+}
+
+/// `SIGTERM` to the group, `SIGKILL` after [`TERM_GRACE`]; reaps the process.
+async fn terminate(inner: &Inner, child: &mut Child) {
+    inner.signal(Signal::SIGTERM);
+    if tokio::time::timeout(TERM_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        inner.signal(Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    inner.reaped.store(true, Ordering::SeqCst);
+    let _ = signal_group(inner.pid, Signal::SIGKILL);
+}
+
+async fn kill_and_reap(inner: &Inner, child: &mut Child) {
+    inner.signal(Signal::SIGKILL);
+    let _ = child.wait().await;
+    inner.reaped.store(true, Ordering::SeqCst);
+    let _ = signal_group(inner.pid, Signal::SIGKILL);
+}
+
+/// Releases everything once the runtime is gone, then publishes the final state.
+async fn finish(inner: &Inner, reason: ExitReason, pumps: Vec<JoinHandle<()>>) {
+    inner.api.shutdown();
+    for mut pump in pumps {
+        if tokio::time::timeout(DRAIN_OUTPUT, &mut pump).await.is_err() {
+            pump.abort();
+        }
+    }
+    inner.logs.flush().await;
+    if inner.logs.dropped() > 0 {
+        tracing::warn!(
+            env_id = inner.spec.env_id,
+            dropped = inner.logs.dropped(),
+            "platform log records were dropped"
+        );
+    }
+    let dir = inner.env_dir.clone();
+    match tokio::task::spawn_blocking(move || remove_dir_if_present(&dir)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(env_id = inner.spec.env_id, error = %e, "removing the environment directory failed")
+        }
+        Err(e) => {
+            tracing::warn!(env_id = inner.spec.env_id, error = %e, "removing the environment directory failed")
+        }
+    }
+    tracing::info!(env_id = inner.spec.env_id, %reason, "environment exited");
+    inner.set_state(EnvState::Exited(reason));
+}
+
+/// The caller's error document for a runtime-reported or platform failure, and its type.
+/// Exit errors get Lambda's `RequestId: <id> Error: ` prefix.
+fn function_error_body(request_id: &str, header_type: &str, body: Bytes) -> (Bytes, String) {
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let body_type = parsed
+        .as_ref()
+        .and_then(|v| v.get("errorType"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let is_exit = header_type == ERROR_TYPE_EXIT || header_type == ERROR_TYPE_OUT_OF_MEMORY;
+    if is_exit {
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.get("errorMessage"))
+            .and_then(Value::as_str)
+            .unwrap_or("Runtime exited");
+        let message = if message.starts_with("RequestId:") {
+            message.to_owned()
+        } else {
+            format!("RequestId: {request_id} Error: {message}")
+        };
+        let doc = json!({ "errorMessage": message, "errorType": header_type });
+        return (Bytes::from(doc.to_string()), header_type.to_owned());
+    }
+    let error_type = body_type.unwrap_or_else(|| header_type.to_owned());
+    (body, error_type)
+}
+
+/// `{"errorMessage":"RequestId: <id> Error: Task timed out after 1.00 seconds","errorType":"Sandbox.Timedout"}`.
+fn timeout_body(request_id: &str, after: Duration) -> Bytes {
+    let doc = json!({
+        "errorMessage": format!(
+            "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+            after.as_secs_f64()
+        ),
+        "errorType": ERROR_TYPE_TIMEOUT,
+    });
+    Bytes::from(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_documents() {
+        let body = timeout_body("r1", Duration::from_millis(1001));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"errorMessage": "RequestId: r1 Error: Task timed out after 1.00 seconds", "errorType": "Sandbox.Timedout"})
+        );
+        let (body, t) = function_error_body(
+            "r2",
+            ERROR_TYPE_EXIT,
+            Bytes::from_static(br#"{"errorMessage":"Runtime exited with error: exit status 1","errorType":"Runtime.ExitError"}"#),
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(t, "Runtime.ExitError");
+        assert_eq!(
+            v["errorMessage"],
+            "RequestId: r2 Error: Runtime exited with error: exit status 1"
+        );
+        let (body, t) = function_error_body(
+            "r3",
+            "Unhandled",
+            Bytes::from_static(
+                br#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#,
+            ),
+        );
+        assert_eq!(t, "ValueError");
+        assert!(body.starts_with(b"{\"errorMessage\":\"boom\""));
+    }
+
+    #[test]
+    fn init_errors_name_the_runtime_error() {
+        let f = init_error_failure(&InitError {
+            error_type: "Runtime.ImportModuleError".into(),
+            body: Bytes::from_static(br#"{"errorMessage":"Unable to import module 'app': No module named 'app'","errorType":"Runtime.ImportModuleError","requestId":"","stackTrace":[]}"#),
+        });
+        assert_eq!(f.reason_code, InitReasonCode::RuntimeInitError);
+        assert_eq!(
+            f.reason,
+            "Runtime.ImportModuleError: Unable to import module 'app': No module named 'app'"
+        );
+    }
+
+    #[test]
+    fn env_ids_must_be_plain_names() {
+        let mut spec = EnvironmentSpec {
+            env_id: "ok-1.a_b".into(),
+            function_name: "f".into(),
+            version: "1".into(),
+            qualified_arn: "arn".into(),
+            runtime: "provided.al2023".into(),
+            handler: None,
+            code_dir: "/code".into(),
+            memory_mb: 2048,
+            timeout_secs: 3,
+            max_concurrency: 1,
+            vcpus: 1.0,
+            ephemeral_storage_mb: 512,
+            region: "us-east-1".into(),
+            env_vars: Default::default(),
+            log_path: None,
+            init_timeout: None,
+        };
+        assert!(validate_spec(&spec).is_ok());
+        assert_eq!(spec.init_timeout(), Duration::from_secs(130));
+        spec.timeout_secs = 900;
+        assert_eq!(spec.init_timeout(), Duration::from_secs(900));
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            spec.env_id = bad.into();
+            assert!(validate_spec(&spec).is_err(), "{bad:?}");
+        }
+        assert!(
+            log_stream_name(&EnvironmentSpec {
+                env_id: "e".into(),
+                ..spec
+            })
+            .ends_with("/[1]e")
+        );
+    }
+}

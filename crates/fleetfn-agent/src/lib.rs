@@ -1,0 +1,58 @@
+//! The fleetfn agent's execution environments: the lifecycle of every environment on one
+//! instance.
+//!
+//! An *environment* (LMI: execution environment) is one long-lived runtime process tree of one
+//! function version that serves up to `AWS_LAMBDA_MAX_CONCURRENCY` invokes at once through its
+//! own Lambda Runtime API endpoint ([`fleetfn_runtime_api::RuntimeApi`]). This crate:
+//!
+//! * provides runtimes ([`RuntimeProvider`]): probes the host once for Python interpreters and
+//!   `node`; installs AWS's Python runtime interface client (`awslambdaric`) into a directory
+//!   it manages; writes fleetfn's Node.js bootstrap; a runtime the host cannot provide is an
+//!   `InvalidRuntime` [`InitFailure`] before anything starts, never an invoke-time error;
+//! * starts environments ([`Environment::start`]): binds the endpoint on `127.0.0.1:0`,
+//!   launches the runtime in its own process group with a clean, Lambda-shaped environment
+//!   (no variable of the agent leaks in), a private `TMPDIR`, and its code directory as
+//!   working directory;
+//! * follows their state ([`EnvState`]: `Starting` → `Ready` → `Draining` → `Exited`) and
+//!   turns init failures into LMI reason codes (`FunctionError.RuntimeInitError`,
+//!   `FunctionError.InitTimeout`, `FunctionError.InvalidEntryPoint`, `InvalidRuntime`);
+//! * admits invokes without queueing ([`Environment::invoke`]): an invoke goes to a parked
+//!   `/next` or is [`Rejected`] at once; its timeout answers the caller with a
+//!   `Sandbox.Timedout` error while the runtime keeps running (LMI does not kill it); a
+//!   runtime that dies fails its in-flight invokes with `Runtime.ExitError` (or
+//!   `Runtime.OutOfMemory`) and the environment becomes `Exited` so the caller can replace it;
+//! * stops them ([`Environment::stop`]): drain, `SIGTERM` to the process group, `SIGKILL`,
+//!   remove the scratch directory;
+//! * writes their logs: each stdout/stderr line as a JSON object, plus `START`, `END`,
+//!   `REPORT` and init records, appended to the spec's log file.
+//!
+//! Sandboxing (cgroups, namespaces, a read-only `/var/task`) is not done here yet: it plugs
+//! in as a [`Launcher`]. Until then the runtime is a plain child process and memory is read
+//! from `/proc` ([`ProcTreeAccounting`]).
+
+#![forbid(unsafe_code)]
+
+mod environment;
+mod error;
+mod logs;
+mod process;
+mod runtime;
+mod service;
+mod spec;
+
+pub use environment::{
+    ERROR_TYPE_OUT_OF_MEMORY, ERROR_TYPE_TIMEOUT, EnvState, Environment, ExitReason,
+    FUNCTION_ERROR_UNHANDLED, TERM_GRACE,
+};
+pub use error::{InitFailure, InitReasonCode, Rejected, StartError};
+pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
+pub use logs::MAX_LINE_BYTES;
+pub use process::{
+    DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, ResourceAccounting,
+};
+pub use runtime::{
+    AWSLAMBDARIC_REQUIREMENT, HostRuntimes, Interpreter, MIN_NODE_MAJOR, NODE_BOOTSTRAP,
+    PreparedRuntime, RuntimeProvider, RuntimeProviderConfig,
+};
+pub use service::{Agent, AgentConfig};
+pub use spec::{EnvironmentSpec, InvokeInput, InvokeOutput, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT};

@@ -1,0 +1,277 @@
+//! Everything that touches OS processes: launching a runtime, signalling its process group,
+//! describing how it exited, and reading its memory use from `/proc`.
+//!
+//! The agent is a multithreaded Tokio process, so it never forks by hand: processes are
+//! started with [`tokio::process::Command`] (which execs at once in the child). Sandboxing
+//! (cgroups, namespaces) plugs in as another [`Launcher`] that starts a single-threaded helper
+//! which sets up the sandbox and execs the runtime, keeping the same pid.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// The process to start for an environment: program, arguments, complete environment and
+/// working directory. Nothing of the agent's own environment is inherited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments (without `argv[0]`).
+    pub args: Vec<String>,
+    /// The complete environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+}
+
+/// A launched runtime process.
+#[derive(Debug)]
+pub struct Launched {
+    /// The process. Its stdout and stderr must be piped; it must lead its own process group
+    /// (pgid = pid) so the whole tree can be signalled.
+    pub child: Child,
+    /// Memory accounting for the environment; `None` uses the `/proc` tree of the child.
+    pub accounting: Option<Arc<dyn ResourceAccounting>>,
+}
+
+/// Starts runtime processes. The default, [`DirectLauncher`], runs them as plain child
+/// processes; a sandboxing launcher can wrap them in cgroups and namespaces.
+pub trait Launcher: Send + Sync + fmt::Debug {
+    /// Starts `cmd` with stdin from `/dev/null`, stdout and stderr piped, in a new process
+    /// group, killed when the returned child is dropped.
+    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched>;
+}
+
+/// Runs the runtime as a plain child process of the agent, in its own process group, with a
+/// cleared environment. No isolation beyond that.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectLauncher;
+
+impl Launcher for DirectLauncher {
+    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched> {
+        let child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .env_clear()
+            .envs(&cmd.env)
+            .current_dir(&cmd.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Launched {
+            child,
+            accounting: None,
+        })
+    }
+}
+
+/// Resource accounting of one environment (a cgroup once sandboxing exists; the process tree
+/// in `/proc` until then).
+pub trait ResourceAccounting: Send + Sync + fmt::Debug {
+    /// Peak memory use of the environment so far, in bytes, if known.
+    fn peak_memory_bytes(&self) -> Option<u64>;
+    /// Whether the kernel's OOM killer killed a process of the environment; `None` when this
+    /// accounting cannot tell.
+    fn oom_killed(&self) -> Option<bool>;
+}
+
+/// Memory accounting from `/proc`: the sum of `VmHWM` (peak resident set) over the runtime
+/// process and its descendants, remembered as a running maximum so it survives the processes.
+/// Forked workers share pages, so the sum over-estimates; it is an upper bound.
+#[derive(Debug)]
+pub struct ProcTreeAccounting {
+    root: u32,
+    peak: AtomicU64,
+}
+
+impl ProcTreeAccounting {
+    /// Accounting for the tree rooted at `pid`.
+    pub fn new(pid: u32) -> Self {
+        Self {
+            root: pid,
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the tree now and updates the running maximum.
+    fn sample(&self) -> u64 {
+        let now = tree_pids(Path::new("/proc"), self.root)
+            .into_iter()
+            .filter_map(|pid| vm_hwm_bytes(Path::new("/proc"), pid))
+            .sum::<u64>();
+        self.peak.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+}
+
+impl ResourceAccounting for ProcTreeAccounting {
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        Some(self.sample())
+    }
+
+    fn oom_killed(&self) -> Option<bool> {
+        None
+    }
+}
+
+/// `pid` and all its descendants, from `/proc/<pid>/task/<tid>/children`. Empty once `pid`
+/// is gone.
+pub(crate) fn tree_pids(proc_root: &Path, pid: u32) -> Vec<u32> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(proc_root.join(p.to_string()).join("task")) else {
+            seen.remove(&p);
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// `VmHWM` of one process, in bytes.
+pub(crate) fn vm_hwm_bytes(proc_root: &Path, pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Sends `sig` to the process group `pgid`. A group that no longer exists is not an error.
+pub(crate) fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return Err(io::Error::other(format!("pid {pgid} out of range")));
+    };
+    if raw <= 1 {
+        // Never signal "every process" (0) or init's group by accident.
+        return Err(io::Error::other(format!(
+            "refusing to signal process group {raw}"
+        )));
+    }
+    match killpg(Pid::from_raw(raw), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// How a process ended, the way Lambda phrases it after "Runtime exited with error: " (Go's
+/// `ExitStatus` text): `exit status 1`, `signal: killed`.
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("signal: {}", signal_text(sig)),
+        None => "exit status unknown".to_owned(),
+    }
+}
+
+/// Go's `syscall.Signal.String()` text for common signals.
+pub(crate) fn signal_text(sig: i32) -> String {
+    let text = match Signal::try_from(sig) {
+        Ok(Signal::SIGKILL) => "killed",
+        Ok(Signal::SIGTERM) => "terminated",
+        Ok(Signal::SIGSEGV) => "segmentation fault",
+        Ok(Signal::SIGABRT) => "aborted",
+        Ok(Signal::SIGBUS) => "bus error",
+        Ok(Signal::SIGILL) => "illegal instruction",
+        Ok(Signal::SIGFPE) => "floating point exception",
+        Ok(Signal::SIGINT) => "interrupt",
+        Ok(Signal::SIGHUP) => "hangup",
+        Ok(Signal::SIGQUIT) => "quit",
+        Ok(Signal::SIGPIPE) => "broken pipe",
+        Ok(Signal::SIGTRAP) => "trace/breakpoint trap",
+        Ok(Signal::SIGSYS) => "bad system call",
+        Ok(Signal::SIGUSR1) => "user defined signal 1",
+        Ok(Signal::SIGUSR2) => "user defined signal 2",
+        Ok(Signal::SIGXCPU) => "CPU time limit exceeded",
+        Ok(Signal::SIGXFSZ) => "file size limit exceeded",
+        _ => return format!("signal {sig}"),
+    };
+    text.to_owned()
+}
+
+/// Whether the process was killed with `SIGKILL`.
+pub(crate) fn killed_by_sigkill(status: ExitStatus) -> bool {
+    status.signal() == Some(Signal::SIGKILL as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_descriptions_follow_lambda() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(describe_exit(ExitStatus::from_raw(0)), "exit status 0");
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "signal: killed");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(11)),
+            "signal: segmentation fault"
+        );
+        assert!(killed_by_sigkill(ExitStatus::from_raw(9)));
+        assert!(!killed_by_sigkill(ExitStatus::from_raw(15)));
+        assert_eq!(signal_text(64), "signal 64");
+    }
+
+    #[test]
+    fn reads_vm_hwm_and_children_from_a_proc_fixture() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for (pid, hwm, children) in [(10, 100, "11 12"), (11, 50, ""), (12, 25, "13")] {
+            let d = p.join(pid.to_string());
+            std::fs::create_dir_all(d.join("task").join(pid.to_string())).unwrap();
+            std::fs::write(
+                d.join("status"),
+                format!("Name:\tx\nVmPeak:\t999 kB\nVmHWM:\t{hwm} kB\nVmRSS:\t1 kB\n"),
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("task").join(pid.to_string()).join("children"),
+                children,
+            )
+            .unwrap();
+        }
+        // 13 is listed as a child but already gone.
+        assert_eq!(tree_pids(p, 10), vec![10, 11, 12]);
+        let total: u64 = tree_pids(p, 10)
+            .into_iter()
+            .filter_map(|pid| vm_hwm_bytes(p, pid))
+            .sum();
+        assert_eq!(total, 175 * 1024);
+        assert!(tree_pids(p, 99).is_empty());
+    }
+
+    #[test]
+    fn refuses_to_signal_special_groups() {
+        assert!(signal_group(0, Signal::SIGTERM).is_err());
+        assert!(signal_group(1, Signal::SIGTERM).is_err());
+    }
+}

@@ -1,0 +1,1035 @@
+//! The runtimes this host can run, how they are provided, and how an environment's runtime
+//! process is launched.
+//!
+//! * `provided.al2023` / `provided.al2`: the package's own executable `bootstrap`.
+//! * `python3.13` / `python3.14`: AWS's runtime interface client, `awslambdaric` (PyPI), on a
+//!   host interpreter of that minor version. fleetfn installs `awslambdaric` once into
+//!   `<runtime_root>/python3.X/` (`pip install --target`, guarded by a lock file) and runs
+//!   `python3.X -m awslambdaric <handler>` with `PYTHONPATH=<code>:<runtime dir>`. With
+//!   `AWS_LAMBDA_MAX_CONCURRENCY` set, awslambdaric forks that many worker processes, each
+//!   polling `/next` on its own.
+//! * `nodejs22.x` / `nodejs24.x`: fleetfn's own bootstrap (`runtimes/node/bootstrap.mjs`,
+//!   compiled into this crate and written to `<runtime_root>/nodejs/`) on the host's `node`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use fleetfn_model::runtimes::{RuntimeFamily, family};
+
+use crate::error::InitFailure;
+use crate::process::{DirectLauncher, LaunchCommand, Launcher};
+use crate::spec::EnvironmentSpec;
+
+/// The `awslambdaric` requirement fleetfn installs by default (4.2 is the first release with
+/// LMI multi-concurrency).
+pub const AWSLAMBDARIC_REQUIREMENT: &str = "awslambdaric>=4.2,<5";
+
+/// fleetfn's Node.js bootstrap.
+pub const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node/bootstrap.mjs");
+
+/// Oldest `node` the bootstrap supports (global `fetch`, `worker_threads`,
+/// `os.availableParallelism`).
+pub const MIN_NODE_MAJOR: u32 = 18;
+
+/// Where a bootstrap would be looked for on Lambda; quoted in `InvalidEntryPoint` reasons.
+const BOOTSTRAP_SEARCH: &str =
+    "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]";
+
+/// Marker written into a provisioned Python runtime directory once it is complete.
+const PYTHON_MARKER: &str = ".fleetfn-runtime.json";
+
+/// `PATH` of every environment, after the runtime's own `bin` directory.
+const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Variables a function may not set (they would change how the runtime talks to the agent).
+/// `_LAMBDA_TELEMETRY_LOG_FD` makes awslambdaric write framed logs to an fd we never open (and
+/// crashes the python3.14 client in multi-concurrent mode).
+const FORBIDDEN_FUNCTION_VARS: &[&str] = &[
+    "_LAMBDA_TELEMETRY_LOG_FD",
+    "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
+];
+
+/// Paths and choices for [`RuntimeProvider`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeProviderConfig {
+    /// Directory fleetfn manages runtime support in (`python3.13/`, `nodejs/`).
+    pub runtime_root: PathBuf,
+    /// Directory of per-environment scratch directories (`<env_root>/<env_id>/tmp`).
+    pub env_root: PathBuf,
+    /// Interpreter to use per Python runtime (`"python3.13" => /opt/py/bin/python3.13`),
+    /// instead of searching `PATH` and pyenv.
+    pub python_interpreters: BTreeMap<String, PathBuf>,
+    /// `node` to use instead of searching `PATH`.
+    pub node: Option<PathBuf>,
+    /// The `PATH` to search for interpreters; `None` uses the agent's own.
+    pub search_path: Option<OsString>,
+    /// What `pip install` is given for the Python runtime client.
+    pub awslambdaric_requirement: String,
+    /// Extra `pip install` arguments (`--index-url ...`, `--find-links ... --no-index`).
+    pub pip_args: Vec<String>,
+}
+
+impl RuntimeProviderConfig {
+    /// Defaults with these two directories.
+    pub fn new(runtime_root: impl Into<PathBuf>, env_root: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime_root: runtime_root.into(),
+            env_root: env_root.into(),
+            python_interpreters: BTreeMap::new(),
+            node: None,
+            search_path: None,
+            awslambdaric_requirement: AWSLAMBDARIC_REQUIREMENT.to_owned(),
+            pip_args: Vec::new(),
+        }
+    }
+}
+
+/// A host interpreter found by the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// Absolute path of the real executable (not a pyenv shim).
+    pub path: PathBuf,
+    /// Its version (`3.13.0`, `20.20.2`).
+    pub version: String,
+}
+
+impl Interpreter {
+    /// The major version number.
+    pub fn major(&self) -> Option<u32> {
+        self.version.split('.').next()?.parse().ok()
+    }
+}
+
+/// What the host offers, probed once by [`RuntimeProvider::detect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRuntimes {
+    /// Per Python runtime (`python3.13`): the interpreter, or why there is none.
+    pub python: BTreeMap<String, Result<Interpreter, String>>,
+    /// `node`, or why there is none.
+    pub node: Result<Interpreter, String>,
+}
+
+/// A runtime ready to launch environments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreparedRuntime {
+    /// `provided.*`: nothing to provide.
+    Provided {
+        /// The runtime name.
+        runtime: String,
+        /// `LAMBDA_RUNTIME_DIR`.
+        runtime_dir: PathBuf,
+    },
+    /// `python3.x` with awslambdaric installed.
+    Python {
+        /// The runtime name.
+        runtime: String,
+        /// The host interpreter.
+        interpreter: Interpreter,
+        /// Where awslambdaric is installed (`LAMBDA_RUNTIME_DIR`, on `PYTHONPATH`).
+        runtime_dir: PathBuf,
+    },
+    /// `nodejs*` with fleetfn's bootstrap written out.
+    Node {
+        /// The runtime name.
+        runtime: String,
+        /// The host `node`.
+        node: Interpreter,
+        /// The bootstrap script.
+        bootstrap: PathBuf,
+        /// `LAMBDA_RUNTIME_DIR`.
+        runtime_dir: PathBuf,
+    },
+}
+
+impl PreparedRuntime {
+    /// `LAMBDA_RUNTIME_DIR` of environments of this runtime.
+    pub fn runtime_dir(&self) -> &Path {
+        match self {
+            Self::Provided { runtime_dir, .. }
+            | Self::Python { runtime_dir, .. }
+            | Self::Node { runtime_dir, .. } => runtime_dir,
+        }
+    }
+
+    /// The runtime name.
+    pub fn runtime(&self) -> &str {
+        match self {
+            Self::Provided { runtime, .. }
+            | Self::Python { runtime, .. }
+            | Self::Node { runtime, .. } => runtime,
+        }
+    }
+}
+
+/// Provides runtimes to environments: probes the host once, installs runtime support on first
+/// use, and builds each environment's launch command.
+pub struct RuntimeProvider {
+    cfg: RuntimeProviderConfig,
+    host: HostRuntimes,
+    launcher: Arc<dyn Launcher>,
+    /// Python runtimes provisioned by this provider.
+    python_ready: tokio::sync::Mutex<BTreeMap<String, PathBuf>>,
+    node_bootstrap: tokio::sync::OnceCell<PathBuf>,
+    warned: Mutex<BTreeSet<String>>,
+}
+
+impl fmt::Debug for RuntimeProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeProvider")
+            .field("cfg", &self.cfg)
+            .field("host", &self.host)
+            .field("launcher", &self.launcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeProvider {
+    /// Probes the host for Python interpreters and `node` (runs them briefly: blocking; call it
+    /// at start-up or from `spawn_blocking`). Nothing is installed yet.
+    pub fn detect(cfg: RuntimeProviderConfig) -> Self {
+        let host = probe_host(&cfg);
+        for (runtime, found) in &host.python {
+            match found {
+                Ok(i) => {
+                    tracing::info!(runtime, path = %i.path.display(), version = i.version, "python runtime available")
+                }
+                Err(why) => tracing::info!(runtime, why, "python runtime unavailable"),
+            }
+        }
+        match &host.node {
+            Ok(i) => {
+                tracing::info!(path = %i.path.display(), version = i.version, "node available")
+            }
+            Err(why) => tracing::info!(why, "node unavailable"),
+        }
+        Self::with_host(cfg, host)
+    }
+
+    /// A provider with an already probed host (tests, or a probe done elsewhere).
+    pub fn with_host(cfg: RuntimeProviderConfig, host: HostRuntimes) -> Self {
+        Self {
+            cfg,
+            host,
+            launcher: Arc::new(DirectLauncher),
+            python_ready: tokio::sync::Mutex::new(BTreeMap::new()),
+            node_bootstrap: tokio::sync::OnceCell::new(),
+            warned: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Uses `launcher` to start runtime processes (a sandboxing launcher, say).
+    #[must_use]
+    pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
+        self.launcher = launcher;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeProviderConfig {
+        &self.cfg
+    }
+
+    /// What the probe found.
+    pub fn host(&self) -> &HostRuntimes {
+        &self.host
+    }
+
+    pub(crate) fn launcher(&self) -> &dyn Launcher {
+        self.launcher.as_ref()
+    }
+
+    /// Makes `runtime` ready to launch: installs awslambdaric for a Python runtime (once; other
+    /// agents sharing `runtime_root` wait on its lock file), writes the Node.js bootstrap.
+    /// Fails with `InvalidRuntime` and a reason naming what is missing. Call it when a version
+    /// is published to fail early; [`crate::Environment::start`] calls it too.
+    pub async fn prepare(&self, runtime: &str) -> Result<PreparedRuntime, InitFailure> {
+        match family(runtime) {
+            None => Err(InitFailure::invalid_runtime(format!(
+                "The runtime {runtime:?} is not supported; supported runtimes: {}.",
+                fleetfn_model::runtimes::SUPPORTED_RUNTIMES.join(", ")
+            ))),
+            Some(RuntimeFamily::Provided) => Ok(PreparedRuntime::Provided {
+                runtime: runtime.to_owned(),
+                runtime_dir: self.cfg.runtime_root.join("provided"),
+            }),
+            Some(RuntimeFamily::Python) => self.prepare_python(runtime).await,
+            Some(RuntimeFamily::Node) => self.prepare_node(runtime).await,
+        }
+    }
+
+    async fn prepare_python(&self, runtime: &str) -> Result<PreparedRuntime, InitFailure> {
+        let interpreter = match self.host.python.get(runtime) {
+            Some(Ok(i)) => i.clone(),
+            Some(Err(why)) => {
+                return Err(InitFailure::invalid_runtime(format!(
+                    "The runtime {runtime} is not available on this instance: {why}"
+                )));
+            }
+            None => {
+                return Err(InitFailure::invalid_runtime(format!(
+                    "The runtime {runtime} is not available on this instance: no interpreter was probed for it"
+                )));
+            }
+        };
+        let mut ready = self.python_ready.lock().await;
+        if let Some(dir) = ready.get(runtime) {
+            return Ok(PreparedRuntime::Python {
+                runtime: runtime.to_owned(),
+                interpreter,
+                runtime_dir: dir.clone(),
+            });
+        }
+        let job = PythonProvision {
+            runtime_root: self.cfg.runtime_root.clone(),
+            runtime: runtime.to_owned(),
+            interpreter: interpreter.clone(),
+            requirement: self.cfg.awslambdaric_requirement.clone(),
+            pip_args: self.cfg.pip_args.clone(),
+        };
+        let dir = tokio::task::spawn_blocking(move || job.run())
+            .await
+            .map_err(|e| {
+                InitFailure::invalid_runtime(format!("installing awslambdaric failed: {e}"))
+            })??;
+        ready.insert(runtime.to_owned(), dir.clone());
+        Ok(PreparedRuntime::Python {
+            runtime: runtime.to_owned(),
+            interpreter,
+            runtime_dir: dir,
+        })
+    }
+
+    async fn prepare_node(&self, runtime: &str) -> Result<PreparedRuntime, InitFailure> {
+        let node = match &self.host.node {
+            Ok(n) => n.clone(),
+            Err(why) => {
+                return Err(InitFailure::invalid_runtime(format!(
+                    "The runtime {runtime} is not available on this instance: {why}"
+                )));
+            }
+        };
+        let major = node.major().unwrap_or(0);
+        if major < MIN_NODE_MAJOR {
+            return Err(InitFailure::invalid_runtime(format!(
+                "The runtime {runtime} is not available on this instance: node {} at {} is too old (fleetfn's Node.js bootstrap needs node {MIN_NODE_MAJOR} or later)",
+                node.version,
+                node.path.display()
+            )));
+        }
+        let wanted = node_major_of(runtime);
+        if wanted.is_some_and(|w| w != major) {
+            let first = self
+                .warned
+                .lock()
+                .map(|mut w| w.insert(runtime.to_owned()))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(
+                    runtime,
+                    node = node.version,
+                    "running {runtime} on node {} (the host has no node {})",
+                    node.version,
+                    wanted.unwrap_or(0)
+                );
+            }
+        }
+        let root = self.cfg.runtime_root.join("nodejs");
+        let bootstrap = self
+            .node_bootstrap
+            .get_or_try_init(|| {
+                let root = root.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || write_node_bootstrap(&root))
+                        .await
+                        .map_err(io::Error::other)?
+                }
+            })
+            .await
+            .map_err(|e| {
+                InitFailure::invalid_runtime(format!(
+                    "could not write the Node.js bootstrap into {}: {e}",
+                    root.display()
+                ))
+            })?
+            .clone();
+        Ok(PreparedRuntime::Node {
+            runtime: runtime.to_owned(),
+            node,
+            bootstrap,
+            runtime_dir: root,
+        })
+    }
+}
+
+/// `nodejs22.x` → 22.
+fn node_major_of(runtime: &str) -> Option<u32> {
+    runtime
+        .strip_prefix("nodejs")?
+        .strip_suffix(".x")?
+        .parse()
+        .ok()
+}
+
+/// Writes the bootstrap to `<root>/bootstrap.mjs` unless it is already there unchanged.
+fn write_node_bootstrap(root: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(root)?;
+    let path = root.join("bootstrap.mjs");
+    if std::fs::read_to_string(&path).is_ok_and(|s| s == NODE_BOOTSTRAP) {
+        return Ok(path);
+    }
+    let tmp = root.join(format!(".bootstrap.mjs.{}", std::process::id()));
+    std::fs::write(&tmp, NODE_BOOTSTRAP)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// One `pip install --target` of awslambdaric, run on a blocking thread.
+struct PythonProvision {
+    runtime_root: PathBuf,
+    runtime: String,
+    interpreter: Interpreter,
+    requirement: String,
+    pip_args: Vec<String>,
+}
+
+impl PythonProvision {
+    fn run(self) -> Result<PathBuf, InitFailure> {
+        let dir = self.runtime_root.join(&self.runtime);
+        if dir.join(PYTHON_MARKER).is_file() {
+            return Ok(dir);
+        }
+        let io_err = |what: &str, e: io::Error| {
+            InitFailure::invalid_runtime(format!(
+                "could not provide awslambdaric for {}: {what}: {e}",
+                self.runtime
+            ))
+        };
+        std::fs::create_dir_all(&self.runtime_root)
+            .map_err(|e| io_err(&format!("creating {}", self.runtime_root.display()), e))?;
+        let lock_path = self.runtime_root.join(format!(".{}.lock", self.runtime));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&format!("opening {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| io_err(&format!("locking {}", lock_path.display()), e))?;
+        // Another agent may have finished while we waited for the lock.
+        if dir.join(PYTHON_MARKER).is_file() {
+            return Ok(dir);
+        }
+        let staging = self.runtime_root.join(format!(".{}.staging", self.runtime));
+        remove_dir_if_present(&staging)
+            .map_err(|e| io_err(&format!("clearing {}", staging.display()), e))?;
+        tracing::info!(
+            runtime = self.runtime,
+            requirement = self.requirement,
+            python = %self.interpreter.path.display(),
+            "installing the Python runtime interface client"
+        );
+        let out = Command::new(&self.interpreter.path)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--no-warn-script-location",
+                "--target",
+            ])
+            .arg(&staging)
+            .args(&self.pip_args)
+            .arg(&self.requirement)
+            .env_remove("PYTHONPATH")
+            .env("PIP_USER", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                io_err(
+                    &format!("running {} -m pip", self.interpreter.path.display()),
+                    e,
+                )
+            })?;
+        if !out.status.success() {
+            let _ = remove_dir_if_present(&staging);
+            return Err(InitFailure::invalid_runtime(format!(
+                "could not install {} for {} with {} -m pip ({}): {}",
+                self.requirement,
+                self.runtime,
+                self.interpreter.path.display(),
+                crate::process::describe_exit(out.status),
+                tail(&out.stderr, 600)
+            )));
+        }
+        let check = Command::new(&self.interpreter.path)
+            .args([
+                "-c",
+                "import importlib.metadata as m, awslambdaric, runtime_client; print(m.version('awslambdaric'))",
+            ])
+            .env_clear()
+            .env("PYTHONPATH", &staging)
+            .current_dir(&staging)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io_err("checking the installed awslambdaric", e))?;
+        if !check.status.success() {
+            let _ = remove_dir_if_present(&staging);
+            return Err(InitFailure::invalid_runtime(format!(
+                "awslambdaric was installed for {} but cannot be imported by {}: {}",
+                self.runtime,
+                self.interpreter.path.display(),
+                tail(&check.stderr, 600)
+            )));
+        }
+        let version = String::from_utf8_lossy(&check.stdout).trim().to_owned();
+        let marker = serde_json::json!({
+            "awslambdaric": version,
+            "requirement": self.requirement,
+            "python": self.interpreter.path,
+            "python_version": self.interpreter.version,
+        });
+        std::fs::write(staging.join(PYTHON_MARKER), marker.to_string())
+            .map_err(|e| io_err("writing the runtime marker", e))?;
+        remove_dir_if_present(&dir)
+            .map_err(|e| io_err(&format!("clearing {}", dir.display()), e))?;
+        std::fs::rename(&staging, &dir)
+            .map_err(|e| io_err(&format!("moving the runtime into {}", dir.display()), e))?;
+        tracing::info!(runtime = self.runtime, awslambdaric = version, dir = %dir.display(), "python runtime ready");
+        Ok(dir)
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The last `max` bytes of a process's output, as one line.
+fn tail(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let start = text.len().saturating_sub(max);
+    let start = (start..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn probe_host(cfg: &RuntimeProviderConfig) -> HostRuntimes {
+    let search = cfg
+        .search_path
+        .clone()
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let mut python = BTreeMap::new();
+    for runtime in fleetfn_model::runtimes::SUPPORTED_RUNTIMES {
+        if family(runtime) != Some(RuntimeFamily::Python) {
+            continue;
+        }
+        let found = probe_python(
+            runtime,
+            cfg.python_interpreters.get(*runtime).map(PathBuf::as_path),
+            &search,
+        );
+        python.insert((*runtime).to_owned(), found);
+    }
+    let node = probe_node(cfg.node.as_deref(), &search);
+    HostRuntimes { python, node }
+}
+
+fn probe_python(
+    runtime: &str,
+    configured: Option<&Path>,
+    search: &OsStr,
+) -> Result<Interpreter, String> {
+    let minor = runtime
+        .strip_prefix("python")
+        .ok_or_else(|| format!("{runtime} is not a Python runtime"))?;
+    let exe = format!("python{minor}");
+    if let Some(path) = configured {
+        return check_python(path, minor).map_err(|e| format!("the configured interpreter {e}"));
+    }
+    let mut candidates: Vec<PathBuf> = std::env::split_paths(search)
+        .map(|dir| dir.join(&exe))
+        .filter(|p| p.is_file())
+        .collect();
+    for root in pyenv_roots(search) {
+        candidates.extend(
+            pyenv_versions(&root, minor)
+                .into_iter()
+                .map(|v| root.join("versions").join(v).join("bin").join(&exe)),
+        );
+    }
+    let mut tried = Vec::new();
+    for c in candidates {
+        match check_python(&c, minor) {
+            Ok(i) => return Ok(i),
+            Err(e) => tried.push(e),
+        }
+    }
+    if tried.is_empty() {
+        Err(format!(
+            "no {exe} interpreter was found on PATH or among pyenv versions; install Python {minor} or configure its path"
+        ))
+    } else {
+        Err(format!(
+            "no working {exe} interpreter: {}",
+            tried.join("; ")
+        ))
+    }
+}
+
+/// Runs `path` to learn its real executable and version; fails unless it is Python `minor`.
+fn check_python(path: &Path, minor: &str) -> Result<Interpreter, String> {
+    let out = Command::new(path)
+        .args([
+            "-c",
+            "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{} cannot be run: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} does not run ({}): {}",
+            path.display(),
+            crate::process::describe_exit(out.status),
+            tail(&out.stderr, 200)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let exe = lines.next().unwrap_or_default().trim();
+    let version = lines.next().unwrap_or_default().trim().to_owned();
+    if !version.starts_with(&format!("{minor}.")) {
+        return Err(format!(
+            "{} is Python {version}, not {minor}",
+            path.display()
+        ));
+    }
+    let real = if exe.is_empty() {
+        path.to_path_buf()
+    } else {
+        PathBuf::from(exe)
+    };
+    Ok(Interpreter {
+        path: real,
+        version,
+    })
+}
+
+/// Candidate pyenv roots: `$PYENV_ROOT`, `pyenv root`, `~/.pyenv`.
+fn pyenv_roots(search: &OsStr) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(r) = std::env::var_os("PYENV_ROOT") {
+        roots.push(PathBuf::from(r));
+    }
+    if let Some(pyenv) = std::env::split_paths(search)
+        .map(|d| d.join("pyenv"))
+        .find(|p| p.is_file())
+        && let Ok(out) = Command::new(pyenv)
+            .arg("root")
+            .stdin(Stdio::null())
+            .output()
+        && out.status.success()
+    {
+        let r = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !r.is_empty() {
+            roots.push(PathBuf::from(r));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(Path::new(&home).join(".pyenv"));
+    }
+    let mut seen = BTreeSet::new();
+    roots.retain(|r| seen.insert(r.clone()));
+    roots
+}
+
+/// Version directories of `<root>/versions` for Python `minor` (`3.13.0`, `3.13.2`), newest
+/// first.
+fn pyenv_versions(root: &Path, minor: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join("versions")) else {
+        return Vec::new();
+    };
+    let prefix = format!("{minor}.");
+    let mut versions: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix) || n == minor)
+        .collect();
+    let key = |v: &String| -> Vec<u64> {
+        v.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    versions.sort_by_key(|v| std::cmp::Reverse(key(v)));
+    versions
+}
+
+fn probe_node(configured: Option<&Path>, search: &OsStr) -> Result<Interpreter, String> {
+    let path = match configured {
+        Some(p) => p.to_path_buf(),
+        None => std::env::split_paths(search)
+            .map(|d| d.join("node"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| "node was not found on PATH".to_owned())?,
+    };
+    let out = Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{} cannot be run: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} --version failed: {}",
+            path.display(),
+            tail(&out.stderr, 200)
+        ));
+    }
+    let version = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_owned();
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    Ok(Interpreter { path, version })
+}
+
+/// Checks the package's `bootstrap` for `provided.*`.
+fn check_bootstrap(code_dir: &Path) -> Result<PathBuf, InitFailure> {
+    let path = code_dir.join("bootstrap");
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(InitFailure::entry_point(BOOTSTRAP_SEARCH));
+        }
+        Err(e) => {
+            return Err(InitFailure::entry_point(format!(
+                "{BOOTSTRAP_SEARCH}; /var/task/bootstrap cannot be read: {e}"
+            )));
+        }
+    };
+    if !meta.is_file() {
+        return Err(InitFailure::entry_point(format!(
+            "{BOOTSTRAP_SEARCH}; /var/task/bootstrap is not a regular file"
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o111 == 0 {
+        return Err(InitFailure::entry_point(format!(
+            "{BOOTSTRAP_SEARCH}; /var/task/bootstrap is not executable (mode {:04o}): set the execute bit before zipping",
+            mode & 0o7777
+        )));
+    }
+    Ok(path)
+}
+
+/// What the environment's process needs besides the spec.
+pub(crate) struct LaunchContext<'a> {
+    pub api_addr: SocketAddr,
+    pub tmp_dir: &'a Path,
+    pub log_stream: &'a str,
+}
+
+/// The launch command of an environment: program, args and its complete environment.
+pub(crate) fn launch_command(
+    spec: &EnvironmentSpec,
+    prepared: &PreparedRuntime,
+    ctx: &LaunchContext<'_>,
+) -> Result<LaunchCommand, InitFailure> {
+    let handler = spec.handler.as_deref().filter(|h| !h.trim().is_empty());
+    let (program, args) = match prepared {
+        PreparedRuntime::Provided { .. } => (check_bootstrap(&spec.code_dir)?, Vec::new()),
+        PreparedRuntime::Python { interpreter, .. } => {
+            let handler = handler.ok_or_else(|| {
+                InitFailure::entry_point(format!(
+                    "The runtime {} needs a handler (module.function, such as app.handler)",
+                    spec.runtime
+                ))
+            })?;
+            (
+                interpreter.path.clone(),
+                vec![
+                    "-m".to_owned(),
+                    "awslambdaric".to_owned(),
+                    handler.to_owned(),
+                ],
+            )
+        }
+        PreparedRuntime::Node {
+            node, bootstrap, ..
+        } => {
+            if handler.is_none() {
+                return Err(InitFailure::entry_point(format!(
+                    "The runtime {} needs a handler (file.export, such as index.handler)",
+                    spec.runtime
+                )));
+            }
+            (
+                node.path.clone(),
+                vec![
+                    bootstrap.display().to_string(),
+                    format!("--vcpus={}", spec.vcpus.max(1.0)),
+                ],
+            )
+        }
+    };
+    Ok(LaunchCommand {
+        program,
+        args,
+        env: lambda_env(spec, prepared, ctx),
+        cwd: spec.code_dir.clone(),
+    })
+}
+
+/// The environment of the runtime process: platform defaults the function may override, the
+/// function's variables, then the reserved Lambda variables.
+pub(crate) fn lambda_env(
+    spec: &EnvironmentSpec,
+    prepared: &PreparedRuntime,
+    ctx: &LaunchContext<'_>,
+) -> BTreeMap<String, String> {
+    let code = spec.code_dir.display().to_string();
+    let runtime_dir = prepared.runtime_dir().display().to_string();
+    let bin_dir = match prepared {
+        PreparedRuntime::Python { interpreter, .. } => interpreter.path.parent(),
+        PreparedRuntime::Node { node, .. } => node.path.parent(),
+        PreparedRuntime::Provided { .. } => None,
+    };
+    let path = match bin_dir {
+        Some(b) => format!("{}:{BASE_PATH}", b.display()),
+        None => BASE_PATH.to_owned(),
+    };
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    // Defaults a function may override (as on Lambda).
+    set("PATH", path);
+    set("LANG", "en_US.UTF-8".to_owned());
+    set("TZ", ":UTC".to_owned());
+    set(
+        "LD_LIBRARY_PATH",
+        format!("/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{code}:{code}/lib:/opt/lib"),
+    );
+    for (k, v) in &spec.env_vars {
+        if !FORBIDDEN_FUNCTION_VARS.contains(&k.as_str()) {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    let user_pythonpath = spec.env_vars.get("PYTHONPATH").cloned();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    // Reserved: always ours.
+    set("AWS_LAMBDA_RUNTIME_API", ctx.api_addr.to_string());
+    set("AWS_LAMBDA_FUNCTION_NAME", spec.function_name.clone());
+    set("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone());
+    set(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        spec.memory_mb.to_string(),
+    );
+    set(
+        "AWS_LAMBDA_MAX_CONCURRENCY",
+        spec.max_concurrency.max(1).to_string(),
+    );
+    set("AWS_REGION", spec.region.clone());
+    set("AWS_DEFAULT_REGION", spec.region.clone());
+    set("_HANDLER", spec.handler.clone().unwrap_or_default());
+    set("LAMBDA_TASK_ROOT", code.clone());
+    set("LAMBDA_RUNTIME_DIR", runtime_dir.clone());
+    set("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned());
+    set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group_name());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", ctx.log_stream.to_owned());
+    set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime));
+    set(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "lambda-managed-instances".to_owned(),
+    );
+    set("TMPDIR", ctx.tmp_dir.display().to_string());
+    if let PreparedRuntime::Python { .. } = prepared {
+        let mut pp = format!("{code}:{runtime_dir}");
+        if let Some(user) = user_pythonpath.filter(|p| !p.is_empty()) {
+            pp.push(':');
+            pp.push_str(&user);
+        }
+        set("PYTHONPATH", pp);
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(runtime: &str, code: &Path) -> EnvironmentSpec {
+        EnvironmentSpec {
+            env_id: "env-1".into(),
+            function_name: "fn".into(),
+            version: "3".into(),
+            qualified_arn: "arn:aws:lambda:eu-west-1:123456789012:function:fn:3".into(),
+            runtime: runtime.into(),
+            handler: Some("app.handler".into()),
+            code_dir: code.to_path_buf(),
+            memory_mb: 2048,
+            timeout_secs: 3,
+            max_concurrency: 4,
+            vcpus: 1.0,
+            ephemeral_storage_mb: 512,
+            region: "eu-west-1".into(),
+            env_vars: BTreeMap::from([
+                ("MY_VAR".to_owned(), "x".to_owned()),
+                ("AWS_REGION".to_owned(), "evil".to_owned()),
+                ("TZ".to_owned(), "Europe/Paris".to_owned()),
+                ("_LAMBDA_TELEMETRY_LOG_FD".to_owned(), "3".to_owned()),
+                ("PYTHONPATH".to_owned(), "/extra".to_owned()),
+            ]),
+            log_path: None,
+            init_timeout: None,
+        }
+    }
+
+    fn ctx(tmp: &Path) -> LaunchContext<'_> {
+        LaunchContext {
+            api_addr: "127.0.0.1:9001".parse().unwrap(),
+            tmp_dir: tmp,
+            log_stream: "2026/01/01/[3]env-1",
+        }
+    }
+
+    #[test]
+    fn python_environment_variables() {
+        let prepared = PreparedRuntime::Python {
+            runtime: "python3.13".into(),
+            interpreter: Interpreter {
+                path: "/py/bin/python3.13".into(),
+                version: "3.13.0".into(),
+            },
+            runtime_dir: "/rt/python3.13".into(),
+        };
+        let s = spec("python3.13", Path::new("/code"));
+        let tmp = PathBuf::from("/envs/env-1/tmp");
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        assert_eq!(cmd.program, Path::new("/py/bin/python3.13"));
+        assert_eq!(cmd.args, ["-m", "awslambdaric", "app.handler"]);
+        assert_eq!(cmd.cwd, Path::new("/code"));
+        let env = &cmd.env;
+        assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+        assert_eq!(env["AWS_REGION"], "eu-west-1");
+        assert_eq!(env["AWS_DEFAULT_REGION"], "eu-west-1");
+        assert_eq!(env["AWS_LAMBDA_MAX_CONCURRENCY"], "4");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "2048");
+        assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON");
+        assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/fn");
+        assert_eq!(env["AWS_EXECUTION_ENV"], "AWS_Lambda_python3.13");
+        assert_eq!(
+            env["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "lambda-managed-instances"
+        );
+        assert_eq!(env["_HANDLER"], "app.handler");
+        assert_eq!(env["LAMBDA_TASK_ROOT"], "/code");
+        assert_eq!(env["LAMBDA_RUNTIME_DIR"], "/rt/python3.13");
+        assert_eq!(env["PYTHONPATH"], "/code:/rt/python3.13:/extra");
+        assert_eq!(env["TMPDIR"], "/envs/env-1/tmp");
+        assert_eq!(env["TZ"], "Europe/Paris");
+        assert_eq!(env["MY_VAR"], "x");
+        assert!(env["PATH"].starts_with("/py/bin:"));
+        assert!(!env.contains_key("_LAMBDA_TELEMETRY_LOG_FD"));
+    }
+
+    #[test]
+    fn provided_needs_an_executable_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let prepared = PreparedRuntime::Provided {
+            runtime: "provided.al2023".into(),
+            runtime_dir: "/rt/provided".into(),
+        };
+        let s = spec("provided.al2023", dir.path());
+        let tmp = dir.path().join("tmp");
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert_eq!(err.reason_code, crate::InitReasonCode::InvalidEntryPoint);
+        assert_eq!(
+            err.reason,
+            "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"
+        );
+        let bootstrap = dir.path().join("bootstrap");
+        std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert_eq!(err.reason_code, crate::InitReasonCode::InvalidEntryPoint);
+        assert!(
+            err.reason.contains("not executable (mode 0644)"),
+            "{}",
+            err.reason
+        );
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        assert_eq!(cmd.program, bootstrap);
+        // No runtime of ours on PYTHONPATH for provided.*: the function's own value stands.
+        assert_eq!(cmd.env["PYTHONPATH"], "/extra");
+    }
+
+    #[test]
+    fn node_major_and_versions() {
+        assert_eq!(node_major_of("nodejs22.x"), Some(22));
+        assert_eq!(node_major_of("nodejs24.x"), Some(24));
+        let i = Interpreter {
+            path: "/usr/bin/node".into(),
+            version: "20.20.2".into(),
+        };
+        assert_eq!(i.major(), Some(20));
+        let root = tempfile::tempdir().unwrap();
+        for v in ["3.13.0", "3.13.10", "3.13.2", "3.12.1", "3.130.0"] {
+            std::fs::create_dir_all(root.path().join("versions").join(v)).unwrap();
+        }
+        assert_eq!(
+            pyenv_versions(root.path(), "3.13"),
+            ["3.13.10", "3.13.2", "3.13.0"]
+        );
+        assert_eq!(tail(b"a\nb\n  c  ", 100), "a b c");
+    }
+
+    #[tokio::test]
+    async fn unavailable_runtimes_are_invalid_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostRuntimes {
+            python: BTreeMap::from([(
+                "python3.13".to_owned(),
+                Err("no python3.13 interpreter was found".to_owned()),
+            )]),
+            node: Err("node was not found on PATH".to_owned()),
+        };
+        let p = RuntimeProvider::with_host(
+            RuntimeProviderConfig::new(dir.path().join("rt"), dir.path().join("envs")),
+            host,
+        );
+        for (runtime, needle) in [
+            ("python3.13", "no python3.13 interpreter"),
+            ("python3.14", "python3.14"),
+            ("nodejs22.x", "node was not found"),
+            ("java21", "not supported"),
+        ] {
+            let err = p.prepare(runtime).await.unwrap_err();
+            assert_eq!(err.reason_code, crate::InitReasonCode::InvalidRuntime);
+            assert!(err.reason.contains(needle), "{runtime}: {}", err.reason);
+        }
+        assert!(matches!(
+            p.prepare("provided.al2").await,
+            Ok(PreparedRuntime::Provided { .. })
+        ));
+    }
+}

@@ -1,0 +1,457 @@
+//! The agent's side of the server ↔ agent protocol (`fleetfn-proto`, v1): run, report, invoke
+//! and stop environments on request of the server, behind a bearer token.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use base64::Engine;
+use fleetfn_artifacts::{ArtifactStore, Digest};
+use fleetfn_proto::{
+    AgentReport, EnvState as WireState, EnvironmentRequest, EnvironmentStatus, Failure,
+    H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID,
+};
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+use crate::{EnvState, Environment, EnvironmentSpec, ExitReason, InvokeInput, RuntimeProvider};
+
+/// Settings of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub instance_id: String,
+    pub zone: String,
+    /// Bearer token the server must present.
+    pub token: String,
+    pub artifacts_dir: PathBuf,
+    /// Function logs: `<logs_dir>/<function>/<env_id>.jsonl`.
+    pub logs_dir: PathBuf,
+    /// One line on the isolation in force, for reports.
+    pub isolation: String,
+}
+
+struct Slot {
+    req: EnvironmentRequest,
+    status: WireState,
+    failure: Option<Failure>,
+    init_ms: Option<u64>,
+    env: Option<Arc<Environment>>,
+}
+
+/// The agent: its environments and their report revision.
+#[derive(Clone)]
+pub struct Agent {
+    cfg: Arc<AgentConfig>,
+    provider: Arc<RuntimeProvider>,
+    artifacts: ArtifactStore,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    revision: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("instance", &self.cfg.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failure_of(reason: &ExitReason) -> Failure {
+    match reason {
+        ExitReason::InitFailed(f) => Failure {
+            reason_code: f.reason_code.as_str().to_string(),
+            reason: f.reason.clone(),
+        },
+        ExitReason::Crashed {
+            error_type,
+            message,
+        } => Failure {
+            reason_code: error_type.clone(),
+            reason: message.clone(),
+        },
+        ExitReason::Stopped => Failure {
+            reason_code: "Stopped".into(),
+            reason: "The environment was stopped.".into(),
+        },
+    }
+}
+
+impl Agent {
+    pub fn new(
+        cfg: AgentConfig,
+        provider: RuntimeProvider,
+    ) -> Result<Self, fleetfn_artifacts::StoreError> {
+        let artifacts = ArtifactStore::open(&cfg.artifacts_dir)?;
+        Ok(Self {
+            cfg: Arc::new(cfg),
+            provider: Arc::new(provider),
+            artifacts,
+            slots: Arc::new(Mutex::new(HashMap::new())),
+            revision: Arc::new(watch::Sender::new(0)),
+        })
+    }
+
+    fn bump(&self) {
+        self.revision.send_modify(|n| *n += 1);
+    }
+
+    fn update(&self, env_id: &str, f: impl FnOnce(&mut Slot)) {
+        if let Ok(mut slots) = self.slots.lock()
+            && let Some(slot) = slots.get_mut(env_id)
+        {
+            f(slot);
+        }
+        self.bump();
+    }
+
+    /// Starts an environment in the background; its progress shows in reports.
+    fn start(&self, env_id: String, req: EnvironmentRequest) {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let digest = match Digest::from_hex(&req.code_sha256_hex, req.code_size) {
+                Ok(d) => d,
+                Err(e) => {
+                    agent.fail(
+                        &env_id,
+                        "InvalidZipFileException",
+                        format!("bad code digest: {e}"),
+                    );
+                    return;
+                }
+            };
+            let artifacts = agent.artifacts.clone();
+            let code_dir = match tokio::task::spawn_blocking(move || {
+                artifacts.ensure_extracted(&digest)
+            })
+            .await
+            {
+                Ok(Ok(dir)) => dir,
+                Ok(Err(e)) => {
+                    agent.fail(
+                        &env_id,
+                        "InvalidZipFileException",
+                        format!("cannot unpack the code package: {e}"),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    agent.fail(&env_id, "InternalError", e.to_string());
+                    return;
+                }
+            };
+            let spec = EnvironmentSpec {
+                env_id: env_id.clone(),
+                function_name: req.function_name.clone(),
+                version: req.version.clone(),
+                qualified_arn: req.qualified_arn.clone(),
+                runtime: req.runtime.clone(),
+                handler: req.handler.clone(),
+                code_dir,
+                memory_mb: req.memory_mb,
+                timeout_secs: req.timeout_secs,
+                max_concurrency: req.max_concurrency,
+                vcpus: req.vcpus,
+                ephemeral_storage_mb: req.ephemeral_storage_mb,
+                region: req.region.clone(),
+                env_vars: req.env_vars.clone(),
+                log_path: Some(
+                    agent
+                        .cfg
+                        .logs_dir
+                        .join(&req.function_name)
+                        .join(format!("{env_id}.jsonl")),
+                ),
+                init_timeout: None,
+            };
+            if let Some(dir) = spec.log_path.as_ref().and_then(|p| p.parent()) {
+                let _ = tokio::fs::create_dir_all(dir).await;
+            }
+            let env = match Environment::start(spec, &agent.provider).await {
+                Ok(env) => Arc::new(env),
+                Err(e) => {
+                    let f = e.init_failure();
+                    agent.fail(&env_id, f.reason_code.as_str(), f.reason);
+                    return;
+                }
+            };
+            // Stopped before it started: drop it (which kills it).
+            let still_wanted = agent
+                .slots
+                .lock()
+                .map(|mut s| match s.get_mut(&env_id) {
+                    Some(slot) => {
+                        slot.env = Some(env.clone());
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false);
+            if !still_wanted {
+                let _ = env.stop(Duration::from_secs(1)).await;
+                return;
+            }
+            match env.ready().await {
+                Ok(took) => agent.update(&env_id, |s| {
+                    s.status = WireState::Ready;
+                    s.init_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+                }),
+                Err(f) => {
+                    agent.fail(&env_id, f.reason_code.as_str(), f.reason);
+                    return;
+                }
+            }
+            let reason = env.exited().await;
+            agent.update(&env_id, |s| {
+                if s.status != WireState::Draining {
+                    s.status = WireState::Exited;
+                    s.failure = Some(failure_of(&reason));
+                }
+            });
+        });
+    }
+
+    fn fail(&self, env_id: &str, code: &str, reason: String) {
+        tracing::warn!(env = env_id, code, %reason, "environment failed to start");
+        self.update(env_id, |s| {
+            s.status = WireState::Failed;
+            s.failure = Some(Failure {
+                reason_code: code.to_string(),
+                reason,
+            });
+        });
+    }
+
+    fn report(&self) -> AgentReport {
+        let environments = self
+            .slots
+            .lock()
+            .map(|slots| {
+                slots
+                    .iter()
+                    .map(|(id, s)| EnvironmentStatus {
+                        env_id: id.clone(),
+                        function_name: s.req.function_name.clone(),
+                        version: s.req.version.clone(),
+                        state: s.status,
+                        failure: s.failure.clone(),
+                        in_flight: s
+                            .env
+                            .as_ref()
+                            .map_or(0, |e| u32::try_from(e.in_flight()).unwrap_or(u32::MAX)),
+                        parked: s
+                            .env
+                            .as_ref()
+                            .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
+                        max_concurrency: s.req.max_concurrency,
+                        init_ms: s.init_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        AgentReport {
+            instance_id: self.cfg.instance_id.clone(),
+            zone: self.cfg.zone.clone(),
+            revision: *self.revision.borrow(),
+            isolation: self.cfg.isolation.clone(),
+            environments,
+        }
+    }
+
+    /// Drains and stops every environment (agent shutdown).
+    pub async fn stop_all(&self) {
+        let envs: Vec<Arc<Environment>> = self
+            .slots
+            .lock()
+            .map(|mut s| s.drain().filter_map(|(_, slot)| slot.env).collect())
+            .unwrap_or_default();
+        let stops = envs.iter().map(|e| e.stop(Duration::from_secs(5)));
+        futures_join_all(stops).await;
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/environments", get(list))
+            .route("/v1/environments/{id}", put(put_env).delete(delete_env))
+            .route("/v1/environments/{id}/invoke", post(invoke))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), auth))
+            .with_state(self.clone())
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) {
+    let handles: Vec<_> = futs.into_iter().collect();
+    for f in handles {
+        f.await;
+    }
+}
+
+async fn auth(State(agent): State<Agent>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), agent.cfg.token.as_bytes()));
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong agent token").into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    after: Option<u64>,
+    wait_ms: Option<u64>,
+}
+
+async fn list(State(agent): State<Agent>, Query(q): Query<ListQuery>) -> Response {
+    if let Some(after) = q.after {
+        let mut rx = agent.revision.subscribe();
+        let wait = Duration::from_millis(q.wait_ms.unwrap_or(5000).min(30_000));
+        let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
+    }
+    axum::Json(agent.report()).into_response()
+}
+
+async fn put_env(State(agent): State<Agent>, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: EnvironmentRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad environment request: {e}"),
+            )
+                .into_response();
+        }
+    };
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "environment ids are [A-Za-z0-9._-]+",
+        )
+            .into_response();
+    }
+    let fresh = agent
+        .slots
+        .lock()
+        .map(|mut s| {
+            if s.contains_key(&id) {
+                false
+            } else {
+                s.insert(
+                    id.clone(),
+                    Slot {
+                        req: req.clone(),
+                        status: WireState::Starting,
+                        failure: None,
+                        init_ms: None,
+                        env: None,
+                    },
+                );
+                true
+            }
+        })
+        .unwrap_or(false);
+    if fresh {
+        agent.bump();
+        agent.start(id, req);
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        StatusCode::OK.into_response()
+    }
+}
+
+async fn delete_env(State(agent): State<Agent>, Path(id): Path<String>) -> Response {
+    let slot = agent.slots.lock().ok().and_then(|mut s| s.remove(&id));
+    agent.bump();
+    match slot {
+        Some(slot) => {
+            if let Some(env) = slot.env {
+                let grace = Duration::from_secs(u64::from(slot.req.timeout_secs.max(1)));
+                tokio::spawn(async move {
+                    env.stop(grace).await;
+                });
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn invoke(
+    State(agent): State<Agent>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let env = agent
+        .slots
+        .lock()
+        .ok()
+        .and_then(|s| s.get(&id).and_then(|slot| slot.env.clone()));
+    let Some(env) = env else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if env.state() != EnvState::Ready {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(H_REJECT_REASON, "concurrency")],
+            "environment not ready",
+        )
+            .into_response();
+    }
+    let client_context = header(&headers, H_CLIENT_CONTEXT).and_then(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+    });
+    let input = InvokeInput {
+        request_id: header(&headers, H_REQUEST_ID)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        payload: body,
+        client_context,
+        tenant_id: header(&headers, H_TENANT_ID),
+        trace_id: None,
+    };
+    match env.invoke(input).await {
+        Ok(out) => {
+            let mut resp = out.payload.into_response();
+            if let Some(fe) = out.function_error
+                && let Ok(v) = http::HeaderValue::from_str(&fe)
+            {
+                resp.headers_mut().insert(H_FUNCTION_ERROR, v);
+            }
+            resp
+        }
+        Err(rejected) if rejected.try_elsewhere() => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(H_REJECT_REASON, "concurrency")],
+            rejected.to_string(),
+        )
+            .into_response(),
+        Err(rejected) => (StatusCode::BAD_REQUEST, rejected.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,127 @@
+//! Shared helpers of the agent's integration tests: real runtimes, real processes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetfn_agent::{
+    EnvironmentSpec, InvokeInput, InvokeOutput, RuntimeProvider, RuntimeProviderConfig,
+};
+use serde_json::Value;
+
+/// Safety net only: every wait is woken by an event; this turns a hang into a failure.
+pub const GUARD: Duration = Duration::from_secs(120);
+
+pub async fn guarded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// The `fleetfn-testfn` fixture binary, built once per test process with the same cargo and
+/// target directory as the tests.
+pub fn testfn_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-p", "fleetfn-testfn", "--message-format=json"])
+            .current_dir(&workspace)
+            .output()
+            .expect("run cargo build -p fleetfn-testfn");
+        assert!(
+            out.status.success(),
+            "cargo build -p fleetfn-testfn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "fleetfn-testfn"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no fleetfn-testfn executable")
+    })
+}
+
+/// Writes an executable file.
+pub fn write_executable(path: &Path, contents: &[u8]) {
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A code directory whose `bootstrap` is the fixture function.
+pub fn testfn_code_dir(root: &Path) -> PathBuf {
+    let code = root.join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::copy(testfn_binary(), code.join("bootstrap")).unwrap();
+    std::fs::set_permissions(
+        code.join("bootstrap"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    code
+}
+
+/// A provider with its own environment root under `root` and the given runtime root.
+pub fn provider(root: &Path, runtime_root: &Path) -> RuntimeProvider {
+    RuntimeProvider::detect(RuntimeProviderConfig::new(runtime_root, root.join("envs")))
+}
+
+/// Runtime support shared by every test run (so awslambdaric is installed once).
+pub fn shared_runtime_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleetfn-agent-runtimes")
+}
+
+pub fn spec(env_id: &str, runtime: &str, code_dir: &Path, max_concurrency: u32) -> EnvironmentSpec {
+    EnvironmentSpec {
+        env_id: env_id.to_owned(),
+        function_name: "testfn".to_owned(),
+        version: "1".to_owned(),
+        qualified_arn: "arn:aws:lambda:us-east-1:123456789012:function:testfn:1".to_owned(),
+        runtime: runtime.to_owned(),
+        handler: None,
+        code_dir: code_dir.to_path_buf(),
+        memory_mb: 2048,
+        timeout_secs: 30,
+        max_concurrency,
+        vcpus: 1.0,
+        ephemeral_storage_mb: 512,
+        region: "us-east-1".to_owned(),
+        env_vars: BTreeMap::new(),
+        log_path: None,
+        init_timeout: None,
+    }
+}
+
+pub fn input(id: &str, event: &Value) -> InvokeInput {
+    InvokeInput {
+        request_id: id.to_owned(),
+        payload: Bytes::from(event.to_string()),
+        client_context: None,
+        tenant_id: None,
+        trace_id: None,
+    }
+}
+
+pub fn json_of(out: &InvokeOutput) -> Value {
+    serde_json::from_slice(&out.payload)
+        .unwrap_or_else(|e| panic!("payload is not JSON ({e}): {:?}", out.payload))
+}
+
+/// The JSON records of a log file.
+pub fn log_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
+        .collect()
+}

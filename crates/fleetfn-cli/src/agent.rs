@@ -1,0 +1,93 @@
+//! `fleetfn agent`: runs on an instance, starts and serves its execution environments for the
+//! server. In `fleetfn serve` every virtual instance is one such process.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fleetfn_agent::{Agent, AgentConfig, RuntimeProvider, RuntimeProviderConfig};
+use tokio::io::AsyncReadExt;
+
+use crate::AgentArgs;
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let token = std::env::var("FLEETFN_AGENT_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .context("FLEETFN_AGENT_TOKEN must hold the token the server authenticates with")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let runtime_dir: PathBuf = args
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("runtimes"));
+    let mut rcfg = RuntimeProviderConfig::new(runtime_dir, args.data_dir.join("environments"));
+    if let Some(py) = std::env::var_os("FLEETFN_PYTHON") {
+        // FLEETFN_PYTHON=/path/to/python3.13 pins the interpreter of its minor version.
+        let path = PathBuf::from(py);
+        if let Some(name) = path.file_name().and_then(|n| n.to_str())
+            && name.starts_with("python3.")
+        {
+            rcfg.python_interpreters
+                .insert(name.to_string(), path.clone());
+        }
+    }
+    let provider = RuntimeProvider::detect(rcfg);
+    let isolation = "none: environments run as plain child processes of the agent".to_string();
+    tracing::info!(instance = %args.instance_id, zone = %args.zone, "sandbox: {isolation}");
+    let agent = Agent::new(
+        AgentConfig {
+            instance_id: args.instance_id.clone(),
+            zone: args.zone.clone(),
+            token,
+            artifacts_dir: args.artifacts_dir.clone(),
+            logs_dir: args
+                .logs_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("logs")),
+            isolation,
+        },
+        provider,
+    )
+    .map_err(|e| anyhow::anyhow!("opening the artifact store: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: the parent reads the address from it.
+    println!("fleetfn-agent listening on {addr}");
+    let stop = tokio_util::sync::CancellationToken::new();
+    {
+        let stop = stop.clone();
+        let watch_stdin = args.exit_on_stdin_eof;
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let stdin_eof = async {
+                if watch_stdin {
+                    let mut buf = [0u8; 64];
+                    let mut stdin = tokio::io::stdin();
+                    while let Ok(n) = stdin.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+                () = stdin_eof => {}
+            }
+            stop.cancel();
+        });
+    }
+    let serve_stop = stop.clone();
+    axum::serve(listener, agent.router())
+        .with_graceful_shutdown(async move { serve_stop.cancelled().await })
+        .await
+        .context("serving the agent API")?;
+    agent.stop_all().await;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! A pooled HTTP/1.1 client for one agent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::{
+    AgentReport, EnvironmentRequest, H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON,
+    H_REQUEST_ID, H_TENANT_ID, PREFIX,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("agent {addr} unreachable: {detail}")]
+    Unreachable { addr: SocketAddr, detail: String },
+    #[error("agent {addr} answered {status}: {body}")]
+    Status {
+        addr: SocketAddr,
+        status: u16,
+        body: String,
+    },
+    #[error("agent {addr} sent an unreadable answer: {detail}")]
+    Decode { addr: SocketAddr, detail: String },
+}
+
+/// The outcome of an invoke sent to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvokeReply {
+    /// The function ran; `function_error` is set when it failed (`Unhandled`).
+    Done {
+        payload: Bytes,
+        function_error: Option<String>,
+    },
+    /// The environment could not take it (no idle worker, draining, over a ceiling).
+    Rejected { reason: String },
+    /// The agent does not know the environment (it was stopped or replaced).
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    addr: SocketAddr,
+    auth: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AgentClient {
+    pub fn new(addr: SocketAddr, token: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self {
+            addr,
+            auth: format!("Bearer {token}"),
+            http,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(format!("http://{}{PREFIX}{path}", self.addr))
+            .header(header::AUTHORIZATION, &self.auth)
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    fn status_error(&self, status: StatusCode, body: &Bytes) -> ClientError {
+        ClientError::Status {
+            addr: self.addr,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(body).chars().take(500).collect(),
+        }
+    }
+
+    /// Asks the agent to run an environment (idempotent per id).
+    pub async fn put_environment(
+        &self,
+        env_id: &str,
+        spec: &EnvironmentRequest,
+    ) -> Result<(), ClientError> {
+        let body = Bytes::from(serde_json::to_vec(spec).unwrap_or_default());
+        let req = self
+            .request(Method::PUT, &format!("/environments/{env_id}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Decode {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let (status, _, bytes) = self.send(req).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(status, &bytes))
+        }
+    }
+
+    /// Drains and stops an environment; unknown ids are fine.
+    pub async fn delete_environment(&self, env_id: &str) -> Result<(), ClientError> {
+        let req = self
+            .request(Method::DELETE, &format!("/environments/{env_id}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Decode {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let (status, _, bytes) = self.send(req).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(self.status_error(status, &bytes))
+        }
+    }
+
+    /// The agent's report; with `after`, waits (up to `wait`) until its revision exceeds it.
+    pub async fn report(
+        &self,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<AgentReport, ClientError> {
+        let path = match after {
+            Some(n) => format!("/environments?after={n}&wait_ms={}", wait.as_millis()),
+            None => "/environments".to_string(),
+        };
+        let req = self
+            .request(Method::GET, &path)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Decode {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let (status, _, bytes) = self.send(req).await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            addr: self.addr,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Sends one invoke to an environment.
+    pub async fn invoke(
+        &self,
+        env_id: &str,
+        request_id: &str,
+        payload: Bytes,
+        client_context: Option<&str>,
+        tenant_id: Option<&str>,
+    ) -> Result<InvokeReply, ClientError> {
+        let mut b = self
+            .request(Method::POST, &format!("/environments/{env_id}/invoke"))
+            .header(H_REQUEST_ID, request_id);
+        if let Some(cc) = client_context {
+            b = b.header(H_CLIENT_CONTEXT, cc);
+        }
+        if let Some(t) = tenant_id {
+            b = b.header(H_TENANT_ID, t);
+        }
+        let req = b
+            .body(Full::new(payload))
+            .map_err(|e| ClientError::Decode {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let (status, headers, bytes) = self.send(req).await?;
+        match status {
+            StatusCode::OK => Ok(InvokeReply::Done {
+                payload: bytes,
+                function_error: headers
+                    .get(H_FUNCTION_ERROR)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            }),
+            StatusCode::TOO_MANY_REQUESTS => Ok(InvokeReply::Rejected {
+                reason: headers
+                    .get(H_REJECT_REASON)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("concurrency")
+                    .to_string(),
+            }),
+            StatusCode::NOT_FOUND => Ok(InvokeReply::Gone),
+            other => Err(self.status_error(other, &bytes)),
+        }
+    }
+}
