@@ -50,7 +50,10 @@ impl ControlPlane {
         t: &VersionTransition,
     ) -> Result<bool> {
         let key = version_key(function, version);
-        let Some((mut v, rev)) = self.get_record::<VersionRecord>(Table::Versions, &key).await? else {
+        let Some((mut v, rev)) = self
+            .get_record::<VersionRecord>(Table::Versions, &key)
+            .await?
+        else {
             return Ok(false);
         };
         if v.publish_hash != publish_hash || v.config.state == "Deleting" {
@@ -67,7 +70,10 @@ impl ControlPlane {
                 c.last_update_status_reason = None;
                 c.last_update_status_reason_code = None;
             }
-            VersionTransition::Failed { reason_code, reason } => {
+            VersionTransition::Failed {
+                reason_code,
+                reason,
+            } => {
                 if c.state == "Active" {
                     // A failed rollout leaves the running version serving.
                     c.last_update_status = "Failed".into();
@@ -86,8 +92,13 @@ impl ControlPlane {
         if (c.state.clone(), c.last_update_status.clone()) == before {
             return Ok(false);
         }
-        self.commit(vec![Op::put(Table::Versions, key, &v, Expect::Revision(rev))])
-            .await?;
+        self.commit(vec![Op::put(
+            Table::Versions,
+            key,
+            &v,
+            Expect::Revision(rev),
+        )])
+        .await?;
         Ok(true)
     }
 }
