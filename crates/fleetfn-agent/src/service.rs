@@ -53,6 +53,8 @@ pub struct Agent {
     artifacts: ArtifactStore,
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     revision: Arc<watch::Sender<u64>>,
+    /// Cancelled at shutdown: ends pending report long-polls at once.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Agent {
@@ -95,7 +97,13 @@ impl Agent {
             artifacts,
             slots: Arc::new(Mutex::new(HashMap::new())),
             revision: Arc::new(watch::Sender::new(0)),
+            closing: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// Ends pending report long-polls (call before a graceful HTTP shutdown).
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     fn bump(&self) {
@@ -264,15 +272,20 @@ impl Agent {
         }
     }
 
-    /// Drains and stops every environment (agent shutdown).
-    pub async fn stop_all(&self) {
+    /// Stops every environment at once, giving in-flight invokes `grace` to finish (agent
+    /// shutdown).
+    pub async fn stop_all(&self, grace: Duration) {
+        self.closing.cancel();
         let envs: Vec<Arc<Environment>> = self
             .slots
             .lock()
             .map(|mut s| s.drain().filter_map(|(_, slot)| slot.env).collect())
             .unwrap_or_default();
-        let stops = envs.iter().map(|e| e.stop(Duration::from_secs(5)));
-        futures_join_all(stops).await;
+        let mut set = tokio::task::JoinSet::new();
+        for env in envs {
+            set.spawn(async move { env.stop(grace).await });
+        }
+        while set.join_next().await.is_some() {}
     }
 
     /// The HTTP API.
@@ -283,13 +296,6 @@ impl Agent {
             .route("/v1/environments/{id}/invoke", post(invoke))
             .layer(axum::middleware::from_fn_with_state(self.clone(), auth))
             .with_state(self.clone())
-    }
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) {
-    let handles: Vec<_> = futs.into_iter().collect();
-    for f in handles {
-        f.await;
     }
 }
 
@@ -320,7 +326,10 @@ async fn list(State(agent): State<Agent>, Query(q): Query<ListQuery>) -> Respons
     if let Some(after) = q.after {
         let mut rx = agent.revision.subscribe();
         let wait = Duration::from_millis(q.wait_ms.unwrap_or(5000).min(30_000));
-        let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
+        tokio::select! {
+            _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)) => {}
+            () = agent.closing.cancelled() => {}
+        }
     }
     axum::Json(agent.report()).into_response()
 }

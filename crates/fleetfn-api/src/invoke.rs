@@ -19,7 +19,7 @@ use crate::handlers::Query;
 /// What the data plane is asked to run.
 #[derive(Debug, Clone)]
 pub struct InvokeRequest {
-    pub version: VersionRecord,
+    pub version: std::sync::Arc<VersionRecord>,
     pub payload: Bytes,
     /// Base64 client context, passed through to the runtime.
     pub client_context: Option<String>,

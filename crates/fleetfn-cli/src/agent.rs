@@ -84,10 +84,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         });
     }
     let serve_stop = stop.clone();
+    let closer = agent.clone();
     axum::serve(listener, agent.router())
-        .with_graceful_shutdown(async move { serve_stop.cancelled().await })
+        .with_graceful_shutdown(async move {
+            serve_stop.cancelled().await;
+            closer.close();
+        })
         .await
         .context("serving the agent API")?;
-    agent.stop_all().await;
+    agent.stop_all(std::time::Duration::from_secs(2)).await;
     Ok(())
 }

@@ -101,7 +101,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(agent::run(args))
+            let result = rt.block_on(agent::run(args));
+            // The stdin watcher sits in a blocking read; don't wait for it.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            result
         }
     }
 }

@@ -107,8 +107,21 @@ impl DataPlane {
                     .unwrap_or_default()
             })
             .unwrap_or_default();
-        for zone in zones.iter().filter(|z| !have.contains(*z)) {
-            match self.provider.launch(cp_name, zone).await {
+        let mut launches = tokio::task::JoinSet::new();
+        for zone in zones.into_iter().filter(|z| !have.contains(z)) {
+            if self.stopping.is_cancelled() {
+                break;
+            }
+            let provider = self.provider.clone();
+            let cp = cp_name.to_string();
+            launches.spawn(async move {
+                let r = provider.launch(&cp, &zone).await;
+                (zone, r)
+            });
+        }
+        while let Some(done) = launches.join_next().await {
+            let Ok((zone, result)) = done else { continue };
+            match result {
                 Ok(inst) => {
                     let inst = Arc::new(inst);
                     if let Ok(mut s) = self.state.write() {
@@ -120,7 +133,7 @@ impl DataPlane {
                     self.spawn_watcher(inst);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, capacity_provider = cp_name, zone, "cannot launch instance")
+                    tracing::error!(error = %e, capacity_provider = cp_name, %zone, "cannot launch instance");
                 }
             }
         }
@@ -247,6 +260,9 @@ impl DataPlane {
         let versions = self.cp.deployable_versions().await?;
         let mut wanted_keys = HashSet::new();
         for v in &versions {
+            if self.stopping.is_cancelled() {
+                return Ok(());
+            }
             let vkey = version_key(&v.function, &v.version);
             let want = desired_count(v);
             if want == 0 {
@@ -348,6 +364,9 @@ impl DataPlane {
                     self.stop_env(id).await;
                 }
             }
+        }
+        if self.stopping.is_cancelled() {
+            return Ok(());
         }
         // Environments of versions that are gone, deleting or scaled to zero.
         let orphans: Vec<String> = self

@@ -52,6 +52,8 @@ pub struct DataPlane {
     pub(crate) state: Arc<RwLock<State>>,
     /// Bumped when an agent reports a state change, to wake the deployer.
     pub(crate) reports: Arc<watch::Sender<u64>>,
+    /// Cancelled at shutdown; a deploy pass in progress stops starting things.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl DataPlane {
@@ -61,6 +63,7 @@ impl DataPlane {
             provider,
             state: Arc::new(RwLock::new(State::default())),
             reports: Arc::new(watch::Sender::new(0)),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -68,6 +71,12 @@ impl DataPlane {
     pub fn spawn(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let dp = self.clone();
         tokio::spawn(async move {
+            let stopping = dp.stopping.clone();
+            let relay = stop.clone();
+            tokio::spawn(async move {
+                relay.cancelled().await;
+                stopping.cancel();
+            });
             dp.run_deployer(stop).await;
             dp.shutdown().await;
         })
@@ -79,9 +88,11 @@ impl DataPlane {
             .read()
             .map(|s| s.instances.values().flatten().cloned().collect())
             .unwrap_or_default();
+        let mut set = tokio::task::JoinSet::new();
         for i in all {
-            i.terminate().await;
+            set.spawn(async move { i.terminate().await });
         }
+        while set.join_next().await.is_some() {}
     }
 
     /// Number of environments per state, for status and tests.

@@ -1,6 +1,9 @@
 //! Qualifier resolution for Invoke, as LMI does it: unqualified means `$LATEST.PUBLISHED`,
 //! `$LATEST` of a capacity-provider function is refused, aliases may route by weight.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::AliasConfiguration;
 use fleetfn_model::{ErrorKind, LambdaError, Result};
@@ -23,61 +26,111 @@ pub fn pick_weighted(alias: &AliasConfiguration, draw: f64) -> &str {
     &alias.function_version
 }
 
+/// What a function name and qualifier resolve to, before alias weights are drawn.
+#[derive(Debug, Clone)]
+pub(crate) enum Resolved {
+    Version(Arc<VersionRecord>),
+    Alias(Arc<AliasConfiguration>),
+}
+
+/// Resolutions keyed by `name\0qualifier`, valid for one generation of desired state: any
+/// committed change bumps the generation and so invalidates every entry.
+#[derive(Debug, Default)]
+pub(crate) struct ResolveCache {
+    entries: Mutex<HashMap<String, (u64, Result<Resolved>)>>,
+}
+
+/// Bound on cached resolutions; the cache is cleared when it grows past it.
+const CACHE_MAX: usize = 10_000;
+
 impl ControlPlane {
-    /// The version an invoke runs on, checked to be invocable.
-    pub async fn resolve_invoke_target(
-        &self,
-        fref: &FunctionRef,
-        draw: f64,
-    ) -> Result<VersionRecord> {
-        let (f, _) = self.function(&fref.name).await?;
+    async fn lookup(&self, name: &str, qualifier: Option<&str>) -> Result<Resolved> {
+        // Read the generation before the store, so a result is never newer than its tag.
+        let generation = *self.changed.borrow();
+        let key = format!("{name}\0{}", qualifier.unwrap_or(""));
+        if let Ok(map) = self.resolve_cache.entries.lock()
+            && let Some((g, r)) = map.get(&key)
+            && *g == generation
+        {
+            return r.clone();
+        }
+        let r = self.lookup_uncached(name, qualifier).await;
+        if let Ok(mut map) = self.resolve_cache.entries.lock() {
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+            map.insert(key, (generation, r.clone()));
+        }
+        r
+    }
+
+    async fn lookup_uncached(&self, name: &str, qualifier: Option<&str>) -> Result<Resolved> {
+        let (f, _) = self.function(name).await?;
         if f.deleting {
-            return Err(self.function_not_found(&fref.name, None));
+            return Err(self.function_not_found(name, None));
         }
         if f.latest.capacity_provider_config.is_none() {
             return Err(LambdaError::invalid(
                 "fleetfn runs functions configured with a capacity provider; this function has none. Create it with CapacityProviderConfig.",
             ));
         }
-        let version = match fref.qualifier.as_deref() {
-            Some(LATEST) => {
-                return Err(LambdaError::invalid(
-                    "Functions configured with capacity provider configuration can't be invoked with $LATEST qualifier. To invoke this function, specify a published version qualifier or $LATEST.PUBLISHED.",
-                ));
-            }
-            None | Some(LATEST_PUBLISHED) => {
-                match self
-                    .get_record::<VersionRecord>(
-                        Table::Versions,
-                        &self.version_key(&fref.name, LATEST_PUBLISHED),
-                    )
-                    .await?
-                {
-                    Some((v, _)) => v,
-                    None if fref.qualifier.is_none() => {
-                        return Err(LambdaError::new(
-                            ErrorKind::NoPublishedVersion,
-                            "The function can't be invoked because no published version exists. For functions with capacity provider configuration, either publish a version to $LATEST.PUBLISHED, or specify a published version qualifier.",
-                        ));
-                    }
-                    None => return Err(self.function_not_found(&fref.name, Some(LATEST_PUBLISHED))),
-                }
-            }
+        match qualifier {
+            Some(LATEST) => Err(LambdaError::invalid(
+                "Functions configured with capacity provider configuration can't be invoked with $LATEST qualifier. To invoke this function, specify a published version qualifier or $LATEST.PUBLISHED.",
+            )),
+            None | Some(LATEST_PUBLISHED) => match self
+                .get_record::<VersionRecord>(
+                    Table::Versions,
+                    &self.version_key(name, LATEST_PUBLISHED),
+                )
+                .await?
+            {
+                Some((v, _)) => Ok(Resolved::Version(Arc::new(v))),
+                None if qualifier.is_none() => Err(LambdaError::new(
+                    ErrorKind::NoPublishedVersion,
+                    "The function can't be invoked because no published version exists. For functions with capacity provider configuration, either publish a version to $LATEST.PUBLISHED, or specify a published version qualifier.",
+                )),
+                None => Err(self.function_not_found(name, Some(LATEST_PUBLISHED))),
+            },
             Some(q) if q.chars().all(|c| c.is_ascii_digit()) => {
-                self.version(&fref.name, q).await?.0
+                Ok(Resolved::Version(Arc::new(self.version(name, q).await?.0)))
             }
             Some(alias) => {
                 let (a, _) = self
-                    .get_record::<AliasConfiguration>(Table::Aliases, &alias_key(&fref.name, alias))
+                    .get_record::<AliasConfiguration>(Table::Aliases, &alias_key(name, alias))
                     .await?
-                    .ok_or_else(|| self.function_not_found(&fref.name, Some(alias)))?;
-                let target = pick_weighted(&a, draw).to_string();
+                    .ok_or_else(|| self.function_not_found(name, Some(alias)))?;
+                Ok(Resolved::Alias(Arc::new(a)))
+            }
+        }
+    }
+
+    /// The version an invoke runs on, checked to be invocable. `draw` is a uniform number in
+    /// [0, 1) for weighted aliases. Served from memory until desired state changes.
+    pub async fn resolve_invoke_target(
+        &self,
+        fref: &FunctionRef,
+        draw: f64,
+    ) -> Result<Arc<VersionRecord>> {
+        let version = match self.lookup(&fref.name, fref.qualifier.as_deref()).await? {
+            Resolved::Version(v) => v,
+            Resolved::Alias(a) => {
+                let target = pick_weighted(&a, draw);
                 if target == LATEST {
                     return Err(LambdaError::invalid(format!(
-                        "Alias {alias} points at $LATEST, which functions configured with a capacity provider can't invoke. Point the alias at a published version."
+                        "Alias {} points at $LATEST, which functions configured with a capacity provider can't invoke. Point the alias at a published version.",
+                        a.name
                     )));
                 }
-                self.version(&fref.name, &target).await?.0
+                match self.lookup(&fref.name, Some(target)).await? {
+                    Resolved::Version(v) => v,
+                    Resolved::Alias(_) => {
+                        return Err(LambdaError::service(format!(
+                            "alias {} resolved to another alias",
+                            a.name
+                        )));
+                    }
+                }
             }
         };
         match version.config.state.as_str() {

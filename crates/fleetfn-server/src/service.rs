@@ -34,6 +34,7 @@ pub struct ControlPlane {
     pub(crate) scope: Scope,
     /// Bumped whenever desired state changes, so reconcilers act at once.
     pub(crate) changed: Arc<watch::Sender<u64>>,
+    pub(crate) resolve_cache: Arc<crate::invoke::ResolveCache>,
 }
 
 pub(crate) fn store_err(e: StoreError) -> LambdaError {
@@ -58,6 +59,7 @@ impl ControlPlane {
             artifacts: Arc::new(artifacts),
             scope: config.scope,
             changed: Arc::new(watch::Sender::new(0)),
+            resolve_cache: Arc::default(),
         })
     }
 
