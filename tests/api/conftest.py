@@ -74,8 +74,12 @@ def _free_port() -> int:
 class FleetfnServer:
     """One fleetfn process; logs go to files under `log_dir`."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server"):
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
+                 data_plane: bool = False):
         self.binary = binary
+        # The API suite tests the control plane alone (`--no-data-plane`): published versions
+        # stay Pending instead of starting environments for every test's version.
+        self.data_plane = data_plane
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.name = name
@@ -104,7 +108,8 @@ class FleetfnServer:
             env["FLEETFN_SECRET_ACCESS_KEY"] = h.SECRET_KEY
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+                    [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+                    + ([] if self.data_plane else ["--no-data-plane"]),
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,

@@ -351,6 +351,27 @@ def wait_function_settled(client, name: str, qualifier: str | None = None, timeo
     return poll(probe, until, f"function {name}:{qualifier or '$LATEST'} to settle", timeout)
 
 
+def wait_publish_finished(client, name: str, qualifier: str = "$LATEST.PUBLISHED", timeout: float = 60.0) -> dict:
+    """Wait until a published version has finished publishing: State no longer Pending and
+    no update InProgress. Publishing is asynchronous for LMI (lmi-behaviour.md §1.3: the
+    version turns Active once its execution environments are up), and a publish while one
+    is in progress is rejected with ResourceConflictException, so careful clients wait."""
+    if not server_has_data_plane(client):
+        # Without a data plane nothing ever finishes the publish (or races with it).
+        return client.get_function_configuration(FunctionName=name, Qualifier=qualifier)
+    return poll(lambda: client.get_function_configuration(FunctionName=name, Qualifier=qualifier),
+                lambda c: c.get("State") != "Pending" and c.get("LastUpdateStatus") != "InProgress",
+                f"{name}:{qualifier} to finish publishing", timeout)
+
+
+def server_has_data_plane(client) -> bool:
+    """`GET /fleetfn/health` says whether the server runs a data plane (`--no-data-plane`)."""
+    import json as _json
+    import urllib.request
+    with urllib.request.urlopen(client.meta.endpoint_url + "/fleetfn/health", timeout=10) as r:
+        return bool(_json.loads(r.read()).get("dataPlane"))
+
+
 def create_function(client, name: str | None = None, cp_arn: str | None = None, **kwargs) -> dict:
     """CreateFunction then wait until $LATEST settles; returns the create response."""
     name = name or uniq("fn")

@@ -75,7 +75,11 @@ def test_function_versions_per_capacity_provider_limit(lam):
     cp = h.create_active_cp(lam, h.uniq("cpquota"))
     cp_arn = cp["CapacityProviderArn"]
     name = h.uniq("fnquota")
-    h.create_function(lam, name, cp_arn)
+    # Every published version starts its minimum execution environments (three), so 100
+    # versions are 300 environments: use the tiny shell-bootstrap function (one sh + curl
+    # per environment) rather than Python (one awslambdaric worker process per unit of
+    # concurrency, 16 by default: ~4800 processes, enough to exhaust a small host).
+    h.create_function(lam, name, cp_arn, runtime="provided.al2023")
     for i in range(1, 101):
         h.update_config(lam, name, Environment={"Variables": {"NUM": str(i)}})
         v = lam.publish_version(FunctionName=name)

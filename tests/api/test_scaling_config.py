@@ -74,6 +74,7 @@ def test_put_on_latest_published(lam, cp_arn):
     assert _effective(got) == want
     # "When set on $LATEST.PUBLISHED, the configuration propagates to future $LATEST.PUBLISHED versions."
     h.update_config(lam, name, Description="republish")
+    h.wait_publish_finished(lam, name)  # publishing is asynchronous; republish after it
     lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
     got = lam.get_function_scaling_config(FunctionName=name, Qualifier="$LATEST.PUBLISHED")
     assert _effective(got) == want

@@ -120,6 +120,7 @@ def test_publish_to_latest_published(lam, cp_arn):
         "CodeSha256"] == h.code_sha256(z1)
 
     # Republishing replaces it in place (same identifier, new code).
+    h.wait_publish_finished(lam, name)  # publishing is asynchronous; republish after it
     h.update_code(lam, name, z2)
     again = lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
     assert again["FunctionArn"] == h.fn_arn_for(name, "$LATEST.PUBLISHED")

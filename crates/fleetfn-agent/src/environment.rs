@@ -120,9 +120,11 @@ impl Inner {
         }
     }
 
+    /// Peak memory as of the last periodic sample: reading `/proc` or a cgroup on every
+    /// invoke would cost more than the rest of the agent's work for it.
     fn peak_memory_mb(&self) -> u64 {
         self.accounting
-            .peak_memory_bytes()
+            .last_peak_memory_bytes()
             .map_or(0, |b| b.div_ceil(MIB))
     }
 

@@ -8,12 +8,12 @@
 //! is attributed to the environment's only in-flight invoke when there is exactly one.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -61,7 +61,7 @@ impl LogSink {
     /// Starts the writer task appending to `path` (created with its parent directories).
     pub(crate) fn open(path: PathBuf) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let task = tokio::spawn(write_loop(path, rx));
+        let task = tokio::task::spawn_blocking(move || write_loop(path, rx));
         (
             Self {
                 tx: Some(tx),
@@ -107,35 +107,37 @@ impl LogSink {
     }
 }
 
-async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await?;
-    }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-}
-
-async fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
-    let mut out = match open_append(&path).await {
-        Ok(f) => Some(BufWriter::new(f)),
+/// Appends records to the file on a dedicated thread with plain blocking I/O: one `write`
+/// per batch of queued records, no hop through the async runtime's blocking pool per write.
+fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
+    use std::io::Write as _;
+    let open = || -> std::io::Result<std::fs::File> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+    };
+    let mut out = match open() {
+        Ok(f) => Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot open the environment log; discarding its lines");
             None
         }
     };
-    while let Some(msg) = rx.recv().await {
+    while let Some(msg) = rx.blocking_recv() {
         let mut acks = Vec::new();
         let mut next = Some(msg);
         while let Some(msg) = next.take() {
             match msg {
                 LogMsg::Record(rec) => {
                     if let Some(w) = out.as_mut() {
-                        let mut line = rec.to_string();
-                        line.push('\n');
-                        if let Err(e) = w.write_all(line.as_bytes()).await {
+                        let written = serde_json::to_writer(&mut *w, &rec)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| w.write_all(b"\n"));
+                        if let Err(e) = written {
                             tracing::warn!(path = %path.display(), error = %e, "writing the environment log failed");
                         }
                     }
@@ -145,7 +147,7 @@ async fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
             next = rx.try_recv().ok();
         }
         if let Some(w) = out.as_mut()
-            && let Err(e) = w.flush().await
+            && let Err(e) = w.flush()
         {
             tracing::warn!(path = %path.display(), error = %e, "flushing the environment log failed");
         }
@@ -154,7 +156,7 @@ async fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
         }
     }
     if let Some(w) = out.as_mut() {
-        let _ = w.flush().await;
+        let _ = w.flush();
     }
 }
 

@@ -84,6 +84,12 @@ pub trait ResourceAccounting: Send + Sync + fmt::Debug {
     /// Whether the kernel's OOM killer killed a process of the environment; `None` when this
     /// accounting cannot tell.
     fn oom_killed(&self) -> Option<bool>;
+
+    /// The peak as of the last sample, without sampling (cheap; for the invoke path). The
+    /// environment samples once a second.
+    fn last_peak_memory_bytes(&self) -> Option<u64> {
+        self.peak_memory_bytes()
+    }
 }
 
 /// Memory accounting from `/proc`: the sum of `VmHWM` (peak resident set) over the runtime
@@ -121,6 +127,10 @@ impl ResourceAccounting for ProcTreeAccounting {
 
     fn oom_killed(&self) -> Option<bool> {
         None
+    }
+
+    fn last_peak_memory_bytes(&self) -> Option<u64> {
+        Some(self.peak.load(Ordering::Relaxed))
     }
 }
 

@@ -294,6 +294,8 @@ impl Agent {
             .route("/v1/environments", get(list))
             .route("/v1/environments/{id}", put(put_env).delete(delete_env))
             .route("/v1/environments/{id}/invoke", post(invoke))
+            // Invoke payloads are up to 6 MB; the server checked that already.
+            .layer(axum::extract::DefaultBodyLimit::max(7 * 1024 * 1024))
             .layer(axum::middleware::from_fn_with_state(self.clone(), auth))
             .with_state(self.clone())
     }

@@ -20,7 +20,9 @@ type ApiResult = Result<Response, ApiError>;
 /// Adds `x-amzn-RequestId` to every response.
 pub async fn request_id(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+    if !resp.headers().contains_key("x-amzn-RequestId")
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
     resp
@@ -508,4 +510,12 @@ pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
         |i| i.environments(),
     );
     Ok(json(StatusCode::OK, &body))
+}
+
+/// `GET /fleetfn/health` (no auth): 200 once serving; says whether a data plane is attached.
+pub async fn health(State(s): State<AppState>) -> Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "ok", "dataPlane": s.invoker.is_some() }),
+    )
 }

@@ -19,6 +19,9 @@ use crate::handlers::Query;
 /// What the data plane is asked to run.
 #[derive(Debug, Clone)]
 pub struct InvokeRequest {
+    /// The request id: `x-amzn-RequestId` to the caller, `Lambda-Runtime-Aws-Request-Id` to the
+    /// function.
+    pub request_id: String,
     pub version: std::sync::Arc<VersionRecord>,
     pub payload: Bytes,
     /// Base64 client context, passed through to the runtime.
@@ -97,6 +100,7 @@ pub async fn invoke(
         .into());
     }
     let tenant_id = header(&headers, "x-amz-tenant-id").map(str::to_string);
+    let request_id = uuid::Uuid::new_v4().to_string();
     let draw = rand_unit();
     let version = s.cp.resolve_invoke_target(&fref, draw).await?;
     let executed = version.version.clone();
@@ -122,6 +126,7 @@ pub async fn invoke(
         .map_err(|e| LambdaError::bad_content(e.to_string()))?;
     let outcome = invoker
         .invoke(InvokeRequest {
+            request_id: request_id.clone(),
             version,
             payload,
             client_context,
@@ -129,6 +134,7 @@ pub async fn invoke(
         })
         .await?;
     let mut resp = Response::new(Body::from(outcome.payload));
+    insert(&mut resp, "x-amzn-RequestId", &request_id);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -112,7 +112,7 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ));
     Router::new()
-        .route("/fleetfn/health", get(|| async { "ok" }))
+        .route("/fleetfn/health", get(handlers::health))
         .merge(lambda)
         .layer(axum::middleware::from_fn(handlers::request_id))
         .with_state(state)

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Account id in ARNs.
     #[arg(long, default_value = "000000000000", env = "FLEETFN_ACCOUNT_ID")]
     pub account_id: String,
+    /// Run the control plane only: no instances, no environments; published versions stay
+    /// `Pending` and Invoke is refused. For testing the API alone.
+    #[arg(long, env = "FLEETFN_NO_DATA_PLANE")]
+    pub no_data_plane: bool,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -92,13 +96,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = if std::env::var_os("FLEETFN_SINGLE_THREAD").is_some() {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+            };
             rt.block_on(serve::run(args))
         }
         Command::Agent(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            // One thread: an invoke crosses the agent API, the environment and its Runtime API
+            // endpoint; on one thread that is a few polls instead of cross-thread wake-ups.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let result = rt.block_on(agent::run(args));

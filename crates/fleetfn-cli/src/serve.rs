@@ -50,17 +50,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop = CancellationToken::new();
     let reconciler = cp.spawn_reconciler(stop.clone());
-    let dataplane = DataPlane::new(
-        cp.clone(),
-        LocalProvider::new(LocalProviderConfig {
-            binary: std::env::current_exe().context("locating the fleetfn binary")?,
-            instances_dir: data_dir.join("instances"),
-            artifacts_dir: data_dir.join("artifacts"),
-            runtime_dir: data_dir.join("runtimes"),
-            logs_dir: data_dir.join("logs"),
-        }),
-    );
-    let deployer = dataplane.spawn(stop.clone());
+    let (invoker, deployer): (Option<Arc<dyn fleetfn_api::Invoker>>, _) = if args.no_data_plane {
+        tracing::warn!(
+            "data plane disabled (--no-data-plane): versions stay Pending, invokes are refused"
+        );
+        (None, None)
+    } else {
+        let dataplane = DataPlane::new(
+            cp.clone(),
+            LocalProvider::new(LocalProviderConfig {
+                binary: std::env::current_exe().context("locating the fleetfn binary")?,
+                instances_dir: data_dir.join("instances"),
+                artifacts_dir: data_dir.join("artifacts"),
+                runtime_dir: data_dir.join("runtimes"),
+                logs_dir: data_dir.join("logs"),
+            }),
+        );
+        let handle = dataplane.spawn(stop.clone());
+        (Some(Arc::new(dataplane)), Some(handle))
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -68,7 +76,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = router(AppState {
         cp,
         credentials: Arc::new(creds.clone()),
-        invoker: Some(Arc::new(dataplane)),
+        invoker,
     });
     eprintln!(
         "fleetfn serving the Lambda API on http://{addr} (data dir {})",
@@ -91,7 +99,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving the API")?;
     stop.cancel();
     let _ = reconciler.await;
-    let _ = deployer.await;
+    if let Some(d) = deployer {
+        let _ = d.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -49,7 +49,8 @@ impl DataPlane {
         let v = &req.version;
         let vkey = version_key(&v.function, &v.version);
         let candidates = self.candidates(&vkey, &v.publish_hash);
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = req.request_id.as_str();
+        let mut last_error: Option<String> = None;
         let mut saturated = 0usize;
         let mut capacity = 0u32;
         for env in &candidates {
@@ -65,7 +66,7 @@ impl DataPlane {
                 .client
                 .invoke(
                     &env.env_id,
-                    &request_id,
+                    request_id,
                     req.payload.clone(),
                     req.client_context.as_deref(),
                     req.tenant_id.as_deref(),
@@ -86,8 +87,19 @@ impl DataPlane {
                     capacity += env.max_concurrency;
                 }
                 Ok(InvokeReply::Gone) => {}
-                Err(e) => tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
+                    last_error = Some(e.to_string());
+                }
             }
+        }
+        if saturated == 0
+            && let Some(e) = last_error
+        {
+            return Err(LambdaError::service(format!(
+                "fleetfn could not deliver the invoke to an execution environment of {}:{}: {e}",
+                v.function, v.version
+            )));
         }
         if candidates.is_empty() {
             return Err(LambdaError::throttled(
