@@ -37,6 +37,7 @@ mod error;
 mod logs;
 mod process;
 mod runtime;
+mod sandbox;
 mod service;
 mod spec;
 
@@ -49,10 +50,12 @@ pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use logs::MAX_LINE_BYTES;
 pub use process::{
     DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, ResourceAccounting,
+    SandboxInputs,
 };
 pub use runtime::{
     AWSLAMBDARIC_REQUIREMENT, HostRuntimes, Interpreter, MIN_NODE_MAJOR, NODE_BOOTSTRAP,
     PreparedRuntime, RuntimeProvider, RuntimeProviderConfig,
 };
+pub use sandbox::SandboxLauncher;
 pub use service::{Agent, AgentConfig};
 pub use spec::{EnvironmentSpec, InvokeInput, InvokeOutput, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT};

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 /// Longest line kept whole; longer output is split into several records.
 pub const MAX_LINE_BYTES: u64 = 256 * 1024;
 
+/// How long the log writer waits after a batch before writing the next one.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Records buffered between the pipes and the file before the runtime's writes block.
 const CHANNEL_DEPTH: usize = 4096;
 
@@ -127,7 +130,17 @@ fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
             None
         }
     };
-    while let Some(msg) = rx.blocking_recv() {
+    // After writing a batch, sleep briefly before looking again: under load many invokes'
+    // records then share one wake-up and one write instead of costing one each.
+    let mut pending: Option<LogMsg> = None;
+    loop {
+        let msg = match pending.take() {
+            Some(m) => m,
+            None => match rx.blocking_recv() {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let mut acks = Vec::new();
         let mut next = Some(msg);
         while let Some(msg) = next.take() {
@@ -151,8 +164,13 @@ fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
         {
             tracing::warn!(path = %path.display(), error = %e, "flushing the environment log failed");
         }
+        let flushed_on_request = !acks.is_empty();
         for ack in acks {
             let _ = ack.send(());
+        }
+        if !flushed_on_request {
+            std::thread::sleep(BATCH_PAUSE);
+            pending = rx.try_recv().ok();
         }
     }
     if let Some(w) = out.as_mut() {

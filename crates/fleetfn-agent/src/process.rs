@@ -21,7 +21,7 @@ use tokio::process::{Child, Command};
 
 /// The process to start for an environment: program, arguments, complete environment and
 /// working directory. Nothing of the agent's own environment is inherited.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaunchCommand {
     /// The executable.
     pub program: PathBuf,
@@ -31,6 +31,27 @@ pub struct LaunchCommand {
     pub env: BTreeMap<String, String>,
     /// The working directory.
     pub cwd: PathBuf,
+    /// What a sandboxing launcher needs beyond the command; a plain launcher ignores it.
+    pub sandbox: SandboxInputs,
+}
+
+/// The environment's resources and host paths, for a launcher that isolates it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxInputs {
+    /// The environment id (names its cgroup).
+    pub env_id: String,
+    /// The code directory (`LAMBDA_TASK_ROOT` on the host; `/var/task` inside a sandbox).
+    pub code_dir: PathBuf,
+    /// The environment's private temporary directory (`TMPDIR`; `/tmp` inside a sandbox).
+    pub tmp_dir: PathBuf,
+    /// Host directories the runtime reads (its `LAMBDA_RUNTIME_DIR`, the interpreter's tree).
+    pub runtime_dirs: Vec<PathBuf>,
+    /// `MemorySize` in MiB.
+    pub memory_mb: u32,
+    /// vCPUs (CPU quota).
+    pub vcpus: f64,
+    /// `EphemeralStorage` in MiB (size of `/tmp`).
+    pub tmp_size_mb: u32,
 }
 
 /// A launched runtime process.

@@ -788,11 +788,30 @@ pub(crate) fn launch_command(
             )
         }
     };
+    // The interpreter's install tree (…/versions/3.13.0 for …/bin/python3.13).
+    let interpreter_tree = match prepared {
+        PreparedRuntime::Python { interpreter, .. } => {
+            interpreter.path.parent().and_then(Path::parent)
+        }
+        PreparedRuntime::Node { node, .. } => node.path.parent().and_then(Path::parent),
+        PreparedRuntime::Provided { .. } => None,
+    };
+    let mut runtime_dirs = vec![prepared.runtime_dir().to_path_buf()];
+    runtime_dirs.extend(interpreter_tree.map(Path::to_path_buf));
     Ok(LaunchCommand {
         program,
         args,
         env: lambda_env(spec, prepared, ctx),
         cwd: spec.code_dir.clone(),
+        sandbox: crate::process::SandboxInputs {
+            env_id: spec.env_id.clone(),
+            code_dir: spec.code_dir.clone(),
+            tmp_dir: ctx.tmp_dir.to_path_buf(),
+            runtime_dirs,
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            tmp_size_mb: spec.ephemeral_storage_mb,
+        },
     })
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fleetfn_agent::{Agent, AgentConfig, RuntimeProvider, RuntimeProviderConfig};
+use fleetfn_agent::{Agent, AgentConfig, RuntimeProvider, RuntimeProviderConfig, SandboxLauncher};
 use tokio::io::AsyncReadExt;
 
 use crate::AgentArgs;
@@ -31,9 +31,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .insert(name.to_string(), path.clone());
         }
     }
-    let provider = RuntimeProvider::detect(rcfg);
-    let isolation = "none: environments run as plain child processes of the agent".to_string();
-    tracing::info!(instance = %args.instance_id, zone = %args.zone, "sandbox: {isolation}");
+    let mut provider = RuntimeProvider::detect(rcfg);
+    let probed = fleetfn_sandbox::probe(&fleetfn_sandbox::LinuxHost);
+    let sandbox_off = std::env::var("FLEETFN_SANDBOX").is_ok_and(|v| v == "off");
+    let isolation = if probed.use_helper() && !sandbox_off {
+        let binary = std::env::current_exe()
+            .context("locating the fleetfn binary for the sandbox helper")?;
+        provider = provider.with_launcher(std::sync::Arc::new(SandboxLauncher::new(
+            binary,
+            probed.clone(),
+        )));
+        probed.to_string()
+    } else if sandbox_off {
+        "sandbox: off (FLEETFN_SANDBOX=off): environments run as plain child processes of the agent"
+            .to_string()
+    } else {
+        probed.to_string()
+    };
+    tracing::info!(instance = %args.instance_id, zone = %args.zone, "{isolation}");
     let agent = Agent::new(
         AgentConfig {
             instance_id: args.instance_id.clone(),

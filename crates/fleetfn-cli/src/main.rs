@@ -28,6 +28,13 @@ enum Command {
     Serve(ServeArgs),
     /// Run an instance agent (started by `fleetfn serve` for each virtual instance).
     Agent(AgentArgs),
+    /// Internal: the sandbox helper the agent runs for each environment.
+    #[command(hide = true)]
+    Jail {
+        /// The sandbox spec (JSON); stdin when absent.
+        #[arg(long)]
+        spec_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +93,11 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Jail { spec_file } = &cli.command {
+        // Single-threaded on purpose: no logging thread, no runtime, before anything else.
+        fleetfn_sandbox::jail_main_from(spec_file.as_deref());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLEETFN_LOG")
@@ -93,7 +105,6 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
             let rt = if std::env::var_os("FLEETFN_SINGLE_THREAD").is_some() {
@@ -118,5 +129,6 @@ fn main() -> anyhow::Result<()> {
             rt.shutdown_timeout(std::time::Duration::from_millis(200));
             result
         }
+        Command::Jail { .. } => unreachable!("handled before start-up"),
     }
 }

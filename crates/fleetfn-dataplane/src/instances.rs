@@ -22,6 +22,7 @@ const PASSED_ENV: &[&str] = &[
     "FLEETFN_LOG",
     "FLEETFN_PYTHON",
     "FLEETFN_RUNTIME_DIR",
+    "FLEETFN_SANDBOX",
     "RUST_BACKTRACE",
 ];
 

@@ -1,0 +1,236 @@
+//! The sandboxing launcher: starts each runtime through `fleetfn jail` (the single-threaded
+//! helper of `fleetfn-sandbox`), which puts it in its own cgroup (memory = `MemorySize`, CPU
+//! quota = vCPUs), private mount/pid/ipc/uts namespaces with the code read-only at `/var/task`,
+//! its own size-capped `/tmp`, and an unprivileged uid. Memory and OOM kills are read from the
+//! environment's cgroup; the cgroup is killed and removed when the environment goes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use fleetfn_sandbox::{CgroupSpec, Cgroups, Isolation, Namespaces, Rlimits, SandboxSpec};
+use tokio::process::Command;
+
+use crate::process::{LaunchCommand, Launched, Launcher, ResourceAccounting};
+
+/// Where a runtime's host directories appear inside the sandbox.
+const SANDBOX_RUNTIME_ROOT: &str = "/opt/fleetfn";
+/// The agent's cgroup slice.
+const SLICE: &str = "fleetfn";
+/// Host roots the sandbox binds read-only anyway; paths under them need no extra bind.
+const SYSTEM_ROOTS: &[&str] = &["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"];
+
+/// Launches runtimes inside sandboxes via `<binary> jail --spec-file F`.
+#[derive(Debug, Clone)]
+pub struct SandboxLauncher {
+    binary: PathBuf,
+    isolation: Isolation,
+    cgroups: Option<Arc<Cgroups>>,
+}
+
+impl SandboxLauncher {
+    /// `binary` is the `fleetfn` executable (its `jail` subcommand is the helper).
+    pub fn new(binary: PathBuf, isolation: Isolation) -> Self {
+        let cgroups = isolation.cgroups.as_ref().and_then(|layout| {
+            let c = Cgroups::new(layout.clone(), SLICE).ok()?;
+            c.create_slice().ok()?;
+            Some(Arc::new(c))
+        });
+        Self {
+            binary,
+            isolation,
+            cgroups,
+        }
+    }
+}
+
+/// Uid (and gid) of an environment: one per environment, from its id, never below 20000.
+fn env_uid(env_id: &str) -> u32 {
+    let h = env_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    20_000 + h % 40_000
+}
+
+fn is_system_path(p: &Path) -> bool {
+    SYSTEM_ROOTS.iter().any(|r| p.starts_with(r))
+}
+
+/// Rewrites host paths to their sandbox paths in one string.
+fn rewrite(s: &str, map: &[(String, String)]) -> String {
+    let mut out = s.to_string();
+    for (host, inside) in map {
+        if !host.is_empty() {
+            out = out.replace(host.as_str(), inside);
+        }
+    }
+    out
+}
+
+/// Reads an environment's memory and OOM kills from its cgroup; kills and removes the cgroup
+/// when dropped (the environment is gone then).
+#[derive(Debug)]
+struct CgroupAccounting {
+    cgroups: Arc<Cgroups>,
+    name: String,
+}
+
+impl ResourceAccounting for CgroupAccounting {
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        let s = self.cgroups.stats(&self.name).ok()?;
+        Some(s.memory_peak_bytes.unwrap_or(s.memory_current_bytes))
+    }
+
+    fn oom_killed(&self) -> Option<bool> {
+        self.cgroups.stats(&self.name).ok().map(|s| s.oom_kills > 0)
+    }
+}
+
+impl Drop for CgroupAccounting {
+    fn drop(&mut self) {
+        let _ = self.cgroups.kill_all(&self.name);
+        if let Err(e) = self.cgroups.remove(&self.name) {
+            tracing::warn!(cgroup = %self.name, error = %e, "removing the environment cgroup failed");
+        }
+    }
+}
+
+impl Launcher for SandboxLauncher {
+    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched> {
+        let inputs = &cmd.sandbox;
+        let env_dir = inputs
+            .tmp_dir
+            .parent()
+            .map_or_else(|| inputs.tmp_dir.clone(), Path::to_path_buf);
+        // Host path → sandbox path, longest first so nested paths map correctly.
+        let mut map: Vec<(String, String)> = vec![
+            (
+                inputs.code_dir.display().to_string(),
+                "/var/task".to_string(),
+            ),
+            (inputs.tmp_dir.display().to_string(), "/tmp".to_string()),
+        ];
+        let mut binds = Vec::new();
+        for (i, dir) in inputs.runtime_dirs.iter().enumerate() {
+            if is_system_path(dir) || !dir.exists() {
+                continue;
+            }
+            // Same path inside when allowed (interpreters may have their install prefix baked
+            // in); trees under /tmp or /var/task move to /opt/fleetfn.
+            if dir.starts_with("/tmp")
+                || dir.starts_with("/var/task")
+                || dir.starts_with("/proc")
+                || dir.starts_with("/dev")
+            {
+                let inside = format!("{SANDBOX_RUNTIME_ROOT}/r{i}");
+                map.push((dir.display().to_string(), inside.clone()));
+                binds.push((dir.clone(), PathBuf::from(inside)));
+            } else {
+                binds.push((dir.clone(), dir.clone()));
+            }
+        }
+        map.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        let mut argv = vec![rewrite(&cmd.program.display().to_string(), &map)];
+        argv.extend(cmd.args.iter().map(|a| rewrite(a, &map)));
+        let env: Vec<(String, String)> = cmd
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), rewrite(v, &map)))
+            .collect();
+        let uid = env_uid(&inputs.env_id);
+        let rootfs_dir = env_dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs_dir)?;
+        let cgroup = self.cgroups.as_ref().map(|_| CgroupSpec {
+            name: inputs.env_id.clone(),
+            memory_bytes: Some(u64::from(inputs.memory_mb) * 1024 * 1024),
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            cpu_quota_us: Some((inputs.vcpus.max(0.1) * 100_000.0) as u64),
+            cpu_period_us: Some(100_000),
+            pids_max: Some(4096),
+            root: fleetfn_sandbox::spec::DEFAULT_CGROUP_ROOT.into(),
+            slice: SLICE.into(),
+        });
+        let mut spec = SandboxSpec {
+            argv,
+            env,
+            cwd: PathBuf::from(rewrite(&cmd.cwd.display().to_string(), &map)),
+            code_dir: inputs.code_dir.clone(),
+            extra_ro_binds: binds,
+            tmp_size_mb: u64::from(inputs.tmp_size_mb.max(64)),
+            uid,
+            gid: uid,
+            rootfs_dir,
+            namespaces: Namespaces::all(),
+            cgroup,
+            no_new_privs: true,
+            rlimits: Rlimits::default(),
+        };
+        self.isolation.fit(&mut spec);
+        let spec_path = env_dir.join("sandbox.json");
+        std::fs::write(
+            &spec_path,
+            serde_json::to_vec(&spec).map_err(io::Error::other)?,
+        )?;
+        let child = Command::new(&self.binary)
+            .arg("jail")
+            .arg("--spec-file")
+            .arg(&spec_path)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let accounting: Option<Arc<dyn ResourceAccounting>> =
+            self.cgroups
+                .as_ref()
+                .map(|c| -> Arc<dyn ResourceAccounting> {
+                    Arc::new(CgroupAccounting {
+                        cgroups: c.clone(),
+                        name: inputs.env_id.clone(),
+                    })
+                });
+        Ok(Launched { child, accounting })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_unprivileged_and_stable() {
+        let a = env_uid("e-1234");
+        assert_eq!(a, env_uid("e-1234"));
+        assert!((20_000..60_000).contains(&a));
+        assert_ne!(env_uid("e-1234"), env_uid("e-1235"));
+    }
+
+    #[test]
+    fn host_paths_map_into_the_sandbox() {
+        let mut map = vec![
+            (
+                "/data/artifacts/extracted/abc".to_string(),
+                "/var/task".to_string(),
+            ),
+            ("/data/envs/e-1/tmp".to_string(), "/tmp".to_string()),
+            (
+                "/data/runtimes/python3.13".to_string(),
+                "/opt/fleetfn/r0".to_string(),
+            ),
+        ];
+        map.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        assert_eq!(
+            rewrite(
+                "/data/artifacts/extracted/abc:/data/runtimes/python3.13",
+                &map
+            ),
+            "/var/task:/opt/fleetfn/r0"
+        );
+        assert_eq!(rewrite("/data/envs/e-1/tmp", &map), "/tmp");
+        assert!(is_system_path(Path::new("/usr/bin/node")));
+        assert!(!is_system_path(Path::new("/root/.pyenv/versions/3.13.0")));
+    }
+}

@@ -1,0 +1,30 @@
+//! Isolation of one Lambda execution environment (a runtime's process tree).
+//!
+//! Owns: the [`SandboxSpec`] wire format; the single-threaded helper [`jail_main`] that the
+//! `fleetfn jail` subcommand runs to join a cgroup, unshare namespaces, build a read-only root
+//! with the code at `/var/task` and a private `/tmp`, drop to an unprivileged uid and exec the
+//! runtime; the [`Cgroups`] manager the agent uses to create, limit, measure, kill and remove
+//! environment cgroups (v1 and v2); and the start-up [`probe()`] of what the host allows.
+//!
+//! Must not: fork from a multithreaded process (only [`jail_main`] forks, and it refuses to run
+//! with more than one thread), depend on tokio, or know about Lambda semantics beyond paths.
+//! Every system call goes through [`Host`] and every kernel path is a parameter, so most of the
+//! logic is tested unprivileged with [`RecordingHost`] and cgroup fixture directories.
+//!
+//! This is the only fleetfn crate allowed `unsafe` (fork, signal handlers, prctl,
+//! close_range, `pre_exec`); each block carries a `// SAFETY:` comment.
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod cgroups;
+pub mod host;
+pub mod jail;
+pub mod probe;
+pub mod rootfs;
+pub mod spec;
+
+pub use cgroups::{CgroupError, CgroupLayout, CgroupLimits, CgroupStats, Cgroups, Controller};
+pub use host::{Host, LinuxHost, RecordingHost};
+pub use jail::{JailError, SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
+pub use probe::{Isolation, probe, probe_with_root};
+pub use spec::{CgroupSpec, Namespaces, Rlimits, SandboxSpec, SpecError};

@@ -1,0 +1,651 @@
+//! Runs the real helper (`fleetfn-sandbox-test-helper`, i.e. `jail_main`) on this host.
+//!
+//! Every test checks the host first and skips with a printed message when it is not root, when
+//! a namespace cannot be unshared, or (for the limit tests) when cgroups are unusable. Each test
+//! uses its own cgroup slice (`fleetfn-test-<pid>-<test>`) and temp dirs; guards kill running
+//! helpers and remove the slice even when an assertion fails. Mounts live only in the helpers'
+//! private mount namespaces and vanish with them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fleetfn_sandbox::{
+    CgroupSpec, Cgroups, Controller, Isolation, LinuxHost, Namespaces, SETUP_FAILURE_EXIT_CODE,
+    SandboxSpec, probe,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_fleetfn-sandbox-test-helper");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `None` (after printing why) when the host cannot run these tests.
+fn check_host(test: &str, needs_cgroups: bool) -> Option<Isolation> {
+    let iso = probe(&LinuxHost);
+    let reason = if !iso.root {
+        Some("not root".to_owned())
+    } else if iso.namespaces != Namespaces::all() {
+        Some(format!(
+            "only namespaces {} can be unshared",
+            iso.namespaces
+        ))
+    } else if needs_cgroups && !iso.cgroups.as_ref().is_some_and(|c| c.can_limit()) {
+        Some("no usable memory+cpu cgroups".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => {
+            println!("skipping {test}: {reason} ({iso})");
+            None
+        }
+        None => Some(iso),
+    }
+}
+
+/// Temp dirs of one test plus its cgroup slice; removes the slice on drop.
+struct Fixture {
+    dir: tempfile::TempDir,
+    cgroups: Option<Cgroups>,
+    slice: String,
+}
+
+impl Fixture {
+    fn new(test: &str, iso: &Isolation) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("code");
+        std::fs::create_dir(&code).unwrap();
+        // World-writable: only the read-only mount can stop the sandbox user writing here.
+        std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(code.join("hello.txt"), "hello from the code dir\n").unwrap();
+        let slice = format!("fleetfn-test-{}-{test}", std::process::id());
+        let cgroups = iso
+            .cgroups
+            .clone()
+            .map(|layout| Cgroups::new(layout, &slice).unwrap());
+        Self {
+            dir,
+            cgroups,
+            slice,
+        }
+    }
+
+    fn cgroups(&self) -> &Cgroups {
+        self.cgroups
+            .as_ref()
+            .expect("cgroups checked by check_host")
+    }
+
+    fn rootfs(&self, env: &str) -> PathBuf {
+        let root = self.dir.path().join("envs").join(env);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    /// A spec running `/bin/sh -c script` as `uid`, with no cgroup.
+    fn spec(&self, env: &str, uid: u32, script: &str) -> SandboxSpec {
+        SandboxSpec {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("LANG".into(), "C".into()),
+            ],
+            cwd: "/var/task".into(),
+            code_dir: self.dir.path().join("code"),
+            extra_ro_binds: Vec::new(),
+            tmp_size_mb: 16,
+            uid,
+            gid: uid,
+            rootfs_dir: self.rootfs(env),
+            namespaces: Namespaces::all(),
+            cgroup: None,
+            no_new_privs: true,
+            rlimits: Default::default(),
+        }
+    }
+
+    fn cgroup(&self, env: &str) -> CgroupSpec {
+        let root = match self.cgroups().layout() {
+            fleetfn_sandbox::CgroupLayout::V1 { root, .. }
+            | fleetfn_sandbox::CgroupLayout::V2 { root, .. } => root.clone(),
+        };
+        CgroupSpec {
+            root,
+            slice: self.slice.clone(),
+            ..CgroupSpec::new(env)
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(Err(e)) = self.cgroups.as_ref().map(Cgroups::remove_slice) {
+            eprintln!("cleanup of cgroup slice {} failed: {e}", self.slice);
+        }
+    }
+}
+
+/// A running helper, SIGKILLed and reaped on drop.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+    }
+
+    /// Waits for a stdout line equal to `wanted`, returning the lines before it.
+    fn wait_for_line(&self, wanted: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(TIMEOUT) {
+                Ok(line) if line == wanted => return seen,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no {wanted:?} line ({e}); saw {seen:?}"),
+            }
+        }
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        for _ in 0..TIMEOUT.as_millis() / 20 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("helper {} did not exit within {TIMEOUT:?}", self.child.id());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn spawn_with_stdout_lines(spec: &SandboxSpec) -> Running {
+    let mut child = Command::new(HELPER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let json = serde_json::to_string(spec).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let stdout: ChildStdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, lines }
+}
+
+/// Runs the helper to completion and returns its output (bounded by [`TIMEOUT`]).
+fn run(spec: &SandboxSpec) -> Output {
+    let mut child = Command::new(HELPER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let json = serde_json::to_string(spec).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGKILL);
+            panic!("helper did not finish within {TIMEOUT:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `key=value` lines of the output.
+fn values(output: &Output) -> BTreeMap<String, String> {
+    text(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn runs_unprivileged_in_a_private_read_only_root() {
+    let Some(iso) = check_host("runs_unprivileged_in_a_private_read_only_root", false) else {
+        return;
+    };
+    let fx = Fixture::new("identity", &iso);
+    let data_dir = tempfile::Builder::new()
+        .prefix("fleetfn-agent-data")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::write(data_dir.path().join("secret"), "s3cr3t").unwrap();
+    let data = data_dir.path().display();
+    let script = format!(
+        r#"
+        echo uid=$(id -u) gid=$(id -g) groups=$(id -G)
+        echo host=$(hostname) cwd=$(pwd)
+        echo root=$(ls / | tr '\n' ' ')
+        echo var=$(ls /var | tr '\n' ' ')
+        echo code=$(cat /var/task/hello.txt)
+        if echo x > /var/task/x 2>/dev/null; then echo task=writable; else echo task=readonly; fi
+        if echo x > /etc/fleetfn-test 2>/dev/null; then echo etc=writable; else echo etc=readonly; fi
+        if echo x > /tmp/t && [ "$(cat /tmp/t)" = x ]; then echo tmp=writable; fi
+        echo tmpkb=$(df -k /tmp | tail -1 | awk '{{print $2}}')
+        echo tmpfs=$(awk '$2 == "/tmp" {{print $3}}' /proc/self/mounts)
+        if [ -e /root ]; then echo hostroot=visible; else echo hostroot=hidden; fi
+        if [ -e {data} ] || [ -e {data}/secret ]; then echo data=visible; else echo data=hidden; fi
+        echo nonewprivs=$(awk '/^NoNewPrivs/ {{print $2}}' /proc/self/status)
+        echo capeff=$(awk '/^CapEff/ {{print $2}}' /proc/self/status)
+        echo capbnd=$(awk '/^CapBnd/ {{print $2}}' /proc/self/status)
+        echo nofile=$(ulimit -n)
+        echo envcount=$(env | wc -l)
+        echo fd200=$(if [ -e /proc/$$/fd/200 ]; then echo leaked; else echo closed; fi)
+        echo sigign=$(awk '/^SigIgn/ {{print $2}}' /proc/self/status)
+        if [ -w /dev/null ] && head -c 4 /dev/urandom | wc -c | grep -q 4; then echo dev=ok; fi
+        "#
+    );
+    // A descriptor the agent leaked without close-on-exec must not reach the runtime.
+    let leaked = std::fs::File::open("/dev/null").unwrap();
+    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&leaked), 200).unwrap();
+    let output = run(&fx.spec("e1", 10_101, &script));
+    nix::unistd::close(200).unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let v = values(&output);
+    assert_eq!(v["uid"], "10101 gid=10101 groups=10101", "{v:?}");
+    assert_eq!(v["host"], "fleetfn-env cwd=/var/task");
+    assert_eq!(
+        v["root"].trim(),
+        "bin dev etc lib lib64 proc sbin tmp usr var"
+    );
+    assert_eq!(v["var"].trim(), "task");
+    assert_eq!(v["code"], "hello from the code dir");
+    assert_eq!(v["task"], "readonly");
+    assert_eq!(v["etc"], "readonly");
+    assert_eq!(v["tmp"], "writable");
+    assert_eq!(v["tmpkb"], "16384");
+    assert_eq!(v["tmpfs"], "tmpfs");
+    assert_eq!(v["hostroot"], "hidden");
+    assert_eq!(v["data"], "hidden");
+    assert_eq!(v["nonewprivs"], "1");
+    assert_eq!(v["capeff"], "0000000000000000");
+    assert_eq!(v["capbnd"], "0000000000000000");
+    assert_eq!(v["nofile"], "1024");
+    // PATH, LANG, and the PWD/SHLVL-style variables sh adds itself; nothing from the test.
+    assert!(v["envcount"].parse::<u32>().unwrap() <= 5, "{v:?}");
+    assert_eq!(v["dev"], "ok");
+    assert_eq!(v["fd200"], "closed");
+    // The helper is a Rust program (SIGPIPE ignored); the runtime gets default dispositions.
+    assert_eq!(v["sigign"], "0000000000000000");
+    assert!(!fx.dir.path().join("code/x").exists());
+}
+
+#[test]
+fn pid_namespace_shows_only_the_sandbox() {
+    let Some(iso) = check_host("pid_namespace_shows_only_the_sandbox", false) else {
+        return;
+    };
+    let fx = Fixture::new("pidns", &iso);
+    let script = r#"
+        echo self=$$
+        echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
+        echo pids=$(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' ')
+        ps -e -o pid= 2>/dev/null | wc -l | sed 's/^/ps=/'
+    "#;
+    let output = run(&fx.spec("e1", 10_102, script));
+    assert!(output.status.success(), "{output:?}");
+    let v = values(&output);
+    assert_eq!(v["self"], "1");
+    assert!(v["pid1"].starts_with("/bin/sh -c"), "{v:?}");
+    let pids: Vec<u32> = v["pids"]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids[0], 1);
+    assert!(
+        pids.len() <= 6 && pids.iter().all(|&p| p < 100),
+        "foreign processes visible: {pids:?}"
+    );
+    assert!(!pids.contains(&std::process::id()));
+    if let Some(ps) = v.get("ps") {
+        assert!(
+            ps.trim().parse::<u32>().unwrap() <= 6,
+            "ps sees {ps} processes"
+        );
+    }
+}
+
+#[test]
+fn tmp_is_private_to_each_environment() {
+    let Some(iso) = check_host("tmp_is_private_to_each_environment", false) else {
+        return;
+    };
+    let fx = Fixture::new("tmp", &iso);
+    let a = fx.spec(
+        "a",
+        10_103,
+        "echo secret-a > /tmp/marker && echo ready && exec sleep 300",
+    );
+    let mut running = spawn_with_stdout_lines(&a);
+    running.wait_for_line("ready");
+
+    let b = fx.spec(
+        "b",
+        10_104,
+        "if [ -e /tmp/marker ]; then echo b=sees-a; else echo b=clean; fi; ls -A /tmp | wc -l",
+    );
+    let output = run(&b);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "b=clean\n0\n");
+
+    // On the host, A's rootfs dir stays an empty directory: the tmpfs lives in A's namespace.
+    let host_view: Vec<_> = std::fs::read_dir(&a.rootfs_dir).unwrap().collect();
+    assert!(host_view.is_empty(), "{host_view:?}");
+
+    // Killing the supervisor kills the sandbox (parent-death signal, then pid-namespace teardown).
+    kill(running.pid(), Signal::SIGKILL).unwrap();
+    assert_eq!(running.wait().signal(), Some(libc_sigkill()));
+    wait_until_no_process_of(a.uid);
+}
+
+/// Host pids of live (not zombie) processes running as `uid`.
+fn processes_of(uid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+        };
+        if field("Uid:").as_deref() == Some(&uid.to_string())
+            && field("State:").as_deref() != Some("Z")
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn wait_until_no_process_of(uid: u32) {
+    for _ in 0..250 {
+        if processes_of(uid).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = processes_of(uid);
+    for pid in &left {
+        let _ = kill(Pid::from_raw(i32::try_from(*pid).unwrap()), Signal::SIGKILL);
+    }
+    panic!("processes of uid {uid} survived their supervisor: {left:?}");
+}
+
+fn libc_sigkill() -> i32 {
+    Signal::SIGKILL as i32
+}
+
+#[test]
+fn exit_codes_and_setup_failures() {
+    let Some(iso) = check_host("exit_codes_and_setup_failures", false) else {
+        return;
+    };
+    let fx = Fixture::new("exit", &iso);
+    assert_eq!(run(&fx.spec("e1", 10_105, "exit 7")).status.code(), Some(7));
+    assert_eq!(run(&fx.spec("e1", 10_105, "true")).status.code(), Some(0));
+
+    // Signal deaths become 128 + signal (outside a pid namespace the shell can kill itself).
+    let mut spec = fx.spec("e1", 10_105, "kill -KILL $$");
+    spec.namespaces.pid = false;
+    assert_eq!(run(&spec).status.code(), Some(128 + 9));
+
+    let mut spec = fx.spec("e1", 10_105, "");
+    spec.argv = vec!["/var/task/bootstrap".into()];
+    let output = run(&spec);
+    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+    assert_eq!(
+        text(&output.stderr),
+        "fleetfn-sandbox: exec /var/task/bootstrap: ENOENT: No such file or directory\n"
+    );
+
+    // Present but not executable by the sandbox user.
+    std::fs::write(fx.dir.path().join("code/bootstrap"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        fx.dir.path().join("code/bootstrap"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let output = run(&spec);
+    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+    assert!(
+        text(&output.stderr).starts_with("fleetfn-sandbox: exec /var/task/bootstrap: EACCES"),
+        "{output:?}"
+    );
+
+    let mut spec = fx.spec("e1", 10_105, "true");
+    spec.code_dir = fx.dir.path().join("missing");
+    let output = run(&spec);
+    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+    let message = text(&output.stderr);
+    assert!(
+        message.starts_with("fleetfn-sandbox: code ") && message.contains("No such file"),
+        "{message}"
+    );
+    assert_eq!(
+        fleetfn_sandbox::JailError::parse(message.trim())
+            .unwrap()
+            .step,
+        format!("code {}", spec.code_dir.display())
+    );
+
+    let mut spec = fx.spec("e1", 10_105, "true");
+    spec.uid = 0;
+    let output = run(&spec);
+    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+    assert_eq!(
+        text(&output.stderr),
+        "fleetfn-sandbox: spec: uid and gid must not be 0\n"
+    );
+}
+
+#[test]
+fn sigterm_is_forwarded_to_the_runtime() {
+    let Some(iso) = check_host("sigterm_is_forwarded_to_the_runtime", false) else {
+        return;
+    };
+    let fx = Fixture::new("sigterm", &iso);
+    // pid 1 of a namespace only receives signals it handles, as a Lambda runtime would.
+    let script = "trap 'echo got-term; exit 42' TERM; echo ready; sleep 300 & wait";
+    let mut running = spawn_with_stdout_lines(&fx.spec("e1", 10_106, script));
+    running.wait_for_line("ready");
+    kill(running.pid(), Signal::SIGTERM).unwrap();
+    running.wait_for_line("got-term");
+    assert_eq!(running.wait().code(), Some(42));
+    // The backgrounded sleep died with pid 1.
+    wait_until_no_process_of(10_106);
+}
+
+#[test]
+fn memory_limit_oom_kills_only_what_exceeds_it() {
+    let Some(iso) = check_host("memory_limit_oom_kills_only_what_exceeds_it", true) else {
+        return;
+    };
+    let fx = Fixture::new("oom", &iso);
+    let cgroups = fx.cgroups();
+    let mut spec = fx.spec("e1", 10_107, "");
+    spec.extra_ro_binds = vec![(HELPER.into(), "/opt/fleetfn-test/helper".into())];
+    spec.cgroup = Some(CgroupSpec {
+        memory_bytes: Some(64 << 20),
+        ..fx.cgroup("e1")
+    });
+
+    spec.argv = vec![
+        "/opt/fleetfn-test/helper".into(),
+        "alloc".into(),
+        "16".into(),
+    ];
+    let output = run(&spec);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "allocated 16\n");
+    let before = cgroups.stats("e1").unwrap();
+    assert_eq!(before.oom_kills, 0);
+    assert!(
+        before.memory_peak_bytes.unwrap_or(u64::MAX) >= 16 << 20,
+        "{before:?}"
+    );
+
+    spec.argv[2] = "256".into();
+    let output = run(&spec);
+    assert_eq!(output.status.code(), Some(128 + 9), "{output:?}");
+    let after = cgroups.stats("e1").unwrap();
+    assert!(
+        after.oom_kills > before.oom_kills,
+        "{before:?} -> {after:?}"
+    );
+    assert!(
+        after.memory_peak_bytes.unwrap_or(0) <= 64 << 20,
+        "{after:?}"
+    );
+    assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
+}
+
+#[test]
+fn cpu_quota_and_pids_limit_are_applied() {
+    let Some(iso) = check_host("cpu_quota_and_pids_limit_are_applied", true) else {
+        return;
+    };
+    let fx = Fixture::new("cpu", &iso);
+    let cgroups = fx.cgroups();
+    let mut spec = fx.spec(
+        "e1",
+        10_108,
+        "cat /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+    );
+    spec.cgroup = Some(CgroupSpec {
+        cpu_quota_us: Some(50_000),
+        cpu_period_us: Some(100_000),
+        pids_max: Some(32),
+        memory_bytes: Some(128 << 20),
+        ..fx.cgroup("e1")
+    });
+    let output = run(&spec);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+    let suffix = format!("/{}/e1", fx.slice);
+    assert!(
+        stdout.lines().any(|l| l.ends_with(&suffix)),
+        "not in {suffix}: {stdout}"
+    );
+
+    let read = |c: Controller, file: &str| {
+        let dir = cgroups.controller_dir("e1", c).unwrap().unwrap();
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    match cgroups.layout() {
+        fleetfn_sandbox::CgroupLayout::V1 { .. } => {
+            assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "50000");
+            assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "100000");
+            assert_eq!(
+                read(Controller::Memory, "memory.limit_in_bytes"),
+                "134217728"
+            );
+        }
+        fleetfn_sandbox::CgroupLayout::V2 { .. } => {
+            assert_eq!(read(Controller::Cpu, "cpu.max"), "50000 100000");
+            assert_eq!(read(Controller::Memory, "memory.max"), "134217728");
+        }
+    }
+    if cgroups.layout().has(Controller::Pids) {
+        assert_eq!(read(Controller::Pids, "pids.max"), "32");
+    }
+    let stats = cgroups.stats("e1").unwrap();
+    assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+}
+
+#[test]
+fn kill_all_and_remove_leave_nothing_behind() {
+    let Some(iso) = check_host("kill_all_and_remove_leave_nothing_behind", true) else {
+        return;
+    };
+    let fx = Fixture::new("kill", &iso);
+    let cgroups = fx.cgroups();
+    let mut spec = fx.spec("e1", 10_109, "sleep 300 & sleep 300 & echo ready; wait");
+    spec.cgroup = Some(fx.cgroup("e1"));
+    let mut running = spawn_with_stdout_lines(&spec);
+    running.wait_for_line("ready");
+    // Supervisor, pid 1 and two sleeps.
+    assert!(cgroups.procs("e1").unwrap().len() >= 4);
+
+    cgroups.kill_all("e1").unwrap();
+    assert_eq!(running.wait().signal(), Some(libc_sigkill()));
+    assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
+    cgroups.remove("e1").unwrap();
+    for dir in cgroups.env_dirs("e1").unwrap() {
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+    cgroups.remove_slice().unwrap();
+    for dir in cgroups.slice_dirs() {
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+    // No mount of this test's rootfs is visible on the host.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(fx.dir.path().to_str().unwrap()),
+        "{mounts}"
+    );
+}
+
+#[test]
+fn probe_describes_this_host() {
+    let iso = probe(&LinuxHost);
+    println!("{iso}");
+    assert!(iso.to_string().starts_with("sandbox: "));
+    assert_eq!(iso.use_helper(), !iso.plain_command_allowed());
+    if nix::unistd::geteuid().is_root() {
+        assert!(iso.root);
+    }
+}
