@@ -88,3 +88,18 @@ def test_tmp_is_private_to_each_environment(lam, endpoint, shared_active, sandbo
     assert len(set(tokens)) == len(busy), (
         f"{len(busy)} environments ran the invokes but only {len(set(tokens))} distinct /tmp token(s) were seen: "
         f"their /tmp is shared ({by_stream})")
+
+
+def test_memory_limit_and_utilization_come_from_the_environment_cgroup(lam, endpoint, shared_active, sandbox_expected):
+    # Each environment has its own cgroup: the agent reports its memory in use and CPU time,
+    # and the memory in use stays under the function's MemorySize.
+    pub = shared_active("rust")
+    dp.invoke_ok(lam, pub.name, {"op": "noop"})
+
+    def reported(envs):
+        return [e for e in dp.ready(envs) if e.get("MemoryBytes") and e.get("CpuUsageNs") is not None]
+
+    envs = dp.wait_envs(endpoint, pub.name, None, lambda envs: len(reported(envs)) >= 1,
+                        "environments reporting cgroup utilization", 20)
+    for e in reported(envs):
+        assert 0 < e["MemoryBytes"] < 2048 * 1024 * 1024, e

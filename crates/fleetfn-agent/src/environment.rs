@@ -216,6 +216,12 @@ impl Environment {
     }
 
     /// Idle runtime workers: `/next` long polls parked right now.
+    /// Memory in use (bytes) and CPU time used (ns), when the environment's accounting (its
+    /// cgroup) can tell.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        self.inner.accounting.usage()
+    }
+
     pub fn parked(&self) -> usize {
         self.inner.api.parked()
     }

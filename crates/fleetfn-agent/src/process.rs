@@ -111,6 +111,12 @@ pub trait ResourceAccounting: Send + Sync + fmt::Debug {
     fn last_peak_memory_bytes(&self) -> Option<u64> {
         self.peak_memory_bytes()
     }
+
+    /// Memory in use now (bytes) and CPU time used so far (ns), for utilization reports;
+    /// `None` when this accounting cannot tell.
+    fn usage(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Memory accounting from `/proc`: the sum of `VmHWM` (peak resident set) over the runtime

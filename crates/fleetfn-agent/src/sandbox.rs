@@ -74,12 +74,26 @@ fn rewrite(s: &str, map: &[(String, String)]) -> String {
 struct CgroupAccounting {
     cgroups: Arc<Cgroups>,
     name: String,
+    /// Peak as of the last sample (the environment samples once a second).
+    peak: std::sync::atomic::AtomicU64,
 }
 
 impl ResourceAccounting for CgroupAccounting {
     fn peak_memory_bytes(&self) -> Option<u64> {
         let s = self.cgroups.stats(&self.name).ok()?;
-        Some(s.memory_peak_bytes.unwrap_or(s.memory_current_bytes))
+        let peak = s.memory_peak_bytes.unwrap_or(s.memory_current_bytes);
+        self.peak
+            .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
+        Some(peak)
+    }
+
+    fn last_peak_memory_bytes(&self) -> Option<u64> {
+        Some(self.peak.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn usage(&self) -> Option<(u64, u64)> {
+        let s = self.cgroups.stats(&self.name).ok()?;
+        Some((s.memory_current_bytes, s.cpu_usage_ns))
     }
 
     fn oom_killed(&self) -> Option<bool> {
@@ -190,6 +204,7 @@ impl Launcher for SandboxLauncher {
                     Arc::new(CgroupAccounting {
                         cgroups: c.clone(),
                         name: inputs.env_id.clone(),
+                        peak: std::sync::atomic::AtomicU64::new(0),
                     })
                 });
         Ok(Launched { child, accounting })

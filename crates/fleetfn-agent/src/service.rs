@@ -259,6 +259,10 @@ impl Agent {
                             .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
                         max_concurrency: s.req.max_concurrency,
                         init_ms: s.init_ms,
+                        memory_bytes: s.env.as_ref().and_then(|e| e.usage()).map(|u| u.0),
+                        cpu_usage_ns: s.env.as_ref().and_then(|e| e.usage()).map(|u| u.1),
+                        memory_limit_bytes: u64::from(s.req.memory_mb) * 1024 * 1024,
+                        vcpus: s.req.vcpus,
                     })
                     .collect()
             })

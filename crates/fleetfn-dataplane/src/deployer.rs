@@ -166,6 +166,8 @@ impl DataPlane {
                                     Some(st) => {
                                         env.state = st.state;
                                         env.failure.clone_from(&st.failure);
+                                        env.memory_bytes = st.memory_bytes;
+                                        env.cpu_usage_ns = st.cpu_usage_ns;
                                     }
                                     None if env.state != EnvState::Starting => {
                                         env.state = EnvState::Exited;
@@ -226,6 +228,8 @@ impl DataPlane {
             failure: None,
             max_concurrency: req.max_concurrency,
             in_flight: Arc::new(AtomicU32::new(0)),
+            memory_bytes: None,
+            cpu_usage_ns: None,
         };
         if let Ok(mut s) = self.state.write() {
             s.envs.insert(env_id.clone(), env);

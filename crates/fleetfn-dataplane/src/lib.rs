@@ -35,6 +35,9 @@ pub(crate) struct Env {
     pub max_concurrency: u32,
     /// Invokes the router has in flight on it.
     pub in_flight: Arc<AtomicU32>,
+    /// Utilization as last reported by the agent: memory in use (bytes), CPU time (ns).
+    pub memory_bytes: Option<u64>,
+    pub cpu_usage_ns: Option<u64>,
 }
 
 #[derive(Debug, Default)]

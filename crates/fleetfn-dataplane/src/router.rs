@@ -152,6 +152,8 @@ impl Invoker for DataPlane {
                     "InFlight": e.in_flight.load(Ordering::Relaxed),
                     "MaxConcurrency": e.max_concurrency,
                     "PublishHash": e.publish_hash,
+                    "MemoryBytes": e.memory_bytes,
+                    "CpuUsageNs": e.cpu_usage_ns,
                     "Failure": e.failure.as_ref().map(|f| serde_json::json!({"ReasonCode": f.reason_code, "Reason": f.reason})),
                 })
             })

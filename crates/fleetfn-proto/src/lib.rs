@@ -72,6 +72,17 @@ pub struct EnvironmentStatus {
     pub max_concurrency: u32,
     /// Milliseconds from start to Ready, once Ready.
     pub init_ms: Option<u64>,
+    /// Memory in use now, in bytes (from the environment's cgroup; absent without one).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time used since start, in nanoseconds (absent without a cgroup).
+    #[serde(default)]
+    pub cpu_usage_ns: Option<u64>,
+    /// `MemorySize` in bytes and vCPUs, for utilization ratios.
+    #[serde(default)]
+    pub memory_limit_bytes: u64,
+    #[serde(default)]
+    pub vcpus: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
