@@ -256,8 +256,11 @@ pub(crate) fn signal_text(sig: i32) -> String {
 }
 
 /// Whether the process was killed with `SIGKILL`.
+/// Whether the runtime died of SIGKILL: directly, or inside a sandbox whose helper reports a
+/// signal death as exit code 128 + signal.
 pub(crate) fn killed_by_sigkill(status: ExitStatus) -> bool {
-    status.signal() == Some(Signal::SIGKILL as i32)
+    let sigkill = Signal::SIGKILL as i32;
+    status.signal() == Some(sigkill) || status.code() == Some(128 + sigkill)
 }
 
 #[cfg(test)]
