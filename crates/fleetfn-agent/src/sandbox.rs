@@ -35,6 +35,7 @@ impl SandboxLauncher {
         let cgroups = isolation.cgroups.as_ref().and_then(|layout| {
             let c = Cgroups::new(layout.clone(), SLICE).ok()?;
             c.create_slice().ok()?;
+            sweep(&c);
             Some(Arc::new(c))
         });
         Self {
@@ -42,6 +43,32 @@ impl SandboxLauncher {
             isolation,
             cgroups,
         }
+    }
+}
+
+/// Removes environment cgroups that hold no process (left by stopped environments or by an
+/// agent that was killed). A live environment's cgroup always holds its processes.
+fn sweep(c: &Cgroups) -> usize {
+    let mut removed = 0;
+    for name in c.list().unwrap_or_default() {
+        if c.procs(&name).is_ok_and(|p| p.is_empty()) && c.remove(&name).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+impl SandboxLauncher {
+    /// Sweeps empty environment cgroups (call after stopping environments).
+    pub fn sweep_cgroups(&self) -> usize {
+        self.cgroups.as_deref().map_or(0, sweep)
+    }
+
+    /// Environment cgroups in the slice (of every agent on this host).
+    pub fn cgroup_count(&self) -> usize {
+        self.cgroups
+            .as_deref()
+            .map_or(0, |c| c.list().map(|l| l.len()).unwrap_or(0))
     }
 }
 

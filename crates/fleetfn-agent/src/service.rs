@@ -243,7 +243,8 @@ impl Agent {
             .map(|slots| {
                 slots
                     .iter()
-                    .map(|(id, s)| EnvironmentStatus {
+                    .map(|(id, s)| (id, s, s.env.as_ref().and_then(|e| e.usage())))
+                    .map(|(id, s, usage)| EnvironmentStatus {
                         env_id: id.clone(),
                         function_name: s.req.function_name.clone(),
                         version: s.req.version.clone(),
@@ -259,8 +260,8 @@ impl Agent {
                             .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
                         max_concurrency: s.req.max_concurrency,
                         init_ms: s.init_ms,
-                        memory_bytes: s.env.as_ref().and_then(|e| e.usage()).map(|u| u.0),
-                        cpu_usage_ns: s.env.as_ref().and_then(|e| e.usage()).map(|u| u.1),
+                        memory_bytes: usage.map(|u| u.0),
+                        cpu_usage_ns: usage.map(|u| u.1),
                         memory_limit_bytes: u64::from(s.req.memory_mb) * 1024 * 1024,
                         vcpus: s.req.vcpus,
                     })

@@ -34,13 +34,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut provider = RuntimeProvider::detect(rcfg);
     let probed = fleetfn_sandbox::probe(&fleetfn_sandbox::LinuxHost);
     let sandbox_off = std::env::var("FLEETFN_SANDBOX").is_ok_and(|v| v == "off");
+    let mut sandbox: Option<std::sync::Arc<SandboxLauncher>> = None;
     let isolation = if probed.use_helper() && !sandbox_off {
         let binary = std::env::current_exe()
             .context("locating the fleetfn binary for the sandbox helper")?;
-        provider = provider.with_launcher(std::sync::Arc::new(SandboxLauncher::new(
-            binary,
-            probed.clone(),
-        )));
+        let launcher = std::sync::Arc::new(SandboxLauncher::new(binary, probed.clone()));
+        sandbox = Some(launcher.clone());
+        provider = provider.with_launcher(launcher);
         probed.to_string()
     } else if sandbox_off {
         "sandbox: off (FLEETFN_SANDBOX=off): environments run as plain child processes of the agent"
@@ -103,10 +103,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     axum::serve(listener, agent.router())
         .with_graceful_shutdown(async move {
             serve_stop.cancelled().await;
+            // Stop the environments first: in-flight invokes get their answer (or their
+            // error) within the grace, and the HTTP drain then has nothing long to wait for.
             closer.close();
+            closer.stop_all(std::time::Duration::from_secs(2)).await;
         })
         .await
         .context("serving the agent API")?;
     agent.stop_all(std::time::Duration::from_secs(2)).await;
+    if let Some(s) = sandbox {
+        // The environments' processes die with their helpers; give the kernel a moment to
+        // empty their cgroups, then remove them (bounded).
+        for _ in 0..20 {
+            s.sweep_cgroups();
+            if s.cgroup_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     Ok(())
 }

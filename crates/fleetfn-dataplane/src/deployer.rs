@@ -160,6 +160,26 @@ impl DataPlane {
                             .iter()
                             .map(|e| (e.env_id.as_str(), e))
                             .collect();
+                        let unknown: Vec<String> = dp
+                            .state
+                            .read()
+                            .map(|s| {
+                                report
+                                    .environments
+                                    .iter()
+                                    .filter(|e| !s.envs.contains_key(&e.env_id))
+                                    .map(|e| e.env_id.clone())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        // Environments the data plane does not know (a start whose answer was
+                        // lost, a stop that failed) must not run unseen.
+                        for id in unknown {
+                            let client = inst.client.clone();
+                            tokio::spawn(async move {
+                                let _ = client.delete_environment(&id).await;
+                            });
+                        }
                         if let Ok(mut s) = dp.state.write() {
                             for env in s.envs.values_mut().filter(|e| e.instance.id == inst.id) {
                                 match seen.get(env.env_id.as_str()) {
@@ -259,6 +279,49 @@ impl DataPlane {
         }
     }
 
+    /// Applies a version transition; a conflict (the version changed meanwhile) is left to
+    /// the next pass.
+    async fn transition(&self, v: &VersionRecord, t: &VersionTransition) {
+        if let Err(e) = self
+            .cp
+            .transition_version(&v.function, &v.version, &v.publish_hash, t)
+            .await
+        {
+            tracing::debug!(error = %e, function = %v.function, version = %v.version, "version transition deferred");
+        }
+    }
+
+    /// Records a failed replacement: the next start of this version waits 1 s, doubling to 60 s.
+    fn note_failure(&self, vkey: &str) {
+        if let Ok(mut s) = self.state.write() {
+            let next = s
+                .backoff
+                .get(vkey)
+                .map_or(Duration::from_secs(1), |(_, d)| {
+                    (*d * 2).min(Duration::from_secs(60))
+                });
+            s.backoff
+                .insert(vkey.to_string(), (tokio::time::Instant::now() + next, next));
+        }
+    }
+
+    fn clear_failures(&self, vkey: &str) {
+        if let Ok(mut s) = self.state.write() {
+            s.backoff.remove(vkey);
+        }
+    }
+
+    fn may_start(&self, vkey: &str) -> bool {
+        self.state
+            .read()
+            .map(|s| {
+                s.backoff
+                    .get(vkey)
+                    .is_none_or(|(until, _)| tokio::time::Instant::now() >= *until)
+            })
+            .unwrap_or(true)
+    }
+
     /// One convergence pass.
     pub(crate) async fn deploy_once(&self) -> fleetfn_model::Result<()> {
         let versions = self.cp.deployable_versions().await?;
@@ -269,7 +332,14 @@ impl DataPlane {
             }
             let vkey = version_key(&v.function, &v.version);
             let want = desired_count(v);
+            let rolling_out =
+                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
             if want == 0 {
+                // Scaled to zero (or Failed/Deleting): nothing to start; a publish with no
+                // environments to wait for is done.
+                if rolling_out && !matches!(v.config.state.as_str(), "Deleting" | "Failed") {
+                    self.transition(v, &VersionTransition::Active).await;
+                }
                 continue;
             }
             wanted_keys.insert(vkey.clone());
@@ -314,54 +384,68 @@ impl DataPlane {
             for id in &exited {
                 self.stop_env(id).await;
             }
-            let rolling_out =
-                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
+            // A rollout of this publish already failed: the previous publish keeps serving and
+            // nothing of the broken one is started again (a new publish retries).
+            if v.config.state == "Active" && v.config.last_update_status == "Failed" {
+                for id in current.iter().chain(failed.iter().map(|(id, _)| id)) {
+                    self.stop_env(id).await;
+                }
+                continue;
+            }
             if let Some((_, failure)) = failed.first() {
                 let failure = failure.clone().unwrap_or(Failure {
                     reason_code: "FunctionError.RuntimeInitError".into(),
                     reason: "The execution environment failed to initialize.".into(),
                 });
                 if rolling_out {
-                    self.cp
-                        .transition_version(
-                            &v.function,
-                            &v.version,
-                            &v.publish_hash,
-                            &VersionTransition::Failed {
-                                reason_code: failure.reason_code.clone(),
-                                reason: failure.reason.clone(),
-                            },
-                        )
-                        .await?;
+                    self.transition(
+                        v,
+                        &VersionTransition::Failed {
+                            reason_code: failure.reason_code.clone(),
+                            reason: failure.reason.clone(),
+                        },
+                    )
+                    .await;
                     for id in current.iter().chain(failed.iter().map(|(id, _)| id)) {
                         self.stop_env(id).await;
                     }
                     continue;
                 }
-                // A replacement that failed on an Active version: drop it, try again next pass.
+                // A replacement that failed on an Active version: drop it and retry later,
+                // backing off so a broken host does not spin.
                 for (id, _) in &failed {
                     self.stop_env(id).await;
                 }
+                self.note_failure(&vkey);
             }
-            if current.len() < want {
+            if current.len() < want && self.may_start(&vkey) {
                 for _ in current.len()..want {
                     self.start_env(v, &vkey, &instances).await;
                 }
             } else if current.len() > want {
-                for id in current.iter().skip(want) {
+                // Stop the ones still starting first, then any.
+                let mut by_readiness: Vec<(bool, String)> = {
+                    let s = self.state.read().ok();
+                    current
+                        .iter()
+                        .map(|id| {
+                            let ready = s
+                                .as_ref()
+                                .and_then(|s| s.envs.get(id))
+                                .is_some_and(|e| e.state == EnvState::Ready);
+                            (ready, id.clone())
+                        })
+                        .collect()
+                };
+                by_readiness.sort();
+                for (_, id) in by_readiness.iter().take(current.len() - want) {
                     self.stop_env(id).await;
                 }
             }
             if ready >= want {
+                self.clear_failures(&vkey);
                 if rolling_out {
-                    self.cp
-                        .transition_version(
-                            &v.function,
-                            &v.version,
-                            &v.publish_hash,
-                            &VersionTransition::Active,
-                        )
-                        .await?;
+                    self.transition(v, &VersionTransition::Active).await;
                 }
                 // The new set serves: drain the previous publish of $LATEST.PUBLISHED.
                 for id in &stale {

@@ -45,6 +45,8 @@ pub(crate) struct State {
     /// Capacity provider name → its instances (one per zone for now).
     pub instances: HashMap<String, Vec<Arc<Instance>>>,
     pub envs: HashMap<String, Env>,
+    /// Version key → (no new starts before, current back-off) after failed replacements.
+    pub backoff: HashMap<String, (tokio::time::Instant, std::time::Duration)>,
 }
 
 /// The data plane; cheap to clone.

@@ -50,6 +50,8 @@ impl DataPlane {
         let vkey = version_key(&v.function, &v.version);
         let candidates = self.candidates(&vkey, &v.publish_hash);
         let request_id = req.request_id.as_str();
+        // The agent answers a timeout itself; this only guards against a stuck agent.
+        let deadline = std::time::Duration::from_secs(u64::from(v.config.timeout) + 10);
         let mut last_error: Option<String> = None;
         let mut saturated = 0usize;
         let mut capacity = 0u32;
@@ -65,6 +67,7 @@ impl DataPlane {
                 .instance
                 .client
                 .invoke(
+                    deadline,
                     &env.env_id,
                     request_id,
                     req.payload.clone(),
@@ -87,9 +90,23 @@ impl DataPlane {
                     capacity += env.max_concurrency;
                 }
                 Ok(InvokeReply::Gone) => {}
+                Ok(InvokeReply::Invalid { reason }) => {
+                    return Err(LambdaError::invalid(format!(
+                        "The invoke could not be passed to the runtime: {reason}"
+                    )));
+                }
+                // Never reached the agent: another environment may take it.
+                Err(e @ fleetfn_proto::ClientError::Unreachable { .. }) => {
+                    tracing::warn!(error = %e, env = %env.env_id, "agent unreachable");
+                    last_error = Some(e.to_string());
+                }
+                // It may have run: retrying elsewhere could run it twice.
                 Err(e) => {
                     tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
-                    last_error = Some(e.to_string());
+                    return Err(LambdaError::service(format!(
+                        "The execution environment of {}:{} did not answer: {e}",
+                        v.function, v.version
+                    )));
                 }
             }
         }

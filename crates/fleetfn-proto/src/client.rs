@@ -15,10 +15,19 @@ use crate::{
     H_REQUEST_ID, H_TENANT_ID, PREFIX,
 };
 
+/// Deadline of control requests (start, stop) beyond any long-poll wait.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The request never reached the agent (connection refused or failed): safe to retry
+    /// elsewhere.
     #[error("agent {addr} unreachable: {detail}")]
     Unreachable { addr: SocketAddr, detail: String },
+    /// The request may have reached the agent, but no answer came (reset, or no answer within
+    /// the deadline): not safe to retry an invoke elsewhere.
+    #[error("agent {addr} did not answer: {detail}")]
+    NoAnswer { addr: SocketAddr, detail: String },
     #[error("agent {addr} answered {status}: {body}")]
     Status {
         addr: SocketAddr,
@@ -41,6 +50,8 @@ pub enum InvokeReply {
     Rejected { reason: String },
     /// The agent does not know the environment (it was stopped or replaced).
     Gone,
+    /// The invoke itself is unacceptable (e.g. a client context that is not valid there).
+    Invalid { reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -77,27 +88,43 @@ impl AgentClient {
             .header(header::AUTHORIZATION, &self.auth)
     }
 
+    /// Sends a request and reads the whole answer within `deadline`.
     async fn send(
         &self,
         req: Request<Full<Bytes>>,
+        deadline: Duration,
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: self.addr,
-                detail: e.to_string(),
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    ClientError::Unreachable {
+                        addr: self.addr,
+                        detail: e.to_string(),
+                    }
+                } else {
+                    ClientError::NoAnswer {
+                        addr: self.addr,
+                        detail: e.to_string(),
+                    }
+                }
             })?;
-        let (parts, body) = resp.into_parts();
-        let bytes = body
-            .collect()
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ClientError::NoAnswer {
+                    addr: self.addr,
+                    detail: e.to_string(),
+                })?
+                .to_bytes();
+            Ok((parts, bytes))
+        };
+        let (parts, bytes) = tokio::time::timeout(deadline, exchange)
             .await
-            .map_err(|e| ClientError::Unreachable {
+            .map_err(|_| ClientError::NoAnswer {
                 addr: self.addr,
-                detail: e.to_string(),
-            })?
-            .to_bytes();
+                detail: format!("no answer within {} ms", deadline.as_millis()),
+            })??;
         Ok((parts.status, parts.headers, bytes))
     }
 
@@ -124,7 +151,7 @@ impl AgentClient {
                 addr: self.addr,
                 detail: e.to_string(),
             })?;
-        let (status, _, bytes) = self.send(req).await?;
+        let (status, _, bytes) = self.send(req, CONTROL_DEADLINE).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -141,7 +168,7 @@ impl AgentClient {
                 addr: self.addr,
                 detail: e.to_string(),
             })?;
-        let (status, _, bytes) = self.send(req).await?;
+        let (status, _, bytes) = self.send(req, CONTROL_DEADLINE).await?;
         if status.is_success() || status == StatusCode::NOT_FOUND {
             Ok(())
         } else {
@@ -166,7 +193,7 @@ impl AgentClient {
                 addr: self.addr,
                 detail: e.to_string(),
             })?;
-        let (status, _, bytes) = self.send(req).await?;
+        let (status, _, bytes) = self.send(req, wait + CONTROL_DEADLINE).await?;
         if !status.is_success() {
             return Err(self.status_error(status, &bytes));
         }
@@ -176,9 +203,12 @@ impl AgentClient {
         })
     }
 
-    /// Sends one invoke to an environment.
+    /// Sends one invoke to an environment; `deadline` bounds the whole exchange (the
+    /// function's timeout plus a margin: the agent answers a timeout itself).
+    #[allow(clippy::too_many_arguments)]
     pub async fn invoke(
         &self,
+        deadline: Duration,
         env_id: &str,
         request_id: &str,
         payload: Bytes,
@@ -200,7 +230,7 @@ impl AgentClient {
                 addr: self.addr,
                 detail: e.to_string(),
             })?;
-        let (status, headers, bytes) = self.send(req).await?;
+        let (status, headers, bytes) = self.send(req, deadline).await?;
         match status {
             StatusCode::OK => Ok(InvokeReply::Done {
                 payload: bytes,
@@ -217,6 +247,9 @@ impl AgentClient {
                     .to_string(),
             }),
             StatusCode::NOT_FOUND => Ok(InvokeReply::Gone),
+            StatusCode::BAD_REQUEST => Ok(InvokeReply::Invalid {
+                reason: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            }),
             other => Err(self.status_error(other, &bytes)),
         }
     }

@@ -208,6 +208,10 @@ pub(crate) fn prepare_supervisor(
         host.mount(&make_private())
             .map_err(step("make / private"))?;
     }
+    // The supervisor dies with the agent that started it (and the sandbox with the supervisor),
+    // so a killed agent leaves no runtime behind.
+    host.set_parent_death_signal()
+        .map_err(step("parent death signal"))?;
     Ok(())
 }
 
@@ -430,7 +434,11 @@ mod tests {
             | CloneFlags::CLONE_NEWUTS;
         assert_eq!(
             host.calls(),
-            [Call::Unshare(all), Call::Mount(make_private())]
+            [
+                Call::Unshare(all),
+                Call::Mount(make_private()),
+                Call::ParentDeathSignal
+            ]
         );
     }
 
@@ -445,11 +453,17 @@ mod tests {
         };
         let host = host();
         prepare_supervisor(&spec, &host, 1).unwrap();
-        assert_eq!(host.calls(), [Call::Unshare(CloneFlags::CLONE_NEWPID)]);
+        assert_eq!(
+            host.calls(),
+            [
+                Call::Unshare(CloneFlags::CLONE_NEWPID),
+                Call::ParentDeathSignal
+            ]
+        );
         spec.namespaces = Namespaces::none();
         let host = self::host();
         prepare_supervisor(&spec, &host, 1).unwrap();
-        assert_eq!(host.calls(), []);
+        assert_eq!(host.calls(), [Call::ParentDeathSignal]);
     }
 
     #[test]

@@ -55,6 +55,10 @@ impl ControlPlane {
             return r.clone();
         }
         let r = self.lookup_uncached(name, qualifier).await;
+        // A store failure is transient: never serve it from the cache.
+        if r.as_ref().is_err_and(|e| e.kind == ErrorKind::Service) {
+            return r;
+        }
         if let Ok(mut map) = self.resolve_cache.entries.lock() {
             if map.len() >= CACHE_MAX {
                 map.clear();

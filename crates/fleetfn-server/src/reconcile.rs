@@ -44,7 +44,7 @@ impl ControlPlane {
                 _ => continue,
             };
             // A concurrent change wins; the next pass sees it.
-            if self.store.commit(ops).await.is_ok() {
+            if self.commit(ops).await.is_ok() {
                 changed += 1;
             }
         }
@@ -57,7 +57,7 @@ impl ControlPlane {
             }
             let mut ops = vec![Op::delete(Table::Functions, key.clone(), rev)];
             ops.extend(self.version_and_alias_delete_ops(&key).await?);
-            if self.store.commit(ops).await.is_ok() {
+            if self.commit(ops).await.is_ok() {
                 changed += 1;
             }
         }
@@ -79,7 +79,6 @@ impl ControlPlane {
             if let Some(req) = v.scaling.requested.take() {
                 v.scaling.applied = req;
                 if self
-                    .store
                     .commit(vec![Op::put(
                         Table::Versions,
                         key,
@@ -92,9 +91,6 @@ impl ControlPlane {
                     changed += 1;
                 }
             }
-        }
-        if changed > 0 {
-            self.changed.send_modify(|n| *n += 1);
         }
         Ok(changed)
     }
