@@ -326,6 +326,7 @@ impl DataPlane {
     pub(crate) async fn deploy_once(&self) -> fleetfn_model::Result<()> {
         let versions = self.cp.deployable_versions().await?;
         let mut wanted_keys = HashSet::new();
+        let mut wanted_cps: HashSet<String> = HashSet::new();
         for v in &versions {
             if self.stopping.is_cancelled() {
                 return Ok(());
@@ -346,6 +347,7 @@ impl DataPlane {
             let Some(cp_name) = v.capacity_provider.clone() else {
                 continue;
             };
+            wanted_cps.insert(cp_name.clone());
             let instances = self.ensure_instances(&cp_name).await;
             if instances.is_empty() {
                 continue;
@@ -470,6 +472,33 @@ impl DataPlane {
             .unwrap_or_default();
         for id in orphans {
             self.stop_env(&id).await;
+        }
+        // A capacity provider with nothing to run keeps no instances (and a deleted one none).
+        let idle: Vec<Arc<Instance>> = self
+            .state
+            .write()
+            .map(|mut s| {
+                let busy: HashSet<String> = s
+                    .envs
+                    .values()
+                    .map(|e| e.instance.capacity_provider.clone())
+                    .collect();
+                let idle_cps: Vec<String> = s
+                    .instances
+                    .keys()
+                    .filter(|cp| !busy.contains(*cp) && !wanted_cps.contains(*cp))
+                    .cloned()
+                    .collect();
+                idle_cps
+                    .iter()
+                    .filter_map(|cp| s.instances.remove(cp))
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for inst in idle {
+            tracing::info!(instance = %inst.id, capacity_provider = %inst.capacity_provider, "terminating idle instance");
+            tokio::spawn(async move { inst.terminate().await });
         }
         Ok(())
     }
