@@ -104,3 +104,26 @@ def test_min_max_zero_has_no_environments(lam, endpoint, fn_factory):
     dp.set_scaling(lam, pub.name, QUALIFIER, 1, 1)
     dp.wait_single_ready(endpoint, pub.name, QUALIFIER)
     assert dp.invoke_ok_when_capacity(lam, pub.name, {"op": "echo", "back": 1}) == {"op": "echo", "back": 1}
+
+
+def _instances(endpoint: str, cp_name: str) -> list[dict]:
+    resp = h.raw_request(endpoint, "GET", "/fleetfn/v1/environments", timeout=10.0)
+    assert resp.status_code == 200, resp.text[:300]
+    return [i for i in resp.json()["Instances"] if i["CapacityProvider"] == cp_name]
+
+
+def test_instances_follow_the_provider_workload(lam, endpoint):
+    # A capacity provider with nothing to run costs nothing (LMI: no instances); publishing
+    # brings one instance per zone, deleting the last function takes them away again.
+    cp_name = h.uniq("dpcp")
+    cp = h.create_active_cp(lam, cp_name)
+    assert _instances(endpoint, cp_name) == []
+    name = dp.create_lmi_function(lam, cp["CapacityProviderArn"], "rust")
+    dp.publish_active(lam, endpoint, name, "rust")
+    zones = {i["Zone"] for i in _instances(endpoint, cp_name)}
+    assert zones == set(cp["VpcConfig"]["SubnetIds"]), zones
+    lam.delete_function(FunctionName=name)
+    dp.wait_envs(endpoint, name, None, lambda es: es == [], f"the environments of {name} to be gone", timeout=30)
+    h.poll(lambda: _instances(endpoint, cp_name), lambda insts: insts == [],
+           f"the instances of {cp_name} to be terminated", 30)
+    h.delete_cp_when_free(lam, cp_name)

@@ -180,6 +180,19 @@ impl Invoker for DataPlane {
                 .as_str()
                 .cmp(&b["EnvironmentId"].as_str())
         });
-        serde_json::json!({ "Environments": list })
+        let mut instances: Vec<serde_json::Value> = s
+            .instances
+            .values()
+            .flatten()
+            .map(|i| {
+                serde_json::json!({
+                    "InstanceId": i.id,
+                    "Zone": i.zone,
+                    "CapacityProvider": i.capacity_provider,
+                })
+            })
+            .collect();
+        instances.sort_by(|a, b| a["InstanceId"].as_str().cmp(&b["InstanceId"].as_str()));
+        serde_json::json!({ "Environments": list, "Instances": instances })
     }
 }
