@@ -100,16 +100,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let serve_stop = stop.clone();
     let closer = agent.clone();
-    axum::serve(listener, agent.router())
-        .with_graceful_shutdown(async move {
-            serve_stop.cancelled().await;
-            // Stop the environments first: in-flight invokes get their answer (or their
-            // error) within the grace, and the HTTP drain then has nothing long to wait for.
-            closer.close();
-            closer.stop_all(std::time::Duration::from_secs(2)).await;
-        })
-        .await
-        .context("serving the agent API")?;
+    axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Small request/response exchanges: never wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        }),
+        agent.router(),
+    )
+    .with_graceful_shutdown(async move {
+        serve_stop.cancelled().await;
+        // Stop the environments first: in-flight invokes get their answer (or their
+        // error) within the grace, and the HTTP drain then has nothing long to wait for.
+        closer.close();
+        closer.stop_all(std::time::Duration::from_secs(2)).await;
+    })
+    .await
+    .context("serving the agent API")?;
     agent.stop_all(std::time::Duration::from_secs(2)).await;
     if let Some(s) = sandbox {
         // The environments' processes die with their helpers; give the kernel a moment to

@@ -93,10 +93,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(shutdown_signal(stop.clone()));
     let serve_stop = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { serve_stop.cancelled().await })
-        .await
-        .context("serving the API")?;
+    axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Small request/response exchanges: never wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(async move { serve_stop.cancelled().await })
+    .await
+    .context("serving the API")?;
     stop.cancel();
     let _ = reconciler.await;
     if let Some(d) = deployer {
