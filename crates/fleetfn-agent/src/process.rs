@@ -72,6 +72,19 @@ pub trait Launcher: Send + Sync + fmt::Debug {
     fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched>;
 }
 
+/// A command set up as every launcher must start a runtime: empty environment, stdin from
+/// `/dev/null`, stdout and stderr piped, its own process group, killed when dropped.
+pub(crate) fn runtime_command(program: &std::path::Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    c
+}
+
 /// Runs the runtime as a plain child process of the agent, in its own process group, with a
 /// cleared environment. No isolation beyond that.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,16 +92,10 @@ pub struct DirectLauncher;
 
 impl Launcher for DirectLauncher {
     fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched> {
-        let child = Command::new(&cmd.program)
+        let child = runtime_command(&cmd.program)
             .args(&cmd.args)
-            .env_clear()
             .envs(&cmd.env)
             .current_dir(&cmd.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
             .spawn()?;
         Ok(Launched {
             child,

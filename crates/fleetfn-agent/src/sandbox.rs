@@ -6,13 +6,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use fleetfn_sandbox::{CgroupSpec, Cgroups, Isolation, Namespaces, Rlimits, SandboxSpec};
-use tokio::process::Command;
 
-use crate::process::{LaunchCommand, Launched, Launcher, ResourceAccounting};
+use crate::process::{LaunchCommand, Launched, Launcher, ResourceAccounting, runtime_command};
 
 /// Where a runtime's host directories appear inside the sandbox.
 const SANDBOX_RUNTIME_ROOT: &str = "/opt/fleetfn";
@@ -213,16 +211,10 @@ impl Launcher for SandboxLauncher {
             &spec_path,
             serde_json::to_vec(&spec).map_err(io::Error::other)?,
         )?;
-        let child = Command::new(&self.binary)
+        let child = runtime_command(&self.binary)
             .arg("jail")
             .arg("--spec-file")
             .arg(&spec_path)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
             .spawn()?;
         let accounting: Option<Arc<dyn ResourceAccounting>> =
             self.cgroups

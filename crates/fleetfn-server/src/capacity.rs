@@ -11,7 +11,7 @@ use fleetfn_model::types::{
 use fleetfn_model::{ErrorKind, LambdaError, Result};
 use fleetfn_store::{Expect, Op, Table};
 
-use crate::records::{CapacityProviderRecord, VersionRecord};
+use crate::records::{CapacityProviderRecord, VersionRecord, provider_name};
 use crate::service::{ControlPlane, Page};
 use crate::validate;
 
@@ -282,13 +282,7 @@ impl ControlPlane {
                 if state.is_none_or(|s| rec.provider.state == s) {
                     if items.len() == limit {
                         // One more matching item exists: the page ends before it.
-                        let next_marker = items.last().map(|p: &CapacityProvider| {
-                            p.capacity_provider_arn
-                                .rsplit(':')
-                                .next()
-                                .unwrap_or("")
-                                .to_string()
-                        });
+                        let next_marker = items.last().map(|p| provider_name(p).to_string());
                         return Ok(Page { items, next_marker });
                     }
                     items.push(rec.provider);
@@ -338,13 +332,7 @@ impl ControlPlane {
             rec.provider.propagate_tags = Some(p.clone());
         }
         rec.provider.last_modified = now_lambda();
-        let key = rec
-            .provider
-            .capacity_provider_arn
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let key = rec.name().to_string();
         self.commit(vec![Op::put(
             Table::CapacityProviders,
             key,

@@ -19,9 +19,7 @@ use fleetfn_model::types::{
 use fleetfn_model::{ErrorKind, LambdaError, Result};
 use fleetfn_store::{Expect, Op, Table};
 
-use crate::records::{
-    FunctionRecord, LATEST, LATEST_PUBLISHED, VersionRecord, alias_key, cp_version_key, version_key,
-};
+use crate::records::{FunctionRecord, LATEST, LATEST_PUBLISHED, VersionRecord, alias_key};
 use crate::service::{ControlPlane, Page, new_revision_id};
 use crate::validate;
 
@@ -935,19 +933,7 @@ impl ControlPlane {
         {
             ops.push(Op::delete(Table::Versions, key, vrev));
             if let Some(cp) = &v.capacity_provider {
-                let ikey = cp_version_key(cp, name, &v.version);
-                if let Some(irec) = self
-                    .store
-                    .get(Table::CapacityProviderVersions, &ikey)
-                    .await
-                    .map_err(crate::service::store_err)?
-                {
-                    ops.push(Op::delete(
-                        Table::CapacityProviderVersions,
-                        ikey,
-                        irec.revision,
-                    ));
-                }
+                ops.extend(self.index_delete_op(cp, name, &v.version).await?);
             }
         }
         for (_, key, arev) in self
@@ -957,9 +943,5 @@ impl ControlPlane {
             ops.push(Op::delete(Table::Aliases, key, arev));
         }
         Ok(ops)
-    }
-
-    pub fn version_key(&self, function: &str, version: &str) -> String {
-        version_key(function, version)
     }
 }

@@ -9,7 +9,7 @@ use fleetfn_model::types::AliasConfiguration;
 use fleetfn_model::{ErrorKind, LambdaError, Result};
 use fleetfn_store::Table;
 
-use crate::records::{LATEST, LATEST_PUBLISHED, VersionRecord, alias_key};
+use crate::records::{LATEST, LATEST_PUBLISHED, VersionRecord, alias_key, version_key};
 use crate::service::ControlPlane;
 
 /// Picks the version of a weighted alias for a uniform `draw` in [0, 1).
@@ -83,10 +83,7 @@ impl ControlPlane {
                 "Functions configured with capacity provider configuration can't be invoked with $LATEST qualifier. To invoke this function, specify a published version qualifier or $LATEST.PUBLISHED.",
             )),
             None | Some(LATEST_PUBLISHED) => match self
-                .get_record::<VersionRecord>(
-                    Table::Versions,
-                    &self.version_key(name, LATEST_PUBLISHED),
-                )
+                .get_record::<VersionRecord>(Table::Versions, &version_key(name, LATEST_PUBLISHED))
                 .await?
             {
                 Some((v, _)) => Ok(Resolved::Version(Arc::new(v))),

@@ -22,13 +22,7 @@ impl ControlPlane {
     pub async fn reconcile_once(&self) -> Result<usize> {
         let mut changed = 0;
         for (mut rec, rev) in self.all_capacity_providers().await? {
-            let key = rec
-                .provider
-                .capacity_provider_arn
-                .rsplit(':')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let key = rec.name().to_string();
             let ops = match rec.provider.state.as_str() {
                 STATE_PENDING => {
                     rec.provider.state = STATE_ACTIVE.into();

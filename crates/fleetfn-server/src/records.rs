@@ -11,6 +11,21 @@ pub struct CapacityProviderRecord {
     pub tags: Tags,
 }
 
+impl CapacityProviderRecord {
+    /// The provider's name (its store key): the last part of its ARN.
+    pub fn name(&self) -> &str {
+        provider_name(&self.provider)
+    }
+}
+
+/// A capacity provider's name: the last part of its ARN.
+pub fn provider_name(p: &CapacityProvider) -> &str {
+    p.capacity_provider_arn
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+}
+
 /// A function: its `$LATEST` configuration, code and bookkeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionRecord {

@@ -135,6 +135,22 @@ impl ControlPlane {
             .ok_or_else(|| self.function_not_found(function, Some(version)))
     }
 
+    /// The op removing a version's entry from the capacity provider index, if it has one.
+    pub(crate) async fn index_delete_op(
+        &self,
+        cp: &str,
+        function: &str,
+        version: &str,
+    ) -> Result<Option<Op>> {
+        let ikey = crate::records::cp_version_key(cp, function, version);
+        Ok(self
+            .store
+            .get(Table::CapacityProviderVersions, &ikey)
+            .await
+            .map_err(store_err)?
+            .map(|irec| Op::delete(Table::CapacityProviderVersions, ikey, irec.revision)))
+    }
+
     /// Reads one page of `limit` (clamped to `max`) items after the opaque `marker`.
     pub(crate) async fn page<T: DeserializeOwned>(
         &self,

@@ -175,19 +175,7 @@ impl ControlPlane {
                 .and_then(|(p, _)| p.capacity_provider.clone());
             if old_cp.as_deref() != Some(cp.as_str()) {
                 if let Some(old) = old_cp {
-                    let okey = cp_version_key(&old, &name, &version);
-                    if let Some(irec) = self
-                        .store
-                        .get(Table::CapacityProviderVersions, &okey)
-                        .await
-                        .map_err(crate::service::store_err)?
-                    {
-                        ops.push(Op::delete(
-                            Table::CapacityProviderVersions,
-                            okey,
-                            irec.revision,
-                        ));
-                    }
+                    ops.extend(self.index_delete_op(&old, &name, &version).await?);
                 }
                 ops.push(Op::put(
                     Table::CapacityProviderVersions,
@@ -360,19 +348,7 @@ impl ControlPlane {
             vrev,
         )];
         if let Some(cp) = &v.capacity_provider {
-            let ikey = cp_version_key(cp, function, version);
-            if let Some(irec) = self
-                .store
-                .get(Table::CapacityProviderVersions, &ikey)
-                .await
-                .map_err(crate::service::store_err)?
-            {
-                ops.push(Op::delete(
-                    Table::CapacityProviderVersions,
-                    ikey,
-                    irec.revision,
-                ));
-            }
+            ops.extend(self.index_delete_op(cp, function, version).await?);
         }
         self.commit(ops).await?;
         Ok(())
