@@ -21,11 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
-from botocore import UNSIGNED
-from botocore.config import Config
 
 import fleetfn_helpers as h
 
@@ -75,8 +72,9 @@ class FleetfnServer:
     """One fleetfn process; logs go to files under `log_dir`."""
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
-                 data_plane: bool = False):
+                 data_plane: bool = False, extra_args: list[str] | None = None):
         self.binary = binary
+        self.extra_args = list(extra_args or [])
         # The API suite tests the control plane alone (`--no-data-plane`): published versions
         # stay Pending instead of starting environments for every test's version.
         self.data_plane = data_plane
@@ -109,7 +107,7 @@ class FleetfnServer:
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
                     [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
-                    + ([] if self.data_plane else ["--no-data-plane"]),
+                    + ([] if self.data_plane else ["--no-data-plane"]) + self.extra_args,
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
@@ -218,20 +216,9 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------------------
 
 
-def make_client(endpoint: str, access_key: str = h.ACCESS_KEY, secret_key: str = h.SECRET_KEY,
-                validate: bool = True, unsigned: bool = False):
-    cfg = dict(retries={"max_attempts": 1}, parameter_validation=validate,
-               connect_timeout=5, read_timeout=120)
-    if unsigned:
-        cfg["signature_version"] = UNSIGNED
-    return boto3.client(
-        "lambda",
-        endpoint_url=endpoint,
-        region_name=h.REGION,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        config=Config(**cfg),
-    )
+# Kept here for the fixtures; tests import it from fleetfn_helpers (a conftest module name is
+# shared by every suite's conftest).
+make_client = h.make_client
 
 
 # --------------------------------------------------------------------------------------

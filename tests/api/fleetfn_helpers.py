@@ -18,9 +18,12 @@ import uuid
 import zipfile
 from typing import Any, Callable, Iterable
 
+import boto3
 import pytest
 import requests
+from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
+from botocore.config import Config
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -454,3 +457,19 @@ def raw_error_message(resp: requests.Response) -> str:
     except ValueError:
         return resp.text
     return body.get("message") or body.get("Message") or ""
+
+
+def make_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+                validate: bool = True, unsigned: bool = False):
+    cfg = dict(retries={"max_attempts": 1}, parameter_validation=validate,
+               connect_timeout=5, read_timeout=120)
+    if unsigned:
+        cfg["signature_version"] = UNSIGNED
+    return boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(**cfg),
+    )

@@ -15,7 +15,7 @@ import botocore.auth
 import requests
 
 import fleetfn_helpers as h
-from conftest import make_client
+from fleetfn_helpers import make_client
 
 
 def test_health_needs_no_auth(endpoint):

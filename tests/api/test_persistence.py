@@ -3,7 +3,7 @@
 import signal
 
 import fleetfn_helpers as h
-from conftest import make_client
+from fleetfn_helpers import make_client
 
 
 def _stop_cleanly(srv):

@@ -18,9 +18,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 API_DIR = Path(__file__).resolve().parents[1] / "api"
 if str(API_DIR) not in sys.path:
@@ -40,18 +38,7 @@ FleetfnServer = api_conftest.FleetfnServer
 _SESSION_SERVERS: list = []
 
 
-def make_client(endpoint: str):
-    """boto3 Lambda client that never retries (a throttle must reach the test as is) and
-    can hold enough connections for the concurrency tests."""
-    return boto3.client(
-        "lambda",
-        endpoint_url=endpoint,
-        region_name=h.REGION,
-        aws_access_key_id=h.ACCESS_KEY,
-        aws_secret_access_key=h.SECRET_KEY,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
-                      read_timeout=60, max_pool_connections=64),
-    )
+make_client = dp.no_retry_client
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -55,6 +55,23 @@ RUNTIMES = {
 # --------------------------------------------------------------------------------------
 
 
+def no_retry_client(endpoint: str):
+    """boto3 Lambda client that never retries (a throttle must reach the test as is) and
+    can hold enough connections for the concurrency tests."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name=h.REGION,
+        aws_access_key_id=h.ACCESS_KEY,
+        aws_secret_access_key=h.SECRET_KEY,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
+                      read_timeout=60, max_pool_connections=64),
+    )
+
+
 def testfn_path() -> Path:
     env = os.environ.get("FLEETFN_TESTFN_BIN")
     if env:

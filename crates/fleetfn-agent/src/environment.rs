@@ -21,10 +21,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{InitFailure, InitReasonCode, Rejected, StartError};
+use crate::admission::{self, Fractions, ResourceView, Sampled};
+use crate::error::{InitFailure, InitReasonCode, Rejected, Resource, StartError};
 use crate::logs::{self, InFlightIds, LogSink, platform_record};
 use crate::process::{
-    ProcTreeAccounting, ResourceAccounting, describe_exit, killed_by_sigkill, signal_group,
+    ProcTreeAccounting, ResourceAccounting, TmpStorage, describe_exit, dir_usage_bytes,
+    fs_usage_bytes, killed_by_sigkill, signal_group,
 };
 use crate::runtime::{LaunchContext, PreparedRuntime, RuntimeProvider, launch_command};
 use crate::spec::{EnvironmentSpec, InvokeInput, InvokeOutput};
@@ -45,8 +47,11 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// process group may still hold them).
 const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 
-/// How often the memory accounting is sampled while the runtime lives.
+/// How often resource use is sampled while the runtime lives (also the CPU window).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Most directory entries one sample of a host `/tmp` visits (a lower bound beyond that).
+const MAX_TMP_WALK_ENTRIES: usize = 10_000;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -106,6 +111,12 @@ struct Inner {
     init_duration: OnceLock<Duration>,
     logs: LogSink,
     accounting: Arc<dyn ResourceAccounting>,
+    /// Where `/tmp` is, for the disk ceiling.
+    tmp: TmpStorage,
+    /// The last resource sample and its admission verdict.
+    sampled: Sampled,
+    /// The resource at its ceiling, published on every change.
+    saturation: watch::Sender<Option<Resource>>,
     env_dir: PathBuf,
     cancel: CancellationToken,
 }
@@ -131,6 +142,92 @@ impl Inner {
     fn set_state(&self, new: EnvState) {
         self.state.send_replace(new);
     }
+
+    /// Bytes in use in the environment's `/tmp` (blocking: call from the sampler).
+    fn tmp_used_bytes(&self) -> Option<u64> {
+        match self.tmp {
+            TmpStorage::HostDir => dir_usage_bytes(&self.env_dir.join("tmp"), MAX_TMP_WALK_ENTRIES),
+            TmpStorage::PrivateTmpfs { size_bytes } => {
+                // The sandboxed runtime is the helper's child; both see the private /tmp once
+                // the sandbox is built.
+                let pid = crate::process::tree_pids(Path::new("/proc"), self.pid)
+                    .into_iter()
+                    .find(|p| *p != self.pid)
+                    .unwrap_or(self.pid);
+                let (used, size) = fs_usage_bytes(&PathBuf::from(format!("/proc/{pid}/root/tmp")))?;
+                // Before the sandbox's /tmp is mounted that path is the host's /tmp: trust
+                // only a filesystem of the configured size.
+                (size.abs_diff(size_bytes) <= MIB).then_some(used)
+            }
+        }
+    }
+}
+
+/// The rejection of an invoke to a Ready environment whose last sample is at a ceiling
+/// (`verdict`), before dispatch. Concurrency is checked first, so with no idle worker either
+/// it is a concurrency rejection. `None` without a verdict: dispatch decides (no idle worker
+/// is a concurrency rejection there). `idle_workers` is only asked when at a ceiling.
+fn ceiling_rejection(
+    verdict: Option<(Resource, u32)>,
+    idle_workers: impl FnOnce() -> usize,
+    max_concurrency: u32,
+) -> Option<Rejected> {
+    let (resource, percent) = verdict?;
+    Some(if idle_workers() == 0 {
+        Rejected::Busy { max_concurrency }
+    } else {
+        Rejected::Saturated {
+            resource,
+            percent,
+            ceiling_percent: admission::percent(admission::ceiling(resource)),
+        }
+    })
+}
+
+/// Takes one resource sample (off the invoke path) and publishes it with its admission
+/// verdict. `last_cpu` carries the previous CPU reading for the utilization window.
+async fn sample_resources(inner: &Arc<Inner>, last_cpu: &mut Option<(tokio::time::Instant, u64)>) {
+    let i = Arc::clone(inner);
+    let Ok((usage, tmp_used)) =
+        tokio::task::spawn_blocking(move || (i.accounting.sample(), i.tmp_used_bytes())).await
+    else {
+        return;
+    };
+    let now = tokio::time::Instant::now();
+    let spec = &inner.spec;
+    let cpu_utilization = match (usage, *last_cpu) {
+        (Some((_, ns)), Some((then, before))) => admission::cpu_fraction(
+            ns.saturating_sub(before),
+            now.saturating_duration_since(then),
+            spec.cpu_allotment(),
+        ),
+        _ => None,
+    };
+    *last_cpu = usage.map(|(_, ns)| (now, ns));
+    let fractions = Fractions {
+        cpu: cpu_utilization,
+        memory: usage
+            .and_then(|(mem, _)| admission::fraction(mem, u64::from(spec.memory_mb) * MIB)),
+        disk: tmp_used
+            .and_then(|t| admission::fraction(t, u64::from(spec.ephemeral_storage_mb) * MIB)),
+    };
+    let saturated = admission::over_ceiling(&fractions).map(|(r, f)| (r, admission::percent(f)));
+    inner.sampled.publish(&ResourceView {
+        memory_bytes: usage.map(|u| u.0),
+        cpu_usage_ns: usage.map(|u| u.1),
+        cpu_utilization,
+        tmp_used_bytes: tmp_used,
+        saturated,
+    });
+    let resource = saturated.map(|(r, _)| r);
+    inner.saturation.send_if_modified(|cur| {
+        let changed = *cur != resource;
+        if changed {
+            tracing::info!(env_id = spec.env_id, from = ?*cur, to = ?resource, "admission ceiling changed");
+            *cur = resource;
+        }
+        changed
+    });
 }
 
 /// A running execution environment. Dropping it kills the runtime's process group.
@@ -215,13 +312,24 @@ impl Environment {
         self.inner.api.in_flight()
     }
 
-    /// Idle runtime workers: `/next` long polls parked right now.
-    /// Memory in use (bytes) and CPU time used (ns), when the environment's accounting (its
-    /// cgroup) can tell.
+    /// Memory in use (bytes) and CPU time used (ns), read now, when the environment's
+    /// accounting can tell.
     pub fn usage(&self) -> Option<(u64, u64)> {
         self.inner.accounting.usage()
     }
 
+    /// Resource use as of the last periodic sample (about once a second), with the admission
+    /// verdict.
+    pub fn resources(&self) -> ResourceView {
+        self.inner.sampled.view()
+    }
+
+    /// A receiver that sees every change of the resource at its admission ceiling.
+    pub fn watch_saturation(&self) -> watch::Receiver<Option<Resource>> {
+        self.inner.saturation.subscribe()
+    }
+
+    /// Idle runtime workers: `/next` long polls parked right now.
     pub fn parked(&self) -> usize {
         self.inner.api.parked()
     }
@@ -287,8 +395,9 @@ impl Environment {
     }
 
     /// Runs one invoke. Never queues: without an idle runtime worker the invoke is rejected at
-    /// once. A timeout answers the caller with a `Sandbox.Timedout` function error but leaves
-    /// the runtime working (LMI semantics).
+    /// once, and so it is while the last resource sample is at a ceiling (memory, disk, cpu:
+    /// [`crate::admission`]). A timeout answers the caller with a `Sandbox.Timedout` error but
+    /// leaves the runtime working (LMI semantics).
     pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, Rejected> {
         let inner = &*self.inner;
         match &*inner.state.borrow() {
@@ -296,6 +405,13 @@ impl Environment {
             EnvState::Starting => return Err(Rejected::NotReady),
             EnvState::Draining => return Err(Rejected::Draining),
             EnvState::Exited(_) => return Err(Rejected::Exited),
+        }
+        if let Some(rejected) = ceiling_rejection(
+            inner.sampled.verdict(),
+            || inner.api.parked(),
+            inner.spec.max_concurrency,
+        ) {
+            return Err(rejected);
         }
         let timeout = inner.spec.timeout();
         let deadline_ms =
@@ -592,6 +708,7 @@ async fn launch(
     let accounting = launched
         .accounting
         .unwrap_or_else(|| Arc::new(ProcTreeAccounting::new(pid)));
+    let tmp = launched.tmp;
     logs.try_send(platform_record(
         "platform.initStart",
         None,
@@ -617,6 +734,9 @@ async fn launch(
         init_duration: OnceLock::new(),
         logs,
         accounting,
+        tmp,
+        sampled: Sampled::new(),
+        saturation: watch::Sender::new(None),
         env_dir,
         cancel: CancellationToken::new(),
     });
@@ -675,6 +795,7 @@ async fn monitor(
     tokio::pin!(deadline);
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_cpu = None;
 
     let outcome = loop {
         tokio::select! {
@@ -685,7 +806,7 @@ async fn monitor(
             st = child.wait() => break InitOutcome::Exited(st),
             () = &mut deadline => break InitOutcome::TimedOut,
             () = inner.cancel.cancelled() => break InitOutcome::Cancelled,
-            _ = sample.tick() => { let _ = inner.accounting.peak_memory_bytes(); }
+            _ = sample.tick() => sample_resources(&inner, &mut last_cpu).await,
         }
     };
     let init_elapsed = launched.elapsed();
@@ -762,7 +883,7 @@ async fn monitor(
                 finish(&inner, ExitReason::Stopped, pumps).await;
                 return;
             }
-            _ = sample.tick() => { let _ = inner.accounting.peak_memory_bytes(); }
+            _ = sample.tick() => sample_resources(&inner, &mut last_cpu).await,
         }
     };
     inner.reaped.store(true, Ordering::SeqCst);
@@ -883,6 +1004,9 @@ async fn finish(inner: &Inner, reason: ExitReason, pumps: Vec<JoinHandle<()>>) {
             tracing::warn!(env_id = inner.spec.env_id, error = %e, "removing the environment directory failed")
         }
     }
+    // Nothing left to measure or to refuse.
+    inner.sampled.publish(&ResourceView::default());
+    inner.saturation.send_replace(None);
     tracing::info!(env_id = inner.spec.env_id, %reason, "environment exited");
     inner.set_state(EnvState::Exited(reason));
 }
@@ -963,6 +1087,37 @@ mod tests {
     }
 
     #[test]
+    fn concurrency_comes_before_ceilings() {
+        let idle = || 1;
+        let none_idle = || 0;
+        assert_eq!(ceiling_rejection(None, idle, 4), None);
+        assert_eq!(ceiling_rejection(None, none_idle, 4), None);
+        assert_eq!(
+            ceiling_rejection(Some((Resource::Memory, 93)), idle, 4),
+            Some(Rejected::Saturated {
+                resource: Resource::Memory,
+                percent: 93,
+                ceiling_percent: 90,
+            })
+        );
+        let busy = ceiling_rejection(Some((Resource::Cpu, 99)), none_idle, 4).unwrap();
+        assert_eq!(busy, Rejected::Busy { max_concurrency: 4 });
+        assert_eq!(
+            busy.throttle_reason(),
+            Some(fleetfn_model::ThrottleReason::Concurrency)
+        );
+        let disk = ceiling_rejection(Some((Resource::Disk, 95)), idle, 4).unwrap();
+        assert_eq!(
+            disk.throttle_reason(),
+            Some(fleetfn_model::ThrottleReason::Disk)
+        );
+        assert_eq!(
+            disk.to_string(),
+            "the environment's disk use is at 95 % of its allotment (ceiling 90 %)"
+        );
+    }
+
+    #[test]
     fn init_errors_name_the_runtime_error() {
         let f = init_error_failure(&InitError {
             error_type: "Runtime.ImportModuleError".into(),
@@ -989,6 +1144,7 @@ mod tests {
             timeout_secs: 3,
             max_concurrency: 1,
             vcpus: 1.0,
+            cpu_scale: 1.0,
             ephemeral_storage_mb: 512,
             region: "us-east-1".into(),
             env_vars: Default::default(),

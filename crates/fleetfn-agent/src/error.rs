@@ -109,6 +109,34 @@ impl StartError {
     }
 }
 
+/// A resource with an admission ceiling ([`crate::admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// CPU time over the last sampling window, against `vcpus × cpu_scale` host CPUs.
+    Cpu,
+    /// Memory in use, against `MemorySize`.
+    Memory,
+    /// `/tmp` in use, against `EphemeralStorage`.
+    Disk,
+}
+
+impl Resource {
+    /// `cpu`, `memory` or `disk` (the agent protocol's reject reason).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why [`crate::Environment::invoke`] refused an invoke. The invoke never reached the
 /// function; the caller may try another environment or answer with a throttle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +147,19 @@ pub enum Rejected {
     Busy {
         /// The environment's `AWS_LAMBDA_MAX_CONCURRENCY`.
         max_concurrency: u32,
+    },
+    /// The environment is at a resource ceiling as of its last sample (it has an idle
+    /// worker, but another environment should take the invoke).
+    #[error(
+        "the environment's {resource} use is at {percent} % of its allotment (ceiling {ceiling_percent} %)"
+    )]
+    Saturated {
+        /// The resource at its ceiling.
+        resource: Resource,
+        /// Its use, in percent of the allotment.
+        percent: u32,
+        /// The ceiling, in percent.
+        ceiling_percent: u32,
     },
     /// The environment has not finished init.
     #[error("the environment is still initializing")]
@@ -145,6 +186,11 @@ impl Rejected {
             Self::Busy { .. } | Self::NotReady | Self::Draining | Self::Exited => {
                 Some(ThrottleReason::Concurrency)
             }
+            Self::Saturated { resource, .. } => Some(match resource {
+                Resource::Cpu => ThrottleReason::Cpu,
+                Resource::Memory => ThrottleReason::Memory,
+                Resource::Disk => ThrottleReason::Disk,
+            }),
             Self::DuplicateRequestId(_) | Self::InvalidInput(_) => None,
         }
     }

@@ -17,8 +17,10 @@
 //!   turns init failures into LMI reason codes (`FunctionError.RuntimeInitError`,
 //!   `FunctionError.InitTimeout`, `FunctionError.InvalidEntryPoint`, `InvalidRuntime`);
 //! * admits invokes without queueing ([`Environment::invoke`]): an invoke goes to a parked
-//!   `/next` or is [`Rejected`] at once; its timeout answers the caller with a
-//!   `Sandbox.Timedout` error while the runtime keeps running (LMI does not kill it); a
+//!   `/next` or is [`Rejected`] at once, also while the environment's memory, `/tmp` or CPU
+//!   use (sampled once a second) is at its ceiling ([`admission`]); its timeout answers the
+//!   caller with a `Sandbox.Timedout` error while the runtime keeps running (LMI does not
+//!   kill it); a
 //!   runtime that dies fails its in-flight invokes with `Runtime.ExitError` (or
 //!   `Runtime.OutOfMemory`) and the environment becomes `Exited` so the caller can replace it;
 //! * stops them ([`Environment::stop`]): drain, `SIGTERM` to the process group, `SIGKILL`,
@@ -26,14 +28,17 @@
 //! * writes their logs: each stdout/stderr line as a JSON object, plus `START`, `END`,
 //!   `REPORT` and init records, appended to the spec's log file.
 //!
-//! Sandboxing (cgroups, namespaces, a read-only `/var/task`) is not done here yet: it plugs
-//! in as a [`Launcher`]. Until then the runtime is a plain child process and memory is read
-//! from `/proc` ([`ProcTreeAccounting`]).
+//! Sandboxing (cgroups, namespaces, a read-only `/var/task`) plugs in as a [`Launcher`]
+//! ([`SandboxLauncher`], environments' cgroups under the instance's [`InstanceSlice`]);
+//! without it the runtime is a plain child process and its use is read from `/proc`
+//! ([`ProcTreeAccounting`]).
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod environment;
 mod error;
+mod instance;
 mod logs;
 mod process;
 mod runtime;
@@ -41,21 +46,23 @@ mod sandbox;
 mod service;
 mod spec;
 
+pub use admission::ResourceView;
 pub use environment::{
     ERROR_TYPE_OUT_OF_MEMORY, ERROR_TYPE_TIMEOUT, EnvState, Environment, ExitReason,
     FUNCTION_ERROR_UNHANDLED, TERM_GRACE,
 };
-pub use error::{InitFailure, InitReasonCode, Rejected, StartError};
+pub use error::{InitFailure, InitReasonCode, Rejected, Resource, StartError};
 pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
+pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
 pub use logs::MAX_LINE_BYTES;
 pub use process::{
     DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, ResourceAccounting,
-    SandboxInputs,
+    SandboxInputs, TmpStorage,
 };
 pub use runtime::{
     AWSLAMBDARIC_REQUIREMENT, HostRuntimes, Interpreter, MIN_NODE_MAJOR, NODE_BOOTSTRAP,
     PreparedRuntime, RuntimeProvider, RuntimeProviderConfig,
 };
-pub use sandbox::SandboxLauncher;
+pub use sandbox::{SLICE, SandboxLauncher};
 pub use service::{Agent, AgentConfig};
 pub use spec::{EnvironmentSpec, InvokeInput, InvokeOutput, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT};

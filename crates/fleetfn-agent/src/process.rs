@@ -48,8 +48,10 @@ pub struct SandboxInputs {
     pub runtime_dirs: Vec<PathBuf>,
     /// `MemorySize` in MiB.
     pub memory_mb: u32,
-    /// vCPUs (CPU quota).
+    /// vCPUs (CPU quota, with `cpu_scale`).
     pub vcpus: f64,
+    /// Host CPUs per vCPU: the CPU quota is `vcpus × cpu_scale` host CPUs.
+    pub cpu_scale: f64,
     /// `EphemeralStorage` in MiB (size of `/tmp`).
     pub tmp_size_mb: u32,
 }
@@ -62,6 +64,18 @@ pub struct Launched {
     pub child: Child,
     /// Memory accounting for the environment; `None` uses the `/proc` tree of the child.
     pub accounting: Option<Arc<dyn ResourceAccounting>>,
+    /// Where the runtime's `/tmp` is, for the disk ceiling.
+    pub tmp: TmpStorage,
+}
+
+/// Where an environment's `/tmp` lives, so its use can be measured off the invoke path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpStorage {
+    /// `TMPDIR` is the environment's host scratch directory: measured by a bounded walk.
+    HostDir,
+    /// `/tmp` is a tmpfs of `size_bytes` in the runtime's private mount namespace: measured
+    /// with `statvfs` through `/proc/<pid>/root/tmp` (needs root, as the sandbox does).
+    PrivateTmpfs { size_bytes: u64 },
 }
 
 /// Starts runtime processes. The default, [`DirectLauncher`], runs them as plain child
@@ -100,6 +114,7 @@ impl Launcher for DirectLauncher {
         Ok(Launched {
             child,
             accounting: None,
+            tmp: TmpStorage::HostDir,
         })
     }
 }
@@ -119,20 +134,38 @@ pub trait ResourceAccounting: Send + Sync + fmt::Debug {
         self.peak_memory_bytes()
     }
 
-    /// Memory in use now (bytes) and CPU time used so far (ns), for utilization reports;
-    /// `None` when this accounting cannot tell.
+    /// Memory in use now (bytes) and CPU time used so far (ns), for utilization reports and
+    /// admission ceilings; `None` when this accounting cannot tell.
     fn usage(&self) -> Option<(u64, u64)> {
         None
     }
+
+    /// One periodic sample: updates the peak and returns [`Self::usage`]. Implementations
+    /// that can read both at once override it.
+    fn sample(&self) -> Option<(u64, u64)> {
+        let _ = self.peak_memory_bytes();
+        self.usage()
+    }
 }
 
-/// Memory accounting from `/proc`: the sum of `VmHWM` (peak resident set) over the runtime
-/// process and its descendants, remembered as a running maximum so it survives the processes.
-/// Forked workers share pages, so the sum over-estimates; it is an upper bound.
+/// Accounting from `/proc` over the runtime process and its descendants: memory in use is
+/// the sum of `VmRSS`, the peak the running maximum of the sum of `VmHWM` (so it survives the
+/// processes), CPU time the sum of `utime + stime + cutime + cstime` (children already reaped
+/// count through their parent). Forked workers share pages, so the memory sums over-estimate;
+/// they are upper bounds. CPU time of a descendant that exits without being reaped by a
+/// process of the tree is lost, so CPU use is a lower bound.
 #[derive(Debug)]
 pub struct ProcTreeAccounting {
     root: u32,
     peak: AtomicU64,
+}
+
+/// One walk of a process tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TreeSample {
+    hwm_bytes: u64,
+    rss_bytes: u64,
+    cpu_ns: u64,
 }
 
 impl ProcTreeAccounting {
@@ -144,19 +177,31 @@ impl ProcTreeAccounting {
         }
     }
 
-    /// Reads the tree now and updates the running maximum.
-    fn sample(&self) -> u64 {
-        let now = tree_pids(Path::new("/proc"), self.root)
-            .into_iter()
-            .filter_map(|pid| vm_hwm_bytes(Path::new("/proc"), pid))
-            .sum::<u64>();
-        self.peak.fetch_max(now, Ordering::Relaxed).max(now)
+    /// Reads the tree now and updates the running maximum of the peak.
+    fn walk(&self) -> TreeSample {
+        let proc_root = Path::new("/proc");
+        let tick_ns = clock_tick_ns();
+        let mut total = TreeSample::default();
+        for pid in tree_pids(proc_root, self.root) {
+            let (hwm, rss) = status_memory_bytes(proc_root, pid).unwrap_or((0, 0));
+            total.hwm_bytes += hwm;
+            total.rss_bytes += rss;
+            total.cpu_ns += stat_cpu_ticks(proc_root, pid).unwrap_or(0) * tick_ns;
+        }
+        let peak = self
+            .peak
+            .fetch_max(total.hwm_bytes, Ordering::Relaxed)
+            .max(total.hwm_bytes);
+        TreeSample {
+            hwm_bytes: peak,
+            ..total
+        }
     }
 }
 
 impl ResourceAccounting for ProcTreeAccounting {
     fn peak_memory_bytes(&self) -> Option<u64> {
-        Some(self.sample())
+        Some(self.walk().hwm_bytes)
     }
 
     fn oom_killed(&self) -> Option<bool> {
@@ -166,6 +211,78 @@ impl ResourceAccounting for ProcTreeAccounting {
     fn last_peak_memory_bytes(&self) -> Option<u64> {
         Some(self.peak.load(Ordering::Relaxed))
     }
+
+    fn usage(&self) -> Option<(u64, u64)> {
+        self.sample()
+    }
+
+    fn sample(&self) -> Option<(u64, u64)> {
+        let s = self.walk();
+        // An empty tree (the runtime is gone) reads as zero: say nothing instead.
+        (s.rss_bytes > 0).then_some((s.rss_bytes, s.cpu_ns))
+    }
+}
+
+/// Nanoseconds per clock tick of `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux ABI).
+fn clock_tick_ns() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => 1_000_000_000 / u64::try_from(hz).unwrap_or(100),
+        _ => 10_000_000,
+    }
+}
+
+/// `utime + stime + cutime + cstime` of one process, in clock ticks.
+pub(crate) fn stat_cpu_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime..cstime are fields 14..=17.
+    fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// Total size of the files under `dir` in bytes (allocated blocks, so sparse files count for
+/// what they use), visiting at most `max_entries` entries: a bounded walk for the periodic
+/// sampler. Symlinks are not followed; unreadable entries count as empty. `None` when `dir`
+/// cannot be read.
+pub(crate) fn dir_usage_bytes(dir: &Path, max_entries: usize) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut todo = vec![std::fs::read_dir(dir).ok()?];
+    let mut total = 0u64;
+    let mut seen = 0usize;
+    while let Some(entries) = todo.last_mut() {
+        let Some(entry) = entries.next() else {
+            todo.pop();
+            continue;
+        };
+        seen += 1;
+        if seen > max_entries {
+            break;
+        }
+        let Ok(entry) = entry else { continue };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        total = total.saturating_add(meta.blocks().saturating_mul(512));
+        if meta.is_dir()
+            && let Ok(sub) = std::fs::read_dir(entry.path())
+        {
+            todo.push(sub);
+        }
+    }
+    Some(total)
+}
+
+/// Bytes in use of the filesystem holding `path` (`statvfs`), and its size.
+pub(crate) fn fs_usage_bytes(path: &Path) -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    // u64 on every 64-bit Linux target.
+    let (frsize, blocks, free) = (st.fragment_size(), st.blocks(), st.blocks_free());
+    Some((blocks.saturating_sub(free) * frsize, blocks * frsize))
 }
 
 /// `pid` and all its descendants, from `/proc/<pid>/task/<tid>/children`. Empty once `pid`
@@ -195,17 +312,19 @@ pub(crate) fn tree_pids(proc_root: &Path, pid: u32) -> Vec<u32> {
     seen.into_iter().collect()
 }
 
-/// `VmHWM` of one process, in bytes.
-pub(crate) fn vm_hwm_bytes(proc_root: &Path, pid: u32) -> Option<u64> {
+/// `VmHWM` and `VmRSS` of one process, in bytes (kernel threads and zombies have neither).
+pub(crate) fn status_memory_bytes(proc_root: &Path, pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse::<u64>()
-        .ok()?;
-    Some(kb * 1024)
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    Some((kb("VmHWM:")? * 1024, kb("VmRSS:")? * 1024))
 }
 
 /// Sends `sig` to the process group `pgid`. A group that no longer exists is not an error.
@@ -289,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_vm_hwm_and_children_from_a_proc_fixture() {
+    fn reads_memory_cpu_and_children_from_a_proc_fixture() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         for (pid, hwm, children) in [(10, 100, "11 12"), (11, 50, ""), (12, 25, "13")] {
@@ -298,6 +417,13 @@ mod tests {
             std::fs::write(
                 d.join("status"),
                 format!("Name:\tx\nVmPeak:\t999 kB\nVmHWM:\t{hwm} kB\nVmRSS:\t1 kB\n"),
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("stat"),
+                format!(
+                    "{pid} (a (b) c) S 1 {pid} {pid} 0 -1 4194304 100 0 0 0 7 3 2 1 20 0 1 0 1 1 1"
+                ),
             )
             .unwrap();
             std::fs::write(
@@ -310,10 +436,41 @@ mod tests {
         assert_eq!(tree_pids(p, 10), vec![10, 11, 12]);
         let total: u64 = tree_pids(p, 10)
             .into_iter()
-            .filter_map(|pid| vm_hwm_bytes(p, pid))
+            .filter_map(|pid| status_memory_bytes(p, pid).map(|m| m.0))
             .sum();
         assert_eq!(total, 175 * 1024);
+        assert_eq!(status_memory_bytes(p, 11), Some((50 * 1024, 1024)));
+        assert_eq!(stat_cpu_ticks(p, 12), Some(7 + 3 + 2 + 1));
+        assert_eq!(stat_cpu_ticks(p, 99), None);
         assert!(tree_pids(p, 99).is_empty());
+    }
+
+    #[test]
+    fn this_process_tree_has_memory_and_cpu() {
+        let acct = ProcTreeAccounting::new(std::process::id());
+        // Burn a little CPU so the counters move.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let (rss, cpu_ns) = acct.sample().expect("a live process has a resident set");
+        assert!(rss > 0 && cpu_ns > 0, "{rss} {cpu_ns}");
+        assert!(acct.last_peak_memory_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn bounded_directory_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/f"), vec![1u8; 64 * 1024]).unwrap();
+        std::fs::write(dir.path().join("g"), vec![1u8; 64 * 1024]).unwrap();
+        let all = dir_usage_bytes(dir.path(), 100).unwrap();
+        assert!(all >= 128 * 1024, "{all}");
+        // The walk stops after max_entries entries: a lower bound, never more.
+        assert!(dir_usage_bytes(dir.path(), 1).unwrap() <= all);
+        assert_eq!(dir_usage_bytes(&dir.path().join("missing"), 100), None);
+        let (used, size) = fs_usage_bytes(dir.path()).unwrap();
+        assert!(size > 0 && used <= size);
     }
 
     #[test]

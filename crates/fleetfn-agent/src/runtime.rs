@@ -810,6 +810,7 @@ pub(crate) fn launch_command(
             runtime_dirs,
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
+            cpu_scale: spec.cpu_scale,
             tmp_size_mb: spec.ephemeral_storage_mb,
         },
     })
@@ -908,6 +909,7 @@ mod tests {
             timeout_secs: 3,
             max_concurrency: 4,
             vcpus: 1.0,
+            cpu_scale: 1.0,
             ephemeral_storage_mb: 512,
             region: "eu-west-1".into(),
             env_vars: BTreeMap::from([

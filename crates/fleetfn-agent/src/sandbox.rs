@@ -1,8 +1,9 @@
 //! The sandboxing launcher: starts each runtime through `fleetfn jail` (the single-threaded
 //! helper of `fleetfn-sandbox`), which puts it in its own cgroup (memory = `MemorySize`, CPU
-//! quota = vCPUs), private mount/pid/ipc/uts namespaces with the code read-only at `/var/task`,
-//! its own size-capped `/tmp`, and an unprivileged uid. Memory and OOM kills are read from the
-//! environment's cgroup; the cgroup is killed and removed when the environment goes.
+//! quota = `vcpus × cpu_scale` host CPUs) under the instance's slice, private mount/pid/ipc/uts
+//! namespaces with the code read-only at `/var/task`, its own size-capped `/tmp`, and an
+//! unprivileged uid. Memory, CPU and OOM kills are read from the environment's cgroup; the
+//! cgroup is killed and removed when the environment goes.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,63 +11,81 @@ use std::sync::Arc;
 
 use fleetfn_sandbox::{CgroupSpec, Cgroups, Isolation, Namespaces, Rlimits, SandboxSpec};
 
-use crate::process::{LaunchCommand, Launched, Launcher, ResourceAccounting, runtime_command};
+use crate::instance::{AGENT_LEAF, InstanceSlice, quota_us};
+use crate::process::{
+    LaunchCommand, Launched, Launcher, ResourceAccounting, TmpStorage, runtime_command,
+};
 
 /// Where a runtime's host directories appear inside the sandbox.
 const SANDBOX_RUNTIME_ROOT: &str = "/opt/fleetfn";
-/// The agent's cgroup slice.
-const SLICE: &str = "fleetfn";
+/// The agents' cgroup slice (instance slices and, without one, environment cgroups go here).
+pub const SLICE: &str = "fleetfn";
 /// Host roots the sandbox binds read-only anyway; paths under them need no extra bind.
 const SYSTEM_ROOTS: &[&str] = &["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"];
+/// Smallest `/tmp` a sandbox gets, MiB.
+const MIN_TMP_MB: u32 = 64;
+/// Smallest CPU share of an environment, in vCPUs.
+const MIN_VCPUS: f64 = 0.1;
 
 /// Launches runtimes inside sandboxes via `<binary> jail --spec-file F`.
 #[derive(Debug, Clone)]
 pub struct SandboxLauncher {
     binary: PathBuf,
     isolation: Isolation,
+    /// The environments' parent cgroup: the instance slice, or [`SLICE`] without one.
     cgroups: Option<Arc<Cgroups>>,
+    instance: Option<Arc<InstanceSlice>>,
 }
 
 impl SandboxLauncher {
-    /// `binary` is the `fleetfn` executable (its `jail` subcommand is the helper).
-    pub fn new(binary: PathBuf, isolation: Isolation) -> Self {
-        let cgroups = isolation.cgroups.as_ref().and_then(|layout| {
-            let c = Cgroups::new(layout.clone(), SLICE).ok()?;
-            c.create_slice().ok()?;
-            sweep(&c);
-            Some(Arc::new(c))
-        });
+    /// `binary` is the `fleetfn` executable (its `jail` subcommand is the helper). Environment
+    /// cgroups go under `instance`'s slice when given; else directly under [`SLICE`] (created
+    /// here, process-free leftovers swept).
+    pub fn new(
+        binary: PathBuf,
+        isolation: Isolation,
+        instance: Option<Arc<InstanceSlice>>,
+    ) -> Self {
+        let cgroups = match &instance {
+            Some(slice) => Some(Arc::new(slice.cgroups().clone())),
+            None => isolation.cgroups.as_ref().and_then(|layout| {
+                let c = Cgroups::new(layout.clone(), SLICE).ok()?;
+                c.create_slice().ok()?;
+                c.sweep(&[AGENT_LEAF]);
+                Some(Arc::new(c))
+            }),
+        };
         Self {
             binary,
             isolation,
             cgroups,
+            instance,
         }
     }
-}
 
-/// Removes environment cgroups that hold no process (left by stopped environments or by an
-/// agent that was killed). A live environment's cgroup always holds its processes.
-fn sweep(c: &Cgroups) -> usize {
-    let mut removed = 0;
-    for name in c.list().unwrap_or_default() {
-        if c.procs(&name).is_ok_and(|p| p.is_empty()) && c.remove(&name).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-impl SandboxLauncher {
     /// Sweeps empty environment cgroups (call after stopping environments).
     pub fn sweep_cgroups(&self) -> usize {
-        self.cgroups.as_deref().map_or(0, sweep)
-    }
-
-    /// Environment cgroups in the slice (of every agent on this host).
-    pub fn cgroup_count(&self) -> usize {
         self.cgroups
             .as_deref()
-            .map_or(0, |c| c.list().map(|l| l.len()).unwrap_or(0))
+            .map_or(0, |c| c.sweep(&[AGENT_LEAF]).len())
+    }
+
+    /// Environment cgroups under the environments' parent cgroup.
+    pub fn cgroup_count(&self) -> usize {
+        self.cgroups.as_deref().map_or(0, |c| {
+            c.list()
+                .map(|l| l.iter().filter(|n| *n != AGENT_LEAF).count())
+                .unwrap_or(0)
+        })
+    }
+
+    /// CFS quota of an environment of `vcpus` vCPUs at `cpu_scale` host CPUs per vCPU.
+    fn env_quota_us(&self, vcpus: f64, cpu_scale: f64) -> u64 {
+        let host_cpus = vcpus.max(MIN_VCPUS) * cpu_scale;
+        match &self.instance {
+            Some(slice) => slice.env_quota_us(host_cpus),
+            None => quota_us(host_cpus),
+        }
     }
 }
 
@@ -103,22 +122,34 @@ struct CgroupAccounting {
     peak: std::sync::atomic::AtomicU64,
 }
 
-impl ResourceAccounting for CgroupAccounting {
-    fn peak_memory_bytes(&self) -> Option<u64> {
+impl CgroupAccounting {
+    /// Reads the cgroup once: updates the peak, returns it with (working set, CPU ns).
+    fn read(&self) -> Option<(u64, (u64, u64))> {
         let s = self.cgroups.stats(&self.name).ok()?;
         let peak = s.memory_peak_bytes.unwrap_or(s.memory_current_bytes);
         self.peak
             .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
-        Some(peak)
+        Some((peak, (s.memory_working_set_bytes(), s.cpu_usage_ns)))
+    }
+}
+
+impl ResourceAccounting for CgroupAccounting {
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        self.read().map(|r| r.0)
     }
 
     fn last_peak_memory_bytes(&self) -> Option<u64> {
         Some(self.peak.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Memory is the working set (the charge minus inactive page cache; tmpfs pages of the
+    /// environment's `/tmp` count).
     fn usage(&self) -> Option<(u64, u64)> {
-        let s = self.cgroups.stats(&self.name).ok()?;
-        Some((s.memory_current_bytes, s.cpu_usage_ns))
+        self.read().map(|r| r.1)
+    }
+
+    fn sample(&self) -> Option<(u64, u64)> {
+        self.usage()
     }
 
     fn oom_killed(&self) -> Option<bool> {
@@ -177,18 +208,22 @@ impl Launcher for SandboxLauncher {
             .iter()
             .map(|(k, v)| (k.clone(), rewrite(v, &map)))
             .collect();
+        if self.cgroups.is_some() && inputs.env_id == AGENT_LEAF {
+            return Err(io::Error::other(format!(
+                "{AGENT_LEAF:?} names the agent's own cgroup; it cannot be an environment id"
+            )));
+        }
         let uid = env_uid(&inputs.env_id);
         let rootfs_dir = env_dir.join("rootfs");
         std::fs::create_dir_all(&rootfs_dir)?;
-        let cgroup = self.cgroups.as_ref().map(|_| CgroupSpec {
+        let cgroup = self.cgroups.as_ref().map(|c| CgroupSpec {
             name: inputs.env_id.clone(),
             memory_bytes: Some(u64::from(inputs.memory_mb) * 1024 * 1024),
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            cpu_quota_us: Some((inputs.vcpus.max(0.1) * 100_000.0) as u64),
-            cpu_period_us: Some(100_000),
+            cpu_quota_us: Some(self.env_quota_us(inputs.vcpus, inputs.cpu_scale)),
+            cpu_period_us: Some(fleetfn_sandbox::cgroups::DEFAULT_CPU_PERIOD_US),
             pids_max: Some(4096),
-            root: fleetfn_sandbox::spec::DEFAULT_CGROUP_ROOT.into(),
-            slice: SLICE.into(),
+            root: c.layout().root().to_path_buf(),
+            slice: c.slice().display().to_string(),
         });
         let mut spec = SandboxSpec {
             argv,
@@ -196,7 +231,7 @@ impl Launcher for SandboxLauncher {
             cwd: PathBuf::from(rewrite(&cmd.cwd.display().to_string(), &map)),
             code_dir: inputs.code_dir.clone(),
             extra_ro_binds: binds,
-            tmp_size_mb: u64::from(inputs.tmp_size_mb.max(64)),
+            tmp_size_mb: u64::from(inputs.tmp_size_mb.max(MIN_TMP_MB)),
             uid,
             gid: uid,
             rootfs_dir,
@@ -226,7 +261,18 @@ impl Launcher for SandboxLauncher {
                         peak: std::sync::atomic::AtomicU64::new(0),
                     })
                 });
-        Ok(Launched { child, accounting })
+        let tmp = if spec.namespaces.mount {
+            TmpStorage::PrivateTmpfs {
+                size_bytes: spec.tmp_size_mb * 1024 * 1024,
+            }
+        } else {
+            TmpStorage::HostDir
+        };
+        Ok(Launched {
+            child,
+            accounting,
+            tmp,
+        })
     }
 }
 

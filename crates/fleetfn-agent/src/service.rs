@@ -16,12 +16,16 @@ use base64::Engine;
 use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{
     AgentReport, EnvState as WireState, EnvironmentRequest, EnvironmentStatus, Failure,
-    H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID,
+    H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID, InstanceUsage,
+    RejectReason,
 };
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-use crate::{EnvState, Environment, EnvironmentSpec, ExitReason, InvokeInput, RuntimeProvider};
+use crate::{
+    EnvState, Environment, EnvironmentSpec, ExitReason, InstanceShape, InstanceSlice, InvokeInput,
+    Rejected, Resource, RuntimeProvider,
+};
 
 /// Settings of one agent.
 #[derive(Debug, Clone)]
@@ -35,6 +39,10 @@ pub struct AgentConfig {
     pub logs_dir: PathBuf,
     /// One line on the isolation in force, for reports.
     pub isolation: String,
+    /// The instance's type and size (its `cpu_scale` sizes every environment's CPU).
+    pub instance: InstanceShape,
+    /// The instance's cgroup slice, when cgroups are in use (its use goes in reports).
+    pub instance_slice: Option<Arc<InstanceSlice>>,
 }
 
 struct Slot {
@@ -166,6 +174,7 @@ impl Agent {
                 timeout_secs: req.timeout_secs,
                 max_concurrency: req.max_concurrency,
                 vcpus: req.vcpus,
+                cpu_scale: agent.cfg.instance.cpu_scale,
                 ephemeral_storage_mb: req.ephemeral_storage_mb,
                 region: req.region.clone(),
                 env_vars: req.env_vars.clone(),
@@ -215,7 +224,14 @@ impl Agent {
                     return;
                 }
             }
-            let reason = env.exited().await;
+            // A change of admission ceiling is news for the server's view of this instance.
+            let mut saturation = env.watch_saturation();
+            let reason = loop {
+                tokio::select! {
+                    reason = env.exited() => break reason,
+                    Ok(()) = saturation.changed() => agent.bump(),
+                }
+            };
             agent.update(&env_id, |s| {
                 if s.status != WireState::Draining {
                     s.status = WireState::Exited;
@@ -243,7 +259,13 @@ impl Agent {
             .map(|slots| {
                 slots
                     .iter()
-                    .map(|(id, s)| (id, s, s.env.as_ref().and_then(|e| e.usage())))
+                    .map(|(id, s)| {
+                        (
+                            id,
+                            s,
+                            s.env.as_ref().map(|e| e.resources()).unwrap_or_default(),
+                        )
+                    })
                     .map(|(id, s, usage)| EnvironmentStatus {
                         env_id: id.clone(),
                         function_name: s.req.function_name.clone(),
@@ -260,10 +282,13 @@ impl Agent {
                             .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
                         max_concurrency: s.req.max_concurrency,
                         init_ms: s.init_ms,
-                        memory_bytes: usage.map(|u| u.0),
-                        cpu_usage_ns: usage.map(|u| u.1),
+                        memory_bytes: usage.memory_bytes,
+                        cpu_usage_ns: usage.cpu_usage_ns,
                         memory_limit_bytes: u64::from(s.req.memory_mb) * 1024 * 1024,
                         vcpus: s.req.vcpus,
+                        cpu_utilization: usage.cpu_utilization,
+                        tmp_used_bytes: usage.tmp_used_bytes,
+                        tmp_limit_bytes: u64::from(s.req.ephemeral_storage_mb) * 1024 * 1024,
                     })
                     .collect()
             })
@@ -274,6 +299,20 @@ impl Agent {
             revision: *self.revision.borrow(),
             isolation: self.cfg.isolation.clone(),
             environments,
+            instance: Some(self.instance_usage()),
+        }
+    }
+
+    fn instance_usage(&self) -> InstanceUsage {
+        let shape = &self.cfg.instance;
+        let usage = self.cfg.instance_slice.as_ref().and_then(|s| s.usage());
+        InstanceUsage {
+            instance_type: shape.instance_type.clone(),
+            vcpus: shape.vcpus,
+            memory_mib: shape.memory_mib,
+            cpu_scale: shape.cpu_scale,
+            cpu_usage_ns: usage.map(|u| u.1),
+            memory_bytes: usage.map(|u| u.0),
         }
     }
 
@@ -433,7 +472,7 @@ async fn invoke(
     if env.state() != EnvState::Ready {
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(H_REJECT_REASON, "concurrency")],
+            [(H_REJECT_REASON, RejectReason::Concurrency.as_str())],
             "environment not ready",
         )
             .into_response();
@@ -464,10 +503,29 @@ async fn invoke(
         }
         Err(rejected) if rejected.try_elsewhere() => (
             StatusCode::TOO_MANY_REQUESTS,
-            [(H_REJECT_REASON, "concurrency")],
+            [(H_REJECT_REASON, reject_reason(&rejected).as_str())],
             rejected.to_string(),
         )
             .into_response(),
         Err(rejected) => (StatusCode::BAD_REQUEST, rejected.to_string()).into_response(),
+    }
+}
+
+/// The protocol's reason for a rejection the router may retry elsewhere.
+fn reject_reason(rejected: &Rejected) -> RejectReason {
+    match rejected {
+        Rejected::Saturated {
+            resource: Resource::Cpu,
+            ..
+        } => RejectReason::Cpu,
+        Rejected::Saturated {
+            resource: Resource::Memory,
+            ..
+        } => RejectReason::Memory,
+        Rejected::Saturated {
+            resource: Resource::Disk,
+            ..
+        } => RejectReason::Disk,
+        _ => RejectReason::Concurrency,
     }
 }

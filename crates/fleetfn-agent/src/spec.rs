@@ -39,7 +39,10 @@ pub struct EnvironmentSpec {
     pub max_concurrency: u32,
     /// vCPUs of the environment (memory ÷ GiB-per-vCPU ratio).
     pub vcpus: f64,
-    /// `EphemeralStorage.Size` in MiB (the size `/tmp` will get once sandboxing exists).
+    /// Host CPUs per vCPU on this instance (`fleetfn agent --cpu-scale`, normally 1): the
+    /// environment's CPU allotment is `vcpus × cpu_scale` host CPUs.
+    pub cpu_scale: f64,
+    /// `EphemeralStorage.Size` in MiB: the size of `/tmp` (its disk ceiling).
     pub ephemeral_storage_mb: u32,
     /// `AWS_REGION`.
     pub region: String,
@@ -63,6 +66,11 @@ impl EnvironmentSpec {
     pub fn init_timeout(&self) -> Duration {
         self.init_timeout
             .unwrap_or_else(|| self.timeout().max(MIN_INIT_TIMEOUT).min(MAX_INIT_TIMEOUT))
+    }
+
+    /// The CPU allotment in host CPUs: `vcpus × cpu_scale`.
+    pub fn cpu_allotment(&self) -> f64 {
+        self.vcpus * self.cpu_scale
     }
 
     /// `AWS_LAMBDA_LOG_GROUP_NAME`: `/aws/lambda/<function name>`.

@@ -512,6 +512,21 @@ pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
     Ok(json(StatusCode::OK, &body))
 }
 
+/// `GET /fleetfn/v1/status`: capacity providers, instances, versions and their environments
+/// (the JSON is documented in docs/STATUS.md).
+pub async fn status(State(s): State<AppState>) -> ApiResult {
+    let body = match s.invoker.as_ref() {
+        Some(i) => i.status().await?,
+        None => serde_json::json!({
+            "GeneratedAt": fleetfn_model::time::now_lambda(),
+            "DataPlane": false,
+            "CapacityProviders": [],
+            "Functions": [],
+        }),
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
 /// `GET /fleetfn/health` (no auth): 200 once serving; says whether a data plane is attached.
 pub async fn health(State(s): State<AppState>) -> Response {
     json(

@@ -49,6 +49,17 @@ pub trait Invoker: Send + Sync {
     fn environments(&self) -> serde_json::Value {
         serde_json::json!({ "Environments": [] })
     }
+
+    /// The fleet at a glance (`GET /fleetfn/v1/status`, documented in docs/STATUS.md).
+    fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
+        Box::pin(async {
+            Ok(serde_json::json!({
+                "DataPlane": true,
+                "CapacityProviders": [],
+                "Functions": [],
+            }))
+        })
+    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         query,
     });
     for _ in 0..target.args.warmup {
+        // A throttle is a fine warm-up answer (overload runs start saturated).
         target.one().await.context("warm-up invoke")?;
     }
     let deadline = Instant::now() + Duration::from_secs(target.args.max_seconds);
@@ -135,27 +136,50 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_client);
             let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+            let mut by_code = std::collections::BTreeMap::<u16, Vec<Duration>>::new();
             for _ in 0..per_client {
                 if Instant::now() > deadline {
                     break;
                 }
                 let s = Instant::now();
                 let code = t.one().await.unwrap_or(0);
-                lat.push(s.elapsed());
+                let d = s.elapsed();
+                lat.push(d);
+                by_code.entry(code).or_default().push(d);
                 *codes.entry(code).or_default() += 1;
             }
-            (lat, codes)
+            (lat, codes, by_code)
         }));
     }
     let mut all = Vec::new();
     let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    let mut by_code = std::collections::BTreeMap::<u16, Vec<Duration>>::new();
     for t in tasks {
-        let (l, c) = t.await?;
+        let (l, c, b) = t.await?;
         all.extend(l);
         for (k, v) in c {
             *codes.entry(k).or_default() += v;
         }
+        for (k, v) in b {
+            by_code.entry(k).or_default().extend(v);
+        }
     }
+    // Latency per status code (e.g. accepted 200s vs throttled 429s under overload).
+    let per_status: serde_json::Map<String, serde_json::Value> = by_code
+        .into_iter()
+        .map(|(code, mut l)| {
+            l.sort();
+            (
+                code.to_string(),
+                serde_json::json!({
+                    "count": l.len(),
+                    "p50_us": pct(&l, 0.50),
+                    "p99_us": pct(&l, 0.99),
+                    "p999_us": pct(&l, 0.999),
+                }),
+            )
+        })
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
     #[allow(clippy::cast_precision_loss)]
@@ -169,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         "p99_us": pct(&all, 0.99),
         "p999_us": pct(&all, 0.999),
         "status_codes": codes,
+        "latency_by_status": per_status,
     });
     println!("{out}");
     Ok(())

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use fleetfn_agent::{Agent, AgentConfig, RuntimeProvider, RuntimeProviderConfig, SandboxLauncher};
+use fleetfn_agent::{
+    Agent, AgentConfig, InstanceShape, InstanceSlice, RuntimeProvider, RuntimeProviderConfig,
+    SandboxLauncher,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::AgentArgs;
@@ -32,16 +35,36 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     let mut provider = RuntimeProvider::detect(rcfg);
+    let local = InstanceShape::local();
+    let shape = InstanceShape {
+        instance_type: args.instance_type.clone(),
+        vcpus: args.vcpus.unwrap_or(local.vcpus),
+        memory_mib: args.memory_mib.unwrap_or(local.memory_mib),
+        cpu_scale: args.cpu_scale,
+    };
+    anyhow::ensure!(
+        shape.cpu_scale.is_finite() && shape.cpu_scale > 0.0,
+        "--cpu-scale must be a positive number"
+    );
     let probed = fleetfn_sandbox::probe(&fleetfn_sandbox::LinuxHost);
     let sandbox_off = std::env::var("FLEETFN_SANDBOX").is_ok_and(|v| v == "off");
     let mut sandbox: Option<std::sync::Arc<SandboxLauncher>> = None;
+    let mut slice: Option<std::sync::Arc<InstanceSlice>> = None;
     let isolation = if probed.use_helper() && !sandbox_off {
         let binary = std::env::current_exe()
             .context("locating the fleetfn binary for the sandbox helper")?;
-        let launcher = std::sync::Arc::new(SandboxLauncher::new(binary, probed.clone()));
+        slice = probed
+            .cgroups
+            .clone()
+            .and_then(|layout| instance_slice(layout, &args.instance_id, &shape));
+        let launcher =
+            std::sync::Arc::new(SandboxLauncher::new(binary, probed.clone(), slice.clone()));
         sandbox = Some(launcher.clone());
         provider = provider.with_launcher(launcher);
-        probed.to_string()
+        match &slice {
+            Some(s) => format!("{probed}; {}", s.describe()),
+            None => probed.to_string(),
+        }
     } else if sandbox_off {
         "sandbox: off (FLEETFN_SANDBOX=off): environments run as plain child processes of the agent"
             .to_string()
@@ -60,6 +83,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| args.data_dir.join("logs")),
             isolation,
+            instance: shape,
+            instance_slice: slice.clone(),
         },
         provider,
     )
@@ -128,5 +153,32 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+    if let Some(slice) = slice {
+        let closed = tokio::task::spawn_blocking(move || slice.close()).await;
+        if let Ok(Err(e)) = closed {
+            tracing::warn!(error = %e, "removing the instance's cgroup slice failed; the next agent sweeps it");
+        }
+    }
     Ok(())
+}
+
+/// The instance's cgroup slice, with the agent moved into it; `None` (logged) when the host
+/// refuses, in which case environments still get their own cgroups under the agents' slice.
+fn instance_slice(
+    layout: fleetfn_sandbox::CgroupLayout,
+    instance_id: &str,
+    shape: &InstanceShape,
+) -> Option<std::sync::Arc<InstanceSlice>> {
+    let created = InstanceSlice::create(layout, fleetfn_agent::SLICE, instance_id, shape.clone())
+        .and_then(|slice| {
+            slice.join(std::process::id())?;
+            Ok(slice)
+        });
+    match created {
+        Ok(slice) => Some(std::sync::Arc::new(slice)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the instance's cgroup slice; running without one");
+            None
+        }
+    }
 }

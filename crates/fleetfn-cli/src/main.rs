@@ -3,8 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod client;
 mod credentials;
 mod serve;
+mod status;
+mod wait;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +31,10 @@ enum Command {
     Serve(ServeArgs),
     /// Run an instance agent (started by `fleetfn serve` for each virtual instance).
     Agent(AgentArgs),
+    /// Show a running server's capacity providers, instances and function versions.
+    Status(status::StatusArgs),
+    /// Wait until a function (version) reaches a state, e.g. Active after a publish.
+    Wait(wait::WaitArgs),
     /// Internal: the sandbox helper the agent runs for each environment.
     #[command(hide = true)]
     Jail {
@@ -62,6 +69,19 @@ pub struct AgentArgs {
     /// Exit when standard input closes (set by `fleetfn serve`, so agents never outlive it).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// The instance type (reported to the server).
+    #[arg(long, default_value = "local")]
+    pub instance_type: String,
+    /// The instance's vCPUs [default: the host's CPUs].
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// The instance's memory in MiB (its cgroup slice's limit) [default: the host's memory].
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Host CPUs per vCPU: the instance's CPU quota is vcpus × cpu-scale host CPUs, each
+    /// environment's its vCPUs × cpu-scale (below 1 packs more instances on a small host).
+    #[arg(long, default_value_t = 1.0)]
+    pub cpu_scale: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +102,25 @@ pub struct ServeArgs {
     /// `Pending` and Invoke is refused. For testing the API alone.
     #[arg(long, env = "FLEETFN_NO_DATA_PLANE")]
     pub no_data_plane: bool,
+    /// Host CPUs per virtual vCPU of the local instances (1.0: a vCPU is a host CPU; 0.25 shrinks
+    /// it to a quarter, so a small machine can stand in for bigger instances).
+    #[arg(long, default_value_t = 1.0, env = "FLEETFN_VCPU_SCALE")]
+    pub vcpu_scale: f64,
+    /// Budget of virtual vCPUs over all local instances; launches beyond it fail with
+    /// InsufficientInstanceCapacity and are retried with backoff.
+    #[arg(long, default_value_t = 64, env = "FLEETFN_MAX_LOCAL_VCPUS")]
+    pub max_local_vcpus: u32,
+    /// Seconds of sustained low use before a version scales in by one step (LMI: minutes).
+    #[arg(long, default_value_t = 300.0, env = "FLEETFN_SCALE_IN_AFTER")]
+    pub scale_in_after: f64,
+    /// Seconds an instance stays empty before it is terminated.
+    #[arg(long, default_value_t = 30.0, env = "FLEETFN_IDLE_INSTANCE_AFTER")]
+    pub idle_instance_after: f64,
+    /// A JSON file overriding or adding instance types and prices:
+    /// `{"PricesAsOf": "2026-01-01", "InstanceTypes": [{"name": "c7i.large", "family": "c7i",
+    /// "arch": "x86_64", "vcpus": 2, "memory_mib": 4096, "hourly_usd": 0.0893}]}`.
+    #[arg(long, env = "FLEETFN_CATALOG")]
+    pub catalog: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -129,6 +168,8 @@ fn main() -> anyhow::Result<()> {
             rt.shutdown_timeout(std::time::Duration::from_millis(200));
             result
         }
+        Command::Status(args) => client::run_command(status::run(args)),
+        Command::Wait(args) => client::run_command(wait::run(args)),
         Command::Jail { .. } => unreachable!("handled before start-up"),
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fleetfn_api::{AppState, router};
-use fleetfn_dataplane::{DataPlane, LocalProvider, LocalProviderConfig};
+use fleetfn_dataplane::{DataPlane, DataPlaneConfig, LocalProvider, LocalProviderConfig};
 use fleetfn_model::Scope;
 use fleetfn_server::{ControlPlane, ControlPlaneConfig};
 use fleetfn_store::SqliteStore;
@@ -28,7 +28,42 @@ async fn shutdown_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
+fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow::anyhow!("{flag} takes a number of seconds ≥ 0, not {v}"))
+}
+
+/// A catalog override file: `{"PricesAsOf": "...", "InstanceTypes": [...]}`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CatalogFile {
+    prices_as_of: Option<String>,
+    #[serde(default)]
+    instance_types: Vec<fleetfn_scheduler::InstanceType>,
+}
+
+fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<fleetfn_scheduler::Catalog> {
+    let builtin = fleetfn_scheduler::Catalog::builtin();
+    let Some(path) = path else {
+        return Ok(builtin);
+    };
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: CatalogFile = serde_json::from_slice(&raw)
+        .with_context(|| format!("{} is not a catalog file", path.display()))?;
+    let mut c = builtin.with_overrides(file.instance_types);
+    if let Some(d) = file.prices_as_of {
+        c.prices_as_of = d;
+    }
+    Ok(c)
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if !(args.vcpu_scale.is_finite() && args.vcpu_scale > 0.0) {
+        anyhow::bail!(
+            "--vcpu-scale must be a positive number of host CPUs, not {}",
+            args.vcpu_scale
+        );
+    }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -58,13 +93,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         let dataplane = DataPlane::new(
             cp.clone(),
-            LocalProvider::new(LocalProviderConfig {
+            Arc::new(LocalProvider::new(LocalProviderConfig {
                 binary: std::env::current_exe().context("locating the fleetfn binary")?,
                 instances_dir: data_dir.join("instances"),
                 artifacts_dir: data_dir.join("artifacts"),
                 runtime_dir: data_dir.join("runtimes"),
                 logs_dir: data_dir.join("logs"),
-            }),
+                vcpu_scale: args.vcpu_scale,
+                max_vcpus: args.max_local_vcpus,
+            })),
+            DataPlaneConfig {
+                catalog: load_catalog(args.catalog.as_deref())?,
+                scale_in_after: seconds(args.scale_in_after, "--scale-in-after")?,
+                idle_instance_after: seconds(args.idle_instance_after, "--idle-instance-after")?,
+            },
         );
         let handle = dataplane.spawn(stop.clone());
         (Some(Arc::new(dataplane)), Some(handle))

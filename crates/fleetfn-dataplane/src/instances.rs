@@ -1,13 +1,22 @@
-//! The local instance provider: each virtual instance is a `fleetfn agent` process on this
-//! machine. Killing the process is losing the instance.
+//! Instances and the providers that launch them. An [`InstanceProvider`] launches, describes and
+//! terminates instances; the data plane only ever sees [`Instance`] handles (an id, a type, a
+//! zone and a client for the instance's agent).
+//!
+//! The [`LocalProvider`] (used by `fleetfn serve`) runs each virtual instance as a `fleetfn agent`
+//! process on this machine, sized like its EC2 instance type, under a host-wide budget of virtual
+//! vCPUs. Killing the process is losing the instance.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetfn_proto::AgentClient;
+use fleetfn_scheduler::InstanceType;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
@@ -26,6 +35,77 @@ const PASSED_ENV: &[&str] = &[
     "RUST_BACKTRACE",
 ];
 
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub capacity_provider: String,
+    pub zone: String,
+    pub instance_type: InstanceType,
+}
+
+/// A launched instance: where its agent listens.
+#[derive(Debug)]
+pub struct Instance {
+    pub id: String,
+    pub zone: String,
+    pub capacity_provider: String,
+    pub instance_type: InstanceType,
+    pub client: AgentClient,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The provider has no room for the instance (EC2's `InsufficientInstanceCapacity`).
+    #[error(
+        "InsufficientInstanceCapacity: launching {instance_type} ({vcpus} vCPUs) would exceed this host's budget of {max_vcpus} virtual vCPUs ({in_use} in use); raise --max-local-vcpus or lower MaxVCpuCount"
+    )]
+    InsufficientCapacity {
+        instance_type: String,
+        vcpus: u32,
+        in_use: u32,
+        max_vcpus: u32,
+    },
+    #[error("cannot start agent {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("agent {id} did not report its address: {detail}")]
+    NoAddress { id: String, detail: String },
+}
+
+/// The provider's own view of its capacity, for status.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProviderCapacity {
+    /// Host CPUs per virtual vCPU.
+    pub vcpu_scale: f64,
+    /// Budget of virtual vCPUs over all instances.
+    pub max_vcpus: u32,
+    pub vcpus_in_use: u32,
+}
+
+/// Launches, describes and terminates instances.
+pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
+    /// Launches one instance and waits until its agent answers.
+    fn launch<'a>(
+        &'a self,
+        instance_id: &'a str,
+        spec: &'a LaunchSpec,
+    ) -> BoxFuture<'a, Result<Instance, LaunchError>>;
+    /// Stops an instance (its agent drains and stops its environments); idempotent.
+    fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Whether the instance is still there (its process runs).
+    fn is_running(&self, instance_id: &str) -> bool;
+    /// Capacity figures.
+    fn capacity(&self) -> ProviderCapacity;
+    /// The process id of an instance's agent, where there is one (local provider).
+    fn pid(&self, _instance_id: &str) -> Option<u32> {
+        None
+    }
+}
+
 /// How to start agents.
 #[derive(Debug, Clone)]
 pub struct LocalProviderConfig {
@@ -39,88 +119,93 @@ pub struct LocalProviderConfig {
     pub runtime_dir: PathBuf,
     /// Where function logs go.
     pub logs_dir: PathBuf,
+    /// Host CPUs per virtual vCPU (1.0: a vCPU is a host CPU; 0.25 shrinks it to a quarter).
+    pub vcpu_scale: f64,
+    /// Budget of virtual vCPUs over all instances of this host.
+    pub max_vcpus: u32,
 }
 
-/// A running virtual instance.
 #[derive(Debug)]
-pub struct Instance {
-    pub id: String,
-    pub zone: String,
-    pub capacity_provider: String,
-    pub client: AgentClient,
-    child: Mutex<Option<Child>>,
+struct Running {
+    vcpus: u32,
+    child: Child,
     /// Held open: the agent exits when it reads EOF, so agents never outlive `fleetfn serve`.
-    _stdin: Mutex<Option<ChildStdin>>,
+    _stdin: Option<ChildStdin>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("cannot start agent {binary}: {source}")]
-    Spawn {
-        binary: String,
-        source: std::io::Error,
-    },
-    #[error("agent {id} did not report its address: {detail}")]
-    NoAddress { id: String, detail: String },
+#[derive(Debug, Default)]
+struct Local {
+    running: HashMap<String, Running>,
+    /// vCPUs of launches in progress.
+    launching: u32,
 }
 
-impl Instance {
-    /// Stops the agent process (it drains and stops its environments on SIGTERM).
-    pub async fn terminate(&self) {
-        let child = self.child.lock().ok().and_then(|mut c| c.take());
-        if let Some(mut child) = child {
-            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
-        }
-    }
-
-    /// The agent's pid, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().and_then(Child::id))
-    }
-}
-
-/// Launches agent processes.
+/// Launches agent processes on this machine.
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
-    cfg: LocalProviderConfig,
+    cfg: Arc<LocalProviderConfig>,
+    state: Arc<Mutex<Local>>,
 }
 
 impl LocalProvider {
     pub fn new(cfg: LocalProviderConfig) -> Self {
-        Self { cfg }
+        Self {
+            cfg: Arc::new(cfg),
+            state: Arc::new(Mutex::new(Local::default())),
+        }
     }
 
-    pub async fn launch(
-        &self,
-        capacity_provider: &str,
-        zone: &str,
-    ) -> Result<Instance, LaunchError> {
-        let id = format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]);
+    fn in_use(l: &Local) -> u32 {
+        l.running.values().map(|r| r.vcpus).sum::<u32>() + l.launching
+    }
+
+    /// Reserves the instance's vCPUs in the host budget.
+    fn reserve(&self, t: &InstanceType) -> Result<(), LaunchError> {
+        let mut l = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let in_use = Self::in_use(&l);
+        if in_use + t.vcpus > self.cfg.max_vcpus {
+            return Err(LaunchError::InsufficientCapacity {
+                instance_type: t.name.clone(),
+                vcpus: t.vcpus,
+                in_use,
+                max_vcpus: self.cfg.max_vcpus,
+            });
+        }
+        l.launching += t.vcpus;
+        Ok(())
+    }
+
+    fn unreserve(&self, vcpus: u32) {
+        let mut l = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.launching = l.launching.saturating_sub(vcpus);
+    }
+
+    async fn spawn_agent(&self, id: &str, spec: &LaunchSpec) -> Result<Instance, LaunchError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let dir = self.cfg.instances_dir.join(&id);
+        let dir = self.cfg.instances_dir.join(id);
+        let t = &spec.instance_type;
         let mut cmd = Command::new(&self.cfg.binary);
         cmd.arg("agent")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--instance-id")
-            .arg(&id)
+            .arg(id)
             .arg("--zone")
-            .arg(zone)
+            .arg(&spec.zone)
+            .arg("--instance-type")
+            .arg(&t.name)
+            .arg("--vcpus")
+            .arg(t.vcpus.to_string())
+            .arg("--memory-mib")
+            .arg(t.memory_mib.to_string())
+            .arg("--cpu-scale")
+            .arg(self.cfg.vcpu_scale.to_string())
             .arg("--data-dir")
             .arg(&dir)
             .arg("--artifacts-dir")
@@ -145,44 +230,172 @@ impl LocalProvider {
             binary: self.cfg.binary.display().to_string(),
             source,
         })?;
-        let stdout = child.stdout.take().ok_or_else(|| LaunchError::NoAddress {
-            id: id.clone(),
-            detail: "no stdout".into(),
-        })?;
+        let no_address = |detail: String| LaunchError::NoAddress {
+            id: id.to_string(),
+            detail,
+        };
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| no_address("no stdout".into()))?;
         let stdin = child.stdin.take();
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
-            .map_err(|_| LaunchError::NoAddress {
-                id: id.clone(),
-                detail: "timed out after 20 s".into(),
-            })?
-            .map_err(|e| LaunchError::NoAddress {
-                id: id.clone(),
-                detail: e.to_string(),
-            })?
-            .ok_or_else(|| LaunchError::NoAddress {
-                id: id.clone(),
-                detail: "the agent exited before listening".into(),
-            })?;
+            .map_err(|_| no_address("timed out after 20 s".into()))?
+            .map_err(|e| no_address(e.to_string()))?
+            .ok_or_else(|| no_address("the agent exited before listening".into()))?;
         let addr: SocketAddr = first
             .rsplit(' ')
             .next()
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| LaunchError::NoAddress {
-                id: id.clone(),
-                detail: format!("unexpected first line {first:?}"),
-            })?;
+            .ok_or_else(|| no_address(format!("unexpected first line {first:?}")))?;
         // Keep draining stdout so the agent never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        tracing::info!(instance = %id, %zone, %capacity_provider, %addr, "instance running");
+        tracing::info!(instance = %id, zone = %spec.zone, instance_type = %t.name, capacity_provider = %spec.capacity_provider, %addr, "instance running");
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .running
+            .insert(
+                id.to_string(),
+                Running {
+                    vcpus: t.vcpus,
+                    child,
+                    _stdin: stdin,
+                },
+            );
         Ok(Instance {
-            id,
-            zone: zone.to_string(),
-            capacity_provider: capacity_provider.to_string(),
+            id: id.to_string(),
+            zone: spec.zone.clone(),
+            capacity_provider: spec.capacity_provider.clone(),
+            instance_type: t.clone(),
             client: AgentClient::new(addr, &token),
-            child: Mutex::new(Some(child)),
-            _stdin: Mutex::new(stdin),
         })
+    }
+}
+
+/// A fresh EC2-style instance id.
+pub fn new_instance_id() -> String {
+    format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])
+}
+
+impl InstanceProvider for LocalProvider {
+    fn launch<'a>(
+        &'a self,
+        instance_id: &'a str,
+        spec: &'a LaunchSpec,
+    ) -> BoxFuture<'a, Result<Instance, LaunchError>> {
+        Box::pin(async move {
+            self.reserve(&spec.instance_type)?;
+            let r = self.spawn_agent(instance_id, spec).await;
+            self.unreserve(spec.instance_type.vcpus);
+            r
+        })
+    }
+
+    fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let running = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .running
+                .remove(instance_id);
+            let Some(mut r) = running else { return };
+            if let Some(pid) = r.child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            if tokio::time::timeout(Duration::from_secs(10), r.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = r.child.start_kill();
+                let _ = r.child.wait().await;
+            }
+        })
+    }
+
+    fn is_running(&self, instance_id: &str) -> bool {
+        let mut l = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match l.running.get_mut(instance_id) {
+            Some(r) => matches!(r.child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn capacity(&self) -> ProviderCapacity {
+        let l = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ProviderCapacity {
+            vcpu_scale: self.cfg.vcpu_scale,
+            max_vcpus: self.cfg.max_vcpus,
+            vcpus_in_use: Self::in_use(&l),
+        }
+    }
+
+    fn pid(&self, instance_id: &str) -> Option<u32> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .running
+            .get(instance_id)
+            .and_then(|r| r.child.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(max_vcpus: u32) -> LocalProvider {
+        LocalProvider::new(LocalProviderConfig {
+            binary: PathBuf::from("/nonexistent/fleetfn"),
+            instances_dir: PathBuf::from("/tmp"),
+            artifacts_dir: PathBuf::from("/tmp"),
+            runtime_dir: PathBuf::from("/tmp"),
+            logs_dir: PathBuf::from("/tmp"),
+            vcpu_scale: 1.0,
+            max_vcpus,
+        })
+    }
+
+    fn spec(name: &str) -> LaunchSpec {
+        let t = fleetfn_scheduler::Catalog::builtin()
+            .get(name)
+            .cloned()
+            .expect("type in catalog");
+        LaunchSpec {
+            capacity_provider: "cp".into(),
+            zone: "z1".into(),
+            instance_type: t,
+        }
+    }
+
+    #[tokio::test]
+    async fn budget_refuses_launches_beyond_it_and_frees_failed_ones() {
+        let p = provider(4);
+        // c7i.xlarge has 4 vCPUs: within budget, but the binary is missing → spawn error,
+        // and the reservation is released.
+        let err = p.launch("i-1", &spec("c7i.xlarge")).await.unwrap_err();
+        assert!(matches!(err, LaunchError::Spawn { .. }), "{err}");
+        assert_eq!(p.capacity().vcpus_in_use, 0);
+        // c7i.2xlarge has 8: over budget, refused before anything is spawned.
+        let err = p.launch("i-2", &spec("c7i.2xlarge")).await.unwrap_err();
+        match err {
+            LaunchError::InsufficientCapacity {
+                vcpus, max_vcpus, ..
+            } => assert_eq!((vcpus, max_vcpus), (8, 4)),
+            other => panic!("unexpected {other}"),
+        }
+        assert!(!p.is_running("i-unknown"));
     }
 }

@@ -1,141 +1,269 @@
 //! The router: picks a Ready environment of the invoked version (least in flight, ties broken
-//! at random so zones share the load), sends the invoke to its agent, tries the next one when
-//! an agent says the environment is saturated, and throttles with a reason when none can take
-//! it. Nothing queues and nothing starts here.
+//! at random so zones share the load), sends the invoke to its agent, tries another one (a
+//! bounded number of times) when an agent says the environment is saturated, and throttles with
+//! a reason when none can take it: concurrency, CPU, memory or disk, each throttle counted under
+//! exactly one. Nothing queues and nothing starts here.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_model::{LambdaError, Result};
-use fleetfn_proto::{EnvState, InvokeReply};
+use fleetfn_proto::{EnvState, InvokeReply, RejectReason};
 use fleetfn_server::records::version_key;
 use rand::Rng;
 
-use crate::{DataPlane, Env};
+use crate::{DataPlane, Instance, ThrottleReason, VersionStats};
 
-/// Decrements an environment's in-flight count when the invoke ends, however it ends.
-struct InFlight(Arc<std::sync::atomic::AtomicU32>);
+/// Agent round trips one invoke may make before it is throttled.
+const MAX_TRIES: usize = 4;
 
-impl Drop for InFlight {
+/// Decrements an environment's in-flight count and adds the invoke's duration to the version's
+/// busy time when the invoke ends, however it ends.
+struct InFlight<'a> {
+    count: &'a AtomicU32,
+    stats: &'a VersionStats,
+    started: Instant,
+}
+
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.busy_ns.fetch_add(ns, Ordering::Relaxed);
     }
 }
 
+/// A Ready environment the router may try.
+struct Candidate {
+    env_id: String,
+    instance: Arc<Instance>,
+    in_flight: Arc<AtomicU32>,
+    max_concurrency: u32,
+}
+
+fn throttle_reason(r: &RejectReason) -> ThrottleReason {
+    match r {
+        RejectReason::Concurrency => ThrottleReason::Concurrency,
+        RejectReason::Cpu => ThrottleReason::Cpu,
+        RejectReason::Memory => ThrottleReason::Memory,
+        RejectReason::Disk => ThrottleReason::Disk,
+    }
+}
+
+/// The reason a throttle is counted under: the one that refused the most environments;
+/// ties go to concurrency, then CPU, memory, disk.
+pub(crate) fn dominant(refusals: &[u32; 4]) -> ThrottleReason {
+    const ORDER: [ThrottleReason; 4] = [
+        ThrottleReason::Concurrency,
+        ThrottleReason::Cpu,
+        ThrottleReason::Memory,
+        ThrottleReason::Disk,
+    ];
+    let mut best = ThrottleReason::Concurrency;
+    for r in ORDER {
+        if refusals[r as usize] > refusals[best as usize] {
+            best = r;
+        }
+    }
+    best
+}
+
 impl DataPlane {
-    /// Ready environments of a version's current publish, least loaded first.
-    fn candidates(&self, vkey: &str, publish_hash: &str) -> Vec<Env> {
+    /// Ready environments of a version (the current publish first, then an older one still
+    /// serving during a rollout), least loaded first, skipping `exclude`.
+    fn candidates(&self, vkey: &str, publish_hash: &str, exclude: &[String]) -> Vec<Candidate> {
         let Ok(s) = self.state.read() else {
             return Vec::new();
         };
-        let mut c: Vec<(u32, u32, Env)> = s
+        let mut rng = rand::rng();
+        let mut c: Vec<(bool, u32, u32, Candidate)> = s
             .envs
             .values()
-            .filter(|e| e.version_key == vkey && e.state == EnvState::Ready)
+            .filter(|e| {
+                e.version_key == vkey && e.state == EnvState::Ready && !exclude.contains(&e.env_id)
+            })
             .map(|e| {
                 let load = e.in_flight.load(Ordering::Relaxed);
-                (load, rand::rng().random::<u32>(), e.clone())
+                (
+                    e.publish_hash != publish_hash,
+                    load,
+                    rng.random::<u32>(),
+                    Candidate {
+                        env_id: e.env_id.clone(),
+                        instance: e.instance.clone(),
+                        in_flight: e.in_flight.clone(),
+                        max_concurrency: e.max_concurrency,
+                    },
+                )
             })
             .collect();
-        // Prefer the current publish; the previous one still serves during a rollout.
-        c.sort_by_key(|(load, tie, e)| (e.publish_hash != publish_hash, *load, *tie));
-        c.into_iter().map(|(_, _, e)| e).collect()
+        c.sort_unstable_by_key(|(old, load, tie, _)| (*old, *load, *tie));
+        c.into_iter().map(|(_, _, _, e)| e).collect()
+    }
+
+    fn version_stats(&self, vkey: &str) -> Arc<VersionStats> {
+        if let Some(st) = self
+            .state
+            .read()
+            .ok()
+            .and_then(|s| s.stats.get(vkey).cloned())
+        {
+            return st;
+        }
+        self.state
+            .write()
+            .map(|mut s| s.stats(vkey))
+            .unwrap_or_default()
     }
 
     async fn route(&self, req: InvokeRequest) -> Result<InvokeOutcome> {
         let v = &req.version;
         let vkey = version_key(&v.function, &v.version);
-        let candidates = self.candidates(&vkey, &v.publish_hash);
+        let stats = self.version_stats(&vkey);
         let request_id = req.request_id.as_str();
         // The agent answers a timeout itself; this only guards against a stuck agent.
         let deadline = std::time::Duration::from_secs(u64::from(v.config.timeout) + 10);
         let mut last_error: Option<String> = None;
-        let mut saturated = 0usize;
+        let mut refusals = [0u32; 4];
         let mut capacity = 0u32;
-        for env in &candidates {
-            if env.in_flight.load(Ordering::Relaxed) >= env.max_concurrency {
-                saturated += 1;
-                capacity += env.max_concurrency;
-                continue;
-            }
-            env.in_flight.fetch_add(1, Ordering::Relaxed);
-            let _guard = InFlight(env.in_flight.clone());
-            let reply = env
-                .instance
-                .client
-                .invoke(
-                    deadline,
-                    &env.env_id,
-                    request_id,
-                    req.payload.clone(),
-                    req.client_context.as_deref(),
-                    req.tenant_id.as_deref(),
-                )
-                .await;
-            match reply {
-                Ok(InvokeReply::Done {
-                    payload,
-                    function_error,
-                }) => {
-                    return Ok(InvokeOutcome {
+        let mut seen = 0usize;
+        let mut tried: Vec<String> = Vec::new();
+        // A second round only when the first met environments that had just gone away (a
+        // rollout or scale-in drained them): the fresh list has their replacements.
+        for round in 0..2 {
+            let candidates = self.candidates(&vkey, &v.publish_hash, &tried);
+            seen += candidates.len();
+            let mut went_away = false;
+            for env in &candidates {
+                if env.in_flight.load(Ordering::Relaxed) >= env.max_concurrency {
+                    refusals[ThrottleReason::Concurrency as usize] += 1;
+                    capacity += env.max_concurrency;
+                    continue;
+                }
+                if tried.len() >= MAX_TRIES {
+                    break;
+                }
+                tried.push(env.env_id.clone());
+                env.in_flight.fetch_add(1, Ordering::Relaxed);
+                let _guard = InFlight {
+                    count: &env.in_flight,
+                    stats: &stats,
+                    started: Instant::now(),
+                };
+                let reply = env
+                    .instance
+                    .client
+                    .invoke(
+                        deadline,
+                        &env.env_id,
+                        request_id,
+                        req.payload.clone(),
+                        req.client_context.as_deref(),
+                        req.tenant_id.as_deref(),
+                    )
+                    .await;
+                match reply {
+                    Ok(InvokeReply::Done {
                         payload,
                         function_error,
-                    });
-                }
-                Ok(InvokeReply::Rejected { .. }) => {
-                    saturated += 1;
-                    capacity += env.max_concurrency;
-                }
-                Ok(InvokeReply::Gone) => {}
-                Ok(InvokeReply::Invalid { reason }) => {
-                    return Err(LambdaError::invalid(format!(
-                        "The invoke could not be passed to the runtime: {reason}"
-                    )));
-                }
-                // Never reached the agent: another environment may take it.
-                Err(e @ fleetfn_proto::ClientError::Unreachable { .. }) => {
-                    tracing::warn!(error = %e, env = %env.env_id, "agent unreachable");
-                    last_error = Some(e.to_string());
-                }
-                // It may have run: retrying elsewhere could run it twice.
-                Err(e) => {
-                    tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
-                    return Err(LambdaError::service(format!(
-                        "The execution environment of {}:{} did not answer: {e}",
-                        v.function, v.version
-                    )));
+                    }) => {
+                        stats.invocations.fetch_add(1, Ordering::Relaxed);
+                        if function_error.is_some() {
+                            stats.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Ok(InvokeOutcome {
+                            payload,
+                            function_error,
+                        });
+                    }
+                    Ok(InvokeReply::Rejected { reason, .. }) => {
+                        refusals[throttle_reason(&reason) as usize] += 1;
+                        capacity += env.max_concurrency;
+                        went_away |= !self.is_routable(&env.env_id);
+                    }
+                    Ok(InvokeReply::Gone) => went_away = true,
+                    Ok(InvokeReply::Invalid { reason }) => {
+                        return Err(LambdaError::invalid(format!(
+                            "The invoke could not be passed to the runtime: {reason}"
+                        )));
+                    }
+                    // Never reached the agent: another environment may take it.
+                    Err(e @ fleetfn_proto::ClientError::Unreachable { .. }) => {
+                        tracing::warn!(error = %e, env = %env.env_id, "agent unreachable");
+                        last_error = Some(e.to_string());
+                        went_away = true;
+                    }
+                    // It may have run: retrying elsewhere could run it twice.
+                    Err(e) => {
+                        tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
+                        stats.invocations.fetch_add(1, Ordering::Relaxed);
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(LambdaError::service(format!(
+                            "The execution environment of {}:{} on instance {} did not answer (the instance may have been lost); the invoke may or may not have run: {e}",
+                            v.function, v.version, env.instance.id
+                        )));
+                    }
                 }
             }
+            if round == 0 && (!went_away || tried.len() >= MAX_TRIES) {
+                break;
+            }
         }
-        if saturated == 0
+        let refused: u32 = refusals.iter().sum();
+        if refused == 0
             && let Some(e) = last_error
         {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
             return Err(LambdaError::service(format!(
                 "fleetfn could not deliver the invoke to an execution environment of {}:{}: {e}",
                 v.function, v.version
             )));
         }
-        if candidates.is_empty() {
-            return Err(LambdaError::throttled(
-                "ConcurrentInvocationLimitExceeded",
-                1,
-                format!(
-                    "Rate Exceeded. Version {} of {} has no Ready execution environment right now (concurrency throttle).",
-                    v.version, v.function
-                ),
-            ));
-        }
+        let reason = dominant(&refusals);
+        stats.throttles[reason as usize].fetch_add(1, Ordering::Relaxed);
+        let capped = if stats.capped.load(Ordering::Relaxed) {
+            " The capacity provider cannot add execution environments right now (MaxVCpuCount or instance capacity reached) until capacity frees up."
+        } else {
+            ""
+        };
+        let label = reason.label();
+        let message = if seen == 0 {
+            format!(
+                "Rate Exceeded. Version {} of {} has no Ready execution environment right now; the request was not queued ({label} throttle).{capped}",
+                v.version, v.function
+            )
+        } else if reason == ThrottleReason::Concurrency {
+            format!(
+                "Rate Exceeded. All {refused} execution environments of {}:{} tried are at their concurrency limit ({capacity} concurrent invokes in total); the request was not queued ({label} throttle).{capped}",
+                v.function, v.version
+            )
+        } else {
+            format!(
+                "Rate Exceeded. The execution environments of {}:{} refused the invoke to protect the invokes in flight: {} of {refused} are over their {} ceiling; the request was not queued ({label} throttle).{capped}",
+                v.function,
+                v.version,
+                refusals[reason as usize],
+                label.to_lowercase()
+            )
+        };
         Err(LambdaError::throttled(
             "ConcurrentInvocationLimitExceeded",
             1,
-            format!(
-                "Rate Exceeded. All {saturated} execution environments of {}:{} are at their concurrency limit ({capacity} concurrent invokes in total); the request was not queued (concurrency throttle).",
-                v.function, v.version
-            ),
+            message,
         ))
+    }
+
+    /// Whether the router still routes to an environment (it is known and Ready).
+    fn is_routable(&self, env_id: &str) -> bool {
+        self.state.read().is_ok_and(|s| {
+            s.envs
+                .get(env_id)
+                .is_some_and(|e| e.state == EnvState::Ready)
+        })
     }
 }
 
@@ -145,6 +273,10 @@ impl Invoker for DataPlane {
         req: InvokeRequest,
     ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>> {
         Box::pin(self.route(req))
+    }
+
+    fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
+        Box::pin(self.status_document())
     }
 
     fn environments(&self) -> serde_json::Value {
@@ -183,16 +315,37 @@ impl Invoker for DataPlane {
         let mut instances: Vec<serde_json::Value> = s
             .instances
             .values()
-            .flatten()
             .map(|i| {
                 serde_json::json!({
                     "InstanceId": i.id,
                     "Zone": i.zone,
                     "CapacityProvider": i.capacity_provider,
+                    "InstanceType": i.instance_type.name,
+                    "State": i.state,
                 })
             })
             .collect();
         instances.sort_by(|a, b| a["InstanceId"].as_str().cmp(&b["InstanceId"].as_str()));
         serde_json::json!({ "Environments": list, "Instances": instances })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_is_counted_under_the_most_frequent_refusal() {
+        assert_eq!(dominant(&[0, 0, 0, 0]), ThrottleReason::Concurrency);
+        assert_eq!(dominant(&[1, 2, 0, 0]), ThrottleReason::Cpu);
+        assert_eq!(dominant(&[0, 1, 1, 3]), ThrottleReason::Disk);
+        // Ties go to concurrency, then CPU, memory, disk.
+        assert_eq!(dominant(&[2, 2, 2, 2]), ThrottleReason::Concurrency);
+        assert_eq!(dominant(&[0, 1, 1, 0]), ThrottleReason::Cpu);
+        assert_eq!(dominant(&[0, 0, 4, 4]), ThrottleReason::Memory);
+        assert_eq!(
+            throttle_reason(&RejectReason::Memory),
+            ThrottleReason::Memory
+        );
     }
 }

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::{
     AgentReport, EnvironmentRequest, H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON,
-    H_REQUEST_ID, H_TENANT_ID, PREFIX,
+    H_REQUEST_ID, H_TENANT_ID, PREFIX, RejectReason,
 };
 
 /// Deadline of control requests (start, stop) beyond any long-poll wait.
@@ -46,8 +46,12 @@ pub enum InvokeReply {
         payload: Bytes,
         function_error: Option<String>,
     },
-    /// The environment could not take it (no idle worker, draining, over a ceiling).
-    Rejected { reason: String },
+    /// The environment could not take it (no idle worker, draining, over a ceiling);
+    /// `detail` is the agent's explanation.
+    Rejected {
+        reason: RejectReason,
+        detail: String,
+    },
     /// The agent does not know the environment (it was stopped or replaced).
     Gone,
     /// The invoke itself is unacceptable (e.g. a client context that is not valid there).
@@ -243,8 +247,8 @@ impl AgentClient {
                 reason: headers
                     .get(H_REJECT_REASON)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("concurrency")
-                    .to_string(),
+                    .map_or(RejectReason::Concurrency, RejectReason::from_header),
+                detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
             }),
             StatusCode::NOT_FOUND => Ok(InvokeReply::Gone),
             StatusCode::BAD_REQUEST => Ok(InvokeReply::Invalid {

@@ -23,8 +23,66 @@ pub const H_CLIENT_CONTEXT: &str = "x-fleetfn-client-context";
 pub const H_TENANT_ID: &str = "x-fleetfn-tenant-id";
 /// Response header: the invoke failed in the function (value: `Unhandled`).
 pub const H_FUNCTION_ERROR: &str = "x-fleetfn-function-error";
-/// Response header on 429: why the environment could not take the invoke.
+/// Response header on 429: why the environment could not take the invoke (a [`RejectReason`]).
 pub const H_REJECT_REASON: &str = "x-fleetfn-reject-reason";
+
+/// Why an environment refused an invoke (`H_REJECT_REASON`); the router tries another
+/// environment, and a final throttle counts as `ConcurrencyThrottles`, `CPUThrottles`,
+/// `MemoryThrottles` or `DiskThrottles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectReason {
+    /// No idle runtime worker, or the environment is not Ready.
+    Concurrency,
+    /// CPU use over the last window is at its ceiling.
+    Cpu,
+    /// Memory in use is at its ceiling.
+    Memory,
+    /// `/tmp` is nearly full.
+    Disk,
+}
+
+impl RejectReason {
+    /// Every reason, in the order the agent checks them.
+    pub const ALL: [Self; 4] = [Self::Concurrency, Self::Memory, Self::Disk, Self::Cpu];
+
+    /// The header value: `concurrency`, `cpu`, `memory` or `disk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Concurrency => "concurrency",
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+        }
+    }
+
+    /// Parses a header value; anything unknown (a newer peer) counts as concurrency.
+    pub fn from_header(value: &str) -> Self {
+        value.parse().unwrap_or(Self::Concurrency)
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reject reason that is none of `concurrency`, `cpu`, `memory`, `disk`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reject reason {0:?}")]
+pub struct UnknownRejectReason(pub String);
+
+impl std::str::FromStr for RejectReason {
+    type Err = UnknownRejectReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim())
+            .ok_or_else(|| UnknownRejectReason(s.to_owned()))
+    }
+}
 
 /// What the server asks an agent to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,10 +130,11 @@ pub struct EnvironmentStatus {
     pub max_concurrency: u32,
     /// Milliseconds from start to Ready, once Ready.
     pub init_ms: Option<u64>,
-    /// Memory in use now, in bytes (from the environment's cgroup; absent without one).
+    /// Memory in use as last sampled (≈ 1 s), in bytes: the working set of the environment's
+    /// cgroup, or the summed resident set of its process tree without one.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
-    /// CPU time used since start, in nanoseconds (absent without a cgroup).
+    /// CPU time used since start as last sampled, in nanoseconds (cgroup, or process tree).
     #[serde(default)]
     pub cpu_usage_ns: Option<u64>,
     /// `MemorySize` in bytes and vCPUs, for utilization ratios.
@@ -83,6 +142,17 @@ pub struct EnvironmentStatus {
     pub memory_limit_bytes: u64,
     #[serde(default)]
     pub vcpus: f64,
+    /// CPU used over the last sampling window (≈ 1 s), as a fraction of the environment's
+    /// CPU allotment (vCPUs × the instance's host CPUs per vCPU); absent before two samples
+    /// or when the agent cannot measure CPU.
+    #[serde(default)]
+    pub cpu_utilization: Option<f64>,
+    /// Bytes used in the environment's `/tmp`, as last sampled.
+    #[serde(default)]
+    pub tmp_used_bytes: Option<u64>,
+    /// `EphemeralStorage` in bytes.
+    #[serde(default)]
+    pub tmp_limit_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,4 +171,60 @@ pub struct AgentReport {
     /// One line on the isolation in force (cgroups, namespaces, uid drop, or none).
     pub isolation: String,
     pub environments: Vec<EnvironmentStatus>,
+    /// The instance's type, size and use (absent from agents that predate it).
+    #[serde(default)]
+    pub instance: Option<InstanceUsage>,
+}
+
+/// An instance's type and size, and its use as read from its cgroup slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// Host CPUs per virtual vCPU (CPU quota of the instance = `vcpus × cpu_scale`).
+    pub cpu_scale: f64,
+    /// CPU time used by the instance (agent and environments) since its slice was created,
+    /// in nanoseconds; absent without a cgroup slice.
+    #[serde(default)]
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory in use by the instance, in bytes; absent without a cgroup slice.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_reasons_round_trip_and_unknown_ones_count_as_concurrency() {
+        for r in RejectReason::ALL {
+            assert_eq!(r.as_str().parse::<RejectReason>(), Ok(r));
+            assert_eq!(RejectReason::from_header(r.as_str()), r);
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+        }
+        assert_eq!(
+            "gpu".parse::<RejectReason>(),
+            Err(UnknownRejectReason("gpu".into()))
+        );
+        assert_eq!(RejectReason::from_header("gpu"), RejectReason::Concurrency);
+    }
+
+    #[test]
+    fn reports_of_older_agents_still_parse() {
+        let old = r#"{"instance_id":"i-1","zone":"z","revision":3,"isolation":"none",
+            "environments":[{"env_id":"e","function_name":"f","version":"1","state":"Ready",
+            "failure":null,"in_flight":0,"parked":1,"max_concurrency":1,"init_ms":5}]}"#;
+        let r: AgentReport = serde_json::from_str(old).unwrap();
+        assert_eq!(r.instance, None);
+        let e = &r.environments[0];
+        assert_eq!(
+            (e.cpu_utilization, e.tmp_used_bytes, e.tmp_limit_bytes),
+            (None, None, 0)
+        );
+    }
 }

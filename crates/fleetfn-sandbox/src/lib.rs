@@ -3,8 +3,9 @@
 //! Owns: the [`SandboxSpec`] wire format; the single-threaded helper [`jail_main`] that the
 //! `fleetfn jail` subcommand runs to join a cgroup, unshare namespaces, build a read-only root
 //! with the code at `/var/task` and a private `/tmp`, drop to an unprivileged uid and exec the
-//! runtime; the [`Cgroups`] manager the agent uses to create, limit, measure, kill and remove
-//! environment cgroups (v1 and v2); and the start-up [`probe()`] of what the host allows.
+//! runtime; the [`Cgroups`] manager the agent uses to create, limit, measure, kill, remove and
+//! sweep instance slices and environment cgroups (v1 and v2); and the start-up [`probe()`] of
+//! what the host allows.
 //!
 //! Must not: fork from a multithreaded process (only [`jail_main`] forks, and it refuses to run
 //! with more than one thread), depend on tokio, or know about Lambda semantics beyond paths.
@@ -23,7 +24,9 @@ pub mod probe;
 pub mod rootfs;
 pub mod spec;
 
-pub use cgroups::{CgroupError, CgroupLayout, CgroupLimits, CgroupStats, Cgroups, Controller};
+pub use cgroups::{
+    CgroupError, CgroupLayout, CgroupLimits, CgroupStats, Cgroups, Controller, Membership,
+};
 pub use host::{Host, LinuxHost, RecordingHost};
 pub use jail::{JailError, SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
 pub use probe::{Isolation, probe, probe_with_root};

@@ -16,8 +16,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use fleetfn_sandbox::{
-    CgroupSpec, Cgroups, Controller, Isolation, LinuxHost, Namespaces, SETUP_FAILURE_EXIT_CODE,
-    SandboxSpec, probe,
+    CgroupLimits, CgroupSpec, Cgroups, Controller, Isolation, LinuxHost, Namespaces,
+    SETUP_FAILURE_EXIT_CODE, SandboxSpec, probe,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -637,6 +637,75 @@ fn kill_all_and_remove_leave_nothing_behind() {
         !mounts.contains(fx.dir.path().to_str().unwrap()),
         "{mounts}"
     );
+}
+
+#[test]
+fn instance_slices_nest_sweep_and_let_a_process_go_back() {
+    let test = "instance_slices_nest_sweep_and_let_a_process_go_back";
+    let Some(iso) = check_host(test, true) else {
+        return;
+    };
+    let fx = Fixture::new("nest", &iso);
+    let top = fx.cgroups();
+    top.create_slice().unwrap();
+    // A process to move around (an agent, say): the helper holding 1 MiB until killed.
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut hog = KillOnDrop(
+        Command::new(HELPER)
+            .args(["hold", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(hog.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "allocated 1");
+    let pid = hog.0.id();
+    let origin = top.membership(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+
+    // Instance slice with limits; the process in its leaf; an environment below.
+    let inst = top.child("i-live").unwrap();
+    inst.create_slice().unwrap();
+    top.set_limits(
+        "i-live",
+        &CgroupLimits {
+            memory_bytes: Some(256 << 20),
+            cpu_quota_us: Some(50_000),
+            ..CgroupLimits::default()
+        },
+    )
+    .unwrap();
+    inst.create("agent").unwrap();
+    inst.add_process("agent", pid).unwrap();
+    inst.create("e-1").unwrap();
+    let env_quota = |quota| CgroupLimits {
+        cpu_quota_us: Some(quota),
+        ..CgroupLimits::default()
+    };
+    inst.set_limits("e-1", &env_quota(25_000)).unwrap();
+    if top.layout().version() == 1 {
+        // v1 refuses a child quota above its parent's: the agent clamps environments.
+        assert!(inst.set_limits("e-1", &env_quota(100_000)).is_err());
+    }
+    top.child("i-dead").unwrap().create("e-2").unwrap();
+    assert_eq!(top.subtree_procs("i-live").unwrap(), [pid]);
+    assert!(top.stats("i-live").is_ok());
+
+    // Only the process-free instance goes; then the process goes back and its slice follows.
+    assert_eq!(top.sweep(&[]), ["i-dead"]);
+    assert_eq!(top.list().unwrap(), ["i-live"]);
+    origin.rejoin(pid).unwrap();
+    assert_eq!(top.subtree_procs("i-live").unwrap(), Vec::<u32>::new());
+    assert_eq!(top.sweep(&[]), ["i-live"]);
+    assert_eq!(top.list().unwrap(), Vec::<String>::new());
 }
 
 #[test]

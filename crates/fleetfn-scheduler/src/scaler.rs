@@ -63,6 +63,14 @@ pub struct VersionSnapshot {
     pub target_cpu: f64,
     /// How long the load has been continuously low (zero if it is not low).
     pub low_for: Duration,
+    /// How long load must stay low before a scale-in step (normally [`SCALE_IN_AFTER`]; tests
+    /// and operators may shorten it).
+    #[serde(default = "default_scale_in_after")]
+    pub scale_in_after: Duration,
+}
+
+fn default_scale_in_after() -> Duration {
+    SCALE_IN_AFTER
 }
 
 /// The result of [`decide`].
@@ -117,7 +125,7 @@ pub fn desired_environments(s: &VersionSnapshot) -> u32 {
     let out = needed(s, 1.0);
     let raw = if out > s.current {
         out
-    } else if is_low(s) && s.low_for >= SCALE_IN_AFTER {
+    } else if is_low(s) && s.low_for >= s.scale_in_after {
         let step = ((f64::from(s.current) * SCALE_IN_STEP_FRACTION).floor() as u32).max(1);
         needed(s, SCALE_IN_HEADROOM).max(s.current.saturating_sub(step))
     } else {
@@ -128,7 +136,7 @@ pub fn desired_environments(s: &VersionSnapshot) -> u32 {
 
 /// One scaler tick: the desired count and the next `low_for`. `elapsed` is the time since the
 /// previous decision. The timer restarts after any change of the count, so scale-in steps are at
-/// least [`SCALE_IN_AFTER`] apart and each is re-validated on a fresh, settled snapshot.
+/// least `scale_in_after` apart and each is re-validated on a fresh, settled snapshot.
 pub fn decide(s: &VersionSnapshot, elapsed: Duration) -> Decision {
     let desired = desired_environments(s);
     let low_for = if desired != s.current || !is_low(s) {

@@ -32,6 +32,17 @@ impl ControlPlane {
             .collect())
     }
 
+    /// Every capacity provider (for status), by name.
+    pub async fn capacity_providers_by_name(&self) -> Result<Vec<(String, CapacityProvider)>> {
+        let all: Vec<(CapacityProviderRecord, String, i64)> = self
+            .list_records(Table::CapacityProviders, "", None, usize::MAX >> 1)
+            .await?;
+        Ok(all
+            .into_iter()
+            .map(|(r, _, _)| (r.name().to_string(), r.provider))
+            .collect())
+    }
+
     /// A capacity provider by name, if it exists.
     pub async fn capacity_provider_by_name(&self, name: &str) -> Result<Option<CapacityProvider>> {
         Ok(self

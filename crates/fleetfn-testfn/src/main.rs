@@ -15,6 +15,8 @@
 //! | `{"op":"write","path":"/var/task/x"}` | tries to write that file: `{"path":..,"written":bool,"error":..}` |
 //! | `{"op":"ps"}` | `{"pids":[..]}`: the numeric entries of `/proc` |
 //! | `{"op":"noop"}` | `{}` |
+//! | `{"op":"burn","ms":20}` | keeps one CPU busy for that long (wall clock), then `{"burned_ms":20}` |
+//! | `{"op":"fill","mb":N}` | writes N MiB to a new file under `/tmp`, then `{"path":..,"mb":N}` |
 //!
 //! A missing or unknown `op`, or a missing argument, is a function error (`InvalidEvent`).
 //! The `env` op returns every `AWS_*` variable, credentials included: it is a fixture for
@@ -82,8 +84,46 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
             Ok(json!({ "path": path, "written": written, "error": error }))
         }
         "ps" => Ok(json!({ "pids": pids().map_err(|e| diag("ProcError", e.to_string()))? })),
+        "burn" => {
+            let ms = u64_arg(&event, "ms")?;
+            tokio::task::spawn_blocking(move || {
+                let until = std::time::Instant::now() + Duration::from_millis(ms);
+                let mut x: u64 = 0;
+                while std::time::Instant::now() < until {
+                    for i in 0..10_000u64 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                    }
+                }
+                x
+            })
+            .await
+            .map_err(|e| diag("BurnError", e.to_string()))?;
+            Ok(json!({ "burned_ms": ms }))
+        }
+        "fill" => {
+            let mb = u64_arg(&event, "mb")?;
+            let path = std::env::temp_dir().join(format!("fill-{}", uuid_like()));
+            let chunk = vec![0x5au8; 1 << 20];
+            let mut f =
+                std::fs::File::create(&path).map_err(|e| diag("FillError", e.to_string()))?;
+            for _ in 0..mb {
+                std::io::Write::write_all(&mut f, &chunk)
+                    .map_err(|e| diag("FillError", e.to_string()))?;
+            }
+            Ok(json!({ "path": path.display().to_string(), "mb": mb }))
+        }
         other => Err(invalid(format!("unknown op {other:?}"))),
     }
+}
+
+/// A name unique within this process.
+fn uuid_like() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 fn u64_arg(event: &Value, name: &str) -> Result<u64, Diagnostic> {

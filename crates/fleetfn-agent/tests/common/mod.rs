@@ -25,31 +25,46 @@ pub async fn guarded<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-/// The `fleetfn-testfn` fixture binary, built once per test process with the same cargo and
-/// target directory as the tests.
+/// Builds binary `bin` of package `package` with the same cargo and target directory as the
+/// tests, and returns its path.
+fn cargo_binary(package: &str, bin: &str) -> PathBuf {
+    let workspace = manifest_dir().join("../..");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json",
+        ])
+        .current_dir(&workspace)
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --bin {bin} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
+}
+
+/// The `fleetfn-testfn` fixture binary, built once per test process.
 pub fn testfn_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-p", "fleetfn-testfn", "--message-format=json"])
-            .current_dir(&workspace)
-            .output()
-            .expect("run cargo build -p fleetfn-testfn");
-        assert!(
-            out.status.success(),
-            "cargo build -p fleetfn-testfn failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| {
-                m["reason"] == "compiler-artifact" && m["target"]["name"] == "fleetfn-testfn"
-            })
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no fleetfn-testfn executable")
-    })
+    BIN.get_or_init(|| cargo_binary("fleetfn-testfn", "fleetfn-testfn"))
+}
+
+/// `fleetfn-sandbox-test-helper`, built once per test process: it runs the sandbox helper as
+/// `jail --spec-file F` (what `fleetfn jail` does) and holds memory as `hold <MiB>`.
+pub fn sandbox_helper_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| cargo_binary("fleetfn-sandbox", "fleetfn-sandbox-test-helper"))
 }
 
 /// Writes an executable file.
@@ -94,6 +109,7 @@ pub fn spec(env_id: &str, runtime: &str, code_dir: &Path, max_concurrency: u32) 
         timeout_secs: 30,
         max_concurrency,
         vcpus: 1.0,
+        cpu_scale: 1.0,
         ephemeral_storage_mb: 512,
         region: "us-east-1".to_owned(),
         env_vars: BTreeMap::new(),
@@ -124,4 +140,11 @@ pub fn log_records(path: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
         .collect()
+}
+
+/// The crate's directory: from the environment `cargo test` runs the binary with (so a test
+/// binary built from another checkout still reads this one's files), else the build-time path.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

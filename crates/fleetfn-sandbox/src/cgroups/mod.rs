@@ -1,8 +1,10 @@
 //! Cgroup management for execution environments, v1 and v2, on an injectable cgroupfs root.
 //!
-//! The agent owns one parent cgroup (its "slice", `fleetfn` by default) under every hierarchy
-//! it uses, and one child cgroup per environment below it. This module creates both, writes
-//! limits, moves processes, reads usage, kills and removes. It only touches files under the root
+//! Agents share one parent cgroup (a "slice", `fleetfn` by default) under every hierarchy
+//! they use; each agent's instance slice is a child cgroup there ([`Cgroups::child`]) and in
+//! turn the slice of its environments' cgroups. This module creates them, writes limits, moves
+//! processes (and back, [`Membership`]), reads usage, kills, removes, and sweeps what holds no
+//! process any more ([`Cgroups::sweep`]). It only touches files under the root
 //! it was given, so tests point it at fixture directories. It never forks and keeps no state
 //! besides paths, so both the agent (multithreaded) and the helper may use it.
 
@@ -111,6 +113,13 @@ impl CgroupLayout {
         Self::detect_with(root, &|p| p.exists(), &|p| std::fs::read_to_string(p))
     }
 
+    /// The cgroup filesystem root.
+    pub fn root(&self) -> &Path {
+        match self {
+            Self::V1 { root, .. } | Self::V2 { root, .. } => root,
+        }
+    }
+
     /// The controllers fleetfn can use.
     pub fn controllers(&self) -> &[Controller] {
         match self {
@@ -176,6 +185,18 @@ pub struct CgroupStats {
     pub memory_peak_bytes: Option<u64>,
     /// Processes killed by the OOM killer in this cgroup.
     pub oom_kills: u64,
+    /// Page cache on the inactive file list (reclaimable at no cost), in bytes; 0 when
+    /// `memory.stat` is missing.
+    pub memory_inactive_file_bytes: u64,
+}
+
+impl CgroupStats {
+    /// Memory in use that the kernel cannot simply drop: the charge minus inactive page
+    /// cache (what `docker stats` and the kubelet call the working set). Tmpfs pages stay in.
+    pub fn memory_working_set_bytes(&self) -> u64 {
+        self.memory_current_bytes
+            .saturating_sub(self.memory_inactive_file_bytes)
+    }
 }
 
 /// A cgroup operation failed.
@@ -218,6 +239,15 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
     std::fs::read_to_string(path).map_err(CgroupError::io("read", path))
+}
+
+/// [`read_keyed`] for a file that may be missing (a controller not enabled there).
+pub(crate) fn read_keyed_if_present(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
+    if path.exists() {
+        read_keyed(path, key)
+    } else {
+        Ok(None)
+    }
 }
 
 pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
@@ -282,6 +312,21 @@ impl Cgroups {
     /// The detected layout.
     pub fn layout(&self) -> &CgroupLayout {
         &self.layout
+    }
+
+    /// The slice, relative to the cgroup root (e.g. `fleetfn` or `fleetfn/i-0abc`).
+    pub fn slice(&self) -> &Path {
+        &self.slice
+    }
+
+    /// A manager for the cgroup `name` under this slice, used as a slice of its own (an
+    /// instance slice holding environment cgroups). Creates nothing.
+    pub fn child(&self, name: &str) -> Result<Self, CgroupError> {
+        Self::check_name(name)?;
+        Ok(Self {
+            layout: self.layout.clone(),
+            slice: self.slice.join(name),
+        })
     }
 
     /// Directories of the hierarchies in use, deduplicated (co-mounted v1 controllers share
@@ -491,6 +536,84 @@ impl Cgroups {
         Ok(names)
     }
 
+    /// Pids in `name` and in every cgroup below it, in any hierarchy.
+    pub fn subtree_procs(&self, name: &str) -> Result<Vec<u32>, CgroupError> {
+        let mut pids = Vec::new();
+        for dir in self.env_dirs(name)? {
+            collect_procs(&dir, &mut pids)?;
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
+    /// Removes every cgroup directly under the slice whose whole subtree holds no process (in
+    /// any hierarchy), except those named in `keep`: what stopped environments and killed
+    /// agents left behind. Nothing is killed; a subtree that gains a process meanwhile fails
+    /// to `rmdir` (`EBUSY`) and stays. Returns the names removed.
+    pub fn sweep(&self, keep: &[&str]) -> Vec<String> {
+        let mut removed = Vec::new();
+        for name in self.list().unwrap_or_default() {
+            if keep.contains(&name.as_str())
+                || !self.subtree_procs(&name).is_ok_and(|p| p.is_empty())
+            {
+                continue;
+            }
+            let gone = self
+                .env_dirs(&name)
+                .unwrap_or_default()
+                .iter()
+                .all(|dir| rmdir_tree(dir).is_ok());
+            if gone {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+
+    /// The cgroups a process is in, one directory per hierarchy in use, from the content of
+    /// its `/proc/<pid>/cgroup`. Hierarchies it names no cgroup in are left out.
+    pub fn membership(&self, proc_cgroup: &str) -> Membership {
+        let entries: Vec<(Vec<&str>, &str)> = proc_cgroup
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let _id = parts.next()?;
+                let controllers = parts.next()?;
+                let path = parts.next()?;
+                Some((controllers.split(',').collect(), path))
+            })
+            .collect();
+        let dirs = self
+            .hierarchies()
+            .into_iter()
+            .filter_map(|(dir, controllers)| {
+                let path = match &self.layout {
+                    CgroupLayout::V2 { .. } => entries
+                        .iter()
+                        .find(|(cs, _)| cs.iter().all(|c| c.is_empty()))
+                        .map(|(_, p)| *p),
+                    CgroupLayout::V1 { .. } => {
+                        let name = controllers.first()?.name();
+                        entries
+                            .iter()
+                            .find(|(cs, _)| cs.contains(&name))
+                            .map(|(_, p)| *p)
+                    }
+                }?;
+                Some(dir.join(path.trim_start_matches('/')))
+            })
+            .collect();
+        Membership { dirs }
+    }
+
+    /// The root cgroup of every hierarchy in use (somewhere a process can always go).
+    pub fn root_membership(&self) -> Membership {
+        Membership {
+            dirs: self.hierarchies().into_iter().map(|(dir, _)| dir).collect(),
+        }
+    }
+
     /// Removes every environment under the slice, then the slice itself (not its ancestors).
     /// For agent shutdown, and at start-up to clear what a crashed agent left behind.
     pub fn remove_slice(&self) -> Result<(), CgroupError> {
@@ -501,6 +624,70 @@ impl Cgroups {
             rmdir_retrying(&dir)?;
         }
         Ok(())
+    }
+}
+
+/// Where a process was in each hierarchy ([`Cgroups::membership`]), to move it back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    dirs: Vec<PathBuf>,
+}
+
+impl Membership {
+    /// The cgroup directories, one per hierarchy.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Moves process `pid` (all its threads) back into these cgroups.
+    pub fn rejoin(&self, pid: u32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the pids of `dir` and its descendants to `pids`; a missing directory adds nothing.
+fn collect_procs(dir: &Path, pids: &mut Vec<u32>) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&path) {
+        Ok(content) => {
+            for line in content.lines().filter(|l| !l.trim().is_empty()) {
+                pids.push(line.trim().parse().map_err(|_| CgroupError::Parse {
+                    path: path.clone(),
+                    content: content.clone(),
+                })?);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CgroupError::io("read", &path)(e)),
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CgroupError::io("list", dir)(e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_procs(&entry.path(), pids)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a cgroup and its descendants, deepest first, one `rmdir` each (no retries).
+fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&entry.path())?;
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CgroupError::io("rmdir", dir)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -641,6 +828,116 @@ mod tests {
             "11\n12\n",
         );
         assert_eq!(cg.procs("e1").unwrap(), [10, 11, 12]);
+    }
+
+    #[test]
+    fn sweep_removes_process_free_subtrees_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        v1_root(tmp.path(), &["memory", "cpu", "pids"]);
+        let top = Cgroups::detect(tmp.path(), "fleetfn").unwrap();
+        // A live instance (its agent in a leaf), a dead one with an environment left, an
+        // empty environment cgroup of the old flat layout, and our own (kept even if empty).
+        let live = top.child("i-live").unwrap();
+        live.create("agent").unwrap();
+        set_fixture(
+            &tmp.path().join("pids/fleetfn/i-live/agent"),
+            "cgroup.procs",
+            "77\n",
+        );
+        top.child("i-dead").unwrap().create("e-1").unwrap();
+        top.create("e-flat").unwrap();
+        top.child("i-self").unwrap().create_slice().unwrap();
+        assert_eq!(top.subtree_procs("i-live").unwrap(), [77]);
+        assert_eq!(top.subtree_procs("i-dead").unwrap(), Vec::<u32>::new());
+
+        let mut removed = top.sweep(&["i-self"]);
+        removed.sort();
+        assert_eq!(removed, ["e-flat", "i-dead"]);
+        assert_eq!(top.list().unwrap(), ["i-live", "i-self"]);
+        assert!(tmp.path().join("memory/fleetfn/i-live/agent").is_dir());
+    }
+
+    #[test]
+    fn instance_slices_nest_environment_cgroups() {
+        for v2 in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            if v2 {
+                v2_root(tmp.path(), "cpu memory pids");
+            } else {
+                v1_root(tmp.path(), &["memory", "cpu", "cpuacct", "pids"]);
+            }
+            let top = Cgroups::detect(tmp.path(), "fleetfn").unwrap();
+            let inst = top.child("i-1").unwrap();
+            assert_eq!(inst.slice(), Path::new("fleetfn/i-1"));
+            assert!(matches!(top.child("../x"), Err(CgroupError::Name(_))));
+            inst.create_slice().unwrap();
+            top.set_limits(
+                "i-1",
+                &CgroupLimits {
+                    memory_bytes: Some(1 << 30),
+                    cpu_quota_us: Some(50_000),
+                    ..CgroupLimits::default()
+                },
+            )
+            .unwrap();
+            inst.create("e-1").unwrap();
+            let (cpu_dir, mem_dir) = if v2 {
+                let d = tmp.path().join("fleetfn/i-1");
+                (d.clone(), d)
+            } else {
+                (
+                    tmp.path().join("cpu/fleetfn/i-1"),
+                    tmp.path().join("memory/fleetfn/i-1"),
+                )
+            };
+            if v2 {
+                assert_eq!(get(&cpu_dir, "cpu.max"), "50000 100000");
+                assert_eq!(get(&mem_dir, "memory.max"), "1073741824");
+                // Controllers reach the environments: enabled at every level down to the
+                // instance slice.
+                assert_eq!(
+                    get(&cpu_dir, "cgroup.subtree_control"),
+                    "+cpu +memory +pids"
+                );
+            } else {
+                assert_eq!(get(&cpu_dir, "cpu.cfs_quota_us"), "50000");
+                assert_eq!(get(&mem_dir, "memory.limit_in_bytes"), "1073741824");
+            }
+            assert!(cpu_dir.join("e-1").is_dir());
+            assert_eq!(inst.list().unwrap(), ["e-1"]);
+            assert_eq!(top.list().unwrap(), ["i-1"]);
+        }
+    }
+
+    #[test]
+    fn membership_follows_proc_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        v1_root(tmp.path(), &["memory", "cpu", "cpuacct", "pids"]);
+        let cg = Cgroups::detect(tmp.path(), "fleetfn").unwrap();
+        let proc_cgroup =
+            "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/b45e\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+        let m = cg.membership(proc_cgroup);
+        assert_eq!(
+            m.dirs(),
+            [
+                tmp.path().join("memory/process_api/b45e"),
+                tmp.path().join("cpu/"),
+                tmp.path().join("cpuacct/"),
+                tmp.path().join("pids/"),
+            ]
+        );
+        std::fs::create_dir_all(tmp.path().join("memory/process_api/b45e")).unwrap();
+        m.rejoin(42).unwrap();
+        assert_eq!(
+            get(&tmp.path().join("memory/process_api/b45e"), "cgroup.procs"),
+            "42"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        v2_root(tmp.path(), "cpu memory");
+        let cg = Cgroups::detect(tmp.path(), "fleetfn").unwrap();
+        let m = cg.membership("0::/user.slice/session-1.scope\n");
+        assert_eq!(m.dirs(), [tmp.path().join("user.slice/session-1.scope")]);
     }
 
     #[test]

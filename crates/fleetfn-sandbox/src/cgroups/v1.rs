@@ -1,10 +1,13 @@
 //! cgroup v1 files: `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`,
 //! `cpu.cfs_{period,quota}_us`, `pids.max`, `cpuacct.usage`, `memory.{usage,max_usage}_in_bytes`,
-//! `memory.oom_control`.
+//! `memory.oom_control`, `memory.stat`.
 
 use std::path::Path;
 
-use super::{CgroupError, CgroupLimits, CgroupStats, Controller, read_keyed, read_u64, write};
+use super::{
+    CgroupError, CgroupLimits, CgroupStats, Controller, read_keyed, read_keyed_if_present,
+    read_u64, write,
+};
 
 /// v1 spells "unlimited" as -1 for memory and CFS quota.
 fn or_unlimited(value: Option<u64>) -> String {
@@ -63,6 +66,9 @@ pub(super) fn stats(
         stats.memory_peak_bytes = Some(read_u64(&dir.join("memory.max_usage_in_bytes"))?);
         // `oom_kill` appeared in 4.13; older kernels only have under_oom.
         stats.oom_kills = read_keyed(&dir.join("memory.oom_control"), "oom_kill")?.unwrap_or(0);
+        // `total_` counts descendants too (an instance slice's environments).
+        stats.memory_inactive_file_bytes =
+            read_keyed_if_present(&dir.join("memory.stat"), "total_inactive_file")?.unwrap_or(0);
     }
     Ok(stats)
 }
@@ -163,8 +169,17 @@ mod tests {
                 memory_current_bytes: 258_048,
                 memory_peak_bytes: Some(1_048_576),
                 oom_kills: 2,
+                memory_inactive_file_bytes: 0,
             }
         );
+        set_fixture(
+            &mem,
+            "memory.stat",
+            "cache 8192\ninactive_file 4096\ntotal_cache 65536\ntotal_inactive_file 57344\n",
+        );
+        let stats = cg.stats("e1").unwrap();
+        assert_eq!(stats.memory_inactive_file_bytes, 57_344);
+        assert_eq!(stats.memory_working_set_bytes(), 258_048 - 57_344);
         set_fixture(
             &mem,
             "memory.oom_control",

@@ -1,10 +1,11 @@
 //! cgroup v2 files: `cgroup.subtree_control`, `memory.max`, `memory.swap.max`, `cpu.max`,
-//! `pids.max`, `cpu.stat`, `memory.current`, `memory.peak`, `memory.events`.
+//! `pids.max`, `cpu.stat`, `memory.current`, `memory.peak`, `memory.events`, `memory.stat`.
 
 use std::path::Path;
 
 use super::{
-    CgroupError, CgroupLimits, CgroupStats, Controller, mkdir, read_keyed, read_u64, write,
+    CgroupError, CgroupLimits, CgroupStats, Controller, mkdir, read_keyed, read_keyed_if_present,
+    read_u64, write,
 };
 
 /// Enables `controllers` for the children of the root and of each level down to the slice.
@@ -77,11 +78,13 @@ pub(super) fn stats(dir: &Path) -> Result<CgroupStats, CgroupError> {
         } else {
             None
         },
-        oom_kills: if dir.join("memory.events").exists() {
-            read_keyed(&dir.join("memory.events"), "oom_kill")?.unwrap_or(0)
-        } else {
-            0
-        },
+        oom_kills: read_keyed_if_present(&dir.join("memory.events"), "oom_kill")?.unwrap_or(0),
+        // Hierarchical on v2: an instance slice's figure includes its environments.
+        memory_inactive_file_bytes: read_keyed_if_present(
+            &dir.join("memory.stat"),
+            "inactive_file",
+        )?
+        .unwrap_or(0),
     })
 }
 
@@ -184,11 +187,19 @@ mod tests {
                 cpu_usage_ns: 1_500_000,
                 memory_current_bytes: 4096,
                 memory_peak_bytes: None,
-                oom_kills: 1
+                oom_kills: 1,
+                memory_inactive_file_bytes: 0,
             }
         );
         set_fixture(&env, "memory.peak", "8192\n");
-        assert_eq!(cg.stats("e1").unwrap().memory_peak_bytes, Some(8192));
+        set_fixture(
+            &env,
+            "memory.stat",
+            "anon 1024\nfile 2048\nactive_file 1024\ninactive_file 1024\n",
+        );
+        let stats = cg.stats("e1").unwrap();
+        assert_eq!(stats.memory_peak_bytes, Some(8192));
+        assert_eq!(stats.memory_working_set_bytes(), 3072);
     }
 
     #[test]

@@ -10,6 +10,7 @@ fn snap(current: u32, avg_cpu: f64, saturation: f64) -> VersionSnapshot {
         max: None,
         target_cpu: AUTO_TARGET_CPU,
         low_for: Duration::ZERO,
+        scale_in_after: SCALE_IN_AFTER,
     }
 }
 
@@ -183,6 +184,7 @@ fn arb_snapshot() -> impl Strategy<Value = VersionSnapshot> {
                 max,
                 target_cpu: target,
                 low_for: Duration::from_secs(low),
+                scale_in_after: SCALE_IN_AFTER,
             },
         )
 }
@@ -226,6 +228,7 @@ proptest! {
             max: None,
             target_cpu: target,
             low_for: Duration::from_secs(low),
+            scale_in_after: SCALE_IN_AFTER,
         };
         let d = decide(&s, Duration::from_secs(1));
         prop_assert_eq!(d.desired, current);

@@ -66,7 +66,7 @@ impl Fixture {
 }
 
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    manifest_dir().join("tests/fixtures")
 }
 
 /// All `*.json` fixtures, sorted by file name.
@@ -91,4 +91,11 @@ pub fn load(name: &str) -> Fixture {
         .into_iter()
         .find(|f| f.name == name)
         .unwrap_or_else(|| panic!("no fixture named {name}"))
+}
+
+/// The crate's directory: from the environment `cargo test` runs the binary with (so a test
+/// binary built from another checkout still reads this one's files), else the build-time path.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

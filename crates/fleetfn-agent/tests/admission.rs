@@ -1,0 +1,413 @@
+//! Admission ceilings end to end, through a real agent API and `AgentClient`: an environment
+//! whose memory or `/tmp` is over its ceiling answers 429 with reason `memory` or `disk`, a
+//! normal one runs the invoke. Once with plain child processes, once sandboxed (root and
+//! cgroups; skipped with a message otherwise) under an instance slice of its own.
+//!
+//! The function's `bootstrap` takes the resources before the runtime starts: it fills
+//! `$TMPDIR` with `FILL_TMP_MB` MiB and starts `hog hold HOLD_MB` (the sandbox test helper,
+//! which keeps that much memory until killed), waiting until the memory is held.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use fleetfn_agent::{
+    Agent, AgentConfig, InstanceShape, InstanceSlice, RuntimeProvider, RuntimeProviderConfig,
+    SandboxLauncher,
+};
+use fleetfn_artifacts::{ArtifactStore, Digest};
+use fleetfn_proto::{
+    AgentClient, AgentReport, EnvState, EnvironmentRequest, EnvironmentStatus, InvokeReply,
+    RejectReason,
+};
+use fleetfn_sandbox::{CgroupLayout, Isolation, LinuxHost, Namespaces};
+
+const TOKEN: &str = "test-token";
+const MEMORY_MB: u32 = 512;
+/// 470 of 512 MiB: 91.8 %, over the 90 % memory ceiling before the runtime's own use.
+const HOLD_MB: u32 = 470;
+/// `/tmp` of 64 MiB (the smallest sandbox `/tmp`), 60 MiB written: 93.75 %.
+const TMP_MB: u32 = 64;
+const FILL_MB: u32 = 60;
+
+const BOOTSTRAP: &str = r#"#!/bin/sh
+set -e
+if [ -n "$FILL_TMP_MB" ]; then
+  head -c "${FILL_TMP_MB}M" /dev/zero > "$TMPDIR/fill"
+fi
+if [ -n "$HOLD_MB" ]; then
+  mkfifo "$TMPDIR/held"
+  ./hog hold "$HOLD_MB" > "$TMPDIR/held" &
+  read -r line < "$TMPDIR/held"
+fi
+exec ./testfn
+"#;
+
+/// The code package: the bootstrap above, the fixture function and the memory hog.
+fn package() -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o755);
+    let files: [(&str, Vec<u8>); 3] = [
+        ("bootstrap", BOOTSTRAP.as_bytes().to_vec()),
+        ("testfn", std::fs::read(testfn_binary()).unwrap()),
+        ("hog", std::fs::read(sandbox_helper_binary()).unwrap()),
+    ];
+    for (name, data) in files {
+        w.start_file(name, opts).unwrap();
+        w.write_all(&data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// An agent serving its API on loopback.
+struct Harness {
+    _dir: tempfile::TempDir,
+    agent: Agent,
+    client: AgentClient,
+    digest: Digest,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start(
+        sandbox: Option<(Isolation, Option<Arc<InstanceSlice>>)>,
+        shape: InstanceShape,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().join("artifacts")).unwrap();
+        let digest = store.put(&package()).unwrap();
+        let mut provider = RuntimeProvider::detect(RuntimeProviderConfig::new(
+            dir.path().join("rt"),
+            dir.path().join("envs"),
+        ));
+        let mut isolation = "none (plain child processes)".to_owned();
+        let mut instance_slice = None;
+        if let Some((iso, slice)) = sandbox {
+            isolation = iso.to_string();
+            instance_slice.clone_from(&slice);
+            provider = provider.with_launcher(Arc::new(SandboxLauncher::new(
+                sandbox_helper_binary().to_path_buf(),
+                iso,
+                slice,
+            )));
+        }
+        let agent = Agent::new(
+            AgentConfig {
+                instance_id: "i-test".into(),
+                zone: "z1".into(),
+                token: TOKEN.into(),
+                artifacts_dir: dir.path().join("artifacts"),
+                logs_dir: dir.path().join("logs"),
+                isolation,
+                instance: shape,
+                instance_slice,
+            },
+            provider,
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = agent.router();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self {
+            _dir: dir,
+            agent,
+            client: AgentClient::new(addr, TOKEN),
+            digest,
+            server,
+        }
+    }
+
+    async fn put(&self, env_id: &str, env: &[(&str, u32)], ephemeral_mb: u32) {
+        let req = EnvironmentRequest {
+            function_name: "testfn".into(),
+            version: "1".into(),
+            qualified_arn: "arn:aws:lambda:us-east-1:123456789012:function:testfn:1".into(),
+            runtime: "provided.al2023".into(),
+            handler: None,
+            code_sha256_hex: self.digest.hex(),
+            code_size: self.digest.size(),
+            memory_mb: MEMORY_MB,
+            timeout_secs: 30,
+            max_concurrency: 1,
+            vcpus: 1.0,
+            ephemeral_storage_mb: ephemeral_mb,
+            region: "us-east-1".into(),
+            env_vars: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        self.client.put_environment(env_id, &req).await.unwrap();
+    }
+
+    /// Long-polls reports until `pred` holds for the environment (woken by the agent's
+    /// revision: state changes and admission-ceiling changes).
+    async fn wait_for(
+        &self,
+        env_id: &str,
+        what: &str,
+        pred: impl Fn(&EnvironmentStatus) -> bool,
+    ) -> AgentReport {
+        guarded(what, async {
+            let mut after = None;
+            loop {
+                let r = self
+                    .client
+                    .report(after, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                let env = r.environments.iter().find(|e| e.env_id == env_id);
+                if let Some(e) = env {
+                    assert!(
+                        !matches!(e.state, EnvState::Failed | EnvState::Exited),
+                        "{env_id} ended: {e:?}"
+                    );
+                    if pred(e) {
+                        return r;
+                    }
+                }
+                after = Some(r.revision);
+            }
+        })
+        .await
+    }
+
+    async fn invoke(&self, env_id: &str, request_id: &str) -> InvokeReply {
+        self.client
+            .invoke(
+                Duration::from_secs(30),
+                env_id,
+                request_id,
+                Bytes::from_static(br#"{"op":"echo","x":1}"#),
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.agent.stop_all(Duration::from_secs(2)).await;
+        self.server.abort();
+    }
+}
+
+fn ready(e: &EnvironmentStatus) -> bool {
+    e.state == EnvState::Ready
+}
+
+fn memory_over(e: &EnvironmentStatus) -> bool {
+    ready(e)
+        && e.memory_bytes
+            .is_some_and(|m| m * 10 >= e.memory_limit_bytes * 9)
+}
+
+fn tmp_over(e: &EnvironmentStatus) -> bool {
+    ready(e)
+        && e.tmp_used_bytes
+            .is_some_and(|t| t * 10 >= e.tmp_limit_bytes * 9)
+}
+
+fn assert_rejected(reply: &InvokeReply, want: RejectReason) {
+    match reply {
+        InvokeReply::Rejected { reason, detail } => {
+            assert_eq!(*reason, want, "{detail}");
+            assert!(detail.contains(want.as_str()), "{detail}");
+        }
+        other => panic!("expected a {want} rejection, got {other:?}"),
+    }
+}
+
+/// The environments and what each must answer. In a sandbox `/tmp` is a tmpfs charged to the
+/// environment's memory, so the environment over both ceilings holds less itself (and stays
+/// under its hard memory limit).
+async fn check_ceilings(h: &Harness, sandboxed: bool) {
+    h.put("normal", &[], TMP_MB).await;
+    h.put("hungry", &[("HOLD_MB", HOLD_MB)], TMP_MB).await;
+    h.put("full", &[("FILL_TMP_MB", FILL_MB)], TMP_MB).await;
+    // Over both: memory is checked first.
+    let hold = if sandboxed {
+        HOLD_MB - FILL_MB
+    } else {
+        HOLD_MB
+    };
+    h.put(
+        "both",
+        &[("HOLD_MB", hold), ("FILL_TMP_MB", FILL_MB)],
+        TMP_MB,
+    )
+    .await;
+
+    let r = h.wait_for("normal", "normal ready", ready).await;
+    let normal = r
+        .environments
+        .iter()
+        .find(|e| e.env_id == "normal")
+        .unwrap();
+    assert_eq!(normal.tmp_limit_bytes, u64::from(TMP_MB) << 20);
+    match h.invoke("normal", "ok-1").await {
+        InvokeReply::Done {
+            payload,
+            function_error,
+        } => {
+            assert_eq!(function_error, None);
+            assert_eq!(&payload[..], br#"{"op":"echo","x":1}"#);
+        }
+        other => panic!("the normal environment must run the invoke: {other:?}"),
+    }
+
+    let r = h
+        .wait_for("hungry", "memory over its ceiling", memory_over)
+        .await;
+    let hungry = r
+        .environments
+        .iter()
+        .find(|e| e.env_id == "hungry")
+        .unwrap();
+    assert!(
+        hungry.memory_bytes.unwrap() >= u64::from(HOLD_MB) << 20,
+        "{hungry:?}"
+    );
+    assert_rejected(&h.invoke("hungry", "mem-1").await, RejectReason::Memory);
+
+    h.wait_for("full", "/tmp over its ceiling", tmp_over).await;
+    assert_rejected(&h.invoke("full", "disk-1").await, RejectReason::Disk);
+
+    h.wait_for("both", "memory and /tmp over their ceilings", |e| {
+        memory_over(e) && tmp_over(e)
+    })
+    .await;
+    assert_rejected(&h.invoke("both", "both-1").await, RejectReason::Memory);
+
+    // The normal one is unaffected by its neighbours.
+    assert!(matches!(
+        h.invoke("normal", "ok-2").await,
+        InvokeReply::Done { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_processes_are_refused_over_memory_and_disk_ceilings() {
+    let h = Harness::start(None, InstanceShape::local()).await;
+    check_ceilings(&h, false).await;
+    let r = h.client.report(None, Duration::ZERO).await.unwrap();
+    let instance = r.instance.expect("the report names the instance");
+    assert_eq!(instance.instance_type, "local");
+    assert_eq!((instance.cpu_usage_ns, instance.memory_bytes), (None, None));
+    h.stop().await;
+}
+
+/// `None` (after printing why) when the host cannot sandbox with cgroups.
+fn sandbox_host(test: &str) -> Option<(Isolation, CgroupLayout)> {
+    let iso = fleetfn_sandbox::probe(&LinuxHost);
+    let layout = iso.cgroups.clone().filter(CgroupLayout::can_limit);
+    let reason = if !iso.root {
+        Some("not root")
+    } else if iso.namespaces != Namespaces::all() {
+        Some("namespaces cannot be unshared")
+    } else if layout.is_none() {
+        Some("no usable memory+cpu cgroups")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        println!("skipping {test}: {reason} ({iso})");
+        return None;
+    }
+    Some((iso, layout?))
+}
+
+/// Removes the test's top slice even when an assertion fails.
+struct SliceGuard(Option<Arc<InstanceSlice>>, fleetfn_sandbox::Cgroups);
+
+impl Drop for SliceGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.close();
+        }
+        let _ = self.1.remove_slice();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
+    let test = "sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings";
+    let Some((iso, layout)) = sandbox_host(test) else {
+        return;
+    };
+    // A top slice of this test's own, so agents running on the host never sweep it.
+    let top = format!("fleetfn-test-{}-admission", std::process::id());
+    let shape = InstanceShape {
+        instance_type: "test.xlarge".into(),
+        vcpus: 4,
+        memory_mib: 4096,
+        cpu_scale: 0.5,
+    };
+    let slice =
+        Arc::new(InstanceSlice::create(layout.clone(), &top, "i-test", shape.clone()).unwrap());
+    let guard = SliceGuard(
+        Some(slice.clone()),
+        fleetfn_sandbox::Cgroups::new(layout.clone(), &top).unwrap(),
+    );
+    let h = Harness::start(Some((iso, Some(slice.clone()))), shape).await;
+    check_ceilings(&h, true).await;
+
+    // Every environment's cgroup is in the instance slice, its CPU quota vcpus × cpu_scale.
+    let mut envs = slice.env_cgroups();
+    envs.sort();
+    assert_eq!(envs, ["both", "full", "hungry", "normal"]);
+    let cpu_dir = match &layout {
+        CgroupLayout::V1 { root, .. } => root.join("cpu"),
+        CgroupLayout::V2 { root, .. } => root.clone(),
+    }
+    .join(&top)
+    .join("i-test");
+    match &layout {
+        CgroupLayout::V1 { .. } => {
+            let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+            assert_eq!(read(cpu_dir.join("cpu.cfs_quota_us")).trim(), "200000");
+            assert_eq!(
+                read(cpu_dir.join("normal/cpu.cfs_quota_us")).trim(),
+                "50000"
+            );
+        }
+        CgroupLayout::V2 { .. } => {
+            let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+            assert_eq!(read(cpu_dir.join("cpu.max")).trim(), "200000 100000");
+            assert_eq!(read(cpu_dir.join("normal/cpu.max")).trim(), "50000 100000");
+        }
+    }
+    // The instance's use covers its environments: at least the held memory.
+    let r = h.client.report(None, Duration::ZERO).await.unwrap();
+    let instance = r.instance.expect("the report names the instance");
+    assert_eq!(
+        (
+            instance.instance_type.as_str(),
+            instance.vcpus,
+            instance.cpu_scale
+        ),
+        ("test.xlarge", 4, 0.5)
+    );
+    assert!(instance.cpu_usage_ns.is_some_and(|n| n > 0), "{instance:?}");
+    assert!(
+        instance
+            .memory_bytes
+            .is_some_and(|m| m >= 2 * (u64::from(HOLD_MB) << 20)),
+        "{instance:?}"
+    );
+
+    h.stop().await;
+    drop(guard);
+    assert!(!cpu_dir.exists(), "the slice is removed");
+}

@@ -1,0 +1,205 @@
+//! The scaler tick (about once a second): per published version, a snapshot of its Ready
+//! environments' CPU utilization (from the agents' reports), its concurrency saturation (average
+//! in-flight from the router's busy time, with throttled requests counted as unmet demand), its
+//! `[min, max]` and its provider's CPU target, handed to `fleetfn_scheduler::decide`. The answer
+//! is the version's desired environment count, which the deployer places and converges to.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fleetfn_proto::EnvState;
+use fleetfn_scheduler::{ScalingMode, VersionSnapshot, decide};
+use fleetfn_server::records::version_key;
+use tokio::time::Instant;
+
+use crate::deployer::bounds;
+use crate::{DataPlane, VersionScale};
+
+/// Per (version, publish): Ready count, starting count, the Ready ones' CPU utilizations, and
+/// their max concurrency.
+type Group = (u32, u32, Vec<f64>, u32);
+
+/// The provider's CPU target (a fraction) from its scaling config.
+fn target_cpu(p: &fleetfn_model::types::CapacityProvider) -> f64 {
+    let cfg = &p.capacity_provider_scaling_config;
+    let mode = match cfg.scaling_mode.as_deref() {
+        Some("Manual") => cfg
+            .scaling_policies
+            .as_ref()
+            .and_then(|ps| {
+                ps.iter().find(|p| {
+                    p.predefined_metric_type == "LambdaCapacityProviderAverageCPUUtilization"
+                })
+            })
+            .map_or(ScalingMode::Auto, |p| ScalingMode::Manual {
+                target_cpu_percent: p.target_value,
+            }),
+        _ => ScalingMode::Auto,
+    };
+    mode.target_cpu()
+}
+
+/// Saturation with throttled requests counted as demand the fleet did not serve: if a third of
+/// the requests were throttled, the fleet needed 1.5× what it served.
+pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u64) -> f64 {
+    if !busy_fraction.is_finite() || busy_fraction < 0.0 {
+        return 0.0;
+    }
+    if throttled == 0 {
+        return busy_fraction;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let factor = (served + throttled) as f64 / served.max(1) as f64;
+    // A fleet that served nothing but throttled everything is saturated.
+    busy_fraction.max(1.0) * factor
+}
+
+impl DataPlane {
+    pub(crate) async fn scale_tick(&self, elapsed: Duration) -> fleetfn_model::Result<()> {
+        let versions = self.cp.deployable_versions().await?;
+        let mut targets: HashMap<String, f64> = HashMap::new();
+        for v in &versions {
+            if let Some(cp) = &v.capacity_provider
+                && !targets.contains_key(cp)
+            {
+                let t = self
+                    .cp
+                    .capacity_provider_by_name(cp)
+                    .await?
+                    .map_or(fleetfn_scheduler::scaler::AUTO_TARGET_CPU, |p| {
+                        target_cpu(&p)
+                    });
+                targets.insert(cp.clone(), t);
+            }
+        }
+        let now = Instant::now();
+        let Ok(mut s) = self.state.write() else {
+            return Ok(());
+        };
+        let mut seen = HashSet::new();
+        // One pass over the environments: per (version, publish) the Ready and starting counts,
+        // the Ready ones' CPU utilizations and their max concurrency.
+        let mut groups: HashMap<(String, String), Group> = HashMap::new();
+        for e in s.envs.values() {
+            let g = groups
+                .entry((e.version_key.clone(), e.publish_hash.clone()))
+                .or_insert((0, 0, Vec::new(), 1));
+            match e.state {
+                EnvState::Ready => {
+                    g.0 += 1;
+                    g.2.push(e.cpu.util.unwrap_or(0.0));
+                    g.3 = e.max_concurrency.max(1);
+                }
+                EnvState::Starting => g.1 += 1,
+                _ => {}
+            }
+        }
+        for v in &versions {
+            let vkey = version_key(&v.function, &v.version);
+            let Some((min, max)) = bounds(v) else {
+                continue;
+            };
+            seen.insert(vkey.clone());
+            let rolling_out =
+                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
+            let (ready, starting, utils, max_conc) = groups
+                .remove(&(vkey.clone(), v.publish_hash.clone()))
+                .unwrap_or((0, 0, Vec::new(), 1));
+            let stats = s.stats(&vkey);
+            let busy = stats.busy_ns.load(Ordering::Relaxed);
+            let served = stats.invocations.load(Ordering::Relaxed);
+            let throttled: u64 = stats
+                .throttles
+                .iter()
+                .map(|t| t.load(Ordering::Relaxed))
+                .sum();
+            let entry = s.scale.entry(vkey.clone()).or_insert(VersionScale {
+                desired: min,
+                low_for: Duration::ZERO,
+                last_tick: None,
+                last_counts: (served, throttled),
+                avg_cpu: 0.0,
+                saturation: 0.0,
+            });
+            let (prev_served, prev_throttled) = entry.last_counts;
+            entry.last_counts = (served, throttled);
+            let busy_fraction = match entry.last_tick {
+                Some((t, b)) if ready > 0 => {
+                    let dt = now.saturating_duration_since(t).as_secs_f64();
+                    #[allow(clippy::cast_precision_loss)]
+                    let avg_in_flight = busy.saturating_sub(b) as f64 / 1e9 / dt.max(1e-3);
+                    avg_in_flight / f64::from(ready * max_conc)
+                }
+                _ => 0.0,
+            };
+            entry.last_tick = Some((now, busy));
+            let saturation = effective_saturation(
+                busy_fraction,
+                served.saturating_sub(prev_served),
+                throttled.saturating_sub(prev_throttled),
+            );
+            #[allow(clippy::cast_precision_loss)]
+            let avg_cpu = if utils.is_empty() {
+                0.0
+            } else {
+                utils.iter().sum::<f64>() / utils.len() as f64
+            };
+            entry.avg_cpu = avg_cpu;
+            entry.saturation = saturation;
+            let max_bound = max.unwrap_or(u32::MAX).max(min);
+            if rolling_out || ready == 0 {
+                // Nothing to measure yet: hold (at least the minimum).
+                entry.desired = entry.desired.clamp(min, max_bound);
+                entry.low_for = Duration::ZERO;
+                continue;
+            }
+            let snapshot = VersionSnapshot {
+                current: ready,
+                avg_cpu,
+                saturation,
+                min,
+                max,
+                target_cpu: v
+                    .capacity_provider
+                    .as_ref()
+                    .and_then(|cp| targets.get(cp).copied())
+                    .unwrap_or(fleetfn_scheduler::scaler::AUTO_TARGET_CPU),
+                low_for: entry.low_for,
+                scale_in_after: self.cfg.scale_in_after,
+            };
+            let d = decide(&snapshot, elapsed);
+            let before = entry.desired;
+            if starting > 0 {
+                // A scale-out is under way: never shrink before it lands.
+                entry.desired = d.desired.max(entry.desired).clamp(min, max_bound);
+                entry.low_for = Duration::ZERO;
+            } else {
+                entry.desired = d.desired;
+                entry.low_for = d.low_for;
+            }
+            if entry.desired != before {
+                tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
+            }
+        }
+        s.scale.retain(|k, _| seen.contains(k));
+        s.stats.retain(|k, _| seen.contains(k));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttles_count_as_unmet_demand() {
+        assert!((effective_saturation(0.5, 100, 0) - 0.5).abs() < 1e-12);
+        // Half the requests throttled while the fleet was fully busy: twice the fleet.
+        assert!((effective_saturation(1.0, 100, 100) - 2.0).abs() < 1e-12);
+        // Throttling with a partly idle fleet (e.g. CPU throttles) still reads as saturated.
+        assert!((effective_saturation(0.3, 100, 50) - 1.5).abs() < 1e-12);
+        assert!((effective_saturation(0.0, 0, 10) - 10.0).abs() < 1e-12);
+        assert!(effective_saturation(f64::NAN, 1, 1).abs() < 1e-12);
+    }
+}
