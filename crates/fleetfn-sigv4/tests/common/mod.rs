@@ -96,6 +96,8 @@ pub fn load(name: &str) -> Fixture {
 /// The crate's directory: from the environment `cargo test` runs the binary with (so a test
 /// binary built from another checkout still reads this one's files), else the build-time path.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }
