@@ -182,6 +182,30 @@ def test_full_tmp_throttles_with_the_disk_reason(lam, endpoint, res):
     assert t["Total"] - base["Total"] == t["Disk"] - base["Disk"], t
 
 
+@pytest.mark.skipif(not ch.is_root(), reason="the CPU ceiling is measured on the environment's cgroup (needs root)")
+def test_cpu_saturated_environment_throttles_with_the_cpu_reason(lam, endpoint, res):
+    # One environment (a quarter of a host CPU) with room for 4 invokes: two CPU-bound invokes
+    # peg its CPU, so the agent refuses a third one to protect them although a worker is idle.
+    cp = res.cp()
+    name = res.function(cp, concurrency=4, timeout=30)
+    publish(lam, endpoint, name)
+    dp.set_scaling(lam, name, Q, 1, 1)
+    dp.wait_single_ready(endpoint, name, Q)
+    base = ch.version_status(endpoint, name)["Throttles"]
+    burn = ch.ClosedLoad(lam, name, {"op": "burn", "ms": 6000}, threads=2, max_seconds=8, max_invokes=2).start()
+    try:
+        seen = h.poll(lambda: ch.timed_invoke(lam, name, {"op": "noop"}, Q), lambda o: o.kind != "ok",
+                      "an invoke to be refused while the environment's CPU is saturated", 5)
+    finally:
+        burned = burn.stop()
+    assert seen.kind == "throttle", seen
+    assert "(CPU throttle)" in seen.detail["message"], seen
+    assert all(o.kind == "ok" for o in burned), burned
+    t = ch.version_status(endpoint, name)["Throttles"]
+    assert t["CPU"] - base["CPU"] >= 1, (base, t)
+    assert t["Total"] - base["Total"] == t["CPU"] - base["CPU"], (base, t)
+
+
 def test_scaled_to_zero_throttles_and_keeps_no_instances(lam, endpoint, res):
     cp = res.cp()
     name = res.function(cp)

@@ -75,9 +75,15 @@ pub(crate) fn dominant(refusals: &[u32; 4]) -> ThrottleReason {
 impl DataPlane {
     /// Ready environments of a version (the current publish first, then an older one still
     /// serving during a rollout), least loaded first, skipping `exclude`.
-    fn candidates(&self, vkey: &str, publish_hash: &str, exclude: &[String]) -> Vec<Candidate> {
+    /// Also returns the version's counters when they exist (one lock for both).
+    fn candidates(
+        &self,
+        vkey: &str,
+        publish_hash: &str,
+        exclude: &[String],
+    ) -> (Vec<Candidate>, Option<Arc<VersionStats>>) {
         let Ok(s) = self.state.read() else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         let mut rng = rand::rng();
         let mut c: Vec<(bool, u32, u32, Candidate)> = s
@@ -102,18 +108,14 @@ impl DataPlane {
             })
             .collect();
         c.sort_unstable_by_key(|(old, load, tie, _)| (*old, *load, *tie));
-        c.into_iter().map(|(_, _, _, e)| e).collect()
+        (
+            c.into_iter().map(|(_, _, _, e)| e).collect(),
+            s.stats.get(vkey).cloned(),
+        )
     }
 
-    fn version_stats(&self, vkey: &str) -> Arc<VersionStats> {
-        if let Some(st) = self
-            .state
-            .read()
-            .ok()
-            .and_then(|s| s.stats.get(vkey).cloned())
-        {
-            return st;
-        }
+    /// The version's counters, created on its first invoke.
+    fn new_version_stats(&self, vkey: &str) -> Arc<VersionStats> {
         self.state
             .write()
             .map(|mut s| s.stats(vkey))
@@ -123,7 +125,9 @@ impl DataPlane {
     async fn route(&self, req: InvokeRequest) -> Result<InvokeOutcome> {
         let v = &req.version;
         let vkey = version_key(&v.function, &v.version);
-        let stats = self.version_stats(&vkey);
+        let (first, stats) = self.candidates(&vkey, &v.publish_hash, &[]);
+        let stats = stats.unwrap_or_else(|| self.new_version_stats(&vkey));
+        let mut first = Some(first);
         let request_id = req.request_id.as_str();
         // The agent answers a timeout itself; this only guards against a stuck agent.
         let deadline = std::time::Duration::from_secs(u64::from(v.config.timeout) + 10);
@@ -135,7 +139,10 @@ impl DataPlane {
         // A second round only when the first met environments that had just gone away (a
         // rollout or scale-in drained them): the fresh list has their replacements.
         for round in 0..2 {
-            let candidates = self.candidates(&vkey, &v.publish_hash, &tried);
+            let candidates = match first.take() {
+                Some(c) => c,
+                None => self.candidates(&vkey, &v.publish_hash, &tried).0,
+            };
             seen += candidates.len();
             let mut went_away = false;
             for env in &candidates {

@@ -100,7 +100,20 @@ function emit(level, message, extra) {
   if (requestId) record.requestId = requestId;
   record.message = message;
   if (extra) Object.assign(record, extra);
-  process.stdout.write(JSON.stringify(record) + '\n');
+  const line = JSON.stringify(record) + '\n';
+  // A worker's process.stdout is relayed through the main thread asynchronously, so a line
+  // written just before the response could be lost if the environment stops right after.
+  // Lines up to PIPE_BUF are written to fd 1 directly (atomic on a pipe, so threads never
+  // interleave); longer ones take the relayed path.
+  if (!isMainThread && Buffer.byteLength(line) <= 4096) {
+    try {
+      fs.writeSync(1, line);
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  process.stdout.write(line);
 }
 
 function installConsole() {
