@@ -366,7 +366,8 @@ impl DataPlane {
                     }
                     Err(e) => {
                         failures += 1;
-                        if failures >= LOST_AFTER {
+                        // A process known to be gone needs no more heartbeats to be declared lost.
+                        if failures >= LOST_AFTER || !dp.provider.is_running(&inst.id) {
                             tracing::warn!(instance = %inst.id, zone = %inst.zone, error = %e, "instance lost: its environments will be replaced");
                             dp.drop_instance(&inst.id).await;
                             return;

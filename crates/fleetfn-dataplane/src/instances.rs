@@ -100,10 +100,6 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn is_running(&self, instance_id: &str) -> bool;
     /// Capacity figures.
     fn capacity(&self) -> ProviderCapacity;
-    /// The process id of an instance's agent, where there is one (local provider).
-    fn pid(&self, _instance_id: &str) -> Option<u32> {
-        None
-    }
 }
 
 /// How to start agents.
@@ -340,15 +336,6 @@ impl InstanceProvider for LocalProvider {
             max_vcpus: self.cfg.max_vcpus,
             vcpus_in_use: Self::in_use(&l),
         }
-    }
-
-    fn pid(&self, instance_id: &str) -> Option<u32> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .running
-            .get(instance_id)
-            .and_then(|r| r.child.id())
     }
 }
 

@@ -248,17 +248,6 @@ impl DataPlane {
         }
         while set.join_next().await.is_some() {}
     }
-
-    /// Number of environments per state, for status and tests.
-    pub fn environment_counts(&self) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
-        if let Ok(s) = self.state.read() {
-            for e in s.envs.values() {
-                *out.entry(format!("{:?}", e.state)).or_insert(0) += 1;
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
