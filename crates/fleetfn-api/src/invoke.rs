@@ -50,6 +50,12 @@ pub trait Invoker: Send + Sync {
         serde_json::json!({ "Environments": [] })
     }
 
+    /// The cost report from `since` to now (`GET /fleetfn/v1/cost`).
+    fn cost(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>>;
+
     /// The fleet at a glance (`GET /fleetfn/v1/status`, documented in docs/STATUS.md).
     fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
         Box::pin(async {

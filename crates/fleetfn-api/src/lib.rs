@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fleetfn/v1/code/{sha256}", get(h::download_code))
         .route("/fleetfn/v1/environments", get(h::list_environments))
         .route("/fleetfn/v1/status", get(h::status))
+        .route("/fleetfn/v1/cost", get(h::cost))
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(
             "/2016-08-19/account-settings/",

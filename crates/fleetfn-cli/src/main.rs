@@ -4,6 +4,7 @@
 
 mod agent;
 mod client;
+mod cost;
 mod credentials;
 mod serve;
 mod status;
@@ -35,6 +36,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Wait until a function (version) reaches a state, e.g. Active after a publish.
     Wait(wait::WaitArgs),
+    /// What the capacity cost here against AWS Lambda and AWS LMI for the same traffic.
+    Cost(cost::CostArgs),
     /// Internal: the sandbox helper the agent runs for each environment.
     #[command(hide = true)]
     Jail {
@@ -170,6 +173,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Status(args) => client::run_command(status::run(args)),
         Command::Wait(args) => client::run_command(wait::run(args)),
+        Command::Cost(args) => client::run_command(cost::run(args)),
         Command::Jail { .. } => unreachable!("handled before start-up"),
     }
 }

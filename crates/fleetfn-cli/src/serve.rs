@@ -40,12 +40,16 @@ struct CatalogFile {
     prices_as_of: Option<String>,
     #[serde(default)]
     instance_types: Vec<fleetfn_scheduler::InstanceType>,
+    /// AWS Lambda prices for `fleetfn cost` (all fields, see `fleetfn_cost::LambdaPrices`).
+    lambda_prices: Option<fleetfn_cost::LambdaPrices>,
 }
 
-fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<fleetfn_scheduler::Catalog> {
+fn load_catalog(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<(fleetfn_scheduler::Catalog, fleetfn_cost::LambdaPrices)> {
     let builtin = fleetfn_scheduler::Catalog::builtin();
     let Some(path) = path else {
-        return Ok(builtin);
+        return Ok((builtin, fleetfn_cost::LambdaPrices::default()));
     };
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file: CatalogFile = serde_json::from_slice(&raw)
@@ -54,7 +58,7 @@ fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<fleetfn_schedu
     if let Some(d) = file.prices_as_of {
         c.prices_as_of = d;
     }
-    Ok(c)
+    Ok((c, file.lambda_prices.unwrap_or_default()))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -91,6 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         (None, None)
     } else {
+        let (catalog, lambda_prices) = load_catalog(args.catalog.as_deref())?;
         let dataplane = DataPlane::new(
             cp.clone(),
             Arc::new(LocalProvider::new(LocalProviderConfig {
@@ -103,7 +108,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_vcpus: args.max_local_vcpus,
             })),
             DataPlaneConfig {
-                catalog: load_catalog(args.catalog.as_deref())?,
+                catalog,
+                lambda_prices,
                 scale_in_after: seconds(args.scale_in_after, "--scale-in-after")?,
                 idle_instance_after: seconds(args.idle_instance_after, "--idle-instance-after")?,
             },

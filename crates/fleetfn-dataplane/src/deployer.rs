@@ -175,7 +175,13 @@ impl DataPlane {
         let mut changes = self.cp.changes();
         let mut reports = self.reports.subscribe();
         let mut last_tick: Option<Instant> = None;
+        let mut last_flush = Instant::now();
         loop {
+            if last_flush.elapsed() >= crate::accounting::FLUSH_EVERY {
+                last_flush = Instant::now();
+                let dp = self.clone();
+                tokio::spawn(async move { dp.flush_usage().await });
+            }
             if last_tick.is_none_or(|t| t.elapsed() >= PERIOD) {
                 let now = Instant::now();
                 let elapsed = last_tick.map_or(Duration::ZERO, |t| now - t);

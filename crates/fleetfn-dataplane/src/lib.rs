@@ -7,6 +7,7 @@
 //! agents only through `fleetfn-proto` and to desired state only through `fleetfn-server`.
 #![forbid(unsafe_code)]
 
+mod accounting;
 mod deployer;
 mod instances;
 mod router;
@@ -39,6 +40,8 @@ pub struct DataPlaneConfig {
     pub scale_in_after: Duration,
     /// How long an instance stays empty before it is terminated.
     pub idle_instance_after: Duration,
+    /// AWS Lambda prices for the cost comparison.
+    pub lambda_prices: fleetfn_cost::LambdaPrices,
 }
 
 impl Default for DataPlaneConfig {
@@ -47,6 +50,7 @@ impl Default for DataPlaneConfig {
             catalog: Catalog::builtin(),
             scale_in_after: fleetfn_scheduler::scaler::SCALE_IN_AFTER,
             idle_instance_after: Duration::from_secs(30),
+            lambda_prices: fleetfn_cost::LambdaPrices::default(),
         }
     }
 }
@@ -148,6 +152,8 @@ pub(crate) struct VersionStats {
     pub throttles: [AtomicU64; 4],
     /// Sum of invoke durations (ns): average concurrency = Δbusy / Δt.
     pub busy_ns: AtomicU64,
+    /// Sum of served invokes' durations rounded up to the millisecond (Lambda's billing unit).
+    pub billed_ms: AtomicU64,
     /// Placement cannot give the version what the scaler wants (`MaxVCpuCount` or host budget).
     pub capped: AtomicBool,
 }
@@ -183,6 +189,8 @@ pub(crate) struct State {
     pub launch_failures: HashMap<String, LaunchFailure>,
     pub scale: HashMap<String, VersionScale>,
     pub stats: HashMap<String, Arc<VersionStats>>,
+    /// Usage not yet written to the store.
+    pub meter: accounting::Meter,
 }
 
 impl State {
@@ -232,6 +240,13 @@ impl DataPlane {
             });
             dp.run_deployer(stop).await;
             dp.shutdown().await;
+            // The instances' last seconds, then everything metered, before the store closes.
+            if let Ok(versions) = dp.cp.deployable_versions().await
+                && let Ok(mut s) = dp.state.write()
+            {
+                accounting::Meter::tick(&mut s, Instant::now(), &versions);
+            }
+            dp.flush_usage().await;
         })
     }
 

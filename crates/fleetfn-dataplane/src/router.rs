@@ -156,7 +156,7 @@ impl DataPlane {
                 }
                 tried.push(env.env_id.clone());
                 env.in_flight.fetch_add(1, Ordering::Relaxed);
-                let _guard = InFlight {
+                let guard = InFlight {
                     count: &env.in_flight,
                     stats: &stats,
                     started: Instant::now(),
@@ -179,6 +179,11 @@ impl DataPlane {
                         function_error,
                     }) => {
                         stats.invocations.fetch_add(1, Ordering::Relaxed);
+                        let billed = guard.started.elapsed().as_micros().div_ceil(1000);
+                        stats.billed_ms.fetch_add(
+                            u64::try_from(billed).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
                         if function_error.is_some() {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -284,6 +289,13 @@ impl Invoker for DataPlane {
 
     fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
         Box::pin(self.status_document())
+    }
+
+    fn cost(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
+        Box::pin(self.cost_document(since))
     }
 
     fn environments(&self) -> serde_json::Value {

@@ -182,6 +182,7 @@ impl DataPlane {
                 tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
             }
         }
+        crate::accounting::Meter::tick(&mut s, now, &versions);
         s.scale.retain(|k, _| seen.contains(k));
         s.stats.retain(|k, _| seen.contains(k));
         Ok(())

@@ -15,6 +15,7 @@ pub mod records;
 mod scaling;
 mod service;
 mod tags;
+pub mod usage;
 mod validate;
 mod versions;
 

@@ -28,6 +28,8 @@ pub enum Table {
     /// Secondary index: capacity provider → the function versions attached to it.
     CapacityProviderVersions,
     Meta,
+    /// Usage for cost accounting: instance-seconds and requests per hour bucket.
+    Usage,
 }
 
 impl Table {
@@ -39,6 +41,7 @@ impl Table {
             Self::Aliases => "aliases",
             Self::CapacityProviderVersions => "capacity_provider_versions",
             Self::Meta => "meta",
+            Self::Usage => "usage",
         }
     }
 }

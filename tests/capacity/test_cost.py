@@ -1,0 +1,116 @@
+"""`fleetfn cost`: instance-seconds and requests are accounted in the store, and the report's
+figures are what a hand calculation from the catalog and AWS's prices gives, to the cent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import capacity_helpers as ch
+import dataplane_helpers as dp
+import fleetfn_helpers as h
+from conftest_support import Resources, dp_client
+
+# A catalog override with a round price, so the hand calculation is easy to read.
+HOURLY = 0.05  # below every other type, so placement keeps choosing it
+LAMBDA_X86_GB_S = 0.0000166667
+PER_MILLION = 0.20
+LMI_FEE = 0.15
+
+
+def fleetfn(srv, *args, timeout=30):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEETFN_"))}
+    env.update(AWS_ACCESS_KEY_ID=h.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=h.SECRET_KEY, AWS_REGION=h.REGION)
+    return subprocess.run([str(srv.binary), *args, "--endpoint-url", srv.endpoint], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cost_json(srv, since="1h") -> dict:
+    out = fleetfn(srv, "cost", "--json", "--since", since)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_cost_report_matches_a_hand_calculation_and_survives_a_restart(server_factory, tmp_path):
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({
+        "PricesAsOf": "2026-11-01",
+        "InstanceTypes": [{"name": "c7i.large", "family": "c7i", "arch": "x86_64", "vcpus": 2,
+                           "memory_mib": 4096, "hourly_usd": HOURLY}],
+    }))
+    srv = server_factory("cost", ["--vcpu-scale", "0.25", "--catalog", str(catalog)])
+    lam = dp_client(srv.endpoint)
+    r = Resources(lam)
+    try:
+        cp = r.cp()
+        name = r.function(cp, timeout=10)
+        dp.publish_active(lam, srv.endpoint, name, "rust")
+        n = 20
+        for _ in range(n):
+            dp.invoke_ok(lam, name, {"op": "sleep", "ms": 100}, Qualifier=ch.QUALIFIER)
+        doc = cost_json(srv)
+        check_report(doc, cp, n)
+
+        # Accounted in the store: a restart keeps the requests (and adds no new ones).
+        srv.stop()
+        srv.start()
+        r.lam = dp_client(srv.endpoint)  # a restart picks a new port
+        after = cost_json(srv)
+        p = provider(after, cp)
+        assert p["Requests"] == n, p
+        assert p["InstanceHours"] >= provider(doc, cp)["InstanceHours"], (p, doc)
+        check_report(after, cp, n)
+    finally:
+        r.close()
+
+
+def provider(doc, cp):
+    found = [p for p in doc["CapacityProviders"] if p["Name"] == cp]
+    assert len(found) == 1, doc
+    return found[0]
+
+
+def check_report(doc, cp, n):
+    p = provider(doc, cp)
+    assert doc["InstancePricesAsOf"] == "2026-11-01"
+    assert p["Requests"] == n, p
+    # Each 100 ms sleep is billed at least 100 ms, and the round trip adds little.
+    assert n * 0.1 <= p["BilledSeconds"] <= n * 0.1 + n * 0.05, p
+    assert abs(p["GbSeconds"] - p["BilledSeconds"] * 2048 / 1024) < 1e-6, p
+    # Three c7i.large (one per zone) ran for a few seconds each.
+    assert {i["InstanceType"] for i in p["Instances"]} == {"c7i.large"}, p["Instances"]
+    assert {i["Zone"] for i in p["Instances"]} == set(dp.ZONES), p["Instances"]
+    assert 0 < p["InstanceHours"] < 3 * doc["WindowSeconds"] / 3600 + 3 / 3600, (p, doc["WindowSeconds"])
+    # The hand calculation, to the cent (and in fact to the micro-dollar).
+    here = sum(i["Hours"] * HOURLY for i in p["Instances"])
+    for i in p["Instances"]:
+        assert i["HourlyUsd"] == HOURLY and abs(i["CostUsd"] - i["Hours"] * HOURLY) < 1e-9, i
+    lam_cost = p["GbSeconds"] * LAMBDA_X86_GB_S + n / 1e6 * PER_MILLION
+    lmi_cost = here * (1 + LMI_FEE) + n / 1e6 * PER_MILLION
+    assert round(p["Cost"]["FleetfnUsd"], 2) == round(here, 2) and abs(p["Cost"]["FleetfnUsd"] - here) < 1e-6
+    assert abs(p["Cost"]["AwsLambdaUsd"] - lam_cost) < 1e-6, (p["Cost"], lam_cost)
+    assert abs(p["Cost"]["AwsLmiUsd"] - lmi_cost) < 1e-6, (p["Cost"], lmi_cost)
+    # Break-even: the fleet's cost per second over Lambda's cost per request.
+    be = (here / doc["WindowSeconds"]) / (lam_cost / n)
+    assert abs(p["BreakEvenRequestsPerSecond"] - be) / be < 1e-6, (p, be)
+    assert abs(p["ObservedRequestsPerSecond"] - n / doc["WindowSeconds"]) < 1e-9
+    # A few requests against a whole fleet: Lambda is cheaper, and the verdict says so.
+    assert p["ObservedRequestsPerSecond"] < be
+    assert p["Verdict"].startswith("Cheaper on Lambda"), p["Verdict"]
+
+
+def test_cost_rejects_a_bad_since(server):
+    out = fleetfn(server, "cost", "--since", "5 parsecs")
+    assert out.returncode == 1, out
+    assert "--since" in out.stderr and "24h" in out.stderr, out.stderr
+    resp = h.raw_request(server.endpoint, "GET", "/fleetfn/v1/cost", query={"Since": "later"})
+    assert resp.status_code == 400, resp.text
+    assert resp.headers.get("x-amzn-ErrorType", "").startswith("InvalidParameterValueException"), resp.headers
+    assert "Since" in resp.text
+
+
+def test_cost_human_form(server):
+    out = fleetfn(server, "cost", "--since", "10m")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Cost from"), out.stdout
