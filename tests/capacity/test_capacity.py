@@ -159,6 +159,9 @@ def test_overload_is_answered_promptly_with_429_and_a_reason(lam, endpoint, res)
     assert t1["Total"] - t0["Total"] == len(thr)
     assert (t1["CPU"], t1["Memory"], t1["Disk"]) == (0, 0, 0), t1
     assert after["Invocations"] - base["Invocations"] == len(ok)
+    # The last minute's throttles (refreshed by the next scaler tick) are exactly these.
+    h.poll(lambda: ch.version_status(endpoint, name)["ThrottlesLastMinute"], lambda n: n == len(thr),
+           "ThrottlesLastMinute to count the burst's throttles", 5)
     # Min=Max=1: the saturation never took it above its maximum.
     assert len(after["Environments"]) == 1, after["Environments"]
 

@@ -380,7 +380,10 @@ pub fn render(doc: &Value, color: bool) -> String {
         {
             let _ = write!(state, ", update {u}");
         }
-        let (throttles, throttle_c) = throttle_summary(f.get("Throttles"));
+        let (mut throttles, throttle_c) = throttle_summary(f.get("Throttles"));
+        if let Some(n) = num(f, "ThrottlesLastMinute").filter(|n| *n > 0.0) {
+            let _ = write!(throttles, "; {n} in the last minute");
+        }
         rows.push(vec![
             Cell::plain(format!(
                 "{}:{}",

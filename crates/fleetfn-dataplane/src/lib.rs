@@ -166,6 +166,11 @@ pub(crate) struct VersionScale {
     pub last_tick: Option<(Instant, u64)>,
     /// Served and throttled invokes at the last tick.
     pub last_counts: (u64, u64),
+    /// (tick, throttles so far) over the last minute, oldest first, with one older sample as the
+    /// baseline.
+    pub throttle_history: std::collections::VecDeque<(Instant, u64)>,
+    /// Throttles in the last minute.
+    pub throttles_last_minute: u64,
     pub avg_cpu: f64,
     pub saturation: f64,
 }

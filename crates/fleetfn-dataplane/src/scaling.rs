@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use crate::deployer::bounds;
 use crate::{DataPlane, VersionScale};
 
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// Per (version, publish): Ready count, starting count, the Ready ones' CPU utilizations, and
 /// their max concurrency.
 type Group = (u32, u32, Vec<f64>, u32);
@@ -119,9 +121,19 @@ impl DataPlane {
                 low_for: Duration::ZERO,
                 last_tick: None,
                 last_counts: (served, throttled),
+                throttle_history: std::collections::VecDeque::new(),
+                throttles_last_minute: 0,
                 avg_cpu: 0.0,
                 saturation: 0.0,
             });
+            entry.throttle_history.push_back((now, throttled));
+            while entry.throttle_history.len() >= 2
+                && now.saturating_duration_since(entry.throttle_history[1].0) >= MINUTE
+            {
+                entry.throttle_history.pop_front();
+            }
+            entry.throttles_last_minute =
+                throttled.saturating_sub(entry.throttle_history.front().map_or(0, |x| x.1));
             let (prev_served, prev_throttled) = entry.last_counts;
             entry.last_counts = (served, throttled);
             let busy_fraction = match entry.last_tick {

@@ -144,6 +144,7 @@ impl DataPlane {
                 "ConcurrencySaturation": scale.map(|x| round3(x.saturation)),
                 "Invocations": invocations,
                 "Errors": errors,
+                "ThrottlesLastMinute": scale.map_or(0, |x| x.throttles_last_minute),
                 "Throttles": {
                     "Total": by.iter().sum::<u64>(),
                     "Concurrency": by[0],
