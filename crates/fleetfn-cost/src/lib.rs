@@ -190,20 +190,25 @@ pub fn report(
                 }
             })
             .collect();
-        let instance_hours: f64 = instances.iter().map(|l| l.hours).sum();
-        let instance_usd: f64 = instances.iter().map(|l| l.cost_usd).sum();
+        let instance_hours: f64 = instances.iter().map(|l| l.hours).sum::<f64>() + 0.0;
+        let instance_usd: f64 = instances.iter().map(|l| l.cost_usd).sum::<f64>() + 0.0;
         let mine: Vec<&Requests> = requests
             .iter()
             .filter(|r| r.capacity_provider == name)
             .collect();
         let n: u64 = mine.iter().map(|r| r.requests).sum();
         #[allow(clippy::cast_precision_loss)]
-        let billed_seconds: f64 = mine.iter().map(|r| r.billed_ms as f64 / 1000.0).sum();
+        let billed_seconds: f64 = mine
+            .iter()
+            .map(|r| r.billed_ms as f64 / 1000.0)
+            .sum::<f64>()
+            + 0.0;
         #[allow(clippy::cast_precision_loss)]
         let gb_seconds: f64 = mine
             .iter()
             .map(|r| r.billed_ms as f64 / 1000.0 * f64::from(r.memory_mb) / 1024.0)
-            .sum();
+            .sum::<f64>()
+            + 0.0; // an empty sum is -0.0
         #[allow(clippy::cast_precision_loss)]
         let duration_usd: f64 = mine
             .iter()
@@ -214,7 +219,8 @@ pub fn report(
                 };
                 r.billed_ms as f64 / 1000.0 * f64::from(r.memory_mb) / 1024.0 * price
             })
-            .sum();
+            .sum::<f64>()
+            + 0.0;
         #[allow(clippy::cast_precision_loss)]
         let request_usd = n as f64 / 1e6 * prices.per_million_requests;
         let cost = Costs {
@@ -372,6 +378,8 @@ mod tests {
         assert!(cp.cost.fleetfn_usd.abs() < 1e-12);
         assert!(cp.verdict.starts_with("No requests"), "{}", cp.verdict);
         assert!((r.window_seconds - 1.0).abs() < 1e-12);
+        // Nothing billed is +0, not -0 (which prints as "-0.0").
+        assert!(cp.gb_seconds.is_sign_positive() && cp.billed_seconds.is_sign_positive());
     }
 
     #[test]

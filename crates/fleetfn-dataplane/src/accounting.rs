@@ -29,14 +29,15 @@ pub(crate) struct Meter {
     pending: Vec<UsageRecord>,
 }
 
-fn hour_now() -> i64 {
-    jiff::Timestamp::now().as_second().div_euclid(3600)
+fn now_second() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 impl Meter {
     /// Folds the time since the last tick and the new requests into pending deltas.
     pub(crate) fn tick(s: &mut State, now: Instant, versions: &[VersionRecord]) {
-        let hour = hour_now();
+        let second = now_second();
+        let hour = second.div_euclid(3600);
         let mut deltas = Vec::new();
         let mut seen = Vec::new();
         for slot in s.instances.values() {
@@ -46,7 +47,7 @@ impl Meter {
                     let dt = now.saturating_duration_since(*last).as_secs_f64();
                     *last = now;
                     deltas.push(instance_delta(
-                        hour,
+                        second,
                         &slot.capacity_provider,
                         &slot.instance_type.name,
                         &slot.zone,
@@ -72,7 +73,7 @@ impl Meter {
                 return true;
             }
             let dt = now.saturating_duration_since(*last).as_secs_f64();
-            deltas.push(instance_delta(hour, cp, t, zone, dt));
+            deltas.push(instance_delta(second, cp, t, zone, dt));
             false
         });
         for v in versions {
@@ -91,6 +92,7 @@ impl Meter {
             }
             deltas.push(UsageRecord::Version {
                 hour,
+                since: second,
                 usage: VersionUsage {
                     function: v.function.clone(),
                     version: display_version(&v.version),
@@ -111,9 +113,13 @@ impl Meter {
     }
 }
 
-fn instance_delta(hour: i64, cp: &str, t: &str, zone: &str, seconds: f64) -> UsageRecord {
+/// `seconds` of instance time ending at `second` (Unix).
+fn instance_delta(second: i64, cp: &str, t: &str, zone: &str, seconds: f64) -> UsageRecord {
+    #[allow(clippy::cast_possible_truncation)]
+    let since = second - seconds.ceil() as i64;
     UsageRecord::Instance {
-        hour,
+        hour: second.div_euclid(3600),
+        since,
         usage: InstanceUsage {
             capacity_provider: cp.to_string(),
             instance_type: t.to_string(),
@@ -162,7 +168,7 @@ impl DataPlane {
         let mut requests = Vec::new();
         let mut earliest = now.as_second();
         for r in records {
-            earliest = earliest.min(r.hour() * 3600);
+            earliest = earliest.min(r.since());
             match r {
                 UsageRecord::Instance { usage, .. } => {
                     instances.push(fleetfn_cost::InstanceSeconds {

@@ -41,11 +41,16 @@ pub struct VersionUsage {
 pub enum UsageRecord {
     Instance {
         hour: i64,
+        /// The earliest second (Unix) the bucket covers; 0 when unknown (the hour's start).
+        #[serde(default)]
+        since: i64,
         #[serde(flatten)]
         usage: InstanceUsage,
     },
     Version {
         hour: i64,
+        #[serde(default)]
+        since: i64,
         #[serde(flatten)]
         usage: VersionUsage,
     },
@@ -58,13 +63,28 @@ impl UsageRecord {
         }
     }
 
+    /// The earliest second the bucket covers.
+    pub fn since(&self) -> i64 {
+        match self {
+            Self::Instance { hour, since, .. } | Self::Version { hour, since, .. } => {
+                if *since > 0 { *since } else { hour * 3600 }
+            }
+        }
+    }
+
+    fn since_mut(&mut self) -> &mut i64 {
+        match self {
+            Self::Instance { since, .. } | Self::Version { since, .. } => since,
+        }
+    }
+
     fn key(&self) -> String {
         match self {
-            Self::Instance { hour, usage } => format!(
+            Self::Instance { hour, usage, .. } => format!(
                 "{hour:012}/i/{}/{}/{}",
                 usage.capacity_provider, usage.instance_type, usage.zone
             ),
-            Self::Version { hour, usage } => {
+            Self::Version { hour, usage, .. } => {
                 format!("{hour:012}/v/{}/{}", usage.function, usage.version)
             }
         }
@@ -72,6 +92,8 @@ impl UsageRecord {
 
     /// Adds another bucket's figures with the same key.
     fn add(&mut self, other: &Self) {
+        let first = self.since().min(other.since());
+        *self.since_mut() = first;
         match (self, other) {
             (Self::Instance { usage: a, .. }, Self::Instance { usage: b, .. }) => {
                 a.seconds += b.seconds;
