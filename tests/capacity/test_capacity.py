@@ -233,11 +233,12 @@ def test_max_vcpu_count_caps_scale_out_and_throttles_say_so(lam, endpoint, res):
     cp = res.cp(CapacityProviderScalingConfig={"MaxVCpuCount": 6})
     name = res.function(cp, concurrency=1, timeout=10)
     publish(lam, endpoint, name)
-    load = ch.ClosedLoad(lam, name, {"op": "sleep", "ms": 500}, threads=8, max_seconds=12, max_invokes=2000).start()
+    load = ch.ClosedLoad(lam, name, {"op": "sleep", "ms": 500}, threads=8, max_seconds=30,
+                         max_invokes=20_000).start()
     try:
         h.poll(lambda: load.snapshot(),
                lambda outs: any(o.kind == "throttle" and "MaxVCpuCount" in o.detail["message"] for o in outs),
-               "a throttle that names MaxVCpuCount", 10)
+               "a throttle that names MaxVCpuCount", 25)
     finally:
         outcomes = load.stop()
     assert not [o for o in outcomes if o.kind == "error"], [o for o in outcomes if o.kind == "error"][:3]

@@ -45,6 +45,9 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// How long the agent keeps reading a dead runtime's stdout/stderr (a process that left the
 /// process group may still hold them).
+/// How long an invoke waits for a runtime worker that is between its last answer and its next
+/// `/next` when the environment has concurrency to spare.
+const REPARK_GRACE: Duration = Duration::from_millis(20);
 const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 
 /// How often resource use is sampled while the runtime lives (also the CPU window).
@@ -406,6 +409,11 @@ impl Environment {
             EnvState::Draining => return Err(Rejected::Draining),
             EnvState::Exited(_) => return Err(Rejected::Exited),
         }
+        if inner.api.parked() == 0 && inner.api.in_flight() < inner.spec.max_concurrency as usize {
+            // A worker that just answered is about to poll /next again: give it a moment
+            // (bounded, far below any invoke) rather than refusing with concurrency to spare.
+            let _ = tokio::time::timeout(REPARK_GRACE, inner.api.wait_parked(|n| n > 0)).await;
+        }
         if let Some(rejected) = ceiling_rejection(
             inner.sampled.verdict(),
             || inner.api.parked(),
@@ -417,26 +425,25 @@ impl Environment {
         let deadline_ms =
             now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         let request_id = input.request_id;
-        let ticket = inner
-            .api
-            .try_dispatch(Invocation {
-                request_id: request_id.clone(),
-                payload: input.payload,
-                deadline_ms,
-                invoked_function_arn: inner.spec.qualified_arn.clone(),
-                trace_id: input.trace_id,
-                client_context: input.client_context,
-                cognito_identity: None,
-                tenant_id: input.tenant_id,
-            })
-            .map_err(|e| match e {
-                ApiRejected::NoIdleWorker => Rejected::Busy {
-                    max_concurrency: inner.spec.max_concurrency,
-                },
-                ApiRejected::DuplicateRequestId(id) => Rejected::DuplicateRequestId(id),
-                ApiRejected::InvalidHeaderValue(field) => Rejected::InvalidInput(field),
-                ApiRejected::Closed => Rejected::Exited,
-            })?;
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload: input.payload,
+            deadline_ms,
+            invoked_function_arn: inner.spec.qualified_arn.clone(),
+            trace_id: input.trace_id,
+            client_context: input.client_context,
+            cognito_identity: None,
+            tenant_id: input.tenant_id,
+        };
+        let dispatched = inner.api.try_dispatch(invocation);
+        let ticket = dispatched.map_err(|e| match e {
+            ApiRejected::NoIdleWorker => Rejected::Busy {
+                max_concurrency: inner.spec.max_concurrency,
+            },
+            ApiRejected::DuplicateRequestId(id) => Rejected::DuplicateRequestId(id),
+            ApiRejected::InvalidHeaderValue(field) => Rejected::InvalidInput(field),
+            ApiRejected::Closed => Rejected::Exited,
+        })?;
         let started = Instant::now();
         let guard = ActiveGuard::new(&self.inner, &request_id);
         let version = &inner.spec.version;
@@ -680,9 +687,9 @@ async fn launch(
             std::io::Error::other("the runtime process exited at once"),
         ));
     };
-    let (logs, _writer) = match &spec.log_path {
-        Some(p) => {
-            let (sink, task) = LogSink::open(p.clone());
+    let (logs, _writer) = match &spec.logs {
+        Some(t) => {
+            let (sink, task) = LogSink::open(t.dir.clone(), spec.env_id.clone(), t.limits);
             (sink, Some(task))
         }
         None => (LogSink::disabled(), None),
@@ -1148,7 +1155,7 @@ mod tests {
             ephemeral_storage_mb: 512,
             region: "us-east-1".into(),
             env_vars: Default::default(),
-            log_path: None,
+            logs: None,
             init_timeout: None,
         };
         assert!(validate_spec(&spec).is_ok());

@@ -26,7 +26,8 @@
 //! * stops them ([`Environment::stop`]): drain, `SIGTERM` to the process group, `SIGKILL`,
 //!   remove the scratch directory;
 //! * writes their logs: each stdout/stderr line as a JSON object, plus `START`, `END`,
-//!   `REPORT` and init records, appended to the spec's log file.
+//!   `REPORT` and init records, in the environment's segments of its version's log directory
+//!   (`fleetfn-logs`: rotated, capped per version).
 //!
 //! Sandboxing (cgroups, namespaces, a read-only `/var/task`) plugs in as a [`Launcher`]
 //! ([`SandboxLauncher`], environments' cgroups under the instance's [`InstanceSlice`]);
@@ -52,6 +53,7 @@ pub use environment::{
     FUNCTION_ERROR_UNHANDLED, TERM_GRACE,
 };
 pub use error::{InitFailure, InitReasonCode, Rejected, Resource, StartError};
+pub use fleetfn_logs::LogLimits;
 pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
 pub use logs::MAX_LINE_BYTES;
@@ -65,4 +67,6 @@ pub use runtime::{
 };
 pub use sandbox::{SLICE, SandboxLauncher};
 pub use service::{Agent, AgentConfig};
-pub use spec::{EnvironmentSpec, InvokeInput, InvokeOutput, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT};
+pub use spec::{
+    EnvironmentSpec, InvokeInput, InvokeOutput, LogTarget, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT,
+};

@@ -1,20 +1,29 @@
 //! The environment's log: every line the runtime writes on stdout or stderr, and the platform
-//! lines (`START`, `END`, `REPORT`, init), as JSON objects appended to one file.
+//! lines (`START`, `END`, `REPORT`, init), as JSON records in the environment's own segments of
+//! its version's log directory (`fleetfn_logs::SegmentWriter`: rotated, capped per version).
 //!
 //! Function lines that already are JSON objects (awslambdaric and `lambda_runtime` in JSON
 //! mode print those) keep their fields; `timestamp`, `level`, `stream`, `message` and
 //! `requestId` are added when missing. Other lines become
-//! `{"timestamp","level":"INFO","requestId"?,"message","stream"}`. A line without a request id
-//! is attributed to the environment's only in-flight invoke when there is exactly one.
+//! `{"timestamp","level":"INFO","requestId"?,"message","stream"}`, bytes that are not UTF-8
+//! replaced by U+FFFD. A line without a request id is attributed to the environment's only
+//! in-flight invoke when there is exactly one. A line longer than [`MAX_LINE_BYTES`] is split
+//! (at a character boundary) into records marked `"partial": true`, all but the last.
+//!
+//! The runtime's pipes are read on the agent's runtime with as little work as possible; the
+//! records are built and written on the environment's own writer thread, so a flooding function
+//! costs its own writer, and waits for it (back-pressure, bounded in records and bytes), while
+//! other environments' writers never wait on it.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fleetfn_logs::{DropCounts, LogLimits, SegmentWriter};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Longest line kept whole; longer output is split into several records.
@@ -26,26 +35,43 @@ const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Records buffered between the pipes and the file before the runtime's writes block.
 const CHANNEL_DEPTH: usize = 4096;
 
+/// Bytes of function output buffered between the pipes and the file (with [`CHANNEL_DEPTH`]).
+const BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// `2026-01-02T03:04:05.678Z`.
 pub(crate) fn now_rfc3339() -> String {
     format!("{:.3}", jiff::Timestamp::now())
 }
 
 enum LogMsg {
+    /// A line of runtime output, made into a record by the writer.
+    Function {
+        line: Vec<u8>,
+        stream: &'static str,
+        request_id: Option<String>,
+        at: jiff::Timestamp,
+        partial: bool,
+        /// Bytes of the buffer budget it holds.
+        permits: u32,
+    },
     Record(Value),
     Flush(oneshot::Sender<()>),
 }
 
-/// The sending side of an environment's log file. Cheap to clone.
+/// The sending side of an environment's log. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct LogSink {
     tx: Option<mpsc::Sender<LogMsg>>,
     dropped: Arc<AtomicU64>,
+    budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for LogMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Function { line, stream, .. } => {
+                write!(f, "Function({stream}, {} bytes)", line.len())
+            }
             Self::Record(v) => write!(f, "Record({v})"),
             Self::Flush(_) => f.write_str("Flush"),
         }
@@ -58,17 +84,28 @@ impl LogSink {
         Self {
             tx: None,
             dropped: Arc::new(AtomicU64::new(0)),
+            budget: Arc::new(Semaphore::new(BUFFER_BYTES)),
         }
     }
 
-    /// Starts the writer task appending to `path` (created with its parent directories).
-    pub(crate) fn open(path: PathBuf) -> (Self, JoinHandle<()>) {
+    /// Starts the writer of environment `env_id` in the version's log directory `dir`.
+    pub(crate) fn open(dir: PathBuf, env_id: String, limits: LogLimits) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let task = tokio::task::spawn_blocking(move || write_loop(path, rx));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let budget = Arc::new(Semaphore::new(BUFFER_BYTES));
+        let writer = Writer {
+            dir,
+            env_id,
+            limits,
+            budget: Arc::clone(&budget),
+            dropped: Arc::clone(&dropped),
+        };
+        let task = tokio::task::spawn_blocking(move || writer.run(rx));
         (
             Self {
                 tx: Some(tx),
-                dropped: Arc::new(AtomicU64::new(0)),
+                dropped,
+                budget,
             },
             task,
         )
@@ -78,10 +115,32 @@ impl LogSink {
         self.tx.is_some()
     }
 
-    /// Queues a record, waiting for room (back-pressure on the runtime's output).
-    pub(crate) async fn send(&self, rec: Value) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(LogMsg::Record(rec)).await;
+    /// Queues a line of runtime output, waiting for room (back-pressure on the runtime).
+    async fn send_line(
+        &self,
+        line: Vec<u8>,
+        stream: &'static str,
+        request_id: Option<String>,
+        partial: bool,
+    ) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let permits = u32::try_from(line.len().min(BUFFER_BYTES)).unwrap_or(u32::MAX);
+        match self.budget.acquire_many(permits).await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        let msg = LogMsg::Function {
+            line,
+            stream,
+            request_id,
+            at: jiff::Timestamp::now(),
+            partial,
+            permits,
+        };
+        if tx.send(msg).await.is_err() {
+            self.budget.add_permits(permits as usize);
         }
     }
 
@@ -110,98 +169,152 @@ impl LogSink {
     }
 }
 
-/// Appends records to the file on a dedicated thread with plain blocking I/O: one `write`
-/// per batch of queued records, no hop through the async runtime's blocking pool per write.
-fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<LogMsg>) {
-    use std::io::Write as _;
-    let open = || -> std::io::Result<std::fs::File> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-    };
-    let mut out = match open() {
-        Ok(f) => Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot open the environment log; discarding its lines");
-            None
-        }
-    };
-    // After writing a batch, sleep briefly before looking again: under load many invokes'
-    // records then share one wake-up and one write instead of costing one each.
-    let mut pending: Option<LogMsg> = None;
-    loop {
-        let msg = match pending.take() {
-            Some(m) => m,
-            None => match rx.blocking_recv() {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        let mut acks = Vec::new();
-        let mut next = Some(msg);
-        while let Some(msg) = next.take() {
-            match msg {
-                LogMsg::Record(rec) => {
-                    if let Some(w) = out.as_mut() {
-                        let written = serde_json::to_writer(&mut *w, &rec)
-                            .map_err(std::io::Error::from)
-                            .and_then(|()| w.write_all(b"\n"));
-                        if let Err(e) = written {
-                            tracing::warn!(path = %path.display(), error = %e, "writing the environment log failed");
-                        }
-                    }
-                }
-                LogMsg::Flush(ack) => acks.push(ack),
+/// The environment's writer thread.
+struct Writer {
+    dir: PathBuf,
+    env_id: String,
+    limits: LogLimits,
+    budget: Arc<Semaphore>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Writes records on a dedicated thread with plain blocking I/O: one `write` per batch of
+    /// queued records, no hop through the async runtime's blocking pool per write.
+    fn run(self, mut rx: mpsc::Receiver<LogMsg>) {
+        let mut out = match SegmentWriter::open(&self.dir, &self.env_id, self.limits) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), env_id = self.env_id, error = %e, "cannot open the environment log; discarding its lines");
+                None
             }
-            next = rx.try_recv().ok();
+        };
+        let mut warned = false;
+        let mut line = Vec::with_capacity(4096);
+        // After writing a batch, sleep briefly before looking again: under load many invokes'
+        // records then share one wake-up and one write instead of costing one each.
+        let mut pending: Option<LogMsg> = None;
+        loop {
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match rx.blocking_recv() {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let mut acks = Vec::new();
+            let mut next = Some(msg);
+            while let Some(msg) = next.take() {
+                line.clear();
+                match msg {
+                    LogMsg::Function {
+                        line: raw,
+                        stream,
+                        request_id,
+                        at,
+                        partial,
+                        permits,
+                    } => {
+                        self.budget.add_permits(permits as usize);
+                        let ts = format!("{at:.3}");
+                        encode_function_line(
+                            &mut line,
+                            &raw,
+                            stream,
+                            request_id.as_deref(),
+                            &ts,
+                            partial,
+                        );
+                    }
+                    LogMsg::Record(rec) => {
+                        let _ = serde_json::to_writer(&mut line, &rec);
+                    }
+                    LogMsg::Flush(ack) => acks.push(ack),
+                }
+                if !line.is_empty()
+                    && let Some(w) = out.as_mut()
+                    && let Err(e) = w.write_line(&line)
+                    && !std::mem::replace(&mut warned, true)
+                {
+                    tracing::warn!(dir = %self.dir.display(), env_id = self.env_id, error = %e, "writing the environment log failed");
+                }
+                next = rx.try_recv().ok();
+            }
+            if let Some(w) = out.as_mut()
+                && let Err(e) = w.flush()
+                && !std::mem::replace(&mut warned, true)
+            {
+                tracing::warn!(dir = %self.dir.display(), env_id = self.env_id, error = %e, "flushing the environment log failed");
+            }
+            let flushed_on_request = !acks.is_empty();
+            for ack in acks {
+                let _ = ack.send(());
+            }
+            if !flushed_on_request {
+                std::thread::sleep(BATCH_PAUSE);
+                pending = rx.try_recv().ok();
+            }
         }
-        if let Some(w) = out.as_mut()
-            && let Err(e) = w.flush()
-        {
-            tracing::warn!(path = %path.display(), error = %e, "flushing the environment log failed");
+        drop(out);
+        let lost = self.dropped.load(Ordering::Relaxed);
+        if lost > 0 {
+            let counts = DropCounts {
+                lines: lost,
+                last_dropped_at: Some(now_rfc3339()),
+                ..DropCounts::default()
+            };
+            if let Err(e) = fleetfn_logs::record_drops(&self.dir, &counts) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "counting dropped log records failed");
+            }
         }
-        let flushed_on_request = !acks.is_empty();
-        for ack in acks {
-            let _ = ack.send(());
-        }
-        if !flushed_on_request {
-            std::thread::sleep(BATCH_PAUSE);
-            pending = rx.try_recv().ok();
-        }
-    }
-    if let Some(w) = out.as_mut() {
-        let _ = w.flush();
     }
 }
 
 /// Request ids of the invokes in flight in an environment, for attributing output lines.
 #[derive(Debug, Default)]
-pub(crate) struct InFlightIds(Mutex<BTreeSet<String>>);
+pub(crate) struct InFlightIds(Mutex<Ids>);
+
+#[derive(Debug, Default)]
+struct Ids {
+    active: BTreeSet<String>,
+    /// The last invoke to finish when it left none in flight, and when.
+    last: Option<(String, std::time::Instant)>,
+}
+
+/// Output read this soon after the only invoke finished is still its own: the runtime wrote it
+/// before answering, the pipe was read after.
+const ATTRIBUTION_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl InFlightIds {
     pub(crate) fn insert(&self, id: &str) {
         if let Ok(mut s) = self.0.lock() {
-            s.insert(id.to_owned());
+            s.active.insert(id.to_owned());
+            s.last = None;
         }
     }
 
     pub(crate) fn remove(&self, id: &str) {
         if let Ok(mut s) = self.0.lock() {
-            s.remove(id);
+            s.active.remove(id);
+            s.last = s
+                .active
+                .is_empty()
+                .then(|| (id.to_owned(), std::time::Instant::now()));
         }
     }
 
-    /// The request id when exactly one invoke is in flight.
+    /// The request id when exactly one invoke is in flight (or none is, and the last one
+    /// finished within [`ATTRIBUTION_GRACE`]).
     pub(crate) fn only(&self) -> Option<String> {
         let s = self.0.lock().ok()?;
-        if s.len() == 1 {
-            s.iter().next().cloned()
-        } else {
-            None
+        match s.active.len() {
+            1 => s.active.iter().next().cloned(),
+            0 => s
+                .last
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < ATTRIBUTION_GRACE)
+                .map(|(id, _)| id.clone()),
+            _ => None,
         }
     }
 }
@@ -214,77 +327,132 @@ pub(crate) async fn pump(
     in_flight: Arc<InFlightIds>,
 ) {
     let mut reader = BufReader::new(reader);
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         buf.clear();
-        match (&mut reader)
-            .take(MAX_LINE_BYTES)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) => break,
-            Ok(_) => {}
+        buf.append(&mut carry);
+        let room = MAX_LINE_BYTES.saturating_sub(buf.len() as u64).max(1);
+        let eof = match (&mut reader).take(room).read_until(b'\n', &mut buf).await {
+            Ok(0) => true,
+            Ok(_) => false,
             Err(e) => {
                 tracing::debug!(stream, error = %e, "reading runtime output failed");
+                true
+            }
+        };
+        if buf.is_empty() {
+            if eof {
                 break;
             }
-        }
-        if !sink.enabled() {
             continue;
         }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
+        let complete = buf.last() == Some(&b'\n');
+        let partial = !complete && buf.len() as u64 >= MAX_LINE_BYTES;
+        if partial {
+            let cut = utf8_cut(&buf);
+            carry.extend_from_slice(&buf[cut..]);
+            buf.truncate(cut);
         }
-        if buf.is_empty() {
-            continue;
+        if sink.enabled() {
+            if complete {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+            }
+            if !buf.is_empty() {
+                let line = std::mem::replace(&mut buf, Vec::with_capacity(1024));
+                sink.send_line(line, stream, in_flight.only(), partial)
+                    .await;
+            }
         }
-        let rec = function_record(&buf, stream, in_flight.only(), now_rfc3339());
-        sink.send(rec).await;
+        if eof {
+            break;
+        }
     }
 }
 
-/// The record for one line of runtime output.
-pub(crate) fn function_record(
+/// Where a trailing incomplete UTF-8 sequence starts (`buf.len()` when there is none), so that a
+/// split line does not cut a character in two.
+fn utf8_cut(buf: &[u8]) -> usize {
+    let len = buf.len();
+    for back in 1..=len.min(4) {
+        let b = buf[len - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xF0..=0xF4 => 4,
+            0xE0..=0xEF => 3,
+            0xC2..=0xDF => 2,
+            _ => 1,
+        };
+        return if need > back { len - back } else { len };
+    }
+    len
+}
+
+/// Appends the record for one line of runtime output to `out`.
+pub(crate) fn encode_function_line(
+    out: &mut Vec<u8>,
     line: &[u8],
     stream: &str,
-    attributed: Option<String>,
-    timestamp: String,
-) -> Value {
-    if line.first() == Some(&b'{')
-        && let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(line)
+    attributed: Option<&str>,
+    timestamp: &str,
+    partial: bool,
+) {
+    if !partial
+        && line.first() == Some(&b'{')
+        && let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(line)
     {
-        if !obj.contains_key("requestId")
-            && let Some(id) = embedded_request_id(&obj).or(attributed)
-        {
-            obj.insert("requestId".into(), Value::String(id));
-        }
-        if !obj.contains_key("message")
-            && let Some(m) = obj.get("fields").and_then(|f| f.get("message")).cloned()
-        {
-            obj.insert("message".into(), m);
-        }
-        if !obj.contains_key("timestamp") {
-            obj.insert("timestamp".into(), Value::String(timestamp));
-        }
-        if !obj.contains_key("level") {
-            obj.insert("level".into(), Value::String("INFO".into()));
-        }
-        if !obj.contains_key("stream") {
-            obj.insert("stream".into(), Value::String(stream.into()));
-        }
-        return Value::Object(obj);
+        let rec = complete_json_record(obj, stream, attributed, timestamp);
+        let _ = serde_json::to_writer(&mut *out, &rec);
+        return;
     }
-    let mut obj = Map::new();
-    obj.insert("timestamp".into(), Value::String(timestamp));
-    obj.insert("level".into(), Value::String("INFO".into()));
+    // Writing into a Vec cannot fail.
+    out.extend_from_slice(b"{\"timestamp\":");
+    let _ = serde_json::to_writer(&mut *out, timestamp);
+    out.extend_from_slice(b",\"level\":\"INFO\"");
     if let Some(id) = attributed {
+        out.extend_from_slice(b",\"requestId\":");
+        let _ = serde_json::to_writer(&mut *out, id);
+    }
+    out.extend_from_slice(b",\"message\":");
+    let _ = serde_json::to_writer(&mut *out, &*String::from_utf8_lossy(line));
+    out.extend_from_slice(b",\"stream\":");
+    let _ = serde_json::to_writer(&mut *out, stream);
+    if partial {
+        out.extend_from_slice(b",\"partial\":true");
+    }
+    out.push(b'}');
+}
+
+/// A runtime's own JSON line, with what a record needs added when missing.
+fn complete_json_record(
+    mut obj: Map<String, Value>,
+    stream: &str,
+    attributed: Option<&str>,
+    timestamp: &str,
+) -> Value {
+    if !obj.contains_key("requestId")
+        && let Some(id) = embedded_request_id(&obj).or(attributed.map(str::to_owned))
+    {
         obj.insert("requestId".into(), Value::String(id));
     }
-    obj.insert(
-        "message".into(),
-        Value::String(String::from_utf8_lossy(line).into_owned()),
-    );
-    obj.insert("stream".into(), Value::String(stream.into()));
+    if !obj.contains_key("message")
+        && let Some(m) = obj.get("fields").and_then(|f| f.get("message")).cloned()
+    {
+        obj.insert("message".into(), m);
+    }
+    if !obj.contains_key("timestamp") {
+        obj.insert("timestamp".into(), Value::String(timestamp.into()));
+    }
+    if !obj.contains_key("level") {
+        obj.insert("level".into(), Value::String("INFO".into()));
+    }
+    if !obj.contains_key("stream") {
+        obj.insert("stream".into(), Value::String(stream.into()));
+    }
     Value::Object(obj)
 }
 
@@ -365,22 +533,37 @@ mod tests {
 
     const TS: &str = "2026-01-01T00:00:00.000Z";
 
+    fn record(line: &[u8], stream: &str, id: Option<&str>, partial: bool) -> Value {
+        let mut out = Vec::new();
+        encode_function_line(&mut out, line, stream, id, TS, partial);
+        serde_json::from_slice(&out).unwrap()
+    }
+
     #[test]
     fn plain_lines_are_wrapped() {
-        let r = function_record(b"hello world", "stdout", Some("r1".into()), TS.into());
+        let r = record(b"hello world", "stdout", Some("r1"), false);
         assert_eq!(
             r,
             json!({"timestamp": TS, "level": "INFO", "requestId": "r1", "message": "hello world", "stream": "stdout"})
         );
-        let r = function_record(b"{not json", "stderr", None, TS.into());
+        let r = record(b"{not json", "stderr", None, false);
         assert_eq!(r["message"], "{not json");
         assert!(r.get("requestId").is_none());
+        // Not UTF-8, control characters, quotes: stored as valid JSON, lossily.
+        let r = record(b"bad \xff\xfe bytes \x00 \"q\"", "stdout", None, false);
+        assert_eq!(r["message"], "bad \u{fffd}\u{fffd} bytes \u{0} \"q\"");
+        let r = record(b"{\"a\":1}", "stdout", None, true);
+        assert_eq!(
+            r["message"], "{\"a\":1}",
+            "a piece of a split line is never parsed"
+        );
+        assert_eq!(r["partial"], true);
     }
 
     #[test]
     fn json_lines_keep_their_fields() {
         let line = br#"{"timestamp":"2025-01-01T00:00:00Z","level":"WARNING","message":"hi","logger":"root","requestId":"abc"}"#;
-        let r = function_record(line, "stdout", Some("other".into()), TS.into());
+        let r = record(line, "stdout", Some("other"), false);
         assert_eq!(r["timestamp"], "2025-01-01T00:00:00Z");
         assert_eq!(r["level"], "WARNING");
         assert_eq!(r["requestId"], "abc");
@@ -388,10 +571,48 @@ mod tests {
         assert_eq!(r["stream"], "stdout");
         // lambda_runtime's tracing JSON: no time, message under fields, request id in the span.
         let line = br#"{"level":"INFO","fields":{"message":"working"},"span":{"requestId":"r9","name":"Lambda runtime invoke"}}"#;
-        let r = function_record(line, "stdout", None, TS.into());
+        let r = record(line, "stdout", None, false);
         assert_eq!(r["requestId"], "r9");
         assert_eq!(r["message"], "working");
         assert_eq!(r["timestamp"], TS);
+    }
+
+    #[test]
+    fn split_points_keep_characters_whole() {
+        assert_eq!(utf8_cut(b"abc"), 3);
+        assert_eq!(utf8_cut("a\u{e9}".as_bytes()), 3);
+        assert_eq!(utf8_cut(&"a\u{e9}".as_bytes()[..2]), 1);
+        assert_eq!(utf8_cut(&"a\u{20ac}".as_bytes()[..3]), 1);
+        assert_eq!(utf8_cut(&"a\u{1f600}".as_bytes()[..4]), 1);
+        assert_eq!(utf8_cut("a\u{1f600}".as_bytes()), 5);
+        assert_eq!(
+            utf8_cut(b"\xff\xff"),
+            2,
+            "garbage is left to the lossy conversion"
+        );
+        assert_eq!(utf8_cut(b""), 0);
+    }
+
+    #[test]
+    fn lines_are_attributed_to_the_only_invoke() {
+        let ids = InFlightIds::default();
+        assert_eq!(ids.only(), None);
+        ids.insert("a");
+        assert_eq!(ids.only().as_deref(), Some("a"));
+        ids.insert("b");
+        assert_eq!(ids.only(), None, "two in flight: ambiguous");
+        ids.remove("a");
+        assert_eq!(ids.only().as_deref(), Some("b"));
+        ids.remove("b");
+        assert_eq!(
+            ids.only().as_deref(),
+            Some("b"),
+            "read just after it finished"
+        );
+        if let Ok(mut s) = ids.0.lock() {
+            s.last = Some(("b".into(), std::time::Instant::now() - ATTRIBUTION_GRACE));
+        }
+        assert_eq!(ids.only(), None);
     }
 
     #[test]
@@ -406,13 +627,21 @@ mod tests {
         assert_eq!(now_rfc3339().len(), TS.len());
     }
 
+    fn read_all(dir: &std::path::Path) -> Vec<Value> {
+        let mut lines = Vec::new();
+        for seg in fleetfn_logs::list_segments(dir).unwrap() {
+            for l in std::fs::read_to_string(&seg.path).unwrap().lines() {
+                lines.push(serde_json::from_str(l).unwrap());
+            }
+        }
+        lines
+    }
+
     #[tokio::test]
     async fn writer_appends_and_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logs").join("env.log");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "{\"old\":1}\n").unwrap();
-        let (sink, task) = LogSink::open(path.clone());
+        let vdir = dir.path().join("fn").join("1");
+        let (sink, task) = LogSink::open(vdir.clone(), "env".into(), LogLimits::default());
         let ids = Arc::new(InFlightIds::default());
         ids.insert("only");
         let input: &[u8] = b"one\n{\"level\":\"ERROR\",\"message\":\"two\"}\r\n\nthree";
@@ -424,18 +653,50 @@ mod tests {
             json!({}),
         ));
         sink.flush().await;
-        let lines: Vec<Value> = std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 5, "{lines:?}");
-        assert_eq!(lines[1]["message"], "one");
-        assert_eq!(lines[1]["requestId"], "only");
-        assert_eq!(lines[2]["level"], "ERROR");
-        assert_eq!(lines[3]["message"], "three");
-        assert_eq!(lines[4]["type"], "platform.start");
+        let lines = read_all(&vdir);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0]["message"], "one");
+        assert_eq!(lines[0]["requestId"], "only");
+        assert_eq!(lines[1]["level"], "ERROR");
+        assert_eq!(lines[2]["message"], "three");
+        assert!(lines[2].get("partial").is_none());
+        assert_eq!(lines[3]["type"], "platform.start");
         assert_eq!(sink.dropped(), 0);
+        drop(sink);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_split_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = dir.path().join("fn").join("1");
+        let (sink, task) = LogSink::open(vdir.clone(), "env".into(), LogLimits::default());
+        let max = usize::try_from(MAX_LINE_BYTES).unwrap();
+        // 1 MB of 'é' (2 bytes each) with a 1-byte prefix, so no piece ends on a boundary by luck.
+        let mut input = b"x".to_vec();
+        input.extend("\u{e9}".repeat(500_000).as_bytes());
+        input.extend(b"\nafter\n");
+        pump(
+            &input[..],
+            "stdout",
+            sink.clone(),
+            Arc::new(InFlightIds::default()),
+        )
+        .await;
+        sink.flush().await;
+        let lines = read_all(&vdir);
+        let pieces = &lines[..lines.len() - 1];
+        assert_eq!(pieces.len(), 4, "1 MB in 256 KiB pieces");
+        let mut joined = String::new();
+        for (i, p) in pieces.iter().enumerate() {
+            let m = p["message"].as_str().unwrap();
+            assert!(!m.contains('\u{fffd}'), "piece {i} cut a character");
+            assert!(m.len() <= max);
+            assert_eq!(p.get("partial").is_some(), i + 1 < pieces.len(), "{i}");
+            joined.push_str(m);
+        }
+        assert_eq!(joined.len(), 1_000_001);
+        assert_eq!(lines.last().unwrap()["message"], "after");
         drop(sink);
         task.await.unwrap();
     }

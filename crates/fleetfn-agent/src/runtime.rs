@@ -919,7 +919,7 @@ mod tests {
                 ("_LAMBDA_TELEMETRY_LOG_FD".to_owned(), "3".to_owned()),
                 ("PYTHONPATH".to_owned(), "/extra".to_owned()),
             ]),
-            log_path: None,
+            logs: None,
             init_timeout: None,
         }
     }

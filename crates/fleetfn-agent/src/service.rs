@@ -35,8 +35,10 @@ pub struct AgentConfig {
     /// Bearer token the server must present.
     pub token: String,
     pub artifacts_dir: PathBuf,
-    /// Function logs: `<logs_dir>/<function>/<env_id>.jsonl`.
+    /// Function logs: `<logs_dir>/<function>/<version>/<env_id>.<seq>.jsonl`.
     pub logs_dir: PathBuf,
+    /// Segment size, cap and age of each version's log.
+    pub log_limits: crate::LogLimits,
     /// One line on the isolation in force, for reports.
     pub isolation: String,
     /// The instance's type and size (its `cpu_scale` sizes every environment's CPU).
@@ -178,18 +180,9 @@ impl Agent {
                 ephemeral_storage_mb: req.ephemeral_storage_mb,
                 region: req.region.clone(),
                 env_vars: req.env_vars.clone(),
-                log_path: Some(
-                    agent
-                        .cfg
-                        .logs_dir
-                        .join(&req.function_name)
-                        .join(format!("{env_id}.jsonl")),
-                ),
+                logs: agent.log_target(&env_id, &req),
                 init_timeout: None,
             };
-            if let Some(dir) = spec.log_path.as_ref().and_then(|p| p.parent()) {
-                let _ = tokio::fs::create_dir_all(dir).await;
-            }
             let env = match Environment::start(spec, &agent.provider).await {
                 Ok(env) => Arc::new(env),
                 Err(e) => {
@@ -239,6 +232,20 @@ impl Agent {
                 }
             });
         });
+    }
+
+    /// The version's log directory; `None` (logged) for names that cannot be paths.
+    fn log_target(&self, env_id: &str, req: &EnvironmentRequest) -> Option<crate::LogTarget> {
+        match fleetfn_logs::version_dir(&self.cfg.logs_dir, &req.function_name, &req.version) {
+            Ok(dir) => Some(crate::LogTarget {
+                dir,
+                limits: self.cfg.log_limits,
+            }),
+            Err(e) => {
+                tracing::warn!(env = env_id, error = %e, "discarding the environment's log");
+                None
+            }
+        }
     }
 
     fn fail(&self, env_id: &str, code: &str, reason: String) {

@@ -13,6 +13,16 @@ pub const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(130);
 /// Largest init timeout (LMI: "initialization can take up to 15 minutes").
 pub const MAX_INIT_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// Where an environment writes its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The version's log directory (`<logs dir>/<function>/<version>`): the environment writes
+    /// its own segments `<env id>.<seq>.jsonl` there.
+    pub dir: PathBuf,
+    /// Segment size, cap and age of the version's log.
+    pub limits: fleetfn_logs::LogLimits,
+}
+
 /// Everything needed to start one execution environment of one function version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvironmentSpec {
@@ -48,9 +58,8 @@ pub struct EnvironmentSpec {
     pub region: String,
     /// The function's own environment variables.
     pub env_vars: BTreeMap<String, String>,
-    /// Where the environment's log records go (JSON lines, appended). `None` discards the
-    /// function's output.
-    pub log_path: Option<PathBuf>,
+    /// Where the environment's log records go. `None` discards the function's output.
+    pub logs: Option<LogTarget>,
     /// Overrides the init timeout (default: max(130 s, timeout), at most 900 s).
     pub init_timeout: Option<Duration>,
 }

@@ -106,6 +106,7 @@ impl Harness {
                 token: TOKEN.into(),
                 artifacts_dir: dir.path().join("artifacts"),
                 logs_dir: dir.path().join("logs"),
+                log_limits: Default::default(),
                 isolation,
                 instance: shape,
                 instance_slice,

@@ -65,10 +65,10 @@ async fn runs_an_es_module_handler() {
              export const fails = async () => { throw new TypeError('bad input'); };\n",
         )],
     );
-    let log = dir.path().join("node.log");
+    let log = dir.path().join("node-logs");
     let mut s = spec("node-esm", RUNTIME, &code, 2);
     s.handler = Some("index.handler".into());
-    s.log_path = Some(log.clone());
+    s.logs = Some(log_target(&log));
     let env = Environment::start(s, &p).await.unwrap();
     guarded("ready", env.ready()).await.expect("ready");
     guarded("parked", env.wait_parked(|n| n == 2)).await;

@@ -435,10 +435,10 @@ async fn logs_hold_platform_records_and_function_lines() {
         &code.join("bootstrap"),
         b"#!/bin/sh\necho 'plain line from the bootstrap'\nexec ./testfn\n",
     );
-    let log = dir.path().join("logs").join("testfn.log");
+    let log = dir.path().join("logs").join("testfn").join("1");
     let p = provider(dir.path(), &dir.path().join("rt"));
     let mut s = spec("logs", "provided.al2023", &code, 1);
-    s.log_path = Some(log.clone());
+    s.logs = Some(log_target(&log));
     let env = start_ready(s, &p).await;
     env.invoke(input("req-1", &json!({"op": "echo"})))
         .await

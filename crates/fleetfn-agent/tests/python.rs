@@ -63,10 +63,10 @@ async fn runs_a_handler_with_awslambdaric() {
          def fails(event, context):\n\
          \x20   raise ValueError('bad value')\n",
     );
-    let log = dir.path().join("py.log");
+    let log = dir.path().join("py-logs");
     let mut s = spec("py-echo", RUNTIME, &code, 2);
     s.handler = Some("app.handler".into());
-    s.log_path = Some(log.clone());
+    s.logs = Some(log_target(&log));
     let env = Environment::start(s, &p).await.expect("start");
     guarded("ready", env.ready()).await.expect("ready");
     guarded("2 parked", env.wait_parked(|n| n == 2)).await;

@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod handlers;
 mod invoke;
+mod logs;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use fleetfn_server::ControlPlane;
 pub use auth::Credentials;
 pub use error::{ApiError, render};
 pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
+pub use logs::FOLLOW_END_TYPE;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -25,6 +27,9 @@ pub struct AppState {
     pub cp: ControlPlane,
     pub credentials: Arc<Credentials>,
     pub invoker: Option<Arc<dyn Invoker>>,
+    /// Function logs (`GET /fleetfn/v1/functions/{function}/logs`); `None` answers that this
+    /// server keeps none.
+    pub logs: Option<fleetfn_logs::LogStore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fleetfn/v1/code/{sha256}", get(h::download_code))
         .route("/fleetfn/v1/environments", get(h::list_environments))
         .route("/fleetfn/v1/status", get(h::status))
+        .route("/fleetfn/v1/functions/{function}/logs", get(logs::get_logs))
         .route("/fleetfn/v1/cost", get(h::cost))
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(

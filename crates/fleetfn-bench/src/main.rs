@@ -1,200 +1,255 @@
-//! `fleetfn-bench`: a small closed-loop load generator for the Invoke API, signing every request
-//! with SigV4 like an SDK does. Loopback only; every run is bounded by a request count and a
-//! deadline. Prints latency percentiles, throughput and the status codes seen, as JSON.
+//! `fleetfn-bench`: the fleetfn benchmark suite (docs/BENCHMARKS.md).
+//!
+//! * `suite --out DIR`: every scenario, one after the other, each starting what it measures
+//!   (`fleetfn serve` on a free loopback port with a temporary data dir, the floor's echo server,
+//!   `cargo lambda watch`); writes `DIR/results.json` and `DIR/results.md`.
+//! * `scenario NAME... --out DIR`: the same for the named scenarios only.
+//! * `load`: the bare load generator against a running fleetfn (used by scripts/bench-capacity.py).
+//! * `echo-server`: the floor, a bare hyper echo server (started by the suite itself).
+//!
+//! The load generator is hyper with HDR histograms, closed loop (fixed concurrency) or open loop
+//! (fixed rate), on its own runtime; every run is bounded in count and time; loopback only.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod fleet;
+mod load;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
-use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
-struct Args {
-    /// fleetfn API address (loopback).
+#[command(about = "fleetfn benchmark suite (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct SuiteArgs {
+    /// Where results.json and results.md go.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Directory with release builds of `fleetfn` and `fleetfn-testfn` (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Seconds per load level (each level also stops at its request count).
+    #[arg(long, default_value_t = 5)]
+    level_secs: u64,
+    /// Worker threads of the load generator's own runtime.
+    #[arg(long, default_value_t = 1)]
+    loadgen_threads: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Every scenario.
+    Suite(SuiteArgs),
+    /// Only the named scenarios (see `list`).
+    Scenario {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        args: SuiteArgs,
+    },
+    /// The scenario names.
+    List,
+    /// The floor: a bare hyper HTTP/1.1 echo server.
+    EchoServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// A closed loop of signed invokes against a running fleetfn; prints JSON.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
     #[arg(long, default_value = "127.0.0.1:9600")]
     endpoint: std::net::SocketAddr,
     #[arg(long)]
     function: String,
-    #[arg(long)]
-    qualifier: Option<String>,
     #[arg(long, default_value = "{}")]
     payload: String,
-    /// Concurrent closed-loop clients.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Total requests (after warm-up).
     #[arg(long, default_value_t = 2000)]
     requests: usize,
     #[arg(long, default_value_t = 200)]
     warmup: usize,
-    /// Hard stop.
     #[arg(long, default_value_t = 60)]
     max_seconds: u64,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    access_key_id: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY")]
-    secret_access_key: String,
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
+    /// Open loop at this many requests per second instead of a closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
-struct Target {
-    args: Args,
-    client: Client<HttpConnector, Full<Bytes>>,
-    path: String,
-    query: String,
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
-impl Target {
-    async fn one(&self) -> anyhow::Result<u16> {
-        let body = Bytes::from(self.args.payload.clone());
-        let uri = if self.query.is_empty() {
-            format!("http://{}{}", self.args.endpoint, self.path)
-        } else {
-            format!("http://{}{}?{}", self.args.endpoint, self.path, self.query)
-        };
-        let mut req = http::Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(body.clone())?;
-        fleetfn_sigv4::sign_http_request(
-            &mut req,
-            &fleetfn_sigv4::SigningParams {
-                access_key_id: &self.args.access_key_id,
-                secret_access_key: &self.args.secret_access_key,
-                session_token: None,
-                region: &self.args.region,
-                service: "lambda",
-                time: jiff::Timestamp::now(),
-            },
-        )?;
-        let (parts, body) = req.into_parts();
-        let resp = self
-            .client
-            .request(http::Request::from_parts(parts, Full::new(body)))
-            .await?;
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok(status)
+fn run_suite(names: &[String], args: &SuiteArgs) -> anyhow::Result<()> {
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary dir")?
+            .to_path_buf(),
+    };
+    for b in ["fleetfn", "fleetfn-testfn"] {
+        anyhow::ensure!(
+            bin_dir.join(b).exists(),
+            "{}/{b} is missing: cargo build --release -p fleetfn-cli -p fleetfn-testfn",
+            bin_dir.display()
+        );
     }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+    let loadgen = load::runtime(args.loadgen_threads);
+    let main_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let repo = repo_root();
+    let ctx = scenarios::Ctx {
+        bin_dir,
+        repo: repo.clone(),
+        loadgen: loadgen.handle().clone(),
+        level_secs: args.level_secs,
+    };
+    let started_at = jiff::Timestamp::now();
+    let t0 = Instant::now();
+    std::fs::create_dir_all(&args.out)?;
+    let mut results = serde_json::Map::new();
+    let mut errors = serde_json::Map::new();
+    let mut timings = serde_json::Map::new();
+    for name in names {
+        eprintln!("== {name}");
+        let t = Instant::now();
+        // Every scenario is bounded: a stuck one is reported, not waited on forever.
+        let r = main_rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1200), scenarios::run(&ctx, name)).await
+        });
+        timings.insert(
+            name.clone(),
+            json!(load::round(t.elapsed().as_secs_f64(), 1)),
+        );
+        match r {
+            Ok(Ok(v)) => {
+                results.insert(name.clone(), v);
+            }
+            Ok(Err(e)) => {
+                eprintln!("   {name} failed: {e:#}");
+                errors.insert(name.clone(), json!(format!("{e:#}")));
+            }
+            Err(_) => {
+                eprintln!("   {name} timed out");
+                errors.insert(name.clone(), json!("timed out after 1200 s"));
+            }
+        }
     }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
+    let mut doc = json!({
+        "started_at": started_at.to_string(),
+        "seconds": load::round(t0.elapsed().as_secs_f64(), 1),
+        "machine": report::machine(),
+        "build": report::build(&repo),
+        "scenario_seconds": timings,
+        "results": results,
+        "errors": errors,
+    });
+    let targets: Vec<Value> = report::targets(&doc["results"])
+        .into_iter()
+        .map(|(n, t, m, ok)| json!({"target": n, "goal": t, "measured": m, "pass": ok}))
+        .collect();
+    doc["targets"] = Value::Array(targets);
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+    let md = report::markdown(&doc);
+    std::fs::write(args.out.join("results.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "wrote {0}/results.json and {0}/results.md in {1:.0} s",
+        args.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    drop(main_rt);
+    loadgen.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn run_load(a: LoadArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.endpoint.ip().is_loopback(),
+        a.endpoint.ip().is_loopback(),
         "fleetfn-bench only targets loopback addresses"
     );
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build(connector);
-    let path = format!("/2015-03-31/functions/{}/invocations", args.function);
-    let query = args
-        .qualifier
-        .as_ref()
-        .map(|q| format!("Qualifier={}", q.replace('$', "%24")))
-        .unwrap_or_default();
-    let target = Arc::new(Target {
-        args,
-        client,
-        path,
-        query,
-    });
-    for _ in 0..target.args.warmup {
-        // A throttle is a fine warm-up answer (overload runs start saturated).
-        target.one().await.context("warm-up invoke")?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(target.args.max_seconds);
-    let per_client = target.args.requests.div_ceil(target.args.concurrency);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..target.args.concurrency {
-        let t = target.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
-            let mut codes = std::collections::BTreeMap::<u16, usize>::new();
-            let mut by_code = std::collections::BTreeMap::<u16, Vec<Duration>>::new();
-            for _ in 0..per_client {
-                if Instant::now() > deadline {
-                    break;
-                }
-                let s = Instant::now();
-                let code = t.one().await.unwrap_or(0);
-                let d = s.elapsed();
-                lat.push(d);
-                by_code.entry(code).or_default().push(d);
-                *codes.entry(code).or_default() += 1;
+    let rt = load::runtime(1);
+    let api = fleet::Api::new(a.endpoint);
+    let make = api.invoke_request(&a.function, &a.payload);
+    let r = rt.block_on(async move {
+        match a.rate {
+            Some(rate) => {
+                load::open(
+                    load::client(1024),
+                    make,
+                    rate,
+                    Duration::from_secs(a.max_seconds),
+                    4096,
+                )
+                .await
             }
-            (lat, codes, by_code)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
-    let mut by_code = std::collections::BTreeMap::<u16, Vec<Duration>>::new();
-    for t in tasks {
-        let (l, c, b) = t.await?;
-        all.extend(l);
-        for (k, v) in c {
-            *codes.entry(k).or_default() += v;
+            None => {
+                load::closed(
+                    load::client(1024),
+                    make,
+                    a.concurrency,
+                    a.requests,
+                    a.warmup,
+                    Duration::from_secs(a.max_seconds),
+                )
+                .await
+            }
         }
-        for (k, v) in b {
-            by_code.entry(k).or_default().extend(v);
-        }
-    }
-    // Latency per status code (e.g. accepted 200s vs throttled 429s under overload).
-    let per_status: serde_json::Map<String, serde_json::Value> = by_code
-        .into_iter()
-        .map(|(code, mut l)| {
-            l.sort();
-            (
-                code.to_string(),
-                serde_json::json!({
-                    "count": l.len(),
-                    "p50_us": pct(&l, 0.50),
-                    "p99_us": pct(&l, 0.99),
-                    "p999_us": pct(&l, 0.999),
-                }),
-            )
-        })
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    #[allow(clippy::cast_precision_loss)]
-    let rps = all.len() as f64 / elapsed;
-    let out = serde_json::json!({
-        "concurrency": target.args.concurrency,
-        "requests": all.len(),
-        "seconds": elapsed,
-        "throughput_rps": rps,
-        "p50_us": pct(&all, 0.50),
-        "p99_us": pct(&all, 0.99),
-        "p999_us": pct(&all, 0.999),
-        "status_codes": codes,
-        "latency_by_status": per_status,
     });
-    println!("{out}");
+    let mut v = r.to_json();
+    // Field names scripts/bench-capacity.py reads.
+    v["requests"] = json!(r.count());
+    v["status_codes"] = json!(
+        r.by_status
+            .iter()
+            .map(|(k, h)| (k.to_string(), json!(h.len())))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    v["latency_by_status"] = v["by_status"].clone();
+    println!("{v}");
     Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Suite(args) => {
+            let names: Vec<String> = scenarios::ALL.iter().map(|s| (*s).to_string()).collect();
+            run_suite(&names, &args)
+        }
+        Cmd::Scenario { names, args } => run_suite(&names, &args),
+        Cmd::List => {
+            for s in scenarios::ALL {
+                println!("{s}");
+            }
+            Ok(())
+        }
+        Cmd::EchoServer { listen } => {
+            tokio::runtime::Runtime::new()?.block_on(scenarios::echo_server(listen))
+        }
+        Cmd::Load(a) => run_load(a),
+    }
 }

@@ -72,16 +72,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         probed.to_string()
     };
     tracing::info!(instance = %args.instance_id, zone = %args.zone, "{isolation}");
+    let log_limits = args.log_limits.limits()?;
+    let logs_dir = args
+        .logs_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("logs"));
     let agent = Agent::new(
         AgentConfig {
             instance_id: args.instance_id.clone(),
             zone: args.zone.clone(),
             token,
             artifacts_dir: args.artifacts_dir.clone(),
-            logs_dir: args
-                .logs_dir
-                .clone()
-                .unwrap_or_else(|| args.data_dir.join("logs")),
+            logs_dir: logs_dir.clone(),
+            log_limits,
             isolation,
             instance: shape,
             instance_slice: slice.clone(),
@@ -123,6 +126,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
     }
+    tokio::spawn(sweep_logs(logs_dir, log_limits, stop.clone()));
     let serve_stop = stop.clone();
     let closer = agent.clone();
     axum::serve(
@@ -160,6 +164,30 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Once a minute, prunes every version's log (writers prune the versions they write; versions
+/// nobody writes any more age out here).
+async fn sweep_logs(
+    dir: PathBuf,
+    limits: fleetfn_agent::LogLimits,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let d = dir.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            fleetfn_logs::sweep(&d, &limits, std::time::SystemTime::now())
+        })
+        .await;
+        if let Ok(Err(e)) = swept {
+            tracing::warn!(dir = %dir.display(), error = %e, "sweeping function logs failed");
+        }
+    }
 }
 
 /// The instance's cgroup slice, with the agent moved into it; `None` (logged) when the host

@@ -1,5 +1,5 @@
 //! The SigV4-signing HTTP client of the commands that talk to a running server (`fleetfn status`,
-//! `fleetfn wait`), and where it finds its endpoint, region and credentials.
+//! `fleetfn wait`, `fleetfn logs`), and where it finds its endpoint, region and credentials.
 //!
 //! Credentials are resolved the way the AWS CLI resolves them: `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`) unless `--profile` is given, then the profile
@@ -482,6 +482,98 @@ impl Client {
     /// A signed GET of `path` (already percent-encoded) with `query` pairs (raw, encoded here);
     /// returns the body of a 2xx answer.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Bytes, ClientError> {
+        let (parts, body) = self.signed_get(path, query)?.into_parts();
+        let exchange = async {
+            let resp = self
+                .http
+                .request(http::Request::from_parts(parts, Full::new(body)))
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http {
+                    endpoint: self.endpoint.clone(),
+                    reason: e.to_string(),
+                })?
+                .to_bytes();
+            Ok::<_, ClientError>((status, headers, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                endpoint: self.endpoint.clone(),
+                after: REQUEST_TIMEOUT,
+            })??;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(api_error(status, &headers, &body))
+        }
+    }
+
+    /// A signed GET whose body goes to `on_chunk` as it arrives (answers that stream, such as
+    /// followed logs). Waits at most the request timeout for the answer to start and `idle`
+    /// between chunks; returns the answer's headers once the body ends or `on_chunk` breaks.
+    pub async fn get_streaming(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        idle: Duration,
+        mut on_chunk: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<http::HeaderMap, ClientError> {
+        let (parts, body) = self.signed_get(path, query)?.into_parts();
+        let timeout = |after| ClientError::Timeout {
+            endpoint: self.endpoint.clone(),
+            after,
+        };
+        let http_error = |e: &dyn std::fmt::Display| ClientError::Http {
+            endpoint: self.endpoint.clone(),
+            reason: e.to_string(),
+        };
+        let resp = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.http
+                .request(http::Request::from_parts(parts, Full::new(body))),
+        )
+        .await
+        .map_err(|_| timeout(REQUEST_TIMEOUT))?
+        .map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = tokio::time::timeout(REQUEST_TIMEOUT, body.collect())
+                .await
+                .map_err(|_| timeout(REQUEST_TIMEOUT))?
+                .map_err(|e| http_error(&e))?
+                .to_bytes();
+            return Err(api_error(status, &headers, &bytes));
+        }
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => return Err(timeout(idle)),
+                Ok(None) => break,
+                Ok(Some(f)) => f.map_err(|e| http_error(&e))?,
+            };
+            if let Ok(data) = frame.into_data()
+                && on_chunk(&data).is_break()
+            {
+                break;
+            }
+        }
+        Ok(headers)
+    }
+
+    /// A GET of `path` (already percent-encoded) with `query` pairs (raw, encoded here), signed.
+    fn signed_get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<http::Request<Bytes>, ClientError> {
         let prefix = self.base.path().trim_end_matches('/');
         let mut uri = format!(
             "{}://{}{prefix}{path}",
@@ -514,37 +606,7 @@ impl Client {
                 time: jiff::Timestamp::now(),
             },
         )?;
-        let (parts, body) = req.into_parts();
-        let exchange = async {
-            let resp = self
-                .http
-                .request(http::Request::from_parts(parts, Full::new(body)))
-                .await
-                .map_err(|e| self.transport_error(&e))?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ClientError::Http {
-                    endpoint: self.endpoint.clone(),
-                    reason: e.to_string(),
-                })?
-                .to_bytes();
-            Ok::<_, ClientError>((status, headers, body))
-        };
-        let (status, headers, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                endpoint: self.endpoint.clone(),
-                after: REQUEST_TIMEOUT,
-            })??;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(api_error(status, &headers, &body))
-        }
+        Ok(req)
     }
 
     /// [`Self::get`], parsed as JSON.

@@ -6,6 +6,8 @@ mod agent;
 mod client;
 mod cost;
 mod credentials;
+mod logs;
+mod metrics;
 mod serve;
 mod status;
 mod wait;
@@ -36,6 +38,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Wait until a function (version) reaches a state, e.g. Active after a publish.
     Wait(wait::WaitArgs),
+    /// Print a function's log (its output and START/END/REPORT lines); --follow for new lines.
+    Logs(logs::LogsArgs),
     /// What the capacity cost here against AWS Lambda and AWS LMI for the same traffic.
     Cost(cost::CostArgs),
     /// Internal: the sandbox helper the agent runs for each environment.
@@ -85,6 +89,33 @@ pub struct AgentArgs {
     /// environment's its vCPUs × cpu-scale (below 1 packs more instances on a small host).
     #[arg(long, default_value_t = 1.0)]
     pub cpu_scale: f64,
+    #[command(flatten)]
+    pub log_limits: LogLimitArgs,
+}
+
+/// Retention of function logs, per function version (`fleetfn agent` and `fleetfn serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogLimitArgs {
+    /// Size at which an environment starts a new log segment (bytes, or e.g. 8MiB).
+    #[arg(long, default_value = "8MiB", env = "FLEETFN_LOG_SEGMENT_BYTES", value_parser = fleetfn_logs::parse_size)]
+    pub log_segment_bytes: u64,
+    /// Cap on each function version's stored log; the oldest lines go first (bytes, or e.g.
+    /// 64MiB).
+    #[arg(long, default_value = "64MiB", env = "FLEETFN_LOG_MAX_BYTES", value_parser = fleetfn_logs::parse_size)]
+    pub log_max_bytes: u64,
+    /// Log lines older than this are deleted (seconds, or e.g. 12h, 7d).
+    #[arg(long, default_value = "7d", env = "FLEETFN_LOG_MAX_AGE", value_parser = fleetfn_logs::parse_duration)]
+    pub log_max_age: std::time::Duration,
+}
+
+impl LogLimitArgs {
+    pub fn limits(&self) -> anyhow::Result<fleetfn_logs::LogLimits> {
+        Ok(fleetfn_logs::LogLimits::new(
+            self.log_segment_bytes,
+            self.log_max_bytes,
+            self.log_max_age,
+        )?)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +155,12 @@ pub struct ServeArgs {
     /// "arch": "x86_64", "vcpus": 2, "memory_mib": 4096, "hourly_usd": 0.0893}]}`.
     #[arg(long, env = "FLEETFN_CATALOG")]
     pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub log_limits: LogLimitArgs,
+    /// Address of `GET /metrics` (Prometheus text, no SigV4), or `off`
+    /// [default: 127.0.0.1:9601; when that is taken fleetfn warns and runs without metrics].
+    #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<metrics::MetricsListen>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -173,6 +210,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Status(args) => client::run_command(status::run(args)),
         Command::Wait(args) => client::run_command(wait::run(args)),
+        Command::Logs(args) => client::run_command(logs::run(args)),
         Command::Cost(args) => client::run_command(cost::run(args)),
         Command::Jail { .. } => unreachable!("handled before start-up"),
     }

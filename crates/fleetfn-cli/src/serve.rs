@@ -68,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.vcpu_scale
         );
     }
+    let log_limits = args.log_limits.limits()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -88,6 +89,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop = CancellationToken::new();
+    let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let reconciler = cp.spawn_reconciler(stop.clone());
     let (invoker, deployer): (Option<Arc<dyn fleetfn_api::Invoker>>, _) = if args.no_data_plane {
         tracing::warn!(
@@ -106,12 +108,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 logs_dir: data_dir.join("logs"),
                 vcpu_scale: args.vcpu_scale,
                 max_vcpus: args.max_local_vcpus,
+                log_limits,
             })),
             DataPlaneConfig {
                 catalog,
                 lambda_prices,
                 scale_in_after: seconds(args.scale_in_after, "--scale-in-after")?,
                 idle_instance_after: seconds(args.idle_instance_after, "--idle-instance-after")?,
+                metrics: metrics.clone(),
             },
         );
         let handle = dataplane.spawn(stop.clone());
@@ -121,10 +125,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_server = crate::metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
     let app = router(AppState {
         cp,
         credentials: Arc::new(creds.clone()),
         invoker,
+        logs: Some(fleetfn_logs::LogStore {
+            dir: data_dir.join("logs"),
+            limits: log_limits,
+        }),
     });
     eprintln!(
         "fleetfn serving the Lambda API on http://{addr} (data dir {})",
@@ -153,6 +162,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("serving the API")?;
     stop.cancel();
     let _ = reconciler.await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if let Some(d) = deployer {
         let _ = d.await;
     }

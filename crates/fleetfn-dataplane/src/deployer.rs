@@ -60,7 +60,7 @@ fn arch_of(p: &fleetfn_model::types::CapacityProvider) -> Arch {
     }
 }
 
-fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest {
+pub(crate) fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest {
     let c = &v.config;
     let lmi = c
         .capacity_provider_config
@@ -317,6 +317,8 @@ impl DataPlane {
                             .collect();
                         let mut unknown = Vec::new();
                         let mut changed = false;
+                        // (version key, init ms) of environments that just turned Ready.
+                        let mut inits = Vec::new();
                         if let Ok(mut s) = dp.state.write() {
                             for e in &report.environments {
                                 if !s.envs.contains_key(&e.env_id) {
@@ -328,6 +330,11 @@ impl DataPlane {
                                     Some(st) => {
                                         if env.state != st.state {
                                             changed = true;
+                                            if st.state == EnvState::Ready
+                                                && let Some(ms) = st.init_ms
+                                            {
+                                                inits.push((env.version_key.clone(), ms));
+                                            }
                                         }
                                         env.state = st.state;
                                         env.failure.clone_from(&st.failure);
@@ -356,6 +363,11 @@ impl DataPlane {
                             if let Some(slot) = s.instances.get_mut(&inst.id) {
                                 let cpus = f64::from(slot.instance_type.vcpus) * host_scale;
                                 slot.cpu.observe(now, used, cpus);
+                            }
+                            for (vkey, ms) in inits {
+                                s.stats(&vkey)
+                                    .metrics
+                                    .initialized(Duration::from_millis(ms));
                             }
                         }
                         // Environments the data plane does not know (a start whose answer was
@@ -735,6 +747,12 @@ impl DataPlane {
                     instance_type: l.instance_type.clone(),
                 });
             }
+        }
+        if let Ok(mut s) = self.state.write() {
+            let deferred = if may_launch { 0 } else { plan.launches.len() };
+            s.metrics
+                .deferred_launches
+                .insert(cp_name.to_string(), deferred);
         }
         // Starts on running instances (a pending one takes its environments once it runs).
         let by_key: HashMap<String, &Wanted<'_>> = wanted

@@ -119,6 +119,8 @@ pub struct LocalProviderConfig {
     pub vcpu_scale: f64,
     /// Budget of virtual vCPUs over all instances of this host.
     pub max_vcpus: u32,
+    /// Rotation and caps of function logs, passed to every agent.
+    pub log_limits: fleetfn_logs::LogLimits,
 }
 
 #[derive(Debug)]
@@ -211,6 +213,7 @@ impl LocalProvider {
             .arg("--logs-dir")
             .arg(&self.cfg.logs_dir)
             .arg("--exit-on-stdin-eof")
+            .args(self.cfg.log_limits.agent_args())
             .env_clear()
             .env("FLEETFN_AGENT_TOKEN", &token)
             .stdin(Stdio::piped())
@@ -352,6 +355,7 @@ mod tests {
             logs_dir: PathBuf::from("/tmp"),
             vcpu_scale: 1.0,
             max_vcpus,
+            log_limits: fleetfn_logs::LogLimits::default(),
         })
     }
 

@@ -10,6 +10,7 @@
 mod accounting;
 mod deployer;
 mod instances;
+mod metrics;
 mod router;
 mod scaling;
 mod status;
@@ -42,6 +43,8 @@ pub struct DataPlaneConfig {
     pub idle_instance_after: Duration,
     /// AWS Lambda prices for the cost comparison.
     pub lambda_prices: fleetfn_cost::LambdaPrices,
+    /// The Prometheus metrics the data plane updates (a fresh registry by default).
+    pub metrics: Arc<fleetfn_metrics::Metrics>,
 }
 
 impl Default for DataPlaneConfig {
@@ -51,6 +54,7 @@ impl Default for DataPlaneConfig {
             scale_in_after: fleetfn_scheduler::scaler::SCALE_IN_AFTER,
             idle_instance_after: Duration::from_secs(30),
             lambda_prices: fleetfn_cost::LambdaPrices::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub(crate) struct VersionStats {
     pub billed_ms: AtomicU64,
     /// Placement cannot give the version what the scaler wants (`MaxVCpuCount` or host budget).
     pub capped: AtomicBool,
+    /// The version's Prometheus series, cached so an invoke hashes no labels.
+    pub metrics: fleetfn_metrics::VersionMetrics,
 }
 
 /// The scaler's memory of one version.
@@ -196,11 +202,22 @@ pub(crate) struct State {
     pub stats: HashMap<String, Arc<VersionStats>>,
     /// Usage not yet written to the store.
     pub meter: accounting::Meter,
+    /// The Prometheus registry and the deployer's figures for it.
+    pub metrics: metrics::MetricsState,
 }
 
 impl State {
     pub fn stats(&mut self, vkey: &str) -> Arc<VersionStats> {
-        self.stats.entry(vkey.to_string()).or_default().clone()
+        let metrics = &self.metrics;
+        self.stats
+            .entry(vkey.to_string())
+            .or_insert_with(|| {
+                Arc::new(VersionStats {
+                    metrics: metrics.version(vkey),
+                    ..VersionStats::default()
+                })
+            })
+            .clone()
     }
 }
 
@@ -223,11 +240,15 @@ impl DataPlane {
         provider: Arc<dyn InstanceProvider>,
         cfg: DataPlaneConfig,
     ) -> Self {
+        let metrics = metrics::MetricsState::new(cfg.metrics.clone());
         Self {
             cp,
             provider,
             cfg: Arc::new(cfg),
-            state: Arc::new(RwLock::new(State::default())),
+            state: Arc::new(RwLock::new(State {
+                metrics,
+                ..State::default()
+            })),
             reports: Arc::new(watch::Sender::new(0)),
             stopping: CancellationToken::new(),
         }

@@ -173,6 +173,9 @@ impl DataPlane {
                         req.tenant_id.as_deref(),
                     )
                     .await;
+                self.cfg
+                    .metrics
+                    .router_try(crate::metrics::try_outcome(&reply));
                 match reply {
                     Ok(InvokeReply::Done {
                         payload,
@@ -187,6 +190,9 @@ impl DataPlane {
                         if function_error.is_some() {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
+                        stats
+                            .metrics
+                            .invoked(guard.started.elapsed(), function_error.is_some());
                         return Ok(InvokeOutcome {
                             payload,
                             function_error,
@@ -214,6 +220,7 @@ impl DataPlane {
                         tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
                         stats.invocations.fetch_add(1, Ordering::Relaxed);
                         stats.errors.fetch_add(1, Ordering::Relaxed);
+                        stats.metrics.invoked(guard.started.elapsed(), true);
                         return Err(LambdaError::service(format!(
                             "The execution environment of {}:{} on instance {} did not answer (the instance may have been lost); the invoke may or may not have run: {e}",
                             v.function, v.version, env.instance.id
@@ -230,6 +237,7 @@ impl DataPlane {
             && let Some(e) = last_error
         {
             stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.metrics.undeliverable();
             return Err(LambdaError::service(format!(
                 "fleetfn could not deliver the invoke to an execution environment of {}:{}: {e}",
                 v.function, v.version
@@ -237,6 +245,7 @@ impl DataPlane {
         }
         let reason = dominant(&refusals);
         stats.throttles[reason as usize].fetch_add(1, Ordering::Relaxed);
+        stats.metrics.throttled(reason.into());
         let capped = if stats.capped.load(Ordering::Relaxed) {
             " The capacity provider cannot add execution environments right now (MaxVCpuCount or instance capacity reached) until capacity frees up."
         } else {

@@ -17,6 +17,8 @@ use crate::deployer::bounds;
 use crate::{DataPlane, VersionScale};
 
 const MINUTE: Duration = Duration::from_secs(60);
+/// Largest multiple of the served load that throttles may add to the demand in one tick.
+const MAX_DEMAND_FACTOR: f64 = 2.0;
 
 /// Per (version, publish): Ready count, starting count, the Ready ones' CPU utilizations, and
 /// their max concurrency.
@@ -51,8 +53,10 @@ pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u
     if throttled == 0 {
         return busy_fraction;
     }
+    // Capped at 2: clients retrying throttles in a tight loop inflate the count far beyond
+    // the real demand; doubling per tick still absorbs a doubling in one step.
     #[allow(clippy::cast_precision_loss)]
-    let factor = (served + throttled) as f64 / served.max(1) as f64;
+    let factor = ((served + throttled) as f64 / served.max(1) as f64).min(MAX_DEMAND_FACTOR);
     // A fleet that served nothing but throttled everything is saturated.
     busy_fraction.max(1.0) * factor
 }
@@ -196,7 +200,8 @@ impl DataPlane {
         }
         crate::accounting::Meter::tick(&mut s, now, &versions);
         s.scale.retain(|k, _| seen.contains(k));
-        s.stats.retain(|k, _| seen.contains(k));
+        crate::metrics::retain_versions(&mut s, |k| seen.contains(k));
+        crate::metrics::publish(&s, &versions);
         Ok(())
     }
 }
@@ -212,7 +217,9 @@ mod tests {
         assert!((effective_saturation(1.0, 100, 100) - 2.0).abs() < 1e-12);
         // Throttling with a partly idle fleet (e.g. CPU throttles) still reads as saturated.
         assert!((effective_saturation(0.3, 100, 50) - 1.5).abs() < 1e-12);
-        assert!((effective_saturation(0.0, 0, 10) - 10.0).abs() < 1e-12);
+        // A retry storm counts as at most twice the served load.
+        assert!((effective_saturation(0.0, 0, 10) - 2.0).abs() < 1e-12);
+        assert!((effective_saturation(1.0, 10, 10_000) - 2.0).abs() < 1e-12);
         assert!(effective_saturation(f64::NAN, 1, 1).abs() < 1e-12);
     }
 }

@@ -113,7 +113,7 @@ pub fn spec(env_id: &str, runtime: &str, code_dir: &Path, max_concurrency: u32) 
         ephemeral_storage_mb: 512,
         region: "us-east-1".to_owned(),
         env_vars: BTreeMap::new(),
-        log_path: None,
+        logs: None,
         init_timeout: None,
     }
 }
@@ -134,12 +134,33 @@ pub fn json_of(out: &InvokeOutput) -> Value {
 }
 
 /// The JSON records of a log file.
-pub fn log_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
+/// The records in a version's log directory (one environment's segments, in order).
+pub fn log_records(dir: &Path) -> Vec<Value> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segments.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}"))
+                })
+                .collect::<Vec<Value>>()
+        })
         .collect()
+}
+
+/// Logs of an environment in `dir` (its version's log directory), default limits.
+pub fn log_target(dir: &Path) -> fleetfn_agent::LogTarget {
+    fleetfn_agent::LogTarget {
+        dir: dir.to_path_buf(),
+        limits: fleetfn_agent::LogLimits::default(),
+    }
 }
 
 /// The crate's directory: from the environment `cargo test` runs the binary with (so a test

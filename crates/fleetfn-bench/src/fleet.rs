@@ -1,0 +1,423 @@
+//! Starting `fleetfn serve` (and the other servers a scenario measures) on free loopback ports
+//! with temporary data dirs, and a SigV4-signing client for its Lambda API.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use crate::load::{HttpClient, MakeRequest};
+
+pub const KEY: &str = "AKIDBENCHBENCHBENCH0";
+pub const SECRET: &str = "benchsecretbenchsecretbenchsecret0000000";
+pub const REGION: &str = "us-east-1";
+pub const ZONES: [&str; 3] = ["subnet-a", "subnet-b", "subnet-c"];
+pub const CP_NAME: &str = "bench";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free loopback port")
+}
+
+/// Sends SIGTERM (or another signal) to one process we started.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A child process stopped (SIGTERM, then SIGKILL after `grace`) when dropped.
+pub struct Guarded {
+    pub child: Child,
+    pub grace: Duration,
+}
+
+impl Guarded {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `fleetfn serve`.
+pub struct Fleet {
+    pub proc_: Guarded,
+    pub addr: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub api: Api,
+}
+
+impl Fleet {
+    pub async fn start(bin_dir: &Path) -> anyhow::Result<Fleet> {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let data = tempfile::Builder::new()
+            .prefix("fleetfn-bench-")
+            .tempdir()?;
+        let log = std::fs::File::create(data.path().join("serve.log"))?;
+        let child = Command::new(bin_dir.join("fleetfn"))
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(data.path())
+            .args(["--vcpu-scale", "0.25", "--max-local-vcpus", "256"])
+            .env("FLEETFN_ACCESS_KEY_ID", KEY)
+            .env("FLEETFN_SECRET_ACCESS_KEY", SECRET)
+            .env("FLEETFN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}/fleetfn serve", bin_dir.display()))?;
+        let proc_ = Guarded {
+            child,
+            grace: Duration::from_secs(20),
+        };
+        let api = Api::new(addr);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = api.raw("GET", "/fleetfn/health", "", None, false).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("fleetfn serve did not come up on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Fleet {
+            proc_,
+            addr,
+            data,
+            api,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc_.pid()
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data.path().join("logs")
+    }
+
+    /// Creates the `bench` capacity provider and waits until it is Active.
+    pub async fn capacity_provider(&self) -> anyhow::Result<String> {
+        let body = json!({
+            "CapacityProviderName": CP_NAME,
+            "VpcConfig": {"SubnetIds": ZONES, "SecurityGroupIds": []},
+            "PermissionsConfig": {"CapacityProviderOperatorRoleArn": "arn:aws:iam::000000000000:role/op"},
+        });
+        self.api
+            .ok("POST", "/2025-11-30/capacity-providers", "", Some(body))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self
+                .api
+                .ok(
+                    "GET",
+                    &format!("/2025-11-30/capacity-providers/{CP_NAME}"),
+                    "",
+                    None,
+                )
+                .await?;
+            if v["CapacityProvider"]["State"] == "Active" {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("capacity provider not Active: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(format!(
+            "arn:aws:lambda:{REGION}:000000000000:capacity-provider:{CP_NAME}"
+        ))
+    }
+}
+
+/// One function to create.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub runtime: &'static str,
+    pub handler: &'static str,
+    pub zip: Arc<Vec<u8>>,
+    pub max_concurrency: u32,
+    pub memory: u32,
+}
+
+/// Zips `files` (name, bytes, mode).
+pub fn zip(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, mode) in files {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        w.start_file(*name, opts)?;
+        w.write_all(data)?;
+    }
+    Ok(w.finish()?.into_inner())
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    client: HttpClient,
+}
+
+pub fn sign(req: &mut http::Request<Bytes>) {
+    let _ = fleetfn_sigv4::sign_http_request(
+        req,
+        &fleetfn_sigv4::SigningParams {
+            access_key_id: KEY,
+            secret_access_key: SECRET,
+            session_token: None,
+            region: REGION,
+            service: "lambda",
+            time: jiff::Timestamp::now(),
+        },
+    );
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Api {
+        Api {
+            addr,
+            client: crate::load::client(64),
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<Value>,
+        signed: bool,
+    ) -> anyhow::Result<(u16, Value)> {
+        let uri = if query.is_empty() {
+            format!("http://{}{path}", self.addr)
+        } else {
+            format!("http://{}{path}?{query}", self.addr)
+        };
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(bytes)?;
+        if signed {
+            sign(&mut req);
+        }
+        let (parts, body) = req.into_parts();
+        let resp = tokio::time::timeout(
+            Duration::from_secs(120),
+            self.client
+                .request(http::Request::from_parts(parts, Full::new(body))),
+        )
+        .await
+        .context("API call timed out")??;
+        let status = resp.status().as_u16();
+        let b = resp.into_body().collect().await?.to_bytes();
+        let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// A signed call that must succeed (2xx).
+    pub async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, v) = self.raw(method, path, query, body, true).await?;
+        if !(200..300).contains(&status) {
+            bail!("{method} {path}: HTTP {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    pub async fn create_function(&self, cp_arn: &str, f: &FunctionSpec) -> anyhow::Result<()> {
+        let body = json!({
+            "FunctionName": f.name,
+            "Runtime": f.runtime,
+            "Handler": f.handler,
+            "Role": "arn:aws:iam::000000000000:role/fn",
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(&*f.zip)},
+            "MemorySize": f.memory,
+            "Timeout": 30,
+            "CapacityProviderConfig": {"LambdaManagedInstancesCapacityProviderConfig": {
+                "CapacityProviderArn": cp_arn,
+                "PerExecutionEnvironmentMaxConcurrency": f.max_concurrency}},
+        });
+        self.ok("POST", "/2015-03-31/functions", "", Some(body))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.configuration(&f.name, None).await?;
+            if v["State"] != "Pending" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} stayed Pending", f.name);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn configuration(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let q = qualifier.map_or_else(String::new, |q| {
+            format!("Qualifier={}", q.replace('$', "%24"))
+        });
+        self.ok(
+            "GET",
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            &q,
+            None,
+        )
+        .await
+    }
+
+    /// Publishes to `$LATEST.PUBLISHED` and waits until it is Active; returns how long that took
+    /// from the publish call (polled every 10 ms).
+    pub async fn publish(&self, name: &str, timeout: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        self.ok(
+            "POST",
+            &format!("/2015-03-31/functions/{name}/versions"),
+            "",
+            Some(json!({"PublishTo": "LATEST_PUBLISHED"})),
+        )
+        .await?;
+        loop {
+            let v = self.configuration(name, Some("$LATEST.PUBLISHED")).await?;
+            if v["State"] == "Active" {
+                return Ok(t0.elapsed());
+            }
+            if v["State"] == "Failed" {
+                bail!("{name} failed to publish: {v}");
+            }
+            if t0.elapsed() > timeout {
+                bail!("{name} not Active after {timeout:?}: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn scale(&self, name: &str, min: u32, max: u32) -> anyhow::Result<()> {
+        self.ok(
+            "PUT",
+            &format!("/2025-11-30/functions/{name}/function-scaling-config"),
+            "Qualifier=%24LATEST.PUBLISHED",
+            Some(json!({"FunctionScalingConfig": {
+                "MinExecutionEnvironments": min, "MaxExecutionEnvironments": max}})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        self.ok("GET", "/fleetfn/v1/status", "", None).await
+    }
+
+    /// Environments of `name` by state.
+    pub async fn env_states(&self, name: &str) -> anyhow::Result<(usize, usize)> {
+        let s = self.status().await?;
+        let mut ready = 0;
+        let mut total = 0;
+        for f in s["Functions"].as_array().into_iter().flatten() {
+            if f["FunctionName"] == name {
+                for e in f["Environments"].as_array().into_iter().flatten() {
+                    total += 1;
+                    if e["State"] == "Ready" {
+                        ready += 1;
+                    }
+                }
+            }
+        }
+        Ok((ready, total))
+    }
+
+    /// Waits until `name` has exactly `n` environments, all Ready.
+    pub async fn wait_envs(&self, name: &str, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        loop {
+            let (ready, total) = self.env_states(name).await?;
+            if ready == n && total == n {
+                return Ok(());
+            }
+            if t0.elapsed() > timeout {
+                bail!("{name}: {ready} Ready of {total} environments, wanted {n}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A request factory for `POST .../invocations` of `name` with `payload`, signed per request.
+    pub fn invoke_request(&self, name: &str, payload: &str) -> MakeRequest {
+        let uri = format!(
+            "http://{}/2015-03-31/functions/{name}/invocations?Qualifier=%24LATEST.PUBLISHED",
+            self.addr
+        );
+        let payload = Bytes::from(payload.to_owned());
+        Arc::new(move || {
+            let mut req = http::Request::builder()
+                .method("POST")
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(payload.clone())
+                .expect("request");
+            sign(&mut req);
+            let (parts, body) = req.into_parts();
+            http::Request::from_parts(parts, Full::new(body))
+        })
+    }
+}
+
+/// An unsigned POST of `payload` to `url` (the floor and the peers).
+pub fn plain_request(url: &str, payload: &str) -> MakeRequest {
+    let uri: http::Uri = url.parse().expect("uri");
+    let payload = Bytes::from(payload.to_owned());
+    Arc::new(move || {
+        http::Request::builder()
+            .method("POST")
+            .uri(uri.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(payload.clone()))
+            .expect("request")
+    })
+}

@@ -1,0 +1,303 @@
+//! The load generator: hyper 1.x client, HDR histograms, closed loop (fixed concurrency) and open
+//! loop (fixed arrival rate, latency measured from the intended send time, so a stalled server is
+//! not hidden by coordinated omission). Every run is bounded by a request count and a deadline,
+//! and runs on its own Tokio runtime so its CPU can be told apart from the orchestrator's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// Builds one request (signed if the target needs it).
+pub type MakeRequest = Arc<dyn Fn() -> http::Request<Full<Bytes>> + Send + Sync>;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client(max_idle: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(connector)
+}
+
+/// Status 0 = transport error.
+async fn one(client: &HttpClient, make: &MakeRequest) -> u16 {
+    let req = make();
+    match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.into_body().collect().await {
+                Ok(_) => status,
+                Err(_) => 0,
+            }
+        }
+        Err(_) => 0,
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    // 1 µs .. 120 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+/// What one run saw.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub mode: String,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub seconds: f64,
+    pub all: Histogram<u64>,
+    pub by_status: BTreeMap<u16, Histogram<u64>>,
+    /// Arrivals the open loop could not send because `max_outstanding` requests were pending.
+    pub skipped: usize,
+    /// (ms since start, status) of every non-200 answer, bounded; for timelines.
+    pub non_ok: Vec<(u32, u16)>,
+}
+
+impl RunResult {
+    pub fn count(&self) -> u64 {
+        self.all.len()
+    }
+    pub fn ok(&self) -> u64 {
+        self.by_status.get(&200).map_or(0, Histogram::len)
+    }
+    pub fn errors(&self) -> u64 {
+        self.count() - self.ok()
+    }
+    pub fn throughput(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let n = self.count() as f64;
+        n / self.seconds.max(1e-9)
+    }
+    pub fn ok_throughput(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let n = self.ok() as f64;
+        n / self.seconds.max(1e-9)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let by_status: serde_json::Map<String, Value> = self
+            .by_status
+            .iter()
+            .map(|(k, h)| (k.to_string(), summary(h)))
+            .collect();
+        let mut v = summary(&self.all);
+        let o = v.as_object_mut().expect("object");
+        o.insert("mode".into(), json!(self.mode));
+        o.insert("concurrency".into(), json!(self.concurrency));
+        o.insert("rate_rps".into(), json!(self.rate));
+        o.insert("seconds".into(), json!(round(self.seconds, 3)));
+        o.insert("throughput_rps".into(), json!(round(self.throughput(), 1)));
+        o.insert("ok".into(), json!(self.ok()));
+        o.insert("errors".into(), json!(self.errors()));
+        o.insert("skipped_arrivals".into(), json!(self.skipped));
+        o.insert("by_status".into(), Value::Object(by_status));
+        v
+    }
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// Percentiles in µs.
+pub fn summary(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({ "count": 0 });
+    }
+    json!({
+        "count": h.len(),
+        "p50_us": h.value_at_quantile(0.50),
+        "p90_us": h.value_at_quantile(0.90),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+        "mean_us": round(h.mean(), 1),
+    })
+}
+
+struct Local {
+    all: Histogram<u64>,
+    by_status: BTreeMap<u16, Histogram<u64>>,
+    non_ok: Vec<(u32, u16)>,
+}
+
+impl Local {
+    fn new() -> Self {
+        Local {
+            all: hist(),
+            by_status: BTreeMap::new(),
+            non_ok: Vec::new(),
+        }
+    }
+    fn record(&mut self, started: Instant, t0: Instant, took: Duration, status: u16) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.all.saturating_record(us.max(1));
+        self.by_status
+            .entry(status)
+            .or_insert_with(hist)
+            .saturating_record(us.max(1));
+        if status != 200 && self.non_ok.len() < 100_000 {
+            let ms = u32::try_from(t0.duration_since(started).as_millis()).unwrap_or(u32::MAX);
+            self.non_ok.push((ms, status));
+        }
+    }
+    fn merge(&mut self, other: Local) {
+        let _ = self.all.add(&other.all);
+        for (k, h) in other.by_status {
+            let _ = self.by_status.entry(k).or_insert_with(hist).add(&h);
+        }
+        self.non_ok.extend(other.non_ok);
+    }
+}
+
+/// The load generator's own runtime (`threads` worker threads).
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .expect("load generator runtime")
+}
+
+/// Closed loop: `concurrency` clients, each sending its next request when the previous one is
+/// answered, until `requests` were sent in total or `max` elapsed. `warmup` requests (not
+/// recorded) go first, spread over the same clients.
+pub async fn closed(
+    client: HttpClient,
+    make: MakeRequest,
+    concurrency: usize,
+    requests: usize,
+    warmup: usize,
+    max: Duration,
+) -> RunResult {
+    let c = concurrency.max(1);
+    // Warm-up: open the connections and settle the server.
+    let warm_left = Arc::new(AtomicUsize::new(warmup));
+    let warm_deadline = Instant::now() + max.min(Duration::from_secs(10));
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (client, make, left) = (client.clone(), make.clone(), warm_left.clone());
+        tasks.push(tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+                && Instant::now() < warm_deadline
+            {
+                let _ = one(&client, &make).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let left = Arc::new(AtomicUsize::new(requests));
+    let started = Instant::now();
+    let deadline = started + max;
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (client, make, left) = (client.clone(), make.clone(), left.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Local::new();
+            while Instant::now() < deadline
+                && left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let t0 = Instant::now();
+                let status = one(&client, &make).await;
+                local.record(started, t0, t0.elapsed(), status);
+            }
+            local
+        }));
+    }
+    let mut total = Local::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            total.merge(l);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    RunResult {
+        mode: "closed".into(),
+        concurrency: c,
+        rate: None,
+        seconds,
+        all: total.all,
+        by_status: total.by_status,
+        skipped: 0,
+        non_ok: total.non_ok,
+    }
+}
+
+/// Open loop: one arrival every `1/rate` s for `duration` (at most `rate × duration` requests),
+/// each measured from its intended send time. Arrivals beyond `max_outstanding` pending requests
+/// are counted as skipped instead of sent.
+pub async fn open(
+    client: HttpClient,
+    make: MakeRequest,
+    rate: f64,
+    duration: Duration,
+    max_outstanding: usize,
+) -> RunResult {
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = (rate * duration.as_secs_f64()).ceil() as u64;
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Duration, u16)>();
+    let mut skipped = 0usize;
+    for i in 0..total {
+        #[allow(clippy::cast_possible_truncation)]
+        let at = started + interval * (i as u32);
+        tokio::time::sleep_until(at.into()).await;
+        if outstanding.load(Ordering::SeqCst) >= max_outstanding {
+            skipped += 1;
+            continue;
+        }
+        outstanding.fetch_add(1, Ordering::SeqCst);
+        let (client, make, tx, out) = (
+            client.clone(),
+            make.clone(),
+            tx.clone(),
+            outstanding.clone(),
+        );
+        tokio::spawn(async move {
+            let status = one(&client, &make).await;
+            let took = at.elapsed();
+            out.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send((at, took, status));
+        });
+    }
+    drop(tx);
+    let mut local = Local::new();
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some((at, took, status))) =
+        tokio::time::timeout_at(drain_deadline, rx.recv()).await
+    {
+        local.record(started, at, took, status);
+    }
+    let seconds = duration.as_secs_f64();
+    RunResult {
+        mode: "open".into(),
+        concurrency: max_outstanding,
+        rate: Some(rate),
+        seconds,
+        all: local.all,
+        by_status: local.by_status,
+        skipped,
+        non_ok: local.non_ok,
+    }
+}

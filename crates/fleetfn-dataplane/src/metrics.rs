@@ -1,0 +1,321 @@
+//! The data plane's side of the Prometheus metrics (`fleetfn-metrics`): per-version handles the
+//! router updates (cached in `VersionStats`, so an invoke hashes no labels), and every gauge
+//! rebuilt from the data plane's state once per scaler tick ([`publish`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fleetfn_metrics::{
+    CapacityGauges, EnvironmentState, GaugeSnapshot, InstanceLabels, Metrics, ProviderGauges,
+    ProviderLabels, ProviderTypeLabels, TryOutcome, VersionGauges, VersionLabels, VersionMetrics,
+};
+use fleetfn_proto::{ClientError, EnvState, InvokeReply};
+use fleetfn_scheduler::InstanceState;
+use fleetfn_scheduler::placement::{MILLI, usable};
+use fleetfn_server::VersionRecord;
+use fleetfn_server::records::version_key;
+
+use crate::deployer::{bounds, env_request};
+use crate::status::display_version;
+use crate::{State, ThrottleReason};
+
+const MIB: u64 = 1 << 20;
+
+/// The metrics registry and what only the deployer knows about its instances.
+#[derive(Debug, Default)]
+pub(crate) struct MetricsState {
+    pub metrics: Arc<Metrics>,
+    /// Capacity provider → launches its last placement asked for but could not start (the
+    /// provider is backing off after a failed launch).
+    pub deferred_launches: HashMap<String, usize>,
+}
+
+impl MetricsState {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            deferred_launches: HashMap::new(),
+        }
+    }
+
+    /// The invoke-path series of a version key (`fn/000000000001`).
+    pub fn version(&self, vkey: &str) -> VersionMetrics {
+        self.metrics.version(labels(vkey))
+    }
+}
+
+/// `fn/000000000012` → `function="fn", version="12"`; `$LATEST.PUBLISHED` stays.
+pub(crate) fn labels(vkey: &str) -> VersionLabels {
+    let (function, version) = vkey.split_once('/').unwrap_or((vkey, ""));
+    VersionLabels::new(function, display_version(version))
+}
+
+impl From<ThrottleReason> for fleetfn_metrics::ThrottleReason {
+    fn from(r: ThrottleReason) -> Self {
+        match r {
+            ThrottleReason::Concurrency => Self::Concurrency,
+            ThrottleReason::Cpu => Self::Cpu,
+            ThrottleReason::Memory => Self::Memory,
+            ThrottleReason::Disk => Self::Disk,
+        }
+    }
+}
+
+/// How one agent round trip ended.
+pub(crate) fn try_outcome(reply: &Result<InvokeReply, ClientError>) -> TryOutcome {
+    match reply {
+        Ok(InvokeReply::Done { .. }) => TryOutcome::Done,
+        Ok(InvokeReply::Rejected { .. }) => TryOutcome::Rejected,
+        Ok(InvokeReply::Gone) => TryOutcome::Gone,
+        Ok(InvokeReply::Invalid { .. }) => TryOutcome::Invalid,
+        Err(ClientError::Unreachable { .. }) => TryOutcome::Unreachable,
+        Err(_) => TryOutcome::Failed,
+    }
+}
+
+fn env_state(s: EnvState) -> EnvironmentState {
+    match s {
+        EnvState::Starting => EnvironmentState::Starting,
+        EnvState::Ready => EnvironmentState::Ready,
+        EnvState::Draining => EnvironmentState::Draining,
+        EnvState::Failed => EnvironmentState::Failed,
+        EnvState::Exited => EnvironmentState::Exited,
+    }
+}
+
+fn instance_state(s: InstanceState) -> fleetfn_metrics::InstanceState {
+    match s {
+        InstanceState::Pending => fleetfn_metrics::InstanceState::Pending,
+        InstanceState::Running => fleetfn_metrics::InstanceState::Running,
+        InstanceState::Draining => fleetfn_metrics::InstanceState::Draining,
+        InstanceState::Terminated => fleetfn_metrics::InstanceState::Terminated,
+    }
+}
+
+fn gauge<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mean(sum: f64, n: usize) -> f64 {
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// One version's environments, folded.
+#[derive(Default)]
+struct EnvFold {
+    states: [i64; 5],
+    max_in_flight: u32,
+    max_concurrency: u32,
+    ready_cpu: (f64, usize),
+    ready_memory: (f64, usize),
+    ready_by_publish: HashMap<String, i64>,
+}
+
+/// One capacity provider's instances of one type, folded.
+#[derive(Default)]
+struct TypeFold {
+    running: usize,
+    cpu_sum: f64,
+    running_memory_bytes: u64,
+    used_memory_bytes: u64,
+    vcpus_allocated: f64,
+    memory_allocated: u64,
+    free_mvcpu: u64,
+    free_mib: u64,
+}
+
+/// Every gauge from the data plane's state; `versions` are the deployable versions.
+pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
+    // Environments: per version, and what they take on each instance.
+    let mut per_version: BTreeMap<String, EnvFold> = BTreeMap::new();
+    let mut on_instance: HashMap<&str, (f64, u64, u64)> = HashMap::new();
+    for e in s.envs.values() {
+        let f = per_version.entry(e.version_key.clone()).or_default();
+        f.states[EnvironmentState::ALL
+            .iter()
+            .position(|x| *x == env_state(e.state))
+            .unwrap_or(0)] += 1;
+        f.max_in_flight = f.max_in_flight.max(e.in_flight.load(Ordering::Relaxed));
+        f.max_concurrency = f.max_concurrency.max(e.max_concurrency);
+        if e.state == EnvState::Ready {
+            f.ready_cpu.0 += e.cpu.util.unwrap_or(0.0);
+            f.ready_cpu.1 += 1;
+            if let Some(m) = e.memory_bytes
+                && e.memory_mib > 0
+            {
+                #[allow(clippy::cast_precision_loss)]
+                let u = m as f64 / (e.memory_mib * MIB) as f64;
+                f.ready_memory.0 += u;
+                f.ready_memory.1 += 1;
+            }
+            *f.ready_by_publish
+                .entry(e.publish_hash.clone())
+                .or_default() += 1;
+        }
+        let a = on_instance.entry(e.instance.id.as_str()).or_default();
+        a.0 += e.vcpus;
+        a.1 += e.memory_mib;
+        a.2 += e.memory_bytes.unwrap_or(0);
+    }
+
+    let deployable: HashMap<String, &VersionRecord> = versions
+        .iter()
+        .map(|v| (version_key(&v.function, &v.version), v))
+        .collect();
+    let keys: BTreeSet<&String> = per_version.keys().chain(deployable.keys()).collect();
+    let empty = EnvFold::default();
+    let mut out = GaugeSnapshot::default();
+    for vkey in keys {
+        let f = per_version.get(vkey).unwrap_or(&empty);
+        let v = deployable.get(vkey);
+        let desired = match v.map(|v| (bounds(v), s.scale.get(vkey))) {
+            None | Some((None, _)) => 0,
+            Some((Some((min, _)), None)) => min,
+            Some((Some(_), Some(sc))) => sc.desired,
+        };
+        let limit = v.map_or(f.max_concurrency, |v| env_request(v, "").max_concurrency);
+        let actual = v
+            .and_then(|v| f.ready_by_publish.get(&v.publish_hash).copied())
+            .unwrap_or(0);
+        out.versions.push(VersionGauges {
+            labels: labels(vkey),
+            environments: f.states,
+            concurrency: gauge(f.max_in_flight),
+            concurrency_limit: gauge(limit),
+            cpu_utilization: mean(f.ready_cpu.0, f.ready_cpu.1),
+            memory_utilization: mean(f.ready_memory.0, f.ready_memory.1),
+            desired_environments: gauge(desired),
+            actual_environments: actual,
+        });
+    }
+
+    // Instances: per provider and type, per zone and state, per provider.
+    let mut per_type: BTreeMap<ProviderTypeLabels, TypeFold> = BTreeMap::new();
+    let mut counts: BTreeMap<InstanceLabels, i64> = BTreeMap::new();
+    let mut providers: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in s.instances.values() {
+        let pt = ProviderTypeLabels {
+            capacity_provider: i.capacity_provider.clone(),
+            instance_type: i.instance_type.name.clone(),
+        };
+        *counts
+            .entry(InstanceLabels {
+                provider_type: pt.clone(),
+                zone: i.zone.clone(),
+                state: instance_state(i.state),
+            })
+            .or_default() += 1;
+        let (vcpus, mib, used) = on_instance.get(i.id.as_str()).copied().unwrap_or_default();
+        let t = per_type.entry(pt).or_default();
+        t.vcpus_allocated += vcpus;
+        t.memory_allocated += mib;
+        if i.state.accepts_environments() {
+            let (mvcpu, umib) = usable(&i.instance_type);
+            t.free_mvcpu += mvcpu.saturating_sub(fleetfn_scheduler::placement::to_milli(vcpus));
+            t.free_mib += umib.saturating_sub(mib);
+        }
+        let p = providers.entry(i.capacity_provider.clone()).or_default();
+        if i.state == InstanceState::Running {
+            t.running += 1;
+            t.cpu_sum += i.cpu.util.unwrap_or(0.0);
+            t.running_memory_bytes += i.instance_type.memory_mib * MIB;
+            t.used_memory_bytes += used;
+            p.1 += 1;
+        }
+        if i.state.accepts_environments() {
+            p.0 += 1;
+        }
+    }
+    for v in versions {
+        if let Some(cp) = &v.capacity_provider {
+            providers.entry(cp.clone()).or_default();
+        }
+    }
+    for (labels, t) in per_type {
+        #[allow(clippy::cast_precision_loss)]
+        let memory_utilization = if t.running_memory_bytes == 0 {
+            0.0
+        } else {
+            t.used_memory_bytes as f64 / t.running_memory_bytes as f64
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let vcpus_available = t.free_mvcpu as f64 / MILLI as f64;
+        out.capacity.push(CapacityGauges {
+            labels,
+            cpu_utilization: mean(t.cpu_sum, t.running),
+            memory_utilization,
+            vcpus_allocated: t.vcpus_allocated,
+            vcpus_available,
+            memory_allocated_bytes: gauge(t.memory_allocated * MIB),
+            memory_available_bytes: gauge(t.free_mib * MIB),
+        });
+    }
+    out.instances = counts.into_iter().collect();
+    for (cp, (kept, running)) in providers {
+        let deferred = s.metrics.deferred_launches.get(&cp).copied().unwrap_or(0);
+        out.providers.push(ProviderGauges {
+            labels: ProviderLabels {
+                capacity_provider: cp,
+            },
+            desired_instances: kept + gauge(deferred),
+            actual_instances: running,
+        });
+    }
+    out
+}
+
+/// Rebuilds every gauge from the data plane's state (once per scaler tick).
+pub(crate) fn publish(s: &State, versions: &[VersionRecord]) {
+    s.metrics.metrics.publish(&snapshot(s, versions));
+}
+
+/// Drops the version statistics of versions no longer deployed, and their series.
+pub(crate) fn retain_versions(s: &mut State, keep: impl Fn(&str) -> bool) {
+    let metrics = s.metrics.metrics.clone();
+    s.stats.retain(|k, st| {
+        let kept = keep(k);
+        if !kept {
+            metrics.remove_version(st.metrics.labels());
+        }
+        kept
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_labels_are_the_names_users_see() {
+        assert_eq!(
+            labels("hello/000000000012"),
+            VersionLabels::new("hello", "12")
+        );
+        assert_eq!(
+            labels("hello/$LATEST.PUBLISHED"),
+            VersionLabels::new("hello", "$LATEST.PUBLISHED")
+        );
+    }
+
+    #[test]
+    fn try_outcomes() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(try_outcome(&Ok(InvokeReply::Gone)), TryOutcome::Gone);
+        assert_eq!(
+            try_outcome(&Err(ClientError::Unreachable {
+                addr,
+                detail: String::new()
+            })),
+            TryOutcome::Unreachable
+        );
+        assert_eq!(
+            try_outcome(&Err(ClientError::NoAnswer {
+                addr,
+                detail: String::new()
+            })),
+            TryOutcome::Failed
+        );
+    }
+}
