@@ -85,14 +85,22 @@ impl Fleet {
         let data = tempfile::Builder::new()
             .prefix("fleetfn-bench-")
             .tempdir()?;
-        let log = std::fs::File::create(data.path().join("serve.log"))?;
+        // FLEETFN_BENCH_SERVE_LOG_DIR keeps each server's log (its data dir is temporary).
+        let log_path = std::env::var_os("FLEETFN_BENCH_SERVE_LOG_DIR").map_or_else(
+            || data.path().join("serve.log"),
+            |d| std::path::PathBuf::from(d).join(format!("serve-{}.log", addr.port())),
+        );
+        let log = std::fs::File::create(log_path)?;
         let child = Command::new(bin_dir.join("fleetfn"))
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data.path())
             .args(["--vcpu-scale", "0.25", "--max-local-vcpus", "256"])
             .env("FLEETFN_ACCESS_KEY_ID", KEY)
             .env("FLEETFN_SECRET_ACCESS_KEY", SECRET)
-            .env("FLEETFN_LOG", "warn")
+            .env(
+                "FLEETFN_LOG",
+                std::env::var("FLEETFN_BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

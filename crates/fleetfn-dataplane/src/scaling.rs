@@ -45,7 +45,7 @@ fn target_cpu(p: &fleetfn_model::types::CapacityProvider) -> f64 {
 }
 
 /// Saturation with throttled requests counted as demand the fleet did not serve: if a third of
-/// the requests were throttled, the fleet needed 1.5× what it served.
+/// the requests were throttled, the fleet needed 1.5× what it served (at most 2× per tick).
 pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u64) -> f64 {
     if !busy_fraction.is_finite() || busy_fraction < 0.0 {
         return 0.0;
@@ -57,8 +57,11 @@ pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u
     // the real demand; doubling per tick still absorbs a doubling in one step.
     #[allow(clippy::cast_precision_loss)]
     let factor = ((served + throttled) as f64 / served.max(1) as f64).min(MAX_DEMAND_FACTOR);
-    // A fleet that served nothing but throttled everything is saturated.
-    busy_fraction.max(1.0) * factor
+    // Throttles scale the observed use, they do not stand in for it: a handful of throttles on a
+    // fleet at 75 % (a request that met a worker between two /next) is no reason to grow it,
+    // while a busy fleet throttling half its callers needs twice the environments. (CPU
+    // throttles show up in the CPU utilization, which the scaler also reads.)
+    busy_fraction * factor
 }
 
 impl DataPlane {
@@ -215,11 +218,12 @@ mod tests {
         assert!((effective_saturation(0.5, 100, 0) - 0.5).abs() < 1e-12);
         // Half the requests throttled while the fleet was fully busy: twice the fleet.
         assert!((effective_saturation(1.0, 100, 100) - 2.0).abs() < 1e-12);
-        // Throttling with a partly idle fleet (e.g. CPU throttles) still reads as saturated.
-        assert!((effective_saturation(0.3, 100, 50) - 1.5).abs() < 1e-12);
+        // A few throttles on a fleet with room do not make it look saturated.
+        assert!((effective_saturation(0.75, 1000, 10) - 0.7575).abs() < 1e-12);
+        assert!((effective_saturation(0.3, 100, 50) - 0.45).abs() < 1e-12);
         // A retry storm counts as at most twice the served load.
-        assert!((effective_saturation(0.0, 0, 10) - 2.0).abs() < 1e-12);
         assert!((effective_saturation(1.0, 10, 10_000) - 2.0).abs() < 1e-12);
+        assert!(effective_saturation(0.0, 0, 10).abs() < 1e-12);
         assert!(effective_saturation(f64::NAN, 1, 1).abs() < 1e-12);
     }
 }
