@@ -280,6 +280,40 @@ pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u
 }
 
 /// Derive the SigV4 signing key.
+/// [`signing_key`] through a small process-wide cache: the key depends only on the secret, the
+/// day, the region and the service, so a verifier derives it (4 HMAC-SHA256) once a day per key
+/// instead of on every request, as the AWS SDKs do when signing.
+pub(crate) fn cached_signing_key(
+    secret: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> [u8; 32] {
+    type Entry = (String, String, String, String, [u8; 32]);
+    static CACHE: std::sync::Mutex<Vec<Entry>> = std::sync::Mutex::new(Vec::new());
+    const ENTRIES: usize = 16;
+    let hit = |e: &Entry| e.0 == secret && e.1 == date && e.2 == region && e.3 == service;
+    if let Ok(cache) = CACHE.lock()
+        && let Some(e) = cache.iter().find(|e| hit(e))
+    {
+        return e.4;
+    }
+    let key = signing_key(secret, date, region, service);
+    if let Ok(mut cache) = CACHE.lock() {
+        if cache.len() >= ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((
+            secret.to_owned(),
+            date.to_owned(),
+            region.to_owned(),
+            service.to_owned(),
+            key,
+        ));
+    }
+    key
+}
+
 pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let mut k_secret = Vec::with_capacity(4 + secret.len());
     k_secret.extend_from_slice(b"AWS4");
@@ -437,5 +471,43 @@ mod tests {
     #[test]
     fn empty_sha() {
         assert_eq!(sha256_hex(b""), EMPTY_SHA256);
+    }
+}
+
+#[cfg(test)]
+mod signing_key_cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_gives_the_derived_key_for_every_scope() {
+        let scopes = [
+            ("s1", "20261127", "us-east-1", "lambda"),
+            ("s1", "20261128", "us-east-1", "lambda"),
+            ("s1", "20261127", "eu-west-1", "lambda"),
+            ("s2", "20261127", "us-east-1", "lambda"),
+            ("s1", "20261127", "us-east-1", "s3"),
+        ];
+        // Twice over more distinct scopes than the cache holds: hits and evictions both give the
+        // right key.
+        for round in 0..2 {
+            for i in 0..20 {
+                let date = format!("2026{:04}", 1100 + i);
+                assert_eq!(
+                    cached_signing_key("x", &date, "r", "s"),
+                    signing_key("x", &date, "r", "s"),
+                    "round {round} scope {i}"
+                );
+            }
+            for (secret, date, region, service) in scopes {
+                assert_eq!(
+                    cached_signing_key(secret, date, region, service),
+                    signing_key(secret, date, region, service)
+                );
+            }
+        }
+        assert_ne!(
+            cached_signing_key("s1", "20261127", "us-east-1", "lambda"),
+            cached_signing_key("s2", "20261127", "us-east-1", "lambda")
+        );
     }
 }

@@ -8,8 +8,8 @@ use http::header::{AUTHORIZATION, DATE};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::canonical::{
-    ALGORITHM, TERMINATOR, decode_query_component, format_amz_date, parse_amz_date,
-    parse_http_date, query_pairs, signing_key, string_to_sign, write_canonical_headers,
+    ALGORITHM, TERMINATOR, cached_signing_key, decode_query_component, format_amz_date,
+    parse_amz_date, parse_http_date, query_pairs, string_to_sign, write_canonical_headers,
     write_canonical_query, write_canonical_uri,
 };
 use crate::error::AuthError;
@@ -492,7 +492,7 @@ pub fn verify<S: AsRef<str>>(
     canonical.extend_from_slice(primary_payload.as_bytes());
 
     let scope = &auth.credential[access_key_id.len() + 1..];
-    let key = signing_key(secret.as_ref(), scope_date, scope_region, scope_service);
+    let key = cached_signing_key(secret.as_ref(), scope_date, scope_region, scope_service);
     let matches = |sts: &str| {
         let mut mac = crate::HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
         mac.update(sts.as_bytes());
