@@ -640,9 +640,8 @@ async fn scale_out(ctx: &Ctx) -> anyhow::Result<Value> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Steady load at 75 % of the Ready capacity (4 per environment), then doubled.
+    // Steady load at 75 % of the Ready capacity (4 per environment), then a step up.
     let clients = (before * 3).max(1);
-    let wanted = (2 * clients).div_ceil(4);
     let make = fleet
         .api
         .invoke_request(&f.name, r#"{"op":"sleep","ms":100}"#);
@@ -660,13 +659,21 @@ async fn scale_out(ctx: &Ctx) -> anyhow::Result<Value> {
     });
     tokio::time::sleep(Duration::from_secs(10)).await;
     let before = fleet.api.env_states(&f.name).await?.0;
+    // The step at least doubles the offered load and always exceeds what the Ready environments
+    // can take (the fleet may have grown during the steady phase): 1.5× their concurrency.
+    // Capped so the wanted environments stay within Max = 20.
+    let added = clients
+        .max((before * 4 * 3).div_ceil(2).saturating_sub(clients))
+        .min(72usize.saturating_sub(clients));
+    let total = clients + added;
+    let wanted = total.div_ceil(4);
     let t0 = Instant::now();
     let m2 = make.clone();
     let second = ctx.loadgen.spawn(async move {
         load::closed(
             load::client(64),
             m2,
-            clients,
+            added,
             1_000_000,
             0,
             Duration::from_secs(20),
@@ -712,9 +719,9 @@ async fn scale_out(ctx: &Ctx) -> anyhow::Result<Value> {
         throttles.len()
     );
     Ok(json!({
-        "what": "Min 2 / Max 20 environments × 4 concurrent, handler sleeping 100 ms; closed loop at 75 % of the Ready environments' concurrency, doubled after 10 s; 'serving' = enough Ready environments for the doubled load at 100 %",
+        "what": "Min 2 / Max 20 environments × 4 concurrent, handler sleeping 100 ms; closed loop at 75 % of the Ready environments' concurrency, then after 10 s a step to at least twice the clients and at least 1.5× the then-Ready concurrency; 'serving' = enough Ready environments for the stepped load at 100 %",
         "clients_before": clients,
-        "clients_after": 2 * clients,
+        "clients_after": total,
         "envs_needed_after": wanted,
         "ready_before": before,
         "ready_max_after": max_ready,
