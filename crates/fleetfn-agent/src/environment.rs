@@ -817,6 +817,12 @@ async fn monitor(
         }
     };
     let init_elapsed = launched.elapsed();
+    if matches!(outcome, InitOutcome::Ready) {
+        // The CPU window restarts at Ready: init's CPU burst must not read as a saturated
+        // environment (and refuse its first invokes with the CPU reason).
+        last_cpu = None;
+        sample_resources(&inner, &mut last_cpu).await;
+    }
     let failure = match outcome {
         InitOutcome::Ready => None,
         InitOutcome::InitError(e) => Some(init_error_failure(&e)),
