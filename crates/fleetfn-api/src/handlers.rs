@@ -531,9 +531,8 @@ pub async fn status(State(s): State<AppState>) -> ApiResult {
 /// their cost here, on AWS Lambda and on AWS LMI, and the break-even request rate.
 pub async fn cost(State(s): State<AppState>, uri: axum::http::Uri) -> ApiResult {
     let q = Query::parse(uri.query());
-    let since =
-        fleetfn_model::time::parse_since(q.get("Since").unwrap_or("24h"), jiff::Timestamp::now())
-            .map_err(|e| LambdaError::invalid(format!("Since: {e}")))?;
+    let since = fleetfn_logs::parse_since(q.get("Since").unwrap_or("24h"), jiff::Timestamp::now())
+        .map_err(|e| LambdaError::invalid(format!("Since: {e}")))?;
     let Some(invoker) = s.invoker.as_ref() else {
         return Err(LambdaError::service(
             "The cost report needs the data plane (fleetfn serve without --no-data-plane).",

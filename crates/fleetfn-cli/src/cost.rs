@@ -10,7 +10,7 @@ use crate::client::{self, ConnectArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct CostArgs {
-    /// The window: a duration back from now (90s, 10m, 24h, 7d) or an RFC 3339 timestamp.
+    /// The window: a duration back from now (30s, 10m, 24h, 7d, 1w), an RFC 3339 time or epoch ms.
     #[arg(long, default_value = "24h")]
     pub since: String,
     /// Print the server's JSON report instead of the summary.
@@ -22,7 +22,7 @@ pub struct CostArgs {
 
 pub async fn run(args: CostArgs) -> anyhow::Result<()> {
     // Checked here too, so a typo never needs a server to be told about.
-    fleetfn_model::time::parse_since(&args.since, jiff::Timestamp::now())
+    fleetfn_logs::parse_since(&args.since, jiff::Timestamp::now())
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let client = client::connect(&args.connect)?;
     let body = client

@@ -316,8 +316,7 @@ impl Invoker for DataPlane {
             .values()
             .map(|e| {
                 let (function, version) = e.version_key.split_once('/').unwrap_or((&e.version_key, ""));
-                let trimmed = version.trim_start_matches('0');
-                let version = if version.starts_with('$') { version } else if trimmed.is_empty() { "0" } else { trimmed };
+                let version = crate::status::display_version(version);
                 serde_json::json!({
                     "EnvironmentId": e.env_id,
                     "FunctionName": function,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
     #[error(
-        "{0:?} is not a time: use a duration back from now like 30s, 10m, 2h, 1d or 1w, an RFC 3339 time like 2026-01-02T15:04:05Z, or epoch milliseconds"
+        "{0:?} is not a time: use a duration back from now like 30s, 10m, 2h, 24h, 1d or 1w, an RFC 3339 time like 2026-01-02T15:04:05Z, or epoch milliseconds"
     )]
     Since(String),
     #[error(
