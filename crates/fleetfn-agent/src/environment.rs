@@ -2,7 +2,7 @@
 //! its invokes.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,6 +122,9 @@ struct Inner {
     saturation: watch::Sender<Option<Resource>>,
     env_dir: PathBuf,
     cancel: CancellationToken,
+    /// The launcher's reservation (network namespace, uid slot): last, so it is released
+    /// after everything above.
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Inner {
@@ -463,8 +466,10 @@ impl Environment {
                 let (body, error_type) = function_error_body(&request_id, &error_type, body);
                 (body, Some(error_type), false)
             }
+            // Like AWS, the message names the configured timeout, not the measured wait (which
+            // a busy host stretches past it by a few milliseconds).
             Err(_) => (
-                timeout_body(&request_id, duration),
+                timeout_body(&request_id, timeout),
                 Some(ERROR_TYPE_TIMEOUT.to_owned()),
                 true,
             ),
@@ -661,24 +666,39 @@ async fn launch(
     env_dir: PathBuf,
     tmp_dir: &Path,
 ) -> Result<Environment, StartError> {
-    let api = RuntimeApi::bind(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        RuntimeApiConfig::default(),
-    )
-    .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
+    let launcher = provider.launcher();
+    let mut reservation = {
+        let launcher = Arc::clone(&launcher);
+        let env_id = spec.env_id.clone();
+        tokio::task::spawn_blocking(move || launcher.reserve(&env_id))
+            .await
+            .map_err(|e| StartError::io("reserving the environment", std::io::Error::other(e)))?
+            .map_err(|e| StartError::io("reserving the environment", e))?
+    };
+    let listener = reservation.listener.take().ok_or_else(|| {
+        StartError::io(
+            "binding the Runtime API endpoint",
+            std::io::Error::other("the launcher reserved no listener"),
+        )
+    })?;
+    let runtime_pid = Arc::new(OnceLock::new());
+    let peer_filter = reservation
+        .peer_uid
+        .map(|uid| peer_filter(uid, Arc::clone(&runtime_pid)));
+    let api = RuntimeApi::serve(listener, RuntimeApiConfig::default(), peer_filter)
+        .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
     let log_stream = log_stream_name(&spec);
     let cmd = launch_command(
         &spec,
         prepared,
         &LaunchContext {
-            api_addr: api.local_addr(),
+            api_addr: reservation.api_addr,
             tmp_dir,
             log_stream: &log_stream,
         },
     )?;
-    let launched = provider
-        .launcher()
-        .launch(&cmd)
+    let launched = launcher
+        .launch(&cmd, reservation)
         .map_err(|e| spawn_error(prepared, &cmd.program, e))?;
     let mut child = launched.child;
     let Some(pid) = child.id() else {
@@ -687,6 +707,7 @@ async fn launch(
             std::io::Error::other("the runtime process exited at once"),
         ));
     };
+    let _ = runtime_pid.set(pid);
     let (logs, _writer) = match &spec.logs {
         Some(t) => {
             let (sink, task) = LogSink::open(t.dir.clone(), spec.env_id.clone(), t.limits);
@@ -716,6 +737,7 @@ async fn launch(
         .accounting
         .unwrap_or_else(|| Arc::new(ProcTreeAccounting::new(pid)));
     let tmp = launched.tmp;
+    let hold = launched.hold;
     logs.try_send(platform_record(
         "platform.initStart",
         None,
@@ -746,9 +768,29 @@ async fn launch(
         saturation: watch::Sender::new(None),
         env_dir,
         cancel: CancellationToken::new(),
+        _hold: hold,
     });
     tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
     Ok(Environment { inner })
+}
+
+/// The Runtime API's defence in depth: a connection is served only when the socket at its
+/// other end belongs to `uid`, the environment's own user (read from the TCP table of the
+/// namespace the runtime, pid `runtime_pid`, lives in). Everything else is refused: processes
+/// of other environments (each has its own uid), of the host, and connections that come
+/// before the runtime exists.
+fn peer_filter(uid: u32, runtime_pid: Arc<OnceLock<u32>>) -> fleetfn_runtime_api::PeerFilter {
+    Arc::new(move |peer: SocketAddr, local: SocketAddr| {
+        let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) else {
+            return false;
+        };
+        let Some(pid) = runtime_pid.get() else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).is_ok_and(|table| {
+            fleetfn_sandbox::net::tcp_socket_uid(&table, peer, local) == Some(uid)
+        })
+    })
 }
 
 /// Maps a failed exec to the reason the function cannot start.

@@ -9,7 +9,11 @@
 use std::sync::Mutex;
 
 use fleetfn_sandbox::cgroups::DEFAULT_CPU_PERIOD_US;
-use fleetfn_sandbox::{CgroupError, CgroupLayout, CgroupLimits, Cgroups, Membership};
+use fleetfn_sandbox::{
+    CgroupError, CgroupLayout, CgroupLimits, Cgroups, Lease, LeaseDir, Membership,
+};
+
+use crate::sandbox::CGROUP_LEASES;
 
 /// The leaf of an instance slice the agent process runs in (never an environment id).
 pub const AGENT_LEAF: &str = "agent";
@@ -88,21 +92,37 @@ pub struct InstanceSlice {
     shape: InstanceShape,
     /// The agent's pid and where it was before [`Self::join`].
     origin: Mutex<Option<(u32, Membership)>>,
+    /// Marks the slice as this live agent's, so other agents' sweeps leave it alone.
+    _lease: Lease,
 }
 
 impl InstanceSlice {
-    /// Creates (or takes over) `<top>/<instance_id>` with the instance's limits, after removing
-    /// every process-free cgroup under `top` but this one (slices of agents that were killed,
-    /// environment cgroups of the older flat layout).
+    /// Creates (or takes over) `<top>/<instance_id>` with the instance's limits. First it takes
+    /// the host-wide lease `cgroups/<instance_id>` in `leases` (failing when another live agent
+    /// holds it), then removes the process-free cgroups under `top` that no live agent holds a
+    /// lease on (slices of agents that were killed, environment cgroups of the older flat
+    /// layout) — never another live agent's slice, even one created an instant ago and still
+    /// empty.
     pub fn create(
         layout: CgroupLayout,
         top: &str,
         instance_id: &str,
         shape: InstanceShape,
+        leases: &LeaseDir,
     ) -> Result<Self, CgroupError> {
+        let lease_error = |error| CgroupError::Io {
+            op: "lease",
+            path: leases.path().join(CGROUP_LEASES).join(instance_id),
+            error,
+        };
+        let lease = leases
+            .hold(CGROUP_LEASES, instance_id)
+            .map_err(lease_error)?;
         let top = Cgroups::new(layout, top)?;
         top.create_slice()?;
-        let swept = top.sweep(&[instance_id]);
+        let swept = top.sweep(&[instance_id], &|name| {
+            leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
+        });
         if !swept.is_empty() {
             tracing::info!(?swept, "removed cgroups left by instances that are gone");
         }
@@ -113,10 +133,11 @@ impl InstanceSlice {
             instance_id: instance_id.to_owned(),
             shape,
             origin: Mutex::new(None),
+            _lease: lease,
         };
         this.ensure()?;
-        // Environment cgroups of an earlier agent with this id.
-        this.slice.sweep(&[AGENT_LEAF]);
+        // Environment cgroups of an earlier agent with this id (or of environments gone).
+        this.sweep_with(leases);
         Ok(this)
     }
 
@@ -209,9 +230,14 @@ impl InstanceSlice {
         names
     }
 
-    /// Removes environment cgroups that hold no process; returns how many.
-    pub fn sweep(&self) -> usize {
-        self.slice.sweep(&[AGENT_LEAF]).len()
+    /// Removes environment cgroups that hold no process and whose environment's lease in
+    /// `leases` is not held; returns how many.
+    pub fn sweep_with(&self, leases: &LeaseDir) -> usize {
+        self.slice
+            .sweep(&[AGENT_LEAF], &|name| {
+                leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
+            })
+            .len()
     }
 
     /// Removes the slice at a clean agent exit: moves the agent back where it was (or to the
@@ -302,7 +328,14 @@ mod tests {
         let s = shape();
         assert_eq!(s.host_cpus(), 0.5);
         let tmp = tempfile::tempdir().unwrap();
-        let slice = InstanceSlice::create(v1_root(tmp.path()), "fleetfn", "i-1", s).unwrap();
+        let slice = InstanceSlice::create(
+            v1_root(tmp.path()),
+            "fleetfn",
+            "i-1",
+            s,
+            &LeaseDir::new(tmp.path().join("leases")),
+        )
+        .unwrap();
         assert_eq!(slice.quota_us(), 50_000);
         // 1 vCPU × 0.25: within the instance; 4 vCPUs × 0.25 would exceed it.
         assert_eq!(slice.env_quota_us(0.25), 25_000);
@@ -325,7 +358,14 @@ mod tests {
             "cgroup.procs",
             "99\n",
         );
-        let slice = InstanceSlice::create(layout, "fleetfn", "i-1", shape()).unwrap();
+        let slice = InstanceSlice::create(
+            layout,
+            "fleetfn",
+            "i-1",
+            shape(),
+            &LeaseDir::new(tmp.path().join("leases")),
+        )
+        .unwrap();
         assert!(!root.join("memory/fleetfn/i-dead").exists());
         assert!(root.join("pids/fleetfn/i-live/agent").exists());
         let inst = |c: &str| root.join(c).join("fleetfn/i-1");
@@ -365,7 +405,14 @@ mod tests {
     #[test]
     fn close_never_removes_a_leaf_the_agent_is_still_in() {
         let tmp = tempfile::tempdir().unwrap();
-        let slice = InstanceSlice::create(v1_root(tmp.path()), "fleetfn", "i-2", shape()).unwrap();
+        let slice = InstanceSlice::create(
+            v1_root(tmp.path()),
+            "fleetfn",
+            "i-2",
+            shape(),
+            &LeaseDir::new(tmp.path().join("leases")),
+        )
+        .unwrap();
         slice.slice.create(AGENT_LEAF).unwrap();
         set(
             &tmp.path().join("pids/fleetfn/i-2").join(AGENT_LEAF),
@@ -388,7 +435,14 @@ mod tests {
         set(root, "cgroup.controllers", "cpuset cpu io memory pids\n");
         set(root, "cgroup.subtree_control", "");
         let layout = CgroupLayout::detect(root).unwrap();
-        let slice = InstanceSlice::create(layout, "fleetfn", "i-3", shape()).unwrap();
+        let slice = InstanceSlice::create(
+            layout,
+            "fleetfn",
+            "i-3",
+            shape(),
+            &LeaseDir::new(tmp.path().join("leases")),
+        )
+        .unwrap();
         let inst = root.join("fleetfn/i-3");
         assert_eq!(get(&inst, "cpu.max"), "50000 100000");
         assert_eq!(get(&inst, "memory.max"), (4096u64 << 20).to_string());

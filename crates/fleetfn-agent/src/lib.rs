@@ -58,14 +58,14 @@ pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
 pub use logs::MAX_LINE_BYTES;
 pub use process::{
-    DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, ResourceAccounting,
-    SandboxInputs, TmpStorage,
+    DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, Reservation,
+    ResourceAccounting, SandboxInputs, TmpStorage,
 };
 pub use runtime::{
     AWSLAMBDARIC_REQUIREMENT, HostRuntimes, Interpreter, MIN_NODE_MAJOR, NODE_BOOTSTRAP,
     PreparedRuntime, RuntimeProvider, RuntimeProviderConfig,
 };
-pub use sandbox::{SLICE, SandboxLauncher};
+pub use sandbox::{CGROUP_LEASES, NetworkConfig, SLICE, SandboxLauncher, UID_BASE};
 pub use service::{Agent, AgentConfig};
 pub use spec::{
     EnvironmentSpec, InvokeInput, InvokeOutput, LogTarget, MAX_INIT_TIMEOUT, MIN_INIT_TIMEOUT,

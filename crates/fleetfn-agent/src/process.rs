@@ -66,6 +66,8 @@ pub struct Launched {
     pub accounting: Option<Arc<dyn ResourceAccounting>>,
     /// Where the runtime's `/tmp` is, for the disk ceiling.
     pub tmp: TmpStorage,
+    /// Released when the environment is gone (see [`Reservation::hold`]).
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Where an environment's `/tmp` lives, so its use can be measured off the invoke path.
@@ -81,9 +83,45 @@ pub enum TmpStorage {
 /// Starts runtime processes. The default, [`DirectLauncher`], runs them as plain child
 /// processes; a sandboxing launcher can wrap them in cgroups and namespaces.
 pub trait Launcher: Send + Sync + fmt::Debug {
+    /// Reserves what environment `env_id` needs before its runtime starts: above all the
+    /// listener its Runtime API is served on. The default binds `127.0.0.1:0` on the agent's
+    /// own network. Blocking (it may create a network namespace).
+    fn reserve(&self, env_id: &str) -> io::Result<Reservation> {
+        let _ = env_id;
+        Reservation::loopback()
+    }
+
     /// Starts `cmd` with stdin from `/dev/null`, stdout and stderr piped, in a new process
-    /// group, killed when the returned child is dropped.
-    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched>;
+    /// group, killed when the returned child is dropped. `reservation` is what [`Self::reserve`]
+    /// returned for the same environment (without its listener, which is being served).
+    fn launch(&self, cmd: &LaunchCommand, reservation: Reservation) -> io::Result<Launched>;
+}
+
+/// What a launcher set aside for one environment before its runtime starts.
+#[derive(Debug)]
+pub struct Reservation {
+    /// The Runtime API listener (taken by the environment to serve it).
+    pub listener: Option<std::net::TcpListener>,
+    /// What the runtime is told (`AWS_LAMBDA_RUNTIME_API`).
+    pub api_addr: std::net::SocketAddr,
+    /// When set, only sockets of this uid may use the Runtime API.
+    pub peer_uid: Option<u32>,
+    /// Held for the environment's life (its network namespace, its uid slot); released only
+    /// after its processes are killed.
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Reservation {
+    /// A listener on `127.0.0.1:0` of the agent's network, nothing else.
+    pub fn loopback() -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        Ok(Self {
+            api_addr: listener.local_addr()?,
+            listener: Some(listener),
+            peer_uid: None,
+            hold: None,
+        })
+    }
 }
 
 /// A command set up as every launcher must start a runtime: empty environment, stdin from
@@ -105,7 +143,7 @@ pub(crate) fn runtime_command(program: &std::path::Path) -> Command {
 pub struct DirectLauncher;
 
 impl Launcher for DirectLauncher {
-    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched> {
+    fn launch(&self, cmd: &LaunchCommand, reservation: Reservation) -> io::Result<Launched> {
         let child = runtime_command(&cmd.program)
             .args(&cmd.args)
             .envs(&cmd.env)
@@ -115,6 +153,7 @@ impl Launcher for DirectLauncher {
             child,
             accounting: None,
             tmp: TmpStorage::HostDir,
+            hold: reservation.hold,
         })
     }
 }

@@ -241,8 +241,8 @@ impl RuntimeProvider {
         &self.host
     }
 
-    pub(crate) fn launcher(&self) -> &dyn Launcher {
-        self.launcher.as_ref()
+    pub(crate) fn launcher(&self) -> Arc<dyn Launcher> {
+        Arc::clone(&self.launcher)
     }
 
     /// Makes `runtime` ready to launch: installs awslambdaric for a Python runtime (once; other

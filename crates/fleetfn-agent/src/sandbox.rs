@@ -9,11 +9,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fleetfn_sandbox::{CgroupSpec, Cgroups, Isolation, Namespaces, Rlimits, SandboxSpec};
+use fleetfn_sandbox::net::{self, EnvNetwork, NetIsolation};
+use fleetfn_sandbox::{
+    CgroupSpec, Cgroups, Isolation, Lease, LeaseDir, Namespaces, Rlimits, SandboxSpec, SlotLease,
+};
 
 use crate::instance::{AGENT_LEAF, InstanceSlice, quota_us};
 use crate::process::{
-    LaunchCommand, Launched, Launcher, ResourceAccounting, TmpStorage, runtime_command,
+    LaunchCommand, Launched, Launcher, Reservation, ResourceAccounting, TmpStorage, runtime_command,
 };
 
 /// Where a runtime's host directories appear inside the sandbox.
@@ -27,7 +30,23 @@ const MIN_TMP_MB: u32 = 64;
 /// Smallest CPU share of an environment, in vCPUs.
 const MIN_VCPUS: f64 = 0.1;
 
-/// Launches runtimes inside sandboxes via `<binary> jail --spec-file F`.
+/// First uid of environments: slot `n` runs as uid (and gid) `UID_BASE + n`.
+pub const UID_BASE: u32 = 20_000;
+/// Lease kind of cgroups that belong to a live agent (instance slices, environment cgroups).
+pub const CGROUP_LEASES: &str = "cgroups";
+
+/// How environments are networked, and the host-wide leases they take.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// What the host allows (probed at start).
+    pub isolation: NetIsolation,
+    /// Resolvers written to the environments' `/etc/resolv.conf` (empty: the host's file).
+    pub dns: Vec<std::net::IpAddr>,
+    /// Host-wide leases (environment slots, live cgroups).
+    pub leases: LeaseDir,
+}
+
+/// Launches runtimes inside sandboxes via `<binary> jail` (the spec on its stdin).
 #[derive(Debug, Clone)]
 pub struct SandboxLauncher {
     binary: PathBuf,
@@ -35,6 +54,23 @@ pub struct SandboxLauncher {
     /// The environments' parent cgroup: the instance slice, or [`SLICE`] without one.
     cgroups: Option<Arc<Cgroups>>,
     instance: Option<Arc<InstanceSlice>>,
+    net: NetworkConfig,
+}
+
+/// What a sandboxed environment holds for its life: its slot (uid and addresses), its
+/// network namespace and the lease that marks its cgroup as alive.
+#[derive(Debug)]
+struct EnvHold {
+    /// Dropped first: the namespace (and its veth pair) goes with the last process in it.
+    net: Option<EnvNetwork>,
+    _cgroup: Option<Lease>,
+    slot: SlotLease,
+}
+
+impl EnvHold {
+    fn uid(&self) -> u32 {
+        UID_BASE + self.slot.slot()
+    }
 }
 
 impl SandboxLauncher {
@@ -45,13 +81,16 @@ impl SandboxLauncher {
         binary: PathBuf,
         isolation: Isolation,
         instance: Option<Arc<InstanceSlice>>,
+        net: NetworkConfig,
     ) -> Self {
         let cgroups = match &instance {
             Some(slice) => Some(Arc::new(slice.cgroups().clone())),
             None => isolation.cgroups.as_ref().and_then(|layout| {
                 let c = Cgroups::new(layout.clone(), SLICE).ok()?;
                 c.create_slice().ok()?;
-                c.sweep(&[AGENT_LEAF]);
+                c.sweep(&[AGENT_LEAF], &|name| {
+                    net.leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
+                });
                 Some(Arc::new(c))
             }),
         };
@@ -60,14 +99,19 @@ impl SandboxLauncher {
             isolation,
             cgroups,
             instance,
+            net,
         }
     }
 
-    /// Sweeps empty environment cgroups (call after stopping environments).
+    /// Sweeps empty environment cgroups whose environments are gone (call after stopping
+    /// environments).
     pub fn sweep_cgroups(&self) -> usize {
-        self.cgroups
-            .as_deref()
-            .map_or(0, |c| c.sweep(&[AGENT_LEAF]).len())
+        self.cgroups.as_deref().map_or(0, |c| {
+            c.sweep(&[AGENT_LEAF], &|name| {
+                self.net.leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
+            })
+            .len()
+        })
     }
 
     /// Environment cgroups under the environments' parent cgroup.
@@ -89,12 +133,12 @@ impl SandboxLauncher {
     }
 }
 
-/// Uid (and gid) of an environment: one per environment, from its id, never below 20000.
-fn env_uid(env_id: &str) -> u32 {
-    let h = env_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+/// Where an environment's slot search starts: a hash of its id (FNV-1a), so concurrent
+/// starts rarely contend for the same slot.
+fn slot_hint(env_id: &str) -> u32 {
+    env_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    20_000 + h % 40_000
+    })
 }
 
 fn is_system_path(p: &Path) -> bool {
@@ -120,6 +164,8 @@ struct CgroupAccounting {
     name: String,
     /// Peak as of the last sample (the environment samples once a second).
     peak: std::sync::atomic::AtomicU64,
+    /// The environment's reservation, released after the cgroup is killed.
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl CgroupAccounting {
@@ -158,6 +204,9 @@ impl ResourceAccounting for CgroupAccounting {
 }
 
 impl Drop for CgroupAccounting {
+    /// Kills what is left in the cgroup and removes it; then (the fields drop after this) the
+    /// environment's hold is released, so its uid and slot are never reused while a process
+    /// of it lives.
     fn drop(&mut self) {
         let _ = self.cgroups.kill_all(&self.name);
         if let Err(e) = self.cgroups.remove(&self.name) {
@@ -167,7 +216,44 @@ impl Drop for CgroupAccounting {
 }
 
 impl Launcher for SandboxLauncher {
-    fn launch(&self, cmd: &LaunchCommand) -> io::Result<Launched> {
+    /// Takes a host-wide slot (its uid and address block), marks the environment's cgroup as
+    /// alive, and creates its network namespace with the Runtime API listener inside.
+    fn reserve(&self, env_id: &str) -> io::Result<Reservation> {
+        let slot = self
+            .net
+            .leases
+            .acquire_slot(net::slot_count(), slot_hint(env_id))?;
+        let cgroup = match self.cgroups {
+            Some(_) => Some(self.net.leases.hold(CGROUP_LEASES, env_id)?),
+            None => None,
+        };
+        let (listener, network) = if self.net.isolation.has_namespace() {
+            let egress = matches!(self.net.isolation, NetIsolation::Egress);
+            let mut network = EnvNetwork::create(slot.slot(), egress).map_err(io::Error::other)?;
+            let listener = network
+                .take_listener()
+                .ok_or_else(|| io::Error::other("the namespace has no listener"))?;
+            (listener, Some(network))
+        } else {
+            (
+                std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?,
+                None,
+            )
+        };
+        let hold = EnvHold {
+            net: network,
+            _cgroup: cgroup,
+            slot,
+        };
+        Ok(Reservation {
+            api_addr: listener.local_addr()?,
+            listener: Some(listener),
+            peer_uid: Some(hold.uid()),
+            hold: Some(Box::new(hold)),
+        })
+    }
+
+    fn launch(&self, cmd: &LaunchCommand, reservation: Reservation) -> io::Result<Launched> {
         let inputs = &cmd.sandbox;
         let env_dir = inputs
             .tmp_dir
@@ -213,7 +299,13 @@ impl Launcher for SandboxLauncher {
                 "{AGENT_LEAF:?} names the agent's own cgroup; it cannot be an environment id"
             )));
         }
-        let uid = env_uid(&inputs.env_id);
+        let hold = reservation
+            .hold
+            .and_then(|h| h.downcast::<EnvHold>().ok())
+            .ok_or_else(|| {
+                io::Error::other("the environment was not reserved by the sandbox launcher")
+            })?;
+        let uid = hold.uid();
         let rootfs_dir = env_dir.join("rootfs");
         std::fs::create_dir_all(&rootfs_dir)?;
         let cgroup = self.cgroups.as_ref().map(|c| CgroupSpec {
@@ -239,18 +331,38 @@ impl Launcher for SandboxLauncher {
             cgroup,
             no_new_privs: true,
             rlimits: Rlimits::default(),
+            netns: hold.net.as_ref().map(EnvNetwork::ns_path),
+            seccomp: true,
+            resolv_conf: None,
         };
+        if !self.net.dns.is_empty() {
+            let path = env_dir.join("resolv.conf");
+            let lines: String = self
+                .net
+                .dns
+                .iter()
+                .map(|ip| format!("nameserver {ip}\n"))
+                .collect();
+            std::fs::write(&path, lines)?;
+            spec.resolv_conf = Some(path);
+        }
         self.isolation.fit(&mut spec);
-        let spec_path = env_dir.join("sandbox.json");
-        std::fs::write(
-            &spec_path,
-            serde_json::to_vec(&spec).map_err(io::Error::other)?,
-        )?;
+        // The spec (with the function's environment variables) goes through a pipe, never to
+        // disk; the helper reads it to the end and gives the runtime /dev/null as stdin.
+        let json = serde_json::to_vec(&spec).map_err(io::Error::other)?;
+        let (spec_read, spec_write) = std::io::pipe()?;
         let child = runtime_command(&self.binary)
             .arg("jail")
-            .arg("--spec-file")
-            .arg(&spec_path)
+            .stdin(spec_read)
             .spawn()?;
+        std::thread::Builder::new()
+            .name("sandbox-spec".into())
+            .spawn(move || {
+                let mut w = spec_write;
+                // A helper that died early closes the pipe: EPIPE ends the write.
+                let _ = std::io::Write::write_all(&mut w, &json);
+            })?;
+        let mut hold: Option<Box<dyn std::any::Any + Send + Sync>> = Some(hold);
         let accounting: Option<Arc<dyn ResourceAccounting>> =
             self.cgroups
                 .as_ref()
@@ -259,6 +371,7 @@ impl Launcher for SandboxLauncher {
                         cgroups: c.clone(),
                         name: inputs.env_id.clone(),
                         peak: std::sync::atomic::AtomicU64::new(0),
+                        _hold: hold.take(),
                     })
                 });
         let tmp = if spec.namespaces.mount {
@@ -272,6 +385,7 @@ impl Launcher for SandboxLauncher {
             child,
             accounting,
             tmp,
+            hold,
         })
     }
 }
@@ -281,11 +395,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uids_are_unprivileged_and_stable() {
-        let a = env_uid("e-1234");
-        assert_eq!(a, env_uid("e-1234"));
-        assert!((20_000..60_000).contains(&a));
-        assert_ne!(env_uid("e-1234"), env_uid("e-1235"));
+    fn slots_give_unique_unprivileged_uids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leases = LeaseDir::new(tmp.path());
+        let holds: Vec<EnvHold> = (0..50)
+            .map(|_| EnvHold {
+                net: None,
+                _cgroup: None,
+                // The same hint every time: contention still yields distinct slots.
+                slot: leases
+                    .acquire_slot(net::slot_count(), slot_hint("e-1"))
+                    .unwrap(),
+            })
+            .collect();
+        let mut uids: Vec<u32> = holds.iter().map(EnvHold::uid).collect();
+        assert!(
+            uids.iter()
+                .all(|u| *u >= UID_BASE && *u < UID_BASE + net::slot_count())
+        );
+        uids.sort_unstable();
+        uids.dedup();
+        assert_eq!(uids.len(), 50);
     }
 
     #[test]

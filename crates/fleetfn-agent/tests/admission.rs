@@ -93,10 +93,16 @@ impl Harness {
         if let Some((iso, slice)) = sandbox {
             isolation = iso.to_string();
             instance_slice.clone_from(&slice);
+            let net = fleetfn_agent::NetworkConfig {
+                isolation: fleetfn_sandbox::net::probe(iso.root, false),
+                dns: Vec::new(),
+                leases: fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
+            };
             provider = provider.with_launcher(Arc::new(SandboxLauncher::new(
                 sandbox_helper_binary().to_path_buf(),
                 iso,
                 slice,
+                net,
             )));
         }
         let agent = Agent::new(
@@ -356,8 +362,16 @@ async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_c
         memory_mib: 4096,
         cpu_scale: 0.5,
     };
-    let slice =
-        Arc::new(InstanceSlice::create(layout.clone(), &top, "i-test", shape.clone()).unwrap());
+    let slice = Arc::new(
+        InstanceSlice::create(
+            layout.clone(),
+            &top,
+            "i-test",
+            shape.clone(),
+            &fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
+        )
+        .unwrap(),
+    );
     let guard = SliceGuard(
         Some(slice.clone()),
         fleetfn_sandbox::Cgroups::new(layout.clone(), &top).unwrap(),

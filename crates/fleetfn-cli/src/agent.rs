@@ -53,23 +53,33 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let isolation = if probed.use_helper() && !sandbox_off {
         let binary = std::env::current_exe()
             .context("locating the fleetfn binary for the sandbox helper")?;
+        // Host-wide: every agent of every fleetfn on this host allocates from the same slots.
+        let leases = fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR);
         slice = probed
             .cgroups
             .clone()
-            .and_then(|layout| instance_slice(layout, &args.instance_id, &shape));
-        let launcher =
-            std::sync::Arc::new(SandboxLauncher::new(binary, probed.clone(), slice.clone()));
+            .and_then(|layout| instance_slice(layout, &args.instance_id, &shape, &leases));
+        let net = network_config(&args.network, leases);
+        let net_line = net.isolation.to_string();
+        let launcher = std::sync::Arc::new(SandboxLauncher::new(
+            binary,
+            probed.clone(),
+            slice.clone(),
+            net,
+        ));
         sandbox = Some(launcher.clone());
         provider = provider.with_launcher(launcher);
         match &slice {
-            Some(s) => format!("{probed}; {}", s.describe()),
-            None => probed.to_string(),
+            Some(s) => format!("{probed}; {}; {net_line}", s.describe()),
+            None => format!("{probed}; {net_line}"),
         }
     } else if sandbox_off {
-        "sandbox: off (FLEETFN_SANDBOX=off): environments run as plain child processes of the agent"
+        "sandbox: off (FLEETFN_SANDBOX=off): environments run as plain child processes of the agent; they are NOT isolated from each other or the host"
             .to_string()
     } else {
-        probed.to_string()
+        format!(
+            "{probed}; environments are NOT isolated from each other or the host (run fleetfn as root for network namespaces, seccomp and per-environment uids)"
+        )
     };
     tracing::info!(instance = %args.instance_id, zone = %args.zone, "{isolation}");
     let log_limits = args.log_limits.limits()?;
@@ -190,18 +200,58 @@ async fn sweep_logs(
     }
 }
 
+/// Probes the environments' network isolation and, for egress, installs the host firewall;
+/// a firewall that cannot be installed leaves environments on loopback only (logged).
+fn network_config(
+    args: &crate::EnvNetworkArgs,
+    leases: fleetfn_sandbox::LeaseDir,
+) -> fleetfn_agent::NetworkConfig {
+    use fleetfn_sandbox::NetIsolation;
+    let mut isolation = fleetfn_sandbox::net::probe(true, args.env_egress == "on");
+    if isolation == NetIsolation::Egress
+        && let Err(e) = fleetfn_sandbox::net::install_firewall(&args.env_allow)
+    {
+        isolation = NetIsolation::NoEgress(format!("installing the firewall failed: {e}"));
+    }
+    if isolation == NetIsolation::Egress && args.env_dns.is_empty() {
+        let loopback_dns = std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+            .any(|ip| ip.is_loopback());
+        if loopback_dns {
+            tracing::warn!(
+                "the host's resolver is on loopback, which environments cannot reach: set FLEETFN_ENV_DNS (--env-dns) for name resolution in functions"
+            );
+        }
+    }
+    fleetfn_agent::NetworkConfig {
+        isolation,
+        dns: args.env_dns.clone(),
+        leases,
+    }
+}
+
 /// The instance's cgroup slice, with the agent moved into it; `None` (logged) when the host
 /// refuses, in which case environments still get their own cgroups under the agents' slice.
 fn instance_slice(
     layout: fleetfn_sandbox::CgroupLayout,
     instance_id: &str,
     shape: &InstanceShape,
+    leases: &fleetfn_sandbox::LeaseDir,
 ) -> Option<std::sync::Arc<InstanceSlice>> {
-    let created = InstanceSlice::create(layout, fleetfn_agent::SLICE, instance_id, shape.clone())
-        .and_then(|slice| {
-            slice.join(std::process::id())?;
-            Ok(slice)
-        });
+    let created = InstanceSlice::create(
+        layout,
+        fleetfn_agent::SLICE,
+        instance_id,
+        shape.clone(),
+        leases,
+    )
+    .and_then(|slice| {
+        slice.join(std::process::id())?;
+        Ok(slice)
+    });
     match created {
         Ok(slice) => Some(std::sync::Arc::new(slice)),
         Err(e) => {

@@ -91,6 +91,25 @@ pub struct AgentArgs {
     pub cpu_scale: f64,
     #[command(flatten)]
     pub log_limits: LogLimitArgs,
+    #[command(flatten)]
+    pub network: EnvNetworkArgs,
+}
+
+/// How environments reach the network (`fleetfn agent`; `fleetfn serve` passes the variables
+/// on to its agents).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvNetworkArgs {
+    /// Resolvers for the environments' /etc/resolv.conf (comma-separated IPs) [default: the
+    /// host's /etc/resolv.conf].
+    #[arg(long, env = "FLEETFN_ENV_DNS", value_delimiter = ',')]
+    pub env_dns: Vec<std::net::IpAddr>,
+    /// Destinations environments may reach although they are blocked by default
+    /// (comma-separated IPv4 CIDRs, e.g. 169.254.169.254/32).
+    #[arg(long, env = "FLEETFN_ENV_ALLOW", value_delimiter = ',')]
+    pub env_allow: Vec<fleetfn_sandbox::Ipv4Cidr>,
+    /// Outbound network for environments (`on`, or `off` for loopback only).
+    #[arg(long, env = "FLEETFN_ENV_EGRESS", default_value = "on", value_parser = ["on", "off"])]
+    pub env_egress: String,
 }
 
 /// Retention of function logs, per function version (`fleetfn agent` and `fleetfn serve`).

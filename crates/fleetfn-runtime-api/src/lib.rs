@@ -226,6 +226,9 @@ impl Future for InvokeTicket {
     }
 }
 
+/// Decides whether a new connection, given its (peer, local) addresses, may use the endpoint.
+pub type PeerFilter = Arc<dyn Fn(SocketAddr, SocketAddr) -> bool + Send + Sync>;
+
 /// A running Runtime API endpoint for one execution environment.
 ///
 /// Dropping it (or calling [`RuntimeApi::shutdown`]) stops the server, closes every connection
@@ -242,10 +245,20 @@ impl RuntimeApi {
     ///
     /// Must be called from within a Tokio runtime; fails with an `io::Error` otherwise.
     pub fn bind(addr: SocketAddr, cfg: RuntimeApiConfig) -> io::Result<RuntimeApi> {
+        Self::serve(std::net::TcpListener::bind(addr)?, cfg, None)
+    }
+
+    /// Serves on an already bound `std_listener` (e.g. one bound inside the environment's
+    /// network namespace). With `peer_filter`, each new connection is served only if the filter
+    /// accepts its (peer, local) addresses; a refused one is closed before any byte is read.
+    pub fn serve(
+        std_listener: std::net::TcpListener,
+        cfg: RuntimeApiConfig,
+        peer_filter: Option<PeerFilter>,
+    ) -> io::Result<RuntimeApi> {
         let handle = tokio::runtime::Handle::try_current().map_err(|e| {
-            io::Error::other(format!("RuntimeApi::bind needs a Tokio runtime: {e}"))
+            io::Error::other(format!("RuntimeApi::serve needs a Tokio runtime: {e}"))
         })?;
-        let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
         let listener = {
@@ -258,6 +271,7 @@ impl RuntimeApi {
             listener,
             Arc::clone(&shared),
             cancel.clone(),
+            peer_filter,
         ));
         tracing::debug!(%local_addr, "runtime API endpoint listening");
         Ok(RuntimeApi {

@@ -30,6 +30,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    peer_filter: Option<crate::PeerFilter>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -52,7 +53,15 @@ pub(crate) async fn accept_loop(
         }
         let shared = Arc::clone(&shared);
         let cancel = cancel.clone();
+        let peer_filter = peer_filter.clone();
         tokio::spawn(async move {
+            if let Some(allowed) = peer_filter {
+                let local = stream.local_addr();
+                if !local.is_ok_and(|local| allowed(peer, local)) {
+                    tracing::warn!(%peer, "runtime API connection refused: not from the environment's own processes");
+                    return;
+                }
+            }
             let svc = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, Infallible>(route(shared, req).await) }

@@ -90,6 +90,10 @@ pub trait Host {
     fn set_parent_death_signal(&self) -> io::Result<()>;
     /// Marks every descriptor from `first` up close-on-exec.
     fn cloexec_from(&self, first: u32) -> io::Result<()>;
+    /// Joins the network namespace `path` names.
+    fn setns_net(&self, path: &Path) -> io::Result<()>;
+    /// Installs the default system call filter ([`crate::seccomp`]).
+    fn install_seccomp(&self) -> io::Result<()>;
 }
 
 /// The real host.
@@ -282,6 +286,15 @@ impl Host for LinuxHost {
         }
         Ok(())
     }
+
+    fn setns_net(&self, path: &Path) -> io::Result<()> {
+        let ns = std::fs::File::open(path)?;
+        nix_io(nix::sched::setns(ns, CloneFlags::CLONE_NEWNET))
+    }
+
+    fn install_seccomp(&self) -> io::Result<()> {
+        crate::seccomp::install_default().map_err(io::Error::other)
+    }
 }
 
 /// One recorded side-effecting call of [`RecordingHost`].
@@ -303,6 +316,8 @@ pub enum Call {
     NoNewPrivs,
     ParentDeathSignal,
     CloexecFrom(u32),
+    SetnsNet(PathBuf),
+    InstallSeccomp,
 }
 
 /// An entry of [`RecordingHost`]'s fake filesystem.
@@ -545,5 +560,13 @@ impl Host for RecordingHost {
 
     fn cloexec_from(&self, first: u32) -> io::Result<()> {
         self.record(Call::CloexecFrom(first))
+    }
+
+    fn setns_net(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::SetnsNet(path.to_path_buf()))
+    }
+
+    fn install_seccomp(&self) -> io::Result<()> {
+        self.record(Call::InstallSeccomp)
     }
 }

@@ -200,6 +200,10 @@ pub(crate) fn prepare_supervisor(
             .map_err(cgroup_step)?;
         cgroups.add_process(&cg.name, pid).map_err(cgroup_step)?;
     }
+    if let Some(netns) = &spec.netns {
+        host.setns_net(netns)
+            .map_err(step("join network namespace"))?;
+    }
     let flags = spec.namespaces.clone_flags();
     if !flags.is_empty() {
         host.unshare(flags).map_err(step("unshare"))?;
@@ -264,7 +268,12 @@ pub(crate) fn prepare_child(spec: &SandboxSpec, host: &dyn Host) -> Result<(), J
     host.chdir(&spec.cwd)
         .map_err(|e| JailError::new(format!("chdir {}", spec.cwd.display()), e))?;
     host.cloexec_from(3)
-        .map_err(step("close inherited descriptors"))
+        .map_err(step("close inherited descriptors"))?;
+    // Last: from here on the filter applies, to the exec and everything after it.
+    if spec.seccomp {
+        host.install_seccomp().map_err(step("seccomp"))?;
+    }
+    Ok(())
 }
 
 /// The ids are the requested ones and neither root uid nor root gid can be regained.
@@ -303,6 +312,16 @@ fn child(
         .iter()
         .map(|(k, v)| cstring("env", &format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;
+    // The spec may have come on stdin: the runtime gets /dev/null instead (opened before
+    // the new root hides the host's /dev).
+    let null = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| JailError::new("open /dev/null", e))?;
+    nix::unistd::dup2(null, 0).map_err(|e| JailError::new("stdin from /dev/null", e))?;
+    let _ = nix::unistd::close(null);
     prepare_child(spec, host)?;
     // If the supervisor died before the parent-death signal was re-armed, nobody would kill
     // this process with it: stop here. EAGAIN means the write end is still open.
@@ -509,6 +528,7 @@ mod tests {
                 Call::NoNewPrivs,
                 Call::Chdir(PathBuf::from("/var/task")),
                 Call::CloexecFrom(3),
+                Call::InstallSeccomp,
             ]
         );
         // Everything before pivot is rootfs work.
@@ -529,6 +549,7 @@ mod tests {
             uts: false,
         };
         spec.no_new_privs = false;
+        spec.seccomp = false;
         spec.rlimits.nproc = Some(256);
         prepare_child(&spec, &host).unwrap();
         let calls = host.calls();
@@ -537,6 +558,7 @@ mod tests {
             Call::Mount(_) | Call::PivotRoot(_) | Call::SetHostname(_)
         )));
         assert!(!calls.contains(&Call::NoNewPrivs));
+        assert!(!calls.contains(&Call::InstallSeccomp));
         assert!(calls.contains(&Call::SetRlimit(Resource::RLIMIT_NPROC, 256)));
     }
 

@@ -20,8 +20,11 @@
 pub mod cgroups;
 pub mod host;
 pub mod jail;
+pub mod lease;
+pub mod net;
 pub mod probe;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 
 pub use cgroups::{
@@ -29,5 +32,7 @@ pub use cgroups::{
 };
 pub use host::{Host, LinuxHost, RecordingHost};
 pub use jail::{JailError, SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
+pub use lease::{DEFAULT_LEASE_DIR, Lease, LeaseDir, SlotLease};
+pub use net::{EnvNetwork, Ipv4Cidr, NetError, NetIsolation};
 pub use probe::{Isolation, probe, probe_with_root};
 pub use spec::{CgroupSpec, Namespaces, Rlimits, SandboxSpec, SpecError};

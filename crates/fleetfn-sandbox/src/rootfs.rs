@@ -157,6 +157,30 @@ pub fn plan(spec: &SandboxSpec, host: &dyn Host) -> Result<Vec<RootfsOp>, JailEr
         }
     }
 
+    if let Some(resolv) = &spec.resolv_conf {
+        // Only over a regular file: a symlinked /etc/resolv.conf would point the bind at a
+        // path outside the new root.
+        let etc_resolv = Path::new("/etc/resolv.conf");
+        if host.lstat_kind(etc_resolv).ok() != Some(FileKind::File) {
+            return Err(JailError::new(
+                "resolv.conf",
+                "the host's /etc/resolv.conf is not a regular file, so it cannot be replaced",
+            ));
+        }
+        stat(host, "resolv.conf", resolv)?;
+        ops.push(mount(
+            Some(resolv),
+            under(root, etc_resolv),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        ));
+        ops.push(remount_ro(
+            under(root, etc_resolv),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        ));
+    }
+
     let task = under(root, Path::new(TASK_DIR));
     ops.push(RootfsOp::Mkdir(task.clone()));
     bind_ro(&mut ops, &spec.code_dir, task);

@@ -66,6 +66,17 @@ pub struct SandboxSpec {
     /// Resource limits set before exec.
     #[serde(default)]
     pub rlimits: Rlimits,
+    /// Network namespace to join (a path naming it, e.g. `/proc/<agent>/fd/<n>`); `None`
+    /// stays in the helper's.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// Install the default system call filter ([`crate::seccomp`]) right before exec
+    /// (default true).
+    #[serde(default = "yes")]
+    pub seccomp: bool,
+    /// Host file bound read-only on `/etc/resolv.conf` (the environment's resolvers).
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -321,6 +332,11 @@ impl SandboxSpec {
         if self.rootfs_dir == Path::new("/") {
             return Err(invalid("rootfs_dir must not be /"));
         }
+        for (what, path) in [("netns", &self.netns), ("resolv_conf", &self.resolv_conf)] {
+            if path.as_ref().is_some_and(|p| !is_clean_absolute(p)) {
+                return Err(invalid(format!("{what} must be a clean absolute path")));
+            }
+        }
         for (host, target) in &self.extra_ro_binds {
             if !is_clean_absolute(host) || !is_clean_absolute(target) {
                 return Err(invalid(format!(
@@ -372,6 +388,9 @@ pub(crate) mod tests {
             cgroup: None,
             no_new_privs: true,
             rlimits: Rlimits::default(),
+            netns: None,
+            seccomp: true,
+            resolv_conf: None,
         }
     }
 
@@ -384,6 +403,8 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(spec.namespaces, Namespaces::all());
         assert!(spec.no_new_privs);
+        assert!(spec.seccomp, "the syscall filter is on unless turned off");
+        assert_eq!(spec.netns, None);
         assert_eq!(spec.rlimits.nofile, 1024);
         let cgroup = spec.cgroup.unwrap();
         assert_eq!(cgroup.root, Path::new("/sys/fs/cgroup"));
@@ -424,6 +445,8 @@ pub(crate) mod tests {
                 "reserved",
             ),
             (|s| s.tmp_size_mb = 0, "tmp_size_mb"),
+            (|s| s.netns = Some("proc/1/ns/net".into()), "netns"),
+            (|s| s.resolv_conf = Some("/x/../etc".into()), "resolv_conf"),
             (|s| s.uid = 0, "uid"),
             (
                 |s| s.cgroup = Some(CgroupSpec::new("../escape")),

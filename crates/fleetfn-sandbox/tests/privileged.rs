@@ -107,6 +107,9 @@ impl Fixture {
             cgroup: None,
             no_new_privs: true,
             rlimits: Default::default(),
+            netns: None,
+            seccomp: true,
+            resolv_conf: None,
         }
     }
 
@@ -700,11 +703,11 @@ fn instance_slices_nest_sweep_and_let_a_process_go_back() {
     assert!(top.stats("i-live").is_ok());
 
     // Only the process-free instance goes; then the process goes back and its slice follows.
-    assert_eq!(top.sweep(&[]), ["i-dead"]);
+    assert_eq!(top.sweep(&[], &|_| false), ["i-dead"]);
     assert_eq!(top.list().unwrap(), ["i-live"]);
     origin.rejoin(pid).unwrap();
     assert_eq!(top.subtree_procs("i-live").unwrap(), Vec::<u32>::new());
-    assert_eq!(top.sweep(&[]), ["i-live"]);
+    assert_eq!(top.sweep(&[], &|_| false), ["i-live"]);
     assert_eq!(top.list().unwrap(), Vec::<String>::new());
 }
 
@@ -717,4 +720,91 @@ fn probe_describes_this_host() {
     if nix::unistd::geteuid().is_root() {
         assert!(iso.root);
     }
+}
+
+#[test]
+fn seccomp_denies_new_namespaces_and_tracing() {
+    let Some(iso) = check_host("seccomp_denies_new_namespaces_and_tracing", false) else {
+        return;
+    };
+    let fx = Fixture::new("seccomp", &iso);
+    let script = r#"
+        unshare -U true 2>/dev/null; echo userns=$?
+        unshare -m true 2>/dev/null; echo mountns=$?
+        python3 -c 'import ctypes, os; l = ctypes.CDLL(None, use_errno=True); r = l.syscall(321, 0, 0, 0); print("bpf=%d/%d" % (r, ctypes.get_errno()))'
+        python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); r = l.ptrace(0, 0, 0, 0); print("ptrace=%d/%d" % (r, ctypes.get_errno()))'
+        python3 -c 'import threading; t = threading.Thread(target=print, args=("thread=ok",)); t.start(); t.join()'
+    "#;
+    let on = values(&run(&fx.spec("e-sc-on", 20_101, script)));
+    assert_ne!(on["userns"], "0", "a user namespace was created: {on:?}");
+    assert_ne!(on["mountns"], "0");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(on["bpf"], "-1/1", "bpf(2) must fail with EPERM");
+    }
+    assert_eq!(on["ptrace"], "-1/1", "ptrace(2) must fail with EPERM");
+    assert_eq!(
+        on["thread"], "ok",
+        "ordinary threads (clone without CLONE_NEW*) still work"
+    );
+    // Without the filter the same unprivileged user can create a user namespace on this
+    // kernel, so the refusal above is the filter's doing.
+    let mut spec = fx.spec("e-sc-off", 20_102, script);
+    spec.seccomp = false;
+    let off = values(&run(&spec));
+    assert_eq!(
+        off["ptrace"], "0/0",
+        "PTRACE_TRACEME works without the filter: {off:?}"
+    );
+    if off["userns"] != "0" {
+        println!("note: this kernel refuses unprivileged user namespaces anyway ({off:?})");
+    }
+}
+
+#[test]
+fn network_namespace_keeps_the_runtime_api_inside() {
+    let Some(iso) = check_host("network_namespace_keeps_the_runtime_api_inside", false) else {
+        return;
+    };
+    let fx = Fixture::new("netns", &iso);
+    let leases = fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR);
+    let slot = leases
+        .acquire_slot(fleetfn_sandbox::net::slot_count(), std::process::id())
+        .unwrap();
+    let mut net = fleetfn_sandbox::EnvNetwork::create(slot.slot(), false).unwrap();
+    let listener = net.take_listener().unwrap();
+    assert_eq!(listener.local_addr().unwrap().to_string(), "127.0.0.1:9001");
+    listener.set_nonblocking(true).unwrap();
+    // The host's loopback is another network: nothing sent there reaches the listener.
+    let _ = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:9001".parse().unwrap(),
+        Duration::from_millis(200),
+    );
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a connection from the host reached the environment's listener"
+    );
+    listener.set_nonblocking(false).unwrap();
+    let accepted = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut stream, b"hello\n").unwrap();
+        peer
+    });
+    let mut spec = fx.spec(
+        "e-netns",
+        20_103,
+        r#"python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", 9001), 5); print("inside=" + s.recv(16).decode().strip())'
+        ip -o link 2>/dev/null | wc -l | sed "s/^/links=/" || true"#,
+    );
+    spec.netns = Some(net.ns_path());
+    let out = run(&spec);
+    let v = values(&out);
+    assert_eq!(
+        v.get("inside").map(String::as_str),
+        Some("hello"),
+        "{}",
+        text(&out.stderr)
+    );
+    let peer = accepted.join().unwrap();
+    assert!(peer.ip().is_loopback());
 }

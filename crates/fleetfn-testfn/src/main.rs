@@ -17,6 +17,7 @@
 //! | `{"op":"noop"}` | `{}` |
 //! | `{"op":"burn","ms":20}` | keeps one CPU busy for that long (wall clock), then `{"burned_ms":20}` |
 //! | `{"op":"fill","mb":N}` | writes N MiB to a new file under `/tmp`, then `{"path":..,"mb":N}` |
+//! | `{"op":"probe", ...}` | a hostile tenant's attempts (connect, HTTP, resolve, namespaces, mount, ptrace, `/tmp`, reads), reported as found ([`probe`]) |
 //!
 //! A missing or unknown `op`, or a missing argument, is a function error (`InvalidEvent`).
 //! The `env` op returns every `AWS_*` variable, credentials included: it is a fixture for
@@ -25,6 +26,8 @@
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
+
+mod probe;
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Map, Value, json};
@@ -55,6 +58,12 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     match op {
         "echo" => Ok(event),
         "noop" => Ok(json!({})),
+        "probe" => {
+            let request_id = ctx.request_id.clone();
+            tokio::task::spawn_blocking(move || probe::run(&event, &request_id))
+                .await
+                .map_err(|e| diag("ProbeError", e.to_string()))
+        }
         "sleep" => {
             let ms = u64_arg(&event, "ms")?;
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -548,13 +548,16 @@ impl Cgroups {
     }
 
     /// Removes every cgroup directly under the slice whose whole subtree holds no process (in
-    /// any hierarchy), except those named in `keep`: what stopped environments and killed
-    /// agents left behind. Nothing is killed; a subtree that gains a process meanwhile fails
-    /// to `rmdir` (`EBUSY`) and stays. Returns the names removed.
-    pub fn sweep(&self, keep: &[&str]) -> Vec<String> {
+    /// any hierarchy), except those named in `keep` and those `owned` says a live owner holds
+    /// (an instance slice another agent just created, before its first process joins): what
+    /// stopped environments and killed agents left behind. Nothing is killed; a subtree that
+    /// gains a process meanwhile fails to `rmdir` (`EBUSY`) and stays. Returns the names
+    /// removed.
+    pub fn sweep(&self, keep: &[&str], owned: &dyn Fn(&str) -> bool) -> Vec<String> {
         let mut removed = Vec::new();
         for name in self.list().unwrap_or_default() {
             if keep.contains(&name.as_str())
+                || owned(&name)
                 || !self.subtree_procs(&name).is_ok_and(|p| p.is_empty())
             {
                 continue;
@@ -847,13 +850,15 @@ mod tests {
         top.child("i-dead").unwrap().create("e-1").unwrap();
         top.create("e-flat").unwrap();
         top.child("i-self").unwrap().create_slice().unwrap();
+        // Another agent's instance, created a moment ago: empty, but its owner is alive.
+        top.child("i-fresh").unwrap().create_slice().unwrap();
         assert_eq!(top.subtree_procs("i-live").unwrap(), [77]);
         assert_eq!(top.subtree_procs("i-dead").unwrap(), Vec::<u32>::new());
 
-        let mut removed = top.sweep(&["i-self"]);
+        let mut removed = top.sweep(&["i-self"], &|name| name == "i-fresh");
         removed.sort();
         assert_eq!(removed, ["e-flat", "i-dead"]);
-        assert_eq!(top.list().unwrap(), ["i-live", "i-self"]);
+        assert_eq!(top.list().unwrap(), ["i-fresh", "i-live", "i-self"]);
         assert!(tmp.path().join("memory/fleetfn/i-live/agent").is_dir());
     }
 

@@ -1,0 +1,472 @@
+//! A network namespace per environment, and the host firewall that keeps environments apart.
+//!
+//! [`EnvNetwork::create`] makes a new network namespace on a short-lived thread of the agent
+//! (network namespaces are per thread, so the agent itself never leaves its own), brings its
+//! loopback up and binds the environment's Runtime API listener *inside* it at
+//! `127.0.0.1:9001`, the address AWS gives runtimes. The listener keeps working from the agent's
+//! other threads, but nothing outside the namespace can connect to it: not the host, not
+//! another environment. With egress on, a veth pair joins the namespace (`eth0`, the slot's
+//! `/30`) to the agent's namespace (`fe<slot>`, interface group [`ENV_GROUP`]); the host
+//! forwards and masquerades its traffic out, and [`firewall_ruleset`] refuses (ICMP
+//! administratively prohibited, so a connect fails at once with `EHOSTUNREACH`) everything an
+//! environment sends to the host itself (its loopback services, the agents, the API, metrics),
+//! to other environments, to link-local addresses (the instance metadata service at
+//! 169.254.169.254) and over IPv6, unless an operator allows a destination.
+//!
+//! The namespace dies with the last of: its runtime processes, the fd [`EnvNetwork`] holds, the
+//! listener. The veth pair goes with it.
+
+use std::fmt;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+/// Interface group of the host ends of environment veths ("FL").
+pub const ENV_GROUP: u32 = 0x464c;
+/// The Runtime API port inside every environment (`AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001`).
+pub const RUNTIME_API_PORT: u16 = 9001;
+/// Environment addresses: one `/30` per slot out of 198.18.0.0/16 (RFC 2544 benchmarking
+/// space, which no real network uses).
+pub const POOL: Ipv4Cidr = Ipv4Cidr {
+    addr: Ipv4Addr::new(198, 18, 0, 0),
+    prefix: 16,
+};
+/// The nftables table fleetfn owns.
+pub const NFT_TABLE: &str = "fleetfn";
+
+/// Environment slots the pool has room for.
+pub const fn slot_count() -> u32 {
+    1 << (32 - POOL.prefix - 2)
+}
+
+/// A failure to build an environment's network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{step}: {error}")]
+    Io {
+        step: &'static str,
+        error: std::io::Error,
+    },
+    #[error("{command} failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("slot {0} is outside the address pool")]
+    Slot(u32),
+}
+
+fn io_step(step: &'static str) -> impl FnOnce(std::io::Error) -> NetError {
+    move |error| NetError::Io { step, error }
+}
+
+/// An IPv4 network in CIDR form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+
+    /// `a.b.c.d/n`, or a bare address (`/32`). Host bits must be zero.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to 32"))?;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        if u32::from(addr) & !mask != 0 {
+            return Err(format!("{s:?} has host bits set"));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+/// The host end and the environment end of `slot`'s `/30`.
+pub fn slot_addrs(slot: u32) -> Result<(Ipv4Addr, Ipv4Addr), NetError> {
+    if slot >= slot_count() {
+        return Err(NetError::Slot(slot));
+    }
+    let base = u32::from(POOL.addr) + slot * 4;
+    Ok((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
+}
+
+/// The host-side interface name of `slot`.
+pub fn host_ifname(slot: u32) -> String {
+    format!("fe{slot}")
+}
+
+/// What the host lets environments do on the network, probed once at agent start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetIsolation {
+    /// No network namespaces (not root): environments share the agent's network.
+    Shared(String),
+    /// Own namespace, loopback only: no egress (`ip` or `nft` missing, or egress turned off).
+    NoEgress(String),
+    /// Own namespace with egress through the host's firewall.
+    Egress,
+}
+
+impl NetIsolation {
+    /// Whether environments get their own namespace.
+    pub fn has_namespace(&self) -> bool {
+        !matches!(self, Self::Shared(_))
+    }
+}
+
+impl fmt::Display for NetIsolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shared(why) => write!(
+                f,
+                "network: NOT isolated ({why}): environments share the host's network and can reach each other's Runtime API"
+            ),
+            Self::NoEgress(why) => write!(
+                f,
+                "network: own namespace per environment, loopback only ({why})"
+            ),
+            Self::Egress => f.write_str(
+                "network: own namespace per environment, egress through nftables (host, other environments and 169.254.0.0/16 blocked)",
+            ),
+        }
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// Probes what the host allows: a namespace needs root; egress needs `ip` and `nft`.
+pub fn probe(root: bool, egress_wanted: bool) -> NetIsolation {
+    if !root {
+        return NetIsolation::Shared("the agent is not root".into());
+    }
+    if let Err(e) = std::thread::spawn(|| nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET))
+        .join()
+        .unwrap_or(Err(nix::errno::Errno::EIO))
+    {
+        return NetIsolation::Shared(format!("cannot create a network namespace: {e}"));
+    }
+    if !egress_wanted {
+        return NetIsolation::NoEgress("egress turned off".into());
+    }
+    match (find_program("ip"), find_program("nft")) {
+        (Some(_), Some(_)) => NetIsolation::Egress,
+        (None, _) => NetIsolation::NoEgress("no `ip` (iproute2) on the host".into()),
+        (_, None) => NetIsolation::NoEgress("no `nft` (nftables) on the host".into()),
+    }
+}
+
+/// The nftables ruleset (one atomic `nft -f` transaction that replaces the table) for the
+/// environments' traffic. `allow` lists destinations environments may reach even though they
+/// would be blocked (e.g. `169.254.169.254/32` for a real metadata service).
+pub fn firewall_ruleset(allow: &[Ipv4Cidr]) -> String {
+    let g = ENV_GROUP;
+    let allowed = if allow.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = allow.iter().map(ToString::to_string).collect();
+        format!(
+            "    iifgroup {g} ip daddr {{ {} }} accept\n",
+            list.join(", ")
+        )
+    };
+    format!(
+        "table inet {NFT_TABLE} {{}}\n\
+         delete table inet {NFT_TABLE}\n\
+         table inet {NFT_TABLE} {{\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook input priority -10; policy accept;\n\
+         \x20   iifgroup {g} reject with icmpx type admin-prohibited\n\
+         \x20 }}\n\
+         \x20 chain forward {{\n\
+         \x20   type filter hook forward priority -10; policy accept;\n\
+         \x20   iifgroup {g} oifgroup {g} reject with icmpx type admin-prohibited\n\
+         \x20   iifgroup {g} meta nfproto ipv6 reject with icmpx type admin-prohibited\n\
+         {allowed}\
+         \x20   iifgroup {g} ip daddr {{ 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/3 }} reject with icmpx type admin-prohibited\n\
+         \x20   iifgroup {g} accept\n\
+         \x20   oifgroup {g} ct state established,related accept\n\
+         \x20   oifgroup {g} drop\n\
+         \x20 }}\n\
+         \x20 chain postrouting {{\n\
+         \x20   type nat hook postrouting priority 100; policy accept;\n\
+         \x20   ip saddr {POOL} oifgroup != {g} masquerade\n\
+         \x20 }}\n\
+         }}\n",
+    )
+}
+
+fn run_batch(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
+    let path = find_program(program).ok_or_else(|| NetError::Command {
+        command: program.into(),
+        stderr: "not installed".into(),
+    })?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_step("spawn"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(io_step("write"))?;
+    }
+    let out = child.wait_with_output().map_err(io_step("wait"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// Installs (or replaces) the firewall table and turns on IPv4 forwarding. Idempotent; every
+/// agent on the host installs the same table.
+pub fn install_firewall(allow: &[Ipv4Cidr]) -> Result<(), NetError> {
+    run_batch("nft", &["-f", "-"], &firewall_ruleset(allow))?;
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io_step("ip_forward"))
+}
+
+/// Sets `IFF_UP` on `lo` of the calling thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is a plain C struct; all-zero is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into `req`, a live local.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds the flags; setting a bit keeps it valid.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One environment's network namespace.
+#[derive(Debug)]
+pub struct EnvNetwork {
+    ns: OwnedFd,
+    listener: Option<TcpListener>,
+    slot: u32,
+    egress: bool,
+}
+
+impl EnvNetwork {
+    /// Creates the namespace of environment `slot` with its Runtime API listener bound at
+    /// `127.0.0.1:9001` inside, and with `egress` a veth pair to the agent's namespace
+    /// (the firewall must be installed for that traffic to leave the host).
+    pub fn create(slot: u32, egress: bool) -> Result<Self, NetError> {
+        let (host_addr, env_addr) = slot_addrs(slot)?;
+        let host_if = host_ifname(slot);
+        let agent_pid = std::process::id();
+        if egress && Path::new("/sys/class/net").join(&host_if).exists() {
+            // Left by an environment whose namespace still lingers; its slot lease is gone.
+            run_batch("ip", &["link", "del", &host_if], "")?;
+        }
+        let inside = std::thread::spawn(move || -> Result<(OwnedFd, TcpListener), NetError> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io_step("unshare network namespace")(e.into()))?;
+            let ns = std::fs::File::open("/proc/thread-self/ns/net")
+                .map_err(io_step("open network namespace"))?;
+            loopback_up().map_err(io_step("loopback up"))?;
+            let listener =
+                TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, RUNTIME_API_PORT))
+                    .map_err(io_step("bind the Runtime API"))?;
+            if egress {
+                // Runs in this thread's (the environment's) namespace; the peer end is created
+                // in the agent's, named by the agent's pid.
+                run_batch(
+                    "ip",
+                    &["-batch", "-"],
+                    &format!(
+                        "link add eth0 type veth peer name {host_if} netns {agent_pid}\n\
+                         addr add {env_addr}/30 dev eth0\n\
+                         link set eth0 up\n\
+                         route add default via {host_addr}\n"
+                    ),
+                )?;
+            }
+            Ok((ns.into(), listener))
+        })
+        .join()
+        .map_err(|_| NetError::Command {
+            command: "network namespace thread".into(),
+            stderr: "panicked".into(),
+        })?;
+        let (ns, listener) = inside?;
+        if egress {
+            let host_if = host_ifname(slot);
+            run_batch(
+                "ip",
+                &["-batch", "-"],
+                &format!(
+                    "link set {host_if} group {ENV_GROUP}\n\
+                     addr add {host_addr}/30 dev {host_if}\n\
+                     link set {host_if} up\n"
+                ),
+            )?;
+        }
+        Ok(Self {
+            ns,
+            listener: Some(listener),
+            slot,
+            egress,
+        })
+    }
+
+    /// The Runtime API listener (blocking mode; once).
+    pub fn take_listener(&mut self) -> Option<TcpListener> {
+        self.listener.take()
+    }
+
+    /// A path that names the namespace for as long as this value lives (what the helper's
+    /// `netns` field takes).
+    pub fn ns_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.ns.as_raw_fd()
+        ))
+    }
+
+    /// The environment's slot.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The environment's own address, when it has egress.
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.egress
+            .then(|| slot_addrs(self.slot).ok().map(|a| a.1))
+            .flatten()
+    }
+}
+
+/// The uid owning the TCP socket whose local end is `local` and remote end `remote`, from the
+/// text of a `/proc/<pid>/net/tcp` of the namespace both live in.
+pub fn tcp_socket_uid(
+    proc_net_tcp: &str,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+) -> Option<u32> {
+    fn parse(field: &str) -> Option<SocketAddrV4> {
+        let (ip, port) = field.split_once(':')?;
+        let raw = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        // The kernel prints the network-order address as a native integer.
+        Some(SocketAddrV4::new(Ipv4Addr::from(raw.to_ne_bytes()), port))
+    }
+    proc_net_tcp.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+        (parse(l)? == local && parse(r)? == remote)
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_get_disjoint_blocks_inside_the_pool() {
+        assert_eq!(slot_count(), 16_384);
+        assert_eq!(
+            slot_addrs(0).unwrap(),
+            (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2))
+        );
+        assert_eq!(
+            slot_addrs(16_383).unwrap(),
+            (
+                Ipv4Addr::new(198, 18, 255, 253),
+                Ipv4Addr::new(198, 18, 255, 254)
+            )
+        );
+        assert!(matches!(slot_addrs(16_384), Err(NetError::Slot(16_384))));
+        assert_eq!(host_ifname(12), "fe12");
+    }
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        assert_eq!(
+            "169.254.169.254".parse::<Ipv4Cidr>().unwrap().to_string(),
+            "169.254.169.254/32"
+        );
+        assert_eq!("10.0.0.0/8".parse::<Ipv4Cidr>().unwrap().prefix, 8);
+        assert!(
+            "10.0.0.1/8"
+                .parse::<Ipv4Cidr>()
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("nope".parse::<Ipv4Cidr>().is_err());
+    }
+
+    #[test]
+    fn ruleset_blocks_the_host_other_environments_and_metadata() {
+        let rules = firewall_ruleset(&[]);
+        assert!(
+            rules.contains("iifgroup 17996 reject with icmpx type admin-prohibited\n"),
+            "{rules}"
+        );
+        assert!(rules.contains("iifgroup 17996 oifgroup 17996 reject"));
+        assert!(rules.contains("169.254.0.0/16"));
+        assert!(rules.contains("ip saddr 198.18.0.0/16 oifgroup != 17996 masquerade"));
+        assert!(!rules.contains("accept\n    iifgroup 17996 ip daddr {"));
+        let allowed = firewall_ruleset(&["169.254.169.254/32".parse().unwrap()]);
+        let allow = allowed
+            .find("ip daddr { 169.254.169.254/32 } accept")
+            .expect("allow rule");
+        let block = allowed.find("169.254.0.0/16").unwrap();
+        assert!(allow < block, "the allow rule comes before the block");
+    }
+
+    #[test]
+    fn finds_the_uid_of_a_loopback_peer() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:2329 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:2329 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 20 4 30 10 -1\n\
+   2: 0100007F:D431 0100007F:2329 01 00000000:00000000 00:00000000 00000000 20007        0 1002 1 0000000000000000 20 4 30 10 -1\n";
+        let api = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9001);
+        let client = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0xD431);
+        assert_eq!(tcp_socket_uid(table, client, api), Some(20_007));
+        assert_eq!(tcp_socket_uid(table, api, client), Some(0));
+        let other = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1234);
+        assert_eq!(tcp_socket_uid(table, other, api), None);
+    }
+}
