@@ -224,7 +224,7 @@ impl Launcher for SandboxLauncher {
             .leases
             .acquire_slot(net::slot_count(), slot_hint(env_id))?;
         let cgroup = match self.cgroups {
-            Some(_) => Some(self.net.leases.hold(CGROUP_LEASES, env_id)?),
+            Some(_) => Some(self.net.leases.hold_once(CGROUP_LEASES, env_id)?),
             None => None,
         };
         let (listener, network) = if self.net.isolation.has_namespace() {

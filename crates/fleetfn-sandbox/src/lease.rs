@@ -22,11 +22,22 @@ pub struct LeaseDir {
     dir: PathBuf,
 }
 
-/// A held lease; dropping it releases the lock (the file stays, empty, for the next holder).
+/// A held lease; dropping it releases the lock. The file stays, empty, for the next holder,
+/// unless the lease was taken with [`LeaseDir::hold_once`].
 #[derive(Debug)]
 pub struct Lease {
     _file: File,
     name: String,
+    /// Removed (while still locked) on drop.
+    remove: Option<PathBuf>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(path) = self.remove.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Lease {
@@ -96,6 +107,7 @@ impl LeaseDir {
             Ok(()) => Ok(Some(Lease {
                 _file: file,
                 name: name.to_owned(),
+                remove: None,
             })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
@@ -113,6 +125,14 @@ impl LeaseDir {
                 ),
             )
         })
+    }
+
+    /// [`Self::hold`] for a name used once (an environment id): the file is removed when the
+    /// lease is dropped, so names that never come back leave nothing behind.
+    pub fn hold_once(&self, sub: &str, name: &str) -> io::Result<Lease> {
+        let mut lease = self.hold(sub, name)?;
+        lease.remove = Some(self.dir.join(sub).join(name));
+        Ok(lease)
     }
 
     /// Whether a live process holds `sub/name`. A lease file that does not exist is not held.
@@ -227,6 +247,18 @@ mod tests {
         drop(child.stdin.take());
         child.wait().unwrap();
         assert!(!dir.is_held("instances", "i-2").unwrap());
+    }
+
+    #[test]
+    fn one_time_leases_leave_no_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LeaseDir::new(tmp.path());
+        let lease = dir.hold_once("cgroups", "e-1").unwrap();
+        assert!(tmp.path().join("cgroups/e-1").exists());
+        assert!(dir.is_held("cgroups", "e-1").unwrap());
+        drop(lease);
+        assert!(!tmp.path().join("cgroups/e-1").exists());
+        assert!(!dir.is_held("cgroups", "e-1").unwrap());
     }
 
     #[test]
