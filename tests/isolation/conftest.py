@@ -14,7 +14,6 @@ Needs root (network namespaces, nftables); without it every test is skipped with
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -34,15 +33,8 @@ for sub in ("api", "dataplane"):
 import fleetfn_helpers as h  # noqa: E402
 import dataplane_helpers as dp  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("fleetfn_api_conftest_iso", ROOT / "api" / "conftest.py")
-api_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(api_conftest)
-FleetfnServer = api_conftest.FleetfnServer
-
-HERE = Path(__file__).resolve().parent
-INET_HOST = "198.19.0.1"   # the host's end of the test's "internet" link
-INET_ADDR = "198.19.0.2"   # the internet's address
-METADATA = "169.254.169.254"
+from isolation_support import (  # noqa: E402
+    HERE, INET_ADDR, INET_HOST, METADATA, FleetfnServer, api_conftest)
 
 _SERVERS: list = []
 

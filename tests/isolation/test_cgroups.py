@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dataplane_helpers as dp
 import fleetfn_helpers as h
-from conftest import FleetfnServer, api_conftest
+from isolation_support import FleetfnServer, api_conftest
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LEASES = Path("/run/fleetfn/cgroups")

@@ -21,7 +21,7 @@ import pytest
 
 import dataplane_helpers as dp
 import fleetfn_helpers as h
-from conftest import INET_ADDR, INET_HOST, METADATA
+from isolation_support import INET_ADDR, INET_HOST, METADATA
 
 RUNTIMES = ["python", "node", "rust"]
 
