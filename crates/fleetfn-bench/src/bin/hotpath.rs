@@ -187,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         invoker: Some(Arc::new(FakeInvoker { rt: rt.clone() })),
         logs: None,
+        uploads: Default::default(),
     });
 
     // Desired state: a capacity provider, a function, its $LATEST.PUBLISHED marked Active.
