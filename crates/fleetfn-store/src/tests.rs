@@ -230,7 +230,7 @@ async fn a_failed_batch_leaves_no_connection_inside_a_transaction() {
             .commit(vec![
                 Op::put(
                     Table::Functions,
-                    &format!("lost-{i}"),
+                    format!("lost-{i}"),
                     &serde_json::json!({"v": i}),
                     Expect::Absent,
                 ),
@@ -249,7 +249,7 @@ async fn a_failed_batch_leaves_no_connection_inside_a_transaction() {
         let revs = s
             .commit(vec![Op::put(
                 Table::Functions,
-                &format!("after-{i}"),
+                format!("after-{i}"),
                 &serde_json::json!({"v": i}),
                 Expect::Absent,
             )])
