@@ -83,6 +83,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&data_dir.join("state.db"))
         .await
         .context("opening the SQLite store")?;
+    let sealed = fleetfn_server::secrets::store_has_sealed_values(&store)
+        .await
+        .context("reading the SQLite store")?;
+    let env_key = credentials::load_or_create_env_key(&data_dir, sealed)?;
     let scope = Scope {
         region: args.region.clone(),
         account: args.account_id.clone(),
@@ -92,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ControlPlaneConfig {
             scope,
             artifacts_dir: data_dir.join("artifacts"),
+            env_key,
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
                 account: "000000000000".into(),
             },
             artifacts_dir: dir.path().join("artifacts"),
+            env_key: fleetfn_server::EnvKey::generate(),
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
