@@ -361,6 +361,8 @@ pub struct HeadVerified<'a, S> {
     auth: AuthValues<'a>,
     /// Length of the access key id in `auth.credential`.
     akid_len: usize,
+    /// The request time in the SigV4 format, computed once.
+    amz_date: String,
     secret: S,
 }
 
@@ -505,6 +507,7 @@ pub fn verify_head<'a, S: AsRef<str>>(
         req: *req,
         auth,
         akid_len,
+        amz_date,
         secret,
     })
 }
@@ -517,6 +520,7 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
             req,
             auth,
             akid_len,
+            amz_date,
             secret,
         } = self;
         let access_key_id = &auth.credential[..akid_len];
@@ -526,7 +530,6 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
         else {
             unreachable!("verify_head checked the credential's five elements");
         };
-        let amz_date = format_amz_date(auth.time);
 
         // The signature the client sent, as bytes. Anything that is not 64 hex
         // digits cannot match; it is compared as a wrong value (constant time).
