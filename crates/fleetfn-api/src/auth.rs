@@ -26,8 +26,8 @@ pub struct Credentials {
     pub secret_access_key: String,
 }
 
-/// Bodies above [`UploadPermits::threshold`] bytes (or of unknown length) are buffered only with
-/// a permit; a request that finds none answers 429 at once.
+/// Bodies above a threshold (1 MiB by default), or of unknown length that may exceed it, are
+/// buffered only with a permit; a request that finds none answers 429 at once.
 #[derive(Debug)]
 pub struct UploadPermits {
     sem: Semaphore,
@@ -183,4 +183,30 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_large_or_unknown_bodies_take_permits_and_the_last_one_is_refused() {
+        let p = UploadPermits::new(2, 1 << 20);
+        let limit = MAX_CODE_REQUEST_BYTES;
+        // Small bodies never wait, however many.
+        for _ in 0..10 {
+            assert!(p.acquire(Some(1 << 20), limit).unwrap().is_none());
+        }
+        // A small limit with an unknown length is small too.
+        assert!(p.acquire(None, 1024).unwrap().is_none());
+        let a = p.acquire(Some(60_000_000), limit).unwrap();
+        let b = p.acquire(None, limit).unwrap();
+        assert!(a.is_some() && b.is_some());
+        let e = p.acquire(Some((1 << 20) + 1), limit).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooManyRequests);
+        assert_eq!(e.retry_after_secs, Some(1));
+        assert!(e.message.contains("retry"), "{}", e.message);
+        drop(a);
+        assert!(p.acquire(Some(2 << 20), limit).unwrap().is_some());
+    }
 }
