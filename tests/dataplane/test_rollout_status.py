@@ -76,8 +76,9 @@ def test_republish_with_minimum_zero_under_load_keeps_serving(lam, endpoint, fn_
         dp.set_scaling(lam, name, QUALIFIER, 0, 3)
         # The scaler keeps what the load needs (at least one Ready environment) for a while.
         time.sleep(1.5)
-        still = [e for e in dp.ready(dp.environments(endpoint, name, QUALIFIER)) if e["EnvironmentId"] in old_ids]
-        assert still, "with Min 0 under load the old environments were all stopped"
+        envs = dp.environments(endpoint, name, QUALIFIER)
+        still = [e for e in dp.ready(envs) if e["EnvironmentId"] in old_ids]
+        assert still, f"with Min 0 under load the old environments were all stopped: {dp.describe_envs(envs)}"
         _republish_and_watch(lam, endpoint, name, old_ids, need=1)
     finally:
         done.set()

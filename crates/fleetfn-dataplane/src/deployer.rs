@@ -621,11 +621,15 @@ impl DataPlane {
             let desired = if rolling_out {
                 min
             } else {
+                // Until the scaler has sized the version (its first tick after the version
+                // turned Active), keep what runs: a minimum lowered right after a publish must
+                // not stop environments that serve.
+                let running = u32::try_from(current.len()).unwrap_or(u32::MAX);
                 self.state
                     .read()
                     .ok()
                     .and_then(|s| s.scale.get(&vkey).map(|x| x.desired))
-                    .unwrap_or(min)
+                    .unwrap_or(running)
                     .clamp(min, max.unwrap_or(u32::MAX).max(min))
             };
             by_cp.entry(cp_name).or_default().push(Wanted {
