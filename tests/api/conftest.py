@@ -279,9 +279,11 @@ class ServerFactory:
         self.base = base
         self.servers: list[FleetfnServer] = []
 
-    def new(self, data_dir: Path | None = None, name: str | None = None) -> FleetfnServer:
+    def new(self, data_dir: Path | None = None, name: str | None = None,
+            extra_args: list[str] | None = None) -> FleetfnServer:
         name = name or f"fresh{len(self.servers) + 1}"
-        srv = FleetfnServer(self.binary, data_dir or (self.base / f"{name}-data"), self.base / "logs", name=name)
+        srv = FleetfnServer(self.binary, data_dir or (self.base / f"{name}-data"), self.base / "logs", name=name,
+                            extra_args=extra_args)
         self.servers.append(srv)
         return srv.start()
 

@@ -1,5 +1,8 @@
-//! The front door of every API request: body size limit, then AWS Signature V4 verification
-//! against the admin key pair. The verified body is handed on as bytes.
+//! The front door of every API request: the SigV4 checks that need no body (a request without a
+//! well-formed signature is refused before a byte of its body is read, and its connection is
+//! closed rather than drained), the body size limit, a permit for a large body (at most
+//! [`UploadPermits`] of them are buffered at once), then the signature over the body. The verified
+//! body is handed on as bytes.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -9,8 +12,9 @@ use fleetfn_model::limits::{
     MAX_CODE_REQUEST_BYTES, MAX_CONTROL_REQUEST_BYTES, MAX_SYNC_PAYLOAD_BYTES,
 };
 use fleetfn_model::{ErrorKind, LambdaError};
-use fleetfn_sigv4::{RequestParts, VerifyConfig, sha256_hex, verify};
+use fleetfn_sigv4::{RequestParts, VerifyConfig, sha256_hex, verify_head};
 use http_body_util::BodyExt;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::AppState;
 use crate::error::render;
@@ -20,6 +24,58 @@ use crate::error::render;
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+}
+
+/// Bodies above a threshold (1 MiB by default), or of unknown length that may exceed it, are
+/// buffered only with a permit; a request that finds none answers 429 at once.
+#[derive(Debug)]
+pub struct UploadPermits {
+    sem: Semaphore,
+    permits: usize,
+    threshold: u64,
+}
+
+impl UploadPermits {
+    /// Default: 4 large bodies above 1 MiB at once.
+    pub const DEFAULT_PERMITS: usize = 4;
+    pub const DEFAULT_THRESHOLD: u64 = 1 << 20;
+
+    pub fn new(permits: usize, threshold: u64) -> Self {
+        Self {
+            sem: Semaphore::new(permits),
+            permits,
+            threshold,
+        }
+    }
+
+    /// A permit for a body of `len` bytes (`None`: unknown) that may grow to `limit` bytes;
+    /// `Ok(None)` when it is small enough to need none.
+    fn acquire(
+        &self,
+        len: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<SemaphorePermit<'_>>, LambdaError> {
+        let large = len.unwrap_or(limit as u64) > self.threshold;
+        if !large {
+            return Ok(None);
+        }
+        self.sem.try_acquire().map(Some).map_err(|_| {
+            LambdaError::throttled(
+                "ConcurrentUploadLimitExceeded",
+                1,
+                format!(
+                    "fleetfn is already receiving {} request bodies larger than {} bytes; retry the request in a second",
+                    self.permits, self.threshold
+                ),
+            )
+        })
+    }
+}
+
+impl Default for UploadPermits {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_PERMITS, Self::DEFAULT_THRESHOLD)
+    }
 }
 
 /// Body limit and its error for a request path.
@@ -73,50 +129,84 @@ fn auth_error(e: &fleetfn_sigv4::AuthError) -> LambdaError {
     LambdaError::new(kind, e.message())
 }
 
-/// Middleware: limit, buffer, verify, pass on.
+/// An answer given before the body was read: the connection closes after it, so a client still
+/// sending costs nothing more (hyper does not drain an unread body).
+fn refuse_unread(e: &LambdaError) -> Response {
+    let mut resp = render(e);
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Middleware: verify the head, limit, take a permit for a large body, buffer, verify the
+/// signature over it, pass on.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let (limit, too_large) = limit_for(&parts.method, parts.uri.path());
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return render(&too_large);
+    // Exact for a Content-Length (or no body), unknown for chunked.
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refuse_unread(&too_large);
     }
+    let rp = RequestParts::from_parts(&parts);
+    let creds = &state.credentials;
+    let cfg = VerifyConfig::new(state.cp.scope().region.clone(), "lambda");
+    let head = match verify_head(&rp, jiff::Timestamp::now(), &cfg, |akid: &str| {
+        (akid == creds.access_key_id).then(|| creds.secret_access_key.clone())
+    }) {
+        Ok(h) => h,
+        Err(e) => return refuse_unread(&auth_error(&e)),
+    };
+    let permit = match state.uploads.acquire(declared, limit) {
+        Ok(p) => p,
+        Err(e) => return refuse_unread(&e),
+    };
     let bytes: Bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return render(&too_large);
+                return refuse_unread(&too_large);
             }
             return render(&LambdaError::bad_content(format!(
                 "Could not read the request body: {e}"
             )));
         }
     };
-    let query = parts.uri.query().unwrap_or("");
-    let rp = RequestParts::new(
-        parts.method.as_str(),
-        parts.uri.path(),
-        query,
-        &parts.headers,
-    );
-    let creds = &state.credentials;
-    let cfg = VerifyConfig::new(state.cp.scope().region.clone(), "lambda");
-    let verified = verify(
-        &rp,
-        &sha256_hex(&bytes),
-        jiff::Timestamp::now(),
-        &cfg,
-        |akid: &str| (akid == creds.access_key_id).then(|| creds.secret_access_key.clone()),
-    );
+    let verified = head.verify_body(&sha256_hex(&bytes));
+    drop(permit);
     if let Err(e) = verified {
         return render(&auth_error(&e));
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_large_or_unknown_bodies_take_permits_and_the_last_one_is_refused() {
+        let p = UploadPermits::new(2, 1 << 20);
+        let limit = MAX_CODE_REQUEST_BYTES;
+        // Small bodies never wait, however many.
+        for _ in 0..10 {
+            assert!(p.acquire(Some(1 << 20), limit).unwrap().is_none());
+        }
+        // A small limit with an unknown length is small too.
+        assert!(p.acquire(None, 1024).unwrap().is_none());
+        let a = p.acquire(Some(60_000_000), limit).unwrap();
+        let b = p.acquire(None, limit).unwrap();
+        assert!(a.is_some() && b.is_some());
+        let e = p.acquire(Some((1 << 20) + 1), limit).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooManyRequests);
+        assert_eq!(e.retry_after_secs, Some(1));
+        assert!(e.message.contains("retry"), "{}", e.message);
+        drop(a);
+        assert!(p.acquire(Some(2 << 20), limit).unwrap().is_some());
+    }
 }

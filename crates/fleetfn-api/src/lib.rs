@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod handlers;
 mod invoke;
+mod listener;
 mod logs;
 
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use axum::Router;
 use axum::routing::{get, post};
 use fleetfn_server::ControlPlane;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, UploadPermits};
 pub use error::{ApiError, render};
 pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
+pub use listener::{ListenerConfig, serve};
 pub use logs::FOLLOW_END_TYPE;
 
 /// Shared state of the API handlers.
@@ -30,6 +32,8 @@ pub struct AppState {
     /// Function logs (`GET /fleetfn/v1/functions/{function}/logs`); `None` answers that this
     /// server keeps none.
     pub logs: Option<fleetfn_logs::LogStore>,
+    /// Permits for buffering large request bodies (code uploads).
+    pub uploads: Arc<UploadPermits>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -64,7 +64,7 @@ fn extract_to_temp<R: Read + Seek>(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut archive = package::open_archive(reader)?;
+    let mut archive = package::open_archive(reader, limits)?;
     let plan = package::plan(&mut archive, limits)?;
 
     let tmp = tempfile::Builder::new()

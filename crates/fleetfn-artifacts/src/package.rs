@@ -219,7 +219,7 @@ impl ZipSummary {
 /// Symlinks are allowed when their target is relative and provably stays inside the package
 /// (see the crate docs); everything else about them is rejected.
 pub fn validate_zip(bytes: &[u8], limits: &Limits) -> Result<ZipSummary, ZipError> {
-    let mut archive = open_archive(Cursor::new(bytes))?;
+    let mut archive = open_archive(Cursor::new(bytes), limits)?;
     let plan = plan(&mut archive, limits)?;
     let mut copier = Copier::new(limits.max_unzipped_bytes);
     for file in &plan.files {
@@ -237,10 +237,55 @@ pub fn validate_zip(bytes: &[u8], limits: &Limits) -> Result<ZipSummary, ZipErro
     Ok(plan.summary)
 }
 
-pub(crate) fn open_archive<R: Read + Seek>(reader: R) -> Result<ZipArchive<R>, ZipError> {
-    ZipArchive::new(reader).map_err(|e| ZipError::Unreadable {
+/// Opens the archive; an archive that lists a name twice is refused, naming it.
+pub(crate) fn open_archive<R: Read + Seek>(
+    reader: R,
+    limits: &Limits,
+) -> Result<ZipArchive<R>, ZipError> {
+    let archive = ZipArchive::new(reader).map_err(|e| ZipError::Unreadable {
         detail: e.to_string(),
+    })?;
+    if !archive.has_duplicate_names() {
+        return Ok(archive);
+    }
+    let start = archive.central_directory_start();
+    let mut reader = archive.into_inner();
+    let dup = first_duplicate_name(&mut reader, start, limits.max_entries.saturating_add(1))
+        .unwrap_or_else(|| "(a name listed twice in the central directory)".to_owned());
+    Err(ZipError::PathClash {
+        entry: dup.clone(),
+        other: dup,
     })
+}
+
+/// The first name the central directory lists twice, reading at most `max_headers` headers
+/// from `start`. The zip reader keeps one entry per name, so the duplicate is only visible in
+/// the raw headers.
+fn first_duplicate_name<R: Read + Seek>(
+    reader: &mut R,
+    start: u64,
+    max_headers: usize,
+) -> Option<String> {
+    const CENTRAL_HEADER_SIGNATURE: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
+    reader.seek(io::SeekFrom::Start(start)).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut fixed = [0u8; 46];
+    for _ in 0..max_headers {
+        reader.read_exact(&mut fixed).ok()?;
+        if fixed[..4] != CENTRAL_HEADER_SIGNATURE {
+            return None;
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([fixed[i], fixed[i + 1]]);
+        let (name_len, extra_len, comment_len) = (u16_at(28), u16_at(30), u16_at(32));
+        let mut name = vec![0u8; usize::from(name_len)];
+        reader.read_exact(&mut name).ok()?;
+        let skip = i64::from(extra_len) + i64::from(comment_len);
+        reader.seek(io::SeekFrom::Current(skip)).ok()?;
+        if let Some(dup) = seen.replace(name) {
+            return Some(display_name(&String::from_utf8_lossy(&dup)));
+        }
+    }
+    None
 }
 
 fn corrupt(display: &str, e: impl ToString) -> ZipError {
@@ -304,19 +349,6 @@ pub(crate) fn plan<R: Read + Seek>(
             max: limits.max_entries,
         });
     }
-    if archive.has_duplicate_names() {
-        let mut seen = std::collections::HashSet::new();
-        let dup = archive
-            .file_names_raw()
-            .find(|n| !seen.insert(*n))
-            .map(|n| display_name(&String::from_utf8_lossy(n)))
-            .unwrap_or_default();
-        return Err(ZipError::PathClash {
-            entry: dup.clone(),
-            other: dup,
-        });
-    }
-
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut files = Vec::new();
     let mut links = Vec::new();

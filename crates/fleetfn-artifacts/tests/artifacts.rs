@@ -367,7 +367,12 @@ fn rejects_duplicate_and_clashing_paths() {
     let (local, central) = headers(&bytes);
     bytes[local[1] + 30] = b'a';
     bytes[central[1] + 46] = b'a';
-    assert!(matches!(reject(&bytes), ZipError::PathClash { .. }));
+    let err = reject(&bytes);
+    assert!(
+        matches!(&err, ZipError::PathClash { entry, other } if entry == "a.txt" && other == "a.txt"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("'a.txt'"), "{err}");
 
     for entries in [
         vec![

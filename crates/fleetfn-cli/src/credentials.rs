@@ -76,3 +76,53 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {
         true,
     ))
 }
+
+/// Name of the file (in the data dir) holding the key environment variables are sealed with.
+pub const ENV_KEY_FILE: &str = "env.key";
+
+/// The key environment variables are sealed with in the store: `env.key` in the data dir
+/// (32 raw bytes, mode 0600), created when missing unless the store already holds sealed values
+/// (`store_sealed`): then it is an error, not a new key, since the variables sealed with the
+/// old one could never be read again.
+pub fn load_or_create_env_key(
+    data_dir: &Path,
+    store_sealed: bool,
+) -> anyhow::Result<fleetfn_server::EnvKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = data_dir.join(ENV_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "{} is readable by others (mode {mode:o}); run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            return fleetfn_server::EnvKey::from_bytes(&bytes)
+                .with_context(|| format!("{} is not a fleetfn key file", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    if store_sealed {
+        anyhow::bail!(
+            "{} is missing, but {} holds a store whose environment variables are encrypted with it. \
+             Restore the key file from a backup of this data dir. (fleetfn does not make a new key \
+             for an existing store; to start over, use a new --data-dir.)",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    let key = fleetfn_server::EnvKey::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(key.as_bytes())?;
+    f.sync_all()?;
+    Ok(key)
+}

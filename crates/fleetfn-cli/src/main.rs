@@ -176,6 +176,14 @@ pub struct ServeArgs {
     pub catalog: Option<PathBuf>,
     #[command(flatten)]
     pub log_limits: LogLimitArgs,
+    /// Seconds an API connection may take to send a request's headers; an idle keep-alive
+    /// connection is closed after the same time.
+    #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: f64,
+    /// Request bodies above 1 MiB (code uploads) buffered at once; one more is answered with
+    /// 429 TooManyRequestsException (retry in a second).
+    #[arg(long, default_value_t = 4, env = "FLEETFN_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: usize,
     /// Address of `GET /metrics` (Prometheus text, no SigV4), or `off`
     /// [default: 127.0.0.1:9601; when that is taken fleetfn warns and runs without metrics].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]

@@ -69,6 +69,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let log_limits = args.log_limits.limits()?;
+    let header_read_timeout = seconds(args.header_read_timeout, "--header-read-timeout")?;
+    if header_read_timeout.is_zero() {
+        anyhow::bail!("--header-read-timeout must be more than 0 seconds");
+    }
+    if args.max_concurrent_uploads == 0 {
+        anyhow::bail!("--max-concurrent-uploads must be at least 1");
+    }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -76,6 +83,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&data_dir.join("state.db"))
         .await
         .context("opening the SQLite store")?;
+    let sealed = fleetfn_server::secrets::store_has_sealed_values(&store)
+        .await
+        .context("reading the SQLite store")?;
+    let env_key = credentials::load_or_create_env_key(&data_dir, sealed)?;
     let scope = Scope {
         region: args.region.clone(),
         account: args.account_id.clone(),
@@ -85,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ControlPlaneConfig {
             scope,
             artifacts_dir: data_dir.join("artifacts"),
+            env_key,
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -134,6 +146,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             dir: data_dir.join("logs"),
             limits: log_limits,
         }),
+        uploads: Arc::new(fleetfn_api::UploadPermits::new(
+            args.max_concurrent_uploads,
+            fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
+        )),
     });
     eprintln!(
         "fleetfn serving the Lambda API on http://{addr} (data dir {})",
@@ -150,16 +166,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(shutdown_signal(stop.clone()));
     let serve_stop = stop.clone();
-    axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Small request/response exchanges: never wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        }),
+    fleetfn_api::serve(
+        listener,
         app,
+        fleetfn_api::ListenerConfig {
+            header_read_timeout,
+        },
+        async move { serve_stop.cancelled().await },
     )
-    .with_graceful_shutdown(async move { serve_stop.cancelled().await })
-    .await
-    .context("serving the API")?;
+    .await;
     stop.cancel();
     let _ = reconciler.await;
     if let Some(m) = metrics_server {

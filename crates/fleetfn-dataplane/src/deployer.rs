@@ -165,6 +165,8 @@ struct TrimView {
 struct Wanted<'a> {
     v: &'a VersionRecord,
     vkey: String,
+    /// Ready environments the publish needs before it is `Active`/`Successful` and an older
+    /// publish drains: its minimum, and at least one while an older publish still serves.
     min: u32,
     desired: u32,
     rolling_out: bool,
@@ -527,6 +529,18 @@ impl DataPlane {
             let Some((min, max)) = bounds(v) else {
                 continue;
             };
+            // A rollout takes over from an older publish that still serves (e.g. Min 0 with
+            // environments not scaled in yet): it needs at least one Ready environment of its
+            // own before it reports Successful and the older one drains.
+            let older_serving = index.get(&vkey).is_some_and(|l| {
+                l.iter()
+                    .any(|e| e.publish_hash != v.publish_hash && e.state == EnvState::Ready)
+            });
+            let min = if rolling_out && older_serving && max != Some(0) {
+                min.max(1)
+            } else {
+                min
+            };
             if max == Some(0) || (min == 0 && rolling_out) {
                 // Scaled to zero: nothing to start; a publish with nothing to wait for is done.
                 if rolling_out {
@@ -607,11 +621,15 @@ impl DataPlane {
             let desired = if rolling_out {
                 min
             } else {
+                // Until the scaler has sized the version (its first tick after the version
+                // turned Active), keep what runs: a minimum lowered right after a publish must
+                // not stop environments that serve.
+                let running = u32::try_from(current.len()).unwrap_or(u32::MAX);
                 self.state
                     .read()
                     .ok()
                     .and_then(|s| s.scale.get(&vkey).map(|x| x.desired))
-                    .unwrap_or(min)
+                    .unwrap_or(running)
                     .clamp(min, max.unwrap_or(u32::MAX).max(min))
             };
             by_cp.entry(cp_name).or_default().push(Wanted {

@@ -39,6 +39,10 @@ impl Scope {
     }
 }
 
+/// Longest function name (the name itself; an ARN around it may be longer, up to the
+/// operation's `FunctionName` limit).
+pub const MAX_FUNCTION_NAME_LEN: usize = 64;
+
 /// A function reference as given in a path: a name, a partial ARN or a full ARN, with an
 /// optional qualifier suffix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +107,16 @@ impl FunctionRef {
         };
         if !is_simple_name(name) {
             return Err(bad());
+        }
+        if name.len() > MAX_FUNCTION_NAME_LEN {
+            return Err(LambdaError::validation(
+                input,
+                "functionName",
+                &format!(
+                    "Member must have length less than or equal to {MAX_FUNCTION_NAME_LEN} (the function name; only an ARN or partial ARN may be longer). Shorten the name '{name}' ({} characters) to {MAX_FUNCTION_NAME_LEN}.",
+                    name.len()
+                ),
+            ));
         }
         if let Some(q) = &qualifier
             && !is_qualifier(q)
@@ -297,6 +311,25 @@ mod tests {
             FunctionRef::parse("f:a:b:c", &s, 140).unwrap_err().kind,
             crate::ErrorKind::Validation
         );
+    }
+
+    #[test]
+    fn function_names_are_at_most_64_characters_in_every_form() {
+        let s = Scope::default();
+        let n64 = "a".repeat(64);
+        let n65 = "a".repeat(65);
+        assert!(FunctionRef::parse(&n64, &s, 140).is_ok());
+        let e = FunctionRef::parse(&n65, &s, 140).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Validation);
+        assert!(e.message.contains("less than or equal to 64"), "{e}");
+        assert!(FunctionRef::parse(&format!("{n64}:prod"), &s, 140).is_ok());
+        assert!(FunctionRef::parse(&format!("{n65}:prod"), &s, 140).is_err());
+        // An ARN is longer than 64 characters; the name inside it still is not.
+        let arn64 = s.qualified_function_arn(&n64, "$LATEST.PUBLISHED");
+        assert!(arn64.len() > 64);
+        assert_eq!(FunctionRef::parse(&arn64, &s, 256).unwrap().name, n64);
+        assert!(FunctionRef::parse(&s.function_arn(&n65), &s, 256).is_err());
+        assert!(FunctionRef::parse(&format!("000000000000:function:{n65}"), &s, 140).is_err());
     }
 
     #[test]

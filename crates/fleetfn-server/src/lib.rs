@@ -13,6 +13,7 @@ mod invoke;
 mod reconcile;
 pub mod records;
 mod scaling;
+pub mod secrets;
 mod service;
 mod tags;
 pub mod usage;
@@ -22,6 +23,7 @@ mod versions;
 pub use deploy::VersionTransition;
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
+pub use secrets::EnvKey;
 pub use service::{ControlPlane, ControlPlaneConfig, Page};
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub fn provider_name(p: &CapacityProvider) -> &str {
 /// A function: its `$LATEST` configuration, code and bookkeeping.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionRecord {
+    /// Environment variable values are sealed in the store (`crate::secrets`).
+    #[serde(with = "crate::secrets::sealed_config")]
     pub latest: FunctionConfiguration,
     /// Hex sha256 of the code package in the artifact store.
     pub code_hex: String,
@@ -60,6 +62,8 @@ pub struct ScalingState {
 pub struct VersionRecord {
     pub function: String,
     pub version: String,
+    /// Environment variable values are sealed in the store (`crate::secrets`).
+    #[serde(with = "crate::secrets::sealed_config")]
     pub config: FunctionConfiguration,
     pub code_hex: String,
     /// Hash of the configuration and code it was published from.

@@ -17,6 +17,8 @@ pub struct ControlPlaneConfig {
     pub scope: Scope,
     /// Where code packages are stored.
     pub artifacts_dir: PathBuf,
+    /// The key environment variables are sealed with in the store (see `crate::secrets`).
+    pub env_key: crate::EnvKey,
 }
 
 /// One page of a listing and the marker of the next.
@@ -48,6 +50,8 @@ pub(crate) fn store_err(e: StoreError) -> LambdaError {
 
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, config: ControlPlaneConfig) -> Result<Self> {
+        crate::secrets::install(&config.env_key)
+            .map_err(|e| LambdaError::service(e.to_string()))?;
         let artifacts = ArtifactStore::open(&config.artifacts_dir).map_err(|e| {
             LambdaError::service(format!(
                 "cannot open the artifact store at {}: {e}",

@@ -7,8 +7,9 @@ use base64::Engine;
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::*;
 use fleetfn_model::{ErrorKind, Scope};
-use fleetfn_store::SqliteStore;
+use fleetfn_store::{SqliteStore, Table};
 
+use crate::records::version_key;
 use crate::{ControlPlane, ControlPlaneConfig};
 
 async fn cp() -> (tempfile::TempDir, ControlPlane) {
@@ -21,10 +22,16 @@ async fn cp() -> (tempfile::TempDir, ControlPlane) {
         ControlPlaneConfig {
             scope: Scope::default(),
             artifacts_dir: dir.path().join("artifacts"),
+            env_key: test_key(),
         },
     )
     .unwrap();
     (dir, cp)
+}
+
+/// One key for every control plane of this test process (the key is process-wide).
+fn test_key() -> crate::EnvKey {
+    crate::EnvKey::from_bytes(&[7; crate::secrets::KEY_LEN]).unwrap()
 }
 
 fn zip_b64(body: &str) -> String {
@@ -283,4 +290,39 @@ async fn capacity_provider_quota_is_an_error_not_a_crash() {
         }
     }
     assert_eq!(seen.len(), fleetfn_model::limits::MAX_CAPACITY_PROVIDERS);
+}
+
+#[tokio::test]
+async fn environment_variables_are_sealed_in_the_store() {
+    let (_d, cp) = cp().await;
+    let p = cp
+        .create_capacity_provider(provider_req("cps"))
+        .await
+        .unwrap();
+    let secret = "s3cr3t-value-that-must-not-be-stored-in-clear";
+    let mut req = function_req("fs", &p.capacity_provider_arn, "v1");
+    req.environment = Some(fleetfn_model::types::Environment {
+        variables: [("DB_PASSWORD".to_string(), secret.to_string())].into(),
+    });
+    cp.create_function(req).await.unwrap();
+    cp.publish_version(&fref("fs"), PublishVersionRequest::default())
+        .await
+        .unwrap();
+    for (table, key) in [
+        (Table::Functions, "fs".to_string()),
+        (Table::Versions, version_key("fs", "1")),
+    ] {
+        let raw = cp.store.get(table, &key).await.unwrap().unwrap().value;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains(secret), "{table:?}/{key}: {text}");
+        assert!(text.contains("fleetfn:sealed:v1:"), "{text}");
+    }
+    for q in ["fs", "fs:1"] {
+        let cfg = cp.get_function_configuration(&fref(q)).await.unwrap();
+        assert_eq!(
+            cfg.environment.unwrap().variables["DB_PASSWORD"],
+            secret,
+            "{q}"
+        );
+    }
 }

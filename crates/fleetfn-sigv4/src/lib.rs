@@ -45,8 +45,8 @@ pub use canonical::{EMPTY_SHA256, format_amz_date, parse_amz_date, sha256_hex};
 pub use error::{AuthError, SIGNATURE_MISMATCH_MESSAGE, SignError};
 pub use sign::{SigningParams, host_for_uri, presign_query, sign_http_request, sign_request};
 pub use verify::{
-    MAX_PRESIGN_EXPIRES_SECS, Principal, RequestParts, SignatureLocation, UNSIGNED_PAYLOAD,
-    VerifyConfig, verify,
+    HeadVerified, MAX_PRESIGN_EXPIRES_SECS, Principal, RequestParts, SignatureLocation,
+    UNSIGNED_PAYLOAD, VerifyConfig, verify, verify_head,
 };
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;

@@ -352,6 +352,28 @@ fn check_time(
     Ok(())
 }
 
+/// A request whose SigV4 authentication passed every check that does not need the body
+/// (shape, date, time window, `host` signed, algorithm, credential scope, known access key):
+/// what [`verify_head`] returns and [`HeadVerified::verify_body`] finishes. A server calls
+/// [`verify_head`] before it reads a body, so an unsigned or malformed request costs it nothing.
+pub struct HeadVerified<'a, S> {
+    req: RequestParts<'a>,
+    auth: AuthValues<'a>,
+    /// Length of the access key id in `auth.credential`.
+    akid_len: usize,
+    /// The request time in the SigV4 format, computed once.
+    amz_date: String,
+    secret: S,
+}
+
+impl<S> std::fmt::Debug for HeadVerified<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadVerified")
+            .field("credential", &self.auth.credential)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Verify the SigV4 signature of a request.
 ///
 /// * `body_sha256_hex`: lowercase hex SHA-256 of the request body (see
@@ -361,12 +383,14 @@ fn check_time(
 ///   if the key is unknown. It is called at most once, after the request
 ///   has been checked for shape, time window and credential scope.
 ///
-/// Checks, in AWS's order: presence of auth, required parameters and date,
+/// Checks, in AWS's order: presence of auth (exactly one `Authorization`
+/// header), required parameters and date,
 /// date format, time window (`max_clock_skew`, or `X-Amz-Expires` for
 /// presigned URLs), `host` signed, algorithm, credential shape, credential
 /// scope (region, service, terminator, date), access key, signature
 /// (constant time), and finally that a signed `x-amz-content-sha256` other
-/// than `UNSIGNED-PAYLOAD` matches the body.
+/// than `UNSIGNED-PAYLOAD` matches the body. The same as [`verify_head`]
+/// followed by [`HeadVerified::verify_body`].
 pub fn verify<S: AsRef<str>>(
     req: &RequestParts<'_>,
     body_sha256_hex: &str,
@@ -374,7 +398,25 @@ pub fn verify<S: AsRef<str>>(
     cfg: &VerifyConfig,
     lookup: impl FnOnce(&str) -> Option<S>,
 ) -> Result<Principal, AuthError> {
-    let auth_header = req.headers.get(AUTHORIZATION);
+    verify_head(req, now, cfg, lookup)?.verify_body(body_sha256_hex)
+}
+
+/// The checks of [`verify`] that need no body, up to and including the access key lookup.
+pub fn verify_head<'a, S: AsRef<str>>(
+    req: &RequestParts<'a>,
+    now: Timestamp,
+    cfg: &VerifyConfig,
+    lookup: impl FnOnce(&str) -> Option<S>,
+) -> Result<HeadVerified<'a, S>, AuthError> {
+    let mut auth_headers = req.headers.get_all(AUTHORIZATION).iter();
+    let auth_header = auth_headers.next();
+    let extra = auth_headers.count();
+    if extra > 0 {
+        return Err(incomplete(format!(
+            "The request has {} Authorization headers; only one Authorization header is allowed. Send a single 'Authorization: AWS4-HMAC-SHA256 ...' header.",
+            extra + 1
+        )));
+    }
     let presigned =
         query_pairs(req.query).any(|(k, _)| decode_query_component(k) == "X-Amz-Algorithm");
     let auth = match (auth_header, presigned) {
@@ -387,7 +429,6 @@ pub fn verify<S: AsRef<str>>(
         (Some(value), false) => parse_header_auth(value, req.headers)?,
         (None, true) => parse_query_auth(req.query)?,
     };
-
     check_time(&auth, now, cfg.max_clock_skew)?;
 
     if !auth
@@ -461,74 +502,104 @@ pub fn verify<S: AsRef<str>>(
     let Some(secret) = lookup(access_key_id) else {
         return Err(AuthError::UnrecognizedClient);
     };
-
-    // The signature the client sent, as bytes. Anything that is not 64 hex
-    // digits cannot match; it is compared as a wrong value (constant time).
-    let mut provided = [0u8; 32];
-    let provided_ok = hex::decode_to_slice(auth.signature.as_bytes(), &mut provided).is_ok();
-
-    let content_sha256 = header_str(req.headers, X_AMZ_CONTENT_SHA256);
-    let content_sha256 = content_sha256.as_deref().map(str::trim);
-    let primary_payload = content_sha256.unwrap_or(body_sha256_hex);
-
-    let mut canonical = Vec::with_capacity(
-        256 + req.method.len()
-            + 2 * req.path.len()
-            + 2 * req.query.len()
-            + auth.signed_headers.len(),
-    );
-    canonical.extend_from_slice(req.method.as_bytes());
-    canonical.push(b'\n');
-    write_canonical_uri(&mut canonical, req.path);
-    canonical.push(b'\n');
-    write_canonical_query(
-        &mut canonical,
-        req.query,
-        auth.location == SignatureLocation::QueryString,
-    );
-    canonical.push(b'\n');
-    write_canonical_headers(&mut canonical, req.headers, &auth.signed_headers);
-    let payload_at = canonical.len();
-    canonical.extend_from_slice(primary_payload.as_bytes());
-
-    let scope = &auth.credential[access_key_id.len() + 1..];
-    let key = cached_signing_key(secret.as_ref(), scope_date, scope_region, scope_service);
-    let matches = |sts: &str| {
-        let mut mac = crate::HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
-        mac.update(sts.as_bytes());
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&provided).is_ok() && provided_ok
-    };
-
-    let sts = string_to_sign(&amz_date, scope, &canonical);
-    let mut ok = matches(&sts);
-    if !ok && auth.location == SignatureLocation::QueryString && content_sha256.is_none() {
-        // Presigned URLs: botocore signs the body hash, other signers (and
-        // S3-style presigning) use UNSIGNED-PAYLOAD. Accept either.
-        let mut alt = canonical[..payload_at].to_vec();
-        alt.extend_from_slice(UNSIGNED_PAYLOAD.as_bytes());
-        ok = matches(&string_to_sign(&amz_date, scope, &alt));
-    }
-    if !ok {
-        return Err(AuthError::SignatureDoesNotMatch {
-            canonical_request: String::from_utf8_lossy(&canonical).into_owned(),
-            string_to_sign: sts,
-        });
-    }
-
-    if let Some(declared) = content_sha256
-        && declared != UNSIGNED_PAYLOAD
-        && !declared.eq_ignore_ascii_case(body_sha256_hex)
-    {
-        return Err(invalid(
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        ));
-    }
-
-    Ok(Principal {
-        access_key_id: access_key_id.to_owned(),
-        session_token: auth.session_token,
-        signed_at: auth.time,
-        location: auth.location,
+    let akid_len = access_key_id.len();
+    Ok(HeadVerified {
+        req: *req,
+        auth,
+        akid_len,
+        amz_date,
+        secret,
     })
+}
+
+impl<S: AsRef<str>> HeadVerified<'_, S> {
+    /// Finish [`verify`]: the signature over the request and `body_sha256_hex`, then a signed
+    /// `x-amz-content-sha256` against the body.
+    pub fn verify_body(self, body_sha256_hex: &str) -> Result<Principal, AuthError> {
+        let Self {
+            req,
+            auth,
+            akid_len,
+            amz_date,
+            secret,
+        } = self;
+        let access_key_id = &auth.credential[..akid_len];
+        let mut parts = auth.credential[akid_len + 1..].split('/');
+        let (Some(scope_date), Some(scope_region), Some(scope_service)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            unreachable!("verify_head checked the credential's five elements");
+        };
+
+        // The signature the client sent, as bytes. Anything that is not 64 hex
+        // digits cannot match; it is compared as a wrong value (constant time).
+        let mut provided = [0u8; 32];
+        let provided_ok = hex::decode_to_slice(auth.signature.as_bytes(), &mut provided).is_ok();
+
+        let content_sha256 = header_str(req.headers, X_AMZ_CONTENT_SHA256);
+        let content_sha256 = content_sha256.as_deref().map(str::trim);
+        let primary_payload = content_sha256.unwrap_or(body_sha256_hex);
+
+        let mut canonical = Vec::with_capacity(
+            256 + req.method.len()
+                + 2 * req.path.len()
+                + 2 * req.query.len()
+                + auth.signed_headers.len(),
+        );
+        canonical.extend_from_slice(req.method.as_bytes());
+        canonical.push(b'\n');
+        write_canonical_uri(&mut canonical, req.path);
+        canonical.push(b'\n');
+        write_canonical_query(
+            &mut canonical,
+            req.query,
+            auth.location == SignatureLocation::QueryString,
+        );
+        canonical.push(b'\n');
+        write_canonical_headers(&mut canonical, req.headers, &auth.signed_headers);
+        let payload_at = canonical.len();
+        canonical.extend_from_slice(primary_payload.as_bytes());
+
+        let scope = &auth.credential[access_key_id.len() + 1..];
+        let key = cached_signing_key(secret.as_ref(), scope_date, scope_region, scope_service);
+        let matches = |sts: &str| {
+            let mut mac =
+                crate::HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
+            mac.update(sts.as_bytes());
+            // `verify_slice` compares in constant time.
+            mac.verify_slice(&provided).is_ok() && provided_ok
+        };
+
+        let sts = string_to_sign(&amz_date, scope, &canonical);
+        let mut ok = matches(&sts);
+        if !ok && auth.location == SignatureLocation::QueryString && content_sha256.is_none() {
+            // Presigned URLs: botocore signs the body hash, other signers (and
+            // S3-style presigning) use UNSIGNED-PAYLOAD. Accept either.
+            let mut alt = canonical[..payload_at].to_vec();
+            alt.extend_from_slice(UNSIGNED_PAYLOAD.as_bytes());
+            ok = matches(&string_to_sign(&amz_date, scope, &alt));
+        }
+        if !ok {
+            return Err(AuthError::SignatureDoesNotMatch {
+                canonical_request: String::from_utf8_lossy(&canonical).into_owned(),
+                string_to_sign: sts,
+            });
+        }
+
+        if let Some(declared) = content_sha256
+            && declared != UNSIGNED_PAYLOAD
+            && !declared.eq_ignore_ascii_case(body_sha256_hex)
+        {
+            return Err(invalid(
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
+
+        Ok(Principal {
+            access_key_id: access_key_id.to_owned(),
+            session_token: auth.session_token,
+            signed_at: auth.time,
+            location: auth.location,
+        })
+    }
 }

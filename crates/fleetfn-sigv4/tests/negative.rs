@@ -701,3 +701,72 @@ fn presigned_with_wrong_secret_or_unknown_key() {
         "The security token included in the request is invalid.",
     );
 }
+
+#[test]
+fn two_authorization_headers_are_refused() {
+    let now = ts("2026-11-27T09:00:00Z");
+    let mut h = signed_get(params(now));
+    let first = h.get("authorization").unwrap().clone();
+    // The valid header first: before, the first one silently won and this verified.
+    h.append("authorization", first);
+    let err = verify_get(&h, now).unwrap_err();
+    assert_eq!(err.aws_error_type(), "IncompleteSignatureException");
+    assert!(
+        err.message()
+            .contains("only one Authorization header is allowed"),
+        "{err}"
+    );
+    let req = RequestParts::new("GET", "/2015-03-31/functions", "MaxItems=2", &h);
+    assert!(
+        fleetfn_sigv4::verify_head(&req, now, &VerifyConfig::default(), lookup).is_err(),
+        "the head check refuses it too"
+    );
+}
+
+#[test]
+fn head_check_needs_no_body_and_finishes_with_it() {
+    let now = ts("2026-11-27T09:00:00Z");
+    let body = b"{\"a\":1}";
+    let mut h = HeaderMap::new();
+    h.insert("host", HeaderValue::from_static("127.0.0.1:9000"));
+    sign_request(
+        "POST",
+        "/2015-03-31/functions",
+        "",
+        &mut h,
+        &sha256_hex(body),
+        &params(now),
+    )
+    .unwrap();
+    let req = RequestParts::new("POST", "/2015-03-31/functions", "", &h);
+    let cfg = VerifyConfig::default();
+    // Head passes, then the body decides.
+    let head = fleetfn_sigv4::verify_head(&req, now, &cfg, lookup).unwrap();
+    assert_eq!(
+        head.verify_body(&sha256_hex(body)).unwrap().access_key_id,
+        AKID
+    );
+    let head = fleetfn_sigv4::verify_head(&req, now, &cfg, lookup).unwrap();
+    assert!(matches!(
+        head.verify_body(&sha256_hex(b"{\"a\":2}")),
+        Err(AuthError::SignatureDoesNotMatch { .. })
+    ));
+    // No auth at all, an unknown key, a stale date: refused before any body.
+    let empty = HeaderMap::new();
+    let bare = RequestParts::new("POST", "/2015-03-31/functions", "", &empty);
+    assert_eq!(
+        fleetfn_sigv4::verify_head(&bare, now, &cfg, lookup).unwrap_err(),
+        AuthError::MissingAuthenticationToken
+    );
+    assert_eq!(
+        fleetfn_sigv4::verify_head(&req, now, &cfg, |_| None::<&str>).unwrap_err(),
+        AuthError::UnrecognizedClient
+    );
+    let late = now + SignedDuration::from_mins(20);
+    assert_eq!(
+        fleetfn_sigv4::verify_head(&req, late, &cfg, lookup)
+            .unwrap_err()
+            .aws_error_type(),
+        "InvalidSignatureException"
+    );
+}

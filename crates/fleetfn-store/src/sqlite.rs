@@ -1,5 +1,6 @@
 //! SQLite backend: one `records` table in WAL mode, conditional writes in `BEGIN IMMEDIATE`
-//! transactions, schema migrations applied in order at open.
+//! transactions (a connection whose batch failed and cannot be rolled back cleanly is closed, never
+//! pooled), schema migrations applied in order at open.
 
 use std::path::Path;
 use std::time::Duration;
@@ -180,87 +181,117 @@ impl Store for SqliteStore {
 
     fn commit(&self, ops: Vec<Op>) -> BoxFut<'_, Result<Vec<i64>, StoreError>> {
         Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(backend)?;
-            let mut revs = Vec::with_capacity(ops.len());
-            for op in ops {
-                match op {
-                    Op::Put {
-                        table,
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let (outcome, clean) = run_batch(&mut conn, ops).await;
+            if !clean {
+                conn.close_on_drop();
+            }
+            outcome
+        })
+    }
+}
+
+/// One batch in a `BEGIN IMMEDIATE` transaction, and whether the connection is known to be
+/// outside a transaction afterwards. It is not after a failed BEGIN or COMMIT, or a ROLLBACK
+/// that failed (SQLite may already have ended the transaction itself, e.g. on SQLITE_FULL,
+/// which leaves sqlx's bookkeeping inside one); such a connection is closed, not pooled.
+async fn run_batch(
+    conn: &mut sqlx::SqliteConnection,
+    ops: Vec<Op>,
+) -> (Result<Vec<i64>, StoreError>, bool) {
+    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return (Err(backend(e)), false),
+    };
+    match apply(&mut tx, ops).await {
+        Ok(revs) => match tx.commit().await {
+            Ok(()) => (Ok(revs), true),
+            Err(e) => (Err(backend(e)), false),
+        },
+        Err(e) => {
+            let clean = tx.rollback().await.is_ok();
+            (Err(e), clean)
+        }
+    }
+}
+
+/// The operations of one batch inside its transaction; the first conflict or error ends it.
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ops: Vec<Op>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut revs = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Put {
+                table,
+                key,
+                value,
+                expect: Expect::Absent,
+            } => {
+                let done = sqlx::query(
+                        "INSERT INTO records (tbl, key, rev, value) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(table.as_str())
+                    .bind(&key)
+                    .bind(&value)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict {
+                        table: table.as_str(),
                         key,
-                        value,
-                        expect: Expect::Absent,
-                    } => {
-                        let done = sqlx::query(
-                            "INSERT INTO records (tbl, key, rev, value) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(table.as_str())
-                        .bind(&key)
-                        .bind(&value)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                        if done.rows_affected() != 1 {
-                            return Err(StoreError::Conflict {
-                                table: table.as_str(),
-                                key,
-                            });
-                        }
-                        revs.push(1);
-                    }
-                    Op::Put {
-                        table,
+                    });
+                }
+                revs.push(1);
+            }
+            Op::Put {
+                table,
+                key,
+                value,
+                expect: Expect::Revision(rev),
+            } => {
+                let done = sqlx::query(
+                        "UPDATE records SET rev = rev + 1, value = $1 WHERE tbl = $2 AND key = $3 AND rev = $4",
+                    )
+                    .bind(&value)
+                    .bind(table.as_str())
+                    .bind(&key)
+                    .bind(rev)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict {
+                        table: table.as_str(),
                         key,
-                        value,
-                        expect: Expect::Revision(rev),
-                    } => {
-                        let done = sqlx::query(
-                            "UPDATE records SET rev = rev + 1, value = $1 WHERE tbl = $2 AND key = $3 AND rev = $4",
-                        )
-                        .bind(&value)
-                        .bind(table.as_str())
-                        .bind(&key)
-                        .bind(rev)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                        if done.rows_affected() != 1 {
-                            return Err(StoreError::Conflict {
-                                table: table.as_str(),
-                                key,
-                            });
-                        }
-                        revs.push(rev + 1);
-                    }
-                    Op::Delete {
-                        table,
-                        key,
-                        revision,
-                    } => {
-                        let done = sqlx::query(
-                            "DELETE FROM records WHERE tbl = $1 AND key = $2 AND rev = $3",
-                        )
+                    });
+                }
+                revs.push(rev + 1);
+            }
+            Op::Delete {
+                table,
+                key,
+                revision,
+            } => {
+                let done =
+                    sqlx::query("DELETE FROM records WHERE tbl = $1 AND key = $2 AND rev = $3")
                         .bind(table.as_str())
                         .bind(&key)
                         .bind(revision)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await
                         .map_err(backend)?;
-                        if done.rows_affected() != 1 {
-                            return Err(StoreError::Conflict {
-                                table: table.as_str(),
-                                key,
-                            });
-                        }
-                        revs.push(0);
-                    }
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict {
+                        table: table.as_str(),
+                        key,
+                    });
                 }
+                revs.push(0);
             }
-            tx.commit().await.map_err(backend)?;
-            Ok(revs)
-        })
+        }
     }
+    Ok(revs)
 }

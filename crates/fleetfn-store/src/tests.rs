@@ -195,3 +195,79 @@ async fn concurrent_writers_one_wins() {
         2
     );
 }
+
+/// A batch that fails inside SQLite in a way that ends the transaction there (a trigger's
+/// `RAISE(ROLLBACK)`, as SQLite itself does on some ENOSPC/SQLITE_FULL paths) must not leave a
+/// pooled connection that believes it is still in a transaction: the next batches on every
+/// connection of the pool succeed and see what was committed.
+#[tokio::test]
+async fn a_failed_batch_leaves_no_connection_inside_a_transaction() {
+    use sqlx::ConnectOptions;
+    let (dir, s) = open().await;
+    s.commit(vec![Op::put(
+        Table::Functions,
+        "before",
+        &serde_json::json!({"v": "0"}),
+        Expect::Absent,
+    )])
+    .await
+    .unwrap();
+    let mut admin = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("state.db"))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER inject_failure BEFORE INSERT ON records WHEN NEW.key = 'boom' \
+         BEGIN SELECT RAISE(ROLLBACK, 'injected write failure'); END",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // More failed batches than the pool has connections, so every connection sees one.
+    for i in 0..8 {
+        let err = s
+            .commit(vec![
+                Op::put(
+                    Table::Functions,
+                    format!("lost-{i}"),
+                    &serde_json::json!({"v": i}),
+                    Expect::Absent,
+                ),
+                Op::put(
+                    Table::Functions,
+                    "boom",
+                    &serde_json::json!({}),
+                    Expect::Absent,
+                ),
+            ])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    }
+    for i in 0..8 {
+        let revs = s
+            .commit(vec![Op::put(
+                Table::Functions,
+                format!("after-{i}"),
+                &serde_json::json!({"v": i}),
+                Expect::Absent,
+            )])
+            .await
+            .unwrap_or_else(|e| panic!("batch {i} after the failures: {e}"));
+        assert_eq!(revs, vec![1]);
+    }
+    let keys: Vec<String> = s
+        .list(Table::Functions, "", None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    let mut want: Vec<String> = (0..8).map(|i| format!("after-{i}")).collect();
+    want.push("before".into());
+    assert_eq!(
+        keys, want,
+        "committed state only, nothing of the failed batches"
+    );
+}

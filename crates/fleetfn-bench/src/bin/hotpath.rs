@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
                 account: "000000000000".into(),
             },
             artifacts_dir: dir.path().join("artifacts"),
+            env_key: fleetfn_server::EnvKey::generate(),
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -187,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         invoker: Some(Arc::new(FakeInvoker { rt: rt.clone() })),
         logs: None,
+        uploads: Default::default(),
     });
 
     // Desired state: a capacity provider, a function, its $LATEST.PUBLISHED marked Active.

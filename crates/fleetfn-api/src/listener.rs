@@ -1,0 +1,74 @@
+//! The API listener: hyper's HTTP/1 server with a header-read timeout, TCP_NODELAY and graceful
+//! shutdown. The header-read timeout also closes idle keep-alive connections: hyper starts it
+//! whenever a connection waits for the head of its next request, so a client that opens a
+//! connection (or keeps one) and never finishes a request head is dropped after it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+/// Timeouts of the API listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerConfig {
+    /// How long a connection may take to send a request head, and how long an idle keep-alive
+    /// connection stays open.
+    pub header_read_timeout: Duration,
+}
+
+impl ListenerConfig {
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then wait for open connections to
+/// finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    cfg: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting an API connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small request/response exchanges: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
