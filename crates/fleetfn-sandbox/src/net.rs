@@ -7,8 +7,8 @@
 //! other threads, but nothing outside the namespace can connect to it: not the host, not
 //! another environment. With egress on, a veth pair joins the namespace (`eth0`, the slot's
 //! `/30`) to the agent's namespace (`fe<slot>`, interface group [`ENV_GROUP`]); the host
-//! forwards and masquerades its traffic out, and [`firewall_ruleset`] refuses (ICMP
-//! administratively prohibited, so a connect fails at once with `EHOSTUNREACH`) everything an
+//! forwards and masquerades its traffic out, and [`firewall_ruleset`] refuses (a TCP reset, or
+//! ICMP administratively prohibited, so a connect fails at once) everything an
 //! environment sends to the host itself (its loopback services, the agents, the API, metrics),
 //! to other environments, to link-local addresses (the instance metadata service at
 //! 169.254.169.254) and over IPv6, unless an operator allows a destination.
@@ -178,39 +178,61 @@ pub fn probe(root: bool, egress_wanted: bool) -> NetIsolation {
 /// would be blocked (e.g. `169.254.169.254/32` for a real metadata service).
 pub fn firewall_ruleset(allow: &[Ipv4Cidr]) -> String {
     let g = ENV_GROUP;
-    let allowed = if allow.is_empty() {
-        String::new()
-    } else {
+    let mut forward = vec![
+        "type filter hook forward priority -10; policy accept;".to_owned(),
+        format!("iifgroup {g} oifgroup {g} goto refuse"),
+        format!("iifgroup {g} meta nfproto ipv6 goto refuse"),
+    ];
+    if !allow.is_empty() {
         let list: Vec<String> = allow.iter().map(ToString::to_string).collect();
-        format!(
-            "    iifgroup {g} ip daddr {{ {} }} accept\n",
+        forward.push(format!(
+            "iifgroup {g} ip daddr {{ {} }} accept",
             list.join(", ")
-        )
+        ));
+    }
+    forward.extend([
+        format!(
+            "iifgroup {g} ip daddr {{ 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/3 }} goto refuse"
+        ),
+        format!("iifgroup {g} accept"),
+        format!("oifgroup {g} ct state established,related accept"),
+        format!("oifgroup {g} drop"),
+    ]);
+    let chain = |name: &str, rules: &[String]| {
+        let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();
+        format!("  chain {name} {{\n{body}  }}\n")
     };
-    format!(
-        "table inet {NFT_TABLE} {{}}\n\
-         delete table inet {NFT_TABLE}\n\
-         table inet {NFT_TABLE} {{\n\
-         \x20 chain input {{\n\
-         \x20   type filter hook input priority -10; policy accept;\n\
-         \x20   iifgroup {g} reject with icmpx type admin-prohibited\n\
-         \x20 }}\n\
-         \x20 chain forward {{\n\
-         \x20   type filter hook forward priority -10; policy accept;\n\
-         \x20   iifgroup {g} oifgroup {g} reject with icmpx type admin-prohibited\n\
-         \x20   iifgroup {g} meta nfproto ipv6 reject with icmpx type admin-prohibited\n\
-         {allowed}\
-         \x20   iifgroup {g} ip daddr {{ 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/3 }} reject with icmpx type admin-prohibited\n\
-         \x20   iifgroup {g} accept\n\
-         \x20   oifgroup {g} ct state established,related accept\n\
-         \x20   oifgroup {g} drop\n\
-         \x20 }}\n\
-         \x20 chain postrouting {{\n\
-         \x20   type nat hook postrouting priority 100; policy accept;\n\
-         \x20   ip saddr {POOL} oifgroup != {g} masquerade\n\
-         \x20 }}\n\
-         }}\n",
-    )
+    [
+        format!("table inet {NFT_TABLE} {{}}\n"),
+        format!("delete table inet {NFT_TABLE}\n"),
+        format!("table inet {NFT_TABLE} {{\n"),
+        // TCP gets a reset, the rest ICMP "administratively prohibited": a refused connect
+        // fails at once (ICMP alone is rate-limited per peer, so a scan would hang on it).
+        chain(
+            "refuse",
+            &[
+                "meta l4proto tcp reject with tcp reset".to_owned(),
+                "reject with icmpx type admin-prohibited".to_owned(),
+            ],
+        ),
+        chain(
+            "input",
+            &[
+                "type filter hook input priority -10; policy accept;".to_owned(),
+                format!("iifgroup {g} goto refuse"),
+            ],
+        ),
+        chain("forward", &forward),
+        chain(
+            "postrouting",
+            &[
+                "type nat hook postrouting priority 100; policy accept;".to_owned(),
+                format!("ip saddr {POOL} oifgroup != {g} masquerade"),
+            ],
+        ),
+        "}\n".to_owned(),
+    ]
+    .concat()
 }
 
 fn run_batch(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
@@ -441,10 +463,11 @@ mod tests {
     fn ruleset_blocks_the_host_other_environments_and_metadata() {
         let rules = firewall_ruleset(&[]);
         assert!(
-            rules.contains("iifgroup 17996 reject with icmpx type admin-prohibited\n"),
+            rules.contains("    iifgroup 17996 goto refuse\n"),
             "{rules}"
         );
-        assert!(rules.contains("iifgroup 17996 oifgroup 17996 reject"));
+        assert!(rules.contains("iifgroup 17996 oifgroup 17996 goto refuse"));
+        assert!(rules.contains("meta l4proto tcp reject with tcp reset"));
         assert!(rules.contains("169.254.0.0/16"));
         assert!(rules.contains("ip saddr 198.18.0.0/16 oifgroup != 17996 masquerade"));
         assert!(!rules.contains("accept\n    iifgroup 17996 ip daddr {"));
