@@ -808,3 +808,35 @@ fn network_namespace_keeps_the_runtime_api_inside() {
     let peer = accepted.join().unwrap();
     assert!(peer.ip().is_loopback());
 }
+
+#[test]
+fn firewall_ruleset_is_accepted_by_nftables() {
+    let Some(_) = check_host("firewall_ruleset_is_accepted_by_nftables", false) else {
+        return;
+    };
+    if Command::new("nft").arg("--version").output().is_err() {
+        println!("skipping firewall_ruleset_is_accepted_by_nftables: no nft on this host");
+        return;
+    }
+    for allow in [vec![], vec!["169.254.169.254/32".parse().unwrap()]] {
+        let rules = fleetfn_sandbox::net::firewall_ruleset(&allow);
+        let mut child = Command::new("nft")
+            .args(["--check", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft refused the ruleset: {}\n{rules}",
+            text(&out.stderr)
+        );
+    }
+}
