@@ -625,12 +625,12 @@ impl DataPlane {
                 // turned Active), keep what runs: a minimum lowered right after a publish must
                 // not stop environments that serve.
                 let running = u32::try_from(current.len()).unwrap_or(u32::MAX);
-                self.state
+                let scaler = self
+                    .state
                     .read()
                     .ok()
-                    .and_then(|s| s.scale.get(&vkey).map(|x| x.desired))
-                    .unwrap_or(running)
-                    .clamp(min, max.unwrap_or(u32::MAX).max(min))
+                    .and_then(|s| s.scale.get(&vkey).map(|x| x.desired));
+                crate::scaling::desired_within((min, max), scaler, running)
             };
             by_cp.entry(cp_name).or_default().push(Wanted {
                 v,

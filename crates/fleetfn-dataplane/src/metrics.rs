@@ -170,11 +170,9 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
     for vkey in keys {
         let f = per_version.get(vkey).unwrap_or(&empty);
         let v = deployable.get(vkey);
-        let desired = match v.map(|v| (bounds(v), s.scale.get(vkey))) {
-            None | Some((None, _)) => 0,
-            Some((Some((min, _)), None)) => min,
-            Some((Some(_), Some(sc))) => sc.desired,
-        };
+        let desired = v.and_then(|v| bounds(v)).map_or(0, |b| {
+            crate::scaling::desired_within(b, s.scale.get(vkey).map(|sc| sc.desired), b.0)
+        });
         let limit = v.map_or(f.max_concurrency, |v| env_request(v, "").max_concurrency);
         let actual = v
             .and_then(|v| f.ready_by_publish.get(&v.publish_hash).copied())
@@ -297,6 +295,60 @@ mod tests {
             labels("hello/$LATEST.PUBLISHED"),
             VersionLabels::new("hello", "$LATEST.PUBLISHED")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn desired_gauge_follows_an_applied_config_before_the_scaler_ticks() {
+        use fleetfn_model::types::{FunctionConfiguration, FunctionScalingConfig};
+        use fleetfn_server::records::ScalingState;
+
+        let applied = |min, max| FunctionScalingConfig {
+            min_execution_environments: Some(min),
+            max_execution_environments: Some(max),
+        };
+        let mut v = VersionRecord {
+            function: "f".into(),
+            version: "1".into(),
+            config: FunctionConfiguration {
+                state: "Active".into(),
+                last_update_status: "Successful".into(),
+                ..FunctionConfiguration::default()
+            },
+            code_hex: String::new(),
+            publish_hash: "p1".into(),
+            scaling: ScalingState {
+                requested: None,
+                applied: applied(3, 3),
+            },
+            capacity_provider: Some("cp".into()),
+        };
+        let vkey = version_key(&v.function, &v.version);
+        let mut s = State::default();
+        // The scaler's last tick sized the version to 3 (its Min at the time).
+        s.scale.insert(
+            vkey,
+            crate::VersionScale {
+                desired: 3,
+                low_for: std::time::Duration::ZERO,
+                last_tick: Some((tokio::time::Instant::now(), 0)),
+                last_counts: (0, 0),
+                throttle_history: std::collections::VecDeque::new(),
+                throttles_last_minute: 0,
+                avg_cpu: 0.0,
+                saturation: 0.0,
+            },
+        );
+        let desired = |s: &State, v: &VersionRecord| {
+            snapshot(s, std::slice::from_ref(v)).versions[0].desired_environments
+        };
+        assert_eq!(desired(&s, &v), 3);
+        // Min = Max = 0 is applied; the deployer stops everything at once, the scaler has not
+        // ticked since: the gauge already says 0.
+        v.scaling.applied = applied(0, 0);
+        assert_eq!(desired(&s, &v), 0);
+        // A raised minimum counts at once too.
+        v.scaling.applied = applied(5, 8);
+        assert_eq!(desired(&s, &v), 5);
     }
 
     #[test]

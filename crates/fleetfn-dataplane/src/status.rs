@@ -123,11 +123,11 @@ impl DataPlane {
             });
             let (by, invocations, errors) = throttles.unwrap_or_default();
             let applied = &v.scaling.applied;
-            let desired = match (bounds(v), scale) {
-                (None, _) => 0,
-                (Some((min, _)), None) => min,
-                (Some(_), Some(sc)) => sc.desired,
-            };
+            // Within the applied [Min, Max] even before the scaler's next tick (the deployer
+            // acts on a new config at once).
+            let desired = bounds(v).map_or(0, |b| {
+                crate::scaling::desired_within(b, scale.map(|sc| sc.desired), b.0)
+            });
             let c = &v.config;
             functions.push(json!({
                 "FunctionName": v.function,
