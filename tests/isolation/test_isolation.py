@@ -123,8 +123,9 @@ def test_host_services_other_environments_and_metadata_are_out_of_reach(runtime,
     assert out["tmp_write"] is True
 
 
-def _victim_runtime_pids(victim: str) -> list[int]:
-    pids = []
+def _runtime_processes() -> list[tuple[int, int, int, str]]:
+    """(pid, uid, network namespace inode, function name) of every function process."""
+    procs = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -134,9 +135,31 @@ def _victim_runtime_pids(victim: str) -> list[int]:
             uid = os.stat(f"/proc/{entry}").st_uid
         except OSError:
             continue
-        if uid >= 20000 and f"AWS_LAMBDA_FUNCTION_NAME={victim}".encode() in env:
-            pids.append(int(entry))
-    return pids
+        names = [v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"AWS_LAMBDA_FUNCTION_NAME=")]
+        if uid >= 20000 and names:
+            try:
+                netns = os.stat(f"/proc/{entry}/ns/net").st_ino
+            except OSError:
+                continue
+            procs.append((int(entry), uid, netns, names[0]))
+    return procs
+
+
+def _victim_runtime_pids(victim: str) -> list[int]:
+    return [pid for pid, _, _, name in _runtime_processes() if name == victim]
+
+
+def test_every_environment_has_its_own_uid_and_network(hostile, victim):
+    procs = _runtime_processes()
+    uids_by_netns: dict[int, set[int]] = {}
+    for _, uid, netns, _ in procs:
+        uids_by_netns.setdefault(netns, set()).add(uid)
+    assert len(uids_by_netns) >= 12, f"expected 4 functions x 3 environments, got {uids_by_netns}"
+    assert all(len(u) == 1 for u in uids_by_netns.values()), uids_by_netns
+    uids = [next(iter(u)) for u in uids_by_netns.values()]
+    assert len(set(uids)) == len(uids), f"two environments share a uid: {sorted(uids)}"
+    host_netns = os.stat("/proc/self/ns/net").st_ino
+    assert host_netns not in uids_by_netns
 
 
 def test_no_function_can_take_or_answer_another_functions_invocations(lam, server, hostile, victim):
@@ -159,6 +182,7 @@ def test_no_function_can_take_or_answer_another_functions_invocations(lam, serve
         attempts = []
         for _, env_end in links:
             attempts += [[env_end, 9001, "GET", "/2018-06-01/runtime/invocation/next"],
+                         [env_end, 9001, "POST", "/2018-06-01/runtime/invocation/forged-id/response"],
                          [env_end, 9001, "POST", "/2018-06-01/runtime/init/error"]]
         out = {}
         for runtime in RUNTIMES:
