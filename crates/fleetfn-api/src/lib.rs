@@ -9,6 +9,8 @@ mod error;
 mod handlers;
 mod invoke;
 mod logs;
+#[doc(hidden)]
+pub mod parse;
 
 use std::sync::Arc;
 
