@@ -15,9 +15,9 @@
 //! ```
 //!
 //! An unknown operation name picks one by the first byte. Checks: no panic; a parsed function
-//! has a valid name (`[a-zA-Z0-9-_]+`, at most 140 characters) and qualifier; a parsed capacity
-//! provider name is valid; every rejection is a 4xx error (never a 500 for bad input) that
-//! renders into a response.
+//! has a valid name (`[a-zA-Z0-9-_]+`) and qualifier; a parsed capacity provider name is
+//! valid; every rejection is a 4xx error (never a 500 for bad input) that renders into a
+//! response.
 #![no_main]
 
 use fleetfn_api::parse::{Operation, parse_request};
