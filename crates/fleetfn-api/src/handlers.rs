@@ -73,7 +73,7 @@ impl Query {
             .map(|(_, v)| v.clone())
             .collect()
     }
-    fn max_items(&self) -> Result<Option<u32>, LambdaError> {
+    pub(crate) fn max_items(&self) -> Result<Option<u32>, LambdaError> {
         match self.get("MaxItems") {
             None => Ok(None),
             Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
@@ -88,7 +88,7 @@ impl Query {
 }
 
 /// Parses a JSON body into a request shape; an empty body is `{}`.
-pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, LambdaError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LambdaError> {
     let slice: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -241,18 +241,7 @@ pub async fn create_function(State(s): State<AppState>, b: Bytes) -> ApiResult {
 
 pub async fn list_functions(State(s): State<AppState>, req: Request) -> ApiResult {
     let q = Query::parse(req.uri().query());
-    let all = match q.get("FunctionVersion") {
-        None => false,
-        Some("ALL") => true,
-        Some(v) => {
-            return Err(LambdaError::validation(
-                v,
-                "functionVersion",
-                "Member must satisfy enum value set: [ALL]",
-            )
-            .into());
-        }
-    };
+    let all = function_version_all(&q)?;
     let page =
         s.cp.list_functions(all, q.get("Marker"), q.max_items()?)
             .await?;
@@ -263,6 +252,19 @@ pub async fn list_functions(State(s): State<AppState>, req: Request) -> ApiResul
             next_marker: page.next_marker,
         },
     ))
+}
+
+/// ListFunctions' `FunctionVersion`: absent, or `ALL`.
+pub(crate) fn function_version_all(q: &Query) -> Result<bool, LambdaError> {
+    match q.get("FunctionVersion") {
+        None => Ok(false),
+        Some("ALL") => Ok(true),
+        Some(v) => Err(LambdaError::validation(
+            v,
+            "functionVersion",
+            "Member must satisfy enum value set: [ALL]",
+        )),
+    }
 }
 
 pub async fn get_function(
@@ -531,8 +533,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult {
 /// their cost here, on AWS Lambda and on AWS LMI, and the break-even request rate.
 pub async fn cost(State(s): State<AppState>, uri: axum::http::Uri) -> ApiResult {
     let q = Query::parse(uri.query());
-    let since = fleetfn_logs::parse_since(q.get("Since").unwrap_or("24h"), jiff::Timestamp::now())
-        .map_err(|e| LambdaError::invalid(format!("Since: {e}")))?;
+    let since = cost_since(&q, jiff::Timestamp::now())?;
     let Some(invoker) = s.invoker.as_ref() else {
         return Err(LambdaError::service(
             "The cost report needs the data plane (fleetfn serve without --no-data-plane).",
@@ -540,6 +541,12 @@ pub async fn cost(State(s): State<AppState>, uri: axum::http::Uri) -> ApiResult 
         .into());
     };
     Ok(json(StatusCode::OK, &invoker.cost(since).await?))
+}
+
+/// The cost report's `Since` (default: a day back from `now`).
+pub(crate) fn cost_since(q: &Query, now: jiff::Timestamp) -> Result<jiff::Timestamp, LambdaError> {
+    fleetfn_logs::parse_since(q.get("Since").unwrap_or("24h"), now)
+        .map_err(|e| LambdaError::invalid(format!("Since: {e}")))
 }
 
 /// `GET /fleetfn/health` (no auth): 200 once serving; says whether a data plane is attached.

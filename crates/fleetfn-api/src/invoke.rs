@@ -72,6 +72,68 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+/// The Invoke headers: `X-Amz-Invocation-Type`, `X-Amz-Log-Type`, `X-Amz-Client-Context` and
+/// `X-Amz-Tenant-Id`, checked.
+#[derive(Debug)]
+pub(crate) struct InvokeOptions {
+    pub(crate) invocation_type: InvocationType,
+    pub(crate) client_context: Option<String>,
+    pub(crate) tenant_id: Option<String>,
+}
+
+impl InvokeOptions {
+    pub(crate) fn parse(headers: &HeaderMap) -> Result<Self> {
+        let invocation_type = match header(headers, "x-amz-invocation-type") {
+            None | Some("RequestResponse") => InvocationType::RequestResponse,
+            Some("Event") => InvocationType::Event,
+            Some("DryRun") => InvocationType::DryRun,
+            Some(other) => {
+                return Err(LambdaError::validation(
+                    other,
+                    "invocationType",
+                    "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+                ));
+            }
+        };
+        match header(headers, "x-amz-log-type") {
+            None | Some("None") => {}
+            Some("Tail") => {
+                return Err(LambdaError::invalid(
+                    "Tail logs are not supported for functions configured with capacity provider. Read them with `fleetfn logs`.",
+                ));
+            }
+            Some(other) => {
+                return Err(LambdaError::validation(
+                    other,
+                    "logType",
+                    "Member must satisfy enum value set: [None, Tail]",
+                ));
+            }
+        }
+        let client_context = header(headers, "x-amz-client-context").map(str::to_string);
+        if let Some(cc) = &client_context
+            && cc.len() > 3583
+        {
+            return Err(LambdaError::invalid(
+                "Client context must be at most 3583 bytes of base64 (2.5 KB of JSON).",
+            ));
+        }
+        let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
+        Ok(Self {
+            invocation_type,
+            client_context,
+            tenant_id,
+        })
+    }
+}
+
 pub async fn invoke(
     State(s): State<AppState>,
     Path(function): Path<String>,
@@ -80,53 +142,21 @@ pub async fn invoke(
     let q = Query::parse(req.uri().query());
     let fref = FunctionRef::parse(&function, s.cp.scope(), 256)?
         .with_query_qualifier(q.get("Qualifier"))?;
-    let headers = req.headers().clone();
-    let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
-    if !["RequestResponse", "Event", "DryRun"].contains(&invocation_type) {
-        return Err(LambdaError::validation(
-            invocation_type,
-            "invocationType",
-            "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
-        )
-        .into());
-    }
-    match header(&headers, "x-amz-log-type") {
-        None | Some("None") => {}
-        Some("Tail") => {
-            return Err(LambdaError::invalid(
-                "Tail logs are not supported for functions configured with capacity provider. Read them with `fleetfn logs`.",
-            )
-            .into());
-        }
-        Some(other) => {
-            return Err(LambdaError::validation(
-                other,
-                "logType",
-                "Member must satisfy enum value set: [None, Tail]",
-            )
-            .into());
-        }
-    }
-    let client_context = header(&headers, "x-amz-client-context").map(str::to_string);
-    if let Some(cc) = &client_context
-        && cc.len() > 3583
-    {
-        return Err(LambdaError::invalid(
-            "Client context must be at most 3583 bytes of base64 (2.5 KB of JSON).",
-        )
-        .into());
-    }
-    let tenant_id = header(&headers, "x-amz-tenant-id").map(str::to_string);
+    let InvokeOptions {
+        invocation_type,
+        client_context,
+        tenant_id,
+    } = InvokeOptions::parse(req.headers())?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let draw = rand_unit();
     let version = s.cp.resolve_invoke_target(&fref, draw).await?;
     let executed = version.version.clone();
-    if invocation_type == "DryRun" {
+    if invocation_type == InvocationType::DryRun {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         insert(&mut resp, "x-amz-executed-version", &executed);
         return Ok(resp);
     }
-    if invocation_type == "Event" {
+    if invocation_type == InvocationType::Event {
         return Err(LambdaError::invalid(
             "Asynchronous invocation (InvocationType=Event) is not supported by fleetfn yet; invoke with RequestResponse.",
         )

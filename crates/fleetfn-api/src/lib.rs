@@ -10,6 +10,8 @@ mod handlers;
 mod invoke;
 mod listener;
 mod logs;
+#[doc(hidden)]
+pub mod parse;
 
 use std::sync::Arc;
 

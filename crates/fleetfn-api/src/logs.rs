@@ -42,7 +42,7 @@ const POLL: Duration = Duration::from_millis(150);
 
 /// The request's parameters, checked.
 #[derive(Debug)]
-struct Params {
+pub(crate) struct Params {
     since: Option<Timestamp>,
     request_id: Option<String>,
     limit: usize,
@@ -67,7 +67,7 @@ fn int_in(q: &Query, key: &str, lo: u64, hi: u64, default: u64) -> Result<u64, L
 }
 
 impl Params {
-    fn parse(q: &Query) -> Result<Self, LambdaError> {
+    pub(crate) fn parse(q: &Query) -> Result<Self, LambdaError> {
         let since = q
             .get("Since")
             .map(|v| {

@@ -59,9 +59,9 @@ pub fn parse_since(s: &str, now: Timestamp) -> Result<Timestamp, TimeError> {
     if t.len() < 12 && t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TimeError::Since(s.to_owned()));
     }
-    let relative = t.len() > 1
-        && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && t.ends_with(['s', 'm', 'h', 'd', 'w']);
+    let relative = t
+        .strip_suffix(['s', 'm', 'h', 'd', 'w'])
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     if relative {
         let back = parse_duration(t).map_err(|_| TimeError::OutOfRange(s.to_owned()))?;
         let span = jiff::SignedDuration::try_from(back)
@@ -82,6 +82,18 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn since_ending_in_a_multibyte_character_is_an_error_not_a_panic() {
+        // Found by fuzz/api_parse (`GET /fleetfn/v1/cost?Since=48h%FF` panicked the handler).
+        let now = ts("2026-01-10T12:00:00Z");
+        assert!(matches!(
+            parse_since("48h\u{FFFD}", now),
+            Err(TimeError::Since(_))
+        ));
+        assert!(matches!(parse_since("é", now), Err(TimeError::Since(_))));
+        assert!(parse_since("1\u{FFFD}", now).is_err());
     }
 
     #[test]

@@ -62,20 +62,29 @@ pub(crate) async fn accept_loop(
                     return;
                 }
             }
-            let svc = service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(route(shared, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                // `/next` is held open indefinitely; nothing here may time a connection out.
-                .header_read_timeout(None)
-                .serve_connection(TokioIo::new(stream), svc);
+            let conn = serve_connection(stream, shared);
             if let Some(Err(e)) = cancel.run_until_cancelled(conn).await {
                 tracing::debug!(%peer, error = %e, "runtime API connection ended");
             }
         });
     }
+}
+
+/// Serves the Runtime API on one connection until it closes.
+pub(crate) async fn serve_connection<I>(io: I, shared: Arc<Shared>) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let svc = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(route(shared, req).await) }
+    });
+    http1::Builder::new()
+        .keep_alive(true)
+        // `/next` is held open indefinitely; nothing here may time a connection out.
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), svc)
+        .await
 }
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
