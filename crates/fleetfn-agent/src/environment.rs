@@ -681,12 +681,12 @@ async fn launch(
             std::io::Error::other("the launcher reserved no listener"),
         )
     })?;
-    let runtime_pid = Arc::new(OnceLock::new());
-    let peer_filter = reservation
-        .peer_uid
-        .map(|uid| peer_filter(uid, Arc::clone(&runtime_pid)));
-    let api = RuntimeApi::serve(listener, RuntimeApiConfig::default(), peer_filter)
-        .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
+    let api = RuntimeApi::serve(
+        listener,
+        RuntimeApiConfig::default(),
+        reservation.peer_filter.take(),
+    )
+    .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
     let log_stream = log_stream_name(&spec);
     let cmd = launch_command(
         &spec,
@@ -707,7 +707,6 @@ async fn launch(
             std::io::Error::other("the runtime process exited at once"),
         ));
     };
-    let _ = runtime_pid.set(pid);
     let (logs, _writer) = match &spec.logs {
         Some(t) => {
             let (sink, task) = LogSink::open(t.dir.clone(), spec.env_id.clone(), t.limits);
@@ -772,25 +771,6 @@ async fn launch(
     });
     tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
     Ok(Environment { inner })
-}
-
-/// The Runtime API's defence in depth: a connection is served only when the socket at its
-/// other end belongs to `uid`, the environment's own user (read from the TCP table of the
-/// namespace the runtime, pid `runtime_pid`, lives in). Everything else is refused: processes
-/// of other environments (each has its own uid), of the host, and connections that come
-/// before the runtime exists.
-fn peer_filter(uid: u32, runtime_pid: Arc<OnceLock<u32>>) -> fleetfn_runtime_api::PeerFilter {
-    Arc::new(move |peer: SocketAddr, local: SocketAddr| {
-        let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) else {
-            return false;
-        };
-        let Some(pid) = runtime_pid.get() else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).is_ok_and(|table| {
-            fleetfn_sandbox::net::tcp_socket_uid(&table, peer, local) == Some(uid)
-        })
-    })
 }
 
 /// Maps a failed exec to the reason the function cannot start.

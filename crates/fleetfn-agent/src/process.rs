@@ -98,17 +98,26 @@ pub trait Launcher: Send + Sync + fmt::Debug {
 }
 
 /// What a launcher set aside for one environment before its runtime starts.
-#[derive(Debug)]
 pub struct Reservation {
     /// The Runtime API listener (taken by the environment to serve it).
     pub listener: Option<std::net::TcpListener>,
     /// What the runtime is told (`AWS_LAMBDA_RUNTIME_API`).
     pub api_addr: std::net::SocketAddr,
-    /// When set, only sockets of this uid may use the Runtime API.
-    pub peer_uid: Option<u32>,
+    /// When set, the Runtime API serves only the connections it accepts.
+    pub peer_filter: Option<fleetfn_runtime_api::PeerFilter>,
     /// Held for the environment's life (its network namespace, its uid slot); released only
     /// after its processes are killed.
     pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("listener", &self.listener)
+            .field("api_addr", &self.api_addr)
+            .field("peer_filter", &self.peer_filter.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reservation {
@@ -118,7 +127,7 @@ impl Reservation {
         Ok(Self {
             api_addr: listener.local_addr()?,
             listener: Some(listener),
-            peer_uid: None,
+            peer_filter: None,
             hold: None,
         })
     }

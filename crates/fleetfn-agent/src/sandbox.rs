@@ -133,6 +133,19 @@ impl SandboxLauncher {
     }
 }
 
+/// The Runtime API's defence in depth: a connection is served only when the socket at its
+/// other end belongs to `uid`, the environment's own user (asked of the kernel in the
+/// environment's network namespace). Everything else is refused: processes of other
+/// environments (each has its own uid) and of the host, root included.
+fn peer_filter(uid: u32, diag: Arc<net::SockDiag>) -> fleetfn_runtime_api::PeerFilter {
+    Arc::new(move |peer, local| match (peer, local) {
+        (std::net::SocketAddr::V4(peer), std::net::SocketAddr::V4(local)) => {
+            diag.tcp_uid(peer, local).ok().flatten() == Some(uid)
+        }
+        _ => false,
+    })
+}
+
 /// Where an environment's slot search starts: a hash of its id (FNV-1a), so concurrent
 /// starts rarely contend for the same slot.
 fn slot_hint(env_id: &str) -> u32 {
@@ -227,17 +240,19 @@ impl Launcher for SandboxLauncher {
             Some(_) => Some(self.net.leases.hold_once(CGROUP_LEASES, env_id)?),
             None => None,
         };
-        let (listener, network) = if self.net.isolation.has_namespace() {
+        let (listener, network, diag) = if self.net.isolation.has_namespace() {
             let egress = matches!(self.net.isolation, NetIsolation::Egress);
             let mut network = EnvNetwork::create(slot.slot(), egress).map_err(io::Error::other)?;
             let listener = network
                 .take_listener()
                 .ok_or_else(|| io::Error::other("the namespace has no listener"))?;
-            (listener, Some(network))
+            let diag = network.sock_diag();
+            (listener, Some(network), diag)
         } else {
             (
                 std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?,
                 None,
+                Arc::new(net::SockDiag::open()?),
             )
         };
         let hold = EnvHold {
@@ -245,10 +260,11 @@ impl Launcher for SandboxLauncher {
             _cgroup: cgroup,
             slot,
         };
+        let uid = hold.uid();
         Ok(Reservation {
             api_addr: listener.local_addr()?,
             listener: Some(listener),
-            peer_uid: Some(hold.uid()),
+            peer_filter: Some(peer_filter(uid, diag)),
             hold: Some(Box::new(hold)),
         })
     }

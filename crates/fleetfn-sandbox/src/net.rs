@@ -297,11 +297,97 @@ fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel (`NETLINK_SOCK_DIAG`, one exact 4-tuple lookup) which uid owns a TCP
+/// socket, in the network namespace the netlink socket was opened in. Unlike reading
+/// `/proc/net/tcp`, which walks the whole (host-wide) established hash — milliseconds on a
+/// large host — this is one round trip of a few microseconds.
+#[derive(Debug)]
+pub struct SockDiag {
+    fd: std::sync::Mutex<OwnedFd>,
+}
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+/// `sizeof(struct nlmsghdr) + sizeof(struct inet_diag_req_v2)`.
+const DIAG_REQUEST_LEN: usize = 16 + 56;
+/// Offset of `idiag_uid` in a reply: `nlmsghdr` + family/state/timer/retrans + sockid +
+/// expires/rqueue/wqueue.
+const DIAG_UID_OFFSET: usize = 16 + 4 + 48 + 12;
+
+impl SockDiag {
+    /// A diag socket in the calling thread's network namespace.
+    pub fn open() -> std::io::Result<Self> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkSockDiag,
+        )?;
+        Ok(Self {
+            fd: std::sync::Mutex::new(fd),
+        })
+    }
+
+    /// The request for the TCP socket whose own end is `local` and whose peer is `remote`.
+    fn request(local: SocketAddrV4, remote: SocketAddrV4) -> [u8; DIAG_REQUEST_LEN] {
+        let mut r = [0u8; DIAG_REQUEST_LEN];
+        r[0..4].copy_from_slice(&(DIAG_REQUEST_LEN as u32).to_ne_bytes());
+        r[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        r[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        // inet_diag_req_v2: family, protocol, ext, pad, states (all).
+        r[16] = libc::AF_INET as u8;
+        r[17] = libc::IPPROTO_TCP as u8;
+        r[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+        // inet_diag_sockid: ports and addresses in network order, interface 0, no cookie.
+        r[24..26].copy_from_slice(&local.port().to_be_bytes());
+        r[26..28].copy_from_slice(&remote.port().to_be_bytes());
+        r[28..32].copy_from_slice(&local.ip().octets());
+        r[44..48].copy_from_slice(&remote.ip().octets());
+        r[64..72].copy_from_slice(&[0xff; 8]);
+        r
+    }
+
+    /// The owner's uid of the TCP socket `local` → `remote`, `None` when there is none.
+    pub fn tcp_uid(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> std::io::Result<Option<u32>> {
+        use nix::sys::socket::{MsgFlags, NetlinkAddr, recv, sendto};
+        let fd = self
+            .fd
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sendto(
+            fd.as_raw_fd(),
+            &Self::request(local, remote),
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )?;
+        let mut buf = [0u8; 1024];
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        Ok(parse_diag_reply(&buf[..n]))
+    }
+}
+
+/// The uid in a `SOCK_DIAG_BY_FAMILY` reply; `None` for an error reply (no such socket).
+fn parse_diag_reply(reply: &[u8]) -> Option<u32> {
+    let kind = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
+    if kind == NLMSG_ERROR || kind != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    let uid = reply.get(DIAG_UID_OFFSET..DIAG_UID_OFFSET + 4)?;
+    Some(u32::from_ne_bytes(uid.try_into().ok()?))
+}
+
 /// One environment's network namespace.
 #[derive(Debug)]
 pub struct EnvNetwork {
     ns: OwnedFd,
     listener: Option<TcpListener>,
+    diag: std::sync::Arc<SockDiag>,
     slot: u32,
     egress: bool,
 }
@@ -318,7 +404,8 @@ impl EnvNetwork {
             // Left by an environment whose namespace still lingers; its slot lease is gone.
             run_batch("ip", &["link", "del", &host_if], "")?;
         }
-        let inside = std::thread::spawn(move || -> Result<(OwnedFd, TcpListener), NetError> {
+        type Inside = (OwnedFd, TcpListener, SockDiag);
+        let inside = std::thread::spawn(move || -> Result<Inside, NetError> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| io_step("unshare network namespace")(e.into()))?;
             let ns = std::fs::File::open("/proc/thread-self/ns/net")
@@ -341,14 +428,15 @@ impl EnvNetwork {
                     ),
                 )?;
             }
-            Ok((ns.into(), listener))
+            let diag = SockDiag::open().map_err(io_step("open sock_diag"))?;
+            Ok((ns.into(), listener, diag))
         })
         .join()
         .map_err(|_| NetError::Command {
             command: "network namespace thread".into(),
             stderr: "panicked".into(),
         })?;
-        let (ns, listener) = inside?;
+        let (ns, listener, diag) = inside?;
         if egress {
             let host_if = host_ifname(slot);
             run_batch(
@@ -364,6 +452,7 @@ impl EnvNetwork {
         Ok(Self {
             ns,
             listener: Some(listener),
+            diag: std::sync::Arc::new(diag),
             slot,
             egress,
         })
@@ -384,6 +473,11 @@ impl EnvNetwork {
         ))
     }
 
+    /// Socket owner lookups inside the namespace (for the Runtime API's peer check).
+    pub fn sock_diag(&self) -> std::sync::Arc<SockDiag> {
+        std::sync::Arc::clone(&self.diag)
+    }
+
     /// The environment's slot.
     pub fn slot(&self) -> u32 {
         self.slot
@@ -395,29 +489,6 @@ impl EnvNetwork {
             .then(|| slot_addrs(self.slot).ok().map(|a| a.1))
             .flatten()
     }
-}
-
-/// The uid owning the TCP socket whose local end is `local` and remote end `remote`, from the
-/// text of a `/proc/<pid>/net/tcp` of the namespace both live in.
-pub fn tcp_socket_uid(
-    proc_net_tcp: &str,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-) -> Option<u32> {
-    fn parse(field: &str) -> Option<SocketAddrV4> {
-        let (ip, port) = field.split_once(':')?;
-        let raw = u32::from_str_radix(ip, 16).ok()?;
-        let port = u16::from_str_radix(port, 16).ok()?;
-        // The kernel prints the network-order address as a native integer.
-        Some(SocketAddrV4::new(Ipv4Addr::from(raw.to_ne_bytes()), port))
-    }
-    proc_net_tcp.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (l, r, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
-        (parse(l)? == local && parse(r)? == remote)
-            .then(|| uid.parse().ok())
-            .flatten()
-    })
 }
 
 #[cfg(test)]
@@ -480,16 +551,38 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_uid_of_a_loopback_peer() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-   0: 0100007F:2329 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0\n\
-   1: 0100007F:2329 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 20 4 30 10 -1\n\
-   2: 0100007F:D431 0100007F:2329 01 00000000:00000000 00:00000000 00000000 20007        0 1002 1 0000000000000000 20 4 30 10 -1\n";
-        let api = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9001);
-        let client = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0xD431);
-        assert_eq!(tcp_socket_uid(table, client, api), Some(20_007));
-        assert_eq!(tcp_socket_uid(table, api, client), Some(0));
-        let other = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1234);
-        assert_eq!(tcp_socket_uid(table, other, api), None);
+    fn diag_requests_name_the_exact_socket() {
+        let local = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 0xD431);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 9001);
+        let r = SockDiag::request(local, remote);
+        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
+        assert_eq!(&r[24..28], &[0xD4, 0x31, 0x23, 0x29]);
+        assert_eq!(&r[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&r[44..48], &[127, 0, 0, 2]);
+        assert_eq!(&r[64..72], &[0xff; 8]);
+        let mut reply = vec![0u8; DIAG_UID_OFFSET + 8];
+        reply[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        reply[DIAG_UID_OFFSET..DIAG_UID_OFFSET + 4].copy_from_slice(&20_007u32.to_ne_bytes());
+        assert_eq!(parse_diag_reply(&reply), Some(20_007));
+        reply[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        assert_eq!(parse_diag_reply(&reply), None);
+        assert_eq!(parse_diag_reply(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn diag_finds_the_owner_of_a_live_socket() {
+        // Needs nothing but a netlink socket: the test's own loopback connection.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (std::net::SocketAddr::V4(c), std::net::SocketAddr::V4(l)) =
+            (client.local_addr().unwrap(), listener.local_addr().unwrap())
+        else {
+            panic!("IPv4 expected");
+        };
+        let diag = SockDiag::open().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(diag.tcp_uid(c, l).unwrap(), Some(me));
+        let nobody = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
+        assert_eq!(diag.tcp_uid(nobody, l).unwrap(), None);
     }
 }
