@@ -60,14 +60,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
         ),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(&stored)?.as_bytes())?;
-    f.sync_all()?;
+    write_new_secret(&path, serde_json::to_string_pretty(&stored)?.as_bytes())?;
     Ok((
         Credentials {
             access_key_id: stored.access_key_id,
@@ -116,13 +109,19 @@ pub fn load_or_create_env_key(
         );
     }
     let key = fleetfn_server::EnvKey::generate();
+    write_new_secret(&path, key.as_bytes())?;
+    Ok(key)
+}
+
+/// Creates `path` (which must not exist) with mode 0600 and `bytes`, synced to disk.
+fn write_new_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(key.as_bytes())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    Ok(key)
+    Ok(())
 }
