@@ -124,7 +124,7 @@ struct Inner {
     cancel: CancellationToken,
     /// The launcher's reservation (network namespace, uid slot): last, so it is released
     /// after everything above.
-    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+    _hold: Option<crate::process::Hold>,
 }
 
 impl Inner {

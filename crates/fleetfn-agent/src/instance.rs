@@ -13,7 +13,7 @@ use fleetfn_sandbox::{
     CgroupError, CgroupLayout, CgroupLimits, Cgroups, Lease, LeaseDir, Membership,
 };
 
-use crate::sandbox::CGROUP_LEASES;
+use crate::sandbox::{CGROUP_LEASES, cgroup_owned};
 
 /// The leaf of an instance slice the agent process runs in (never an environment id).
 pub const AGENT_LEAF: &str = "agent";
@@ -120,9 +120,7 @@ impl InstanceSlice {
             .map_err(lease_error)?;
         let top = Cgroups::new(layout, top)?;
         top.create_slice()?;
-        let swept = top.sweep(&[instance_id], &|name| {
-            leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
-        });
+        let swept = top.sweep(&[instance_id], &|name| cgroup_owned(leases, name));
         if !swept.is_empty() {
             tracing::info!(?swept, "removed cgroups left by instances that are gone");
         }
@@ -234,9 +232,7 @@ impl InstanceSlice {
     /// `leases` is not held; returns how many.
     pub fn sweep_with(&self, leases: &LeaseDir) -> usize {
         self.slice
-            .sweep(&[AGENT_LEAF], &|name| {
-                leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
-            })
+            .sweep(&[AGENT_LEAF], &|name| cgroup_owned(leases, name))
             .len()
     }
 

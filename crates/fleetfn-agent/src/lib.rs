@@ -58,7 +58,7 @@ pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
 pub use logs::MAX_LINE_BYTES;
 pub use process::{
-    DirectLauncher, LaunchCommand, Launched, Launcher, ProcTreeAccounting, Reservation,
+    DirectLauncher, Hold, LaunchCommand, Launched, Launcher, ProcTreeAccounting, Reservation,
     ResourceAccounting, SandboxInputs, TmpStorage,
 };
 pub use runtime::{

@@ -67,7 +67,7 @@ pub struct Launched {
     /// Where the runtime's `/tmp` is, for the disk ceiling.
     pub tmp: TmpStorage,
     /// Released when the environment is gone (see [`Reservation::hold`]).
-    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+    pub hold: Option<Hold>,
 }
 
 /// Where an environment's `/tmp` lives, so its use can be measured off the invoke path.
@@ -97,6 +97,10 @@ pub trait Launcher: Send + Sync + fmt::Debug {
     fn launch(&self, cmd: &LaunchCommand, reservation: Reservation) -> io::Result<Launched>;
 }
 
+/// Whatever a launcher keeps for an environment's life (its network namespace, its uid slot);
+/// dropped only after the environment's processes are gone.
+pub type Hold = Box<dyn std::any::Any + Send + Sync>;
+
 /// What a launcher set aside for one environment before its runtime starts.
 pub struct Reservation {
     /// The Runtime API listener (taken by the environment to serve it).
@@ -107,7 +111,7 @@ pub struct Reservation {
     pub peer_filter: Option<fleetfn_runtime_api::PeerFilter>,
     /// Held for the environment's life (its network namespace, its uid slot); released only
     /// after its processes are killed.
-    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+    pub hold: Option<Hold>,
 }
 
 impl fmt::Debug for Reservation {

@@ -35,6 +35,12 @@ pub const UID_BASE: u32 = 20_000;
 /// Lease kind of cgroups that belong to a live agent (instance slices, environment cgroups).
 pub const CGROUP_LEASES: &str = "cgroups";
 
+/// Whether a live agent holds cgroup `name`'s lease (when that cannot be told, it is treated as
+/// held: a sweep must never remove what might be alive).
+pub(crate) fn cgroup_owned(leases: &LeaseDir, name: &str) -> bool {
+    leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
+}
+
 /// How environments are networked, and the host-wide leases they take.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
@@ -88,9 +94,7 @@ impl SandboxLauncher {
             None => isolation.cgroups.as_ref().and_then(|layout| {
                 let c = Cgroups::new(layout.clone(), SLICE).ok()?;
                 c.create_slice().ok()?;
-                c.sweep(&[AGENT_LEAF], &|name| {
-                    net.leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
-                });
+                c.sweep(&[AGENT_LEAF], &|name| cgroup_owned(&net.leases, name));
                 Some(Arc::new(c))
             }),
         };
@@ -107,10 +111,8 @@ impl SandboxLauncher {
     /// environments).
     pub fn sweep_cgroups(&self) -> usize {
         self.cgroups.as_deref().map_or(0, |c| {
-            c.sweep(&[AGENT_LEAF], &|name| {
-                self.net.leases.is_held(CGROUP_LEASES, name).unwrap_or(true)
-            })
-            .len()
+            c.sweep(&[AGENT_LEAF], &|name| cgroup_owned(&self.net.leases, name))
+                .len()
         })
     }
 
@@ -178,7 +180,7 @@ struct CgroupAccounting {
     /// Peak as of the last sample (the environment samples once a second).
     peak: std::sync::atomic::AtomicU64,
     /// The environment's reservation, released after the cgroup is killed.
-    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+    _hold: Option<crate::process::Hold>,
 }
 
 impl CgroupAccounting {
@@ -378,7 +380,7 @@ impl Launcher for SandboxLauncher {
                 // A helper that died early closes the pipe: EPIPE ends the write.
                 let _ = std::io::Write::write_all(&mut w, &json);
             })?;
-        let mut hold: Option<Box<dyn std::any::Any + Send + Sync>> = Some(hold);
+        let mut hold: Option<crate::process::Hold> = Some(hold);
         let accounting: Option<Arc<dyn ResourceAccounting>> =
             self.cgroups
                 .as_ref()

@@ -215,6 +215,15 @@ async fn run_batch(
     }
 }
 
+/// A conditional write touched its one row, or its condition did not hold: a conflict.
+fn one_row(rows: u64, table: &'static str, key: String) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict { table, key })
+    }
+}
+
 /// The operations of one batch inside its transaction; the first conflict or error ends it.
 async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -238,12 +247,7 @@ async fn apply(
                     .execute(&mut **tx)
                     .await
                     .map_err(backend)?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict {
-                        table: table.as_str(),
-                        key,
-                    });
-                }
+                one_row(done.rows_affected(), table.as_str(), key)?;
                 revs.push(1);
             }
             Op::Put {
@@ -262,12 +266,7 @@ async fn apply(
                     .execute(&mut **tx)
                     .await
                     .map_err(backend)?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict {
-                        table: table.as_str(),
-                        key,
-                    });
-                }
+                one_row(done.rows_affected(), table.as_str(), key)?;
                 revs.push(rev + 1);
             }
             Op::Delete {
@@ -283,12 +282,7 @@ async fn apply(
                         .execute(&mut **tx)
                         .await
                         .map_err(backend)?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict {
-                        table: table.as_str(),
-                        key,
-                    });
-                }
+                one_row(done.rows_affected(), table.as_str(), key)?;
                 revs.push(0);
             }
         }
