@@ -13,8 +13,9 @@ use fleetfn_server::usage::{InstanceUsage, UsageRecord, VersionUsage};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::status::display_version;
-use crate::{DataPlane, State};
+use crate::DataPlane;
+use crate::state::State;
+use crate::version::display_version;
 
 /// How often metered usage is written to the store.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(10);
@@ -35,14 +36,14 @@ fn now_second() -> i64 {
 
 impl Meter {
     /// Folds the time since the last tick and the new requests into pending deltas.
-    pub(crate) fn tick(s: &mut State, now: Instant, versions: &[VersionRecord]) {
+    pub(crate) fn tick(&mut self, s: &State, now: Instant, versions: &[VersionRecord]) {
         let second = now_second();
         let hour = second.div_euclid(3600);
         let mut deltas = Vec::new();
         let mut seen = Vec::new();
         for slot in s.instances.values() {
             seen.push(slot.id.clone());
-            match s.meter.instances.get_mut(&slot.id) {
+            match self.instances.get_mut(&slot.id) {
                 Some((last, ..)) => {
                     let dt = now.saturating_duration_since(*last).as_secs_f64();
                     *last = now;
@@ -55,7 +56,7 @@ impl Meter {
                     ));
                 }
                 None => {
-                    s.meter.instances.insert(
+                    self.instances.insert(
                         slot.id.clone(),
                         (
                             now,
@@ -68,7 +69,7 @@ impl Meter {
             }
         }
         // Instances gone since the last tick ran until some time in it: count it whole.
-        s.meter.instances.retain(|id, (last, cp, t, zone)| {
+        self.instances.retain(|id, (last, cp, t, zone)| {
             if seen.contains(id) {
                 return true;
             }
@@ -78,14 +79,14 @@ impl Meter {
         });
         for v in versions {
             let vkey = version_key(&v.function, &v.version);
-            let Some(stats) = s.stats.get(&vkey) else {
+            let Some(stats) = s.existing_stats(&vkey) else {
                 continue;
             };
             let now_counts = (
                 stats.invocations.load(Ordering::Relaxed),
                 stats.billed_ms.load(Ordering::Relaxed),
             );
-            let before = s.meter.versions.insert(vkey, now_counts).unwrap_or((0, 0));
+            let before = self.versions.insert(vkey, now_counts).unwrap_or((0, 0));
             let requests = now_counts.0.saturating_sub(before.0);
             if requests == 0 {
                 continue;
@@ -109,7 +110,7 @@ impl Meter {
                 },
             });
         }
-        s.meter.pending.extend(deltas);
+        self.pending.extend(deltas);
     }
 }
 
@@ -132,19 +133,13 @@ fn instance_delta(second: i64, cp: &str, t: &str, zone: &str, seconds: f64) -> U
 impl DataPlane {
     /// Writes pending usage to the store (kept for the next try if the write fails).
     pub(crate) async fn flush_usage(&self) {
-        let pending = self
-            .state
-            .write()
-            .map(|mut s| std::mem::take(&mut s.meter.pending))
-            .unwrap_or_default();
+        let pending = std::mem::take(&mut self.meter.lock().pending);
         if pending.is_empty() {
             return;
         }
         if let Err(e) = self.cp.record_usage(pending.clone()).await {
             tracing::warn!(error = %e, "writing usage failed; retrying with the next flush");
-            if let Ok(mut s) = self.state.write() {
-                s.meter.pending.extend(pending);
-            }
+            self.meter.lock().pending.extend(pending);
         }
     }
 
@@ -155,8 +150,9 @@ impl DataPlane {
     ) -> fleetfn_model::Result<Value> {
         // Everything up to now, not only up to the last tick.
         let versions = self.cp.deployable_versions().await?;
-        if let Ok(mut s) = self.state.write() {
-            Meter::tick(&mut s, Instant::now(), &versions);
+        {
+            let s = self.state.read();
+            self.meter.lock().tick(&s, Instant::now(), &versions);
         }
         self.flush_usage().await;
         let now = jiff::Timestamp::now();

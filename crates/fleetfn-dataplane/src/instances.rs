@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleetfn_proto::AgentClient;
 use fleetfn_scheduler::InstanceType;
+use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
@@ -162,10 +163,7 @@ impl LocalProvider {
 
     /// Reserves the instance's vCPUs in the host budget.
     fn reserve(&self, t: &InstanceType) -> Result<(), LaunchError> {
-        let mut l = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut l = self.state.lock();
         let in_use = Self::in_use(&l);
         if in_use + t.vcpus > self.cfg.max_vcpus {
             return Err(LaunchError::InsufficientCapacity {
@@ -180,10 +178,7 @@ impl LocalProvider {
     }
 
     fn unreserve(&self, vcpus: u32) {
-        let mut l = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut l = self.state.lock();
         l.launching = l.launching.saturating_sub(vcpus);
     }
 
@@ -255,18 +250,14 @@ impl LocalProvider {
         // Keep draining stdout so the agent never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         tracing::info!(instance = %id, zone = %spec.zone, instance_type = %t.name, capacity_provider = %spec.capacity_provider, %addr, "instance running");
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .running
-            .insert(
-                id.to_string(),
-                Running {
-                    vcpus: t.vcpus,
-                    child,
-                    _stdin: stdin,
-                },
-            );
+        self.state.lock().running.insert(
+            id.to_string(),
+            Running {
+                vcpus: t.vcpus,
+                child,
+                _stdin: stdin,
+            },
+        );
         Ok(Instance {
             id: id.to_string(),
             zone: spec.zone.clone(),
@@ -298,12 +289,7 @@ impl InstanceProvider for LocalProvider {
 
     fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let running = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .running
-                .remove(instance_id);
+            let running = self.state.lock().running.remove(instance_id);
             let Some(mut r) = running else { return };
             if let Some(pid) = r.child.id().and_then(|p| i32::try_from(p).ok()) {
                 let _ = nix::sys::signal::kill(
@@ -322,10 +308,7 @@ impl InstanceProvider for LocalProvider {
     }
 
     fn is_running(&self, instance_id: &str) -> bool {
-        let mut l = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut l = self.state.lock();
         match l.running.get_mut(instance_id) {
             Some(r) => matches!(r.child.try_wait(), Ok(None)),
             None => false,
@@ -333,10 +316,7 @@ impl InstanceProvider for LocalProvider {
     }
 
     fn capacity(&self) -> ProviderCapacity {
-        let l = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let l = self.state.lock();
         ProviderCapacity {
             vcpu_scale: self.cfg.vcpu_scale,
             max_vcpus: self.cfg.max_vcpus,

@@ -3,12 +3,11 @@
 //! rebuilt from the data plane's state once per scaler tick ([`publish`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fleetfn_metrics::{
-    CapacityGauges, EnvironmentState, GaugeSnapshot, InstanceLabels, Metrics, ProviderGauges,
-    ProviderLabels, ProviderTypeLabels, TryOutcome, VersionGauges, VersionLabels, VersionMetrics,
+    CapacityGauges, EnvironmentState, GaugeSnapshot, InstanceLabels, ProviderGauges,
+    ProviderLabels, ProviderTypeLabels, TryOutcome, VersionGauges,
 };
 use fleetfn_proto::{ClientError, EnvState, InvokeReply};
 use fleetfn_scheduler::InstanceState;
@@ -16,40 +15,11 @@ use fleetfn_scheduler::placement::{MILLI, usable};
 use fleetfn_server::VersionRecord;
 use fleetfn_server::records::version_key;
 
-use crate::deployer::{bounds, env_request};
-use crate::status::display_version;
-use crate::{State, ThrottleReason};
+use crate::state::State;
+use crate::stats::ThrottleReason;
+use crate::version::{bounds, desired_within, env_request, labels};
 
 const MIB: u64 = 1 << 20;
-
-/// The metrics registry and what only the deployer knows about its instances.
-#[derive(Debug, Default)]
-pub(crate) struct MetricsState {
-    pub metrics: Arc<Metrics>,
-    /// Capacity provider → launches its last placement asked for but could not start (the
-    /// provider is backing off after a failed launch).
-    pub deferred_launches: HashMap<String, usize>,
-}
-
-impl MetricsState {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            metrics,
-            deferred_launches: HashMap::new(),
-        }
-    }
-
-    /// The invoke-path series of a version key (`fn/000000000001`).
-    pub fn version(&self, vkey: &str) -> VersionMetrics {
-        self.metrics.version(labels(vkey))
-    }
-}
-
-/// `fn/000000000012` → `function="fn", version="12"`; `$LATEST.PUBLISHED` stays.
-pub(crate) fn labels(vkey: &str) -> VersionLabels {
-    let (function, version) = vkey.split_once('/').unwrap_or((vkey, ""));
-    VersionLabels::new(function, display_version(version))
-}
 
 impl From<ThrottleReason> for fleetfn_metrics::ThrottleReason {
     fn from(r: ThrottleReason) -> Self {
@@ -171,7 +141,7 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
         let f = per_version.get(vkey).unwrap_or(&empty);
         let v = deployable.get(vkey);
         let desired = v.and_then(|v| bounds(v)).map_or(0, |b| {
-            crate::scaling::desired_within(b, s.scale.get(vkey).map(|sc| sc.desired), b.0)
+            desired_within(b, s.scale.get(vkey).map(|sc| sc.desired), b.0)
         });
         let limit = v.map_or(f.max_concurrency, |v| env_request(v, "").max_concurrency);
         let actual = v
@@ -252,7 +222,7 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
     }
     out.instances = counts.into_iter().collect();
     for (cp, (kept, running)) in providers {
-        let deferred = s.metrics.deferred_launches.get(&cp).copied().unwrap_or(0);
+        let deferred = s.deferred_launches.get(&cp).copied().unwrap_or(0);
         out.providers.push(ProviderGauges {
             labels: ProviderLabels {
                 capacity_provider: cp,
@@ -266,36 +236,19 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
 
 /// Rebuilds every gauge from the data plane's state (once per scaler tick).
 pub(crate) fn publish(s: &State, versions: &[VersionRecord]) {
-    s.metrics.metrics.publish(&snapshot(s, versions));
+    s.metrics.publish(&snapshot(s, versions));
 }
 
 /// Drops the version statistics of versions no longer deployed, and their series.
 pub(crate) fn retain_versions(s: &mut State, keep: impl Fn(&str) -> bool) {
-    let metrics = s.metrics.metrics.clone();
-    s.stats.retain(|k, st| {
-        let kept = keep(k);
-        if !kept {
-            metrics.remove_version(st.metrics.labels());
-        }
-        kept
-    });
+    for st in s.routes.retain(keep) {
+        s.metrics.remove_version(st.metrics.labels());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn version_labels_are_the_names_users_see() {
-        assert_eq!(
-            labels("hello/000000000012"),
-            VersionLabels::new("hello", "12")
-        );
-        assert_eq!(
-            labels("hello/$LATEST.PUBLISHED"),
-            VersionLabels::new("hello", "$LATEST.PUBLISHED")
-        );
-    }
 
     #[tokio::test(start_paused = true)]
     async fn desired_gauge_follows_an_applied_config_before_the_scaler_ticks() {
@@ -327,7 +280,7 @@ mod tests {
         // The scaler's last tick sized the version to 3 (its Min at the time).
         s.scale.insert(
             vkey,
-            crate::VersionScale {
+            crate::state::VersionScale {
                 desired: 3,
                 low_for: std::time::Duration::ZERO,
                 last_tick: Some((tokio::time::Instant::now(), 0)),

@@ -1,5 +1,6 @@
-//! The router: picks a Ready environment of the invoked version (least in flight, ties broken
-//! at random so zones share the load), sends the invoke to its agent, tries another one (a
+//! The router: picks a Ready environment of the invoked version from the routing table (least in
+//! flight, ties broken at random so zones share the load; no lock shared with other versions),
+//! sends the invoke to its agent, tries another one (a
 //! bounded number of times) when an agent says the environment is saturated, and throttles with
 //! a reason when none can take it: concurrency, CPU, memory or disk, each throttle counted under
 //! exactly one. Nothing queues and nothing starts here.
@@ -12,11 +13,12 @@ use std::time::Instant;
 
 use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_model::{LambdaError, Result};
-use fleetfn_proto::{EnvState, InvokeReply, RejectReason};
+use fleetfn_proto::{InvokeReply, RejectReason};
 use fleetfn_server::records::version_key;
-use rand::Rng;
 
-use crate::{DataPlane, Instance, ThrottleReason, VersionStats};
+use crate::DataPlane;
+use crate::routing::VersionRoutes;
+use crate::stats::{ThrottleReason, VersionStats};
 
 /// Agent round trips one invoke may make before it is throttled.
 const MAX_TRIES: usize = 4;
@@ -35,14 +37,6 @@ impl Drop for InFlight<'_> {
         let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.stats.busy_ns.fetch_add(ns, Ordering::Relaxed);
     }
-}
-
-/// A Ready environment the router may try.
-struct Candidate {
-    env_id: String,
-    instance: Arc<Instance>,
-    in_flight: Arc<AtomicU32>,
-    max_concurrency: u32,
 }
 
 fn throttle_reason(r: &RejectReason) -> ThrottleReason {
@@ -73,61 +67,21 @@ pub(crate) fn dominant(refusals: &[u32; 4]) -> ThrottleReason {
 }
 
 impl DataPlane {
-    /// Ready environments of a version (the current publish first, then an older one still
-    /// serving during a rollout), least loaded first, skipping `exclude`.
-    /// Also returns the version's counters when they exist (one lock for both).
-    fn candidates(
-        &self,
-        vkey: &str,
-        publish_hash: &str,
-        exclude: &[String],
-    ) -> (Vec<Candidate>, Option<Arc<VersionStats>>) {
-        let Ok(s) = self.state.read() else {
-            return (Vec::new(), None);
-        };
-        let mut rng = rand::rng();
-        let mut c: Vec<(bool, u32, u32, Candidate)> = s
-            .envs
-            .values()
-            .filter(|e| {
-                e.version_key == vkey && e.state == EnvState::Ready && !exclude.contains(&e.env_id)
-            })
-            .map(|e| {
-                let load = e.in_flight.load(Ordering::Relaxed);
-                (
-                    e.publish_hash != publish_hash,
-                    load,
-                    rng.random::<u32>(),
-                    Candidate {
-                        env_id: e.env_id.clone(),
-                        instance: e.instance.clone(),
-                        in_flight: e.in_flight.clone(),
-                        max_concurrency: e.max_concurrency,
-                    },
-                )
-            })
-            .collect();
-        c.sort_unstable_by_key(|(old, load, tie, _)| (*old, *load, *tie));
-        (
-            c.into_iter().map(|(_, _, _, e)| e).collect(),
-            s.stats.get(vkey).cloned(),
-        )
-    }
-
-    /// The version's counters, created on its first invoke.
-    fn new_version_stats(&self, vkey: &str) -> Arc<VersionStats> {
-        self.state
-            .write()
-            .map(|mut s| s.stats(vkey))
-            .unwrap_or_default()
+    /// The version's routes and counters: lock-free once the version has them (its first
+    /// invoke or the scaler's first tick creates them, under the state's lock).
+    fn version_routes(&self, vkey: &str) -> Arc<VersionRoutes> {
+        match self.routes.get(vkey) {
+            Some(r) => r,
+            None => self.state.write().version_routes(vkey),
+        }
     }
 
     async fn route(&self, req: InvokeRequest) -> Result<InvokeOutcome> {
         let v = &req.version;
         let vkey = version_key(&v.function, &v.version);
-        let (first, stats) = self.candidates(&vkey, &v.publish_hash, &[]);
-        let stats = stats.unwrap_or_else(|| self.new_version_stats(&vkey));
-        let mut first = Some(first);
+        let routes = self.version_routes(&vkey);
+        let stats = &routes.stats;
+        let mut first = Some(routes.candidates(&v.publish_hash, &[]));
         let request_id = req.request_id.as_str();
         // The agent answers a timeout itself; this only guards against a stuck agent.
         let deadline = std::time::Duration::from_secs(u64::from(v.config.timeout) + 10);
@@ -141,7 +95,9 @@ impl DataPlane {
         for round in 0..2 {
             let candidates = match first.take() {
                 Some(c) => c,
-                None => self.candidates(&vkey, &v.publish_hash, &tried).0,
+                None => self
+                    .version_routes(&vkey)
+                    .candidates(&v.publish_hash, &tried),
             };
             seen += candidates.len();
             let mut went_away = false;
@@ -158,7 +114,7 @@ impl DataPlane {
                 env.in_flight.fetch_add(1, Ordering::Relaxed);
                 let guard = InFlight {
                     count: &env.in_flight,
-                    stats: &stats,
+                    stats,
                     started: Instant::now(),
                 };
                 let reply = env
@@ -201,7 +157,7 @@ impl DataPlane {
                     Ok(InvokeReply::Rejected { reason, .. }) => {
                         refusals[throttle_reason(&reason) as usize] += 1;
                         capacity += env.max_concurrency;
-                        went_away |= !self.is_routable(&env.env_id);
+                        went_away |= !self.is_routable(&vkey, &env.env_id);
                     }
                     Ok(InvokeReply::Gone) => went_away = true,
                     Ok(InvokeReply::Invalid { reason }) => {
@@ -278,13 +234,10 @@ impl DataPlane {
         ))
     }
 
-    /// Whether the router still routes to an environment (it is known and Ready).
-    fn is_routable(&self, env_id: &str) -> bool {
-        self.state.read().is_ok_and(|s| {
-            s.envs
-                .get(env_id)
-                .is_some_and(|e| e.state == EnvState::Ready)
-        })
+    /// Whether the router still routes to an environment of the version (it is known and
+    /// Ready).
+    fn is_routable(&self, vkey: &str, env_id: &str) -> bool {
+        self.routes.get(vkey).is_some_and(|r| r.is_ready(env_id))
     }
 }
 
@@ -308,9 +261,7 @@ impl Invoker for DataPlane {
     }
 
     fn environments(&self) -> serde_json::Value {
-        let Ok(s) = self.state.read() else {
-            return serde_json::json!({ "Environments": [] });
-        };
+        let s = self.state.read();
         let mut list: Vec<serde_json::Value> = s
             .envs
             .values()

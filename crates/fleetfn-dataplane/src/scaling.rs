@@ -13,8 +13,9 @@ use fleetfn_scheduler::{ScalingMode, VersionSnapshot, decide};
 use fleetfn_server::records::version_key;
 use tokio::time::Instant;
 
-use crate::deployer::bounds;
-use crate::{DataPlane, VersionScale};
+use crate::DataPlane;
+use crate::state::VersionScale;
+use crate::version::{bounds, rolling_out};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// Largest multiple of the served load that throttles may add to the demand in one tick.
@@ -64,23 +65,6 @@ pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u
     busy_fraction * factor
 }
 
-/// The environment count a version is sized to: the scaler's last answer (`scaler`), or
-/// `before_first_tick` until the scaler has sized it, always within the applied `[min, max]`.
-/// The scaler stores its answer once a second, while the deployer acts on a new scaling config
-/// as soon as it is applied (Min = Max = 0 stops every environment at once): clamping here keeps
-/// what the deployer converges to, the status document and the metrics within the config in
-/// force, without waiting for the scaler's next tick.
-pub(crate) fn desired_within(
-    bounds: (u32, Option<u32>),
-    scaler: Option<u32>,
-    before_first_tick: u32,
-) -> u32 {
-    let (min, max) = bounds;
-    scaler
-        .unwrap_or(before_first_tick)
-        .clamp(min, max.unwrap_or(u32::MAX).max(min))
-}
-
 impl DataPlane {
     pub(crate) async fn scale_tick(&self, elapsed: Duration) -> fleetfn_model::Result<()> {
         let versions = self.cp.deployable_versions().await?;
@@ -100,9 +84,7 @@ impl DataPlane {
             }
         }
         let now = Instant::now();
-        let Ok(mut s) = self.state.write() else {
-            return Ok(());
-        };
+        let mut s = self.state.write();
         let mut seen = HashSet::new();
         // One pass over the environments: per (version, publish) the Ready and starting counts,
         // the Ready ones' CPU utilizations and their max concurrency.
@@ -127,8 +109,7 @@ impl DataPlane {
                 continue;
             };
             seen.insert(vkey.clone());
-            let rolling_out =
-                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
+            let rolling_out = rolling_out(v);
             let (ready, starting, utils, max_conc) = groups
                 .remove(&(vkey.clone(), v.publish_hash.clone()))
                 .unwrap_or((0, 0, Vec::new(), 1));
@@ -218,7 +199,7 @@ impl DataPlane {
                 tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
             }
         }
-        crate::accounting::Meter::tick(&mut s, now, &versions);
+        self.meter.lock().tick(&s, now, &versions);
         s.scale.retain(|k, _| seen.contains(k));
         crate::metrics::retain_versions(&mut s, |k| seen.contains(k));
         crate::metrics::publish(&s, &versions);
@@ -229,24 +210,6 @@ impl DataPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn desired_count_follows_an_applied_config_before_the_next_tick() {
-        // The scaler sized the version to 3 under Min 3; Min = Max = 0 is then applied and the
-        // deployer stops everything before the scaler ticks again: the count is 0, not 3.
-        assert_eq!(desired_within((0, Some(0)), Some(3), 0), 0);
-        // A lowered maximum caps the scaler's answer, a raised minimum lifts it.
-        assert_eq!(desired_within((1, Some(2)), Some(5), 1), 2);
-        assert_eq!(desired_within((4, None), Some(1), 4), 4);
-        // Within the bounds the scaler's answer stands.
-        assert_eq!(desired_within((0, Some(6)), Some(3), 0), 3);
-        assert_eq!(desired_within((1, None), Some(u32::MAX), 1), u32::MAX);
-        // Before the first tick: the fallback, clamped the same way.
-        assert_eq!(desired_within((0, Some(3)), None, 5), 3);
-        assert_eq!(desired_within((2, Some(3)), None, 0), 2);
-        // A maximum below the minimum: the minimum wins (as `bounds` already makes min ≤ max).
-        assert_eq!(desired_within((3, Some(1)), Some(0), 0), 3);
-    }
 
     #[test]
     fn throttles_count_as_unmet_demand() {

@@ -9,8 +9,11 @@ use fleetfn_scheduler::InstanceState;
 use fleetfn_server::records::version_key;
 use serde_json::{Value, json};
 
-use crate::deployer::bounds;
-use crate::{DataPlane, ThrottleReason};
+use crate::DataPlane;
+use crate::stats::ThrottleReason;
+use crate::version::{bounds, desired_within};
+// Kept at this path for the environments document.
+pub(crate) use crate::version::display_version;
 
 fn instance_state(s: InstanceState) -> &'static str {
     match s {
@@ -19,15 +22,6 @@ fn instance_state(s: InstanceState) -> &'static str {
         InstanceState::Draining => "draining",
         InstanceState::Terminated => "terminated",
     }
-}
-
-/// `fn/000000000012` → `12`; `$LATEST.PUBLISHED` stays.
-pub(crate) fn display_version(v: &str) -> String {
-    if v.starts_with('$') {
-        return v.to_string();
-    }
-    let t = v.trim_start_matches('0');
-    if t.is_empty() { "0".into() } else { t.into() }
 }
 
 fn round3(x: f64) -> f64 {
@@ -39,9 +33,7 @@ impl DataPlane {
         let providers = self.cp.capacity_providers_by_name().await?;
         let versions = self.cp.deployable_versions().await?;
         let host = self.provider.capacity();
-        let Ok(s) = self.state.read() else {
-            return Ok(json!({ "DataPlane": true, "CapacityProviders": [], "Functions": [] }));
-        };
+        let s = self.state.read();
         let mut env_count: HashMap<&str, usize> = HashMap::new();
         let mut alloc: HashMap<&str, (f64, u64)> = HashMap::new();
         for e in s.envs.values() {
@@ -107,7 +99,7 @@ impl DataPlane {
             let mut envs: Vec<_> = s.envs.values().filter(|e| e.version_key == vkey).collect();
             envs.sort_by(|a, b| a.env_id.cmp(&b.env_id));
             let scale = s.scale.get(&vkey);
-            let throttles = s.stats.get(&vkey).map(|st| {
+            let throttles = s.existing_stats(&vkey).map(|st| {
                 let n = |r: ThrottleReason| st.throttles[r as usize].load(Ordering::Relaxed);
                 let by = [
                     n(ThrottleReason::Concurrency),
@@ -125,9 +117,8 @@ impl DataPlane {
             let applied = &v.scaling.applied;
             // Within the applied [Min, Max] even before the scaler's next tick (the deployer
             // acts on a new config at once).
-            let desired = bounds(v).map_or(0, |b| {
-                crate::scaling::desired_within(b, scale.map(|sc| sc.desired), b.0)
-            });
+            let desired =
+                bounds(v).map_or(0, |b| desired_within(b, scale.map(|sc| sc.desired), b.0));
             let c = &v.config;
             functions.push(json!({
                 "FunctionName": v.function,

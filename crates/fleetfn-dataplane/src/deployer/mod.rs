@@ -1,0 +1,59 @@
+//! The deployer: converges the environments on the agents to the published versions in the
+//! store and the scaler's counts. This file is its run loop (a scaler tick and a convergence
+//! pass on every store change, agent state change, and second; usage flushed every
+//! [`crate::accounting::FLUSH_EVERY`]); `converge` is the pass itself (versions → what is
+//! wanted, placement, scale-in, rollouts, empty instances), `lifecycle` launches and drops
+//! instances and starts and stops environments (with back-off after failures), and `watcher`
+//! follows each agent's reports.
+
+mod converge;
+mod lifecycle;
+mod watcher;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::DataPlane;
+
+/// How often the deployer runs when nothing wakes it; also the scaler's period.
+const PERIOD: Duration = Duration::from_secs(1);
+
+impl DataPlane {
+    pub(crate) async fn run_deployer(&self, stop: CancellationToken) {
+        let mut changes = self.cp.changes();
+        let mut reports = self.reports.subscribe();
+        let mut last_tick: Option<Instant> = None;
+        let mut last_flush = Instant::now();
+        loop {
+            if last_flush.elapsed() >= crate::accounting::FLUSH_EVERY {
+                last_flush = Instant::now();
+                let dp = self.clone();
+                tokio::spawn(async move { dp.flush_usage().await });
+            }
+            if last_tick.is_none_or(|t| t.elapsed() >= PERIOD) {
+                let now = Instant::now();
+                let elapsed = last_tick.map_or(Duration::ZERO, |t| now - t);
+                last_tick = Some(now);
+                if let Err(e) = self.scale_tick(elapsed).await {
+                    tracing::warn!(error = %e, "scaler tick failed");
+                }
+            }
+            if let Err(e) = self.deploy_once().await {
+                tracing::warn!(error = %e, "deploy pass failed");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = reports.changed() => {}
+                () = tokio::time::sleep(PERIOD) => {}
+            }
+        }
+    }
+
+    /// Wakes the run loop (an agent reported a change, a launch or start ended).
+    fn bump(&self) {
+        self.reports.send_modify(|n| *n += 1);
+    }
+}
