@@ -30,7 +30,7 @@ pub(crate) struct Route {
 /// One version's entry: its Ready environments and its counters.
 #[derive(Debug)]
 pub(crate) struct VersionRoutes {
-    ready: ArcSwap<Vec<Route>>,
+    ready: ArcSwap<Vec<Arc<Route>>>,
     pub stats: Arc<VersionStats>,
 }
 
@@ -38,10 +38,10 @@ impl VersionRoutes {
     /// Ready environments to try, the current publish first (then an older one still serving
     /// during a rollout), least in flight first, ties broken at random so zones share the load;
     /// `exclude` (already tried) left out.
-    pub(crate) fn candidates(&self, publish_hash: &str, exclude: &[String]) -> Vec<Route> {
+    pub(crate) fn candidates(&self, publish_hash: &str, exclude: &[String]) -> Vec<Arc<Route>> {
         let ready = self.ready.load();
         let mut rng = rand::rng();
-        let mut c: Vec<(bool, u32, u32, &Route)> = ready
+        let mut c: Vec<(bool, u32, u32, &Arc<Route>)> = ready
             .iter()
             .filter(|r| !exclude.contains(&r.env_id))
             .map(|r| {
@@ -87,7 +87,7 @@ impl RoutingTable {
         &self,
         vkey: &str,
         stats: Arc<VersionStats>,
-        ready: Vec<Route>,
+        ready: Vec<Arc<Route>>,
     ) -> Arc<VersionRoutes> {
         let entry = Arc::new(VersionRoutes {
             ready: ArcSwap::from_pointee(ready),
@@ -101,7 +101,7 @@ impl RoutingTable {
 
     /// Replaces a version's Ready environments; nothing when it has no entry (one is built from
     /// the state when it is created). Writers only.
-    pub(crate) fn set_ready(&self, vkey: &str, ready: Vec<Route>) {
+    pub(crate) fn set_ready(&self, vkey: &str, ready: Vec<Arc<Route>>) {
         if let Some(entry) = self.versions.load().get(vkey) {
             entry.ready.store(Arc::new(ready));
         }
@@ -147,17 +147,17 @@ pub(crate) mod tests {
         })
     }
 
-    fn route(env: &str, publish: &str, in_flight: u32) -> Route {
-        Route {
+    fn route(env: &str, publish: &str, in_flight: u32) -> Arc<Route> {
+        Arc::new(Route {
             env_id: env.into(),
             instance: instance(&format!("i-{env}"), "z1"),
             in_flight: Arc::new(AtomicU32::new(in_flight)),
             max_concurrency: 4,
             publish_hash: publish.into(),
-        }
+        })
     }
 
-    fn ids(r: &[Route]) -> Vec<&str> {
+    fn ids(r: &[Arc<Route>]) -> Vec<&str> {
         r.iter().map(|r| r.env_id.as_str()).collect()
     }
 

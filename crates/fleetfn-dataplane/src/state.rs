@@ -70,14 +70,14 @@ pub(crate) struct Env {
 }
 
 impl Env {
-    fn route(&self) -> Route {
-        Route {
+    fn route(&self) -> Arc<Route> {
+        Arc::new(Route {
             env_id: self.env_id.clone(),
             instance: self.instance.clone(),
             in_flight: self.in_flight.clone(),
             max_concurrency: self.max_concurrency,
             publish_hash: self.publish_hash.clone(),
-        }
+        })
     }
 }
 
@@ -173,7 +173,7 @@ impl State {
         self.routes.get(vkey).map(|r| r.stats.clone())
     }
 
-    fn ready_routes(&self, vkey: &str) -> Vec<Route> {
+    fn ready_routes(&self, vkey: &str) -> Vec<Arc<Route>> {
         self.envs
             .values()
             .filter(|e| e.version_key == vkey && e.state == EnvState::Ready)
@@ -271,7 +271,7 @@ pub(crate) mod tests {
             .expect("entry")
             .candidates("p1", &[])
             .into_iter()
-            .map(|r| r.env_id)
+            .map(|r| r.env_id.clone())
             .collect();
         ids.sort();
         ids
