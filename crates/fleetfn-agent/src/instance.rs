@@ -6,12 +6,11 @@
 //! `<top>/<instance-id>/agent` (cgroup v2 allows processes only in leaves once controllers are
 //! enabled), each environment in `<top>/<instance-id>/<env-id>`.
 
-use std::sync::Mutex;
-
 use fleetfn_sandbox::cgroups::DEFAULT_CPU_PERIOD_US;
 use fleetfn_sandbox::{
     CgroupError, CgroupLayout, CgroupLimits, Cgroups, Lease, LeaseDir, Membership,
 };
+use parking_lot::Mutex;
 
 use crate::sandbox::{CGROUP_LEASES, cgroup_owned};
 
@@ -193,9 +192,7 @@ impl InstanceSlice {
                 Err(_) => attempt += 1,
             }
         }
-        if let Ok(mut o) = self.origin.lock() {
-            *o = Some((pid, origin));
-        }
+        *self.origin.lock() = Some((pid, origin));
         Ok(())
     }
 
@@ -241,7 +238,7 @@ impl InstanceSlice {
     /// and the slice. The agent's own leaf is never killed: if the agent cannot leave it,
     /// this fails and the slice stays for a later sweep.
     pub fn close(&self) -> Result<(), CgroupError> {
-        let origin = self.origin.lock().ok().and_then(|mut o| o.take());
+        let origin = self.origin.lock().take();
         if let Some((pid, origin)) = origin
             && origin.rejoin(pid).is_err()
         {

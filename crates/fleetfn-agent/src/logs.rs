@@ -17,10 +17,11 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use fleetfn_logs::{DropCounts, LogLimits, SegmentWriter};
+use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -287,26 +288,24 @@ const ATTRIBUTION_GRACE: std::time::Duration = std::time::Duration::from_millis(
 
 impl InFlightIds {
     pub(crate) fn insert(&self, id: &str) {
-        if let Ok(mut s) = self.0.lock() {
-            s.active.insert(id.to_owned());
-            s.last = None;
-        }
+        let mut s = self.0.lock();
+        s.active.insert(id.to_owned());
+        s.last = None;
     }
 
     pub(crate) fn remove(&self, id: &str) {
-        if let Ok(mut s) = self.0.lock() {
-            s.active.remove(id);
-            s.last = s
-                .active
-                .is_empty()
-                .then(|| (id.to_owned(), std::time::Instant::now()));
-        }
+        let mut s = self.0.lock();
+        s.active.remove(id);
+        s.last = s
+            .active
+            .is_empty()
+            .then(|| (id.to_owned(), std::time::Instant::now()));
     }
 
     /// The request id when exactly one invoke is in flight (or none is, and the last one
     /// finished within [`ATTRIBUTION_GRACE`]).
     pub(crate) fn only(&self) -> Option<String> {
-        let s = self.0.lock().ok()?;
+        let s = self.0.lock();
         match s.active.len() {
             1 => s.active.iter().next().cloned(),
             0 => s
@@ -609,9 +608,7 @@ mod tests {
             Some("b"),
             "read just after it finished"
         );
-        if let Ok(mut s) = ids.0.lock() {
-            s.last = Some(("b".into(), std::time::Instant::now() - ATTRIBUTION_GRACE));
-        }
+        ids.0.lock().last = Some(("b".into(), std::time::Instant::now() - ATTRIBUTION_GRACE));
         assert_eq!(ids.only(), None);
     }
 

@@ -19,9 +19,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fleetfn_model::runtimes::{RuntimeFamily, family};
+use parking_lot::Mutex;
 
 use crate::error::InitFailure;
 use crate::process::{DirectLauncher, LaunchCommand, Launcher};
@@ -325,11 +326,7 @@ impl RuntimeProvider {
         }
         let wanted = node_major_of(runtime);
         if wanted.is_some_and(|w| w != major) {
-            let first = self
-                .warned
-                .lock()
-                .map(|mut w| w.insert(runtime.to_owned()))
-                .unwrap_or(false);
+            let first = self.warned.lock().insert(runtime.to_owned());
             if first {
                 tracing::warn!(
                     runtime,

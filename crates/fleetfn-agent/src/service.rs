@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +20,7 @@ use fleetfn_proto::{
     RejectReason,
 };
 use http::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::{
@@ -121,9 +122,7 @@ impl Agent {
     }
 
     fn update(&self, env_id: &str, f: impl FnOnce(&mut Slot)) {
-        if let Ok(mut slots) = self.slots.lock()
-            && let Some(slot) = slots.get_mut(env_id)
-        {
+        if let Some(slot) = self.slots.lock().get_mut(env_id) {
             f(slot);
         }
         self.bump();
@@ -192,17 +191,13 @@ impl Agent {
                 }
             };
             // Stopped before it started: drop it (which kills it).
-            let still_wanted = agent
-                .slots
-                .lock()
-                .map(|mut s| match s.get_mut(&env_id) {
-                    Some(slot) => {
-                        slot.env = Some(env.clone());
-                        true
-                    }
-                    None => false,
-                })
-                .unwrap_or(false);
+            let still_wanted = match agent.slots.lock().get_mut(&env_id) {
+                Some(slot) => {
+                    slot.env = Some(env.clone());
+                    true
+                }
+                None => false,
+            };
             if !still_wanted {
                 let _ = env.stop(Duration::from_secs(1)).await;
                 return;
@@ -260,46 +255,43 @@ impl Agent {
     }
 
     fn report(&self) -> AgentReport {
-        let environments = self
-            .slots
-            .lock()
-            .map(|slots| {
-                slots
-                    .iter()
-                    .map(|(id, s)| {
-                        (
-                            id,
-                            s,
-                            s.env.as_ref().map(|e| e.resources()).unwrap_or_default(),
-                        )
-                    })
-                    .map(|(id, s, usage)| EnvironmentStatus {
-                        env_id: id.clone(),
-                        function_name: s.req.function_name.clone(),
-                        version: s.req.version.clone(),
-                        state: s.status,
-                        failure: s.failure.clone(),
-                        in_flight: s
-                            .env
-                            .as_ref()
-                            .map_or(0, |e| u32::try_from(e.in_flight()).unwrap_or(u32::MAX)),
-                        parked: s
-                            .env
-                            .as_ref()
-                            .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
-                        max_concurrency: s.req.max_concurrency,
-                        init_ms: s.init_ms,
-                        memory_bytes: usage.memory_bytes,
-                        cpu_usage_ns: usage.cpu_usage_ns,
-                        memory_limit_bytes: u64::from(s.req.memory_mb) * 1024 * 1024,
-                        vcpus: s.req.vcpus,
-                        cpu_utilization: usage.cpu_utilization,
-                        tmp_used_bytes: usage.tmp_used_bytes,
-                        tmp_limit_bytes: u64::from(s.req.ephemeral_storage_mb) * 1024 * 1024,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let environments = {
+            let slots = self.slots.lock();
+            slots
+                .iter()
+                .map(|(id, s)| {
+                    (
+                        id,
+                        s,
+                        s.env.as_ref().map(|e| e.resources()).unwrap_or_default(),
+                    )
+                })
+                .map(|(id, s, usage)| EnvironmentStatus {
+                    env_id: id.clone(),
+                    function_name: s.req.function_name.clone(),
+                    version: s.req.version.clone(),
+                    state: s.status,
+                    failure: s.failure.clone(),
+                    in_flight: s
+                        .env
+                        .as_ref()
+                        .map_or(0, |e| u32::try_from(e.in_flight()).unwrap_or(u32::MAX)),
+                    parked: s
+                        .env
+                        .as_ref()
+                        .map_or(0, |e| u32::try_from(e.parked()).unwrap_or(u32::MAX)),
+                    max_concurrency: s.req.max_concurrency,
+                    init_ms: s.init_ms,
+                    memory_bytes: usage.memory_bytes,
+                    cpu_usage_ns: usage.cpu_usage_ns,
+                    memory_limit_bytes: u64::from(s.req.memory_mb) * 1024 * 1024,
+                    vcpus: s.req.vcpus,
+                    cpu_utilization: usage.cpu_utilization,
+                    tmp_used_bytes: usage.tmp_used_bytes,
+                    tmp_limit_bytes: u64::from(s.req.ephemeral_storage_mb) * 1024 * 1024,
+                })
+                .collect()
+        };
         AgentReport {
             instance_id: self.cfg.instance_id.clone(),
             zone: self.cfg.zone.clone(),
@@ -330,8 +322,9 @@ impl Agent {
         let envs: Vec<Arc<Environment>> = self
             .slots
             .lock()
-            .map(|mut s| s.drain().filter_map(|(_, slot)| slot.env).collect())
-            .unwrap_or_default();
+            .drain()
+            .filter_map(|(_, slot)| slot.env)
+            .collect();
         let mut set = tokio::task::JoinSet::new();
         for env in envs {
             set.spawn(async move { env.stop(grace).await });
@@ -409,27 +402,24 @@ async fn put_env(State(agent): State<Agent>, Path(id): Path<String>, body: Bytes
         )
             .into_response();
     }
-    let fresh = agent
-        .slots
-        .lock()
-        .map(|mut s| {
-            if s.contains_key(&id) {
-                false
-            } else {
-                s.insert(
-                    id.clone(),
-                    Slot {
-                        req: req.clone(),
-                        status: WireState::Starting,
-                        failure: None,
-                        init_ms: None,
-                        env: None,
-                    },
-                );
-                true
-            }
-        })
-        .unwrap_or(false);
+    let fresh = {
+        let mut s = agent.slots.lock();
+        if s.contains_key(&id) {
+            false
+        } else {
+            s.insert(
+                id.clone(),
+                Slot {
+                    req: req.clone(),
+                    status: WireState::Starting,
+                    failure: None,
+                    init_ms: None,
+                    env: None,
+                },
+            );
+            true
+        }
+    };
     if fresh {
         agent.bump();
         agent.start(id, req);
@@ -440,7 +430,7 @@ async fn put_env(State(agent): State<Agent>, Path(id): Path<String>, body: Bytes
 }
 
 async fn delete_env(State(agent): State<Agent>, Path(id): Path<String>) -> Response {
-    let slot = agent.slots.lock().ok().and_then(|mut s| s.remove(&id));
+    let slot = agent.slots.lock().remove(&id);
     agent.bump();
     match slot {
         Some(slot) => {
@@ -471,8 +461,8 @@ async fn invoke(
     let env = agent
         .slots
         .lock()
-        .ok()
-        .and_then(|s| s.get(&id).and_then(|slot| slot.env.clone()));
+        .get(&id)
+        .and_then(|slot| slot.env.clone());
     let Some(env) = env else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -12,10 +12,10 @@
 mod endpoint;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -620,9 +620,7 @@ impl Metrics {
                 .set(p.actual_instances);
             now.providers.insert(p.labels.clone());
         }
-        let Ok(mut published) = self.published.lock() else {
-            return;
-        };
+        let mut published = self.published.lock();
         for gone in published.versions.difference(&now.versions) {
             self.remove_version_gauges(gone);
         }

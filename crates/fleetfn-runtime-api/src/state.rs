@@ -1,14 +1,15 @@
 //! The shared state of one endpoint: parked `/next` waiters and in-flight invokes.
 //!
-//! One `std::sync::Mutex` guards both; it is only ever held for a few pointer moves and never
+//! One `parking_lot::Mutex` guards both; it is only ever held for a few pointer moves and never
 //! across an `.await`. Each parked `/next` owns a oneshot receiver for its invoke, each ticket a
 //! oneshot receiver for its outcome.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::{
@@ -78,8 +79,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing under the lock can leave the state half-updated, so a poisoned lock is usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     pub(crate) fn parked(&self) -> usize {

@@ -2,12 +2,13 @@
 //! `$LATEST` of a capacity-provider function is refused, aliases may route by weight.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::AliasConfiguration;
 use fleetfn_model::{ErrorKind, LambdaError, Result};
 use fleetfn_store::Table;
+use parking_lot::Mutex;
 
 use crate::records::{LATEST, LATEST_PUBLISHED, VersionRecord, alias_key, version_key};
 use crate::service::ControlPlane;
@@ -48,8 +49,7 @@ impl ControlPlane {
         // Read the generation before the store, so a result is never newer than its tag.
         let generation = *self.changed.borrow();
         let key = format!("{name}\0{}", qualifier.unwrap_or(""));
-        if let Ok(map) = self.resolve_cache.entries.lock()
-            && let Some((g, r)) = map.get(&key)
+        if let Some((g, r)) = self.resolve_cache.entries.lock().get(&key)
             && *g == generation
         {
             return r.clone();
@@ -59,7 +59,8 @@ impl ControlPlane {
         if r.as_ref().is_err_and(|e| e.kind == ErrorKind::Service) {
             return r;
         }
-        if let Ok(mut map) = self.resolve_cache.entries.lock() {
+        {
+            let mut map = self.resolve_cache.entries.lock();
             if map.len() >= CACHE_MAX {
                 map.clear();
             }

@@ -290,16 +290,15 @@ pub(crate) fn cached_signing_key(
     service: &str,
 ) -> [u8; 32] {
     type Entry = (String, String, String, String, [u8; 32]);
-    static CACHE: std::sync::Mutex<Vec<Entry>> = std::sync::Mutex::new(Vec::new());
+    static CACHE: parking_lot::Mutex<Vec<Entry>> = parking_lot::Mutex::new(Vec::new());
     const ENTRIES: usize = 16;
     let hit = |e: &Entry| e.0 == secret && e.1 == date && e.2 == region && e.3 == service;
-    if let Ok(cache) = CACHE.lock()
-        && let Some(e) = cache.iter().find(|e| hit(e))
-    {
+    if let Some(e) = CACHE.lock().iter().find(|e| hit(e)) {
         return e.4;
     }
     let key = signing_key(secret, date, region, service);
-    if let Ok(mut cache) = CACHE.lock() {
+    {
+        let mut cache = CACHE.lock();
         if cache.len() >= ENTRIES {
             cache.remove(0);
         }
