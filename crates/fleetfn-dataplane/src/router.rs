@@ -8,13 +8,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_model::{LambdaError, Result};
 use fleetfn_proto::{EnvState, InvokeReply, RejectReason};
 use fleetfn_server::records::version_key;
 use rand::Rng;
+// The scaler compares busy time with its own tick interval, measured on tokio's clock.
+use tokio::time::Instant;
 
 use crate::{DataPlane, Instance, ThrottleReason, VersionStats};
 

@@ -4,7 +4,7 @@
 //! (every call waits out its bound, then `NoAnswer`), like an agent process behind
 //! `AgentClient`. Everything it was asked is recorded for the test to inspect.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,10 +59,20 @@ pub struct Script {
     pub init_failures: HashMap<String, Failure>,
     /// Per function name: how invokes are answered (default [`Answer::Echo`]).
     pub answers: HashMap<String, Answer>,
-    /// Per function name: CPU use as a fraction of the environment's vCPUs.
-    pub cpu_load: HashMap<String, f64>,
+    /// Per function name: the CPU its load needs, in vCPUs, shared evenly by its Ready
+    /// environments (each at most at its own vCPUs).
+    pub cpu_demand: HashMap<String, f64>,
     /// Per function name: memory in use reported per environment, in bytes.
     pub memory_bytes: HashMap<String, u64>,
+    /// Per function name: its Ready environments on agents that are up (kept by the agents).
+    ready: HashMap<String, HashSet<String>>,
+}
+
+impl Script {
+    /// How many Ready environments function `f` has on live agents.
+    pub fn ready_count(&self, f: &str) -> usize {
+        self.ready.get(f).map_or(0, HashSet::len)
+    }
 }
 
 impl Default for Script {
@@ -71,8 +81,9 @@ impl Default for Script {
             ready_after: Duration::from_secs(2),
             init_failures: HashMap::new(),
             answers: HashMap::new(),
-            cpu_load: HashMap::new(),
+            cpu_demand: HashMap::new(),
             memory_bytes: HashMap::new(),
+            ready: HashMap::new(),
         }
     }
 }
@@ -180,7 +191,26 @@ impl FakeAgent {
     }
 
     pub fn set_health(&self, health: Health) {
-        self.state().health = health;
+        let envs: Vec<(String, String)> = {
+            let mut st = self.state();
+            st.health = health;
+            st.envs
+                .values()
+                .filter(|e| e.state == EnvState::Ready)
+                .map(|e| (e.request.function_name.clone(), e.env_id.clone()))
+                .collect()
+        };
+        {
+            let mut script = lock(&self.0.script);
+            for (f, id) in envs {
+                let set = script.ready.entry(f).or_default();
+                if health == Health::Up {
+                    set.insert(id);
+                } else {
+                    set.remove(&id);
+                }
+            }
+        }
         // Wake long polls so they see the new health.
         self.bump();
     }
@@ -215,8 +245,16 @@ impl FakeAgent {
 
     /// Forgets an environment without telling anyone (as if its agent lost it).
     pub fn forget(&self, env_id: &str) {
-        self.state().envs.remove(env_id);
+        if let Some(e) = self.state().envs.remove(env_id) {
+            self.unready(&e);
+        }
         self.bump();
+    }
+
+    fn unready(&self, e: &FakeEnv) {
+        if let Some(set) = lock(&self.0.script).ready.get_mut(&e.request.function_name) {
+            set.remove(&e.env_id);
+        }
     }
 
     fn unreachable(&self) -> ClientError {
@@ -249,19 +287,34 @@ impl FakeAgent {
     fn report_now(&self) -> AgentReport {
         let now = Instant::now();
         let revision = *self.0.revision.borrow();
+        // Per function: the CPU fraction each of its Ready environments uses.
         let (loads, memory): (HashMap<String, f64>, HashMap<String, u64>) = {
             let s = lock(&self.0.script);
-            (s.cpu_load.clone(), s.memory_bytes.clone())
+            let loads = s
+                .cpu_demand
+                .iter()
+                .map(|(f, demand)| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let n = s.ready_count(f).max(1) as f64;
+                    (f.clone(), *demand / n)
+                })
+                .collect();
+            (loads, s.memory_bytes.clone())
         };
         let mut st = self.state();
         let mut environments = Vec::new();
         let mut total_cpu = 0u64;
         for e in st.envs.values_mut() {
-            let load = loads.get(&e.request.function_name).copied().unwrap_or(0.0);
+            // vCPUs this environment uses: its share of the demand, at most its own vCPUs.
+            let share = loads
+                .get(&e.request.function_name)
+                .copied()
+                .unwrap_or(0.0)
+                .min(e.request.vcpus);
             if e.state == EnvState::Ready {
                 let dt = now.saturating_duration_since(e.cpu_at).as_secs_f64();
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let used = (dt * e.request.vcpus * load * 1e9) as u64;
+                let used = (dt * share * 1e9) as u64;
                 e.cpu_ns += used;
             }
             e.cpu_at = now;
@@ -333,6 +386,11 @@ impl FakeAgent {
                         e.state = EnvState::Ready;
                         e.ready_at = Some(now);
                         e.cpu_at = now;
+                        lock(&agent.0.script)
+                            .ready
+                            .entry(e.request.function_name.clone())
+                            .or_default()
+                            .insert(env_id.clone());
                     }
                 }
             }
@@ -389,13 +447,14 @@ impl AgentApi for FakeAgent {
             self.reachable(CONTROL_DEADLINE).await?;
             let removed = {
                 let mut st = self.state();
-                let removed = st.envs.remove(env_id).is_some();
-                if removed {
+                let removed = st.envs.remove(env_id);
+                if removed.is_some() {
                     st.deleted.push((env_id.to_string(), Instant::now()));
                 }
                 removed
             };
-            if removed {
+            if let Some(e) = removed {
+                self.unready(&e);
                 self.bump();
             }
             Ok(())

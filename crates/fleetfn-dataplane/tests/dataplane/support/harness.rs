@@ -332,6 +332,30 @@ impl Harness {
         self.dp.invoke(req).await
     }
 
+    /// Starts an invoke in the background; it has reached the router (and holds its place in
+    /// flight) once the returned handle exists and paused time has moved a little.
+    pub async fn spawn_invoke(
+        &mut self,
+        qualified: &str,
+        payload: &str,
+    ) -> JoinHandle<Result<InvokeOutcome, LambdaError>> {
+        self.requests += 1;
+        let req = self
+            .request(qualified, payload, self.requests)
+            .await
+            .expect("invoke target resolves");
+        let dp = self.dp.clone();
+        let handle = tokio::spawn(async move { dp.invoke(req).await });
+        // Let it run up to its agent call.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        handle
+    }
+
+    /// The id the next invoke gets.
+    pub fn next_request_id(&self) -> String {
+        format!("req-{:06}", self.requests + 1)
+    }
+
     /// The invoke request for `qualified` (resolving the version as the API does).
     pub async fn request(
         &self,
