@@ -260,7 +260,8 @@ impl Harness {
             .expect("publish $LATEST.PUBLISHED")
     }
 
-    pub async fn update_code(&self, name: &str, code: &str) {
+    /// `UpdateFunctionCode` of `$LATEST`; returns its configuration (with the new code hash).
+    pub async fn update_code(&self, name: &str, code: &str) -> FunctionConfiguration {
         self.cp
             .update_function_code(
                 &fref(name),
@@ -270,7 +271,7 @@ impl Harness {
                 },
             )
             .await
-            .expect("update function code");
+            .expect("update function code")
     }
 
     /// `PutFunctionScalingConfig` on a qualified version (`f:1`).
@@ -395,6 +396,25 @@ impl Harness {
             .filter(|(e, _, _)| {
                 e.request.function_name == function && e.state == fleetfn_proto::EnvState::Ready
             })
+            .collect()
+    }
+
+    /// The answered try of an invoke (the agent's record), if an agent answered it.
+    pub fn served(&self, request_id: &str) -> Option<super::agent::InvokeRecord> {
+        self.provider
+            .agents()
+            .iter()
+            .flat_map(super::FakeAgent::invokes)
+            .find(|r| r.request_id == request_id && r.answer == "Echo")
+    }
+
+    /// Every try of an invoke, on any agent.
+    pub fn tries(&self, request_id: &str) -> Vec<super::agent::InvokeRecord> {
+        self.provider
+            .agents()
+            .iter()
+            .flat_map(super::FakeAgent::invokes)
+            .filter(|r| r.request_id == request_id)
             .collect()
     }
 
