@@ -230,6 +230,7 @@ impl DataPlane {
         }
         let dp = self.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let result = dp.provider.launch(&id, &spec).await;
             match result {
                 Ok(inst) => {
@@ -260,10 +261,13 @@ impl DataPlane {
                     tracing::error!(error = %e, capacity_provider = %spec.capacity_provider, zone = %spec.zone, instance_type = %spec.instance_type.name, "instance launch failed");
                     if let Ok(mut s) = dp.state.write() {
                         s.instances.remove(&id);
-                        let delay = s
-                            .launch_failures
-                            .get(&spec.capacity_provider)
-                            .map_or(LAUNCH_BACKOFF.0, |f| (f.delay * 2).min(LAUNCH_BACKOFF.1));
+                        // Launches of one round that fail together back off one step, not
+                        // one step each.
+                        let delay = match s.launch_failures.get(&spec.capacity_provider) {
+                            Some(f) if f.retry_at - f.delay >= started => f.delay,
+                            Some(f) => (f.delay * 2).min(LAUNCH_BACKOFF.1),
+                            None => LAUNCH_BACKOFF.0,
+                        };
                         s.launch_failures.insert(
                             spec.capacity_provider.clone(),
                             LaunchFailure {
