@@ -7,3 +7,4 @@ mod support;
 mod deploy;
 mod lost;
 mod rollout;
+mod scaling;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -81,6 +82,21 @@ pub fn code_hex(cfg: &FunctionConfiguration) -> String {
         .decode(&cfg.code_sha256)
         .expect("CodeSha256 is base64");
     raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Invokes sent in the background by [`Harness::load`]; stops when dropped.
+#[derive(Debug)]
+pub struct Load {
+    stop: CancellationToken,
+    pub ok: Arc<AtomicU64>,
+    pub throttled: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// A control plane and a data plane on fakes, running under paused time.
@@ -350,6 +366,55 @@ impl Harness {
         // Let it run up to its agent call.
         tokio::time::sleep(Duration::from_millis(1)).await;
         handle
+    }
+
+    /// `workers` loops invoking `qualified` back to back, each waiting `pause` after every
+    /// invoke (so paused time always moves).
+    pub fn load(&self, qualified: &str, workers: usize, pause: Duration) -> Load {
+        let load = Load {
+            stop: CancellationToken::new(),
+            ok: Arc::default(),
+            throttled: Arc::default(),
+            failed: Arc::default(),
+        };
+        for w in 0..workers {
+            let (cp, dp, stop) = (self.cp.clone(), self.dp.clone(), load.stop.clone());
+            let (ok, throttled, failed) = (
+                load.ok.clone(),
+                load.throttled.clone(),
+                load.failed.clone(),
+            );
+            let target = fref(qualified);
+            tokio::spawn(async move {
+                for n in 0u64.. {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let outcome = match cp.resolve_invoke_target(&target, 0.5).await {
+                        Ok(version) => {
+                            dp.invoke(InvokeRequest {
+                                request_id: format!("load-{w}-{n}"),
+                                version,
+                                payload: Bytes::from_static(b"load"),
+                                client_context: None,
+                                tenant_id: None,
+                            })
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match outcome {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) if e.kind == fleetfn_model::ErrorKind::TooManyRequests => {
+                            throttled.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+            });
+        }
+        load
     }
 
     /// The id the next invoke gets.
