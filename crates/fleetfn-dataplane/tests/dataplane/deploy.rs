@@ -26,6 +26,18 @@ async fn publish_turns_active_with_three_environments_over_three_zones() {
     let zones: std::collections::BTreeSet<&str> =
         launches.iter().map(|l| l.zone.as_str()).collect();
     assert_eq!(zones.len(), 3);
+    for l in &launches {
+        assert!(l.ok);
+        assert_eq!(l.capacity_provider, "cp");
+        // The cheapest type that fits one 1-vCPU, 2 GB environment beside the OS reservation.
+        assert_eq!(l.instance_type, "c7i.large");
+        assert!(
+            h.provider
+                .running()
+                .iter()
+                .any(|a| a.instance_id() == l.instance_id)
+        );
+    }
     let out = h.invoke("f:1", "hello").await.expect("invoke");
     assert_eq!(out.payload, "hello");
     assert_eq!(out.function_error, None);
@@ -51,7 +63,10 @@ async fn a_version_is_pending_until_its_minimum_is_ready() {
             h.config("f:1").await.state == "Active"
         })
         .await;
-    assert!(took <= Duration::from_secs(10), "Active {took:?} after Ready");
+    assert!(
+        took <= Duration::from_secs(10),
+        "Active {took:?} after Ready"
+    );
     assert_eq!(h.ready("f").len(), 3);
 }
 
@@ -83,7 +98,10 @@ async fn environments_are_started_with_the_versions_configuration() {
         assert_eq!(req.max_concurrency, 7);
         // 4096 MB at the default 2 GiB per vCPU.
         assert!((req.vcpus - 2.0).abs() < 1e-9, "{}", req.vcpus);
-        assert_eq!(req.env_vars.get("GREETING").map(String::as_str), Some("hello"));
+        assert_eq!(
+            req.env_vars.get("GREETING").map(String::as_str),
+            Some("hello")
+        );
         assert_eq!(req.code_sha256_hex, crate::support::harness::code_hex(&cfg));
         assert_eq!(req.runtime, "provided.al2023");
         assert_eq!(req.region, "us-east-1");
@@ -128,12 +146,21 @@ async fn a_minimum_that_cannot_fit_under_max_vcpu_count_fails_the_version() {
         "{v:?}"
     );
     assert!(
-        v.state_reason.as_deref().unwrap_or("").contains("MaxVCpuCount of 4"),
+        v.state_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("MaxVCpuCount of 4"),
         "{:?}",
         v.state_reason
     );
     h.run_for(MINUTE).await;
-    let vcpus: u32 = h.provider.launches().iter().filter(|l| l.ok).map(|l| l.vcpus).sum();
+    let vcpus: u32 = h
+        .provider
+        .launches()
+        .iter()
+        .filter(|l| l.ok)
+        .map(|l| l.vcpus)
+        .sum();
     assert!(vcpus <= 4, "launched {vcpus} vCPUs under MaxVCpuCount 4");
     assert!(h.envs().is_empty(), "a Failed version runs nothing");
 }
@@ -172,16 +199,8 @@ async fn an_emptied_instance_of_a_busy_provider_is_terminated_after_the_idle_per
     h.create_function("g", &arn, &FunctionSpec::default()).await;
     h.publish("g").await;
     h.until_state("g:1", "Active", MINUTE).await;
-    let g_instances: Vec<String> = h
-        .ready("g")
-        .into_iter()
-        .map(|(_, _, id)| id)
-        .collect();
-    let f_instances: Vec<String> = h
-        .ready("f")
-        .into_iter()
-        .map(|(_, _, id)| id)
-        .collect();
+    let g_instances: Vec<String> = h.ready("g").into_iter().map(|(_, _, id)| id).collect();
+    let f_instances: Vec<String> = h.ready("f").into_iter().map(|(_, _, id)| id).collect();
     assert!(
         g_instances.iter().all(|i| !f_instances.contains(i)),
         "each 2-vCPU instance holds one environment"

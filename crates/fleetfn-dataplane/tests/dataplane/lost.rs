@@ -42,7 +42,9 @@ async fn a_killed_agent_is_replaced_in_the_same_zone() {
             .any(|(i, _)| i == victim.instance_id())
     );
     assert_eq!(h.config("f:1").await.state, "Active");
-    h.invoke("f:1", "x").await.expect("invoke after the replacement");
+    h.invoke("f:1", "x")
+        .await
+        .expect("invoke after the replacement");
 }
 
 #[tokio::test(start_paused = true)]
@@ -84,9 +86,11 @@ async fn an_unreachable_agent_whose_process_runs_is_lost_after_three_failed_repo
     let victim = h.provider.running()[2].clone();
     // Connection refused, yet the provider still sees the process.
     victim.set_health(Health::Dead);
-    h.until("a replacement for the unreachable agent", MINUTE, || async {
-        replaced(&h, victim.instance_id())
-    })
+    h.until(
+        "a replacement for the unreachable agent",
+        MINUTE,
+        || async { replaced(&h, victim.instance_id()) },
+    )
     .await;
     assert!(
         h.provider
@@ -117,7 +121,10 @@ async fn an_environment_that_exits_is_replaced() {
 fn rounds(h: &Harness) -> Vec<Instant> {
     let mut out: Vec<Instant> = Vec::new();
     for l in h.provider.launches() {
-        if out.last().is_none_or(|t| l.at - *t > Duration::from_millis(100)) {
+        if out
+            .last()
+            .is_none_or(|t| l.at - *t > Duration::from_millis(100))
+        {
             out.push(l.at);
         }
     }
@@ -162,7 +169,10 @@ async fn without_capacity_launches_are_retried_slowly_and_succeed_once_it_return
     h.run_for(5 * MINUTE).await;
     assert_eq!(h.config("f:1").await.state, "Pending");
     let attempts = h.provider.launches().len();
-    assert!(attempts <= 30, "no retry storm: {attempts} attempts in 5 min");
+    assert!(
+        attempts <= 30,
+        "no retry storm: {attempts} attempts in 5 min"
+    );
     let gaps: Vec<Duration> = rounds(&h).windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
         gaps.iter().all(|g| *g <= Duration::from_secs(62)),

@@ -7,4 +7,5 @@ mod support;
 mod deploy;
 mod lost;
 mod rollout;
+mod routing;
 mod scaling;

@@ -51,7 +51,9 @@ async fn latest_published_rollout_drains_the_old_set_only_after_the_new_one_serv
     assert_eq!(old.len(), 3, "the old set still runs: {old:?}");
     for _ in 0..5 {
         let id = h.next_request_id();
-        h.invoke(LP, "during").await.expect("served during the rollout");
+        h.invoke(LP, "during")
+            .await
+            .expect("served during the rollout");
         let rec = h.served(&id).expect("answered");
         assert_eq!(rec.code_sha256_hex.as_deref(), Some(old_hex.as_str()));
     }
@@ -77,12 +79,20 @@ async fn latest_published_rollout_drains_the_old_set_only_after_the_new_one_serv
         .collect();
     assert_eq!(deleted.len(), 3, "{deleted:?}");
     for (id, at) in deleted {
-        assert!(at >= last_ready, "{id} deleted before the new set was Ready");
+        assert!(
+            at >= last_ready,
+            "{id} deleted before the new set was Ready"
+        );
     }
     let v = h.config(LP).await;
-    assert_eq!((v.state.as_str(), v.last_update_status.as_str()), ("Active", "Successful"));
+    assert_eq!(
+        (v.state.as_str(), v.last_update_status.as_str()),
+        ("Active", "Successful")
+    );
     let id = h.next_request_id();
-    h.invoke(LP, "after").await.expect("served after the rollout");
+    h.invoke(LP, "after")
+        .await
+        .expect("served after the rollout");
     let rec = h.served(&id).expect("answered");
     assert_eq!(rec.code_sha256_hex.as_deref(), Some(new_hex.as_str()));
 }

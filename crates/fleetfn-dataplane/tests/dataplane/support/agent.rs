@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetfn_proto::{
-    AgentApi, AgentReport, BoxFuture, ClientError, EnvState, EnvironmentRequest,
-    EnvironmentStatus, Failure, InstanceUsage, InvokeReply, RejectReason,
+    AgentApi, AgentReport, BoxFuture, ClientError, EnvState, EnvironmentRequest, EnvironmentStatus,
+    Failure, InstanceUsage, InvokeReply, RejectReason,
 };
 use fleetfn_scheduler::InstanceType;
 use tokio::sync::watch;
@@ -111,7 +111,6 @@ pub struct InvokeRecord {
     pub function: String,
     /// SHA-256 (hex) of the code of the environment that got it; `None` if it did not exist.
     pub code_sha256_hex: Option<String>,
-    pub at: Instant,
     /// What the agent did with it.
     pub answer: String,
 }
@@ -178,10 +177,6 @@ impl FakeAgent {
         &self.0.zone
     }
 
-    pub fn instance_type(&self) -> &InstanceType {
-        &self.0.instance_type
-    }
-
     fn state(&self) -> MutexGuard<'_, AgentState> {
         lock(&self.0.state)
     }
@@ -213,10 +208,6 @@ impl FakeAgent {
         }
         // Wake long polls so they see the new health.
         self.bump();
-    }
-
-    pub fn health(&self) -> Health {
-        self.state().health
     }
 
     /// Answer every invoke on this agent this way (`None`: back to the script's answer).
@@ -496,7 +487,6 @@ impl AgentApi for FakeAgent {
                 instance_id: self.0.instance_id.clone(),
                 function: String::new(),
                 code_sha256_hex: None,
-                at: Instant::now(),
                 answer: String::new(),
             };
             if health != Health::Up {

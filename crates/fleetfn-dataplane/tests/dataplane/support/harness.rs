@@ -208,14 +208,11 @@ impl Harness {
                     security_group_ids: vec![],
                 }),
                 permissions_config: Some(CapacityProviderPermissionsConfig {
-                    capacity_provider_operator_role_arn: "arn:aws:iam::000000000000:role/op"
-                        .into(),
+                    capacity_provider_operator_role_arn: "arn:aws:iam::000000000000:role/op".into(),
                 }),
-                capacity_provider_scaling_config: max_vcpu.map(|n| {
-                    CapacityProviderScalingConfig {
-                        max_vcpu_count: Some(n),
-                        ..Default::default()
-                    }
+                capacity_provider_scaling_config: max_vcpu.map(|n| CapacityProviderScalingConfig {
+                    max_vcpu_count: Some(n),
+                    ..Default::default()
                 }),
                 ..Default::default()
             })
@@ -379,11 +376,8 @@ impl Harness {
         };
         for w in 0..workers {
             let (cp, dp, stop) = (self.cp.clone(), self.dp.clone(), load.stop.clone());
-            let (ok, throttled, failed) = (
-                load.ok.clone(),
-                load.throttled.clone(),
-                load.failed.clone(),
-            );
+            let (ok, throttled, failed) =
+                (load.ok.clone(), load.throttled.clone(), load.failed.clone());
             let target = fref(qualified);
             tokio::spawn(async move {
                 for n in 0u64.. {

@@ -10,5 +10,4 @@ pub mod harness;
 pub mod provider;
 
 pub use agent::{Answer, FakeAgent, Health};
-pub use harness::{FunctionSpec, Harness, Load};
-pub use provider::FakeProvider;
+pub use harness::{FunctionSpec, Harness};

@@ -118,10 +118,6 @@ impl FakeProvider {
         out
     }
 
-    pub fn agent(&self, instance_id: &str) -> Option<FakeAgent> {
-        self.state().agents.get(instance_id).cloned()
-    }
-
     /// The instance's process dies: its agent is unreachable and `is_running` is false.
     pub fn kill(&self, instance_id: &str) {
         let agent = {
