@@ -230,3 +230,88 @@ async fn min_max_zero_stops_everything_throttles_and_comes_back() {
         .await
         .expect("invoke after scaling back up");
 }
+
+/// Environments per instance of the running agents, as `(instance id, zone, count)`.
+fn loads(h: &Harness) -> Vec<(String, String, usize)> {
+    h.provider
+        .running()
+        .iter()
+        .map(|a| {
+            (
+                a.instance_id().to_string(),
+                a.zone().to_string(),
+                a.envs().len(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn scale_in_takes_from_the_fullest_zone_then_the_emptiest_instance() {
+    let h = Harness::with_config(|c| {
+        c.idle_instance_after = Duration::from_secs(30);
+        c.scale_in_after = MINUTE;
+    });
+    // Only 4-vCPU instances: three 1-vCPU environments fit on each.
+    let arn = h
+        .capacity_provider_of("cp", None, Some(&["c7i.xlarge"]))
+        .await;
+    h.create_function("f", &arn, &FunctionSpec::default()).await;
+    h.publish("f").await;
+    h.until_state("f:1", "Active", MINUTE).await;
+
+    // Four environments: the fourth shares an instance in one zone.
+    h.scaling("f:1", Some(4), None).await;
+    h.until("four Ready", MINUTE, || async { h.ready("f").len() == 4 })
+        .await;
+    let mut l = loads(&h);
+    l.sort_by_key(|x| x.2);
+    assert_eq!(
+        l.iter().map(|x| x.2).collect::<Vec<_>>(),
+        [1, 1, 2],
+        "{l:?}"
+    );
+    let doubled = l[2].clone();
+    // Back to three: the environment goes from the zone with two (not from an emptier
+    // instance elsewhere, which would leave a zone empty).
+    h.scaling("f:1", Some(3), None).await;
+    h.until("three Ready", 5 * MINUTE, || async {
+        h.ready("f").len() == 3
+    })
+    .await;
+    assert!(Harness::per_zone(&h.ready("f")).values().all(|n| *n == 1));
+    assert!(
+        loads(&h).iter().any(|x| x.0 == doubled.0 && x.2 == 1),
+        "{:?}",
+        loads(&h)
+    );
+
+    // Ten: each zone's instance full (3), the tenth on a new instance of its own.
+    h.scaling("f:1", Some(10), None).await;
+    h.until("ten Ready", 2 * MINUTE, || async {
+        h.ready("f").len() == 10
+    })
+    .await;
+    let mut l = loads(&h);
+    l.sort_by_key(|x| x.2);
+    assert_eq!(
+        l.iter().map(|x| x.2).collect::<Vec<_>>(),
+        [1, 3, 3, 3],
+        "{l:?}"
+    );
+    let lone = l[0].clone();
+    // Nine: the zone with four gives one up, from its emptiest instance, which is retired.
+    h.scaling("f:1", Some(9), None).await;
+    h.until("nine Ready", 5 * MINUTE, || async {
+        h.ready("f").len() == 9
+    })
+    .await;
+    assert!(Harness::per_zone(&h.ready("f")).values().all(|n| *n == 3));
+    h.until("the emptied instance retired", MINUTE, || async {
+        h.provider.terminations().iter().any(|t| t.0 == lone.0)
+    })
+    .await;
+    let l = loads(&h);
+    assert_eq!(l.len(), 3, "{l:?}");
+    assert!(l.iter().all(|x| x.2 == 3), "{l:?}");
+}

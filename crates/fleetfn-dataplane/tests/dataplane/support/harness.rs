@@ -17,7 +17,7 @@ use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::{
     CapacityProviderConfig, CapacityProviderPermissionsConfig, CapacityProviderScalingConfig,
     CapacityProviderVpcConfig, CreateCapacityProviderRequest, CreateFunctionRequest, Environment,
-    FunctionCode, FunctionConfiguration, FunctionScalingConfig,
+    FunctionCode, FunctionConfiguration, FunctionScalingConfig, InstanceRequirements,
     LambdaManagedInstancesCapacityProviderConfig, PublishVersionRequest,
     PutFunctionScalingConfigRequest, UpdateFunctionCodeRequest,
 };
@@ -199,6 +199,16 @@ impl Harness {
 
     /// A capacity provider over [`ZONES`]; returns its ARN.
     pub async fn capacity_provider(&self, name: &str, max_vcpu: Option<i64>) -> String {
+        self.capacity_provider_of(name, max_vcpu, None).await
+    }
+
+    /// A capacity provider over [`ZONES`] limited to the `allowed` instance types.
+    pub async fn capacity_provider_of(
+        &self,
+        name: &str,
+        max_vcpu: Option<i64>,
+        allowed: Option<&[&str]>,
+    ) -> String {
         let p = self
             .cp
             .create_capacity_provider(CreateCapacityProviderRequest {
@@ -209,6 +219,10 @@ impl Harness {
                 }),
                 permissions_config: Some(CapacityProviderPermissionsConfig {
                     capacity_provider_operator_role_arn: "arn:aws:iam::000000000000:role/op".into(),
+                }),
+                instance_requirements: allowed.map(|types| InstanceRequirements {
+                    allowed_instance_types: Some(types.iter().map(|t| (*t).to_string()).collect()),
+                    ..Default::default()
                 }),
                 capacity_provider_scaling_config: max_vcpu.map(|n| CapacityProviderScalingConfig {
                     max_vcpu_count: Some(n),
