@@ -182,3 +182,53 @@ async fn without_capacity_launches_are_retried_slowly_and_succeed_once_it_return
     h.until_state("f:1", "Active", 2 * MINUTE).await;
     assert_eq!(h.ready("f").len(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replacement_that_fails_init_is_retried_with_growing_back_off() {
+    let h = Harness::new();
+    h.active_function(&FunctionSpec::default()).await;
+    let hex = crate::support::harness::code_hex(&h.config("f:1").await);
+    // From now on this code fails init (a broken host dependency, say).
+    h.provider.script().init_failures.insert(
+        hex.clone(),
+        fleetfn_proto::Failure {
+            reason_code: "Runtime.ExitError".into(),
+            reason: "exit status 1".into(),
+        },
+    );
+    let victim = h.provider.running()[0].clone();
+    let t0 = Instant::now();
+    h.provider.kill(victim.instance_id());
+    h.run_for(2 * MINUTE).await;
+    // An Active version does not fail for a replacement's sake: the other two serve meanwhile.
+    assert_eq!(h.config("f:1").await.state, "Active");
+    assert_eq!(h.ready("f").len(), 2);
+    let starts: Vec<Instant> = {
+        let mut s: Vec<Instant> = h
+            .provider
+            .agents()
+            .iter()
+            .flat_map(crate::support::FakeAgent::started)
+            .map(|(_, _, at)| at)
+            .filter(|at| *at > t0)
+            .collect();
+        s.sort();
+        s
+    };
+    assert!(starts.len() >= 4, "{starts:?}");
+    assert!(
+        starts.len() <= 12,
+        "no retry storm: {} starts",
+        starts.len()
+    );
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    for w in gaps.windows(2) {
+        assert!(w[1] > w[0], "the spacing grows: {gaps:?}");
+    }
+    // The cause goes away: the next attempt succeeds.
+    h.provider.script().init_failures.clear();
+    h.until("the replacement is Ready", 2 * MINUTE, || async {
+        replaced(&h, victim.instance_id())
+    })
+    .await;
+}
