@@ -119,7 +119,7 @@ async fn scales_in_after_the_idle_period_one_step_at_a_time_keeping_zones_balanc
         h.ready("f").len() == 6
     })
     .await;
-    h.run_for(10 * Duration::from_secs(1)).await;
+    h.run_for(Duration::from_secs(10)).await;
     assert_eq!(
         h.provider.running().len(),
         6,
@@ -314,4 +314,26 @@ async fn scale_in_takes_from_the_fullest_zone_then_the_emptiest_instance() {
     let l = loads(&h);
     assert_eq!(l.len(), 3, "{l:?}");
     assert!(l.iter().all(|x| x.2 == 3), "{l:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agents_cpu_and_memory_reach_the_versions_gauges() {
+    let h = Harness::new();
+    h.active_function(&FunctionSpec::default()).await;
+    {
+        let mut script = h.provider.script();
+        // 1.2 vCPUs over three 1-vCPU environments: 40 % each, below the 50 % target.
+        script.cpu_demand.insert("f".into(), 1.2);
+        // 512 MiB of a 2048 MB MemorySize.
+        script.memory_bytes.insert("f".into(), 512 << 20);
+    }
+    h.until("the CPU gauge at 40 %", MINUTE, || async {
+        (h.metric("fleetfn_execution_environment_cpu_utilization", "f", "1") - 0.4).abs() < 0.01
+    })
+    .await;
+    let mem = h.metric("fleetfn_execution_environment_memory_utilization", "f", "1");
+    assert!((mem - 0.25).abs() < 1e-9, "{mem}");
+    // Below the target: no scale-out.
+    h.run_for(2 * MINUTE).await;
+    assert_eq!(h.ready("f").len(), 3);
 }
