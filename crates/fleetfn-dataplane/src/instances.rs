@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetfn_proto::AgentClient;
+use fleetfn_proto::{AgentApi, AgentClient};
 use fleetfn_scheduler::InstanceType;
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -49,14 +49,15 @@ pub struct LaunchSpec {
     pub instance_type: InstanceType,
 }
 
-/// A launched instance: where its agent listens.
+/// A launched instance: its agent, and where it runs.
 #[derive(Debug)]
 pub struct Instance {
     pub id: String,
     pub zone: String,
     pub capacity_provider: String,
     pub instance_type: InstanceType,
-    pub client: AgentClient,
+    /// The instance's agent (an [`AgentClient`] for agent processes).
+    pub client: Arc<dyn AgentApi>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +264,7 @@ impl LocalProvider {
             zone: spec.zone.clone(),
             capacity_provider: spec.capacity_provider.clone(),
             instance_type: t.clone(),
-            client: AgentClient::new(addr, &token),
+            client: Arc::new(AgentClient::new(addr, &token)),
         })
     }
 }

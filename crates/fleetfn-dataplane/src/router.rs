@@ -9,12 +9,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_model::{LambdaError, Result};
 use fleetfn_proto::{InvokeReply, RejectReason};
 use fleetfn_server::records::version_key;
+// The scaler compares busy time with its own tick interval, measured on tokio's clock.
+use tokio::time::Instant;
 
 use crate::DataPlane;
 use crate::routing::VersionRoutes;

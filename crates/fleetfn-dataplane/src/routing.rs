@@ -143,7 +143,10 @@ pub(crate) mod tests {
             zone: zone.into(),
             capacity_provider: "cp".into(),
             instance_type: t,
-            client: AgentClient::new("127.0.0.1:1".parse().expect("address"), "token"),
+            client: Arc::new(AgentClient::new(
+                "127.0.0.1:1".parse().expect("address"),
+                "token",
+            )),
         })
     }
 

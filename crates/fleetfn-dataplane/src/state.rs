@@ -119,6 +119,8 @@ pub(crate) struct VersionScale {
 pub(crate) struct LaunchFailure {
     pub message: String,
     pub at: String,
+    /// When it failed (a launch begun before it belongs to the same round).
+    pub failed_at: Instant,
     /// No launch before this (from `backoff`, which the next failure continues).
     pub retry_at: Instant,
     pub backoff: Backoff,

@@ -2,15 +2,18 @@
 //! carrying `Authorization: Bearer <token>`. The server tells an agent which environments to run
 //! (`PUT`/`DELETE /v1/environments/{id}`), reads their state (`GET /v1/environments`), and sends
 //! invokes (`POST /v1/environments/{id}/invoke`, payload as the body). This crate holds the
-//! message types and a pooled client; the agent's server side lives in `fleetfn-agent`.
+//! message types, the [`AgentApi`] trait of what the server asks of an agent, and a pooled HTTP
+//! client implementing it; the agent's server side lives in `fleetfn-agent`.
 #![forbid(unsafe_code)]
 
+mod api;
 mod client;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use api::{AgentApi, BoxFuture};
 pub use client::{AgentClient, ClientError, InvokeReply};
 
 /// Path prefix of this protocol version.

@@ -1,10 +1,13 @@
 //! Desired state of fleetfn: one `Store` trait over revisioned JSON records with optimistic
-//! concurrency, and its SQLite backend (the embedded default). Callers see tables of records keyed
-//! by string; every write names the revision it expects, and a batch of writes commits atomically
-//! or not at all. A PostgreSQL backend implements the same trait with the same SQL shape
-//! (`UPDATE … WHERE rev = $n`). This crate knows nothing of Lambda semantics.
+//! concurrency, its SQLite backend (the embedded default) and, with the `memory` feature, an
+//! in-memory one for tests. Callers see tables of records keyed by string; every write names the
+//! revision it expects, and a batch of writes commits atomically or not at all. A PostgreSQL
+//! backend implements the same trait with the same SQL shape (`UPDATE … WHERE rev = $n`). This
+//! crate knows nothing of Lambda semantics.
 #![forbid(unsafe_code)]
 
+#[cfg(any(test, feature = "memory"))]
+mod memory;
 mod sqlite;
 
 use std::future::Future;
@@ -13,6 +16,8 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(any(test, feature = "memory"))]
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// A boxed future, so `dyn Store` works.

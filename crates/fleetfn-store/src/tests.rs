@@ -1,6 +1,58 @@
-//! Conformance tests every backend must pass; run here against SQLite in a temp dir.
+//! Conformance tests every backend must pass, run against SQLite in a temp dir and against the
+//! in-memory store; then SQLite-only tests (reopen, a failed transaction).
+
+use std::sync::Arc;
 
 use super::*;
+
+/// A fresh store of one backend, with whatever must outlive it (its temp dir).
+type Opened = (Option<tempfile::TempDir>, Arc<dyn Store>);
+
+async fn open_sqlite() -> Opened {
+    let (dir, store) = open().await;
+    (Some(dir), Arc::new(store))
+}
+
+async fn open_memory() -> Opened {
+    (None, Arc::new(MemoryStore::new()))
+}
+
+/// The contract tests, one `#[tokio::test]` each, for the backend `$open` opens.
+macro_rules! contract_tests {
+    ($module:ident, $open:ident) => {
+        mod $module {
+            #[tokio::test]
+            async fn put_get_and_revisions() {
+                let (_d, s) = super::$open().await;
+                super::put_get_and_revisions(&*s).await;
+            }
+            #[tokio::test]
+            async fn conflicts_abort_the_whole_batch() {
+                let (_d, s) = super::$open().await;
+                super::conflicts_abort_the_whole_batch(&*s).await;
+            }
+            #[tokio::test]
+            async fn list_by_prefix_with_pagination() {
+                let (_d, s) = super::$open().await;
+                super::list_by_prefix_with_pagination(&*s).await;
+            }
+            #[tokio::test]
+            async fn concurrent_writers_one_wins() {
+                let (_d, s) = super::$open().await;
+                super::concurrent_writers_one_wins(s).await;
+            }
+            #[tokio::test]
+            async fn a_batch_sees_its_own_earlier_writes() {
+                let (_d, s) = super::$open().await;
+                super::a_batch_sees_its_own_earlier_writes(&*s).await;
+            }
+        }
+    };
+}
+
+contract_tests!(sqlite, open_sqlite);
+
+contract_tests!(memory, open_memory);
 
 async fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -14,9 +66,7 @@ fn val(s: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "v": s })).unwrap()
 }
 
-#[tokio::test]
-async fn put_get_and_revisions() {
-    let (_d, s) = open().await;
+async fn put_get_and_revisions(s: &dyn Store) {
     assert!(s.get(Table::Functions, "a").await.unwrap().is_none());
     let revs = s
         .commit(vec![Op::put(
@@ -46,9 +96,7 @@ async fn put_get_and_revisions() {
     assert!(s.get(Table::Versions, "a").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn conflicts_abort_the_whole_batch() {
-    let (_d, s) = open().await;
+async fn conflicts_abort_the_whole_batch(s: &dyn Store) {
     s.commit(vec![Op::Put {
         table: Table::Functions,
         key: "a".into(),
@@ -100,9 +148,7 @@ async fn conflicts_abort_the_whole_batch() {
     assert!(s.get(Table::Functions, "a").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn list_by_prefix_with_pagination() {
-    let (_d, s) = open().await;
+async fn list_by_prefix_with_pagination(s: &dyn Store) {
     let mut ops = Vec::new();
     for k in ["f1/001", "f1/002", "f1/003", "f10/001", "f2/001"] {
         ops.push(Op::Put {
@@ -153,9 +199,7 @@ async fn survives_reopen() {
     assert_eq!(rec.value, val("kept"));
 }
 
-#[tokio::test]
-async fn concurrent_writers_one_wins() {
-    let (_d, s) = open().await;
+async fn concurrent_writers_one_wins(s: Arc<dyn Store>) {
     s.commit(vec![Op::Put {
         table: Table::Functions,
         key: "race".into(),
@@ -164,7 +208,6 @@ async fn concurrent_writers_one_wins() {
     }])
     .await
     .unwrap();
-    let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
     for i in 0..8 {
         let s = s.clone();
@@ -270,4 +313,32 @@ async fn a_failed_batch_leaves_no_connection_inside_a_transaction() {
         keys, want,
         "committed state only, nothing of the failed batches"
     );
+}
+
+async fn a_batch_sees_its_own_earlier_writes(s: &dyn Store) {
+    // Insert, then update the revision the batch itself created, then another key's delete of
+    // what the batch inserted: all in one batch.
+    let revs = s
+        .commit(vec![
+            Op::put(Table::Aliases, "f/a", &serde_json::json!(1), Expect::Absent),
+            Op::put(
+                Table::Aliases,
+                "f/a",
+                &serde_json::json!(2),
+                Expect::Revision(1),
+            ),
+            Op::put(Table::Aliases, "f/b", &serde_json::json!(3), Expect::Absent),
+            Op::delete(Table::Aliases, "f/b", 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(revs, vec![1, 2, 1, 0]);
+    let a = s.get(Table::Aliases, "f/a").await.unwrap().unwrap();
+    assert_eq!((a.revision, a.value), (2, b"2".to_vec()));
+    assert!(s.get(Table::Aliases, "f/b").await.unwrap().is_none());
+    // `after` below the prefix lists the whole prefix; empty tables count zero.
+    let listed = s.list(Table::Aliases, "f/", Some("a"), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(s.count(Table::Usage, "").await.unwrap(), 0);
+    assert!(s.list(Table::Usage, "", None, 10).await.unwrap().is_empty());
 }

@@ -43,6 +43,7 @@ impl DataPlane {
         );
         let dp = self.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let result = dp.provider.launch(&id, &spec).await;
             match result {
                 Ok(inst) => {
@@ -70,17 +71,23 @@ impl DataPlane {
                     tracing::error!(error = %e, capacity_provider = %spec.capacity_provider, zone = %spec.zone, instance_type = %spec.instance_type.name, "instance launch failed");
                     let mut s = dp.state.write();
                     s.instances.remove(&id);
-                    let mut backoff = s
-                        .launch_failures
-                        .remove(&spec.capacity_provider)
-                        .map_or(LAUNCH_BACKOFF, |f| f.backoff);
                     let now = Instant::now();
-                    let retry_at = now + backoff.fail(now);
+                    let previous = s.launch_failures.remove(&spec.capacity_provider);
+                    // Launches of one round that fail together back off one step, not one
+                    // step each: a failure recorded after this launch began is the same round.
+                    let (retry_at, backoff) = match previous {
+                        Some(f) if f.failed_at >= started => (f.retry_at, f.backoff),
+                        previous => {
+                            let mut backoff = previous.map_or(LAUNCH_BACKOFF, |f| f.backoff);
+                            (now + backoff.fail(now), backoff)
+                        }
+                    };
                     s.launch_failures.insert(
                         spec.capacity_provider.clone(),
                         LaunchFailure {
                             message: e.to_string(),
                             at: fleetfn_model::time::now_lambda(),
+                            failed_at: now,
                             retry_at,
                             backoff,
                         },

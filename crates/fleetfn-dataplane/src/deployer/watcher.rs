@@ -137,6 +137,12 @@ impl DataPlane {
                         }
                     }
                     Err(e) => {
+                        // Retired (or dropped) while the report was under way: its process
+                        // going away is no loss.
+                        let known = dp.state.read().instances.contains_key(&inst.id);
+                        if !known || dp.stopping.is_cancelled() {
+                            return;
+                        }
                         failures += 1;
                         // A process known to be gone needs no more heartbeats to be declared lost.
                         if failures >= LOST_AFTER || !dp.provider.is_running(&inst.id) {

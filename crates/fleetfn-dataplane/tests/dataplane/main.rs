@@ -1,0 +1,11 @@
+//! The data plane in one process: a real control plane (over `MemoryStore`), the real deployer,
+//! placement, scaler and router, on a fake instance provider and fake agents, under tokio's
+//! paused time (no real processes, no real sleeps). See `support` for the testkit.
+
+mod support;
+
+mod deploy;
+mod lost;
+mod rollout;
+mod routing;
+mod scaling;
