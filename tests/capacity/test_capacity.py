@@ -14,10 +14,11 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-import capacity_helpers as ch
-from conftest_support import Resources, dp_client
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import capacity as ch
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit import prereq
+from fleetfn_testkit.resources import Resources, dp_client
 
 Q = ch.QUALIFIER
 
@@ -166,7 +167,7 @@ def test_overload_is_answered_promptly_with_429_and_a_reason(lam, endpoint, res)
     assert len(after["Environments"]) == 1, after["Environments"]
 
 
-@pytest.mark.skipif(not ch.is_root(), reason="the disk ceiling reads the sandbox's /tmp (needs root)")
+@prereq.needs_root("the disk ceiling reads the sandbox's /tmp")
 def test_full_tmp_throttles_with_the_disk_reason(lam, endpoint, res):
     cp = res.cp()
     name = res.function(cp, timeout=30)
@@ -185,7 +186,7 @@ def test_full_tmp_throttles_with_the_disk_reason(lam, endpoint, res):
     assert t["Total"] - base["Total"] == t["Disk"] - base["Disk"], t
 
 
-@pytest.mark.skipif(not ch.is_root(), reason="the CPU ceiling is measured on the environment's cgroup (needs root)")
+@prereq.needs_root("the CPU ceiling is measured on the environment's cgroup")
 def test_cpu_saturated_environment_throttles_with_the_cpu_reason(lam, endpoint, res):
     # One environment (a quarter of a host CPU) with room for 4 invokes: two CPU-bound invokes
     # peg its CPU, so the agent refuses a third one to protect them although a worker is idle.
