@@ -3,10 +3,10 @@
 //! The tests in `needs_root` are `#[ignore]`d unless run with `--include-ignored` (as
 //! `scripts/test` does, as root); run, each checks the host first and fails, saying why, when it
 //! is not root, a namespace cannot be unshared, or (for the limit tests) cgroups are unusable
-//! (`fleetfn_testutil::require`). Each test
-//! uses its own cgroup slice (`fleetfn-test-<pid>-<test>`) and temp dirs; guards kill running
-//! helpers and remove the slice even when an assertion fails. Mounts live only in the helpers'
-//! private mount namespaces and vanish with them.
+//! (`fleetfn_testutil::require`). Each test uses its own cgroup slice
+//! (`fleetfn-test-<pid>-<test>`) and temp dirs; guards kill running helpers and remove the slice
+//! even when an assertion fails. Mounts live only in the helpers' private mount namespaces and
+//! vanish with them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
