@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from botocore.exceptions import ClientError
-
 from fleetfn_testkit import api as h
 from fleetfn_testkit import capacity as ch
 from fleetfn_testkit import dataplane as dp

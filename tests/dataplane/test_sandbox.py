@@ -8,6 +8,7 @@ As root the agents must report a sandbox in force (cgroups, namespaces, uid drop
 root the tests are skipped, saying why (`needs root: ...`).
 """
 
+import os
 import uuid
 
 import pytest
