@@ -2,14 +2,15 @@
 //! and cgroups, `node`, Python with awslambdaric, a tool such as `nft` or `curl` — and how they
 //! report that it is missing.
 //!
-//! Such a test is `#[ignore = "needs <what>: …"]` and lives in a module named `needs_<tag>`
-//! (`needs_root::`, `needs_node::`, …). A plain `cargo test` lists it as ignored with that
+//! Such a test is `#[ignore = "needs <what>; run by scripts/test (opt out:
+//! FLEETFN_TEST_OPT_OUT=<tag>)"]` and lives in a module named `needs_<tag>` (`needs_root::`,
+//! `needs_node::`, …; a test needing two is in both, `needs_root::needs_nft::`). A plain `cargo test` lists it as ignored with that
 //! reason, never as passed. `scripts/test-rust` (called by `scripts/test`) runs the workspace with
 //! `--include-ignored`, leaving out the tags named in [`OPT_OUT_VAR`] (`--skip needs_<tag>::`), and
 //! fails when any test was still ignored. A test that runs without its prerequisite fails
 //! through [`require`] with the reason and the way out.
 //!
-//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`].
+//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`] ([`TAGS`]).
 
 use std::path::{Path, PathBuf};
 
