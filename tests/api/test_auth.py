@@ -14,8 +14,8 @@ from unittest import mock
 import botocore.auth
 import requests
 
-import fleetfn_helpers as h
-from fleetfn_helpers import make_client
+from fleetfn_testkit import api as h
+from fleetfn_testkit.api import make_client
 
 
 def test_health_needs_no_auth(endpoint):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 CP_ARN_PREFIX = f"arn:aws:lambda:{h.REGION}:{h.ACCOUNT}:capacity-provider:"
 

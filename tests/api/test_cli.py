@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 
 class Cli:

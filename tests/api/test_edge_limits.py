@@ -17,7 +17,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 BIG = 60 * 1000 * 1000  # under the 69.9 MB code-upload limit
 RSS_LIMIT_KB = 100 * 1024

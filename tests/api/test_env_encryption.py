@@ -9,7 +9,7 @@ import os
 import stat
 import subprocess
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 SECRET = "s3cr3t-9f2c1d7e-never-in-clear"
 

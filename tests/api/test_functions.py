@@ -3,8 +3,8 @@ the generic function CRUD they rely on."""
 
 import pytest
 
-import fleetfn_helpers as h
-from fleetfn_helpers import lmi_config
+from fleetfn_testkit import api as h
+from fleetfn_testkit.api import lmi_config
 
 
 def _cfg(lam, name, **kw):

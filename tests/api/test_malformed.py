@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 CONTENT_CODES = ("InvalidRequestContentException", "ValidationException")
 

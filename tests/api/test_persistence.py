@@ -2,8 +2,8 @@
 
 import signal
 
-import fleetfn_helpers as h
-from fleetfn_helpers import make_client
+from fleetfn_testkit import api as h
+from fleetfn_testkit.api import make_client
 
 
 def _stop_cleanly(srv):

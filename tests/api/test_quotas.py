@@ -18,7 +18,7 @@ import zipfile
 
 import pytest
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 TOO_LARGE_CODES = ("RequestEntityTooLargeException", "RequestTooLargeException")
 

@@ -9,7 +9,7 @@ without a capacity provider -> AccessDeniedException.
 import pytest
 from botocore.exceptions import ClientError
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 
 def _put(lam, name, qualifier, cfg, timeout=h.ASYNC_TIMEOUT):

@@ -2,7 +2,7 @@
 
 import pytest
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 
 @pytest.fixture(params=["function", "capacity-provider"])

@@ -1,6 +1,6 @@
 """PublishVersion and $LATEST.PUBLISHED for LMI functions (lmi-behaviour.md §1.3–§1.6)."""
 
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
 
 
 def _cfg(lam, name, **kw):

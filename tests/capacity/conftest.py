@@ -10,55 +10,23 @@ deletes them at the end.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-for sub in ("api", "dataplane"):
-    p = str(ROOT / sub)
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import fleetfn_helpers as h  # noqa: E402
-import dataplane_helpers as dp  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("fleetfn_api_conftest_cap", ROOT / "api" / "conftest.py")
-api_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(api_conftest)
-FleetfnServer = api_conftest.FleetfnServer
-
+from fleetfn_testkit.resources import Resources, dp_client
+from fleetfn_testkit.server import FleetfnServer, find_binary
 
 SERVER_ARGS = ["--vcpu-scale", "0.25", "--scale-in-after", "3", "--idle-instance-after", "2",
                "--max-local-vcpus", "512"]
 
-_SERVERS: list = []
-
-from conftest_support import Resources, dp_client  # noqa: E402
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for srv in _SERVERS:
-            rep.sections.append((f"fleetfn {srv.name} logs", srv.logs(tail_lines=80)))
-
 
 def start_server(tmp_path_factory, name: str, extra: list[str]):
     base = tmp_path_factory.mktemp(f"fleetfn-{name}")
-    srv = FleetfnServer(api_conftest.find_binary(), base / "data", base / "logs", name=name,
+    srv = FleetfnServer(find_binary(), base / "data", base / "logs", name=name,
                         data_plane=True, extra_args=extra)
-    srv.start()
-    _SERVERS.append(srv)
-    return srv
+    return srv.start()
 
 
 def stop_server(srv):
-    _SERVERS.remove(srv)
     srv.stop()
 
 

@@ -7,10 +7,10 @@ import json
 import os
 import subprocess
 
-import capacity_helpers as ch
-import dataplane_helpers as dp
-import fleetfn_helpers as h
-from conftest_support import Resources, dp_client
+from fleetfn_testkit import api as h
+from fleetfn_testkit import capacity as ch
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit.resources import Resources, dp_client
 
 # A catalog override with a round price, so the hand calculation is easy to read.
 HOURLY = 0.05  # below every other type, so placement keeps choosing it

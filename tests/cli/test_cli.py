@@ -6,9 +6,7 @@ import json
 import re
 import time
 
-import fleetfn_helpers as h
-
-# docs/STATUS.md: always present, also without a data plane (then both lists are empty).
+from fleetfn_testkit import api as h
 STATUS_KEYS = {"DataPlane", "CapacityProviders", "Functions"}
 
 

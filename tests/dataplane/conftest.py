@@ -1,7 +1,6 @@
 """Fixtures for the fleetfn black-box data-plane suite (tests/dataplane).
 
-One `fleetfn serve` for the whole data-plane session (started the same way as the API
-suite's, with the FleetfnServer class of tests/api/conftest.py), one capacity provider with
+One `fleetfn serve` for the whole data-plane session (fleetfn_testkit.server), one capacity provider with
 three subnets (= three zones), and three shared functions published to $LATEST.PUBLISHED:
 the Rust test function (lambda_runtime `run_concurrent`), a Python function (awslambdaric)
 and a Node.js function, each with PerExecutionEnvironmentMaxConcurrency=8, MemorySize=2048,
@@ -14,51 +13,21 @@ CARGO_TARGET_DIR (default /root/.cache/fleetfn-target).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-API_DIR = Path(__file__).resolve().parents[1] / "api"
-if str(API_DIR) not in sys.path:
-    sys.path.insert(0, str(API_DIR))
-
-import fleetfn_helpers as h  # noqa: E402  (tests/api/fleetfn_helpers.py)
-
-import dataplane_helpers as dp  # noqa: E402
-
-# The server process management of the API suite, loaded under its own module name so it
-# does not collide with this conftest (both are plain `conftest` modules to pytest).
-_spec = importlib.util.spec_from_file_location("fleetfn_api_conftest", API_DIR / "conftest.py")
-api_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(api_conftest)
-FleetfnServer = api_conftest.FleetfnServer
-
-_SESSION_SERVERS: list = []
-
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit.server import FleetfnServer
 
 make_client = dp.no_retry_client
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and _SESSION_SERVERS:
-        for srv in _SESSION_SERVERS:
-            rep.sections.append((f"fleetfn {srv.name} logs", srv.logs(tail_lines=60)))
-
-
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(fleetfn_binary, tmp_path_factory):
     base = tmp_path_factory.mktemp("fleetfn-dataplane")
-    srv = FleetfnServer(api_conftest.find_binary(), base / "data", base / "logs", name="dataplane",
-                        data_plane=True)
+    srv = FleetfnServer(fleetfn_binary, base / "data", base / "logs", name="dataplane", data_plane=True)
     srv.start()
-    _SESSION_SERVERS.append(srv)
     yield srv
-    _SESSION_SERVERS.remove(srv)
     rc = srv.stop()
     print(f"\nfleetfn data-plane server exited with {rc}; logs in {base / 'logs'}")
 

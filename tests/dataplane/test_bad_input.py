@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6,291,456 bytes
 MALFORMED = b'{"op": "echo", oops'

@@ -11,8 +11,8 @@ Node, by the handlers' own start/end timestamps overlapping -- never by wall-clo
 import pytest
 from botocore.exceptions import ClientError
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 QUALIFIER = "$LATEST.PUBLISHED"
 SLEEP_MS = 1000

@@ -9,8 +9,8 @@ credentials) must not reach function code.
 
 import pytest
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 QUALIFIER = "$LATEST.PUBLISHED"
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 
 @pytest.mark.parametrize("runtime", list(dp.RUNTIMES))

@@ -9,8 +9,8 @@ not scale back up on traffic).
 import pytest
 from botocore.exceptions import ClientError
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 QUALIFIER = "$LATEST.PUBLISHED"
 NEW_CODE_STREAK = 20

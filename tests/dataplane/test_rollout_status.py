@@ -5,8 +5,8 @@ on its old environments while the new ones start)."""
 import threading
 import time
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 QUALIFIER = "$LATEST.PUBLISHED"
 MARK = "LAMBDA_ROLLOUT_MARK"  # the Rust test function reports AWS_*/LAMBDA_* variables

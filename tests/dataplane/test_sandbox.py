@@ -5,7 +5,7 @@ mount/pid/ipc namespaces, an unprivileged user; "when the host allows less ... t
 says at start-up which isolation is in force" (the `sandbox: ...` log line).
 
 As root the agents must report a sandbox in force (cgroups, namespaces, uid drop); without
-root the tests are skipped, saying why.
+root the tests are skipped, saying why (`needs root: ...`).
 """
 
 import os
@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 
-import dataplane_helpers as dp
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit import prereq
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandbox tests need root (the agent only sandboxes as root)")
+pytestmark = prereq.needs_root("the agent only sandboxes as root")
 
 
 @pytest.fixture

@@ -9,59 +9,32 @@ are attackers, and the network around it that they must or must not reach.
   addresses and the environments' gateways alike).
 - `server`: `fleetfn serve` with FLEETFN_ENV_DNS pointing the environments at the test's DNS.
 
-Needs root (network namespaces, nftables); without it every test is skipped with the reason.
+Needs root (network namespaces, nftables); without it every test is skipped with the reason
+(`needs root: ...`, `needs nft: ...`; fleetfn_testkit.prereq).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-for sub in ("api", "dataplane"):
-    p = str(ROOT / sub)
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import fleetfn_helpers as h  # noqa: E402
-import dataplane_helpers as dp  # noqa: E402
-
-from isolation_support import (  # noqa: E402
-    HERE, INET_ADDR, INET_HOST, METADATA, FleetfnServer, api_conftest)
-
-_SERVERS: list = []
-
-
-def _why_not_runnable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, nftables, per-environment uids)"
-    for tool in ("ip", "nft", "nsenter", "setpriv"):
-        if shutil.which(tool) is None:
-            return f"needs `{tool}` on PATH"
-    return None
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit import prereq
+from fleetfn_testkit.server import FleetfnServer, free_port
+from isolation_support import HERE, INET_ADDR, INET_HOST, METADATA
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _root_only():
-    why = _why_not_runnable()
-    if why:
-        pytest.skip(why)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for srv in _SERVERS:
-            rep.sections.append((f"fleetfn {srv.name} logs", srv.logs(tail_lines=80)))
+    """Network namespaces, nftables, per-environment uids: root and its tools, or a skip."""
+    prereq.require("root", prereq.root_missing(("ip", "nsenter", "setpriv")))
+    prereq.require("nft", prereq.root_missing(("nft",)))
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -132,13 +105,13 @@ def host_service():
 
 
 @pytest.fixture(scope="session")
-def server(internet, tmp_path_factory):
+def server(internet, fleetfn_binary, tmp_path_factory):
     base = tmp_path_factory.mktemp("fleetfn-isolation")
-    metrics_port = api_conftest._free_port()
+    metrics_port = free_port()
     old = os.environ.get("FLEETFN_ENV_DNS")
     os.environ["FLEETFN_ENV_DNS"] = internet["addr"]
     try:
-        srv = FleetfnServer(api_conftest.find_binary(), base / "data", base / "logs", name="isolation",
+        srv = FleetfnServer(fleetfn_binary, base / "data", base / "logs", name="isolation",
                             data_plane=True,
                             extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}", "--max-local-vcpus", "512"])
         srv.start()
@@ -148,9 +121,7 @@ def server(internet, tmp_path_factory):
         else:
             os.environ["FLEETFN_ENV_DNS"] = old
     srv.metrics_port = metrics_port
-    _SERVERS.append(srv)
     yield srv
-    _SERVERS.remove(srv)
     srv.stop()
 
 

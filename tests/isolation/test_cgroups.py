@@ -9,9 +9,9 @@ import fcntl
 import os
 from pathlib import Path
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
-from isolation_support import FleetfnServer, api_conftest
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit.server import FleetfnServer
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LEASES = Path("/run/fleetfn/cgroups")
@@ -35,7 +35,7 @@ def start_instances(lam, endpoint: str, tag: str) -> str:
     return name
 
 
-def test_sweep_spares_live_owners_and_removes_dead_ones(server, lam, tmp_path):
+def test_sweep_spares_live_owners_and_removes_dead_ones(server, lam, tmp_path, fleetfn_binary):
     fake = f"i-fake{os.getpid()}"
     dirs = slice_dirs(fake)
     assert dirs, "no fleetfn cgroup slice on this host (is the data plane running as root?)"
@@ -48,7 +48,7 @@ def test_sweep_spares_live_owners_and_removes_dead_ones(server, lam, tmp_path):
         for d in dirs:
             d.mkdir()
         # A second server on the same host starts agents of its own, which sweep at start.
-        other = FleetfnServer(api_conftest.find_binary(), tmp_path / "b-data", tmp_path / "b-logs",
+        other = FleetfnServer(fleetfn_binary, tmp_path / "b-data", tmp_path / "b-logs",
                               name="second", data_plane=True, extra_args=["--metrics-listen", "off"])
         other.start()
         lam_b = dp.no_retry_client(other.endpoint)

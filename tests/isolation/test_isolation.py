@@ -19,8 +19,8 @@ import urllib.request
 
 import pytest
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 from isolation_support import INET_ADDR, INET_HOST, METADATA
 
 RUNTIMES = ["python", "node", "rust"]

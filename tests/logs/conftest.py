@@ -7,59 +7,34 @@ published to $LATEST.PUBLISHED: a Python function that prints what the event ask
 (tests/logs/functions/python/app.py) and the Rust test function. `fleetfn logs` runs as a
 subprocess with the server's keys in AWS_* variables and a HOME of its own.
 
-Environment variables: FLEETFN_BIN, FLEETFN_TESTFN_BIN, CARGO_TARGET_DIR (as in tests/api).
+Environment variables: FLEETFN_BIN, FLEETFN_TESTFN_BIN, CARGO_TARGET_DIR (fleetfn_testkit.server).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-for sub in ("api", "dataplane"):
-    p = str(ROOT / sub)
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import fleetfn_helpers as h  # noqa: E402
-import dataplane_helpers as dp  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("fleetfn_api_conftest_logs", ROOT / "api" / "conftest.py")
-api_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(api_conftest)
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit.server import FleetfnServer
 
 HERE = Path(__file__).resolve().parent
 LOG_CAP = 4 * 1024 * 1024
 SEGMENT = 1024 * 1024
 SERVER_ARGS = ["--log-max-bytes", str(LOG_CAP), "--log-segment-bytes", str(SEGMENT)]
 
-_SERVERS: list = []
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for srv in _SERVERS:
-            rep.sections.append((f"fleetfn {srv.name} logs", srv.logs(tail_lines=80)))
-
-
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(fleetfn_binary, tmp_path_factory):
     base = tmp_path_factory.mktemp("fleetfn-logs")
-    srv = api_conftest.FleetfnServer(api_conftest.find_binary(), base / "data", base / "logs", name="logs",
-                                     data_plane=True, extra_args=SERVER_ARGS)
+    srv = FleetfnServer(fleetfn_binary, base / "data", base / "logs", name="logs",
+                        data_plane=True, extra_args=SERVER_ARGS)
     srv.start()
-    _SERVERS.append(srv)
     yield srv
-    _SERVERS.remove(srv)
     srv.stop()
 
 
@@ -137,5 +112,5 @@ class Cli:
 
 
 @pytest.fixture(scope="session")
-def cli(server, tmp_path_factory) -> Cli:
-    return Cli(api_conftest.find_binary(), tmp_path_factory.mktemp("logs-home"), server.endpoint)
+def cli(server, fleetfn_binary, tmp_path_factory) -> Cli:
+    return Cli(fleetfn_binary, tmp_path_factory.mktemp("logs-home"), server.endpoint)

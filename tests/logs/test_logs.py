@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import dataplane as dp
 
 LOGS_PATH = "/fleetfn/v1/functions/{}/logs"
 PLATFORM_TYPES = {"platform.start", "platform.runtimeDone", "platform.report"}

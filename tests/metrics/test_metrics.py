@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
-import capacity_helpers as ch
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from fleetfn_testkit import api as h
+from fleetfn_testkit import capacity as ch
+from fleetfn_testkit import dataplane as dp
 
 Q = ch.QUALIFIER
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -1,7 +1,7 @@
 //! Admission ceilings end to end, through a real agent API and `AgentClient`: an environment
 //! whose memory or `/tmp` is over its ceiling answers 429 with reason `memory` or `disk`, a
 //! normal one runs the invoke. Once with plain child processes, once sandboxed (root and
-//! cgroups; skipped with a message otherwise) under an instance slice of its own.
+//! cgroups: in `needs_root`, `#[ignore]`d unless run with `--include-ignored`, as `scripts/test` does) under an instance slice of its own.
 //!
 //! The function's `bootstrap` takes the resources before the runtime starts: it fills
 //! `$TMPDIR` with `FILL_TMP_MB` MiB and starts `hog hold HOLD_MB` (the sandbox test helper,
@@ -316,24 +316,22 @@ async fn plain_processes_are_refused_over_memory_and_disk_ceilings() {
     h.stop().await;
 }
 
-/// `None` (after printing why) when the host cannot sandbox with cgroups.
-fn sandbox_host(test: &str) -> Option<(Isolation, CgroupLayout)> {
+/// This host's isolation and cgroup layout; the test fails, saying why, when it cannot sandbox
+/// with cgroups.
+fn sandbox_host() -> (Isolation, CgroupLayout) {
     let iso = fleetfn_sandbox::probe(&LinuxHost);
     let layout = iso.cgroups.clone().filter(CgroupLayout::can_limit);
-    let reason = if !iso.root {
-        Some("not root")
+    let found = if !iso.root {
+        Err(format!("not root ({iso})"))
     } else if iso.namespaces != Namespaces::all() {
-        Some("namespaces cannot be unshared")
-    } else if layout.is_none() {
-        Some("no usable memory+cpu cgroups")
+        Err(format!("namespaces cannot be unshared ({iso})"))
     } else {
-        None
+        match layout {
+            Some(layout) => Ok((iso, layout)),
+            None => Err(format!("no usable memory+cpu cgroups ({iso})")),
+        }
     };
-    if let Some(reason) = reason {
-        println!("skipping {test}: {reason} ({iso})");
-        return None;
-    }
-    Some((iso, layout?))
+    fleetfn_testutil::require(fleetfn_testutil::ROOT, found)
 }
 
 /// Removes the test's top slice even when an assertion fails.
@@ -348,82 +346,84 @@ impl Drop for SliceGuard {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
-    let test = "sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings";
-    let Some((iso, layout)) = sandbox_host(test) else {
-        return;
-    };
-    // A top slice of this test's own, so agents running on the host never sweep it.
-    let top = format!("fleetfn-test-{}-admission", std::process::id());
-    let shape = InstanceShape {
-        instance_type: "test.xlarge".into(),
-        vcpus: 4,
-        memory_mib: 4096,
-        cpu_scale: 0.5,
-    };
-    let slice = Arc::new(
-        InstanceSlice::create(
-            layout.clone(),
-            &top,
-            "i-test",
-            shape.clone(),
-            &fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
-        )
-        .unwrap(),
-    );
-    let guard = SliceGuard(
-        Some(slice.clone()),
-        fleetfn_sandbox::Cgroups::new(layout.clone(), &top).unwrap(),
-    );
-    let h = Harness::start(Some((iso, Some(slice.clone()))), shape).await;
-    check_ceilings(&h, true).await;
+mod needs_root {
+    use super::*;
 
-    // Every environment's cgroup is in the instance slice, its CPU quota vcpus × cpu_scale.
-    let mut envs = slice.env_cgroups();
-    envs.sort();
-    assert_eq!(envs, ["both", "full", "hungry", "normal"]);
-    let cpu_dir = match &layout {
-        CgroupLayout::V1 { root, .. } => root.join("cpu"),
-        CgroupLayout::V2 { root, .. } => root.clone(),
-    }
-    .join(&top)
-    .join("i-test");
-    match &layout {
-        CgroupLayout::V1 { .. } => {
-            let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
-            assert_eq!(read(cpu_dir.join("cpu.cfs_quota_us")).trim(), "200000");
-            assert_eq!(
-                read(cpu_dir.join("normal/cpu.cfs_quota_us")).trim(),
-                "50000"
-            );
-        }
-        CgroupLayout::V2 { .. } => {
-            let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
-            assert_eq!(read(cpu_dir.join("cpu.max")).trim(), "200000 100000");
-            assert_eq!(read(cpu_dir.join("normal/cpu.max")).trim(), "50000 100000");
-        }
-    }
-    // The instance's use covers its environments: at least the held memory.
-    let r = h.client.report(None, Duration::ZERO).await.unwrap();
-    let instance = r.instance.expect("the report names the instance");
-    assert_eq!(
-        (
-            instance.instance_type.as_str(),
-            instance.vcpus,
-            instance.cpu_scale
-        ),
-        ("test.xlarge", 4, 0.5)
-    );
-    assert!(instance.cpu_usage_ns.is_some_and(|n| n > 0), "{instance:?}");
-    assert!(
-        instance
-            .memory_bytes
-            .is_some_and(|m| m >= 2 * (u64::from(HOLD_MB) << 20)),
-        "{instance:?}"
-    );
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
+        let (iso, layout) = sandbox_host();
+        // A top slice of this test's own, so agents running on the host never sweep it.
+        let top = format!("fleetfn-test-{}-admission", std::process::id());
+        let shape = InstanceShape {
+            instance_type: "test.xlarge".into(),
+            vcpus: 4,
+            memory_mib: 4096,
+            cpu_scale: 0.5,
+        };
+        let slice = Arc::new(
+            InstanceSlice::create(
+                layout.clone(),
+                &top,
+                "i-test",
+                shape.clone(),
+                &fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
+            )
+            .unwrap(),
+        );
+        let guard = SliceGuard(
+            Some(slice.clone()),
+            fleetfn_sandbox::Cgroups::new(layout.clone(), &top).unwrap(),
+        );
+        let h = Harness::start(Some((iso, Some(slice.clone()))), shape).await;
+        check_ceilings(&h, true).await;
 
-    h.stop().await;
-    drop(guard);
-    assert!(!cpu_dir.exists(), "the slice is removed");
+        // Every environment's cgroup is in the instance slice, its CPU quota vcpus × cpu_scale.
+        let mut envs = slice.env_cgroups();
+        envs.sort();
+        assert_eq!(envs, ["both", "full", "hungry", "normal"]);
+        let cpu_dir = match &layout {
+            CgroupLayout::V1 { root, .. } => root.join("cpu"),
+            CgroupLayout::V2 { root, .. } => root.clone(),
+        }
+        .join(&top)
+        .join("i-test");
+        match &layout {
+            CgroupLayout::V1 { .. } => {
+                let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+                assert_eq!(read(cpu_dir.join("cpu.cfs_quota_us")).trim(), "200000");
+                assert_eq!(
+                    read(cpu_dir.join("normal/cpu.cfs_quota_us")).trim(),
+                    "50000"
+                );
+            }
+            CgroupLayout::V2 { .. } => {
+                let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+                assert_eq!(read(cpu_dir.join("cpu.max")).trim(), "200000 100000");
+                assert_eq!(read(cpu_dir.join("normal/cpu.max")).trim(), "50000 100000");
+            }
+        }
+        // The instance's use covers its environments: at least the held memory.
+        let r = h.client.report(None, Duration::ZERO).await.unwrap();
+        let instance = r.instance.expect("the report names the instance");
+        assert_eq!(
+            (
+                instance.instance_type.as_str(),
+                instance.vcpus,
+                instance.cpu_scale
+            ),
+            ("test.xlarge", 4, 0.5)
+        );
+        assert!(instance.cpu_usage_ns.is_some_and(|n| n > 0), "{instance:?}");
+        assert!(
+            instance
+                .memory_bytes
+                .is_some_and(|m| m >= 2 * (u64::from(HOLD_MB) << 20)),
+            "{instance:?}"
+        );
+
+        h.stop().await;
+        drop(guard);
+        assert!(!cpu_dir.exists(), "the slice is removed");
+    }
 }

@@ -1,8 +1,9 @@
 //! `python3.13` environments: AWS's runtime interface client (awslambdaric from PyPI,
 //! installed by the provider) on the host's interpreter, in multi-concurrent mode.
 //!
-//! Skipped, with the reason printed, when the host has no Python 3.13 or awslambdaric cannot
-//! be installed.
+//! The tests that run one are in `needs_python`: `#[ignore]`d unless run with `--include-ignored`
+//! (as `scripts/test` does), and failing with the reason when the host has no Python 3.13 or
+//! awslambdaric cannot be installed.
 
 mod common;
 
@@ -18,25 +19,26 @@ use serde_json::json;
 
 const RUNTIME: &str = "python3.13";
 
-/// A provider with awslambdaric installed for python3.13, or `None` (skip) with the reason.
-async fn python_provider(root: &Path) -> Option<RuntimeProvider> {
+/// A provider with awslambdaric installed for python3.13; the test fails, saying why, when the
+/// host has no such interpreter or awslambdaric cannot be provided.
+async fn python_provider(root: &Path) -> RuntimeProvider {
     let p = provider(root, &shared_runtime_root());
-    if let Err(why) = &p.host().python[RUNTIME] {
-        println!("skipping: {RUNTIME} is not available on this host: {why}");
-        return None;
-    }
-    match p.prepare(RUNTIME).await {
-        Ok(PreparedRuntime::Python { runtime_dir, .. }) => {
-            assert!(runtime_dir.join("awslambdaric").is_dir());
-            Some(p)
-        }
-        Ok(other) => panic!("unexpected {other:?}"),
-        Err(e) => {
-            assert_eq!(e.reason_code, InitReasonCode::InvalidRuntime);
-            println!("skipping: awslambdaric could not be provided: {}", e.reason);
-            None
-        }
-    }
+    let found = match &p.host().python[RUNTIME] {
+        Err(why) => Err(format!("{RUNTIME} is not available on this host: {why}")),
+        Ok(_) => match p.prepare(RUNTIME).await {
+            Ok(PreparedRuntime::Python { runtime_dir, .. }) => {
+                assert!(runtime_dir.join("awslambdaric").is_dir());
+                Ok(())
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => {
+                assert_eq!(e.reason_code, InitReasonCode::InvalidRuntime);
+                Err(format!("awslambdaric could not be provided: {}", e.reason))
+            }
+        },
+    };
+    fleetfn_testutil::require(fleetfn_testutil::PYTHON, found);
+    p
 }
 
 fn code_dir(root: &Path, app_py: &str) -> std::path::PathBuf {
@@ -44,128 +46,6 @@ fn code_dir(root: &Path, app_py: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&code).unwrap();
     std::fs::write(code.join("app.py"), app_py).unwrap();
     code
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_a_handler_with_awslambdaric() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(p) = python_provider(dir.path()).await else {
-        return;
-    };
-    let code = code_dir(
-        dir.path(),
-        "import os\n\
-         def handler(event, context):\n\
-         \x20   print('hello from python')\n\
-         \x20   return {'event': event, 'request_id': context.aws_request_id,\n\
-         \x20           'max': os.environ['AWS_LAMBDA_MAX_CONCURRENCY'],\n\
-         \x20           'telemetry_fd': os.environ.get('_LAMBDA_TELEMETRY_LOG_FD')}\n\
-         def fails(event, context):\n\
-         \x20   raise ValueError('bad value')\n",
-    );
-    let log = dir.path().join("py-logs");
-    let mut s = spec("py-echo", RUNTIME, &code, 2);
-    s.handler = Some("app.handler".into());
-    s.logs = Some(log_target(&log));
-    let env = Environment::start(s, &p).await.expect("start");
-    guarded("ready", env.ready()).await.expect("ready");
-    guarded("2 parked", env.wait_parked(|n| n == 2)).await;
-
-    let out = env
-        .invoke(input("py-1", &json!({"hello": "world"})))
-        .await
-        .unwrap();
-    assert_eq!(out.function_error, None, "{:?}", out.payload);
-    assert_eq!(
-        json_of(&out),
-        json!({"event": {"hello": "world"}, "request_id": "py-1", "max": "2", "telemetry_fd": null})
-    );
-    env.stop(Duration::from_secs(1)).await;
-
-    let recs = log_records(&log);
-    let hello = recs
-        .iter()
-        .find(|r| r["message"] == "hello from python")
-        .unwrap_or_else(|| panic!("no function line in {recs:#?}"));
-    assert_eq!(hello["requestId"], "py-1");
-
-    // A handler that raises: the runtime's error document, `Unhandled`.
-    let mut s = spec("py-fail", RUNTIME, &code, 1);
-    s.handler = Some("app.fails".into());
-    let env = Environment::start(s, &p).await.unwrap();
-    guarded("ready", env.ready()).await.unwrap();
-    guarded("parked", env.wait_parked(|n| n == 1)).await;
-    let out = env.invoke(input("py-2", &json!({}))).await.unwrap();
-    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
-    assert_eq!(out.error_type.as_deref(), Some("ValueError"));
-    let v = json_of(&out);
-    assert_eq!(v["errorType"], "ValueError");
-    assert_eq!(v["errorMessage"], "bad value");
-    env.stop(Duration::from_secs(1)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_worker_processes_serve_four_invokes_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(p) = python_provider(dir.path()).await else {
-        return;
-    };
-    let code = code_dir(
-        dir.path(),
-        "import os, time\n\
-         def handler(event, context):\n\
-         \x20   time.sleep(1)\n\
-         \x20   return {'pid': os.getpid()}\n",
-    );
-    let mut s = spec("py-conc", RUNTIME, &code, 4);
-    s.handler = Some("app.handler".into());
-    let env = Arc::new(Environment::start(s, &p).await.unwrap());
-    guarded("ready", env.ready()).await.unwrap();
-    guarded("4 parked", env.wait_parked(|n| n == 4)).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..4 {
-        let env = Arc::clone(&env);
-        tasks.spawn(async move { env.invoke(input(&format!("c-{i}"), &json!({}))).await });
-    }
-    guarded("4 in flight", env.wait_active(|n| n == 4)).await;
-    assert_eq!(env.in_flight(), 4);
-    let mut pids = std::collections::BTreeSet::new();
-    while let Some(r) = guarded("invokes", tasks.join_next()).await {
-        let out = r.unwrap().expect("admitted");
-        assert_eq!(out.function_error, None, "{:?}", out.payload);
-        pids.insert(json_of(&out)["pid"].as_u64().unwrap());
-    }
-    assert_eq!(pids.len(), 4, "each invoke ran in its own worker process");
-    assert_eq!(env.state(), EnvState::Ready);
-    env.stop(Duration::from_secs(1)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unloadable_handler_is_a_runtime_init_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(p) = python_provider(dir.path()).await else {
-        return;
-    };
-    let code = code_dir(dir.path(), "def handler(event, context):\n    return 1\n");
-    let mut s = spec("py-bad", RUNTIME, &code, 2);
-    s.handler = Some("missing_module.handler".into());
-    let env = Environment::start(s, &p).await.unwrap();
-    let f = guarded("init failure", env.ready()).await.unwrap_err();
-    assert_eq!(f.reason_code, InitReasonCode::RuntimeInitError);
-    assert!(
-        f.reason
-            .starts_with("Runtime.ImportModuleError: Unable to import module 'missing_module'"),
-        "{}",
-        f.reason
-    );
-
-    let mut s = spec("py-nohandler", RUNTIME, &code, 1);
-    s.handler = None;
-    let err = Environment::start(s, &p).await.unwrap_err();
-    assert!(
-        matches!(&err, StartError::Init(f) if f.reason_code == InitReasonCode::InvalidEntryPoint),
-        "{err:?}"
-    );
 }
 
 #[tokio::test]
@@ -183,4 +63,127 @@ async fn a_missing_interpreter_is_an_invalid_runtime() {
     let f = err.init_failure();
     assert_eq!(f.reason_code, InitReasonCode::InvalidRuntime);
     assert!(f.reason.contains("no-such-python3.13"), "{}", f.reason);
+}
+
+mod needs_python {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn runs_a_handler_with_awslambdaric() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = python_provider(dir.path()).await;
+        let code = code_dir(
+            dir.path(),
+            "import os\n\
+         def handler(event, context):\n\
+         \x20   print('hello from python')\n\
+         \x20   return {'event': event, 'request_id': context.aws_request_id,\n\
+         \x20           'max': os.environ['AWS_LAMBDA_MAX_CONCURRENCY'],\n\
+         \x20           'telemetry_fd': os.environ.get('_LAMBDA_TELEMETRY_LOG_FD')}\n\
+         def fails(event, context):\n\
+         \x20   raise ValueError('bad value')\n",
+        );
+        let log = dir.path().join("py-logs");
+        let mut s = spec("py-echo", RUNTIME, &code, 2);
+        s.handler = Some("app.handler".into());
+        s.logs = Some(log_target(&log));
+        let env = Environment::start(s, &p).await.expect("start");
+        guarded("ready", env.ready()).await.expect("ready");
+        guarded("2 parked", env.wait_parked(|n| n == 2)).await;
+
+        let out = env
+            .invoke(input("py-1", &json!({"hello": "world"})))
+            .await
+            .unwrap();
+        assert_eq!(out.function_error, None, "{:?}", out.payload);
+        assert_eq!(
+            json_of(&out),
+            json!({"event": {"hello": "world"}, "request_id": "py-1", "max": "2", "telemetry_fd": null})
+        );
+        env.stop(Duration::from_secs(1)).await;
+
+        let recs = log_records(&log);
+        let hello = recs
+            .iter()
+            .find(|r| r["message"] == "hello from python")
+            .unwrap_or_else(|| panic!("no function line in {recs:#?}"));
+        assert_eq!(hello["requestId"], "py-1");
+
+        // A handler that raises: the runtime's error document, `Unhandled`.
+        let mut s = spec("py-fail", RUNTIME, &code, 1);
+        s.handler = Some("app.fails".into());
+        let env = Environment::start(s, &p).await.unwrap();
+        guarded("ready", env.ready()).await.unwrap();
+        guarded("parked", env.wait_parked(|n| n == 1)).await;
+        let out = env.invoke(input("py-2", &json!({}))).await.unwrap();
+        assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+        assert_eq!(out.error_type.as_deref(), Some("ValueError"));
+        let v = json_of(&out);
+        assert_eq!(v["errorType"], "ValueError");
+        assert_eq!(v["errorMessage"], "bad value");
+        env.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn four_worker_processes_serve_four_invokes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = python_provider(dir.path()).await;
+        let code = code_dir(
+            dir.path(),
+            "import os, time\n\
+         def handler(event, context):\n\
+         \x20   time.sleep(1)\n\
+         \x20   return {'pid': os.getpid()}\n",
+        );
+        let mut s = spec("py-conc", RUNTIME, &code, 4);
+        s.handler = Some("app.handler".into());
+        let env = Arc::new(Environment::start(s, &p).await.unwrap());
+        guarded("ready", env.ready()).await.unwrap();
+        guarded("4 parked", env.wait_parked(|n| n == 4)).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let env = Arc::clone(&env);
+            tasks.spawn(async move { env.invoke(input(&format!("c-{i}"), &json!({}))).await });
+        }
+        guarded("4 in flight", env.wait_active(|n| n == 4)).await;
+        assert_eq!(env.in_flight(), 4);
+        let mut pids = std::collections::BTreeSet::new();
+        while let Some(r) = guarded("invokes", tasks.join_next()).await {
+            let out = r.unwrap().expect("admitted");
+            assert_eq!(out.function_error, None, "{:?}", out.payload);
+            pids.insert(json_of(&out)["pid"].as_u64().unwrap());
+        }
+        assert_eq!(pids.len(), 4, "each invoke ran in its own worker process");
+        assert_eq!(env.state(), EnvState::Ready);
+        env.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn an_unloadable_handler_is_a_runtime_init_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = python_provider(dir.path()).await;
+        let code = code_dir(dir.path(), "def handler(event, context):\n    return 1\n");
+        let mut s = spec("py-bad", RUNTIME, &code, 2);
+        s.handler = Some("missing_module.handler".into());
+        let env = Environment::start(s, &p).await.unwrap();
+        let f = guarded("init failure", env.ready()).await.unwrap_err();
+        assert_eq!(f.reason_code, InitReasonCode::RuntimeInitError);
+        assert!(
+            f.reason
+                .starts_with("Runtime.ImportModuleError: Unable to import module 'missing_module'"),
+            "{}",
+            f.reason
+        );
+
+        let mut s = spec("py-nohandler", RUNTIME, &code, 1);
+        s.handler = None;
+        let err = Environment::start(s, &p).await.unwrap_err();
+        assert!(
+            matches!(&err, StartError::Init(f) if f.reason_code == InitReasonCode::InvalidEntryPoint),
+            "{err:?}"
+        );
+    }
 }

@@ -17,7 +17,6 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::fmt::Display;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -32,14 +31,13 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::cgroups::Cgroups;
+pub use crate::error::{JailError, MESSAGE_PREFIX};
 use crate::host::{Host, LinuxHost, MountArgs};
 use crate::rootfs;
 use crate::spec::{SANDBOX_HOSTNAME, SandboxSpec};
 
 /// Exit status of the helper when setup failed before the runtime was exec'd.
 pub const SETUP_FAILURE_EXIT_CODE: i32 = 125;
-/// Prefix of the helper's one-line failure message on stderr.
-pub const MESSAGE_PREFIX: &str = "fleetfn-sandbox: ";
 /// Signals the supervisor passes on to the sandboxed process.
 pub const FORWARDED_SIGNALS: [Signal; 4] = [
     Signal::SIGTERM,
@@ -47,39 +45,6 @@ pub const FORWARDED_SIGNALS: [Signal; 4] = [
     Signal::SIGHUP,
     Signal::SIGQUIT,
 ];
-
-/// A setup step failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{step}: {error}")]
-pub struct JailError {
-    /// What was being done, e.g. `bind /srv/code on /root/var/task`, `setuid`, `exec /var/task/bootstrap`.
-    pub step: String,
-    /// The error text (from the OS, usually).
-    pub error: String,
-}
-
-impl JailError {
-    pub fn new(step: impl Into<String>, error: impl Display) -> Self {
-        Self {
-            step: step.into(),
-            error: error.to_string(),
-        }
-    }
-
-    /// The line the helper prints: `fleetfn-sandbox: <step>: <error>`.
-    pub fn message(&self) -> String {
-        format!("{MESSAGE_PREFIX}{self}")
-    }
-
-    /// Parses a stderr line the helper printed (the agent uses this to report an init failure).
-    /// Returns `None` for any other line.
-    pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.trim_end().strip_prefix(MESSAGE_PREFIX)?;
-        // Steps contain no ": " (paths aside, which never end in ':'), errors may.
-        let (step, error) = rest.split_once(": ")?;
-        Some(Self::new(step, error))
-    }
-}
 
 fn step(name: &'static str) -> impl FnOnce(std::io::Error) -> JailError {
     move |e| JailError::new(name, e)
@@ -587,21 +552,6 @@ mod tests {
         (spec.uid, spec.gid) = (0, 0);
         let err = verify_dropped(&spec, &host()).unwrap_err();
         assert_eq!(err.to_string(), "verify uid drop: root could be regained");
-    }
-
-    #[test]
-    fn parses_helper_messages() {
-        let err = JailError::new(
-            "exec /var/task/bootstrap",
-            "ENOENT: No such file or directory",
-        );
-        let line = err.message();
-        assert_eq!(
-            line,
-            "fleetfn-sandbox: exec /var/task/bootstrap: ENOENT: No such file or directory"
-        );
-        assert_eq!(JailError::parse(&format!("{line}\n")), Some(err));
-        assert_eq!(JailError::parse("Traceback (most recent call last):"), None);
     }
 
     #[test]

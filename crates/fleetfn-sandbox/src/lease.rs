@@ -26,7 +26,7 @@ pub struct LeaseDir {
 /// unless the lease was taken with [`LeaseDir::hold_once`].
 #[derive(Debug)]
 pub struct Lease {
-    _file: File,
+    file: File,
     name: String,
     /// Removed (while still locked) on drop.
     remove: Option<PathBuf>,
@@ -37,6 +37,10 @@ impl Drop for Lease {
         if let Some(path) = self.remove.take() {
             let _ = std::fs::remove_file(path);
         }
+        // Unlock explicitly rather than by closing: a child forked meanwhile by any thread
+        // shares the open file description (and so the lock) until it execs, and LOCK_UN on
+        // any copy releases it at once.
+        let _ = self.file.unlock();
     }
 }
 
@@ -105,7 +109,7 @@ impl LeaseDir {
         let file = self.file(sub, name)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lease {
-                _file: file,
+                file,
                 name: name.to_owned(),
                 remove: None,
             })),

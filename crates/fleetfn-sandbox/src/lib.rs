@@ -18,6 +18,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
+pub mod error;
 pub mod host;
 pub mod jail;
 pub mod lease;
@@ -30,8 +31,9 @@ pub mod spec;
 pub use cgroups::{
     CgroupError, CgroupLayout, CgroupLimits, CgroupStats, Cgroups, Controller, Membership,
 };
+pub use error::JailError;
 pub use host::{Host, LinuxHost, RecordingHost};
-pub use jail::{JailError, SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
+pub use jail::{SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
 pub use lease::{DEFAULT_LEASE_DIR, Lease, LeaseDir, SlotLease};
 pub use net::{EnvNetwork, Ipv4Cidr, NetError, NetIsolation};
 pub use probe::{Isolation, probe, probe_with_root};

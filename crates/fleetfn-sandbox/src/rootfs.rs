@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use crate::error::JailError;
 use crate::host::{FileKind, Host, MountArgs};
-use crate::jail::JailError;
 use crate::spec::{SYSTEM_DIRS, SandboxSpec, TASK_DIR};
 
 /// Device nodes bound from the host into `/dev`.

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroups::CgroupLimits;
+use crate::cgroups::{CgroupLimits, check_name};
 
 /// Default cgroup filesystem root.
 pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -270,18 +270,9 @@ fn no_nul(what: &str, s: &str) -> Result<(), SpecError> {
     }
 }
 
-/// Checks a cgroup or slice name: relative, `/`-separated normal components.
-pub(crate) fn check_cgroup_name(what: &str, name: &str) -> Result<(), SpecError> {
-    let path = Path::new(name);
-    if name.is_empty()
-        || path.is_absolute()
-        || !path.components().all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Err(invalid(format!(
-            "{what} {name:?} must be a relative path without `.` or `..`"
-        )));
-    }
-    no_nul(what, name)
+/// Checks a cgroup or slice name ([`crate::cgroups::check_name`]).
+fn check_cgroup_name(what: &str, name: &str) -> Result<(), SpecError> {
+    check_name(what, name).map_err(SpecError)
 }
 
 impl SandboxSpec {

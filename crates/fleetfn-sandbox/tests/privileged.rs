@@ -1,10 +1,12 @@
 //! Runs the real helper (`fleetfn-sandbox-test-helper`, i.e. `jail_main`) on this host.
 //!
-//! Every test checks the host first and skips with a printed message when it is not root, when
-//! a namespace cannot be unshared, or (for the limit tests) when cgroups are unusable. Each test
-//! uses its own cgroup slice (`fleetfn-test-<pid>-<test>`) and temp dirs; guards kill running
-//! helpers and remove the slice even when an assertion fails. Mounts live only in the helpers'
-//! private mount namespaces and vanish with them.
+//! The tests in `needs_root` are `#[ignore]`d unless run with `--include-ignored` (as
+//! `scripts/test` does, as root); run, each checks the host first and fails, saying why, when it
+//! is not root, a namespace cannot be unshared, or (for the limit tests) cgroups are unusable
+//! (`fleetfn_testutil::require`). Each test uses its own cgroup slice
+//! (`fleetfn-test-<pid>-<test>`) and temp dirs; guards kill running helpers and remove the slice
+//! even when an assertion fails. Mounts live only in the helpers' private mount namespaces and
+//! vanish with them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,10 +27,11 @@ use nix::unistd::Pid;
 const HELPER: &str = env!("CARGO_BIN_EXE_fleetfn-sandbox-test-helper");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `None` (after printing why) when the host cannot run these tests.
-fn check_host(test: &str, needs_cgroups: bool) -> Option<Isolation> {
+/// This host's isolation; the test fails, saying what is missing, when the host is not root, a
+/// namespace cannot be unshared, or (`needs_cgroups`) cgroups cannot limit memory and CPU.
+fn host(needs_cgroups: bool) -> Isolation {
     let iso = probe(&LinuxHost);
-    let reason = if !iso.root {
+    let missing = if !iso.root {
         Some("not root".to_owned())
     } else if iso.namespaces != Namespaces::all() {
         Some(format!(
@@ -40,13 +43,11 @@ fn check_host(test: &str, needs_cgroups: bool) -> Option<Isolation> {
     } else {
         None
     };
-    match reason {
-        Some(reason) => {
-            println!("skipping {test}: {reason} ({iso})");
-            None
-        }
-        None => Some(iso),
-    }
+    let found = match missing {
+        Some(why) => Err(format!("{why} ({iso})")),
+        None => Ok(iso),
+    };
+    fleetfn_testutil::require(fleetfn_testutil::ROOT, found)
 }
 
 /// Temp dirs of one test plus its cgroup slice; removes the slice on drop.
@@ -79,7 +80,7 @@ impl Fixture {
     fn cgroups(&self) -> &Cgroups {
         self.cgroups
             .as_ref()
-            .expect("cgroups checked by check_host")
+            .expect("cgroups checked by host(true)")
     }
 
     fn rootfs(&self, env: &str) -> PathBuf {
@@ -246,145 +247,6 @@ fn values(output: &Output) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-fn runs_unprivileged_in_a_private_read_only_root() {
-    let Some(iso) = check_host("runs_unprivileged_in_a_private_read_only_root", false) else {
-        return;
-    };
-    let fx = Fixture::new("identity", &iso);
-    let data_dir = tempfile::Builder::new()
-        .prefix("fleetfn-agent-data")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::write(data_dir.path().join("secret"), "s3cr3t").unwrap();
-    let data = data_dir.path().display();
-    let script = format!(
-        r#"
-        echo uid=$(id -u) gid=$(id -g) groups=$(id -G)
-        echo host=$(hostname) cwd=$(pwd)
-        echo root=$(ls / | tr '\n' ' ')
-        echo var=$(ls /var | tr '\n' ' ')
-        echo code=$(cat /var/task/hello.txt)
-        if echo x > /var/task/x 2>/dev/null; then echo task=writable; else echo task=readonly; fi
-        if echo x > /etc/fleetfn-test 2>/dev/null; then echo etc=writable; else echo etc=readonly; fi
-        if echo x > /tmp/t && [ "$(cat /tmp/t)" = x ]; then echo tmp=writable; fi
-        echo tmpkb=$(df -k /tmp | tail -1 | awk '{{print $2}}')
-        echo tmpfs=$(awk '$2 == "/tmp" {{print $3}}' /proc/self/mounts)
-        if [ -e /root ]; then echo hostroot=visible; else echo hostroot=hidden; fi
-        if [ -e {data} ] || [ -e {data}/secret ]; then echo data=visible; else echo data=hidden; fi
-        echo nonewprivs=$(awk '/^NoNewPrivs/ {{print $2}}' /proc/self/status)
-        echo capeff=$(awk '/^CapEff/ {{print $2}}' /proc/self/status)
-        echo capbnd=$(awk '/^CapBnd/ {{print $2}}' /proc/self/status)
-        echo nofile=$(ulimit -n)
-        echo envcount=$(env | wc -l)
-        echo fd200=$(if [ -e /proc/$$/fd/200 ]; then echo leaked; else echo closed; fi)
-        echo sigign=$(awk '/^SigIgn/ {{print $2}}' /proc/self/status)
-        if [ -w /dev/null ] && head -c 4 /dev/urandom | wc -c | grep -q 4; then echo dev=ok; fi
-        "#
-    );
-    // A descriptor the agent leaked without close-on-exec must not reach the runtime.
-    let leaked = std::fs::File::open("/dev/null").unwrap();
-    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&leaked), 200).unwrap();
-    let output = run(&fx.spec("e1", 10_101, &script));
-    nix::unistd::close(200).unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let v = values(&output);
-    assert_eq!(v["uid"], "10101 gid=10101 groups=10101", "{v:?}");
-    assert_eq!(v["host"], "fleetfn-env cwd=/var/task");
-    assert_eq!(
-        v["root"].trim(),
-        "bin dev etc lib lib64 proc sbin tmp usr var"
-    );
-    assert_eq!(v["var"].trim(), "task");
-    assert_eq!(v["code"], "hello from the code dir");
-    assert_eq!(v["task"], "readonly");
-    assert_eq!(v["etc"], "readonly");
-    assert_eq!(v["tmp"], "writable");
-    assert_eq!(v["tmpkb"], "16384");
-    assert_eq!(v["tmpfs"], "tmpfs");
-    assert_eq!(v["hostroot"], "hidden");
-    assert_eq!(v["data"], "hidden");
-    assert_eq!(v["nonewprivs"], "1");
-    assert_eq!(v["capeff"], "0000000000000000");
-    assert_eq!(v["capbnd"], "0000000000000000");
-    assert_eq!(v["nofile"], "1024");
-    // PATH, LANG, and the PWD/SHLVL-style variables sh adds itself; nothing from the test.
-    assert!(v["envcount"].parse::<u32>().unwrap() <= 5, "{v:?}");
-    assert_eq!(v["dev"], "ok");
-    assert_eq!(v["fd200"], "closed");
-    // The helper is a Rust program (SIGPIPE ignored); the runtime gets default dispositions.
-    assert_eq!(v["sigign"], "0000000000000000");
-    assert!(!fx.dir.path().join("code/x").exists());
-}
-
-#[test]
-fn pid_namespace_shows_only_the_sandbox() {
-    let Some(iso) = check_host("pid_namespace_shows_only_the_sandbox", false) else {
-        return;
-    };
-    let fx = Fixture::new("pidns", &iso);
-    let script = r#"
-        echo self=$$
-        echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
-        echo pids=$(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' ')
-        ps -e -o pid= 2>/dev/null | wc -l | sed 's/^/ps=/'
-    "#;
-    let output = run(&fx.spec("e1", 10_102, script));
-    assert!(output.status.success(), "{output:?}");
-    let v = values(&output);
-    assert_eq!(v["self"], "1");
-    assert!(v["pid1"].starts_with("/bin/sh -c"), "{v:?}");
-    let pids: Vec<u32> = v["pids"]
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
-    assert_eq!(pids[0], 1);
-    assert!(
-        pids.len() <= 6 && pids.iter().all(|&p| p < 100),
-        "foreign processes visible: {pids:?}"
-    );
-    assert!(!pids.contains(&std::process::id()));
-    if let Some(ps) = v.get("ps") {
-        assert!(
-            ps.trim().parse::<u32>().unwrap() <= 6,
-            "ps sees {ps} processes"
-        );
-    }
-}
-
-#[test]
-fn tmp_is_private_to_each_environment() {
-    let Some(iso) = check_host("tmp_is_private_to_each_environment", false) else {
-        return;
-    };
-    let fx = Fixture::new("tmp", &iso);
-    let a = fx.spec(
-        "a",
-        10_103,
-        "echo secret-a > /tmp/marker && echo ready && exec sleep 300",
-    );
-    let mut running = spawn_with_stdout_lines(&a);
-    running.wait_for_line("ready");
-
-    let b = fx.spec(
-        "b",
-        10_104,
-        "if [ -e /tmp/marker ]; then echo b=sees-a; else echo b=clean; fi; ls -A /tmp | wc -l",
-    );
-    let output = run(&b);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(text(&output.stdout), "b=clean\n0\n");
-
-    // On the host, A's rootfs dir stays an empty directory: the tmpfs lives in A's namespace.
-    let host_view: Vec<_> = std::fs::read_dir(&a.rootfs_dir).unwrap().collect();
-    assert!(host_view.is_empty(), "{host_view:?}");
-
-    // Killing the supervisor kills the sandbox (parent-death signal, then pid-namespace teardown).
-    kill(running.pid(), Signal::SIGKILL).unwrap();
-    assert_eq!(running.wait().signal(), Some(libc_sigkill()));
-    wait_until_no_process_of(a.uid);
-}
-
 /// Host pids of live (not zombie) processes running as `uid`.
 fn processes_of(uid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
@@ -429,289 +291,6 @@ fn libc_sigkill() -> i32 {
 }
 
 #[test]
-fn exit_codes_and_setup_failures() {
-    let Some(iso) = check_host("exit_codes_and_setup_failures", false) else {
-        return;
-    };
-    let fx = Fixture::new("exit", &iso);
-    assert_eq!(run(&fx.spec("e1", 10_105, "exit 7")).status.code(), Some(7));
-    assert_eq!(run(&fx.spec("e1", 10_105, "true")).status.code(), Some(0));
-
-    // Signal deaths become 128 + signal (outside a pid namespace the shell can kill itself).
-    let mut spec = fx.spec("e1", 10_105, "kill -KILL $$");
-    spec.namespaces.pid = false;
-    assert_eq!(run(&spec).status.code(), Some(128 + 9));
-
-    let mut spec = fx.spec("e1", 10_105, "");
-    spec.argv = vec!["/var/task/bootstrap".into()];
-    let output = run(&spec);
-    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
-    assert_eq!(
-        text(&output.stderr),
-        "fleetfn-sandbox: exec /var/task/bootstrap: ENOENT: No such file or directory\n"
-    );
-
-    // Present but not executable by the sandbox user.
-    std::fs::write(fx.dir.path().join("code/bootstrap"), "#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(
-        fx.dir.path().join("code/bootstrap"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    let output = run(&spec);
-    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
-    assert!(
-        text(&output.stderr).starts_with("fleetfn-sandbox: exec /var/task/bootstrap: EACCES"),
-        "{output:?}"
-    );
-
-    let mut spec = fx.spec("e1", 10_105, "true");
-    spec.code_dir = fx.dir.path().join("missing");
-    let output = run(&spec);
-    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
-    let message = text(&output.stderr);
-    assert!(
-        message.starts_with("fleetfn-sandbox: code ") && message.contains("No such file"),
-        "{message}"
-    );
-    assert_eq!(
-        fleetfn_sandbox::JailError::parse(message.trim())
-            .unwrap()
-            .step,
-        format!("code {}", spec.code_dir.display())
-    );
-
-    let mut spec = fx.spec("e1", 10_105, "true");
-    spec.uid = 0;
-    let output = run(&spec);
-    assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
-    assert_eq!(
-        text(&output.stderr),
-        "fleetfn-sandbox: spec: uid and gid must not be 0\n"
-    );
-}
-
-#[test]
-fn sigterm_is_forwarded_to_the_runtime() {
-    let Some(iso) = check_host("sigterm_is_forwarded_to_the_runtime", false) else {
-        return;
-    };
-    let fx = Fixture::new("sigterm", &iso);
-    // pid 1 of a namespace only receives signals it handles, as a Lambda runtime would.
-    let script = "trap 'echo got-term; exit 42' TERM; echo ready; sleep 300 & wait";
-    let mut running = spawn_with_stdout_lines(&fx.spec("e1", 10_106, script));
-    running.wait_for_line("ready");
-    kill(running.pid(), Signal::SIGTERM).unwrap();
-    running.wait_for_line("got-term");
-    assert_eq!(running.wait().code(), Some(42));
-    // The backgrounded sleep died with pid 1.
-    wait_until_no_process_of(10_106);
-}
-
-#[test]
-fn memory_limit_oom_kills_only_what_exceeds_it() {
-    let Some(iso) = check_host("memory_limit_oom_kills_only_what_exceeds_it", true) else {
-        return;
-    };
-    let fx = Fixture::new("oom", &iso);
-    let cgroups = fx.cgroups();
-    let mut spec = fx.spec("e1", 10_107, "");
-    spec.extra_ro_binds = vec![(HELPER.into(), "/opt/fleetfn-test/helper".into())];
-    spec.cgroup = Some(CgroupSpec {
-        memory_bytes: Some(64 << 20),
-        ..fx.cgroup("e1")
-    });
-
-    spec.argv = vec![
-        "/opt/fleetfn-test/helper".into(),
-        "alloc".into(),
-        "16".into(),
-    ];
-    let output = run(&spec);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(text(&output.stdout), "allocated 16\n");
-    let before = cgroups.stats("e1").unwrap();
-    assert_eq!(before.oom_kills, 0);
-    assert!(
-        before.memory_peak_bytes.unwrap_or(u64::MAX) >= 16 << 20,
-        "{before:?}"
-    );
-
-    spec.argv[2] = "256".into();
-    let output = run(&spec);
-    assert_eq!(output.status.code(), Some(128 + 9), "{output:?}");
-    let after = cgroups.stats("e1").unwrap();
-    assert!(
-        after.oom_kills > before.oom_kills,
-        "{before:?} -> {after:?}"
-    );
-    assert!(
-        after.memory_peak_bytes.unwrap_or(0) <= 64 << 20,
-        "{after:?}"
-    );
-    assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
-}
-
-#[test]
-fn cpu_quota_and_pids_limit_are_applied() {
-    let Some(iso) = check_host("cpu_quota_and_pids_limit_are_applied", true) else {
-        return;
-    };
-    let fx = Fixture::new("cpu", &iso);
-    let cgroups = fx.cgroups();
-    let mut spec = fx.spec(
-        "e1",
-        10_108,
-        "cat /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
-    );
-    spec.cgroup = Some(CgroupSpec {
-        cpu_quota_us: Some(50_000),
-        cpu_period_us: Some(100_000),
-        pids_max: Some(32),
-        memory_bytes: Some(128 << 20),
-        ..fx.cgroup("e1")
-    });
-    let output = run(&spec);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = text(&output.stdout);
-    assert!(stdout.ends_with("done\n"), "{stdout}");
-    let suffix = format!("/{}/e1", fx.slice);
-    assert!(
-        stdout.lines().any(|l| l.ends_with(&suffix)),
-        "not in {suffix}: {stdout}"
-    );
-
-    let read = |c: Controller, file: &str| {
-        let dir = cgroups.controller_dir("e1", c).unwrap().unwrap();
-        std::fs::read_to_string(dir.join(file))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    match cgroups.layout() {
-        fleetfn_sandbox::CgroupLayout::V1 { .. } => {
-            assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "50000");
-            assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "100000");
-            assert_eq!(
-                read(Controller::Memory, "memory.limit_in_bytes"),
-                "134217728"
-            );
-        }
-        fleetfn_sandbox::CgroupLayout::V2 { .. } => {
-            assert_eq!(read(Controller::Cpu, "cpu.max"), "50000 100000");
-            assert_eq!(read(Controller::Memory, "memory.max"), "134217728");
-        }
-    }
-    if cgroups.layout().has(Controller::Pids) {
-        assert_eq!(read(Controller::Pids, "pids.max"), "32");
-    }
-    let stats = cgroups.stats("e1").unwrap();
-    assert!(stats.cpu_usage_ns > 0, "{stats:?}");
-}
-
-#[test]
-fn kill_all_and_remove_leave_nothing_behind() {
-    let Some(iso) = check_host("kill_all_and_remove_leave_nothing_behind", true) else {
-        return;
-    };
-    let fx = Fixture::new("kill", &iso);
-    let cgroups = fx.cgroups();
-    let mut spec = fx.spec("e1", 10_109, "sleep 300 & sleep 300 & echo ready; wait");
-    spec.cgroup = Some(fx.cgroup("e1"));
-    let mut running = spawn_with_stdout_lines(&spec);
-    running.wait_for_line("ready");
-    // Supervisor, pid 1 and two sleeps.
-    assert!(cgroups.procs("e1").unwrap().len() >= 4);
-
-    cgroups.kill_all("e1").unwrap();
-    assert_eq!(running.wait().signal(), Some(libc_sigkill()));
-    assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
-    cgroups.remove("e1").unwrap();
-    for dir in cgroups.env_dirs("e1").unwrap() {
-        assert!(!dir.exists(), "{}", dir.display());
-    }
-    cgroups.remove_slice().unwrap();
-    for dir in cgroups.slice_dirs() {
-        assert!(!dir.exists(), "{}", dir.display());
-    }
-    // No mount of this test's rootfs is visible on the host.
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(
-        !mounts.contains(fx.dir.path().to_str().unwrap()),
-        "{mounts}"
-    );
-}
-
-#[test]
-fn instance_slices_nest_sweep_and_let_a_process_go_back() {
-    let test = "instance_slices_nest_sweep_and_let_a_process_go_back";
-    let Some(iso) = check_host(test, true) else {
-        return;
-    };
-    let fx = Fixture::new("nest", &iso);
-    let top = fx.cgroups();
-    top.create_slice().unwrap();
-    // A process to move around (an agent, say): the helper holding 1 MiB until killed.
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut hog = KillOnDrop(
-        Command::new(HELPER)
-            .args(["hold", "1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(hog.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "allocated 1");
-    let pid = hog.0.id();
-    let origin = top.membership(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
-
-    // Instance slice with limits; the process in its leaf; an environment below.
-    let inst = top.child("i-live").unwrap();
-    inst.create_slice().unwrap();
-    top.set_limits(
-        "i-live",
-        &CgroupLimits {
-            memory_bytes: Some(256 << 20),
-            cpu_quota_us: Some(50_000),
-            ..CgroupLimits::default()
-        },
-    )
-    .unwrap();
-    inst.create("agent").unwrap();
-    inst.add_process("agent", pid).unwrap();
-    inst.create("e-1").unwrap();
-    let env_quota = |quota| CgroupLimits {
-        cpu_quota_us: Some(quota),
-        ..CgroupLimits::default()
-    };
-    inst.set_limits("e-1", &env_quota(25_000)).unwrap();
-    if top.layout().version() == 1 {
-        // v1 refuses a child quota above its parent's: the agent clamps environments.
-        assert!(inst.set_limits("e-1", &env_quota(100_000)).is_err());
-    }
-    top.child("i-dead").unwrap().create("e-2").unwrap();
-    assert_eq!(top.subtree_procs("i-live").unwrap(), [pid]);
-    assert!(top.stats("i-live").is_ok());
-
-    // Only the process-free instance goes; then the process goes back and its slice follows.
-    assert_eq!(top.sweep(&[], &|_| false), ["i-dead"]);
-    assert_eq!(top.list().unwrap(), ["i-live"]);
-    origin.rejoin(pid).unwrap();
-    assert_eq!(top.subtree_procs("i-live").unwrap(), Vec::<u32>::new());
-    assert_eq!(top.sweep(&[], &|_| false), ["i-live"]);
-    assert_eq!(top.list().unwrap(), Vec::<String>::new());
-}
-
-#[test]
 fn probe_describes_this_host() {
     let iso = probe(&LinuxHost);
     println!("{iso}");
@@ -722,121 +301,536 @@ fn probe_describes_this_host() {
     }
 }
 
-#[test]
-fn seccomp_denies_new_namespaces_and_tracing() {
-    let Some(iso) = check_host("seccomp_denies_new_namespaces_and_tracing", false) else {
-        return;
-    };
-    let fx = Fixture::new("seccomp", &iso);
-    let script = r#"
+mod needs_root {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn runs_unprivileged_in_a_private_read_only_root() {
+        let iso = host(false);
+        let fx = Fixture::new("identity", &iso);
+        let data_dir = tempfile::Builder::new()
+            .prefix("fleetfn-agent-data")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::write(data_dir.path().join("secret"), "s3cr3t").unwrap();
+        let data = data_dir.path().display();
+        let script = format!(
+            r#"
+        echo uid=$(id -u) gid=$(id -g) groups=$(id -G)
+        echo host=$(hostname) cwd=$(pwd)
+        echo root=$(ls / | tr '\n' ' ')
+        echo var=$(ls /var | tr '\n' ' ')
+        echo code=$(cat /var/task/hello.txt)
+        if echo x > /var/task/x 2>/dev/null; then echo task=writable; else echo task=readonly; fi
+        if echo x > /etc/fleetfn-test 2>/dev/null; then echo etc=writable; else echo etc=readonly; fi
+        if echo x > /tmp/t && [ "$(cat /tmp/t)" = x ]; then echo tmp=writable; fi
+        echo tmpkb=$(df -k /tmp | tail -1 | awk '{{print $2}}')
+        echo tmpfs=$(awk '$2 == "/tmp" {{print $3}}' /proc/self/mounts)
+        if [ -e /root ]; then echo hostroot=visible; else echo hostroot=hidden; fi
+        if [ -e {data} ] || [ -e {data}/secret ]; then echo data=visible; else echo data=hidden; fi
+        echo nonewprivs=$(awk '/^NoNewPrivs/ {{print $2}}' /proc/self/status)
+        echo capeff=$(awk '/^CapEff/ {{print $2}}' /proc/self/status)
+        echo capbnd=$(awk '/^CapBnd/ {{print $2}}' /proc/self/status)
+        echo nofile=$(ulimit -n)
+        echo envcount=$(env | wc -l)
+        echo fd200=$(if [ -e /proc/$$/fd/200 ]; then echo leaked; else echo closed; fi)
+        echo sigign=$(awk '/^SigIgn/ {{print $2}}' /proc/self/status)
+        if [ -w /dev/null ] && head -c 4 /dev/urandom | wc -c | grep -q 4; then echo dev=ok; fi
+        "#
+        );
+        // A descriptor the agent leaked without close-on-exec must not reach the runtime.
+        let leaked = std::fs::File::open("/dev/null").unwrap();
+        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&leaked), 200).unwrap();
+        let output = run(&fx.spec("e1", 10_101, &script));
+        nix::unistd::close(200).unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let v = values(&output);
+        assert_eq!(v["uid"], "10101 gid=10101 groups=10101", "{v:?}");
+        assert_eq!(v["host"], "fleetfn-env cwd=/var/task");
+        assert_eq!(
+            v["root"].trim(),
+            "bin dev etc lib lib64 proc sbin tmp usr var"
+        );
+        assert_eq!(v["var"].trim(), "task");
+        assert_eq!(v["code"], "hello from the code dir");
+        assert_eq!(v["task"], "readonly");
+        assert_eq!(v["etc"], "readonly");
+        assert_eq!(v["tmp"], "writable");
+        assert_eq!(v["tmpkb"], "16384");
+        assert_eq!(v["tmpfs"], "tmpfs");
+        assert_eq!(v["hostroot"], "hidden");
+        assert_eq!(v["data"], "hidden");
+        assert_eq!(v["nonewprivs"], "1");
+        assert_eq!(v["capeff"], "0000000000000000");
+        assert_eq!(v["capbnd"], "0000000000000000");
+        assert_eq!(v["nofile"], "1024");
+        // PATH, LANG, and the PWD/SHLVL-style variables sh adds itself; nothing from the test.
+        assert!(v["envcount"].parse::<u32>().unwrap() <= 5, "{v:?}");
+        assert_eq!(v["dev"], "ok");
+        assert_eq!(v["fd200"], "closed");
+        // The helper is a Rust program (SIGPIPE ignored); the runtime gets default dispositions.
+        assert_eq!(v["sigign"], "0000000000000000");
+        assert!(!fx.dir.path().join("code/x").exists());
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn pid_namespace_shows_only_the_sandbox() {
+        let iso = host(false);
+        let fx = Fixture::new("pidns", &iso);
+        let script = r#"
+        echo self=$$
+        echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
+        echo pids=$(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' ')
+        ps -e -o pid= 2>/dev/null | wc -l | sed 's/^/ps=/'
+    "#;
+        let output = run(&fx.spec("e1", 10_102, script));
+        assert!(output.status.success(), "{output:?}");
+        let v = values(&output);
+        assert_eq!(v["self"], "1");
+        assert!(v["pid1"].starts_with("/bin/sh -c"), "{v:?}");
+        let pids: Vec<u32> = v["pids"]
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(pids[0], 1);
+        assert!(
+            pids.len() <= 6 && pids.iter().all(|&p| p < 100),
+            "foreign processes visible: {pids:?}"
+        );
+        assert!(!pids.contains(&std::process::id()));
+        if let Some(ps) = v.get("ps") {
+            assert!(
+                ps.trim().parse::<u32>().unwrap() <= 6,
+                "ps sees {ps} processes"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn tmp_is_private_to_each_environment() {
+        let iso = host(false);
+        let fx = Fixture::new("tmp", &iso);
+        let a = fx.spec(
+            "a",
+            10_103,
+            "echo secret-a > /tmp/marker && echo ready && exec sleep 300",
+        );
+        let mut running = spawn_with_stdout_lines(&a);
+        running.wait_for_line("ready");
+
+        let b = fx.spec(
+            "b",
+            10_104,
+            "if [ -e /tmp/marker ]; then echo b=sees-a; else echo b=clean; fi; ls -A /tmp | wc -l",
+        );
+        let output = run(&b);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(text(&output.stdout), "b=clean\n0\n");
+
+        // On the host, A's rootfs dir stays an empty directory: the tmpfs lives in A's namespace.
+        let host_view: Vec<_> = std::fs::read_dir(&a.rootfs_dir).unwrap().collect();
+        assert!(host_view.is_empty(), "{host_view:?}");
+
+        // Killing the supervisor kills the sandbox (parent-death signal, then pid-namespace teardown).
+        kill(running.pid(), Signal::SIGKILL).unwrap();
+        assert_eq!(running.wait().signal(), Some(libc_sigkill()));
+        wait_until_no_process_of(a.uid);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn exit_codes_and_setup_failures() {
+        let iso = host(false);
+        let fx = Fixture::new("exit", &iso);
+        assert_eq!(run(&fx.spec("e1", 10_105, "exit 7")).status.code(), Some(7));
+        assert_eq!(run(&fx.spec("e1", 10_105, "true")).status.code(), Some(0));
+
+        // Signal deaths become 128 + signal (outside a pid namespace the shell can kill itself).
+        let mut spec = fx.spec("e1", 10_105, "kill -KILL $$");
+        spec.namespaces.pid = false;
+        assert_eq!(run(&spec).status.code(), Some(128 + 9));
+
+        let mut spec = fx.spec("e1", 10_105, "");
+        spec.argv = vec!["/var/task/bootstrap".into()];
+        let output = run(&spec);
+        assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+        assert_eq!(
+            text(&output.stderr),
+            "fleetfn-sandbox: exec /var/task/bootstrap: ENOENT: No such file or directory\n"
+        );
+
+        // Present but not executable by the sandbox user.
+        std::fs::write(fx.dir.path().join("code/bootstrap"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(
+            fx.dir.path().join("code/bootstrap"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let output = run(&spec);
+        assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+        assert!(
+            text(&output.stderr).starts_with("fleetfn-sandbox: exec /var/task/bootstrap: EACCES"),
+            "{output:?}"
+        );
+
+        let mut spec = fx.spec("e1", 10_105, "true");
+        spec.code_dir = fx.dir.path().join("missing");
+        let output = run(&spec);
+        assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+        let message = text(&output.stderr);
+        assert!(
+            message.starts_with("fleetfn-sandbox: code ") && message.contains("No such file"),
+            "{message}"
+        );
+        assert_eq!(
+            fleetfn_sandbox::JailError::parse(message.trim())
+                .unwrap()
+                .step,
+            format!("code {}", spec.code_dir.display())
+        );
+
+        let mut spec = fx.spec("e1", 10_105, "true");
+        spec.uid = 0;
+        let output = run(&spec);
+        assert_eq!(output.status.code(), Some(SETUP_FAILURE_EXIT_CODE));
+        assert_eq!(
+            text(&output.stderr),
+            "fleetfn-sandbox: spec: uid and gid must not be 0\n"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn sigterm_is_forwarded_to_the_runtime() {
+        let iso = host(false);
+        let fx = Fixture::new("sigterm", &iso);
+        // pid 1 of a namespace only receives signals it handles, as a Lambda runtime would.
+        let script = "trap 'echo got-term; exit 42' TERM; echo ready; sleep 300 & wait";
+        let mut running = spawn_with_stdout_lines(&fx.spec("e1", 10_106, script));
+        running.wait_for_line("ready");
+        kill(running.pid(), Signal::SIGTERM).unwrap();
+        running.wait_for_line("got-term");
+        assert_eq!(running.wait().code(), Some(42));
+        // The backgrounded sleep died with pid 1.
+        wait_until_no_process_of(10_106);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn memory_limit_oom_kills_only_what_exceeds_it() {
+        let iso = host(true);
+        let fx = Fixture::new("oom", &iso);
+        let cgroups = fx.cgroups();
+        let mut spec = fx.spec("e1", 10_107, "");
+        spec.extra_ro_binds = vec![(HELPER.into(), "/opt/fleetfn-test/helper".into())];
+        spec.cgroup = Some(CgroupSpec {
+            memory_bytes: Some(64 << 20),
+            ..fx.cgroup("e1")
+        });
+
+        spec.argv = vec![
+            "/opt/fleetfn-test/helper".into(),
+            "alloc".into(),
+            "16".into(),
+        ];
+        let output = run(&spec);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(text(&output.stdout), "allocated 16\n");
+        let before = cgroups.stats("e1").unwrap();
+        assert_eq!(before.oom_kills, 0);
+        assert!(
+            before.memory_peak_bytes.unwrap_or(u64::MAX) >= 16 << 20,
+            "{before:?}"
+        );
+
+        spec.argv[2] = "256".into();
+        let output = run(&spec);
+        assert_eq!(output.status.code(), Some(128 + 9), "{output:?}");
+        let after = cgroups.stats("e1").unwrap();
+        assert!(
+            after.oom_kills > before.oom_kills,
+            "{before:?} -> {after:?}"
+        );
+        assert!(
+            after.memory_peak_bytes.unwrap_or(0) <= 64 << 20,
+            "{after:?}"
+        );
+        assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn cpu_quota_and_pids_limit_are_applied() {
+        let iso = host(true);
+        let fx = Fixture::new("cpu", &iso);
+        let cgroups = fx.cgroups();
+        let mut spec = fx.spec(
+            "e1",
+            10_108,
+            "cat /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+        );
+        spec.cgroup = Some(CgroupSpec {
+            cpu_quota_us: Some(50_000),
+            cpu_period_us: Some(100_000),
+            pids_max: Some(32),
+            memory_bytes: Some(128 << 20),
+            ..fx.cgroup("e1")
+        });
+        let output = run(&spec);
+        assert!(output.status.success(), "{output:?}");
+        let stdout = text(&output.stdout);
+        assert!(stdout.ends_with("done\n"), "{stdout}");
+        let suffix = format!("/{}/e1", fx.slice);
+        assert!(
+            stdout.lines().any(|l| l.ends_with(&suffix)),
+            "not in {suffix}: {stdout}"
+        );
+
+        let read = |c: Controller, file: &str| {
+            let dir = cgroups.controller_dir("e1", c).unwrap().unwrap();
+            std::fs::read_to_string(dir.join(file))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        match cgroups.layout() {
+            fleetfn_sandbox::CgroupLayout::V1 { .. } => {
+                assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "50000");
+                assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "100000");
+                assert_eq!(
+                    read(Controller::Memory, "memory.limit_in_bytes"),
+                    "134217728"
+                );
+            }
+            fleetfn_sandbox::CgroupLayout::V2 { .. } => {
+                assert_eq!(read(Controller::Cpu, "cpu.max"), "50000 100000");
+                assert_eq!(read(Controller::Memory, "memory.max"), "134217728");
+            }
+        }
+        if cgroups.layout().has(Controller::Pids) {
+            assert_eq!(read(Controller::Pids, "pids.max"), "32");
+        }
+        let stats = cgroups.stats("e1").unwrap();
+        assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn kill_all_and_remove_leave_nothing_behind() {
+        let iso = host(true);
+        let fx = Fixture::new("kill", &iso);
+        let cgroups = fx.cgroups();
+        let mut spec = fx.spec("e1", 10_109, "sleep 300 & sleep 300 & echo ready; wait");
+        spec.cgroup = Some(fx.cgroup("e1"));
+        let mut running = spawn_with_stdout_lines(&spec);
+        running.wait_for_line("ready");
+        // Supervisor, pid 1 and two sleeps.
+        assert!(cgroups.procs("e1").unwrap().len() >= 4);
+
+        cgroups.kill_all("e1").unwrap();
+        assert_eq!(running.wait().signal(), Some(libc_sigkill()));
+        assert_eq!(cgroups.procs("e1").unwrap(), Vec::<u32>::new());
+        cgroups.remove("e1").unwrap();
+        for dir in cgroups.env_dirs("e1").unwrap() {
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+        cgroups.remove_slice().unwrap();
+        for dir in cgroups.slice_dirs() {
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+        // No mount of this test's rootfs is visible on the host.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains(fx.dir.path().to_str().unwrap()),
+            "{mounts}"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn instance_slices_nest_sweep_and_let_a_process_go_back() {
+        let iso = host(true);
+        let fx = Fixture::new("nest", &iso);
+        let top = fx.cgroups();
+        top.create_slice().unwrap();
+        // A process to move around (an agent, say): the helper holding 1 MiB until killed.
+        struct KillOnDrop(Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut hog = KillOnDrop(
+            Command::new(HELPER)
+                .args(["hold", "1"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        BufReader::new(hog.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "allocated 1");
+        let pid = hog.0.id();
+        let origin =
+            top.membership(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+
+        // Instance slice with limits; the process in its leaf; an environment below.
+        let inst = top.child("i-live").unwrap();
+        inst.create_slice().unwrap();
+        top.set_limits(
+            "i-live",
+            &CgroupLimits {
+                memory_bytes: Some(256 << 20),
+                cpu_quota_us: Some(50_000),
+                ..CgroupLimits::default()
+            },
+        )
+        .unwrap();
+        inst.create("agent").unwrap();
+        inst.add_process("agent", pid).unwrap();
+        inst.create("e-1").unwrap();
+        let env_quota = |quota| CgroupLimits {
+            cpu_quota_us: Some(quota),
+            ..CgroupLimits::default()
+        };
+        inst.set_limits("e-1", &env_quota(25_000)).unwrap();
+        if top.layout().version() == 1 {
+            // v1 refuses a child quota above its parent's: the agent clamps environments.
+            assert!(inst.set_limits("e-1", &env_quota(100_000)).is_err());
+        }
+        top.child("i-dead").unwrap().create("e-2").unwrap();
+        assert_eq!(top.subtree_procs("i-live").unwrap(), [pid]);
+        assert!(top.stats("i-live").is_ok());
+
+        // Only the process-free instance goes; then the process goes back and its slice follows.
+        assert_eq!(top.sweep(&[], &|_| false), ["i-dead"]);
+        assert_eq!(top.list().unwrap(), ["i-live"]);
+        origin.rejoin(pid).unwrap();
+        assert_eq!(top.subtree_procs("i-live").unwrap(), Vec::<u32>::new());
+        assert_eq!(top.sweep(&[], &|_| false), ["i-live"]);
+        assert_eq!(top.list().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn seccomp_denies_new_namespaces_and_tracing() {
+        let iso = host(false);
+        let fx = Fixture::new("seccomp", &iso);
+        let script = r#"
         unshare -U true 2>/dev/null; echo userns=$?
         unshare -m true 2>/dev/null; echo mountns=$?
         python3 -c 'import ctypes, os; l = ctypes.CDLL(None, use_errno=True); r = l.syscall(321, 0, 0, 0); print("bpf=%d/%d" % (r, ctypes.get_errno()))'
         python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); r = l.ptrace(0, 0, 0, 0); print("ptrace=%d/%d" % (r, ctypes.get_errno()))'
         python3 -c 'import threading; t = threading.Thread(target=print, args=("thread=ok",)); t.start(); t.join()'
     "#;
-    let on = values(&run(&fx.spec("e-sc-on", 20_101, script)));
-    assert_ne!(on["userns"], "0", "a user namespace was created: {on:?}");
-    assert_ne!(on["mountns"], "0");
-    if cfg!(target_arch = "x86_64") {
-        assert_eq!(on["bpf"], "-1/1", "bpf(2) must fail with EPERM");
+        let on = values(&run(&fx.spec("e-sc-on", 20_101, script)));
+        assert_ne!(on["userns"], "0", "a user namespace was created: {on:?}");
+        assert_ne!(on["mountns"], "0");
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(on["bpf"], "-1/1", "bpf(2) must fail with EPERM");
+        }
+        assert_eq!(on["ptrace"], "-1/1", "ptrace(2) must fail with EPERM");
+        assert_eq!(
+            on["thread"], "ok",
+            "ordinary threads (clone without CLONE_NEW*) still work"
+        );
+        // Without the filter the same unprivileged user can create a user namespace on this
+        // kernel, so the refusal above is the filter's doing.
+        let mut spec = fx.spec("e-sc-off", 20_102, script);
+        spec.seccomp = false;
+        let off = values(&run(&spec));
+        assert_eq!(
+            off["ptrace"], "0/0",
+            "PTRACE_TRACEME works without the filter: {off:?}"
+        );
+        if off["userns"] != "0" {
+            println!("note: this kernel refuses unprivileged user namespaces anyway ({off:?})");
+        }
     }
-    assert_eq!(on["ptrace"], "-1/1", "ptrace(2) must fail with EPERM");
-    assert_eq!(
-        on["thread"], "ok",
-        "ordinary threads (clone without CLONE_NEW*) still work"
-    );
-    // Without the filter the same unprivileged user can create a user namespace on this
-    // kernel, so the refusal above is the filter's doing.
-    let mut spec = fx.spec("e-sc-off", 20_102, script);
-    spec.seccomp = false;
-    let off = values(&run(&spec));
-    assert_eq!(
-        off["ptrace"], "0/0",
-        "PTRACE_TRACEME works without the filter: {off:?}"
-    );
-    if off["userns"] != "0" {
-        println!("note: this kernel refuses unprivileged user namespaces anyway ({off:?})");
-    }
-}
 
-#[test]
-fn network_namespace_keeps_the_runtime_api_inside() {
-    let Some(iso) = check_host("network_namespace_keeps_the_runtime_api_inside", false) else {
-        return;
-    };
-    let fx = Fixture::new("netns", &iso);
-    let leases = fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR);
-    let slot = leases
-        .acquire_slot(fleetfn_sandbox::net::slot_count(), std::process::id())
-        .unwrap();
-    let mut net = fleetfn_sandbox::EnvNetwork::create(slot.slot(), false).unwrap();
-    let listener = net.take_listener().unwrap();
-    assert_eq!(listener.local_addr().unwrap().to_string(), "127.0.0.1:9001");
-    listener.set_nonblocking(true).unwrap();
-    // The host's loopback is another network: nothing sent there reaches the listener.
-    let _ = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:9001".parse().unwrap(),
-        Duration::from_millis(200),
-    );
-    assert_eq!(
-        listener.accept().unwrap_err().kind(),
-        std::io::ErrorKind::WouldBlock,
-        "a connection from the host reached the environment's listener"
-    );
-    listener.set_nonblocking(false).unwrap();
-    let accepted = std::thread::spawn(move || {
-        let (mut stream, peer) = listener.accept().unwrap();
-        std::io::Write::write_all(&mut stream, b"hello\n").unwrap();
-        peer
-    });
-    let mut spec = fx.spec(
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn network_namespace_keeps_the_runtime_api_inside() {
+        let iso = host(false);
+        let fx = Fixture::new("netns", &iso);
+        let leases = fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR);
+        let slot = leases
+            .acquire_slot(fleetfn_sandbox::net::slot_count(), std::process::id())
+            .unwrap();
+        let mut net = fleetfn_sandbox::EnvNetwork::create(slot.slot(), false).unwrap();
+        let listener = net.take_listener().unwrap();
+        assert_eq!(listener.local_addr().unwrap().to_string(), "127.0.0.1:9001");
+        listener.set_nonblocking(true).unwrap();
+        // The host's loopback is another network: nothing sent there reaches the listener.
+        let _ = std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:9001".parse().unwrap(),
+            Duration::from_millis(200),
+        );
+        assert_eq!(
+            listener.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a connection from the host reached the environment's listener"
+        );
+        listener.set_nonblocking(false).unwrap();
+        let accepted = std::thread::spawn(move || {
+            let (mut stream, peer) = listener.accept().unwrap();
+            std::io::Write::write_all(&mut stream, b"hello\n").unwrap();
+            peer
+        });
+        let mut spec = fx.spec(
         "e-netns",
         20_103,
         r#"python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", 9001), 5); print("inside=" + s.recv(16).decode().strip())'
         ip -o link 2>/dev/null | wc -l | sed "s/^/links=/" || true"#,
     );
-    spec.netns = Some(net.ns_path());
-    let out = run(&spec);
-    let v = values(&out);
-    assert_eq!(
-        v.get("inside").map(String::as_str),
-        Some("hello"),
-        "{}",
-        text(&out.stderr)
-    );
-    let peer = accepted.join().unwrap();
-    assert!(peer.ip().is_loopback());
-}
-
-#[test]
-fn firewall_ruleset_is_accepted_by_nftables() {
-    let Some(_) = check_host("firewall_ruleset_is_accepted_by_nftables", false) else {
-        return;
-    };
-    if Command::new("nft").arg("--version").output().is_err() {
-        println!("skipping firewall_ruleset_is_accepted_by_nftables: no nft on this host");
-        return;
-    }
-    for allow in [vec![], vec!["169.254.169.254/32".parse().unwrap()]] {
-        let rules = fleetfn_sandbox::net::firewall_ruleset(&allow);
-        let mut child = Command::new("nft")
-            .args(["--check", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft refused the ruleset: {}\n{rules}",
+        spec.netns = Some(net.ns_path());
+        let out = run(&spec);
+        let v = values(&out);
+        assert_eq!(
+            v.get("inside").map(String::as_str),
+            Some("hello"),
+            "{}",
             text(&out.stderr)
         );
+        let peer = accepted.join().unwrap();
+        assert!(peer.ip().is_loopback());
+    }
+
+    mod needs_nft {
+        use super::*;
+
+        #[test]
+        #[ignore = "needs root and nft; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=nft or root)"]
+        fn firewall_ruleset_is_accepted_by_nftables() {
+            host(false);
+            fleetfn_testutil::require(fleetfn_testutil::NFT, fleetfn_testutil::program("nft"));
+            for allow in [vec![], vec!["169.254.169.254/32".parse().unwrap()]] {
+                let rules = fleetfn_sandbox::net::firewall_ruleset(&allow);
+                let mut child = Command::new("nft")
+                    .args(["--check", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(rules.as_bytes())
+                    .unwrap();
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "nft refused the ruleset: {}\n{rules}",
+                    text(&out.stderr)
+                );
+            }
+        }
     }
 }

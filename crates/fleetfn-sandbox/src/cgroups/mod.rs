@@ -19,7 +19,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::check_cgroup_name;
+/// Checks a cgroup or slice name: relative, `/`-separated normal components, no NUL byte. The
+/// error is the message (the spec's validation and the manager wrap it in their own errors).
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let path = Path::new(name);
+    if name.is_empty()
+        || path.is_absolute()
+        || !path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "{what} {name:?} must be a relative path without `.` or `..`"
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} contains a NUL byte"));
+    }
+    Ok(())
+}
 
 /// CFS period used when a limit gives a quota without a period, in microseconds.
 pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
@@ -295,7 +313,7 @@ pub struct Cgroups {
 impl Cgroups {
     /// A manager for `slice` (relative, e.g. `fleetfn`) in `layout`. Creates nothing.
     pub fn new(layout: CgroupLayout, slice: &str) -> Result<Self, CgroupError> {
-        check_cgroup_name("cgroup slice", slice).map_err(|e| CgroupError::Name(e.0))?;
+        check_name("cgroup slice", slice).map_err(CgroupError::Name)?;
         Ok(Self {
             layout,
             slice: PathBuf::from(slice),
@@ -350,7 +368,7 @@ impl Cgroups {
     }
 
     fn check_name(name: &str) -> Result<(), CgroupError> {
-        check_cgroup_name("cgroup name", name).map_err(|e| CgroupError::Name(e.0))
+        check_name("cgroup name", name).map_err(CgroupError::Name)
     }
 
     /// The slice directory in every hierarchy.

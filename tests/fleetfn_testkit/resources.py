@@ -1,9 +1,9 @@
-"""Shared by the capacity suite's conftest and tests (a plain module, importable from both)."""
+"""Capacity providers and functions one test makes and deletes at its end (capacity, metrics)."""
 
 from __future__ import annotations
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from . import dataplane as dp
+from . import api as h
 
 
 dp_client = dp.no_retry_client

@@ -1,4 +1,5 @@
-"""Shared helpers for the fleetfn black-box API tests.
+"""Control-plane helpers shared by every suite: keys, boto3 clients, SigV4, names, capacity
+providers, zips, waiters.
 
 Everything in here is written against the AWS Lambda API as described by the
 botocore model (lambda 2015-03-31, incl. the 2025-11-30 capacity-provider

@@ -1,4 +1,5 @@
-"""Helpers for the fleetfn black-box data-plane suite (tests/dataplane).
+"""Data-plane helpers shared by the suites: LMI functions from the fixture functions in
+tests/dataplane/functions, publishing and waiting, invokes, the environments endpoint.
 
 Written against AWS Lambda behaviour (the Invoke API as modelled by botocore, and
 reference/lmi-behaviour.md §1.3-1.6, §2, §3) plus one fleetfn extension used only to
@@ -22,10 +23,10 @@ from typing import Any, Callable
 import pytest
 from botocore.exceptions import ClientError
 
-import fleetfn_helpers as h
+from . import api as h
 
-HERE = Path(__file__).resolve().parent
-FUNCTIONS = HERE / "functions"
+# The fixture functions (also read by fleetfn-bench's scenarios).
+FUNCTIONS = Path(__file__).resolve().parents[1] / "dataplane" / "functions"
 
 # Three subnets = three zones (DESIGN.md: a capacity provider's subnets name its zones).
 ZONES = ["subnet-a", "subnet-b", "subnet-c"]

@@ -1,10 +1,9 @@
-"""Helpers for the capacity suite: the status document, load generators bounded in count and
+"""Capacity helpers (tests/capacity and tests/metrics): the status document, load generators bounded in count and
 time, and finding an instance's agent process."""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-import dataplane_helpers as dp
-import fleetfn_helpers as h
+from . import dataplane as dp
+from . import api as h
 
 QUALIFIER = "$LATEST.PUBLISHED"
 
@@ -190,7 +189,3 @@ def agent_pid(instance_id: str) -> int:
         if b"agent" in argv and instance_id.encode() in argv:
             return int(entry.name)
     raise AssertionError(f"no agent process for instance {instance_id}")
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0

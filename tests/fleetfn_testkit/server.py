@@ -1,0 +1,221 @@
+"""`fleetfn serve` as a subprocess, for every suite.
+
+    fleetfn serve --listen 127.0.0.1:PORT --data-dir DIR [--no-data-plane] [extra args]
+
+with FLEETFN_ACCESS_KEY_ID / FLEETFN_SECRET_ACCESS_KEY in its environment (unless
+`admin_keys=False`), considered ready when GET /fleetfn/health answers 200. Logs go to files;
+tests/conftest.py attaches the tail of every server a failing test used or left running.
+
+Binary lookup order: $FLEETFN_BIN, $CARGO_TARGET_DIR/debug/fleetfn (CARGO_TARGET_DIR
+defaults to /root/.cache/fleetfn-target), <repo>/target/debug/fleetfn.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from . import api as h
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+
+_ALL_SERVERS: list["FleetfnServer"] = []
+
+
+def find_binary() -> Path:
+    candidates = []
+    env_bin = os.environ.get("FLEETFN_BIN")
+    if env_bin:
+        candidates.append(Path(env_bin))
+    else:
+        target = os.environ.get("CARGO_TARGET_DIR") or "/root/.cache/fleetfn-target"
+        candidates.append(Path(target) / "debug" / "fleetfn")
+        candidates.append(REPO_ROOT / "target" / "debug" / "fleetfn")
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    pytest.fail(
+        "fleetfn binary not found; looked at: "
+        + ", ".join(str(c) for c in candidates)
+        + " (build it with `cargo build` or set FLEETFN_BIN)",
+        pytrace=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FleetfnServer:
+    """One fleetfn process; logs go to files under `log_dir`."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
+                 data_plane: bool = False, extra_args: list[str] | None = None,
+                 admin_keys: bool = True):
+        self.binary = binary
+        # Without admin keys in its environment the server generates a pair into
+        # `credentials.json` in its data dir (tests/cli reads them from there).
+        self.admin_keys = admin_keys
+        self.extra_args = list(extra_args or [])
+        # The API suite tests the control plane alone (`--no-data-plane`): published versions
+        # stay Pending instead of starting environments for every test's version.
+        self.data_plane = data_plane
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.starts = 0
+        self.stdout_path: Path | None = None
+        self.stderr_path: Path | None = None
+        self.last_returncode: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FleetfnServer":
+        assert self.proc is None, "already running"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            self.starts += 1
+            self.port = free_port()
+            self.stdout_path = self.log_dir / f"{self.name}-{self.starts}.stdout.log"
+            self.stderr_path = self.log_dir / f"{self.name}-{self.starts}.stderr.log"
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("FLEETFN_ACCESS_KEY_ID", "FLEETFN_SECRET_ACCESS_KEY")}
+            if self.admin_keys:
+                env["FLEETFN_ACCESS_KEY_ID"] = h.ACCESS_KEY
+                env["FLEETFN_SECRET_ACCESS_KEY"] = h.SECRET_KEY
+            with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen(
+                    [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+                    + ([] if self.data_plane else ["--no-data-plane"]) + self.extra_args,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
+            _ALL_SERVERS.append(self)
+            if self._wait_ready():
+                return self
+            # Exited during startup: retry only for a port race.
+            log = self.logs()
+            self.proc = None
+            if attempt < 2 and ("in use" in log.lower() or "addrinuse" in log.lower()):
+                continue
+            pytest.fail(f"fleetfn did not become ready within {READY_TIMEOUT:.0f}s\n{log}", pytrace=False)
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT
+        url = f"{self.endpoint}/fleetfn/health"
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                self.last_returncode = rc
+                return False
+            try:
+                if requests.get(url, timeout=1.0).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        # Not ready in time: stop it and report.
+        self._terminate()
+        pytest.fail(f"fleetfn did not answer 200 on {url} within {READY_TIMEOUT:.0f}s\n{self.logs()}", pytrace=False)
+
+    def _terminate(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return self.last_returncode
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+                self.proc = None
+                self.last_returncode = proc.returncode
+                raise AssertionError(
+                    f"fleetfn did not exit within {STOP_TIMEOUT:.0f}s of SIGTERM (killed)\n{self.logs()}"
+                )
+        self.proc = None
+        self.last_returncode = proc.returncode
+        return proc.returncode
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (bounded); returns the exit status."""
+        return self._terminate()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self, tail_lines: int = 150) -> str:
+        parts = [f"--- fleetfn {self.name} (port {self.port}, data dir {self.data_dir}) ---"]
+        if self.last_returncode is not None or (self.proc and self.proc.poll() is not None):
+            rc = self.proc.returncode if self.proc else self.last_returncode
+            parts.append(f"exit status: {rc}")
+        for label, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
+            if path and path.exists():
+                lines = path.read_text(errors="replace").splitlines()
+                parts.append(f"--- {label} ({path}, last {min(len(lines), tail_lines)} of {len(lines)} lines) ---")
+                parts.extend(lines[-tail_lines:])
+        return "\n".join(parts)
+
+
+def started_servers() -> list["FleetfnServer"]:
+    """Every server this session started (running or stopped), oldest first."""
+    return list(_ALL_SERVERS)
+
+
+@atexit.register
+def _kill_leftovers():  # only processes this suite started, by their own pid
+    for srv in _ALL_SERVERS:
+        if srv.proc is not None and srv.proc.poll() is None:
+            try:
+                srv.proc.kill()
+            except OSError:
+                pass
+
+
+class ServerFactory:
+    """Start/stop/restart fleetfn processes on a data dir (function scoped)."""
+
+    def __init__(self, binary: Path, base: Path):
+        self.binary = binary
+        self.base = base
+        self.servers: list[FleetfnServer] = []
+
+    def new(self, data_dir: Path | None = None, name: str | None = None,
+            extra_args: list[str] | None = None) -> FleetfnServer:
+        name = name or f"fresh{len(self.servers) + 1}"
+        srv = FleetfnServer(self.binary, data_dir or (self.base / f"{name}-data"), self.base / "logs", name=name,
+                            extra_args=extra_args)
+        self.servers.append(srv)
+        return srv.start()
+
+    def close(self):
+        errors = []
+        for srv in self.servers:
+            try:
+                srv.stop()
+            except AssertionError as e:  # report, but stop the others first
+                errors.append(str(e))
+        if errors:
+            raise AssertionError("\n".join(errors))
