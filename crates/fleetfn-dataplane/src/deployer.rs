@@ -34,7 +34,10 @@ const LAUNCH_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::
 /// A version's `[min, max]` environments from its applied scaling config (LMI default min 3, no
 /// max); `None` when it should run nothing (Failed, Deleting).
 pub(crate) fn bounds(v: &VersionRecord) -> Option<(u32, Option<u32>)> {
-    if matches!(v.config.state.as_str(), "Deleting" | "Failed") {
+    if matches!(
+        v.config.state,
+        fleetfn_model::State::Deleting | fleetfn_model::State::Failed
+    ) {
         return None;
     }
     let applied = &v.scaling.applied;
@@ -524,8 +527,8 @@ impl DataPlane {
                 return Ok(());
             }
             let vkey = version_key(&v.function, &v.version);
-            let rolling_out =
-                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
+            let rolling_out = v.config.state == fleetfn_model::State::Pending
+                || v.config.last_update_status == fleetfn_model::LastUpdateStatus::InProgress;
             let Some((min, max)) = bounds(v) else {
                 continue;
             };
@@ -586,7 +589,9 @@ impl DataPlane {
             }
             // A rollout of this publish already failed: the previous publish keeps serving and
             // nothing of the broken one is started again (a new publish retries).
-            if v.config.state == "Active" && v.config.last_update_status == "Failed" {
+            if v.config.state == fleetfn_model::State::Active
+                && v.config.last_update_status == fleetfn_model::LastUpdateStatus::Failed
+            {
                 for id in current.iter().chain(failed.iter().map(|(id, _)| id)) {
                     self.stop_env(id);
                 }

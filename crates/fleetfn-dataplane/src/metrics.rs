@@ -310,8 +310,8 @@ mod tests {
             function: "f".into(),
             version: "1".into(),
             config: FunctionConfiguration {
-                state: "Active".into(),
-                last_update_status: "Successful".into(),
+                state: fleetfn_model::State::Active,
+                last_update_status: fleetfn_model::LastUpdateStatus::Successful,
                 ..FunctionConfiguration::default()
             },
             code_hex: String::new(),

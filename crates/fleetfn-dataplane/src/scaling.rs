@@ -127,8 +127,8 @@ impl DataPlane {
                 continue;
             };
             seen.insert(vkey.clone());
-            let rolling_out =
-                v.config.state == "Pending" || v.config.last_update_status == "InProgress";
+            let rolling_out = v.config.state == fleetfn_model::State::Pending
+                || v.config.last_update_status == fleetfn_model::LastUpdateStatus::InProgress;
             let (ready, starting, utils, max_conc) = groups
                 .remove(&(vkey.clone(), v.publish_hash.clone()))
                 .unwrap_or((0, 0, Vec::new(), 1));
