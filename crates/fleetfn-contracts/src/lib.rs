@@ -11,6 +11,10 @@ mod environments;
 mod invoke;
 mod status;
 
+/// The states the documents carry besides the model's lifecycle states.
+pub use fleetfn_proto::EnvState;
+pub use fleetfn_scheduler::InstanceState;
+
 pub use cost::CostDocument;
 pub use environments::{EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry};
 pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};

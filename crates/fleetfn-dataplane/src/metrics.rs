@@ -16,9 +16,9 @@ use fleetfn_scheduler::placement::{MILLI, usable};
 use fleetfn_server::VersionRecord;
 use fleetfn_server::records::version_key;
 
+use crate::State;
 use crate::deployer::{bounds, env_request};
 use crate::status::display_version;
-use crate::{State, ThrottleReason};
 
 const MIB: u64 = 1 << 20;
 
@@ -49,17 +49,6 @@ impl MetricsState {
 pub(crate) fn labels(vkey: &str) -> VersionLabels {
     let (function, version) = vkey.split_once('/').unwrap_or((vkey, ""));
     VersionLabels::new(function, display_version(version))
-}
-
-impl From<ThrottleReason> for fleetfn_metrics::ThrottleReason {
-    fn from(r: ThrottleReason) -> Self {
-        match r {
-            ThrottleReason::Concurrency => Self::Concurrency,
-            ThrottleReason::Cpu => Self::Cpu,
-            ThrottleReason::Memory => Self::Memory,
-            ThrottleReason::Disk => Self::Disk,
-        }
-    }
 }
 
 /// How one agent round trip ended.
