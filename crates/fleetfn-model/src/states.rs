@@ -58,8 +58,10 @@ macro_rules! string_enum {
 }
 
 string_enum!(
-    /// `State` of a function or version.
+    /// `State` of a function or version (default `Pending`: where a new version starts).
+    #[derive(Default)]
     State, "State" {
+        #[default]
         Pending,
         Active,
         Inactive,
@@ -73,8 +75,10 @@ string_enum!(
 );
 
 string_enum!(
-    /// `LastUpdateStatus` of a function or version.
+    /// `LastUpdateStatus` of a function or version (default `Successful`).
+    #[derive(Default)]
     LastUpdateStatus, "LastUpdateStatus" {
+        #[default]
         Successful,
         Failed,
         InProgress,
@@ -90,19 +94,6 @@ string_enum!(
         Deleting,
     }
 );
-
-/// A new function or version starts `Pending` (the control plane sets the state it means).
-impl Default for State {
-    fn default() -> Self {
-        Self::Pending
-    }
-}
-
-impl Default for LastUpdateStatus {
-    fn default() -> Self {
-        Self::Successful
-    }
-}
 
 #[cfg(test)]
 mod tests {
