@@ -11,7 +11,7 @@ mod environments;
 mod invoke;
 mod status;
 
-/// The states the documents carry besides the model's lifecycle states.
+// The states the documents carry besides the model's lifecycle states.
 pub use fleetfn_proto::EnvState;
 pub use fleetfn_scheduler::InstanceState;
 
