@@ -120,20 +120,21 @@ pub enum Resource {
     Disk,
 }
 
-impl Resource {
-    /// `cpu`, `memory` or `disk` (the agent protocol's reject reason).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Memory => "memory",
-            Self::Disk => "disk",
+impl From<Resource> for ThrottleReason {
+    /// The throttle a saturated resource counts as (and the agent protocol's reject reason).
+    fn from(r: Resource) -> Self {
+        match r {
+            Resource::Cpu => Self::Cpu,
+            Resource::Memory => Self::Memory,
+            Resource::Disk => Self::Disk,
         }
     }
 }
 
+/// `cpu`, `memory` or `disk`: the reject reason's header value.
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(ThrottleReason::from(*self).as_header())
     }
 }
 
@@ -186,11 +187,7 @@ impl Rejected {
             Self::Busy { .. } | Self::NotReady | Self::Draining | Self::Exited => {
                 Some(ThrottleReason::Concurrency)
             }
-            Self::Saturated { resource, .. } => Some(match resource {
-                Resource::Cpu => ThrottleReason::Cpu,
-                Resource::Memory => ThrottleReason::Memory,
-                Resource::Disk => ThrottleReason::Disk,
-            }),
+            Self::Saturated { resource, .. } => Some((*resource).into()),
             Self::DuplicateRequestId(_) | Self::InvalidInput(_) => None,
         }
     }

@@ -17,7 +17,7 @@ use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{
     AgentReport, EnvState as WireState, EnvironmentRequest, EnvironmentStatus, Failure,
     H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID, InstanceUsage,
-    RejectReason,
+    ThrottleReason,
 };
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::{
     EnvState, Environment, EnvironmentSpec, ExitReason, InstanceShape, InstanceSlice, InvokeInput,
-    Rejected, Resource, RuntimeProvider,
+    RuntimeProvider,
 };
 
 /// Settings of one agent.
@@ -469,7 +469,7 @@ async fn invoke(
     if env.state() != EnvState::Ready {
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(H_REJECT_REASON, RejectReason::Concurrency.as_str())],
+            [(H_REJECT_REASON, ThrottleReason::Concurrency.as_header())],
             "environment not ready",
         )
             .into_response();
@@ -498,31 +498,14 @@ async fn invoke(
             }
             resp
         }
-        Err(rejected) if rejected.try_elsewhere() => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(H_REJECT_REASON, reject_reason(&rejected).as_str())],
-            rejected.to_string(),
-        )
-            .into_response(),
-        Err(rejected) => (StatusCode::BAD_REQUEST, rejected.to_string()).into_response(),
-    }
-}
-
-/// The protocol's reason for a rejection the router may retry elsewhere.
-fn reject_reason(rejected: &Rejected) -> RejectReason {
-    match rejected {
-        Rejected::Saturated {
-            resource: Resource::Cpu,
-            ..
-        } => RejectReason::Cpu,
-        Rejected::Saturated {
-            resource: Resource::Memory,
-            ..
-        } => RejectReason::Memory,
-        Rejected::Saturated {
-            resource: Resource::Disk,
-            ..
-        } => RejectReason::Disk,
-        _ => RejectReason::Concurrency,
+        Err(rejected) => match rejected.throttle_reason() {
+            Some(reason) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(H_REJECT_REASON, reason.as_header())],
+                rejected.to_string(),
+            )
+                .into_response(),
+            None => (StatusCode::BAD_REQUEST, rejected.to_string()).into_response(),
+        },
     }
 }

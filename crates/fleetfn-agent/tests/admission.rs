@@ -23,7 +23,7 @@ use fleetfn_agent::{
 use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{
     AgentClient, AgentReport, EnvState, EnvironmentRequest, EnvironmentStatus, InvokeReply,
-    RejectReason,
+    ThrottleReason,
 };
 use fleetfn_sandbox::{CgroupLayout, Isolation, LinuxHost, Namespaces};
 
@@ -226,11 +226,11 @@ fn tmp_over(e: &EnvironmentStatus) -> bool {
             .is_some_and(|t| t * 10 >= e.tmp_limit_bytes * 9)
 }
 
-fn assert_rejected(reply: &InvokeReply, want: RejectReason) {
+fn assert_rejected(reply: &InvokeReply, want: ThrottleReason) {
     match reply {
         InvokeReply::Rejected { reason, detail } => {
             assert_eq!(*reason, want, "{detail}");
-            assert!(detail.contains(want.as_str()), "{detail}");
+            assert!(detail.contains(want.as_header()), "{detail}");
         }
         other => panic!("expected a {want} rejection, got {other:?}"),
     }
@@ -287,16 +287,16 @@ async fn check_ceilings(h: &Harness, sandboxed: bool) {
         hungry.memory_bytes.unwrap() >= hungry.memory_limit_bytes / 10 * 9,
         "{hungry:?}"
     );
-    assert_rejected(&h.invoke("hungry", "mem-1").await, RejectReason::Memory);
+    assert_rejected(&h.invoke("hungry", "mem-1").await, ThrottleReason::Memory);
 
     h.wait_for("full", "/tmp over its ceiling", tmp_over).await;
-    assert_rejected(&h.invoke("full", "disk-1").await, RejectReason::Disk);
+    assert_rejected(&h.invoke("full", "disk-1").await, ThrottleReason::Disk);
 
     h.wait_for("both", "memory and /tmp over their ceilings", |e| {
         memory_over(e) && tmp_over(e)
     })
     .await;
-    assert_rejected(&h.invoke("both", "both-1").await, RejectReason::Memory);
+    assert_rejected(&h.invoke("both", "both-1").await, ThrottleReason::Memory);
 
     // The normal one is unaffected by its neighbours.
     assert!(matches!(

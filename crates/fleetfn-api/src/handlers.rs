@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use fleetfn_contracts::{EnvironmentsDocument, StatusDocument};
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::*;
 use fleetfn_model::{ErrorKind, LambdaError};
@@ -507,10 +508,10 @@ pub async fn get_account_settings(State(s): State<AppState>) -> ApiResult {
 
 /// `GET /fleetfn/v1/environments`: the data plane's environments (fleetfn extension).
 pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
-    let body = s.invoker.as_ref().map_or_else(
-        || serde_json::json!({ "Environments": [] }),
-        |i| i.environments(),
-    );
+    let body = s
+        .invoker
+        .as_ref()
+        .map_or_else(EnvironmentsDocument::default, |i| i.environments());
     Ok(json(StatusCode::OK, &body))
 }
 
@@ -519,12 +520,10 @@ pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
 pub async fn status(State(s): State<AppState>) -> ApiResult {
     let body = match s.invoker.as_ref() {
         Some(i) => i.status().await?,
-        None => serde_json::json!({
-            "GeneratedAt": fleetfn_model::time::now_lambda(),
-            "DataPlane": false,
-            "CapacityProviders": [],
-            "Functions": [],
-        }),
+        None => StatusDocument {
+            generated_at: Some(fleetfn_model::time::now_lambda()),
+            ..StatusDocument::empty(false)
+        },
     };
     Ok(json(StatusCode::OK, &body))
 }

@@ -1,72 +1,17 @@
 //! The Invoke operation: header and qualifier rules as LMI applies them, then a hand-off to the
-//! data plane through [`Invoker`].
+//! data plane through [`fleetfn_contracts::Invoker`].
 
-use std::future::Future;
-use std::pin::Pin;
-
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use fleetfn_contracts::InvokeRequest;
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::{LambdaError, Result};
-use fleetfn_server::VersionRecord;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::handlers::Query;
-
-/// What the data plane is asked to run.
-#[derive(Debug, Clone)]
-pub struct InvokeRequest {
-    /// The request id: `x-amzn-RequestId` to the caller, `Lambda-Runtime-Aws-Request-Id` to the
-    /// function.
-    pub request_id: String,
-    pub version: std::sync::Arc<VersionRecord>,
-    pub payload: Bytes,
-    /// Base64 client context, passed through to the runtime.
-    pub client_context: Option<String>,
-    pub tenant_id: Option<String>,
-}
-
-/// The result of a synchronous invoke.
-#[derive(Debug, Clone)]
-pub struct InvokeOutcome {
-    pub payload: Bytes,
-    /// `Unhandled` (or the runtime's type) when the function failed.
-    pub function_error: Option<String>,
-}
-
-/// The data plane, as the API sees it.
-pub trait Invoker: Send + Sync {
-    fn invoke(
-        &self,
-        req: InvokeRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>>;
-
-    /// Every execution environment with its instance, zone and state (`GET
-    /// /fleetfn/v1/environments`).
-    fn environments(&self) -> serde_json::Value {
-        serde_json::json!({ "Environments": [] })
-    }
-
-    /// The cost report from `since` to now (`GET /fleetfn/v1/cost`).
-    fn cost(
-        &self,
-        since: jiff::Timestamp,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>>;
-
-    /// The fleet at a glance (`GET /fleetfn/v1/status`, documented in docs/STATUS.md).
-    fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
-        Box::pin(async {
-            Ok(serde_json::json!({
-                "DataPlane": true,
-                "CapacityProviders": [],
-                "Functions": [],
-            }))
-        })
-    }
-}
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())

@@ -1,7 +1,8 @@
 //! The Lambda REST API of fleetfn (restJson1, paths of the 2015-03-31 and 2025-11-30 models):
 //! routing, SigV4, body limits, parsing requests into the typed commands of `fleetfn-model` and
 //! rendering results and AWS-typed errors. It executes nothing itself: every operation is a call
-//! on [`fleetfn_server::ControlPlane`] or on the [`Invoker`] of the data plane.
+//! on [`fleetfn_server::ControlPlane`] or on the [`Invoker`] of the data plane
+//! (`fleetfn-contracts`), whose documents it serializes.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -17,11 +18,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use fleetfn_contracts::Invoker;
 use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
 pub use error::{ApiError, render};
-pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
 pub use listener::{ListenerConfig, serve};
 pub use logs::FOLLOW_END_TYPE;
 

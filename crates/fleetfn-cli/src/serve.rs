@@ -103,7 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let reconciler = cp.spawn_reconciler(stop.clone());
-    let (invoker, deployer): (Option<Arc<dyn fleetfn_api::Invoker>>, _) = if args.no_data_plane {
+    let (invoker, deployer): (Option<Arc<dyn fleetfn_contracts::Invoker>>, _) = if args
+        .no_data_plane
+    {
         tracing::warn!(
             "data plane disabled (--no-data-plane): versions stay Pending, invokes are refused"
         );

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use serde_json::Value;
+use fleetfn_contracts::{EnvState, InstanceState, StatusDocument, Throttles};
+use fleetfn_model::{CapacityProviderState, LastUpdateStatus, State, ThrottleReason};
 
 use crate::client::{self, ConnectArgs};
 
@@ -30,8 +31,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             pretty_json(text).context("the status document is not valid JSON")?
         );
     } else {
-        let doc: Value =
-            serde_json::from_str(text).context("the status document is not valid JSON")?;
+        let doc: StatusDocument = serde_json::from_str(text)
+            .context("the status document is not a status document (docs/STATUS.md)")?;
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render(&doc, color));
     }
@@ -158,27 +159,13 @@ fn table(out: &mut String, indent: &str, rows: &[Vec<Cell>], color: bool) {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+/// A number as the JSON document writes it (`3.0`, `0.12`); `-` when not finite.
+fn number(x: f64) -> String {
+    serde_json::Number::from_f64(x).map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => "-".to_owned(),
-    }
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// `[####------]  41%` for a utilization fraction; `-` when unknown.
@@ -198,55 +185,77 @@ pub fn cpu_bar(util: Option<f64>) -> String {
     )
 }
 
-fn state_color(state: &str) -> Option<&'static str> {
+fn function_color(state: State) -> Option<&'static str> {
     match state {
-        "Active" | "Ready" | "running" | "Successful" => Some(GREEN),
-        "Pending" | "pending" | "Starting" | "Draining" | "draining" | "InProgress"
-        | "Deactivating" | "ActiveNonInvocable" => Some(YELLOW),
-        "Failed" | "failed" => Some(RED),
-        "terminated" | "Exited" | "Inactive" | "Deactivated" => Some(DIM),
-        _ => None,
+        State::Active => Some(GREEN),
+        State::Pending | State::Deactivating | State::ActiveNonInvocable | State::Deleting => {
+            Some(YELLOW)
+        }
+        State::Failed => Some(RED),
+        State::Inactive | State::Deactivated => Some(DIM),
     }
 }
 
-fn mib(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |m| format!("{m} MiB"))
+fn provider_color(state: CapacityProviderState) -> Option<&'static str> {
+    match state {
+        CapacityProviderState::Active => Some(GREEN),
+        CapacityProviderState::Pending | CapacityProviderState::Deleting => Some(YELLOW),
+        CapacityProviderState::Failed => Some(RED),
+    }
 }
 
-/// Renders the status document as a compact summary. Missing fields show as `-`, so older or
-/// newer servers (fields are only ever added) still render.
-pub fn render(doc: &Value, color: bool) -> String {
+/// `pending`, `running`, `draining`, `terminated`, as in the document.
+fn instance_state(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Pending => "pending",
+        InstanceState::Running => "running",
+        InstanceState::Draining => "draining",
+        InstanceState::Terminated => "terminated",
+    }
+}
+
+fn instance_color(state: InstanceState) -> Option<&'static str> {
+    match state {
+        InstanceState::Running => Some(GREEN),
+        InstanceState::Pending | InstanceState::Draining => Some(YELLOW),
+        InstanceState::Terminated => Some(DIM),
+    }
+}
+
+fn mib(m: u64) -> String {
+    format!("{m} MiB")
+}
+
+/// Renders the status document as a compact summary; unknown values show as `-`.
+pub fn render(doc: &StatusDocument, color: bool) -> String {
     let mut out = String::new();
 
     // Header: when, data plane, host budget.
     let mut header = String::from("fleetfn status");
-    if let Some(at) = str_of(doc, "GeneratedAt") {
+    if let Some(at) = &doc.generated_at {
         let _ = write!(header, " at {at}");
     }
     out.push_str(&header);
     out.push('\n');
-    match doc.get("DataPlane").and_then(Value::as_bool) {
-        Some(false) => out.push_str("data plane: off (control plane only; --no-data-plane)\n"),
-        Some(true) => {
-            out.push_str("data plane: on");
-            if let Some(host) = doc.get("Host") {
-                let _ = write!(
-                    out,
-                    "; host: {} of {} vCPUs in use",
-                    text(host, "VCpusInUse"),
-                    text(host, "MaxVCpus")
-                );
-                if host.get("VCpuScale").is_some_and(Value::is_number) {
-                    let _ = write!(out, " ({} host CPUs per vCPU)", text(host, "VCpuScale"));
-                }
+    if doc.data_plane {
+        out.push_str("data plane: on");
+        if let Some(host) = &doc.host {
+            let _ = write!(
+                out,
+                "; host: {} of {} vCPUs in use",
+                host.v_cpus_in_use, host.max_v_cpus
+            );
+            if host.v_cpu_scale.is_finite() {
+                let _ = write!(out, " ({} host CPUs per vCPU)", number(host.v_cpu_scale));
             }
-            out.push('\n');
         }
-        None => {}
+        out.push('\n');
+    } else {
+        out.push_str("data plane: off (control plane only; --no-data-plane)\n");
     }
 
     // Capacity providers and their instances, per zone.
-    let providers = list(doc, "CapacityProviders");
+    let providers = &doc.capacity_providers;
     out.push('\n');
     if providers.is_empty() {
         out.push_str("Capacity providers: none\n");
@@ -254,50 +263,46 @@ pub fn render(doc: &Value, color: bool) -> String {
         out.push_str("Capacity providers\n");
     }
     for cp in providers {
-        let state = text(cp, "State");
         let mut line = String::from("  ");
-        paint(&mut line, &text(cp, "Name"), None, color);
+        paint(&mut line, &cp.name, None, color);
         line.push_str("  ");
-        paint(&mut line, &state, state_color(&state), color);
+        paint(
+            &mut line,
+            cp.state.as_str(),
+            provider_color(cp.state),
+            color,
+        );
         let _ = write!(
             line,
             "  {}  instances {} vCPUs / {} (allocated {} vCPUs / {})  max {} vCPUs",
-            text(cp, "Architecture"),
-            text(cp, "VCpus"),
-            mib(num(cp, "MemoryMiB")),
-            text(cp, "AllocatedVCpus"),
-            mib(num(cp, "AllocatedMemoryMiB")),
-            text(cp, "MaxVCpuCount"),
+            cp.architecture,
+            cp.v_cpus,
+            mib(cp.memory_mib),
+            number(cp.allocated_v_cpus),
+            mib(cp.allocated_memory_mib),
+            cp.max_v_cpu_count,
         );
         out.push_str(&line);
         out.push('\n');
-        if let Some(err) = cp.get("LaunchError").filter(|e| e.is_object()) {
+        if let Some(err) = &cp.launch_error {
             let mut line = String::from("    ");
             let msg = format!(
                 "launch failed: {} (at {}; retrying at {})",
-                text(err, "Message"),
-                text(err, "At"),
-                text(err, "RetryAt")
+                err.message, err.at, err.retry_at
             );
             paint(&mut line, &msg, Some(RED), color);
             out.push_str(&line);
             out.push('\n');
         }
-        let instances = list(cp, "Instances");
-        let mut zones: Vec<&str> = list(cp, "Zones").iter().filter_map(Value::as_str).collect();
-        for i in instances {
-            if let Some(z) = str_of(i, "Zone")
-                && !zones.contains(&z)
-            {
-                zones.push(z);
+        let mut zones: Vec<&str> = cp.zones.iter().map(String::as_str).collect();
+        for i in &cp.instances {
+            if !zones.contains(&i.zone.as_str()) {
+                zones.push(&i.zone);
             }
         }
         let mut rows = Vec::new();
         for zone in &zones {
-            let here: Vec<&Value> = instances
-                .iter()
-                .filter(|i| str_of(i, "Zone") == Some(zone))
-                .collect();
+            let here: Vec<_> = cp.instances.iter().filter(|i| i.zone == *zone).collect();
             if here.is_empty() {
                 rows.push(vec![
                     Cell::plain(*zone),
@@ -305,29 +310,16 @@ pub fn render(doc: &Value, color: bool) -> String {
                 ]);
             }
             for i in here {
-                let st = text(i, "State");
-                let envs = num(i, "Environments").map_or_else(
-                    || "-".to_owned(),
-                    |n| {
-                        format!(
-                            "{n} env{}",
-                            if (n - 1.0).abs() < f64::EPSILON {
-                                ""
-                            } else {
-                                "s"
-                            }
-                        )
-                    },
-                );
+                let n = i.environments;
                 rows.push(vec![
                     Cell::plain(*zone),
-                    Cell::plain(text(i, "InstanceId")),
-                    Cell::plain(text(i, "InstanceType")),
-                    Cell::plain(format!("{} vCPU", text(i, "VCpus"))),
-                    Cell::plain(mib(num(i, "MemoryMiB"))),
-                    Cell::colored(st.clone(), state_color(&st)),
-                    Cell::plain(cpu_bar(num(i, "CpuUtilization"))),
-                    Cell::plain(envs),
+                    Cell::plain(&i.instance_id),
+                    Cell::plain(&i.instance_type),
+                    Cell::plain(format!("{} vCPU", i.v_cpus)),
+                    Cell::plain(mib(i.memory_mib)),
+                    Cell::colored(instance_state(i.state), instance_color(i.state)),
+                    Cell::plain(cpu_bar(i.cpu_utilization)),
+                    Cell::plain(format!("{n} env{}", if n == 1 { "" } else { "s" })),
                 ]);
             }
         }
@@ -335,7 +327,7 @@ pub fn render(doc: &Value, color: bool) -> String {
     }
 
     // Function versions.
-    let functions = list(doc, "Functions");
+    let functions = &doc.functions;
     out.push('\n');
     if functions.is_empty() {
         out.push_str("Function versions: none\n");
@@ -359,52 +351,43 @@ pub fn render(doc: &Value, color: bool) -> String {
         .collect::<Vec<_>>(),
     ];
     for f in functions {
-        let envs = list(f, "Environments");
-        let ready = envs
-            .iter()
-            .filter(|e| str_of(e, "State") == Some("Ready"))
-            .count();
-        let in_flight: f64 = envs.iter().filter_map(|e| num(e, "InFlight")).sum();
-        let capacity: f64 = envs
-            .iter()
-            .filter(|e| str_of(e, "State") == Some("Ready"))
-            .filter_map(|e| num(e, "MaxConcurrency"))
-            .sum();
-        let mut state = text(f, "State");
-        let state_c = state_color(&state);
-        if let Some(code) = str_of(f, "StateReasonCode") {
+        let envs = &f.environments;
+        let ready = envs.iter().filter(|e| e.state == EnvState::Ready);
+        let capacity: u64 = ready.clone().map(|e| u64::from(e.max_concurrency)).sum();
+        let ready = ready.count();
+        let in_flight: u64 = envs.iter().map(|e| u64::from(e.in_flight)).sum();
+        let mut state = f.state.to_string();
+        if let Some(code) = &f.state_reason_code {
             let _ = write!(state, " ({code})");
         }
-        if let Some(u) = str_of(f, "LastUpdateStatus")
-            && u != "Successful"
-        {
-            let _ = write!(state, ", update {u}");
+        if f.last_update_status != LastUpdateStatus::Successful {
+            let _ = write!(state, ", update {}", f.last_update_status);
         }
-        let (mut throttles, throttle_c) = throttle_summary(f.get("Throttles"));
-        if let Some(n) = num(f, "ThrottlesLastMinute").filter(|n| *n > 0.0) {
-            let _ = write!(throttles, "; {n} in the last minute");
+        let (mut throttles, throttle_c) = throttle_summary(&f.throttles);
+        if f.throttles_last_minute > 0 {
+            let _ = write!(
+                throttles,
+                "; {} in the last minute",
+                f.throttles_last_minute
+            );
         }
         rows.push(vec![
-            Cell::plain(format!(
-                "{}:{}",
-                text(f, "FunctionName"),
-                text(f, "Version")
-            )),
-            Cell::plain(text(f, "CapacityProvider")),
-            Cell::colored(state, state_c),
+            Cell::plain(format!("{}:{}", f.function_name, f.version)),
+            Cell::plain(or_dash(f.capacity_provider.as_deref())),
+            Cell::colored(state, function_color(f.state)),
             Cell::plain(format!("{ready}/{}", envs.len())),
-            Cell::plain(text(f, "DesiredExecutionEnvironments")),
+            Cell::plain(f.desired_execution_environments.to_string()),
             Cell::plain(format!(
                 "{}/{}",
-                text(f, "MinExecutionEnvironments"),
-                text(f, "MaxExecutionEnvironments")
+                f.min_execution_environments,
+                or_dash(f.max_execution_environments)
             )),
-            Cell::plain(if capacity > 0.0 {
+            Cell::plain(if capacity > 0 {
                 format!("{in_flight}/{capacity}")
             } else {
                 format!("{in_flight}")
             }),
-            Cell::plain(cpu_bar(num(f, "CpuUtilization"))),
+            Cell::plain(cpu_bar(f.cpu_utilization)),
             Cell::colored(throttles, throttle_c),
         ]);
     }
@@ -413,26 +396,29 @@ pub fn render(doc: &Value, color: bool) -> String {
 }
 
 /// `0`, or `12 (Concurrency 10, CPU 2)`: the total and its non-zero reasons.
-fn throttle_summary(t: Option<&Value>) -> (String, Option<&'static str>) {
-    let Some(t) = t.filter(|t| t.is_object()) else {
-        return ("-".to_owned(), None);
-    };
-    let total = num(t, "Total").unwrap_or(0.0);
-    let reasons: Vec<String> = ["Concurrency", "CPU", "Memory", "Disk"]
+fn throttle_summary(t: &Throttles) -> (String, Option<&'static str>) {
+    let reasons: Vec<String> = ThrottleReason::ALL
         .iter()
-        .filter_map(|r| num(t, r).filter(|n| *n > 0.0).map(|n| format!("{r} {n}")))
+        .map(|r| (r.label(), t.get(*r)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| format!("{label} {n}"))
         .collect();
-    if total <= 0.0 {
+    if t.total == 0 {
         ("0".to_owned(), None)
     } else if reasons.is_empty() {
-        (total.to_string(), Some(YELLOW))
+        (t.total.to_string(), Some(YELLOW))
     } else {
-        (format!("{total} ({})", reasons.join(", ")), Some(YELLOW))
+        (
+            format!("{} ({})", t.total, reasons.join(", ")),
+            Some(YELLOW),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     /// The example of docs/STATUS.md.
@@ -516,7 +502,7 @@ Function versions
 
     #[test]
     fn renders_the_documented_sample() {
-        let doc: Value = serde_json::from_str(SAMPLE).unwrap();
+        let doc: StatusDocument = serde_json::from_str(SAMPLE).unwrap();
         let got = render(&doc, false);
         assert_eq!(got, EXPECTED, "\n--- got ---\n{got}");
         assert!(!got.contains('\x1b'));
@@ -524,7 +510,7 @@ Function versions
 
     #[test]
     fn colors_only_when_asked() {
-        let doc: Value = serde_json::from_str(SAMPLE).unwrap();
+        let doc: StatusDocument = serde_json::from_str(SAMPLE).unwrap();
         let got = render(&doc, true);
         assert!(got.contains("\x1b[32mActive\x1b[0m"), "{got}");
         // Colors do not disturb the alignment: stripping them gives the plain rendering.
@@ -541,31 +527,43 @@ Function versions
 
     #[test]
     fn renders_throttles_failures_and_launch_errors() {
-        let mut doc: Value = serde_json::from_str(SAMPLE).unwrap();
-        doc["Functions"][0]["State"] = "Failed".into();
-        doc["Functions"][0]["StateReasonCode"] = "InvalidRuntime".into();
-        doc["Functions"][0]["MaxExecutionEnvironments"] = 9.into();
-        doc["Functions"][0]["Throttles"] = serde_json::json!({
-            "Total": 12, "Concurrency": 10, "CPU": 2, "Memory": 0, "Disk": 0
-        });
-        doc["Functions"][0]["Environments"][0]["InFlight"] = 5.into();
-        doc["CapacityProviders"][0]["LaunchError"] = serde_json::json!({
-            "Message": "no capacity", "At": "2026-11-27T10:59:00Z", "RetryAt": "2026-11-27T11:00:04Z"
+        let mut doc: StatusDocument = serde_json::from_str(SAMPLE).unwrap();
+        let f = &mut doc.functions[0];
+        f.state = State::Failed;
+        f.state_reason_code = Some("InvalidRuntime".into());
+        f.last_update_status = LastUpdateStatus::Failed;
+        f.max_execution_environments = Some(9);
+        f.throttles = Throttles::from_counts([10, 2, 0, 0]);
+        f.throttles_last_minute = 3;
+        f.environments[0].in_flight = 5;
+        doc.capacity_providers[0].launch_error = Some(fleetfn_contracts::LaunchError {
+            message: "no capacity".into(),
+            at: "2026-11-27T10:59:00Z".into(),
+            retry_at: "2026-11-27T11:00:04Z".into(),
         });
         let got = render(&doc, false);
         assert!(
             got.contains("launch failed: no capacity (at 2026-11-27T10:59:00Z; retrying at 2026-11-27T11:00:04Z)"),
             "{got}"
         );
-        assert!(got.contains("Failed (InvalidRuntime)"), "{got}");
+        assert!(
+            got.contains("Failed (InvalidRuntime), update Failed"),
+            "{got}"
+        );
         assert!(got.contains("3/9"), "{got}");
         assert!(got.contains("5/16"), "{got}");
-        assert!(got.contains("12 (Concurrency 10, CPU 2)"), "{got}");
+        assert!(
+            got.contains("12 (Concurrency 10, CPU 2); 3 in the last minute"),
+            "{got}"
+        );
     }
 
     #[test]
     fn renders_a_control_plane_only_server() {
-        let doc = serde_json::json!({"DataPlane": false, "CapacityProviders": [], "Functions": []});
+        let doc: StatusDocument = serde_json::from_value(
+            serde_json::json!({"DataPlane": false, "CapacityProviders": [], "Functions": []}),
+        )
+        .unwrap();
         assert_eq!(
             render(&doc, false),
             "fleetfn status\ndata plane: off (control plane only; --no-data-plane)\n\n\
@@ -578,16 +576,13 @@ Function versions
         let doc = include_str!("../../../docs/STATUS.md");
         let start = doc.find("```json\n").expect("a json block") + "```json\n".len();
         let end = start + doc[start..].find("```").expect("end of the json block");
-        let sample: Value = serde_json::from_str(&doc[start..end]).unwrap();
+        let sample: StatusDocument = serde_json::from_str(&doc[start..end]).unwrap();
         let got = render(&sample, false);
-        for name in list(&sample, "CapacityProviders")
+        for name in sample
+            .capacity_providers
             .iter()
-            .filter_map(|c| str_of(c, "Name"))
-            .chain(
-                list(&sample, "Functions")
-                    .iter()
-                    .filter_map(|f| str_of(f, "FunctionName")),
-            )
+            .map(|c| &c.name)
+            .chain(sample.functions.iter().map(|f| &f.function_name))
         {
             assert!(got.contains(name), "{name} missing from\n{got}");
         }

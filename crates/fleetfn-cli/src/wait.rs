@@ -4,22 +4,41 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use fleetfn_model::{LastUpdateStatus, State};
+use serde::Deserialize;
 
 use crate::client::{self, ClientError, ConnectArgs, encode_component};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Function states a wait can aim for.
-pub const STATES: [&str; 7] = [
-    "Active",
-    "ActiveNonInvocable",
-    "Pending",
-    "Inactive",
-    "Failed",
-    "Deactivating",
-    "Deactivated",
+pub const STATES: [State; 7] = [
+    State::Active,
+    State::ActiveNonInvocable,
+    State::Pending,
+    State::Inactive,
+    State::Failed,
+    State::Deactivating,
+    State::Deactivated,
 ];
+
+fn state_parser() -> impl TypedValueParser<Value = State> {
+    PossibleValuesParser::new(STATES.map(State::as_str)).try_map(|s| s.parse::<State>())
+}
+
+/// The members of a GetFunctionConfiguration answer a wait reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Lifecycle {
+    pub state: Option<State>,
+    pub state_reason: Option<String>,
+    pub state_reason_code: Option<String>,
+    pub last_update_status: Option<LastUpdateStatus>,
+    pub last_update_status_reason: Option<String>,
+    pub last_update_status_reason_code: Option<String>,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct WaitArgs {
@@ -32,8 +51,8 @@ pub struct WaitArgs {
     #[arg(long, default_value = "300", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// The state to wait for.
-    #[arg(long, default_value = "Active", value_parser = STATES)]
-    pub state: String,
+    #[arg(long, default_value = "Active", value_parser = state_parser())]
+    pub state: State,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -59,21 +78,19 @@ pub enum Verdict {
 
 /// Decides from a function configuration: `wanted` reached (and no update in progress), failed
 /// instead, or not yet.
-pub fn judge(cfg: &Value, wanted: &str) -> Verdict {
-    let state = cfg.get("State").and_then(Value::as_str).unwrap_or("");
-    let update = cfg.get("LastUpdateStatus").and_then(Value::as_str);
-    if state == wanted && update != Some("InProgress") {
+pub fn judge(cfg: &Lifecycle, wanted: State) -> Verdict {
+    if cfg.state == Some(wanted) && cfg.last_update_status != Some(LastUpdateStatus::InProgress) {
         return Verdict::Done;
     }
-    if state == "Failed" && wanted != "Failed" {
+    if cfg.state == Some(State::Failed) && wanted != State::Failed {
         return Verdict::Failed(describe(cfg));
     }
     Verdict::Waiting
 }
 
 /// `State Pending (Creating: waiting for environments), LastUpdateStatus InProgress (...)`.
-pub fn describe(cfg: &Value) -> String {
-    let field = |k: &str| cfg.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+pub fn describe(cfg: &Lifecycle) -> String {
+    let field = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let with_reason = |label: &str, value: &str, code: Option<&str>, reason: Option<&str>| {
         let mut s = format!("{label} {value}");
         match (code, reason) {
@@ -85,17 +102,17 @@ pub fn describe(cfg: &Value) -> String {
     };
     let mut out = with_reason(
         "State",
-        field("State").unwrap_or("unknown"),
-        field("StateReasonCode"),
-        field("StateReason"),
+        cfg.state.map_or("unknown", State::as_str),
+        field(&cfg.state_reason_code).as_deref(),
+        field(&cfg.state_reason).as_deref(),
     );
-    if let Some(u) = field("LastUpdateStatus") {
+    if let Some(u) = cfg.last_update_status {
         out.push_str(", ");
         out.push_str(&with_reason(
             "LastUpdateStatus",
-            u,
-            field("LastUpdateStatusReasonCode"),
-            field("LastUpdateStatusReason"),
+            u.as_str(),
+            field(&cfg.last_update_status_reason_code).as_deref(),
+            field(&cfg.last_update_status_reason).as_deref(),
         ));
     }
     out
@@ -128,14 +145,17 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<()> {
     let progress = std::io::stderr().is_terminal();
     let start = Instant::now();
     let deadline = start + args.timeout;
-    let mut last: Option<Value> = None;
+    let mut last: Option<Lifecycle> = None;
     let mut last_error: Option<ClientError> = None;
     let mut spins = 0usize;
     let outcome = loop {
         match tokio::time::timeout_at(deadline.into(), client.get_json(&path, &query)).await {
             Err(_) => break Err(()),
             Ok(Ok(cfg)) => {
-                match judge(&cfg, &args.state) {
+                let cfg: Lifecycle = serde_json::from_value(cfg).context(
+                    "the function configuration has an unknown State or LastUpdateStatus",
+                )?;
+                match judge(&cfg, args.state) {
                     Verdict::Done => break Ok(cfg),
                     Verdict::Failed(why) => {
                         clear_progress(progress);
@@ -161,12 +181,7 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<()> {
             spins += 1;
             let seen = last.as_ref().map_or_else(
                 || "no answer yet".to_owned(),
-                |c| {
-                    c.get("State")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_owned()
-                },
+                |c| c.state.map_or("?", State::as_str).to_owned(),
             );
             eprint!(
                 "\r{frame} waiting for {target} to be {}: {seen} ({:.1}s)\x1b[K",
@@ -195,8 +210,8 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<()> {
                 (Some(cfg), None) => format!("last seen: {}", describe(cfg)),
                 (None, None) => "no answer from the server".to_owned(),
             };
-            let hint = match last.as_ref().and_then(|c| c.get("State")) {
-                Some(Value::String(s)) if s == "ActiveNonInvocable" && args.state == "Active" => {
+            let hint = match last.as_ref().and_then(|c| c.state) {
+                Some(State::ActiveNonInvocable) if args.state == State::Active => {
                     " (the unpublished $LATEST of a capacity-provider function is never Active; \
                      wait for a published version, e.g. --qualifier '$LATEST.PUBLISHED')"
                 }
@@ -223,47 +238,56 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn cfg(v: serde_json::Value) -> Lifecycle {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn verdicts() {
-        let active = json!({"State": "Active", "LastUpdateStatus": "Successful"});
-        assert_eq!(judge(&active, "Active"), Verdict::Done);
-        let updating = json!({"State": "Active", "LastUpdateStatus": "InProgress"});
-        assert_eq!(judge(&updating, "Active"), Verdict::Waiting);
-        let pending = json!({"State": "Pending", "LastUpdateStatus": "Successful"});
-        assert_eq!(judge(&pending, "Active"), Verdict::Waiting);
-        assert_eq!(judge(&pending, "Pending"), Verdict::Done);
-        let failed = json!({
+        let active = cfg(json!({"State": "Active", "LastUpdateStatus": "Successful"}));
+        assert_eq!(judge(&active, State::Active), Verdict::Done);
+        let updating = cfg(json!({"State": "Active", "LastUpdateStatus": "InProgress"}));
+        assert_eq!(judge(&updating, State::Active), Verdict::Waiting);
+        let pending = cfg(json!({"State": "Pending", "LastUpdateStatus": "Successful"}));
+        assert_eq!(judge(&pending, State::Active), Verdict::Waiting);
+        assert_eq!(judge(&pending, State::Pending), Verdict::Done);
+        let failed = cfg(json!({
             "State": "Failed",
             "StateReasonCode": "InvalidRuntime",
             "StateReason": "python3.13 not found",
             "LastUpdateStatus": "Failed",
-        });
+        }));
         assert_eq!(
-            judge(&failed, "Active"),
+            judge(&failed, State::Active),
             Verdict::Failed(
                 "State Failed (InvalidRuntime: python3.13 not found), LastUpdateStatus Failed"
                     .into()
             )
         );
-        assert_eq!(judge(&failed, "Failed"), Verdict::Done);
-        assert_eq!(judge(&json!({}), "Active"), Verdict::Waiting);
+        assert_eq!(judge(&failed, State::Failed), Verdict::Done);
+        assert_eq!(
+            judge(&Lifecycle::default(), State::Active),
+            Verdict::Waiting
+        );
     }
 
     #[test]
     fn descriptions() {
         assert_eq!(
-            describe(&json!({"State": "Pending", "StateReasonCode": "Creating"})),
+            describe(&cfg(
+                json!({"State": "Pending", "StateReasonCode": "Creating"})
+            )),
             "State Pending (Creating)"
         );
         assert_eq!(
-            describe(&json!({
+            describe(&cfg(json!({
                 "State": "Active",
                 "LastUpdateStatus": "InProgress",
                 "LastUpdateStatusReason": "rolling out"
-            })),
+            }))),
             "State Active, LastUpdateStatus InProgress (rolling out)"
         );
-        assert_eq!(describe(&json!({})), "State unknown");
+        assert_eq!(describe(&Lifecycle::default()), "State unknown");
     }
 
     #[test]

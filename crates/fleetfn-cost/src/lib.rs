@@ -60,7 +60,7 @@ pub struct Requests {
     pub billed_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InstanceLine {
     pub instance_type: String,
@@ -71,7 +71,7 @@ pub struct InstanceLine {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Costs {
     /// The instances at the catalog's on-demand price: what this capacity costs here.
@@ -82,7 +82,7 @@ pub struct Costs {
     pub aws_lmi_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProviderReport {
     pub name: String,
@@ -99,7 +99,7 @@ pub struct ProviderReport {
     pub verdict: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Report {
     pub window_seconds: f64,

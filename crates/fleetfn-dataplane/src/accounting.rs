@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use fleetfn_contracts::CostDocument;
 use fleetfn_server::VersionRecord;
 use fleetfn_server::records::version_key;
 use fleetfn_server::usage::{InstanceUsage, UsageRecord, VersionUsage};
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::DataPlane;
@@ -147,7 +147,7 @@ impl DataPlane {
     pub(crate) async fn cost_document(
         &self,
         since: jiff::Timestamp,
-    ) -> fleetfn_model::Result<Value> {
+    ) -> fleetfn_model::Result<CostDocument> {
         // Everything up to now, not only up to the last tick.
         let versions = self.cp.deployable_versions().await?;
         {
@@ -201,21 +201,12 @@ impl DataPlane {
             &self.cfg.catalog,
             &self.cfg.lambda_prices,
         );
-        let mut doc = serde_json::to_value(&report).map_err(|e| {
-            fleetfn_model::LambdaError::service(format!("encoding the cost report: {e}"))
-        })?;
-        if let Some(o) = doc.as_object_mut() {
-            o.insert(
-                "Since".into(),
-                Value::String(fleetfn_model::time::lambda_timestamp(
-                    jiff::Timestamp::from_second(start).unwrap_or(since),
-                )),
-            );
-            o.insert(
-                "Until".into(),
-                Value::String(fleetfn_model::time::lambda_timestamp(now)),
-            );
-        }
-        Ok(doc)
+        Ok(CostDocument {
+            since: fleetfn_model::time::lambda_timestamp(
+                jiff::Timestamp::from_second(start).unwrap_or(since),
+            ),
+            until: fleetfn_model::time::lambda_timestamp(now),
+            report,
+        })
     }
 }

@@ -16,21 +16,9 @@ use fleetfn_server::VersionRecord;
 use fleetfn_server::records::version_key;
 
 use crate::state::State;
-use crate::stats::ThrottleReason;
 use crate::version::{bounds, desired_within, env_request, labels};
 
 const MIB: u64 = 1 << 20;
-
-impl From<ThrottleReason> for fleetfn_metrics::ThrottleReason {
-    fn from(r: ThrottleReason) -> Self {
-        match r {
-            ThrottleReason::Concurrency => Self::Concurrency,
-            ThrottleReason::Cpu => Self::Cpu,
-            ThrottleReason::Memory => Self::Memory,
-            ThrottleReason::Disk => Self::Disk,
-        }
-    }
-}
 
 /// How one agent round trip ended.
 pub(crate) fn try_outcome(reply: &Result<InvokeReply, ClientError>) -> TryOutcome {
@@ -263,8 +251,8 @@ mod tests {
             function: "f".into(),
             version: "1".into(),
             config: FunctionConfiguration {
-                state: "Active".into(),
-                last_update_status: "Successful".into(),
+                state: fleetfn_model::State::Active,
+                last_update_status: fleetfn_model::LastUpdateStatus::Successful,
                 ..FunctionConfiguration::default()
             },
             code_hex: String::new(),

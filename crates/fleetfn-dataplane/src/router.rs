@@ -10,9 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
+use fleetfn_contracts::{
+    CostDocument, EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry,
+    InvokeOutcome, InvokeRequest, Invoker, StatusDocument,
+};
 use fleetfn_model::{LambdaError, Result};
-use fleetfn_proto::{InvokeReply, RejectReason};
+use fleetfn_proto::InvokeReply;
 use fleetfn_server::records::version_key;
 // The scaler compares busy time with its own tick interval, measured on tokio's clock.
 use tokio::time::Instant;
@@ -40,27 +43,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn throttle_reason(r: &RejectReason) -> ThrottleReason {
-    match r {
-        RejectReason::Concurrency => ThrottleReason::Concurrency,
-        RejectReason::Cpu => ThrottleReason::Cpu,
-        RejectReason::Memory => ThrottleReason::Memory,
-        RejectReason::Disk => ThrottleReason::Disk,
-    }
-}
-
 /// The reason a throttle is counted under: the one that refused the most environments;
 /// ties go to concurrency, then CPU, memory, disk.
-pub(crate) fn dominant(refusals: &[u32; 4]) -> ThrottleReason {
-    const ORDER: [ThrottleReason; 4] = [
-        ThrottleReason::Concurrency,
-        ThrottleReason::Cpu,
-        ThrottleReason::Memory,
-        ThrottleReason::Disk,
-    ];
+pub(crate) fn dominant(refusals: &[u32; ThrottleReason::COUNT]) -> ThrottleReason {
     let mut best = ThrottleReason::Concurrency;
-    for r in ORDER {
-        if refusals[r as usize] > refusals[best as usize] {
+    for r in ThrottleReason::ALL {
+        if refusals[r.index()] > refusals[best.index()] {
             best = r;
         }
     }
@@ -87,7 +75,7 @@ impl DataPlane {
         // The agent answers a timeout itself; this only guards against a stuck agent.
         let deadline = std::time::Duration::from_secs(u64::from(v.config.timeout) + 10);
         let mut last_error: Option<String> = None;
-        let mut refusals = [0u32; 4];
+        let mut refusals = [0u32; ThrottleReason::COUNT];
         let mut capacity = 0u32;
         let mut seen = 0usize;
         let mut tried: Vec<String> = Vec::new();
@@ -104,7 +92,7 @@ impl DataPlane {
             let mut went_away = false;
             for env in &candidates {
                 if env.in_flight.load(Ordering::Relaxed) >= env.max_concurrency {
-                    refusals[ThrottleReason::Concurrency as usize] += 1;
+                    refusals[ThrottleReason::Concurrency.index()] += 1;
                     capacity += env.max_concurrency;
                     continue;
                 }
@@ -156,7 +144,7 @@ impl DataPlane {
                         });
                     }
                     Ok(InvokeReply::Rejected { reason, .. }) => {
-                        refusals[throttle_reason(&reason) as usize] += 1;
+                        refusals[reason.index()] += 1;
                         capacity += env.max_concurrency;
                         went_away |= !self.is_routable(&vkey, &env.env_id);
                     }
@@ -201,8 +189,8 @@ impl DataPlane {
             )));
         }
         let reason = dominant(&refusals);
-        stats.throttles[reason as usize].fetch_add(1, Ordering::Relaxed);
-        stats.metrics.throttled(reason.into());
+        stats.throttles[reason.index()].fetch_add(1, Ordering::Relaxed);
+        stats.metrics.throttled(reason);
         let capped = if stats.capped.load(Ordering::Relaxed) {
             " The capacity provider cannot add execution environments right now (MaxVCpuCount or instance capacity reached) until capacity frees up."
         } else {
@@ -224,7 +212,7 @@ impl DataPlane {
                 "Rate Exceeded. The execution environments of {}:{} refused the invoke to protect the invokes in flight: {} of {refused} are over their {} ceiling; the request was not queued ({label} throttle).{capped}",
                 v.function,
                 v.version,
-                refusals[reason as usize],
+                refusals[reason.index()],
                 label.to_lowercase()
             )
         };
@@ -250,62 +238,64 @@ impl Invoker for DataPlane {
         Box::pin(self.route(req))
     }
 
-    fn status(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
+    fn status(&self) -> Pin<Box<dyn Future<Output = Result<StatusDocument>> + Send + '_>> {
         Box::pin(self.status_document())
     }
 
     fn cost(
         &self,
         since: jiff::Timestamp,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<CostDocument>> + Send + '_>> {
         Box::pin(self.cost_document(since))
     }
 
-    fn environments(&self) -> serde_json::Value {
+    fn environments(&self) -> EnvironmentsDocument {
         let s = self.state.read();
-        let mut list: Vec<serde_json::Value> = s
+        let mut environments: Vec<EnvironmentEntry> = s
             .envs
             .values()
             .map(|e| {
-                let (function, version) = e.version_key.split_once('/').unwrap_or((&e.version_key, ""));
-                let version = crate::status::display_version(version);
-                serde_json::json!({
-                    "EnvironmentId": e.env_id,
-                    "FunctionName": function,
-                    "Version": version,
-                    "InstanceId": e.instance.id,
-                    "Zone": e.instance.zone,
-                    "CapacityProvider": e.instance.capacity_provider,
-                    "State": format!("{:?}", e.state),
-                    "InFlight": e.in_flight.load(Ordering::Relaxed),
-                    "MaxConcurrency": e.max_concurrency,
-                    "PublishHash": e.publish_hash,
-                    "MemoryBytes": e.memory_bytes,
-                    "CpuUsageNs": e.cpu_usage_ns,
-                    "Failure": e.failure.as_ref().map(|f| serde_json::json!({"ReasonCode": f.reason_code, "Reason": f.reason})),
-                })
+                let (function, version) = e
+                    .version_key
+                    .split_once('/')
+                    .unwrap_or((&e.version_key, ""));
+                EnvironmentEntry {
+                    environment_id: e.env_id.clone(),
+                    function_name: function.to_string(),
+                    version: crate::status::display_version(version),
+                    instance_id: e.instance.id.clone(),
+                    zone: e.instance.zone.clone(),
+                    capacity_provider: e.instance.capacity_provider.clone(),
+                    state: e.state,
+                    in_flight: e.in_flight.load(Ordering::Relaxed),
+                    max_concurrency: e.max_concurrency,
+                    publish_hash: e.publish_hash.clone(),
+                    memory_bytes: e.memory_bytes,
+                    cpu_usage_ns: e.cpu_usage_ns,
+                    failure: e.failure.as_ref().map(|f| EnvironmentFailure {
+                        reason_code: f.reason_code.clone(),
+                        reason: f.reason.clone(),
+                    }),
+                }
             })
             .collect();
-        list.sort_by(|a, b| {
-            a["EnvironmentId"]
-                .as_str()
-                .cmp(&b["EnvironmentId"].as_str())
-        });
-        let mut instances: Vec<serde_json::Value> = s
+        environments.sort_by(|a, b| a.environment_id.cmp(&b.environment_id));
+        let mut instances: Vec<InstanceEntry> = s
             .instances
             .values()
-            .map(|i| {
-                serde_json::json!({
-                    "InstanceId": i.id,
-                    "Zone": i.zone,
-                    "CapacityProvider": i.capacity_provider,
-                    "InstanceType": i.instance_type.name,
-                    "State": i.state,
-                })
+            .map(|i| InstanceEntry {
+                instance_id: i.id.clone(),
+                zone: i.zone.clone(),
+                capacity_provider: i.capacity_provider.clone(),
+                instance_type: i.instance_type.name.clone(),
+                state: i.state,
             })
             .collect();
-        instances.sort_by(|a, b| a["InstanceId"].as_str().cmp(&b["InstanceId"].as_str()));
-        serde_json::json!({ "Environments": list, "Instances": instances })
+        instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        EnvironmentsDocument {
+            environments,
+            instances: Some(instances),
+        }
     }
 }
 
@@ -322,9 +312,5 @@ mod tests {
         assert_eq!(dominant(&[2, 2, 2, 2]), ThrottleReason::Concurrency);
         assert_eq!(dominant(&[0, 1, 1, 0]), ThrottleReason::Cpu);
         assert_eq!(dominant(&[0, 0, 4, 4]), ThrottleReason::Memory);
-        assert_eq!(
-            throttle_reason(&RejectReason::Memory),
-            ThrottleReason::Memory
-        );
     }
 }

@@ -4,33 +4,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-/// Throttle reasons, each throttle counted under exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ThrottleReason {
-    Concurrency = 0,
-    Cpu = 1,
-    Memory = 2,
-    Disk = 3,
-}
-
-impl ThrottleReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Concurrency => "Concurrency",
-            Self::Cpu => "CPU",
-            Self::Memory => "Memory",
-            Self::Disk => "Disk",
-        }
-    }
-}
+/// The one throttle reason type, from the agent's refusal to the 429 message and the metrics.
+pub(crate) use fleetfn_model::ThrottleReason;
 
 /// Per-version counters the router updates on the request path.
 #[derive(Debug, Default)]
 pub(crate) struct VersionStats {
     pub invocations: AtomicU64,
     pub errors: AtomicU64,
-    /// Indexed by [`ThrottleReason`].
-    pub throttles: [AtomicU64; 4],
+    /// Indexed by [`ThrottleReason::index`].
+    pub throttles: [AtomicU64; ThrottleReason::COUNT],
     /// Sum of invoke durations (ns): average concurrency = Δbusy / Δt.
     pub busy_ns: AtomicU64,
     /// Sum of served invokes' durations rounded up to the millisecond (Lambda's billing unit).

@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use fleetfn_scheduler::InstanceState;
+use fleetfn_contracts::{
+    CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
+    LaunchError, StatusDocument, Throttles,
+};
 use fleetfn_server::records::version_key;
-use serde_json::{Value, json};
 
 use crate::DataPlane;
 use crate::stats::ThrottleReason;
@@ -15,21 +17,12 @@ use crate::version::{bounds, desired_within};
 // Kept at this path for the environments document.
 pub(crate) use crate::version::display_version;
 
-fn instance_state(s: InstanceState) -> &'static str {
-    match s {
-        InstanceState::Pending => "pending",
-        InstanceState::Running => "running",
-        InstanceState::Draining => "draining",
-        InstanceState::Terminated => "terminated",
-    }
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 impl DataPlane {
-    pub(crate) async fn status_document(&self) -> fleetfn_model::Result<Value> {
+    pub(crate) async fn status_document(&self) -> fleetfn_model::Result<StatusDocument> {
         let providers = self.cp.capacity_providers_by_name().await?;
         let versions = self.cp.deployable_versions().await?;
         let host = self.provider.capacity();
@@ -62,36 +55,48 @@ impl DataPlane {
                 let retry_at = jiff::Timestamp::now()
                     .checked_add(jiff::SignedDuration::try_from(retry_in).unwrap_or_default())
                     .unwrap_or_else(|_| jiff::Timestamp::now());
-                json!({
-                    "Message": f.message,
-                    "At": f.at,
-                    "RetryAt": fleetfn_model::time::lambda_timestamp(retry_at),
-                })
+                LaunchError {
+                    message: f.message.clone(),
+                    at: f.at.clone(),
+                    retry_at: fleetfn_model::time::lambda_timestamp(retry_at),
+                }
             });
-            cps.push(json!({
-                "Name": name,
-                "Arn": p.capacity_provider_arn,
-                "State": p.state,
-                "Architecture": p.instance_requirements.architectures.as_ref().and_then(|a| a.first()).cloned().unwrap_or_else(|| "x86_64".into()),
-                "Zones": p.vpc_config.subnet_ids,
-                "MaxVCpuCount": p.capacity_provider_scaling_config.max_vcpu_count.unwrap_or(i64::from(fleetfn_model::limits::DEFAULT_MAX_VCPU)),
-                "VCpus": vcpus,
-                "MemoryMiB": memory,
-                "AllocatedVCpus": round3(avcpu),
-                "AllocatedMemoryMiB": amem,
-                "LaunchError": launch_error,
-                "Instances": instances.iter().map(|i| json!({
-                    "InstanceId": i.id,
-                    "InstanceType": i.instance_type.name,
-                    "Zone": i.zone,
-                    "VCpus": i.instance_type.vcpus,
-                    "MemoryMiB": i.instance_type.memory_mib,
-                    "State": instance_state(i.state),
-                    "CpuUtilization": i.cpu.util.map(round3),
-                    "Environments": env_count.get(i.id.as_str()).copied().unwrap_or(0),
-                    "LaunchedAt": i.launched_at,
-                })).collect::<Vec<_>>(),
-            }));
+            cps.push(CapacityProviderStatus {
+                name: name.clone(),
+                arn: p.capacity_provider_arn.clone(),
+                state: p.state,
+                architecture: p
+                    .instance_requirements
+                    .architectures
+                    .as_ref()
+                    .and_then(|a| a.first())
+                    .cloned()
+                    .unwrap_or_else(|| "x86_64".into()),
+                zones: p.vpc_config.subnet_ids.clone(),
+                max_v_cpu_count: p
+                    .capacity_provider_scaling_config
+                    .max_vcpu_count
+                    .unwrap_or(i64::from(fleetfn_model::limits::DEFAULT_MAX_VCPU)),
+                v_cpus: vcpus,
+                memory_mib: memory,
+                allocated_v_cpus: round3(avcpu),
+                allocated_memory_mib: amem,
+                launch_error,
+                instances: instances
+                    .iter()
+                    .map(|i| InstanceStatus {
+                        instance_id: i.id.clone(),
+                        instance_type: i.instance_type.name.clone(),
+                        zone: i.zone.clone(),
+                        v_cpus: i.instance_type.vcpus,
+                        memory_mib: i.instance_type.memory_mib,
+                        state: i.state,
+                        cpu_utilization: i.cpu.util.map(round3),
+                        environments: env_count.get(i.id.as_str()).copied().unwrap_or(0),
+                        launched_at: i.launched_at.clone(),
+                    })
+                    .collect(),
+            });
         }
         let mut functions = Vec::new();
         for v in &versions {
@@ -100,13 +105,8 @@ impl DataPlane {
             envs.sort_by(|a, b| a.env_id.cmp(&b.env_id));
             let scale = s.scale.get(&vkey);
             let throttles = s.existing_stats(&vkey).map(|st| {
-                let n = |r: ThrottleReason| st.throttles[r as usize].load(Ordering::Relaxed);
-                let by = [
-                    n(ThrottleReason::Concurrency),
-                    n(ThrottleReason::Cpu),
-                    n(ThrottleReason::Memory),
-                    n(ThrottleReason::Disk),
-                ];
+                let by =
+                    ThrottleReason::ALL.map(|r| st.throttles[r.index()].load(Ordering::Relaxed));
                 (
                     by,
                     st.invocations.load(Ordering::Relaxed),
@@ -120,52 +120,51 @@ impl DataPlane {
             let desired =
                 bounds(v).map_or(0, |b| desired_within(b, scale.map(|sc| sc.desired), b.0));
             let c = &v.config;
-            functions.push(json!({
-                "FunctionName": v.function,
-                "Version": display_version(&v.version),
-                "FunctionArn": c.function_arn,
-                "CapacityProvider": v.capacity_provider,
-                "State": c.state,
-                "StateReasonCode": c.state_reason_code,
-                "LastUpdateStatus": c.last_update_status,
-                "MinExecutionEnvironments": applied.min_execution_environments.unwrap_or(i64::from(fleetfn_model::limits::DEFAULT_MIN_ENVIRONMENTS)),
-                "MaxExecutionEnvironments": applied.max_execution_environments,
-                "DesiredExecutionEnvironments": desired,
-                "CpuUtilization": scale.map(|x| round3(x.avg_cpu)),
-                "ConcurrencySaturation": scale.map(|x| round3(x.saturation)),
-                "Invocations": invocations,
-                "Errors": errors,
-                "ThrottlesLastMinute": scale.map_or(0, |x| x.throttles_last_minute),
-                "Throttles": {
-                    "Total": by.iter().sum::<u64>(),
-                    "Concurrency": by[0],
-                    "CPU": by[1],
-                    "Memory": by[2],
-                    "Disk": by[3],
-                },
-                "Environments": envs.iter().map(|e| json!({
-                    "EnvironmentId": e.env_id,
-                    "InstanceId": e.instance.id,
-                    "Zone": e.instance.zone,
-                    "State": format!("{:?}", e.state),
-                    "MaxConcurrency": e.max_concurrency,
-                    "InFlight": e.in_flight.load(Ordering::Relaxed),
-                    "CpuUtilization": e.cpu.util.map(round3),
-                    "MemoryBytes": e.memory_bytes,
-                    "Current": e.publish_hash == v.publish_hash,
-                })).collect::<Vec<_>>(),
-            }));
+            functions.push(FunctionStatus {
+                function_name: v.function.clone(),
+                version: display_version(&v.version),
+                function_arn: c.function_arn.clone(),
+                capacity_provider: v.capacity_provider.clone(),
+                state: c.state,
+                state_reason_code: c.state_reason_code.clone(),
+                last_update_status: c.last_update_status,
+                min_execution_environments: applied
+                    .min_execution_environments
+                    .unwrap_or(i64::from(fleetfn_model::limits::DEFAULT_MIN_ENVIRONMENTS)),
+                max_execution_environments: applied.max_execution_environments,
+                desired_execution_environments: desired,
+                cpu_utilization: scale.map(|x| round3(x.avg_cpu)),
+                concurrency_saturation: scale.map(|x| round3(x.saturation)),
+                invocations,
+                errors,
+                throttles_last_minute: scale.map_or(0, |x| x.throttles_last_minute),
+                throttles: Throttles::from_counts(by),
+                environments: envs
+                    .iter()
+                    .map(|e| EnvironmentStatus {
+                        environment_id: e.env_id.clone(),
+                        instance_id: e.instance.id.clone(),
+                        zone: e.instance.zone.clone(),
+                        state: e.state,
+                        max_concurrency: e.max_concurrency,
+                        in_flight: e.in_flight.load(Ordering::Relaxed),
+                        cpu_utilization: e.cpu.util.map(round3),
+                        memory_bytes: e.memory_bytes,
+                        current: e.publish_hash == v.publish_hash,
+                    })
+                    .collect(),
+            });
         }
-        Ok(json!({
-            "GeneratedAt": fleetfn_model::time::now_lambda(),
-            "DataPlane": true,
-            "Host": {
-                "VCpuScale": host.vcpu_scale,
-                "MaxVCpus": host.max_vcpus,
-                "VCpusInUse": host.vcpus_in_use,
-            },
-            "CapacityProviders": cps,
-            "Functions": functions,
-        }))
+        Ok(StatusDocument {
+            generated_at: Some(fleetfn_model::time::now_lambda()),
+            data_plane: true,
+            host: Some(HostStatus {
+                v_cpu_scale: host.vcpu_scale,
+                max_v_cpus: host.max_vcpus,
+                v_cpus_in_use: host.vcpus_in_use,
+            }),
+            capacity_providers: cps,
+            functions,
+        })
     }
 }

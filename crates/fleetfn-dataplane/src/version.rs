@@ -6,6 +6,7 @@
 use fleetfn_metrics::VersionLabels;
 use fleetfn_model::limits::DEFAULT_MIN_ENVIRONMENTS;
 use fleetfn_model::runtimes;
+use fleetfn_model::{LastUpdateStatus, State};
 use fleetfn_proto::EnvironmentRequest;
 use fleetfn_scheduler::Arch;
 use fleetfn_server::VersionRecord;
@@ -13,7 +14,7 @@ use fleetfn_server::VersionRecord;
 /// A version's `[min, max]` environments from its applied scaling config (LMI default min 3, no
 /// max); `None` when it should run nothing (Failed, Deleting).
 pub(crate) fn bounds(v: &VersionRecord) -> Option<(u32, Option<u32>)> {
-    if matches!(v.config.state.as_str(), "Deleting" | "Failed") {
+    if matches!(v.config.state, State::Deleting | State::Failed) {
         return None;
     }
     let applied = &v.scaling.applied;
@@ -27,7 +28,7 @@ pub(crate) fn bounds(v: &VersionRecord) -> Option<(u32, Option<u32>)> {
 
 /// Whether a publish of the version is rolling out (not yet `Active`/`Successful`).
 pub(crate) fn rolling_out(v: &VersionRecord) -> bool {
-    v.config.state == "Pending" || v.config.last_update_status == "InProgress"
+    v.config.state == State::Pending || v.config.last_update_status == LastUpdateStatus::InProgress
 }
 
 /// The environment count a version is sized to: the scaler's last answer (`scaler`), or

@@ -1,7 +1,8 @@
 //! The Prometheus metrics of `fleetfn serve`, named after Lambda Managed Instances' CloudWatch
 //! metrics (docs/METRICS.md). Owns every metric family: each is declared, typed (label sets
 //! derive `EncodeLabelSet`) and registered in one place, [`Metrics::new`], and rendered as
-//! OpenMetrics text by [`Metrics::render`], which [`router`] serves on `GET /metrics`.
+//! OpenMetrics text by [`Metrics::render`] (or [`Metrics::render_as`] a negotiated [`Format`]),
+//! which `fleetfn serve --metrics-listen` serves on `GET /metrics`. No HTTP here.
 //!
 //! Writers: the invoke path records through cached per-version handles ([`VersionMetrics`], no
 //! label hashing per invoke) and [`Metrics::router_try`]; the gauges are replaced once per
@@ -9,12 +10,11 @@
 //! series of whatever is gone. Nothing here reads the data plane.
 #![forbid(unsafe_code)]
 
-mod endpoint;
-
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+pub use fleetfn_model::ThrottleReason;
 use parking_lot::Mutex;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -22,8 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-pub use endpoint::router;
 
 /// Upper bounds (seconds) of the invoke duration buckets: 5 ms to Lambda's 15 min timeout.
 pub const DURATION_BUCKETS: [f64; 16] = [
@@ -123,14 +121,22 @@ pub struct InstanceLabels {
     pub state: InstanceState,
 }
 
-/// Why an invoke was throttled; each throttle counts under exactly one (one-hot, as LMI's
-/// `ConcurrencyThrottles`, `CPUThrottles`, `MemoryThrottles`, `DiskThrottles`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThrottleReason {
-    Concurrency = 0,
-    Cpu = 1,
-    Memory = 2,
-    Disk = 3,
+/// The help text of a reason's throttle counter (its CloudWatch metric in parentheses).
+fn throttle_help(reason: ThrottleReason) -> &'static str {
+    match reason {
+        ThrottleReason::Concurrency => {
+            "Throttles because every environment was at its concurrency limit (CloudWatch ConcurrencyThrottles)"
+        }
+        ThrottleReason::Cpu => {
+            "Throttles because the environments were over their CPU ceiling (CloudWatch CPUThrottles)"
+        }
+        ThrottleReason::Memory => {
+            "Throttles because the environments were over their memory ceiling (CloudWatch MemoryThrottles)"
+        }
+        ThrottleReason::Disk => {
+            "Throttles because the environments' /tmp was nearly full (CloudWatch DiskThrottles)"
+        }
+    }
 }
 
 /// How one agent round trip of the router ended.
@@ -234,7 +240,7 @@ pub struct Metrics {
     errors: Family<VersionLabels, Counter>,
     throttles: Family<VersionLabels, Counter>,
     /// Indexed by [`ThrottleReason`].
-    throttles_by_reason: [Family<VersionLabels, Counter>; 4],
+    throttles_by_reason: [Family<VersionLabels, Counter>; ThrottleReason::COUNT],
     duration: HistogramFamily<VersionLabels>,
     init_duration: HistogramFamily<VersionLabels>,
 
@@ -303,30 +309,14 @@ impl Metrics {
             "Invokes answered 429 because no execution environment could take them, all reasons (CloudWatch Throttles)",
             throttles.clone(),
         );
-        let throttles_by_reason: [Family<VersionLabels, Counter>; 4] = Default::default();
-        for (name, help, family) in [
-            (
-                "concurrency_throttles",
-                "Throttles because every environment was at its concurrency limit (CloudWatch ConcurrencyThrottles)",
-                &throttles_by_reason[ThrottleReason::Concurrency as usize],
-            ),
-            (
-                "cpu_throttles",
-                "Throttles because the environments were over their CPU ceiling (CloudWatch CPUThrottles)",
-                &throttles_by_reason[ThrottleReason::Cpu as usize],
-            ),
-            (
-                "memory_throttles",
-                "Throttles because the environments were over their memory ceiling (CloudWatch MemoryThrottles)",
-                &throttles_by_reason[ThrottleReason::Memory as usize],
-            ),
-            (
-                "disk_throttles",
-                "Throttles because the environments' /tmp was nearly full (CloudWatch DiskThrottles)",
-                &throttles_by_reason[ThrottleReason::Disk as usize],
-            ),
-        ] {
-            r.register(name, help, family.clone());
+        let throttles_by_reason: [Family<VersionLabels, Counter>; ThrottleReason::COUNT] =
+            Default::default();
+        for reason in ThrottleReason::ALL {
+            r.register(
+                reason.metric_name(),
+                throttle_help(reason),
+                throttles_by_reason[reason.index()].clone(),
+            );
         }
         let duration: HistogramFamily<VersionLabels> =
             Family::new_with_constructor(duration_histogram);
@@ -509,8 +499,8 @@ impl Metrics {
             invocations: self.invocations.get_or_create_owned(&labels),
             errors: self.errors.get_or_create_owned(&labels),
             throttles: self.throttles.get_or_create_owned(&labels),
-            throttles_by_reason: [0, 1, 2, 3]
-                .map(|i| self.throttles_by_reason[i].get_or_create_owned(&labels)),
+            throttles_by_reason: ThrottleReason::ALL
+                .map(|r| self.throttles_by_reason[r.index()].get_or_create_owned(&labels)),
             duration: self.duration.get_or_create_owned(&labels),
             init_duration: self.init_duration.get_or_create_owned(&labels),
             labels,
@@ -652,7 +642,7 @@ pub struct VersionMetrics {
     errors: Counter,
     throttles: Counter,
     /// Indexed by [`ThrottleReason`].
-    throttles_by_reason: [Counter; 4],
+    throttles_by_reason: [Counter; ThrottleReason::COUNT],
     duration: Histogram,
     init_duration: Histogram,
 }
@@ -695,7 +685,7 @@ impl VersionMetrics {
     /// A throttle, counted in the total and under exactly one reason.
     pub fn throttled(&self, reason: ThrottleReason) {
         self.throttles.inc();
-        self.throttles_by_reason[reason as usize].inc();
+        self.throttles_by_reason[reason.index()].inc();
     }
 
     /// An environment of the version turned Ready `init` after it was started.

@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::*;
 
@@ -351,71 +350,4 @@ fn a_removed_version_exports_nothing_and_comes_back_from_zero() {
     // A detached handle (the default) is registered nowhere.
     VersionMetrics::default().invoked(Duration::from_millis(1), true);
     assert_eq!(s, samples(&m.render().unwrap()));
-}
-
-#[tokio::test]
-async fn get_metrics_negotiates_openmetrics_or_prometheus_text() {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    let m = Arc::new(Metrics::new());
-    m.version(v1()).invoked(Duration::from_millis(5), false);
-    let app = router(m.clone());
-    let req = |method: &str, path: &str, accept: Option<&str>| {
-        let mut b = http::Request::builder().method(method).uri(path);
-        if let Some(a) = accept {
-            b = b.header(http::header::ACCEPT, a);
-        }
-        b.body(axum::body::Body::empty()).unwrap()
-    };
-    // What Prometheus sends.
-    let prometheus_accept =
-        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
-    let resp = app
-        .clone()
-        .oneshot(req("GET", "/metrics", Some(prometheus_accept)))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), http::StatusCode::OK);
-    assert_eq!(
-        resp.headers()[http::header::CONTENT_TYPE],
-        Format::OpenMetrics.content_type()
-    );
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = std::str::from_utf8(&body).unwrap();
-    assert!(
-        body.contains("# TYPE fleetfn_invocations counter\n"),
-        "{body}"
-    );
-    assert!(body.contains(r#"fleetfn_invocations_total{function="hello",version="1"} 1"#));
-    assert!(body.ends_with("# EOF\n"));
-
-    // curl and older scrapers: Prometheus text 0.0.4.
-    let resp = app
-        .clone()
-        .oneshot(req("GET", "/metrics", None))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), http::StatusCode::OK);
-    assert_eq!(
-        resp.headers()[http::header::CONTENT_TYPE],
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = std::str::from_utf8(&body).unwrap();
-    assert!(
-        body.contains("# TYPE fleetfn_invocations_total counter\n"),
-        "{body}"
-    );
-    assert!(body.contains(r#"fleetfn_invocations_total{function="hello",version="1"} 1"#));
-    assert!(!body.contains("# EOF"));
-
-    let resp = app
-        .clone()
-        .oneshot(req("POST", "/metrics", None))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), http::StatusCode::METHOD_NOT_ALLOWED);
-    let resp = app.oneshot(req("GET", "/", None)).await.unwrap();
-    assert_eq!(resp.status(), http::StatusCode::NOT_FOUND);
 }

@@ -82,16 +82,6 @@ impl ErrorKind {
     }
 }
 
-/// Why an invoke was throttled; each maps to exactly one LMI throttle metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleReason {
-    Concurrency,
-    Cpu,
-    Memory,
-    Disk,
-    MaxVCpu,
-}
-
 /// An error with its AWS type and a message that says what to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct LambdaError {

@@ -1,4 +1,5 @@
-//! Domain types of fleetfn: Lambda wire shapes, ARNs, runtimes, limits and the AWS-typed error.
+//! Domain types of fleetfn: Lambda wire shapes, lifecycle states, ARNs, runtimes, limits, the
+//! throttle reason and the AWS-typed error.
 //! No I/O lives here; the API layer, the service and the agent all build on it.
 #![forbid(unsafe_code)]
 
@@ -6,8 +7,12 @@ pub mod arn;
 pub mod error;
 pub mod limits;
 pub mod runtimes;
+pub mod states;
+pub mod throttle;
 pub mod time;
 pub mod types;
 
 pub use arn::Scope;
-pub use error::{ErrorKind, LambdaError, Result, ThrottleReason};
+pub use error::{ErrorKind, LambdaError, Result};
+pub use states::{CapacityProviderState, LastUpdateStatus, State};
+pub use throttle::ThrottleReason;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::states::{CapacityProviderState, LastUpdateStatus, State};
+
 pub type Tags = BTreeMap<String, String>;
 
 // ---------------------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ pub struct UpdateCapacityProviderRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct CapacityProvider {
     pub capacity_provider_arn: String,
-    pub state: String,
+    pub state: CapacityProviderState,
     pub vpc_config: CapacityProviderVpcConfig,
     pub permissions_config: CapacityProviderPermissionsConfig,
     pub instance_requirements: InstanceRequirements,
@@ -114,7 +116,7 @@ pub struct ListCapacityProvidersResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct FunctionVersionsByCapacityProviderListItem {
     pub function_arn: String,
-    pub state: String,
+    pub state: State,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -351,12 +353,12 @@ pub struct FunctionConfiguration {
     pub kms_key_arn: Option<String>,
     pub tracing_config: TracingConfig,
     pub revision_id: String,
-    pub state: String,
+    pub state: State,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason_code: Option<String>,
-    pub last_update_status: String,
+    pub last_update_status: LastUpdateStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_update_status_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -472,7 +474,7 @@ pub struct PutFunctionScalingConfigRequest {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutFunctionScalingConfigResponse {
-    pub function_state: String,
+    pub function_state: State,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::{
     AgentReport, EnvironmentRequest, H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON,
-    H_REQUEST_ID, H_TENANT_ID, PREFIX, RejectReason,
+    H_REQUEST_ID, H_TENANT_ID, PREFIX, ThrottleReason,
 };
 
 /// Deadline of control requests (start, stop) beyond any long-poll wait.
@@ -49,7 +49,7 @@ pub enum InvokeReply {
     /// The environment could not take it (no idle worker, draining, over a ceiling);
     /// `detail` is the agent's explanation.
     Rejected {
-        reason: RejectReason,
+        reason: ThrottleReason,
         detail: String,
     },
     /// The agent does not know the environment (it was stopped or replaced).
@@ -247,7 +247,7 @@ impl AgentClient {
                 reason: headers
                     .get(H_REJECT_REASON)
                     .and_then(|v| v.to_str().ok())
-                    .map_or(RejectReason::Concurrency, RejectReason::from_header),
+                    .map_or(ThrottleReason::Concurrency, ThrottleReason::from_header),
                 detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
             }),
             StatusCode::NOT_FOUND => Ok(InvokeReply::Gone),

@@ -26,66 +26,13 @@ pub const H_CLIENT_CONTEXT: &str = "x-fleetfn-client-context";
 pub const H_TENANT_ID: &str = "x-fleetfn-tenant-id";
 /// Response header: the invoke failed in the function (value: `Unhandled`).
 pub const H_FUNCTION_ERROR: &str = "x-fleetfn-function-error";
-/// Response header on 429: why the environment could not take the invoke (a [`RejectReason`]).
+/// Response header on 429: why the environment could not take the invoke (a [`ThrottleReason`]).
 pub const H_REJECT_REASON: &str = "x-fleetfn-reject-reason";
 
-/// Why an environment refused an invoke (`H_REJECT_REASON`); the router tries another
-/// environment, and a final throttle counts as `ConcurrencyThrottles`, `CPUThrottles`,
-/// `MemoryThrottles` or `DiskThrottles`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RejectReason {
-    /// No idle runtime worker, or the environment is not Ready.
-    Concurrency,
-    /// CPU use over the last window is at its ceiling.
-    Cpu,
-    /// Memory in use is at its ceiling.
-    Memory,
-    /// `/tmp` is nearly full.
-    Disk,
-}
-
-impl RejectReason {
-    /// Every reason, in the order the agent checks them.
-    pub const ALL: [Self; 4] = [Self::Concurrency, Self::Memory, Self::Disk, Self::Cpu];
-
-    /// The header value: `concurrency`, `cpu`, `memory` or `disk`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Concurrency => "concurrency",
-            Self::Cpu => "cpu",
-            Self::Memory => "memory",
-            Self::Disk => "disk",
-        }
-    }
-
-    /// Parses a header value; anything unknown (a newer peer) counts as concurrency.
-    pub fn from_header(value: &str) -> Self {
-        value.parse().unwrap_or(Self::Concurrency)
-    }
-}
-
-impl std::fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A reject reason that is none of `concurrency`, `cpu`, `memory`, `disk`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown reject reason {0:?}")]
-pub struct UnknownRejectReason(pub String);
-
-impl std::str::FromStr for RejectReason {
-    type Err = UnknownRejectReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s.trim())
-            .ok_or_else(|| UnknownRejectReason(s.to_owned()))
-    }
-}
+/// Why an environment refused an invoke: the value of [`H_REJECT_REASON`]
+/// ([`ThrottleReason::as_header`]). The router tries another environment, and a final throttle
+/// counts under the same reason.
+pub use fleetfn_model::ThrottleReason;
 
 /// What the server asks an agent to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,20 +148,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reject_reasons_round_trip_and_unknown_ones_count_as_concurrency() {
-        for r in RejectReason::ALL {
-            assert_eq!(r.as_str().parse::<RejectReason>(), Ok(r));
-            assert_eq!(RejectReason::from_header(r.as_str()), r);
-            assert_eq!(
-                serde_json::to_string(&r).unwrap(),
-                format!("\"{}\"", r.as_str())
-            );
-        }
+    fn reject_reason_header_values_are_the_protocols() {
+        let values: Vec<_> = ThrottleReason::ALL.iter().map(|r| r.as_header()).collect();
+        assert_eq!(values, ["concurrency", "cpu", "memory", "disk"]);
+        // A newer agent's reason counts as concurrency.
         assert_eq!(
-            "gpu".parse::<RejectReason>(),
-            Err(UnknownRejectReason("gpu".into()))
+            ThrottleReason::from_header("gpu"),
+            ThrottleReason::Concurrency
         );
-        assert_eq!(RejectReason::from_header("gpu"), RejectReason::Concurrency);
     }
 
     #[test]

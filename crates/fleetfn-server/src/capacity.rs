@@ -8,16 +8,12 @@ use fleetfn_model::types::{
     FunctionVersionsByCapacityProviderListItem, InstanceRequirements,
     ListFunctionVersionsByCapacityProviderResponse, UpdateCapacityProviderRequest,
 };
-use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_model::{CapacityProviderState, ErrorKind, LambdaError, Result};
 use fleetfn_store::{Expect, Op, Table};
 
 use crate::records::{CapacityProviderRecord, VersionRecord, provider_name};
 use crate::service::{ControlPlane, Page};
 use crate::validate;
-
-pub(crate) const STATE_PENDING: &str = "Pending";
-pub(crate) const STATE_ACTIVE: &str = "Active";
-pub(crate) const STATE_DELETING: &str = "Deleting";
 
 fn validate_scaling(cfg: &CapacityProviderScalingConfig) -> Result<CapacityProviderScalingConfig> {
     let mut out = cfg.clone();
@@ -218,7 +214,7 @@ impl ControlPlane {
         }
         let provider = CapacityProvider {
             capacity_provider_arn: self.scope.capacity_provider_arn(&name),
-            state: STATE_PENDING.into(),
+            state: CapacityProviderState::Pending,
             vpc_config: vpc.clone(),
             permissions_config: perms.clone(),
             instance_requirements,
@@ -262,9 +258,17 @@ impl ControlPlane {
         marker: Option<&str>,
         max_items: Option<u32>,
     ) -> Result<Page<CapacityProvider>> {
-        if let Some(s) = state {
-            validate::one_of(s, "state", &["Pending", "Active", "Failed", "Deleting"])?;
-        }
+        let state = state
+            .map(|s| {
+                let names: Vec<&str> = CapacityProviderState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                validate::one_of(s, "state", &names)?;
+                s.parse::<CapacityProviderState>()
+                    .map_err(|e| LambdaError::invalid(e.to_string()))
+            })
+            .transpose()?;
         if let Some(m) = max_items {
             validate::int_between(i64::from(m), "maxItems", 1, 50)?;
         }
@@ -303,7 +307,7 @@ impl ControlPlane {
         req: UpdateCapacityProviderRequest,
     ) -> Result<CapacityProvider> {
         let (mut rec, rev) = self.capacity_provider_record(name).await?;
-        if rec.provider.state == STATE_DELETING {
+        if rec.provider.state == CapacityProviderState::Deleting {
             return Err(LambdaError::conflict(format!(
                 "Capacity provider {} is being deleted and cannot be updated.",
                 rec.provider.capacity_provider_arn
@@ -356,7 +360,7 @@ impl ControlPlane {
                 "You cannot delete a capacity provider that has function versions attached ({attached} attached). To delete this capacity provider, first remove its association with all function versions (delete the versions or their functions)."
             )));
         }
-        rec.provider.state = STATE_DELETING.into();
+        rec.provider.state = CapacityProviderState::Deleting;
         rec.provider.last_modified = now_lambda();
         self.commit(vec![Op::put(
             Table::CapacityProviders,
@@ -401,7 +405,7 @@ impl ControlPlane {
             {
                 function_versions.push(FunctionVersionsByCapacityProviderListItem {
                     function_arn: v.config.function_arn.clone(),
-                    state: v.config.state.clone(),
+                    state: v.config.state,
                 });
             }
         }
@@ -456,7 +460,7 @@ impl ControlPlane {
             .get_record::<CapacityProviderRecord>(Table::CapacityProviders, &name)
             .await?
             .ok_or_else(|| LambdaError::not_found(format!("Capacity provider not found: {arn}")))?;
-        if rec.provider.state == STATE_DELETING {
+        if rec.provider.state == CapacityProviderState::Deleting {
             return Err(LambdaError::conflict(format!(
                 "Capacity provider {arn} is being deleted; choose another capacity provider."
             )));

@@ -2,8 +2,8 @@
 //! (`Pending` → `Active` when their environments are Ready, `Failed` with a reason when they
 //! cannot start, `LastUpdateStatus` of a `$LATEST.PUBLISHED` rollout).
 
-use fleetfn_model::Result;
 use fleetfn_model::types::CapacityProvider;
+use fleetfn_model::{LastUpdateStatus, Result, State};
 use fleetfn_store::{Expect, Op, Table};
 
 use crate::records::{CapacityProviderRecord, VersionRecord, version_key};
@@ -67,17 +67,17 @@ impl ControlPlane {
         else {
             return Ok(false);
         };
-        if v.publish_hash != publish_hash || v.config.state == "Deleting" {
+        if v.publish_hash != publish_hash || v.config.state == State::Deleting {
             return Ok(false);
         }
         let c = &mut v.config;
-        let before = (c.state.clone(), c.last_update_status.clone());
+        let before = (c.state, c.last_update_status);
         match t {
             VersionTransition::Active => {
-                c.state = "Active".into();
+                c.state = State::Active;
                 c.state_reason = None;
                 c.state_reason_code = None;
-                c.last_update_status = "Successful".into();
+                c.last_update_status = LastUpdateStatus::Successful;
                 c.last_update_status_reason = None;
                 c.last_update_status_reason_code = None;
             }
@@ -85,22 +85,22 @@ impl ControlPlane {
                 reason_code,
                 reason,
             } => {
-                if c.state == "Active" {
+                if c.state == State::Active {
                     // A failed rollout leaves the running version serving.
-                    c.last_update_status = "Failed".into();
+                    c.last_update_status = LastUpdateStatus::Failed;
                     c.last_update_status_reason = Some(reason.clone());
                     c.last_update_status_reason_code = Some(reason_code.clone());
                 } else {
-                    c.state = "Failed".into();
+                    c.state = State::Failed;
                     c.state_reason = Some(reason.clone());
                     c.state_reason_code = Some(reason_code.clone());
-                    c.last_update_status = "Failed".into();
+                    c.last_update_status = LastUpdateStatus::Failed;
                     c.last_update_status_reason = Some(reason.clone());
                     c.last_update_status_reason_code = Some(reason_code.clone());
                 }
             }
         }
-        if (c.state.clone(), c.last_update_status.clone()) == before {
+        if (c.state, c.last_update_status) == before {
             return Ok(false);
         }
         self.commit(vec![Op::put(

@@ -16,7 +16,7 @@ use fleetfn_model::types::{
     LoggingConfig, TracingConfig, UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
     VpcConfigResponse,
 };
-use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_model::{ErrorKind, LambdaError, LastUpdateStatus, Result, State};
 use fleetfn_store::{Expect, Op, Table};
 
 use crate::records::{FunctionRecord, LATEST, LATEST_PUBLISHED, VersionRecord, alias_key};
@@ -72,8 +72,6 @@ const LAMBDA_RUNTIMES: &[&str] = &[
     "dotnet10",
     "ruby4.0",
 ];
-
-pub(crate) const STATE_ACTIVE_NON_INVOCABLE: &str = "ActiveNonInvocable";
 
 /// The capacity provider name a configuration points at, if any.
 pub(crate) fn capacity_provider_name_of(cfg: &FunctionConfiguration) -> Option<String> {
@@ -454,14 +452,13 @@ impl ControlPlane {
             }),
             revision_id: new_revision_id(),
             state: if with_cp {
-                STATE_ACTIVE_NON_INVOCABLE
+                State::ActiveNonInvocable
             } else {
-                "Active"
-            }
-            .into(),
+                State::Active
+            },
             state_reason: None,
             state_reason_code: None,
-            last_update_status: "Successful".into(),
+            last_update_status: LastUpdateStatus::Successful,
             last_update_status_reason: None,
             last_update_status_reason_code: None,
             package_type,
@@ -692,7 +689,7 @@ impl ControlPlane {
         rec.latest.code_size = package.bytes.len() as u64;
         rec.latest.last_modified = now_lambda();
         rec.latest.revision_id = new_revision_id();
-        rec.latest.last_update_status = "Successful".into();
+        rec.latest.last_update_status = LastUpdateStatus::Successful;
         let mut ops = Vec::new();
         let mut response = rec.latest.clone();
         if req.publish == Some(true) {
@@ -855,7 +852,7 @@ impl ControlPlane {
         let cfg = &mut rec.latest;
         cfg.last_modified = now_lambda();
         cfg.revision_id = new_revision_id();
-        cfg.last_update_status = "Successful".into();
+        cfg.last_update_status = LastUpdateStatus::Successful;
         let response = cfg.clone();
         self.commit(vec![Op::put(
             Table::Functions,
@@ -889,7 +886,7 @@ impl ControlPlane {
                     // Versions turn Deleting now; the reconciler stops their environments and
                     // removes the records.
                     rec.deleting = true;
-                    rec.latest.state = "Deleting".into();
+                    rec.latest.state = State::Deleting;
                     let mut ops = vec![Op::put(
                         Table::Functions,
                         &fref.name,
@@ -905,11 +902,11 @@ impl ControlPlane {
                         )
                         .await?
                     {
-                        v.config.state = "Deleting".into();
+                        v.config.state = State::Deleting;
                         v.config.state_reason =
                             Some("The function version is being deleted.".into());
                         v.config.state_reason_code = None;
-                        v.config.last_update_status = "InProgress".into();
+                        v.config.last_update_status = LastUpdateStatus::InProgress;
                         ops.push(Op::put(Table::Versions, key, &v, Expect::Revision(vrev)));
                     }
                     self.commit(ops).await?;

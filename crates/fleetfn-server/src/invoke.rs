@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::AliasConfiguration;
-use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_model::{ErrorKind, LambdaError, Result, State};
 use fleetfn_store::Table;
 use parking_lot::Mutex;
 
@@ -135,8 +135,8 @@ impl ControlPlane {
                 }
             }
         };
-        match version.config.state.as_str() {
-            "Active" => Ok(version),
+        match version.config.state {
+            State::Active => Ok(version),
             state => Err(LambdaError::conflict(format!(
                 "The operation cannot be performed at this time. The function is currently in the following state: {state}{}",
                 version

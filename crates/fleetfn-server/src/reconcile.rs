@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use fleetfn_model::Result;
 use fleetfn_model::time::now_lambda;
+use fleetfn_model::{CapacityProviderState, Result, State};
 use fleetfn_store::{Op, Table};
 use tokio_util::sync::CancellationToken;
 
-use crate::capacity::{STATE_ACTIVE, STATE_DELETING, STATE_PENDING};
 use crate::records::{FunctionRecord, VersionRecord};
 use crate::service::ControlPlane;
 
@@ -23,9 +22,9 @@ impl ControlPlane {
         let mut changed = 0;
         for (mut rec, rev) in self.all_capacity_providers().await? {
             let key = rec.name().to_string();
-            let ops = match rec.provider.state.as_str() {
-                STATE_PENDING => {
-                    rec.provider.state = STATE_ACTIVE.into();
+            let ops = match rec.provider.state {
+                CapacityProviderState::Pending => {
+                    rec.provider.state = CapacityProviderState::Active;
                     rec.provider.last_modified = now_lambda();
                     vec![Op::put(
                         Table::CapacityProviders,
@@ -34,7 +33,9 @@ impl ControlPlane {
                         fleetfn_store::Expect::Revision(rev),
                     )]
                 }
-                STATE_DELETING => vec![Op::delete(Table::CapacityProviders, key, rev)],
+                CapacityProviderState::Deleting => {
+                    vec![Op::delete(Table::CapacityProviders, key, rev)]
+                }
                 _ => continue,
             };
             // A concurrent change wins; the next pass sees it.
@@ -59,7 +60,7 @@ impl ControlPlane {
             .list_records(Table::Versions, "", None, usize::MAX >> 1)
             .await?;
         for (mut v, key, rev) in versions {
-            if v.config.state == "Deleting" {
+            if v.config.state == State::Deleting {
                 // Versions of a function being deleted go with their function above.
                 let function_deleting = self
                     .get_record::<FunctionRecord>(Table::Functions, &v.function)

@@ -5,7 +5,7 @@ use fleetfn_model::limits::MAX_ENVIRONMENTS;
 use fleetfn_model::types::{
     FunctionScalingConfig, GetFunctionScalingConfigResponse, PutFunctionScalingConfigRequest,
 };
-use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_model::{ErrorKind, LambdaError, Result, State};
 use fleetfn_store::{Expect, Op, Table};
 
 use crate::records::{LATEST_PUBLISHED, VersionRecord, version_key};
@@ -51,7 +51,7 @@ impl ControlPlane {
         &self,
         fref: &FunctionRef,
         req: PutFunctionScalingConfigRequest,
-    ) -> Result<String> {
+    ) -> Result<State> {
         let given = req.function_scaling_config.unwrap_or_default();
         if let Some(n) = given.min_execution_environments {
             validate::int_between(
@@ -70,13 +70,13 @@ impl ControlPlane {
             )?;
         }
         let (mut v, rev, q) = self.scaling_target(fref).await?;
-        if v.config.state == "Failed" {
+        if v.config.state == State::Failed {
             return Err(LambdaError::conflict(format!(
                 "Function version {} is Failed; publish a new version instead of scaling this one.",
                 v.config.function_arn
             )));
         }
-        if v.config.state == "Deleting" {
+        if v.config.state == State::Deleting {
             return Err(LambdaError::conflict(format!(
                 "Function version {} is being deleted.",
                 v.config.function_arn

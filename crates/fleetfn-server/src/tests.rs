@@ -93,12 +93,12 @@ async fn provider_lifecycle_and_attached_versions_block_delete() {
         .create_capacity_provider(provider_req("cp1"))
         .await
         .unwrap();
-    assert_eq!(p.state, "Pending");
+    assert_eq!(p.state, CapacityProviderState::Pending);
     assert_eq!(p.capacity_provider_scaling_config.max_vcpu_count, Some(400));
     cp.reconcile_once().await.unwrap();
     assert_eq!(
         cp.get_capacity_provider("cp1").await.unwrap().state,
-        "Active"
+        CapacityProviderState::Active
     );
     let dup = cp
         .create_capacity_provider(provider_req("cp1"))
@@ -110,14 +110,14 @@ async fn provider_lifecycle_and_attached_versions_block_delete() {
         .create_function(function_req("f1", &p.capacity_provider_arn, "v1"))
         .await
         .unwrap();
-    assert_eq!(f.state, "ActiveNonInvocable");
+    assert_eq!(f.state, State::ActiveNonInvocable);
     assert_eq!(f.memory_size, 2048);
     let v = cp
         .publish_version(&fref("f1"), PublishVersionRequest::default())
         .await
         .unwrap();
     assert_eq!(v.version, "1");
-    assert_eq!(v.state, "Pending");
+    assert_eq!(v.state, State::Pending);
     // Nothing changed: same version again.
     let again = cp
         .publish_version(&fref("f1"), PublishVersionRequest::default())
@@ -139,7 +139,7 @@ async fn provider_lifecycle_and_attached_versions_block_delete() {
         ErrorKind::ResourceNotFound
     );
     let deleted = cp.delete_capacity_provider("cp1").await.unwrap();
-    assert_eq!(deleted.state, "Deleting");
+    assert_eq!(deleted.state, CapacityProviderState::Deleting);
     cp.reconcile_once().await.unwrap();
     assert_eq!(
         cp.get_capacity_provider("cp1").await.unwrap_err().kind,

@@ -7,7 +7,7 @@ use fleetfn_model::time::now_lambda;
 use fleetfn_model::types::{
     AliasConfiguration, FunctionConfiguration, FunctionScalingConfig, PublishVersionRequest,
 };
-use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_model::{ErrorKind, LambdaError, LastUpdateStatus, Result, State};
 use fleetfn_store::{Expect, Op, Table};
 use sha2::{Digest as _, Sha256};
 
@@ -32,12 +32,61 @@ fn publish_hash(rec: &FunctionRecord) -> String {
     let mut cfg = rec.latest.clone();
     cfg.last_modified.clear();
     cfg.revision_id.clear();
-    cfg.state.clear();
-    cfg.last_update_status.clear();
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(&cfg).unwrap_or_default());
+    h.update(without_lifecycle(&cfg));
     h.update(rec.code_hex.as_bytes());
     hex::encode(h.finalize())
+}
+
+/// `cfg` as compact JSON (fields in declaration order) with `State` and `LastUpdateStatus`
+/// blanked to `""`: the bytes the publish hash has always covered, from when those fields were
+/// strings cleared before hashing, so versions published before keep their hashes.
+fn without_lifecycle(cfg: &FunctionConfiguration) -> Vec<u8> {
+    let json = serde_json::to_string(cfg).unwrap_or_default();
+    let Ok(TopLevel(fields)) = serde_json::from_str::<TopLevel<'_>>(&json) else {
+        return json.into_bytes();
+    };
+    let mut out = String::with_capacity(json.len());
+    out.push('{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        out.push(':');
+        out.push_str(match key.as_str() {
+            "State" | "LastUpdateStatus" => "\"\"",
+            _ => value.get(),
+        });
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+/// The top-level members of a JSON object, in document order, values unparsed.
+struct TopLevel<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 impl ControlPlane {
@@ -76,7 +125,7 @@ impl ControlPlane {
                 .await?;
             if let Some((p, _)) = &prev
                 && p.publish_hash == hash
-                && p.config.state != "Deleting"
+                && p.config.state != State::Deleting
             {
                 return Ok((p.clone(), Vec::new()));
             }
@@ -127,28 +176,28 @@ impl ControlPlane {
         };
         if cp.is_some() {
             match &previous {
-                Some((p, _)) if p.config.state == "Active" => {
-                    config.state = "Active".into();
+                Some((p, _)) if p.config.state == State::Active => {
+                    config.state = State::Active;
                     config.state_reason = None;
                     config.state_reason_code = None;
-                    config.last_update_status = "InProgress".into();
+                    config.last_update_status = LastUpdateStatus::InProgress;
                     config.last_update_status_reason =
                         Some("The function is being updated.".into());
                     config.last_update_status_reason_code = None;
                 }
                 _ => {
-                    config.state = "Pending".into();
+                    config.state = State::Pending;
                     config.state_reason = Some("The function is being created.".into());
                     config.state_reason_code = Some("Creating".into());
-                    config.last_update_status = "InProgress".into();
+                    config.last_update_status = LastUpdateStatus::InProgress;
                     config.last_update_status_reason =
                         Some("The function is being created.".into());
                     config.last_update_status_reason_code = None;
                 }
             }
         } else {
-            config.state = "Active".into();
-            config.last_update_status = "Successful".into();
+            config.state = State::Active;
+            config.last_update_status = LastUpdateStatus::Successful;
         }
         let record = VersionRecord {
             function: name.clone(),
@@ -299,7 +348,7 @@ impl ControlPlane {
     /// any other version goes at once (204).
     pub(crate) async fn delete_version(&self, function: &str, version: &str) -> Result<u16> {
         let (mut v, vrev) = self.version(function, version).await?;
-        if v.config.state == "Deleting" {
+        if v.config.state == State::Deleting {
             return Ok(202);
         }
         let aliases: Vec<(AliasConfiguration, String, i64)> = self
@@ -322,10 +371,10 @@ impl ControlPlane {
             )));
         }
         if v.capacity_provider.is_some() {
-            v.config.state = "Deleting".into();
+            v.config.state = State::Deleting;
             v.config.state_reason = Some("The function version is being deleted.".into());
             v.config.state_reason_code = None;
-            v.config.last_update_status = "InProgress".into();
+            v.config.last_update_status = LastUpdateStatus::InProgress;
             self.commit(vec![Op::put(
                 Table::Versions,
                 version_key(function, version),
@@ -352,5 +401,73 @@ impl ControlPlane {
         }
         self.commit(ops).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fleetfn_model::types::{EnvironmentResponse, FunctionConfiguration};
+
+    use fleetfn_model::{LastUpdateStatus, State};
+
+    use super::publish_hash;
+    use crate::records::FunctionRecord;
+
+    /// A record whose `$LATEST` is Active and whose environment variables look like the fields
+    /// the hash blanks out.
+    fn record(state: State, update: LastUpdateStatus) -> FunctionRecord {
+        FunctionRecord {
+            latest: FunctionConfiguration {
+                function_name: "f".into(),
+                function_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+                last_modified: "2026-01-01T00:00:00.000+0000".into(),
+                revision_id: "rev".into(),
+                state,
+                last_update_status: update,
+                environment: Some(EnvironmentResponse {
+                    variables: BTreeMap::from([
+                        ("RevisionId".to_string(), String::new()),
+                        ("State".to_string(), "Active".to_string()),
+                    ]),
+                }),
+                ..FunctionConfiguration::default()
+            },
+            code_hex: "00ff".into(),
+            tags: BTreeMap::new(),
+            next_version: 1,
+            concurrency_explicit: false,
+            last_numbered: None,
+            deleting: false,
+        }
+    }
+
+    /// The hash of this record as computed before `State` and `LastUpdateStatus` were enums
+    /// (they were strings, cleared before hashing): a stored version keeps matching its
+    /// unchanged `$LATEST`, so publishing again does not make a new version after an upgrade.
+    const HASH_BEFORE_TYPED_STATES: &str =
+        "909fa818b361a46241e05d3536040a32792e127286386d2171f7db7cca0e4fdc";
+
+    #[test]
+    fn the_publish_hash_ignores_the_lifecycle_and_is_unchanged_by_typed_states() {
+        for (state, update) in [
+            (State::Active, LastUpdateStatus::Successful),
+            (State::Pending, LastUpdateStatus::InProgress),
+            (State::ActiveNonInvocable, LastUpdateStatus::Failed),
+        ] {
+            assert_eq!(
+                publish_hash(&record(state, update)),
+                HASH_BEFORE_TYPED_STATES,
+                "{state} {update}"
+            );
+        }
+        // Everything else still counts, environment variables named like the blanked fields
+        // included.
+        let mut changed = record(State::Active, LastUpdateStatus::Successful);
+        if let Some(env) = changed.latest.environment.as_mut() {
+            env.variables.insert("State".into(), "Pending".into());
+        }
+        assert_ne!(publish_hash(&changed), HASH_BEFORE_TYPED_STATES);
     }
 }

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::body::Body;
 use bytes::Bytes;
-use fleetfn_api::{AppState, Credentials, InvokeOutcome, InvokeRequest, Invoker};
+use fleetfn_api::{AppState, Credentials};
+use fleetfn_contracts::{CostDocument, InvokeOutcome, InvokeRequest, Invoker};
+use fleetfn_model::types::FunctionConfiguration;
 use fleetfn_model::{LambdaError, Scope};
 use fleetfn_runtime_api::{Invocation, Outcome, RuntimeApi, RuntimeApiConfig};
 use fleetfn_server::{ControlPlane, ControlPlaneConfig, VersionTransition};
@@ -71,8 +73,12 @@ impl Invoker for FakeInvoker {
     fn cost(
         &self,
         _since: jiff::Timestamp,
-    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<serde_json::Value>> + Send + '_>> {
-        Box::pin(async { Ok(json!({})) })
+    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<CostDocument>> + Send + '_>> {
+        Box::pin(async {
+            Err(LambdaError::service(
+                "The hot-path bench meters no usage, so it has no cost report.",
+            ))
+        })
     }
 }
 
@@ -269,7 +275,10 @@ async fn main() -> anyhow::Result<()> {
             ),
         )
         .await?;
-        if s == 200 && serde_json::from_slice::<serde_json::Value>(&b)?["State"] == "Active" {
+        if s == 200
+            && serde_json::from_slice::<FunctionConfiguration>(&b)?.state
+                == fleetfn_model::State::Active
+        {
             active = true;
             break;
         }

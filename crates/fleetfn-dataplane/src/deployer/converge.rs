@@ -187,7 +187,9 @@ impl DataPlane {
             }
             // A rollout of this publish already failed: the previous publish keeps serving and
             // nothing of the broken one is started again (a new publish retries).
-            if v.config.state == "Active" && v.config.last_update_status == "Failed" {
+            if v.config.state == fleetfn_model::State::Active
+                && v.config.last_update_status == fleetfn_model::LastUpdateStatus::Failed
+            {
                 for id in current.iter().chain(failed.iter().map(|(id, _)| id)) {
                     self.stop_env(id);
                 }

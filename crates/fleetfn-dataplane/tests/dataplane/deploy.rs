@@ -51,16 +51,16 @@ async fn a_version_is_pending_until_its_minimum_is_ready() {
     let arn = h.capacity_provider("cp", None).await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     let v = h.publish("f").await;
-    assert_eq!(v.state, "Pending");
+    assert_eq!(v.state, fleetfn_model::State::Pending);
     h.run_for(Duration::from_secs(15)).await;
     // Environments started, none Ready yet: still Pending, and not invocable.
     assert_eq!(h.envs().len(), 3);
-    assert_eq!(h.config("f:1").await.state, "Pending");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Pending);
     let e = h.request("f:1", "x", 1).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ResourceConflict, "{e}");
     let took = h
         .until("f:1 Active", MINUTE, || async {
-            h.config("f:1").await.state == "Active"
+            h.config("f:1").await.state == fleetfn_model::State::Active
         })
         .await;
     assert!(
@@ -115,7 +115,8 @@ async fn max_vcpu_count_caps_placement() {
     let arn = h.capacity_provider("cp", Some(6)).await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish("f").await;
-    h.until_state("f:1", "Active", MINUTE).await;
+    h.until_state("f:1", fleetfn_model::State::Active, MINUTE)
+        .await;
     // Load that would want twice the environments.
     h.provider.script().cpu_demand.insert("f".into(), 3.0);
     h.run_for(2 * MINUTE).await;
@@ -125,7 +126,7 @@ async fn max_vcpu_count_caps_placement() {
     // A throttle now says why no environment is added.
     h.provider.script().answers.insert(
         "f".into(),
-        crate::support::Answer::Refuse(fleetfn_proto::RejectReason::Cpu),
+        crate::support::Answer::Refuse(fleetfn_proto::ThrottleReason::Cpu),
     );
     let e = h.invoke("f:1", "x").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::TooManyRequests);
@@ -139,7 +140,9 @@ async fn a_minimum_that_cannot_fit_under_max_vcpu_count_fails_the_version() {
     let arn = h.capacity_provider("cp", Some(4)).await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish("f").await;
-    let v = h.until_state("f:1", "Failed", MINUTE).await;
+    let v = h
+        .until_state("f:1", fleetfn_model::State::Failed, MINUTE)
+        .await;
     assert_eq!(
         v.state_reason_code.as_deref(),
         Some("CapacityProviderScalingLimitExceeded"),
@@ -198,7 +201,8 @@ async fn an_emptied_instance_of_a_busy_provider_is_terminated_after_the_idle_per
     let arn = h.active_function(&FunctionSpec::default()).await;
     h.create_function("g", &arn, &FunctionSpec::default()).await;
     h.publish("g").await;
-    h.until_state("g:1", "Active", MINUTE).await;
+    h.until_state("g:1", fleetfn_model::State::Active, MINUTE)
+        .await;
     let g_instances: Vec<String> = h.ready("g").into_iter().map(|(_, _, id)| id).collect();
     let f_instances: Vec<String> = h.ready("f").into_iter().map(|(_, _, id)| id).collect();
     assert!(

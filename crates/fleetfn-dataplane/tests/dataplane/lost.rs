@@ -41,7 +41,7 @@ async fn a_killed_agent_is_replaced_in_the_same_zone() {
             .iter()
             .any(|(i, _)| i == victim.instance_id())
     );
-    assert_eq!(h.config("f:1").await.state, "Active");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Active);
     h.invoke("f:1", "x")
         .await
         .expect("invoke after the replacement");
@@ -138,7 +138,8 @@ async fn failing_launches_back_off_then_recover() {
     let arn = h.capacity_provider("cp", None).await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish("f").await;
-    h.until_state("f:1", "Active", 10 * MINUTE).await;
+    h.until_state("f:1", fleetfn_model::State::Active, 10 * MINUTE)
+        .await;
     let failed = h.provider.launches().iter().filter(|l| !l.ok).count();
     assert_eq!(failed, 9);
     let r = rounds(&h);
@@ -175,7 +176,7 @@ async fn without_capacity_launches_are_retried_slowly_and_succeed_once_it_return
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish("f").await;
     h.run_for(5 * MINUTE).await;
-    assert_eq!(h.config("f:1").await.state, "Pending");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Pending);
     let attempts = h.provider.launches().len();
     // One round of three per back-off step: 1, 2, 4, … 32 s, then 60 s, each −20 % at worst.
     assert!(
@@ -188,7 +189,8 @@ async fn without_capacity_launches_are_retried_slowly_and_succeed_once_it_return
         "{gaps:?}"
     );
     h.provider.set_no_capacity(false);
-    h.until_state("f:1", "Active", 2 * MINUTE).await;
+    h.until_state("f:1", fleetfn_model::State::Active, 2 * MINUTE)
+        .await;
     assert_eq!(h.ready("f").len(), 3);
 }
 
@@ -210,7 +212,7 @@ async fn a_replacement_that_fails_init_is_retried_with_growing_back_off() {
     h.provider.kill(victim.instance_id());
     h.run_for(2 * MINUTE).await;
     // An Active version does not fail for a replacement's sake: the other two serve meanwhile.
-    assert_eq!(h.config("f:1").await.state, "Active");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Active);
     assert_eq!(h.ready("f").len(), 2);
     let starts: Vec<Instant> = {
         let mut s: Vec<Instant> = h

@@ -17,7 +17,9 @@ async fn latest_published(h: &Harness) -> String {
     let arn = h.capacity_provider("cp", None).await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish_latest("f").await;
-    let v = h.until_state(LP, "Active", MINUTE).await;
+    let v = h
+        .until_state(LP, fleetfn_model::State::Active, MINUTE)
+        .await;
     assert_eq!(h.ready("f").len(), 3);
     code_hex(&v)
 }
@@ -40,7 +42,10 @@ async fn latest_published_rollout_drains_the_old_set_only_after_the_new_one_serv
     let new_hex = code_hex(&h.update_code("f", "v2").await);
     assert_ne!(new_hex, old_hex);
     h.publish_latest("f").await;
-    assert_eq!(h.config(LP).await.last_update_status, "InProgress");
+    assert_eq!(
+        h.config(LP).await.last_update_status,
+        fleetfn_model::LastUpdateStatus::InProgress
+    );
 
     // While the new set starts, the old one serves every invoke.
     h.run_for(Duration::from_secs(10)).await;
@@ -111,11 +116,11 @@ async fn a_rollout_whose_init_fails_keeps_the_old_publish_serving() {
     );
     h.publish_latest("f").await;
     h.until("the rollout failed", MINUTE, || async {
-        h.config(LP).await.last_update_status == "Failed"
+        h.config(LP).await.last_update_status == fleetfn_model::LastUpdateStatus::Failed
     })
     .await;
     let v = h.config(LP).await;
-    assert_eq!(v.state, "Active", "{v:?}");
+    assert_eq!(v.state, fleetfn_model::State::Active, "{v:?}");
     assert_eq!(
         v.last_update_status_reason_code.as_deref(),
         Some("Runtime.ExitError"),
@@ -156,7 +161,9 @@ async fn a_first_publish_whose_init_fails_fails_the_version() {
         },
     );
     h.publish("f").await;
-    let v = h.until_state("f:1", "Failed", MINUTE).await;
+    let v = h
+        .until_state("f:1", fleetfn_model::State::Failed, MINUTE)
+        .await;
     assert_eq!(
         v.state_reason_code.as_deref(),
         Some("Runtime.InvalidEntrypoint")
@@ -177,7 +184,8 @@ async fn numbered_versions_run_side_by_side() {
     h.update_code("f", "v2").await;
     let v2 = h.publish("f").await;
     assert_eq!(v2.version, "2");
-    h.until_state("f:2", "Active", MINUTE).await;
+    h.until_state("f:2", fleetfn_model::State::Active, MINUTE)
+        .await;
     let v2 = code_hex(&v2);
     assert_eq!(of_code(&h, &v1).len(), 3);
     assert_eq!(of_code(&h, &v2).len(), 3);

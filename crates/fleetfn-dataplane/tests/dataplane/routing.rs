@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fleetfn_model::ErrorKind;
-use fleetfn_proto::RejectReason;
+use fleetfn_proto::ThrottleReason;
 use tokio::time::Instant;
 
 use crate::support::{Answer, FunctionSpec, Harness, Health};
@@ -36,7 +36,7 @@ fn one_throttle_under(h: &Harness, reason: &str) {
 }
 
 /// Every agent of `f` refuses with `reason`; the invoke is throttled under it.
-async fn all_refuse(reason: RejectReason, label: &str, counter: &str) {
+async fn all_refuse(reason: ThrottleReason, label: &str, counter: &str) {
     let mut h = Harness::new();
     h.active_function(&FunctionSpec::default()).await;
     h.provider
@@ -69,17 +69,17 @@ async fn all_refuse(reason: RejectReason, label: &str, counter: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn memory_refusals_throttle_under_memory() {
-    all_refuse(RejectReason::Memory, "Memory", "memory").await;
+    all_refuse(ThrottleReason::Memory, "Memory", "memory").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn disk_refusals_throttle_under_disk() {
-    all_refuse(RejectReason::Disk, "Disk", "disk").await;
+    all_refuse(ThrottleReason::Disk, "Disk", "disk").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn cpu_refusals_throttle_under_cpu() {
-    all_refuse(RejectReason::Cpu, "CPU", "cpu").await;
+    all_refuse(ThrottleReason::Cpu, "CPU", "cpu").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -87,9 +87,9 @@ async fn the_throttle_reason_is_the_most_frequent_refusal() {
     let mut h = Harness::new();
     h.active_function(&FunctionSpec::default()).await;
     let agents = h.provider.running();
-    agents[0].set_answer(Some(Answer::Refuse(RejectReason::Disk)));
-    agents[1].set_answer(Some(Answer::Refuse(RejectReason::Cpu)));
-    agents[2].set_answer(Some(Answer::Refuse(RejectReason::Cpu)));
+    agents[0].set_answer(Some(Answer::Refuse(ThrottleReason::Disk)));
+    agents[1].set_answer(Some(Answer::Refuse(ThrottleReason::Cpu)));
+    agents[2].set_answer(Some(Answer::Refuse(ThrottleReason::Cpu)));
     let e = h.invoke("f:1", "x").await.unwrap_err();
     assert!(e.message.contains("(CPU throttle)"), "{}", e.message);
     assert!(
@@ -186,7 +186,7 @@ async fn an_environment_that_refuses_is_skipped_for_another() {
     let mut h = Harness::new();
     h.active_function(&FunctionSpec::default()).await;
     let refusing = h.provider.running()[0].clone();
-    refusing.set_answer(Some(Answer::Refuse(RejectReason::Cpu)));
+    refusing.set_answer(Some(Answer::Refuse(ThrottleReason::Cpu)));
     let n = until_tried(&mut h, &refusing).await;
     assert_eq!(h.metric("fleetfn_invocations_total", "f", "1"), n as f64);
     assert_eq!(h.metric("fleetfn_throttles_total", "f", "1"), 0.0);

@@ -167,7 +167,7 @@ async fn scales_in_after_the_idle_period_one_step_at_a_time_keeping_zones_balanc
         "{:?}",
         h.provider.terminations()
     );
-    assert_eq!(h.config("f:1").await.state, "Active");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Active);
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,7 +218,7 @@ async fn min_max_zero_stops_everything_throttles_and_comes_back() {
         launches,
         "nothing launched at zero"
     );
-    assert_eq!(h.config("f:1").await.state, "Active");
+    assert_eq!(h.config("f:1").await.state, fleetfn_model::State::Active);
 
     h.scaling("f:1", Some(3), None).await;
     h.until("three Ready environments again", MINUTE, || async {
@@ -258,7 +258,8 @@ async fn scale_in_takes_from_the_fullest_zone_then_the_emptiest_instance() {
         .await;
     h.create_function("f", &arn, &FunctionSpec::default()).await;
     h.publish("f").await;
-    h.until_state("f:1", "Active", MINUTE).await;
+    h.until_state("f:1", fleetfn_model::State::Active, MINUTE)
+        .await;
 
     // Four environments: the fourth shares an instance in one zone.
     h.scaling("f:1", Some(4), None).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fleetfn_proto::{
     AgentApi, AgentReport, BoxFuture, ClientError, EnvState, EnvironmentRequest, EnvironmentStatus,
-    Failure, InstanceUsage, InvokeReply, RejectReason,
+    Failure, InstanceUsage, InvokeReply, ThrottleReason,
 };
 use fleetfn_scheduler::InstanceType;
 use tokio::sync::watch;
@@ -33,7 +33,7 @@ pub enum Answer {
     /// Runs it for this long, then returns the payload.
     After(Duration),
     /// Refuses it (HTTP 429 with this reason).
-    Refuse(RejectReason),
+    Refuse(ThrottleReason),
     /// Does not know the environment (HTTP 404).
     Gone,
     /// Never answers: the exchange ends with `NoAnswer` at its deadline.
@@ -515,7 +515,7 @@ impl AgentApi for FakeAgent {
                         match own {
                             Some(a) => a,
                             None if state != EnvState::Ready => {
-                                Answer::Refuse(RejectReason::Concurrency)
+                                Answer::Refuse(ThrottleReason::Concurrency)
                             }
                             None => lock(&self.0.script)
                                 .answers
@@ -554,7 +554,7 @@ impl AgentApi for FakeAgent {
                 }
                 Answer::Refuse(reason) => Ok(InvokeReply::Rejected {
                     reason,
-                    detail: format!("fake refusal: {}", reason.as_str()),
+                    detail: format!("fake refusal: {}", reason.as_header()),
                 }),
                 Answer::Gone => Ok(InvokeReply::Gone),
                 Answer::Hang => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use fleetfn_api::{InvokeOutcome, InvokeRequest, Invoker};
+use fleetfn_contracts::{InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_dataplane::{DataPlane, DataPlaneConfig};
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::types::{
@@ -328,7 +328,7 @@ impl Harness {
     pub async fn until_state(
         &self,
         qualified: &str,
-        state: &str,
+        state: fleetfn_model::State,
         limit: Duration,
     ) -> FunctionConfiguration {
         self.until(&format!("{qualified} is {state}"), limit, || async {
@@ -344,7 +344,7 @@ impl Harness {
         let arn = self.capacity_provider("cp", None).await;
         self.create_function("f", &arn, spec).await;
         self.publish("f").await;
-        self.until_state("f:1", "Active", Duration::from_secs(60))
+        self.until_state("f:1", fleetfn_model::State::Active, Duration::from_secs(60))
             .await;
         arn
     }

@@ -1,0 +1,58 @@
+//! The data plane as the API sees it: [`Invoker`] runs an [`InvokeRequest`] and serves the
+//! status, environments and cost documents.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleetfn_model::Result;
+use fleetfn_server::VersionRecord;
+
+use crate::{CostDocument, EnvironmentsDocument, StatusDocument};
+
+/// What the data plane is asked to run.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    /// The request id: `x-amzn-RequestId` to the caller, `Lambda-Runtime-Aws-Request-Id` to the
+    /// function.
+    pub request_id: String,
+    pub version: Arc<VersionRecord>,
+    pub payload: Bytes,
+    /// Base64 client context, passed through to the runtime.
+    pub client_context: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// The result of a synchronous invoke.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    pub payload: Bytes,
+    /// `Unhandled` (or the runtime's type) when the function failed.
+    pub function_error: Option<String>,
+}
+
+/// The data plane, as the API sees it.
+pub trait Invoker: Send + Sync {
+    fn invoke(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>>;
+
+    /// Every execution environment with its instance, zone and state (`GET
+    /// /fleetfn/v1/environments`).
+    fn environments(&self) -> EnvironmentsDocument {
+        EnvironmentsDocument::default()
+    }
+
+    /// The cost report from `since` to now (`GET /fleetfn/v1/cost`).
+    fn cost(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Pin<Box<dyn Future<Output = Result<CostDocument>> + Send + '_>>;
+
+    /// The fleet at a glance (`GET /fleetfn/v1/status`, documented in docs/STATUS.md).
+    fn status(&self) -> Pin<Box<dyn Future<Output = Result<StatusDocument>> + Send + '_>> {
+        Box::pin(async { Ok(StatusDocument::empty(true)) })
+    }
+}

@@ -1,0 +1,24 @@
+//! The contracts between the data plane and its users, with no HTTP in them: the [`Invoker`]
+//! the API hands invokes and fleetfn extensions to, and the typed documents it serves under
+//! `/fleetfn/v1/` — [`StatusDocument`] (`/status`, docs/STATUS.md), [`EnvironmentsDocument`]
+//! (`/environments`) and [`CostDocument`] (`/cost`). The data plane builds them, the API
+//! serializes them, the CLI deserializes them into the same structs. Keys are PascalCase; fields
+//! may be added, never renamed.
+#![forbid(unsafe_code)]
+
+mod cost;
+mod environments;
+mod invoke;
+mod status;
+
+// The states the documents carry besides the model's lifecycle states.
+pub use fleetfn_proto::EnvState;
+pub use fleetfn_scheduler::InstanceState;
+
+pub use cost::CostDocument;
+pub use environments::{EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry};
+pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
+pub use status::{
+    CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
+    LaunchError, StatusDocument, Throttles,
+};
