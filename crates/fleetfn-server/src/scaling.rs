@@ -53,6 +53,26 @@ impl ControlPlane {
         req: PutFunctionScalingConfigRequest,
     ) -> Result<State> {
         let given = req.function_scaling_config.unwrap_or_default();
+        for _ in 1..crate::service::RACE_ATTEMPTS {
+            if let Some(state) = self.put_scaling_once(fref, &given).await? {
+                return Ok(state);
+            }
+        }
+        // The last attempt reports a lost race as the conflict it is.
+        self.put_scaling_once(fref, &given).await?.ok_or_else(|| {
+            LambdaError::conflict(format!(
+                "The operation cannot be performed at this time. An update is in progress for resource: {}. Retry the request.",
+                self.scope.function_arn(&fref.name)
+            ))
+        })
+    }
+
+    /// One attempt of [`Self::put_function_scaling_config`]; `None` when its write lost a race.
+    async fn put_scaling_once(
+        &self,
+        fref: &FunctionRef,
+        given: &FunctionScalingConfig,
+    ) -> Result<Option<State>> {
         if let Some(n) = given.min_execution_environments {
             validate::int_between(
                 n,
@@ -99,14 +119,15 @@ impl ControlPlane {
             min_execution_environments: min,
             max_execution_environments: max,
         });
-        self.commit(vec![Op::put(
-            Table::Versions,
-            version_key(&fref.name, &q),
-            &v,
-            Expect::Revision(rev),
-        )])
-        .await?;
-        Ok(v.config.state)
+        Ok(self
+            .commit_unless_raced(vec![Op::put(
+                Table::Versions,
+                version_key(&fref.name, &q),
+                &v,
+                Expect::Revision(rev),
+            )])
+            .await?
+            .map(|_| v.config.state))
     }
 
     pub async fn get_function_scaling_config(

@@ -39,6 +39,11 @@ pub struct ControlPlane {
     pub(crate) resolve_cache: Arc<crate::invoke::ResolveCache>,
 }
 
+/// How many times an operation is recomputed after its write lost a race with a background
+/// writer (the reconciler applying a scaling config, the data plane's version transitions):
+/// such a race is not the caller's concurrent update and is not reported as one.
+pub(crate) const RACE_ATTEMPTS: usize = 5;
+
 pub(crate) fn store_err(e: StoreError) -> LambdaError {
     match e {
         StoreError::Conflict { key, .. } => LambdaError::conflict(format!(
@@ -112,6 +117,19 @@ impl ControlPlane {
         let revs = self.store.commit(ops).await.map_err(store_err)?;
         self.changed.send_modify(|n| *n += 1);
         Ok(revs)
+    }
+
+    /// [`Self::commit`] that reports a lost race (a record changed since it was read) as
+    /// `Ok(None)`, for operations that recompute themselves from fresh reads.
+    pub(crate) async fn commit_unless_raced(&self, ops: Vec<Op>) -> Result<Option<Vec<i64>>> {
+        match self.store.commit(ops).await {
+            Ok(revs) => {
+                self.changed.send_modify(|n| *n += 1);
+                Ok(Some(revs))
+            }
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
     }
 
     /// The function record, or `ResourceNotFoundException` in AWS's words.

@@ -326,3 +326,156 @@ async fn environment_variables_are_sealed_in_the_store() {
         );
     }
 }
+
+/// A store whose next `races` commits that update a version lose a race: just before each, the
+/// version is rewritten as a background writer (the reconciler, a data-plane transition) would.
+#[derive(Debug)]
+struct RacingStore {
+    inner: SqliteStore,
+    races: std::sync::atomic::AtomicUsize,
+}
+
+impl fleetfn_store::Store for RacingStore {
+    fn get<'a>(
+        &'a self,
+        table: Table,
+        key: &'a str,
+    ) -> fleetfn_store::BoxFut<'a, Result<Option<fleetfn_store::Record>, fleetfn_store::StoreError>>
+    {
+        self.inner.get(table, key)
+    }
+
+    fn list<'a>(
+        &'a self,
+        table: Table,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> fleetfn_store::BoxFut<'a, Result<Vec<fleetfn_store::Record>, fleetfn_store::StoreError>>
+    {
+        self.inner.list(table, prefix, after, limit)
+    }
+
+    fn count<'a>(
+        &'a self,
+        table: Table,
+        prefix: &'a str,
+    ) -> fleetfn_store::BoxFut<'a, Result<usize, fleetfn_store::StoreError>> {
+        self.inner.count(table, prefix)
+    }
+
+    fn commit(
+        &self,
+        ops: Vec<fleetfn_store::Op>,
+    ) -> fleetfn_store::BoxFut<'_, Result<Vec<i64>, fleetfn_store::StoreError>> {
+        use std::sync::atomic::Ordering;
+        Box::pin(async move {
+            let version = ops.iter().find_map(|op| match op {
+                fleetfn_store::Op::Put {
+                    table: Table::Versions,
+                    key,
+                    expect: fleetfn_store::Expect::Revision(_),
+                    ..
+                } => Some(key.clone()),
+                _ => None,
+            });
+            if let Some(key) = version
+                && self
+                    .races
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                && let Some(rec) = self.inner.get(Table::Versions, &key).await?
+            {
+                self.inner
+                    .commit(vec![fleetfn_store::Op::Put {
+                        table: Table::Versions,
+                        key,
+                        value: rec.value,
+                        expect: fleetfn_store::Expect::Revision(rec.revision),
+                    }])
+                    .await?;
+            }
+            self.inner.commit(ops).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_race_with_a_background_writer_is_retried_not_reported() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RacingStore {
+        inner: SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+        races: 0.into(),
+    });
+    let cp = ControlPlane::new(
+        store.clone(),
+        ControlPlaneConfig {
+            scope: Scope::default(),
+            artifacts_dir: dir.path().join("artifacts"),
+            env_key: test_key(),
+        },
+    )
+    .unwrap();
+    let p = cp
+        .create_capacity_provider(provider_req("cpr"))
+        .await
+        .unwrap();
+    cp.create_function(function_req("r", &p.capacity_provider_arn, "a"))
+        .await
+        .unwrap();
+    let lp = PublishVersionRequest {
+        publish_to: Some("LATEST_PUBLISHED".into()),
+        ..Default::default()
+    };
+    cp.publish_version(&fref("r"), lp.clone()).await.unwrap();
+    let q = fref("r:$LATEST.PUBLISHED");
+    let scaling = |max| PutFunctionScalingConfigRequest {
+        function_scaling_config: Some(FunctionScalingConfig {
+            min_execution_environments: Some(1),
+            max_execution_environments: Some(max),
+        }),
+    };
+    // Lost races short of the limit are recomputed from fresh reads and succeed.
+    store
+        .races
+        .store(crate::service::RACE_ATTEMPTS - 1, Ordering::SeqCst);
+    cp.put_function_scaling_config(&q, scaling(4))
+        .await
+        .unwrap();
+    assert_eq!(store.races.load(Ordering::SeqCst), 0, "every race was met");
+    let got = cp.get_function_scaling_config(&q).await.unwrap();
+    assert_eq!(
+        got.requested_function_scaling_config
+            .unwrap()
+            .max_execution_environments,
+        Some(4)
+    );
+    cp.update_function_code(
+        &fref("r"),
+        UpdateFunctionCodeRequest {
+            zip_file: Some(zip_b64("b")),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.races.store(2, Ordering::SeqCst);
+    let v2 = cp.publish_version(&fref("r"), lp).await.unwrap();
+    assert_eq!(store.races.load(Ordering::SeqCst), 0, "every race was met");
+    assert_eq!(v2.version, "$LATEST.PUBLISHED");
+    // A writer that keeps winning is reported as the conflict it is, after a bounded number of
+    // attempts.
+    store
+        .races
+        .store(crate::service::RACE_ATTEMPTS, Ordering::SeqCst);
+    let e = cp
+        .put_function_scaling_config(&q, scaling(5))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceConflict, "{e}");
+    assert!(e.message.contains("Retry the request"), "{e}");
+    assert_eq!(store.races.load(Ordering::SeqCst), 0);
+}

@@ -246,6 +246,28 @@ impl ControlPlane {
         fref: &FunctionRef,
         req: PublishVersionRequest,
     ) -> Result<FunctionConfiguration> {
+        for _ in 1..crate::service::RACE_ATTEMPTS {
+            if let Some(config) = self.publish_version_once(fref, &req).await? {
+                return Ok(config);
+            }
+        }
+        // The last attempt reports a lost race as the conflict it is.
+        self.publish_version_once(fref, &req)
+            .await?
+            .ok_or_else(|| {
+                LambdaError::conflict(format!(
+                    "The operation cannot be performed at this time. An update is in progress for resource: {}. Retry the request.",
+                    self.scope.function_arn(&fref.name)
+                ))
+            })
+    }
+
+    /// One attempt of [`Self::publish_version`]; `None` when its write lost a race.
+    async fn publish_version_once(
+        &self,
+        fref: &FunctionRef,
+        req: &PublishVersionRequest,
+    ) -> Result<Option<FunctionConfiguration>> {
         if let Some(q) = fref.qualifier.as_deref()
             && q != LATEST
         {
@@ -289,14 +311,13 @@ impl ControlPlane {
             )
             .await?;
         if ops.is_empty() {
-            return Ok(version.config);
+            return Ok(Some(version.config));
         }
         ops.insert(
             0,
             Op::put(Table::Functions, &fref.name, &rec, Expect::Revision(rev)),
         );
-        self.commit(ops).await?;
-        Ok(version.config)
+        Ok(self.commit_unless_raced(ops).await?.map(|_| version.config))
     }
 
     pub async fn list_versions_by_function(
