@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetfn_testkit import prereq
+from fleetfn_testkit import postgres, prereq
 from fleetfn_testkit.server import FleetfnServer, ServerFactory, find_binary, started_servers
 
 def pytest_configure(config):
@@ -25,6 +25,11 @@ def pytest_configure(config):
         raise pytest.UsageError(f"{prereq.OPT_OUT_VAR}: unknown tag(s) {', '.join(unknown)} "
                                 f"(known: {', '.join(prereq.TAGS)}, all)")
     config.pluginmanager.register(SkipJudge(), "fleetfn-skip-judge")
+    postgres.store_kind()  # a UsageError for an unknown FLEETFN_TEST_STORE
+
+
+def pytest_report_header(config):
+    return f"fleetfn store: {postgres.store_kind()} ({postgres.STORE_VAR})"
 
 
 @pytest.fixture(scope="session")

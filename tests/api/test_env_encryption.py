@@ -1,7 +1,8 @@
-"""Function environment variables are encrypted at rest: the store holds sealed values only,
-the key lives in `env.key` (mode 0600) beside credentials.json, the API answers the plain values,
-a restart still reads them, and a store whose key file is gone refuses to start instead of
-silently making a new key."""
+"""Function environment variables are encrypted at rest: the store (the SQLite file, or the
+PostgreSQL database with FLEETFN_TEST_STORE=postgres) holds sealed values only, the key lives in
+`env.key` (mode 0600) beside credentials.json, the API answers the plain values, a restart still
+reads them, and a store whose key file is gone refuses to start instead of silently making a new
+key."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import stat
 import subprocess
 
 from fleetfn_testkit import api as h
+from fleetfn_testkit import postgres
 
 SECRET = "s3cr3t-9f2c1d7e-never-in-clear"
 
@@ -42,8 +44,16 @@ def test_environment_variables_are_encrypted_at_rest(server_factory, fleetfn_bin
     assert key.exists(), sorted(p.name for p in srv.data_dir.iterdir())
     assert stat.S_IMODE(key.stat().st_mode) == 0o600, oct(key.stat().st_mode)
     assert key.stat().st_size == 32
-    # Nothing under the data dir (the SQLite file, its WAL) holds the value in clear.
-    assert (srv.data_dir / "state.db").exists()
+    # Nothing under the data dir (the SQLite file, its WAL) holds the value in clear, nor does
+    # the PostgreSQL database.
+    if srv.store_url:
+        assert not (srv.data_dir / "state.db").exists()
+        rows = postgres.session_server().psql(
+            srv.store_url, "SELECT tbl, key, convert_from(value, 'UTF8') FROM records")
+        assert name in rows, rows  # the function's records are there...
+        assert SECRET not in rows  # ...without the value in clear
+    else:
+        assert (srv.data_dir / "state.db").exists()
     assert _files_containing(srv.data_dir, SECRET.encode()) == []
 
     # A restart on the same data dir reads the values back.
@@ -59,7 +69,7 @@ def test_environment_variables_are_encrypted_at_rest(server_factory, fleetfn_bin
     env_vars = dict(os.environ, FLEETFN_ACCESS_KEY_ID=h.ACCESS_KEY, FLEETFN_SECRET_ACCESS_KEY=h.SECRET_KEY)
     out = subprocess.run(
         [str(fleetfn_binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(srv.data_dir),
-         "--no-data-plane", "--metrics-listen", "off"],
+         "--no-data-plane", "--metrics-listen", "off"] + (["--store", srv.store_url] if srv.store_url else []),
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env_vars)
     assert out.returncode != 0, out.stderr
     assert "env.key is missing" in out.stderr and "Restore the key file" in out.stderr, out.stderr

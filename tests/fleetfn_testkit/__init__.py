@@ -6,6 +6,8 @@
 - `dataplane`: LMI functions from tests/dataplane/functions, publishing, invokes, environments.
 - `capacity`: the status document, bounded load generators, an instance's agent process.
 - `resources`: capacity providers and functions one test makes and deletes.
+- `postgres`: the suites' store (FLEETFN_TEST_STORE=postgres: a throwaway PostgreSQL cluster per
+  session, a database per data dir).
 - `prereq`: tests that need root or a host tool, the opt-out (FLEETFN_TEST_OPT_OUT) and the
   strict mode (FLEETFN_TEST_STRICT=1) that fails a session with a skip nobody opted out of.
 

@@ -1,8 +1,9 @@
 """`fleetfn serve` as a subprocess, for every suite.
 
-    fleetfn serve --listen 127.0.0.1:PORT --data-dir DIR [--no-data-plane] [extra args]
+    fleetfn serve --listen 127.0.0.1:PORT --data-dir DIR [--store URL] [--no-data-plane] [extra args]
 
-with FLEETFN_ACCESS_KEY_ID / FLEETFN_SECRET_ACCESS_KEY in its environment (unless
+(`--store` with FLEETFN_TEST_STORE=postgres: a database of the session's PostgreSQL per data dir,
+fleetfn_testkit.postgres) with FLEETFN_ACCESS_KEY_ID / FLEETFN_SECRET_ACCESS_KEY in its environment (unless
 `admin_keys=False`), considered ready when GET /fleetfn/health answers 200. Logs go to files;
 tests/conftest.py attaches the tail of every server a failing test used or left running.
 
@@ -24,6 +25,7 @@ import pytest
 import requests
 
 from . import api as h
+from . import postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0
@@ -81,6 +83,8 @@ class FleetfnServer:
         self.stdout_path: Path | None = None
         self.stderr_path: Path | None = None
         self.last_returncode: int | None = None
+        # The store's `--store URL` (PostgreSQL), or None: SQLite in the data dir.
+        self.store_url: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -90,6 +94,8 @@ class FleetfnServer:
         assert self.proc is None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        store = postgres.store_args(self.data_dir)
+        self.store_url = store[1] if store else None
         for attempt in range(3):
             self.starts += 1
             self.port = free_port()
@@ -103,7 +109,7 @@ class FleetfnServer:
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
                     [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
-                    + ([] if self.data_plane else ["--no-data-plane"]) + self.extra_args,
+                    + store + ([] if self.data_plane else ["--no-data-plane"]) + self.extra_args,
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
@@ -167,7 +173,8 @@ class FleetfnServer:
         return self.proc is not None and self.proc.poll() is None
 
     def logs(self, tail_lines: int = 150) -> str:
-        parts = [f"--- fleetfn {self.name} (port {self.port}, data dir {self.data_dir}) ---"]
+        store = "PostgreSQL" if self.store_url else "SQLite"
+        parts = [f"--- fleetfn {self.name} (port {self.port}, data dir {self.data_dir}, {store} store) ---"]
         if self.last_returncode is not None or (self.proc and self.proc.poll() is not None):
             rc = self.proc.returncode if self.proc else self.last_returncode
             parts.append(f"exit status: {rc}")

@@ -145,6 +145,17 @@ pub struct ServeArgs {
     /// Where state, code and logs live (default: $XDG_DATA_HOME/fleetfn or ~/.local/share/fleetfn).
     #[arg(long, env = "FLEETFN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the desired state lives: `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE` (the
+    /// database must exist; fleetfn creates and migrates its tables), or `sqlite:PATH`
+    /// [default: the SQLite file state.db in the data dir].
+    /// (Parsed at start rather than by clap, whose error would echo the password.)
+    #[arg(
+        long,
+        env = "FLEETFN_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Region in ARNs and in the SigV4 credential scope.
     #[arg(long, default_value = "us-east-1", env = "FLEETFN_REGION")]
     pub region: String,

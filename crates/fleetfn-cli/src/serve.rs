@@ -7,7 +7,7 @@ use fleetfn_api::{AppState, router};
 use fleetfn_dataplane::{DataPlane, DataPlaneConfig, LocalProvider, LocalProviderConfig};
 use fleetfn_model::Scope;
 use fleetfn_server::{ControlPlane, ControlPlaneConfig};
-use fleetfn_store::SqliteStore;
+use fleetfn_store::{AnyStore, StoreLocation};
 use tokio_util::sync::CancellationToken;
 
 use crate::{ServeArgs, credentials, default_data_dir};
@@ -61,6 +61,22 @@ fn load_catalog(
     Ok((c, file.lambda_prices.unwrap_or_default()))
 }
 
+/// The store `--store`/`FLEETFN_STORE` names, or by default the SQLite file `state.db` in the
+/// data dir; the error never shows the URL's password.
+fn store_location(arg: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
+    match arg {
+        Some(url) => StoreLocation::parse(url).map_err(|e| anyhow::anyhow!("--store: {e}")),
+        None => Ok(StoreLocation::Sqlite(data_dir.join("state.db"))),
+    }
+}
+
+/// Opens (and migrates) the store; the error says what to fix.
+async fn open_store(location: &StoreLocation) -> anyhow::Result<AnyStore> {
+    AnyStore::open(location)
+        .await
+        .with_context(|| format!("opening the store ({location})"))
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(args.vcpu_scale.is_finite() && args.vcpu_scale > 0.0) {
         anyhow::bail!(
@@ -80,12 +96,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let (creds, generated) = credentials::load_or_create(&data_dir)?;
-    let store = SqliteStore::open(&data_dir.join("state.db"))
-        .await
-        .context("opening the SQLite store")?;
+    let location = store_location(args.store.as_deref(), &data_dir)?;
+    let store = open_store(&location).await?;
     let sealed = fleetfn_server::secrets::store_has_sealed_values(&store)
         .await
-        .context("reading the SQLite store")?;
+        .with_context(|| format!("reading the store ({location})"))?;
     let env_key = credentials::load_or_create_env_key(&data_dir, sealed)?;
     let scope = Scope {
         region: args.region.clone(),
@@ -154,7 +169,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
     });
     eprintln!(
-        "fleetfn serving the Lambda API on http://{addr} (data dir {})",
+        "fleetfn serving the Lambda API on http://{addr} (data dir {}, store {location})",
         data_dir.display()
     );
     if generated {

@@ -94,11 +94,8 @@ impl Store for MemoryStore {
             let mut staged = Staged::new();
             let mut revs = Vec::with_capacity(ops.len());
             for op in ops {
-                let (table, key) = match &op {
-                    Op::Put { table, key, .. } | Op::Delete { table, key, .. } => {
-                        (*table, key.clone())
-                    }
-                };
+                let (table, key) = op.target();
+                let key = key.to_string();
                 let current = match staged.get(&(table, key.clone())) {
                     Some(s) => s.as_ref().map(|(rev, _)| *rev),
                     None => tables
@@ -122,6 +119,12 @@ impl Store for MemoryStore {
                         }
                         staged.insert((table, key), None);
                         revs.push(0);
+                    }
+                    Op::Check { revision, .. } => {
+                        if current != Some(revision) {
+                            return Err(conflict(table, key));
+                        }
+                        revs.push(revision);
                     }
                 }
             }

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::{BoxFut, Expect, Op, Record, Store, StoreError, Table};
+use crate::{BoxFut, Expect, Op, Record, Store, StoreError, Table, prefix_end};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &["CREATE TABLE records (
@@ -94,18 +94,6 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Record {
         revision: row.get("rev"),
         value: row.get("value"),
     }
-}
-
-/// The smallest string greater than every string starting with `prefix`, for range scans.
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(u32::from(last) + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 impl Store for SqliteStore {
@@ -284,6 +272,27 @@ async fn apply(
                         .map_err(backend)?;
                 one_row(done.rows_affected(), table.as_str(), key)?;
                 revs.push(0);
+            }
+            Op::Check {
+                table,
+                key,
+                revision,
+            } => {
+                // BEGIN IMMEDIATE serializes batches: nothing changes the row before this one commits.
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT rev FROM records WHERE tbl = $1 AND key = $2")
+                        .bind(table.as_str())
+                        .bind(&key)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(backend)?;
+                if found != Some(revision) {
+                    return Err(StoreError::Conflict {
+                        table: table.as_str(),
+                        key,
+                    });
+                }
+                revs.push(revision);
             }
         }
     }

@@ -1,50 +1,82 @@
-//! Conformance tests every backend must pass, run against SQLite in a temp dir and against the
-//! in-memory store; then SQLite-only tests (reopen, a failed transaction).
+//! Conformance tests every backend must pass, run against SQLite in a temp dir, against the
+//! in-memory store and against PostgreSQL (`needs_postgres`: a throwaway cluster,
+//! fleetfn-testutil); then SQLite-only tests (reopen, a failed transaction), PostgreSQL-only
+//! ones (tests_postgres.rs) and the `--store` parsing.
 
 use std::sync::Arc;
 
 use super::*;
 
-/// A fresh store of one backend, with whatever must outlive it (its temp dir).
-type Opened = (Option<tempfile::TempDir>, Arc<dyn Store>);
+/// A fresh store of one backend, with whatever must outlive it (its temp dir, its database).
+type Opened = (Box<dyn std::any::Any + Send>, Arc<dyn Store>);
 
 async fn open_sqlite() -> Opened {
     let (dir, store) = open().await;
-    (Some(dir), Arc::new(store))
+    (Box::new(dir), Arc::new(store))
 }
 
 async fn open_memory() -> Opened {
-    (None, Arc::new(MemoryStore::new()))
+    (Box::new(()), Arc::new(MemoryStore::new()))
 }
 
-/// The contract tests, one `#[tokio::test]` each, for the backend `$open` opens.
+async fn open_postgres() -> Opened {
+    let db = crate::tests_postgres::TestDatabase::create().await;
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    (Box::new(db), Arc::new(store))
+}
+
+/// The contract tests, one `#[tokio::test]` each, for the backend `$open` opens, each with the
+/// attributes given (`#[ignore = …]` for a backend the host may lack).
 macro_rules! contract_tests {
-    ($module:ident, $open:ident) => {
+    ($module:ident, $open:ident $(, #[$attr:meta])*) => {
         mod $module {
             #[tokio::test]
+            $(#[$attr])*
             async fn put_get_and_revisions() {
-                let (_d, s) = super::$open().await;
-                super::put_get_and_revisions(&*s).await;
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::put_get_and_revisions(&*s).await;
             }
             #[tokio::test]
+            $(#[$attr])*
             async fn conflicts_abort_the_whole_batch() {
-                let (_d, s) = super::$open().await;
-                super::conflicts_abort_the_whole_batch(&*s).await;
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::conflicts_abort_the_whole_batch(&*s).await;
             }
             #[tokio::test]
+            $(#[$attr])*
             async fn list_by_prefix_with_pagination() {
-                let (_d, s) = super::$open().await;
-                super::list_by_prefix_with_pagination(&*s).await;
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::list_by_prefix_with_pagination(&*s).await;
             }
             #[tokio::test]
+            $(#[$attr])*
+            async fn keys_sort_bytewise() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::keys_sort_bytewise(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
             async fn concurrent_writers_one_wins() {
-                let (_d, s) = super::$open().await;
-                super::concurrent_writers_one_wins(s).await;
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::concurrent_writers_one_wins(s).await;
             }
             #[tokio::test]
+            $(#[$attr])*
+            async fn concurrent_creators_one_wins() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::concurrent_creators_one_wins(s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
+            async fn a_check_fences_the_batch() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::a_check_fences_the_batch(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
             async fn a_batch_sees_its_own_earlier_writes() {
-                let (_d, s) = super::$open().await;
-                super::a_batch_sees_its_own_earlier_writes(&*s).await;
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::a_batch_sees_its_own_earlier_writes(&*s).await;
             }
         }
     };
@@ -53,6 +85,14 @@ macro_rules! contract_tests {
 contract_tests!(sqlite, open_sqlite);
 
 contract_tests!(memory, open_memory);
+
+mod needs_postgres {
+    contract_tests!(
+        postgres,
+        open_postgres,
+        #[ignore = "needs PostgreSQL (initdb/postgres, or FLEETFN_TEST_POSTGRES_URL); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=postgres)"]
+    );
+}
 
 async fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -199,6 +239,82 @@ async fn survives_reopen() {
     assert_eq!(rec.value, val("kept"));
 }
 
+/// Keys list in byte order (as Rust's `str` ordering), whatever the backend's locale: upper
+/// case before `_` before lower case, multi-byte UTF-8 last.
+async fn keys_sort_bytewise(s: &dyn Store) {
+    let keys = [
+        "p/b", "p/B", "p/_x", "p/a-1", "p/a1", "p/Z", "p/é", "p/~", "p/a", "q/0", "o/9",
+    ];
+    let ops = keys
+        .iter()
+        .map(|k| Op::put(Table::Functions, *k, &serde_json::json!(k), Expect::Absent))
+        .collect();
+    s.commit(ops).await.unwrap();
+    let mut want: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("p/"))
+        .collect();
+    want.sort_unstable();
+    let listed: Vec<String> = s
+        .list(Table::Functions, "p/", None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(listed, want);
+    // Pages of 3 from `after` walk the same order.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .list(Table::Functions, "p/", after.as_deref(), 3)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        paged.extend(page.into_iter().map(|r| r.key));
+    }
+    assert_eq!(paged, want);
+    assert_eq!(s.count(Table::Functions, "p/").await.unwrap(), want.len());
+    assert_eq!(s.count(Table::Functions, "p/a").await.unwrap(), 3);
+}
+
+/// Racing creators of one key: exactly one wins, every other gets `Conflict` (not a backend
+/// error), and the winner's value is the one stored.
+async fn concurrent_creators_one_wins(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = s
+                .commit(vec![Op::Put {
+                    table: Table::Versions,
+                    key: "new".into(),
+                    value: val(&i.to_string()),
+                    expect: Expect::Absent,
+                }])
+                .await;
+            (i, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(revs)) => {
+                assert_eq!(revs, vec![1]);
+                winners.push(i);
+            }
+            (_, Err(StoreError::Conflict { key, .. })) => assert_eq!(key, "new"),
+            (_, Err(e)) => panic!("a loser must see a conflict, not {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let rec = s.get(Table::Versions, "new").await.unwrap().unwrap();
+    assert_eq!(rec.value, val(&winners[0].to_string()));
+}
+
 async fn concurrent_writers_one_wins(s: Arc<dyn Store>) {
     s.commit(vec![Op::Put {
         table: Table::Functions,
@@ -219,13 +335,14 @@ async fn concurrent_writers_one_wins(s: Arc<dyn Store>) {
                 expect: Expect::Revision(1),
             }])
             .await
-            .is_ok()
         }));
     }
     let mut wins = 0;
     for t in tasks {
-        if t.await.unwrap() {
-            wins += 1;
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("a loser must see a conflict, not {e:?}"),
         }
     }
     assert_eq!(wins, 1);
@@ -341,4 +458,123 @@ async fn a_batch_sees_its_own_earlier_writes(s: &dyn Store) {
     assert_eq!(listed.len(), 1);
     assert_eq!(s.count(Table::Usage, "").await.unwrap(), 0);
     assert!(s.list(Table::Usage, "", None, 10).await.unwrap().is_empty());
+}
+
+#[test]
+fn store_locations_parse_and_print_without_passwords() {
+    let pg = StoreLocation::parse("postgres://fleet:s3cret@db:5432/state").unwrap();
+    assert_eq!(
+        pg,
+        StoreLocation::Postgres("postgres://fleet:s3cret@db:5432/state".into())
+    );
+    assert_eq!(
+        pg.to_string(),
+        "PostgreSQL postgres://fleet:***@db:5432/state"
+    );
+    assert!(matches!(
+        StoreLocation::parse("postgresql:///state?host=/run/postgresql"),
+        Ok(StoreLocation::Postgres(_))
+    ));
+    assert_eq!(
+        StoreLocation::parse("sqlite:/var/lib/fleetfn/state.db").unwrap(),
+        StoreLocation::Sqlite("/var/lib/fleetfn/state.db".into())
+    );
+    assert_eq!(
+        StoreLocation::parse("sqlite://rel/state.db").unwrap(),
+        StoreLocation::Sqlite("rel/state.db".into())
+    );
+    let err = StoreLocation::parse("mysql://u:pw@h/db")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown scheme"), "{err}");
+    assert!(err.contains("expected postgres://"), "{err}");
+    assert!(!err.contains("pw@"), "the password is not repeated: {err}");
+    assert!(StoreLocation::parse("sqlite:").is_err());
+}
+
+#[tokio::test]
+async fn a_bad_postgres_url_says_so() {
+    let err = PostgresStore::open("postgres://u:pw@host:notaport/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::BadUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains(":pw@"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_says_where_it_looked() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PostgresStore::open(&format!("postgres://u:pw@127.0.0.1:{port}/db"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OpenError::Unreachable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("u@127.0.0.1:{port}/db")), "{msg}");
+    assert!(msg.contains("is it running"), "{msg}");
+}
+
+/// `Op::Check` writes nothing and fails the whole batch unless its key is at that revision.
+async fn a_check_fences_the_batch(s: &dyn Store) {
+    let fence = |rev| Op::check(Table::Leases, "l/term", rev);
+    s.commit(vec![Op::put(Table::Leases, "l/term", &1, Expect::Absent)])
+        .await
+        .unwrap();
+    let revs = s
+        .commit(vec![
+            Op::put(Table::Functions, "a", &1, Expect::Absent),
+            fence(1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(revs, vec![1, 1]);
+    assert_eq!(
+        s.get(Table::Leases, "l/term")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        1,
+        "not written"
+    );
+    s.commit(vec![Op::put(
+        Table::Leases,
+        "l/term",
+        &2,
+        Expect::Revision(1),
+    )])
+    .await
+    .unwrap();
+    let err = s
+        .commit(vec![
+            Op::put(Table::Functions, "b", &1, Expect::Absent),
+            fence(1),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { table: "leases", key } if key == "l/term"),
+        "{err:?}"
+    );
+    assert!(
+        s.get(Table::Functions, "b").await.unwrap().is_none(),
+        "the batch was rolled back"
+    );
+    // A check of a key that is not there fails too.
+    let err = s
+        .commit(vec![Op::check(Table::Leases, "l/none", 1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    // A batch's check sees the batch's own earlier write.
+    s.commit(vec![
+        Op::put(Table::Leases, "l/term", &3, Expect::Revision(2)),
+        fence(3),
+    ])
+    .await
+    .unwrap();
 }

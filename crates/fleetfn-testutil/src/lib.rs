@@ -1,6 +1,6 @@
 //! Test-only (a dev-dependency): tests that need something of the host — root with namespaces
-//! and cgroups, `node`, Python with awslambdaric, a tool such as `nft` or `curl` — and how they
-//! report that it is missing.
+//! and cgroups, `node`, Python with awslambdaric, a tool such as `nft` or `curl`, a PostgreSQL
+//! server ([`postgres`]: a throwaway cluster) — and how they report that it is missing.
 //!
 //! Such a test is `#[ignore = "needs <what>; run by scripts/test (opt out:
 //! FLEETFN_TEST_OPT_OUT=<tag>)"]` and lives in a module named `needs_<tag>` (`needs_root::`,
@@ -10,7 +10,9 @@
 //! fails when any test was still ignored. A test that runs without its prerequisite fails
 //! through [`require`] with the reason and the way out.
 //!
-//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`] ([`TAGS`]).
+//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`] ([`TAGS`]).
+
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 
@@ -28,9 +30,12 @@ pub const NODE: &str = "node";
 pub const PYTHON: &str = "python";
 /// `curl` on `PATH`.
 pub const CURL: &str = "curl";
+/// A PostgreSQL server: PostgreSQL's server binaries for a throwaway cluster, or
+/// `FLEETFN_TEST_POSTGRES_URL` ([`postgres`]).
+pub const POSTGRES: &str = "postgres";
 
 /// Every tag, as `scripts/test-rust` knows them (it refuses an opt-out of an unknown tag).
-pub const TAGS: [&str; 5] = [ROOT, NFT, NODE, PYTHON, CURL];
+pub const TAGS: [&str; 6] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES];
 
 /// The tags named in [`OPT_OUT_VAR`].
 pub fn opted_out_tags() -> Vec<String> {
