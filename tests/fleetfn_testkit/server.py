@@ -65,8 +65,14 @@ class FleetfnServer:
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
                  data_plane: bool = False, extra_args: list[str] | None = None,
-                 admin_keys: bool = True):
+                 admin_keys: bool = True, command: str = "serve", store_url: str | None = None):
         self.binary = binary
+        # `serve` (everything on one machine) or `server` (one of several API servers on the
+        # PostgreSQL store `store_url`, named `name` in the leader lease).
+        assert command in ("serve", "server"), command
+        assert command == "serve" or store_url, "fleetfn server needs a store_url"
+        self.command = command
+        self.fixed_store_url = store_url
         # Without admin keys in its environment the server generates a pair into
         # `credentials.json` in its data dir (tests/cli reads them from there).
         self.admin_keys = admin_keys
@@ -94,7 +100,10 @@ class FleetfnServer:
         assert self.proc is None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        store = postgres.store_args(self.data_dir)
+        if self.fixed_store_url:
+            store = ["--store", self.fixed_store_url]
+        else:
+            store = postgres.store_args(self.data_dir)
         self.store_url = store[1] if store else None
         for attempt in range(3):
             self.starts += 1
@@ -107,9 +116,13 @@ class FleetfnServer:
                 env["FLEETFN_ACCESS_KEY_ID"] = h.ACCESS_KEY
                 env["FLEETFN_SECRET_ACCESS_KEY"] = h.SECRET_KEY
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+                if self.command == "server":
+                    mode = ["--server-id", self.name]
+                else:
+                    mode = [] if self.data_plane else ["--no-data-plane"]
                 self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
-                    + store + ([] if self.data_plane else ["--no-data-plane"]) + self.extra_args,
+                    [str(self.binary), self.command, "--listen", f"127.0.0.1:{self.port}",
+                     "--data-dir", str(self.data_dir)] + store + mode + self.extra_args,
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ mod credentials;
 mod logs;
 mod metrics;
 mod serve;
+mod server;
 mod status;
 mod wait;
 
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run everything on this machine: the Lambda API, the store and the data plane.
     Serve(ServeArgs),
+    /// Run one of several API servers sharing a PostgreSQL store (one of them leads the control
+    /// loops; see docs/CLUSTER.md).
+    Server(ServerArgs),
     /// Run an instance agent (started by `fleetfn serve` for each virtual instance).
     Agent(AgentArgs),
     /// Show a running server's capacity providers, instances and function versions.
@@ -201,6 +205,43 @@ pub struct ServeArgs {
     pub metrics_listen: Option<metrics::MetricsListen>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address of the Lambda API.
+    #[arg(long, default_value = "127.0.0.1:9600", env = "FLEETFN_LISTEN")]
+    pub listen: SocketAddr,
+    /// This server's own files: the admin key, the environment-variable key, code packages
+    /// (default: $XDG_DATA_HOME/fleetfn or ~/.local/share/fleetfn).
+    #[arg(long, env = "FLEETFN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The store all servers share: `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE`.
+    #[arg(
+        long,
+        env = "FLEETFN_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// This server's name in the leader lease [default: host name and process id].
+    #[arg(long, env = "FLEETFN_SERVER_ID")]
+    pub server_id: Option<String>,
+    /// Region in ARNs and in the SigV4 credential scope.
+    #[arg(long, default_value = "us-east-1", env = "FLEETFN_REGION")]
+    pub region: String,
+    /// Account id in ARNs.
+    #[arg(long, default_value = "000000000000", env = "FLEETFN_ACCOUNT_ID")]
+    pub account_id: String,
+    /// Seconds an API connection may take to send a request's headers.
+    #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: f64,
+    /// Request bodies above 1 MiB (code uploads) buffered at once.
+    #[arg(long, default_value_t = 4, env = "FLEETFN_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: usize,
+    /// Address of `GET /metrics`, or `off` [default: 127.0.0.1:9601 when free].
+    #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<metrics::MetricsListen>,
+}
+
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("fleetfn");
@@ -235,6 +276,10 @@ fn main() -> anyhow::Result<()> {
             };
             rt.block_on(serve::run(args))
         }
+        Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(server::run(args)),
         Command::Agent(args) => {
             // One thread: an invoke crosses the agent API, the environment and its Runtime API
             // endpoint; on one thread that is a few polls instead of cross-thread wake-ups.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ServeArgs, credentials, default_data_dir};
 
-async fn shutdown_signal(stop: CancellationToken) {
+pub(crate) async fn shutdown_signal(stop: CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -28,7 +28,7 @@ async fn shutdown_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+pub(crate) fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(v)
         .map_err(|_| anyhow::anyhow!("{flag} takes a number of seconds ≥ 0, not {v}"))
 }
@@ -63,11 +63,81 @@ fn load_catalog(
 
 /// The store `--store`/`FLEETFN_STORE` names, or by default the SQLite file `state.db` in the
 /// data dir; the error never shows the URL's password.
-fn store_location(arg: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<StoreLocation> {
+pub(crate) fn store_location(
+    arg: Option<&str>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<StoreLocation> {
     match arg {
         Some(url) => StoreLocation::parse(url).map_err(|e| anyhow::anyhow!("--store: {e}")),
-        None => Ok(StoreLocation::Sqlite(data_dir.join("state.db"))),
+        None => Ok(StoreLocation::Sqlite(
+            data_dir
+                .map_or_else(default_data_dir, std::path::Path::to_path_buf)
+                .join("state.db"),
+        )),
     }
+}
+
+/// What `fleetfn serve` and `fleetfn server` both open at start: the data dir, the admin key,
+/// the store (migrated), the environment-variable key and the control plane over them.
+pub(crate) struct Base {
+    pub data_dir: std::path::PathBuf,
+    pub creds: fleetfn_api::Credentials,
+    /// Whether the admin key was generated now (and is to be printed).
+    pub generated: bool,
+    pub store: AnyStore,
+    pub location: StoreLocation,
+    pub cp: ControlPlane,
+}
+
+impl Base {
+    pub async fn open(
+        data_dir: Option<std::path::PathBuf>,
+        location: StoreLocation,
+        scope: Scope,
+    ) -> anyhow::Result<Self> {
+        let data_dir = data_dir.unwrap_or_else(default_data_dir);
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let (creds, generated) = credentials::load_or_create(&data_dir)?;
+        let store = open_store(&location).await?;
+        let sealed = fleetfn_server::secrets::store_has_sealed_values(&store)
+            .await
+            .with_context(|| format!("reading the store ({location})"))?;
+        let env_key = credentials::load_or_create_env_key(&data_dir, sealed)?;
+        let cp = ControlPlane::new(
+            Arc::new(store.clone()),
+            ControlPlaneConfig {
+                scope,
+                artifacts_dir: data_dir.join("artifacts"),
+                env_key,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            data_dir,
+            creds,
+            generated,
+            store,
+            location,
+            cp,
+        })
+    }
+}
+
+/// Prints the admin key pair generated at this start, with the lines to use it.
+pub(crate) fn print_generated_key(
+    data_dir: &std::path::Path,
+    creds: &fleetfn_api::Credentials,
+    addr: std::net::SocketAddr,
+    region: &str,
+) {
+    eprintln!(
+        "Generated an admin key pair, stored in {}/credentials.json. Use it with the AWS CLI or SDKs:\n\n  export AWS_ACCESS_KEY_ID={}\n  export AWS_SECRET_ACCESS_KEY={}\n  export AWS_DEFAULT_REGION={}\n  aws --endpoint-url http://{addr} lambda list-functions\n",
+        data_dir.display(),
+        creds.access_key_id,
+        creds.secret_access_key,
+        region
+    );
 }
 
 /// Opens (and migrates) the store; the error says what to fix.
@@ -92,29 +162,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.max_concurrent_uploads == 0 {
         anyhow::bail!("--max-concurrent-uploads must be at least 1");
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let (creds, generated) = credentials::load_or_create(&data_dir)?;
-    let location = store_location(args.store.as_deref(), &data_dir)?;
-    let store = open_store(&location).await?;
-    let sealed = fleetfn_server::secrets::store_has_sealed_values(&store)
-        .await
-        .with_context(|| format!("reading the store ({location})"))?;
-    let env_key = credentials::load_or_create_env_key(&data_dir, sealed)?;
-    let scope = Scope {
-        region: args.region.clone(),
-        account: args.account_id.clone(),
-    };
-    let cp = ControlPlane::new(
-        Arc::new(store.clone()),
-        ControlPlaneConfig {
-            scope,
-            artifacts_dir: data_dir.join("artifacts"),
-            env_key,
+    let Base {
+        data_dir,
+        creds,
+        generated,
+        store,
+        location,
+        cp,
+    } = Base::open(
+        args.data_dir.clone(),
+        store_location(args.store.as_deref(), args.data_dir.as_deref())?,
+        Scope {
+            region: args.region.clone(),
+            account: args.account_id.clone(),
         },
     )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await?;
     let stop = CancellationToken::new();
     let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let reconciler = cp.spawn_reconciler(stop.clone());
@@ -173,13 +236,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     if generated {
-        eprintln!(
-            "Generated an admin key pair, stored in {}/credentials.json. Use it with the AWS CLI or SDKs:\n\n  export AWS_ACCESS_KEY_ID={}\n  export AWS_SECRET_ACCESS_KEY={}\n  export AWS_DEFAULT_REGION={}\n  aws --endpoint-url http://{addr} lambda list-functions\n",
-            data_dir.display(),
-            creds.access_key_id,
-            creds.secret_access_key,
-            args.region
-        );
+        print_generated_key(&data_dir, &creds, addr, &args.region);
     }
     tokio::spawn(shutdown_signal(stop.clone()));
     let serve_stop = stop.clone();

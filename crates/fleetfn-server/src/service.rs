@@ -72,6 +72,17 @@ impl ControlPlane {
         })
     }
 
+    /// The same control plane (code packages, change notifications, caches) writing through
+    /// another store: a leader's loops use one whose writes are fenced by its lease
+    /// (`fleetfn_store::lease::Fenced`).
+    #[must_use]
+    pub fn with_store(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            ..self.clone()
+        }
+    }
+
     pub fn scope(&self) -> &Scope {
         &self.scope
     }
