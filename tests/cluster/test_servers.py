@@ -10,12 +10,16 @@ packages held in the cluster are a later step (docs/CLUSTER.md).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import subprocess
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+import requests
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import postgres
@@ -49,8 +53,8 @@ def cluster(fleetfn_binary, tmp_path):
     url = pg.database_for(tmp_path / "cluster")
     started: list[FleetfnServer] = []
 
-    def start(name: str) -> FleetfnServer:
-        srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name=name,
+    def start(name: str, data_dir: Path | None = None) -> FleetfnServer:
+        srv = FleetfnServer(fleetfn_binary, data_dir or tmp_path / "data", tmp_path / "logs", name=name,
                             command="server", store_url=url, extra_args=["--metrics-listen", "off"])
         started.append(srv)
         return srv.start()
@@ -131,6 +135,27 @@ def test_a_frozen_leader_is_replaced_and_steps_down_when_it_wakes(cluster):
     # One leader: b's reconciler serves what is created through a.
     assert _provider_turns_active(a.endpoint) < 5
     assert _leader_terms(a) == [1] and _leader_terms(b) == [2]
+
+
+def test_code_packages_outlive_the_server_that_took_them(cluster, tmp_path):
+    """A package uploaded through one server is handed out by another whose disk never had it,
+    after the first server and its whole data dir are gone."""
+    a = cluster("a", tmp_path / "data-a")
+    b = cluster("b", tmp_path / "data-b")
+    zip_bytes = h.python_zip(marker=h.uniq("pkg"))
+    name = h.uniq("fn")
+    created = h.make_client(a.endpoint).create_function(**h.function_request(name, None, zip_bytes=zip_bytes))
+    a.proc.kill()
+    a.proc.wait(timeout=5)
+    a.proc = None
+    shutil.rmtree(tmp_path / "data-a")
+    b_disk = list((tmp_path / "data-b").rglob(f"*{hashlib.sha256(zip_bytes).hexdigest()}*"))
+    got = h.make_client(b.endpoint).get_function(FunctionName=name)
+    assert got["Configuration"]["CodeSha256"] == created["CodeSha256"]
+    resp = requests.get(got["Code"]["Location"], timeout=10)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.content == zip_bytes
+    assert b_disk == [], "b had the package on disk before it was asked"
 
 
 def test_server_refuses_a_store_it_cannot_share(fleetfn_binary, tmp_path):

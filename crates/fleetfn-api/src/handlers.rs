@@ -313,10 +313,10 @@ pub async fn get_function(
 
 /// Downloads a code package by its sha256 (the `Code.Location` of GetFunction).
 pub async fn download_code(State(s): State<AppState>, Path(hex): Path<String>) -> ApiResult {
-    let not_found = || LambdaError::not_found(format!("Code package not found: sha256 {hex}"));
-    let digest = fleetfn_artifacts::Digest::from_hex(&hex, 0).map_err(|_| not_found())?;
-    let path = s.cp.artifacts().blob_path(&digest);
-    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let bytes =
+        s.cp.package(&hex).await?.ok_or_else(|| {
+            LambdaError::not_found(format!("Code package not found: sha256 {hex}"))
+        })?;
     Ok((
         StatusCode::OK,
         [(http::header::CONTENT_TYPE, "application/zip")],

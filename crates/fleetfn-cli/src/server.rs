@@ -2,8 +2,9 @@
 //! serves the Lambda API; the one holding the leader lease (`fleetfn_store::lease`) runs the
 //! control loops, writing through a store fenced by its term, so a paused or partitioned former
 //! leader cannot overwrite its successor. A server that stops gives the lease up at once.
-//! Not here yet (docs/CLUSTER.md): agents that join, the `static` provider and invokes routed
-//! from every server; until then a server answers Invoke with an error saying so.
+//! Code packages are kept in the store too. Not here yet (docs/CLUSTER.md): agents that join,
+//! the `static` provider and invokes routed from every server; until then a server answers
+//! Invoke with an error saying so.
 
 use std::sync::Arc;
 
@@ -57,6 +58,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Code packages live in the shared store: any server hands out any package, and none is
+    // lost with one server's disk.
+    let cp = base.cp.clone().with_packages_in_store();
     let id = server_id(args.server_id.as_deref());
     let stop = CancellationToken::new();
     let shared: Arc<dyn Store> = Arc::new(base.store.clone());
@@ -73,7 +77,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         lease_stop.cancelled().await;
     }));
     let loops = tokio::spawn(lead_while_leader(
-        base.cp.clone(),
+        cp.clone(),
         shared,
         role_rx,
         id.clone(),
@@ -87,7 +91,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let metrics_server = metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
     let app = router(AppState {
-        cp: base.cp.clone(),
+        cp,
         credentials: Arc::new(base.creds.clone()),
         invoker: None,
         logs: None,

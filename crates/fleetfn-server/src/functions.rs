@@ -420,10 +420,7 @@ impl ControlPlane {
                 "Function already exist: {name}{what}"
             )));
         }
-        let digest = self
-            .artifacts
-            .put(&package.bytes)
-            .map_err(|e| LambdaError::service(format!("cannot store the code package: {e}")))?;
+        let digest = self.put_package(&package.bytes).await?;
         let latest = FunctionConfiguration {
             function_name: name.clone(),
             function_arn: self.scope.function_arn(&name),
@@ -680,10 +677,7 @@ impl ControlPlane {
             preview.code_size = package.bytes.len() as u64;
             return Ok(preview);
         }
-        let digest = self
-            .artifacts
-            .put(&package.bytes)
-            .map_err(|e| LambdaError::service(format!("cannot store the code package: {e}")))?;
+        let digest = self.put_package(&package.bytes).await?;
         rec.code_hex = digest.hex();
         rec.latest.code_sha256 = digest.base64();
         rec.latest.code_size = package.bytes.len() as u64;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fleetfn_artifacts::ArtifactStore;
+use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_model::{LambdaError, Result, Scope};
 use fleetfn_store::{Op, Record, Store, StoreError, Table};
 use serde::de::DeserializeOwned;
@@ -37,6 +37,8 @@ pub struct ControlPlane {
     /// Bumped whenever desired state changes, so reconcilers act at once.
     pub(crate) changed: Arc<watch::Sender<u64>>,
     pub(crate) resolve_cache: Arc<crate::invoke::ResolveCache>,
+    /// Whether code packages also live in the store (`fleetfn server`), not only on this disk.
+    pub(crate) packages_in_store: bool,
 }
 
 /// How many times an operation is recomputed after its write lost a race with a background
@@ -69,6 +71,7 @@ impl ControlPlane {
             scope: config.scope,
             changed: Arc::new(watch::Sender::new(0)),
             resolve_cache: Arc::default(),
+            packages_in_store: false,
         })
     }
 
@@ -94,6 +97,73 @@ impl ControlPlane {
 
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
+    }
+
+    /// Keeps every code package in the store too (`fleetfn server`): any server can hand out
+    /// any package, and none is lost with one server's disk.
+    #[must_use]
+    pub fn with_packages_in_store(self) -> Self {
+        Self {
+            packages_in_store: true,
+            ..self
+        }
+    }
+
+    /// Stores a code package on this server's disk and, when packages live in the store,
+    /// there too, before any record refers to it.
+    pub(crate) async fn put_package(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = self
+            .artifacts
+            .put(bytes)
+            .map_err(|e| LambdaError::service(format!("cannot store the code package: {e}")))?;
+        if self.packages_in_store {
+            let put = Op::Put {
+                table: Table::Packages,
+                key: digest.hex(),
+                value: bytes.to_vec(),
+                expect: fleetfn_store::Expect::Absent,
+            };
+            match self.store.commit(vec![put]).await {
+                // Already there: packages are content-addressed.
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => {
+                    return Err(LambdaError::service(format!(
+                        "cannot store the code package in the shared store: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(digest)
+    }
+
+    /// A code package's bytes by its sha256 (hex): from this server's disk, else from the store
+    /// (checked against the digest, then kept on disk). `None` when neither has it.
+    pub async fn package(&self, hex: &str) -> Result<Option<Vec<u8>>> {
+        let Ok(digest) = Digest::from_hex(hex, 0) else {
+            return Ok(None);
+        };
+        if let Ok(bytes) = tokio::fs::read(self.artifacts.blob_path(&digest)).await {
+            return Ok(Some(bytes));
+        }
+        if !self.packages_in_store {
+            return Ok(None);
+        }
+        let Some(rec) = self
+            .store
+            .get(Table::Packages, &digest.hex())
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        if Digest::of(&rec.value).hex() != digest.hex() {
+            return Err(LambdaError::service(format!(
+                "the stored code package sha256 {hex} does not match its content"
+            )));
+        }
+        // A cache: a failure to keep it on disk costs only the next read.
+        let _ = self.artifacts.put(&rec.value);
+        Ok(Some(rec.value))
     }
 
     pub(crate) async fn get_record<T: DeserializeOwned>(

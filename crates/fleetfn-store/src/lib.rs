@@ -43,6 +43,9 @@ pub enum Table {
     Usage,
     /// Leases among servers (the leader's term and heartbeat, [`lease`]).
     Leases,
+    /// Code packages by sha256 (hex), raw zip bytes (not JSON), when the store holds them
+    /// (`fleetfn server`).
+    Packages,
 }
 
 impl Table {
@@ -56,6 +59,7 @@ impl Table {
             Self::Meta => "meta",
             Self::Usage => "usage",
             Self::Leases => "leases",
+            Self::Packages => "packages",
         }
     }
 }
