@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod cluster;
 mod error;
 mod handlers;
 mod invoke;
@@ -113,6 +114,15 @@ pub fn router(state: AppState) -> Router {
         .route("/fleetfn/v1/status", get(h::status))
         .route("/fleetfn/v1/functions/{function}/logs", get(logs::get_logs))
         .route("/fleetfn/v1/cost", get(h::cost))
+        .route(
+            "/fleetfn/v1/join-tokens",
+            get(cluster::list_join_tokens).post(cluster::create_join_token),
+        )
+        .route(
+            "/fleetfn/v1/join-tokens/{id}",
+            axum::routing::delete(cluster::revoke_join_token),
+        )
+        .route("/fleetfn/v1/agents", get(cluster::list_agents))
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(
             "/2016-08-19/account-settings/",
@@ -126,8 +136,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    // Outside SigV4: a join token is its bearer.
+    let join = Router::new()
+        .route("/fleetfn/v1/agents/join", post(cluster::join))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            cluster::MAX_JOIN_BYTES,
+        ));
     Router::new()
         .route("/fleetfn/health", get(handlers::health))
+        .merge(join)
         .merge(lambda)
         .layer(axum::middleware::from_fn(handlers::request_id))
         .with_state(state)

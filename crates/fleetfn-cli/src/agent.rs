@@ -15,8 +15,11 @@ use crate::AgentArgs;
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let token = std::env::var("FLEETFN_AGENT_TOKEN")
         .ok()
-        .filter(|t| !t.is_empty())
-        .context("FLEETFN_AGENT_TOKEN must hold the token the server authenticates with")?;
+        .filter(|t| !t.is_empty());
+    anyhow::ensure!(
+        token.is_some() || !args.join.is_empty(),
+        "FLEETFN_AGENT_TOKEN must hold the token the server authenticates with (or join servers with --join)"
+    );
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let runtime_dir: PathBuf = args
@@ -35,6 +38,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     let mut provider = RuntimeProvider::detect(rcfg);
+    let host_runtimes = provider.host().clone();
     let local = InstanceShape::local();
     let shape = InstanceShape {
         instance_type: args.instance_type.clone(),
@@ -87,6 +91,30 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .logs_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("logs"));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let token = match token {
+        Some(t) => t,
+        None => {
+            // Joined: the servers will authenticate to this agent with its own credential.
+            let joined = crate::join::identity(
+                &args.data_dir,
+                &args.join,
+                args.token_file.as_deref(),
+                crate::join::Offer {
+                    address: args.advertise.unwrap_or(addr),
+                    zone: args.zone.clone(),
+                    vcpus: shape.vcpus,
+                    memory_mib: shape.memory_mib,
+                    host: host_runtimes,
+                },
+            )
+            .await?;
+            joined.credential
+        }
+    };
     let agent = Agent::new(
         AgentConfig {
             instance_id: args.instance_id.clone(),
@@ -102,10 +130,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         provider,
     )
     .map_err(|e| anyhow::anyhow!("opening the artifact store: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
     // The one line on stdout: the parent reads the address from it.
     println!("fleetfn-agent listening on {addr}");
     let stop = tokio_util::sync::CancellationToken::new();

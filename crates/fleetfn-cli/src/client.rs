@@ -27,19 +27,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
     /// URL of the fleetfn API.
-    #[arg(long, env = "FLEETFN_ENDPOINT_URL", default_value = DEFAULT_ENDPOINT)]
+    #[arg(long, env = "FLEETFN_ENDPOINT_URL", default_value = DEFAULT_ENDPOINT, global = true)]
     pub endpoint_url: String,
     /// AWS profile to take credentials and region from (default: $AWS_PROFILE, else "default").
     /// As with the AWS CLI, an explicit --profile takes precedence over AWS_ACCESS_KEY_ID.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub profile: Option<String>,
     /// Region to sign for (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's region,
     /// us-east-1).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub region: Option<String>,
     /// Data dir of a local `fleetfn serve`: its credentials.json is used when no AWS credentials
     /// are configured (default: $XDG_DATA_HOME/fleetfn or ~/.local/share/fleetfn).
-    #[arg(long, env = "FLEETFN_DATA_DIR")]
+    #[arg(long, env = "FLEETFN_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -482,7 +482,20 @@ impl Client {
     /// A signed GET of `path` (already percent-encoded) with `query` pairs (raw, encoded here);
     /// returns the body of a 2xx answer.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Bytes, ClientError> {
-        let (parts, body) = self.signed_get(path, query)?.into_parts();
+        self.send(http::Method::GET, path, query, Bytes::new())
+            .await
+    }
+
+    /// A signed request of any method with a JSON body (empty for none); returns the body of a
+    /// 2xx answer.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let (parts, body) = self.signed(method, path, query, body)?.into_parts();
         let exchange = async {
             let resp = self
                 .http
@@ -525,7 +538,9 @@ impl Client {
         idle: Duration,
         mut on_chunk: impl FnMut(&[u8]) -> std::ops::ControlFlow<()>,
     ) -> Result<http::HeaderMap, ClientError> {
-        let (parts, body) = self.signed_get(path, query)?.into_parts();
+        let (parts, body) = self
+            .signed(http::Method::GET, path, query, Bytes::new())?
+            .into_parts();
         let timeout = |after| ClientError::Timeout {
             endpoint: self.endpoint.clone(),
             after,
@@ -569,10 +584,12 @@ impl Client {
     }
 
     /// A GET of `path` (already percent-encoded) with `query` pairs (raw, encoded here), signed.
-    fn signed_get(
+    fn signed(
         &self,
+        method: http::Method,
         path: &str,
         query: &[(&str, &str)],
+        body: Bytes,
     ) -> Result<http::Request<Bytes>, ClientError> {
         let prefix = self.base.path().trim_end_matches('/');
         let mut uri = format!(
@@ -586,15 +603,17 @@ impl Client {
             uri.push('=');
             uri.push_str(&encode_component(v));
         }
-        let mut req = http::Request::builder()
-            .method(http::Method::GET)
+        let mut builder = http::Request::builder()
+            .method(method)
             .uri(&uri)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Bytes::new())
-            .map_err(|e| ClientError::Endpoint {
-                url: uri.clone(),
-                reason: e.to_string(),
-            })?;
+            .header(http::header::ACCEPT, "application/json");
+        if !body.is_empty() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let mut req = builder.body(body).map_err(|e| ClientError::Endpoint {
+            url: uri.clone(),
+            reason: e.to_string(),
+        })?;
         fleetfn_sigv4::sign_http_request(
             &mut req,
             &fleetfn_sigv4::SigningParams {

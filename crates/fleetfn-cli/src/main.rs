@@ -6,11 +6,13 @@ mod agent;
 mod client;
 mod cost;
 mod credentials;
+mod join;
 mod logs;
 mod metrics;
 mod serve;
 mod server;
 mod status;
+mod token;
 mod wait;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// What the capacity cost here against AWS Lambda and AWS LMI for the same traffic.
     Cost(cost::CostArgs),
+    /// Join tokens for agents on other hosts: create, list, revoke.
+    Token(token::TokenArgs),
     /// Internal: the sandbox helper the agent runs for each environment.
     #[command(hide = true)]
     Jail {
@@ -80,6 +84,16 @@ pub struct AgentArgs {
     /// Exit when standard input closes (set by `fleetfn serve`, so agents never outlive it).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// Join these servers (comma-separated URLs, tried in order) on start, with the token in
+    /// --token-file; the identity it gets is kept in the data dir and reused on restarts.
+    #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
+    pub join: Vec<String>,
+    /// A file (mode 0600) holding a join token (`fleetfn token create`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The address the servers reach this agent at [default: the address it listens on].
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
     /// The instance type (reported to the server).
     #[arg(long, default_value = "local")]
     pub instance_type: String,
@@ -292,6 +306,7 @@ fn main() -> anyhow::Result<()> {
             result
         }
         Command::Status(args) => client::run_command(status::run(args)),
+        Command::Token(args) => client::run_command(token::run(args)),
         Command::Wait(args) => client::run_command(wait::run(args)),
         Command::Logs(args) => client::run_command(logs::run(args)),
         Command::Cost(args) => client::run_command(cost::run(args)),

@@ -7,6 +7,7 @@
 
 mod aliases;
 mod capacity;
+pub mod cluster;
 mod deploy;
 mod functions;
 mod invoke;

@@ -12,7 +12,7 @@ use fleetfn_store::{SqliteStore, Table};
 use crate::records::version_key;
 use crate::{ControlPlane, ControlPlaneConfig};
 
-async fn cp() -> (tempfile::TempDir, ControlPlane) {
+pub(crate) async fn cp() -> (tempfile::TempDir, ControlPlane) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("state.db"))
         .await

@@ -46,6 +46,10 @@ pub enum Table {
     /// Code packages by sha256 (hex), raw zip bytes (not JSON), when the store holds them
     /// (`fleetfn server`).
     Packages,
+    /// Join tokens for agents on other hosts (secrets only as hashes).
+    JoinTokens,
+    /// Agents that joined (credentials only as hashes).
+    Agents,
 }
 
 impl Table {
@@ -60,6 +64,8 @@ impl Table {
             Self::Usage => "usage",
             Self::Leases => "leases",
             Self::Packages => "packages",
+            Self::JoinTokens => "join_tokens",
+            Self::Agents => "agents",
         }
     }
 }

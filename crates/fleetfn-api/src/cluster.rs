@@ -1,0 +1,61 @@
+//! Cluster membership over HTTP: join tokens (`/fleetfn/v1/join-tokens`, admin, SigV4), the
+//! joined agents (`GET /fleetfn/v1/agents`, admin) and the join itself (`POST
+//! /fleetfn/v1/agents/join`), which is outside SigV4: its bearer is a join token, and the answer
+//! is the agent's own credential. Neither opens the admin API.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use fleetfn_model::{ErrorKind, LambdaError};
+use fleetfn_server::cluster::{CreateJoinToken, JoinRequest};
+use http::{HeaderMap, StatusCode};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::handlers::body;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The largest join request read (a few hundred bytes in practice).
+pub const MAX_JOIN_BYTES: usize = 64 * 1024;
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+pub async fn create_join_token(State(s): State<AppState>, b: Bytes) -> ApiResult {
+    let req: CreateJoinToken = body(&b)?;
+    let doc = s.cp.create_join_token(req, now()).await?;
+    Ok((StatusCode::CREATED, Json(doc)).into_response())
+}
+
+pub async fn list_join_tokens(State(s): State<AppState>) -> ApiResult {
+    Ok(Json(s.cp.list_join_tokens().await?).into_response())
+}
+
+pub async fn revoke_join_token(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(s.cp.revoke_join_token(&id).await?).into_response())
+}
+
+pub async fn list_agents(State(s): State<AppState>) -> ApiResult {
+    Ok(Json(s.cp.list_agents().await?).into_response())
+}
+
+/// `Authorization: Bearer <join token>`, then the offer; 403 AccessDeniedException for a token
+/// that is missing or not valid.
+pub async fn join(State(s): State<AppState>, headers: HeaderMap, b: Bytes) -> ApiResult {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            LambdaError::new(
+                ErrorKind::AccessDenied,
+                "A join needs `Authorization: Bearer <join token>` (fleetfn token create).",
+            )
+        })?;
+    let req: JoinRequest = body(&b)?;
+    let joined = s.cp.join_agent(token, req, now()).await?;
+    Ok((StatusCode::CREATED, Json(joined)).into_response())
+}

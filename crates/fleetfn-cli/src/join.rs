@@ -1,0 +1,194 @@
+//! `fleetfn agent --join URL[,URL…] --token-file F`: an agent on another host registers with
+//! the servers once, with a join token, and keeps the agent id and credential it gets in
+//! `<data dir>/agent-credential.json` (mode 0600); on later starts it reuses them and needs no
+//! token. The token and the credential open nothing of the admin API.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bytes::Bytes;
+use fleetfn_agent::HostRuntimes;
+use fleetfn_server::cluster::{JoinRequest, JoinResponse};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+/// Where a joined agent keeps its identity.
+pub const CREDENTIAL_FILE: &str = "agent-credential.json";
+
+/// The saved identity of a joined agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Joined {
+    pub agent_id: String,
+    pub credential: String,
+    /// The servers it joined.
+    pub servers: Vec<String>,
+}
+
+/// What this agent offers when it joins.
+pub struct Offer {
+    pub address: std::net::SocketAddr,
+    pub zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub host: HostRuntimes,
+}
+
+fn architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    }
+}
+
+/// The runtimes this host can run: `provided.*` always, Python and Node.js where found.
+fn runtimes(host: &HostRuntimes) -> Vec<String> {
+    let mut out = vec!["provided.al2023".to_string(), "provided.al2".to_string()];
+    out.extend(
+        host.python
+            .iter()
+            .filter(|(_, i)| i.is_ok())
+            .map(|(name, _)| name.clone()),
+    );
+    if host.node.is_ok() {
+        out.extend(["nodejs22.x".to_string(), "nodejs24.x".to_string()]);
+    }
+    out
+}
+
+/// The saved identity, or a new one from a join with the token in `token_file`.
+pub async fn identity(
+    data_dir: &Path,
+    servers: &[String],
+    token_file: Option<&Path>,
+    offer: Offer,
+) -> anyhow::Result<Joined> {
+    let path = data_dir.join(CREDENTIAL_FILE);
+    if let Ok(raw) = std::fs::read(&path) {
+        let joined: Joined = serde_json::from_slice(&raw)
+            .with_context(|| format!("{} is not an agent credential file", path.display()))?;
+        tracing::info!(agent = %joined.agent_id, "using the identity from an earlier join ({})", path.display());
+        return Ok(joined);
+    }
+    let token_file = token_file.context(
+        "--join needs --token-file FILE holding a join token (`fleetfn token create` on a server)",
+    )?;
+    let token = read_secret_file(token_file)?;
+    let req = JoinRequest {
+        address: offer.address.to_string(),
+        zone: offer.zone,
+        vcpus: offer.vcpus,
+        memory_mib: offer.memory_mib,
+        architecture: architecture().to_string(),
+        runtimes: runtimes(&offer.host),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let body = Bytes::from(serde_json::to_vec(&req)?);
+    let mut last = anyhow::anyhow!("no server to join (--join is empty)");
+    for server in servers {
+        match post_join(server, &token, body.clone()).await {
+            Ok(resp) => {
+                let joined = Joined {
+                    agent_id: resp.agent_id,
+                    credential: resp.credential,
+                    servers: servers.to_vec(),
+                };
+                save(&path, &joined)?;
+                eprintln!(
+                    "fleetfn agent joined {server} as {} (identity saved in {})",
+                    joined.agent_id,
+                    path.display()
+                );
+                return Ok(joined);
+            }
+            // A refusal is the cluster's answer: asking another server changes nothing.
+            Err(JoinError::Refused(msg)) => anyhow::bail!("{server} refused the join: {msg}"),
+            Err(JoinError::Unreachable(msg)) => {
+                tracing::warn!(%server, "cannot reach the server: {msg}");
+                last = anyhow::anyhow!("cannot reach {server}: {msg}");
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A file holding a secret: readable only by its owner, trimmed.
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is readable by others (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let token = text.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+    Ok(token)
+}
+
+fn save(path: &PathBuf, joined: &Joined) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(joined)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+enum JoinError {
+    /// The server answered with an error (bad token, bad offer).
+    Refused(String),
+    Unreachable(String),
+}
+
+async fn post_join(server: &str, token: &str, body: Bytes) -> Result<JoinResponse, JoinError> {
+    let url = format!("{}/fleetfn/v1/agents/join", server.trim_end_matches('/'));
+    let req = http::Request::post(&url)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| JoinError::Refused(format!("bad server URL {url}: {e}")))?;
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let exchange = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| JoinError::Unreachable(e.to_string()))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| JoinError::Unreachable(e.to_string()))?
+            .to_bytes();
+        Ok::<_, JoinError>((status, headers, bytes))
+    };
+    let (status, headers, bytes) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+            .await
+            .map_err(|_| JoinError::Unreachable("no answer within 30 s".into()))??;
+    if status.is_success() {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| JoinError::Refused(format!("the server's answer is not a join: {e}")))
+    } else {
+        Err(JoinError::Refused(
+            crate::client::api_error(status, &headers, &bytes).to_string(),
+        ))
+    }
+}

@@ -1,0 +1,483 @@
+//! Join tokens and agent registration, for agents on other hosts (`fleetfn agent --join`).
+//!
+//! A join token is `fj1.<id>.<secret>`: the store keeps its id, the sha256 of its secret, an
+//! expiry and whether it was revoked; the secret itself is shown once, at creation. An agent
+//! presents a token with what it offers (address, zone, vCPUs, memory, architecture, runtimes)
+//! and gets its own id and credential; the store keeps only the credential's sha256. Neither a
+//! token nor an agent credential is a SigV4 key: they open only the join endpoint (and, later,
+//! the agent protocol), never the admin API.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use fleetfn_model::{ErrorKind, LambdaError, Result};
+use fleetfn_store::{Expect, Op, Table};
+
+use crate::service::ControlPlane;
+
+/// The prefix of every join token (version 1 of the format).
+pub const TOKEN_PREFIX: &str = "fj1";
+/// Default and bounds of a token's lifetime.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 24 * 3600;
+pub const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+/// Runtimes an agent may say it has.
+const MAX_RUNTIMES: usize = 64;
+
+/// `POST /fleetfn/v1/join-tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateJoinToken {
+    /// Seconds until it expires (1 … one year; default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A join token as listed (never its secret), and as created (`Token` set, that once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JoinTokenDocument {
+    pub token_id: String,
+    pub description: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked: bool,
+    /// The whole token, only in the answer to its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `GET /fleetfn/v1/join-tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JoinTokenList {
+    pub join_tokens: Vec<JoinTokenDocument>,
+}
+
+/// What a joining agent offers (`POST /fleetfn/v1/agents/join`, with the token as bearer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// `HOST:PORT` the servers reach its agent API at.
+    pub address: String,
+    pub zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// `x86_64` or `arm64`.
+    pub architecture: String,
+    /// Runtimes the host can run (e.g. `python3.13`, `provided.al2023`).
+    pub runtimes: Vec<String>,
+    /// The host's name, for people.
+    #[serde(default)]
+    pub hostname: String,
+}
+
+/// The answer to a join: the agent's id and its credential (shown once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JoinResponse {
+    pub agent_id: String,
+    pub credential: String,
+}
+
+/// A joined agent as listed (`GET /fleetfn/v1/agents`), without its credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentDocument {
+    pub agent_id: String,
+    pub address: String,
+    pub zone: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub architecture: String,
+    pub runtimes: Vec<String>,
+    pub hostname: String,
+    pub joined_at: String,
+    /// The token it joined with.
+    pub token_id: String,
+}
+
+/// `GET /fleetfn/v1/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentList {
+    pub agents: Vec<AgentDocument>,
+}
+
+/// The stored token: the secret only as its sha256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenRecord {
+    id: String,
+    secret_sha256: String,
+    description: String,
+    created_at: i64,
+    expires_at: i64,
+    revoked: bool,
+}
+
+/// The stored agent: the credential only as its sha256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AgentRecord {
+    #[serde(flatten)]
+    doc: AgentDocument,
+    credential_sha256: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Equal without an early exit on the first differing byte.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn rfc3339(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), |t| t.to_string())
+}
+
+fn denied(message: &str) -> LambdaError {
+    LambdaError::new(ErrorKind::AccessDenied, message)
+}
+
+impl TokenRecord {
+    fn document(&self, token: Option<String>) -> JoinTokenDocument {
+        JoinTokenDocument {
+            token_id: self.id.clone(),
+            description: self.description.clone(),
+            created_at: rfc3339(self.created_at),
+            expires_at: rfc3339(self.expires_at),
+            revoked: self.revoked,
+            token,
+        }
+    }
+}
+
+/// `[a-z0-9-]`, 1–64 characters: zones and the like.
+fn is_label(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check_join(req: &JoinRequest) -> Result<()> {
+    let bad = |what: &str| Err(LambdaError::invalid(what.to_string()));
+    if req.address.parse::<std::net::SocketAddr>().is_err() {
+        return bad("Address must be the IP:PORT the servers reach the agent at");
+    }
+    if !is_label(&req.zone) {
+        return bad("Zone must be 1-64 characters of a-z, 0-9 and -");
+    }
+    if !(1..=1024).contains(&req.vcpus) {
+        return bad("Vcpus must be between 1 and 1024");
+    }
+    if !(512..=64 * 1024 * 1024).contains(&req.memory_mib) {
+        return bad("MemoryMib must be between 512 and 67108864");
+    }
+    if !matches!(req.architecture.as_str(), "x86_64" | "arm64") {
+        return bad("Architecture must be x86_64 or arm64");
+    }
+    if req.runtimes.len() > MAX_RUNTIMES
+        || req.runtimes.iter().any(|r| r.is_empty() || r.len() > 64)
+    {
+        return bad("Runtimes must be at most 64 names of 1-64 characters");
+    }
+    if req.hostname.len() > 253 {
+        return bad("Hostname must be at most 253 characters");
+    }
+    Ok(())
+}
+
+impl ControlPlane {
+    /// A new join token; the answer holds the whole token, which is never shown again.
+    pub async fn create_join_token(
+        &self,
+        req: CreateJoinToken,
+        now: i64,
+    ) -> Result<JoinTokenDocument> {
+        let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+            return Err(LambdaError::invalid(format!(
+                "TtlSeconds must be between 1 and {MAX_TOKEN_TTL_SECS}"
+            )));
+        }
+        let description = req.description.unwrap_or_default();
+        if description.len() > 256 {
+            return Err(LambdaError::invalid(
+                "Description must be at most 256 characters",
+            ));
+        }
+        let id = random_hex(8);
+        let secret = random_hex(32);
+        let rec = TokenRecord {
+            id: id.clone(),
+            secret_sha256: sha256_hex(&secret),
+            description,
+            created_at: now,
+            expires_at: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            revoked: false,
+        };
+        self.commit(vec![Op::put(Table::JoinTokens, &id, &rec, Expect::Absent)])
+            .await?;
+        Ok(rec.document(Some(format!("{TOKEN_PREFIX}.{id}.{secret}"))))
+    }
+
+    pub async fn list_join_tokens(&self) -> Result<JoinTokenList> {
+        let tokens: Vec<(TokenRecord, String, i64)> = self
+            .list_records(Table::JoinTokens, "", None, 10_000)
+            .await?;
+        Ok(JoinTokenList {
+            join_tokens: tokens
+                .into_iter()
+                .map(|(t, _, _)| t.document(None))
+                .collect(),
+        })
+    }
+
+    /// Revokes a token: joins with it are refused from now on (agents that joined with it
+    /// keep their own credentials).
+    pub async fn revoke_join_token(&self, id: &str) -> Result<JoinTokenDocument> {
+        let Some((mut rec, rev)) = self
+            .get_record::<TokenRecord>(Table::JoinTokens, id)
+            .await?
+        else {
+            return Err(LambdaError::not_found(format!(
+                "Join token not found: {id}"
+            )));
+        };
+        rec.revoked = true;
+        self.commit(vec![Op::put(
+            Table::JoinTokens,
+            id,
+            &rec,
+            Expect::Revision(rev),
+        )])
+        .await?;
+        Ok(rec.document(None))
+    }
+
+    /// Registers an agent that presents `token`; `Err(AccessDenied)` for a token that is
+    /// malformed, unknown, wrong, expired or revoked (one message for all: nothing to probe).
+    pub async fn join_agent(
+        &self,
+        token: &str,
+        req: JoinRequest,
+        now: i64,
+    ) -> Result<JoinResponse> {
+        let refused = || {
+            denied(
+                "The join token is not valid: it is unknown, expired or revoked. \
+                 Create one with `fleetfn token create` on a server.",
+            )
+        };
+        let mut parts = token.trim().splitn(3, '.');
+        let (Some(TOKEN_PREFIX), Some(id), Some(secret)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(refused());
+        };
+        if !is_label(id) {
+            return Err(refused());
+        }
+        let Some((rec, _)) = self
+            .get_record::<TokenRecord>(Table::JoinTokens, id)
+            .await?
+        else {
+            return Err(refused());
+        };
+        if !same(&sha256_hex(secret), &rec.secret_sha256) || rec.revoked || now >= rec.expires_at {
+            return Err(refused());
+        }
+        check_join(&req)?;
+        let agent_id = format!("agent-{}", random_hex(6));
+        let credential = random_hex(32);
+        let doc = AgentDocument {
+            agent_id: agent_id.clone(),
+            address: req.address,
+            zone: req.zone,
+            vcpus: req.vcpus,
+            memory_mib: req.memory_mib,
+            architecture: req.architecture,
+            runtimes: req.runtimes,
+            hostname: req.hostname,
+            joined_at: rfc3339(now),
+            token_id: rec.id,
+        };
+        let stored = AgentRecord {
+            doc,
+            credential_sha256: sha256_hex(&credential),
+        };
+        self.commit(vec![Op::put(
+            Table::Agents,
+            &agent_id,
+            &stored,
+            Expect::Absent,
+        )])
+        .await?;
+        Ok(JoinResponse {
+            agent_id,
+            credential,
+        })
+    }
+
+    pub async fn list_agents(&self) -> Result<AgentList> {
+        let agents: Vec<(AgentRecord, String, i64)> =
+            self.list_records(Table::Agents, "", None, 100_000).await?;
+        Ok(AgentList {
+            agents: agents.into_iter().map(|(a, _, _)| a.doc).collect(),
+        })
+    }
+
+    /// Whether `credential` is agent `agent_id`'s (for the agent protocol).
+    pub async fn agent_credential_valid(&self, agent_id: &str, credential: &str) -> Result<bool> {
+        let rec = self
+            .get_record::<AgentRecord>(Table::Agents, agent_id)
+            .await?;
+        Ok(rec.is_some_and(|(a, _)| same(&sha256_hex(credential), &a.credential_sha256)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> JoinRequest {
+        JoinRequest {
+            address: "10.0.0.7:9700".into(),
+            zone: "zone-a".into(),
+            vcpus: 4,
+            memory_mib: 8192,
+            architecture: "x86_64".into(),
+            runtimes: vec!["python3.13".into()],
+            hostname: "host-7".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_joins_until_it_expires_or_is_revoked() {
+        let (_dir, cp) = crate::tests::cp().await;
+        let t0 = 1_800_000_000;
+        let created = cp
+            .create_join_token(
+                CreateJoinToken {
+                    ttl_seconds: Some(60),
+                    description: Some("rack 3".into()),
+                },
+                t0,
+            )
+            .await
+            .unwrap();
+        let token = created.token.clone().unwrap();
+        assert!(token.starts_with("fj1."), "{token}");
+        // Listed without the secret.
+        let listed = cp.list_join_tokens().await.unwrap();
+        assert_eq!(listed.join_tokens.len(), 1);
+        assert_eq!(listed.join_tokens[0].token, None);
+        let secret = token.rsplit('.').next().unwrap();
+        assert!(!serde_json::to_string(&listed).unwrap().contains(secret));
+
+        let joined = cp.join_agent(&token, offer(), t0 + 59).await.unwrap();
+        assert!(
+            cp.agent_credential_valid(&joined.agent_id, &joined.credential)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !cp.agent_credential_valid(&joined.agent_id, "nope")
+                .await
+                .unwrap()
+        );
+        let agents = cp.list_agents().await.unwrap().agents;
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].zone, "zone-a");
+        assert!(
+            !serde_json::to_string(&agents)
+                .unwrap()
+                .contains(&joined.credential)
+        );
+
+        // Expired at t0 + 60.
+        let err = cp.join_agent(&token, offer(), t0 + 60).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AccessDenied);
+        // A wrong secret, a malformed token, an unknown id.
+        let wrong = format!("{}0", &token[..token.len() - 1]);
+        let wrong = if wrong == token {
+            format!("{}1", &token[..token.len() - 1])
+        } else {
+            wrong
+        };
+        for bad in [
+            wrong.as_str(),
+            "fj1",
+            "garbage",
+            "fj1.zz.zz",
+            "fj1.0123456789abcdef.00",
+        ] {
+            let err = cp.join_agent(bad, offer(), t0).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::AccessDenied, "{bad}");
+        }
+        // Revoked.
+        cp.revoke_join_token(&created.token_id).await.unwrap();
+        let err = cp.join_agent(&token, offer(), t0 + 1).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AccessDenied);
+        assert!(
+            err.message.contains("unknown, expired or revoked"),
+            "{}",
+            err.message
+        );
+        assert_eq!(cp.list_agents().await.unwrap().agents.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_offers_and_lifetimes_are_refused_with_the_reason() {
+        let (_dir, cp) = crate::tests::cp().await;
+        for ttl in [0, MAX_TOKEN_TTL_SECS + 1] {
+            let err = cp
+                .create_join_token(
+                    CreateJoinToken {
+                        ttl_seconds: Some(ttl),
+                        description: None,
+                    },
+                    0,
+                )
+                .await
+                .unwrap_err();
+            assert!(err.message.contains("TtlSeconds"), "{}", err.message);
+        }
+        let token = cp
+            .create_join_token(CreateJoinToken::default(), 0)
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        type Spoil = fn(&mut JoinRequest);
+        let cases: [(Spoil, &str); 5] = [
+            (|r| r.address = "not-an-address".into(), "Address"),
+            (|r| r.zone = "Zone A".into(), "Zone"),
+            (|r| r.vcpus = 0, "Vcpus"),
+            (|r| r.architecture = "mips".into(), "Architecture"),
+            (|r| r.runtimes = vec![String::new()], "Runtimes"),
+        ];
+        for (spoil, field) in cases {
+            let mut req = offer();
+            spoil(&mut req);
+            let err = cp.join_agent(&token, req, 1).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidParameterValue, "{field}");
+            assert!(err.message.contains(field), "{}", err.message);
+        }
+        assert!(cp.list_agents().await.unwrap().agents.is_empty());
+    }
+}

@@ -1,0 +1,198 @@
+"""Join tokens and agents that join: `fleetfn token create|list|revoke` against a `fleetfn server`
+on PostgreSQL, and `fleetfn agent --join URL --token-file F` as a real process. A wrong, revoked
+or missing token is refused; the identity an agent gets is saved (mode 0600) and reused; neither
+a join token nor an agent credential opens the admin API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetfn_testkit import api as h
+from fleetfn_testkit import postgres
+from fleetfn_testkit.server import FleetfnServer
+
+
+@pytest.fixture
+def server(fleetfn_binary, tmp_path):
+    pg = postgres.session_server()
+    srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name="s1", command="server",
+                        store_url=pg.database_for(tmp_path / "db"), extra_args=["--metrics-listen", "off"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _cli(fleetfn_binary, server, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=h.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=h.SECRET_KEY,
+               AWS_DEFAULT_REGION=h.REGION)
+    env.pop("AWS_PROFILE", None)
+    return subprocess.run([str(fleetfn_binary), "token", *args, "--endpoint-url", server.endpoint],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
+
+
+def _create_token(fleetfn_binary, server, tmp_path, name="token") -> tuple[str, str, Path]:
+    out = _cli(fleetfn_binary, server, "create", "--ttl", "1h", "--description", "rack 3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    path = tmp_path / name
+    path.write_text(doc["Token"] + "\n")
+    path.chmod(0o600)
+    return doc["TokenId"], doc["Token"], path
+
+
+def _agents(server) -> list[dict]:
+    resp = h.raw_request(server.endpoint, "GET", "/fleetfn/v1/agents")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["Agents"]
+
+
+class Agent:
+    """`fleetfn agent --join …` as a process (sandbox off: this tests membership, not isolation)."""
+
+    def __init__(self, binary, server, data_dir: Path, token_file: Path | None, zone: str = "zone-a"):
+        self.data_dir = data_dir
+        self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(binary), "agent", "--join", f"http://127.0.0.1:1,{server.endpoint}",
+                "--instance-id", f"i-{data_dir.name}", "--zone", zone, "--data-dir", str(data_dir),
+                "--artifacts-dir", str(data_dir / "artifacts"), "--listen", "127.0.0.1:0",
+                "--exit-on-stdin-eof"]
+        if token_file is not None:
+            args += ["--token-file", str(token_file)]
+        env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
+        env["FLEETFN_SANDBOX"] = "off"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                         env=env, start_new_session=True)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_listening(self, timeout: float = 30) -> str:
+        """The stdout line once it serves (after a successful join); fails if it exits first."""
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline().decode()
+        assert "listening on" in line, f"agent exited ({self.proc.poll()}):\n{self.stderr()}"
+        assert time.monotonic() < deadline
+        return line
+
+    def exit_status(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def agents():
+    started: list[Agent] = []
+    yield started
+    for a in started:
+        a.stop()
+
+
+def test_an_agent_joins_once_and_keeps_its_identity(fleetfn_binary, server, tmp_path, agents):
+    token_id, token, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    listed = _cli(fleetfn_binary, server, "list")
+    assert listed.returncode == 0 and token_id in listed.stdout and "valid" in listed.stdout, listed
+    assert token.split(".")[-1] not in listed.stdout, "the secret is never listed"
+
+    a = Agent(fleetfn_binary, server, tmp_path / "agent1", token_file)
+    agents.append(a)
+    a.wait_listening()
+    assert "joined" in a.stderr(), a.stderr()
+    cred = a.data_dir / "agent-credential.json"
+    assert stat.S_IMODE(cred.stat().st_mode) == 0o600
+    saved = json.loads(cred.read_text())
+    joined = _agents(server)
+    assert [j["AgentId"] for j in joined] == [saved["AgentId"]]
+    assert joined[0]["Zone"] == "zone-a" and joined[0]["TokenId"] == token_id
+    assert "provided.al2023" in joined[0]["Runtimes"] and joined[0]["Vcpus"] >= 1
+    assert saved["Credential"] not in json.dumps(joined), "credentials are never listed"
+
+    # Restarted without its token: the saved identity, no second registration.
+    a.stop()
+    token_file.unlink()
+    again = Agent(fleetfn_binary, server, tmp_path / "agent1", None)
+    agents.append(again)
+    again.wait_listening()
+    assert "identity from an earlier join" in again.stderr(), again.stderr()
+    assert [j["AgentId"] for j in _agents(server)] == [saved["AgentId"]]
+
+
+def test_wrong_revoked_and_careless_tokens_are_refused(fleetfn_binary, server, tmp_path, agents):
+    token_id, token, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    wrong = tmp_path / "wrong"
+    wrong.write_text(token[:-4] + ("0000" if not token.endswith("0000") else "1111"))
+    wrong.chmod(0o600)
+    a = Agent(fleetfn_binary, server, tmp_path / "agent-wrong", wrong)
+    agents.append(a)
+    assert a.exit_status() != 0
+    assert "refused the join" in a.stderr() and "unknown, expired or revoked" in a.stderr(), a.stderr()
+
+    loose = tmp_path / "loose"
+    loose.write_text(token)
+    loose.chmod(0o644)
+    b = Agent(fleetfn_binary, server, tmp_path / "agent-loose", loose)
+    agents.append(b)
+    assert b.exit_status() != 0
+    assert "chmod 600" in b.stderr(), b.stderr()
+
+    out = _cli(fleetfn_binary, server, "revoke", token_id)
+    assert out.returncode == 0, out.stderr
+    c = Agent(fleetfn_binary, server, tmp_path / "agent-revoked", token_file)
+    agents.append(c)
+    assert c.exit_status() != 0
+    assert "refused the join" in c.stderr(), c.stderr()
+    assert "revoked" in _cli(fleetfn_binary, server, "list").stdout
+    assert _agents(server) == []
+
+    # The raw endpoint: no token, a malformed one, a bad offer.
+    offer = {"Address": "127.0.0.1:9700", "Zone": "zone-a", "Vcpus": 2, "MemoryMib": 4096,
+             "Architecture": "x86_64", "Runtimes": ["provided.al2023"]}
+    r = h.raw_request(server.endpoint, "POST", "/fleetfn/v1/agents/join", body=json.dumps(offer), sign=False)
+    assert r.status_code == 403 and h.raw_error_code(r) == "AccessDeniedException", r.text
+    r = h.raw_request(server.endpoint, "POST", "/fleetfn/v1/agents/join", body=json.dumps(offer), sign=False,
+                      headers={"Authorization": "Bearer fj1.nope"})
+    assert r.status_code == 403, r.text
+    _, good, _ = _create_token(fleetfn_binary, server, tmp_path, "good")
+    r = h.raw_request(server.endpoint, "POST", "/fleetfn/v1/agents/join", sign=False,
+                      body=json.dumps(dict(offer, Zone="Not A Zone")), headers={"Authorization": f"Bearer {good}"})
+    assert r.status_code == 400 and "Zone" in h.raw_error_message(r), r.text
+    assert _agents(server) == []
+
+
+def test_tokens_and_agent_credentials_do_not_open_the_admin_api(fleetfn_binary, server, tmp_path, agents):
+    _, token, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    a = Agent(fleetfn_binary, server, tmp_path / "agent1", token_file)
+    agents.append(a)
+    a.wait_listening()
+    saved = json.loads((a.data_dir / "agent-credential.json").read_text())
+    for bearer in (token, saved["Credential"]):
+        r = h.raw_request(server.endpoint, "GET", "/2015-03-31/functions/", sign=False,
+                          headers={"Authorization": f"Bearer {bearer}"})
+        assert r.status_code == 403, r.text
+        r = h.raw_request(server.endpoint, "POST", "/fleetfn/v1/join-tokens", body="{}", sign=False,
+                          headers={"Authorization": f"Bearer {bearer}"})
+        assert r.status_code == 403, r.text
+    # Signed with the agent's id and credential as if they were a key pair.
+    r = h.raw_request(server.endpoint, "GET", "/fleetfn/v1/join-tokens", access_key=saved["AgentId"],
+                      secret_key=saved["Credential"])
+    assert r.status_code == 403 and h.raw_error_code(r) == "UnrecognizedClientException", r.text
+    # The admin key still works.
+    assert h.raw_request(server.endpoint, "GET", "/fleetfn/v1/join-tokens").status_code == 200
