@@ -196,3 +196,53 @@ def test_tokens_and_agent_credentials_do_not_open_the_admin_api(fleetfn_binary, 
     assert r.status_code == 403 and h.raw_error_code(r) == "UnrecognizedClientException", r.text
     # The admin key still works.
     assert h.raw_request(server.endpoint, "GET", "/fleetfn/v1/join-tokens").status_code == 200
+
+
+def test_a_joined_agent_fetches_code_by_digest_from_the_servers(fleetfn_binary, server, tmp_path, agents):
+    """The agent never saw the package: asked (as a server would ask it) to start an environment
+    of a function uploaded through the server, it fetches the package by digest with its
+    credential, checks and keeps it, and the environment serves an invoke."""
+    import hashlib
+    import requests
+
+    zip_bytes = h.bootstrap_zip(marker=h.uniq("pkg"))
+    name = h.uniq("fn")
+    h.make_client(server.endpoint).create_function(**h.function_request(name, None, runtime="provided.al2023",
+                                                                        zip_bytes=zip_bytes))
+    digest = hashlib.sha256(zip_bytes).hexdigest()
+    _, _, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    a = Agent(fleetfn_binary, server, tmp_path / "agent1", token_file)
+    agents.append(a)
+    line = a.wait_listening()
+    agent_url = "http://" + line.strip().rsplit(" ", 1)[-1]
+    saved = json.loads((a.data_dir / "agent-credential.json").read_text())
+    auth = {"Authorization": f"Bearer {saved['Credential']}"}
+    assert not list((a.data_dir / "artifacts").rglob(f"*{digest}*")), "the agent had the package already"
+
+    # The package endpoint wants a joined agent's credential.
+    pkg = f"{server.endpoint}/fleetfn/v1/agent/packages/{digest}"
+    for bad in ({}, {"Authorization": f"Bearer {saved['AgentId']}.wrong"}, {"Authorization": "Bearer x"}):
+        r = requests.get(pkg, headers=bad, timeout=10)
+        assert r.status_code == 403 and h.raw_error_code(r) == "AccessDeniedException", r.text
+
+    spec = {
+        "function_name": name, "version": "1", "qualified_arn": h.fn_arn_for(name, "1"),
+        "runtime": "provided.al2023", "handler": "bootstrap", "code_sha256_hex": digest,
+        "code_size": len(zip_bytes), "memory_mb": 2048, "timeout_secs": 10, "max_concurrency": 2,
+        "vcpus": 1.0, "ephemeral_storage_mb": 512, "region": h.REGION, "env_vars": {},
+    }
+    r = requests.put(f"{agent_url}/v1/environments/e-join1", json=spec, headers=auth, timeout=10)
+    assert r.status_code < 300, r.text
+    deadline = time.monotonic() + 30
+    state = None
+    while time.monotonic() < deadline:
+        envs = requests.get(f"{agent_url}/v1/environments", headers=auth, timeout=10).json()["environments"]
+        state = next((e for e in envs if e["env_id"] == "e-join1"), None)
+        if state and state["state"] in ("Ready", "Failed"):
+            break
+        time.sleep(0.1)
+    assert state and state["state"] == "Ready", (state, a.stderr()[-3000:])
+    assert list((a.data_dir / "artifacts").rglob(f"*{digest}*")), "the fetched package is kept"
+    r = requests.post(f"{agent_url}/v1/environments/e-join1/invoke", data=b'{"hello": "cluster"}',
+                      headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json() == {"hello": "cluster"}, r.text

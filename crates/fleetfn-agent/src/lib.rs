@@ -41,6 +41,7 @@ mod environment;
 mod error;
 mod instance;
 mod logs;
+mod packages;
 mod process;
 mod runtime;
 mod sandbox;
@@ -57,6 +58,7 @@ pub use fleetfn_logs::LogLimits;
 pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
 pub use logs::MAX_LINE_BYTES;
+pub use packages::PackageSource;
 pub use process::{
     DirectLauncher, Hold, LaunchCommand, Launched, Launcher, ProcTreeAccounting, Reservation,
     ResourceAccounting, SandboxInputs, TmpStorage,

@@ -66,6 +66,8 @@ pub struct Agent {
     revision: Arc<watch::Sender<u64>>,
     /// Cancelled at shutdown: ends pending report long-polls at once.
     closing: tokio_util::sync::CancellationToken,
+    /// Where packages missing from `artifacts` come from (joined agents: the servers).
+    packages: Option<Arc<dyn crate::PackageSource>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -109,7 +111,16 @@ impl Agent {
             slots: Arc::new(Mutex::new(HashMap::new())),
             revision: Arc::new(watch::Sender::new(0)),
             closing: tokio_util::sync::CancellationToken::new(),
+            packages: None,
         })
+    }
+
+    /// Fetches code packages its artifact store lacks from `source` (an agent that joined
+    /// servers on other hosts).
+    #[must_use]
+    pub fn with_package_source(mut self, source: Arc<dyn crate::PackageSource>) -> Self {
+        self.packages = Some(source);
+        self
     }
 
     /// Ends pending report long-polls (call before a graceful HTTP shutdown).
@@ -143,6 +154,17 @@ impl Agent {
                     return;
                 }
             };
+            if let Err(e) =
+                crate::packages::ensure_package(&agent.artifacts, &digest, agent.packages.as_ref())
+                    .await
+            {
+                agent.fail(
+                    &env_id,
+                    "InvalidZipFileException",
+                    format!("cannot get the code package: {e}"),
+                );
+                return;
+            }
             let artifacts = agent.artifacts.clone();
             let code_dir = match tokio::task::spawn_blocking(move || {
                 artifacts.ensure_extracted(&digest)

@@ -1,7 +1,9 @@
 //! Cluster membership over HTTP: join tokens (`/fleetfn/v1/join-tokens`, admin, SigV4), the
 //! joined agents (`GET /fleetfn/v1/agents`, admin) and the join itself (`POST
 //! /fleetfn/v1/agents/join`), which is outside SigV4: its bearer is a join token, and the answer
-//! is the agent's own credential. Neither opens the admin API.
+//! is the agent's own credential. Neither opens the admin API. A joined agent fetches code
+//! packages by digest (`GET /fleetfn/v1/agent/packages/{sha256}`) with `Bearer
+//! <agent id>.<credential>`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -58,4 +60,44 @@ pub async fn join(State(s): State<AppState>, headers: HeaderMap, b: Bytes) -> Ap
     let req: JoinRequest = body(&b)?;
     let joined = s.cp.join_agent(token, req, now()).await?;
     Ok((StatusCode::CREATED, Json(joined)).into_response())
+}
+
+/// `Authorization: Bearer <agent id>.<credential>`, checked against the joined agents; 403
+/// AccessDeniedException otherwise.
+async fn authenticate_agent(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let denied = || {
+        LambdaError::new(
+            ErrorKind::AccessDenied,
+            "This endpoint is for joined agents: `Authorization: Bearer <agent id>.<credential>`.",
+        )
+    };
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(denied)?;
+    let (agent_id, credential) = bearer.split_once('.').ok_or_else(denied)?;
+    if !s.cp.agent_credential_valid(agent_id, credential).await? {
+        return Err(denied().into());
+    }
+    Ok(agent_id.to_string())
+}
+
+/// A code package by sha256 (hex) for a joined agent.
+pub async fn agent_package(
+    State(s): State<AppState>,
+    Path(hex): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authenticate_agent(&s, &headers).await?;
+    let bytes =
+        s.cp.package(&hex).await?.ok_or_else(|| {
+            LambdaError::not_found(format!("Code package not found: sha256 {hex}"))
+        })?;
+    Ok((
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/zip")],
+        bytes,
+    )
+        .into_response())
 }

@@ -136,9 +136,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    // Outside SigV4: a join token is its bearer.
+    // Outside SigV4: a join token, or a joined agent's credential, is the bearer.
     let join = Router::new()
         .route("/fleetfn/v1/agents/join", post(cluster::join))
+        .route(
+            "/fleetfn/v1/agent/packages/{sha256}",
+            get(cluster::agent_package),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(
             cluster::MAX_JOIN_BYTES,
         ));

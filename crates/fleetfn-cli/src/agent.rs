@@ -95,6 +95,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let mut packages: Option<std::sync::Arc<dyn fleetfn_agent::PackageSource>> = None;
     let token = match token {
         Some(t) => t,
         None => {
@@ -112,7 +113,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            joined.credential
+            let credential = joined.credential.clone();
+            packages = Some(std::sync::Arc::new(crate::join::ServerPackages { joined }));
+            credential
         }
     };
     let agent = Agent::new(
@@ -130,6 +133,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         provider,
     )
     .map_err(|e| anyhow::anyhow!("opening the artifact store: {e}"))?;
+    let agent = match packages {
+        Some(source) => agent.with_package_source(source),
+        None => agent,
+    };
     // The one line on stdout: the parent reads the address from it.
     println!("fleetfn-agent listening on {addr}");
     let stop = tokio_util::sync::CancellationToken::new();

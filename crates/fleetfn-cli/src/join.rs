@@ -192,3 +192,57 @@ async fn post_join(server: &str, token: &str, body: Bytes) -> Result<JoinRespons
         ))
     }
 }
+
+/// The largest package fetched (the API takes zips up to 50 MB).
+const MAX_PACKAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Code packages from the servers a joined agent belongs to, tried in order.
+#[derive(Debug)]
+pub struct ServerPackages {
+    pub joined: Joined,
+}
+
+impl fleetfn_agent::PackageSource for ServerPackages {
+    fn fetch<'a>(
+        &'a self,
+        sha256_hex: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut why = String::from("no servers");
+            for server in &self.joined.servers {
+                let url = format!(
+                    "{}/fleetfn/v1/agent/packages/{sha256_hex}",
+                    server.trim_end_matches('/')
+                );
+                let req = http::Request::get(&url)
+                    .header(
+                        http::header::AUTHORIZATION,
+                        format!("Bearer {}.{}", self.joined.agent_id, self.joined.credential),
+                    )
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| e.to_string())?;
+                let exchange = async {
+                    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+                    let status = resp.status();
+                    let body = http_body_util::Limited::new(resp.into_body(), MAX_PACKAGE_BYTES)
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .to_bytes();
+                    Ok::<_, String>((status, body))
+                };
+                match tokio::time::timeout(std::time::Duration::from_secs(120), exchange).await {
+                    Ok(Ok((status, body))) if status.is_success() => return Ok(body.to_vec()),
+                    Ok(Ok((status, body))) => {
+                        why = format!("{server}: {status} {}", String::from_utf8_lossy(&body));
+                    }
+                    Ok(Err(e)) => why = format!("{server}: {e}"),
+                    Err(_) => why = format!("{server}: no answer within 120 s"),
+                }
+            }
+            Err(why)
+        })
+    }
+}
