@@ -62,7 +62,7 @@ class Agent:
         self.data_dir = data_dir
         self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
         data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(binary), "agent", "--join", f"http://127.0.0.1:1,{server.endpoint}",
+        args = [str(binary), "agent", "--join", f"http://127.0.0.1:1,{server.endpoint}", "--allow-plain-http",
                 "--instance-id", f"i-{data_dir.name}", "--zone", zone, "--data-dir", str(data_dir),
                 "--artifacts-dir", str(data_dir / "artifacts"), "--listen", "127.0.0.1:0",
                 "--exit-on-stdin-eof"]
@@ -133,6 +133,22 @@ def test_an_agent_joins_once_and_keeps_its_identity(fleetfn_binary, server, tmp_
     again.wait_listening()
     assert "identity from an earlier join" in again.stderr(), again.stderr()
     assert [j["AgentId"] for j in _agents(server)] == [saved["AgentId"]]
+
+
+def test_plain_http_needs_an_explicit_flag_and_is_logged(fleetfn_binary, server, tmp_path, agents):
+    _, _, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    base = [str(fleetfn_binary), "agent", "--instance-id", "i-x", "--zone", "zone-a", "--data-dir",
+            str(tmp_path / "a"), "--artifacts-dir", str(tmp_path / "a" / "artifacts"), "--token-file", str(token_file)]
+    env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
+    for url, words in ((server.endpoint, "--allow-plain-http"), ("https://127.0.0.1:1", "TLS")):
+        out = subprocess.run(base + ["--join", url], capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL, env=env)
+        assert out.returncode != 0 and words in out.stderr, out.stderr
+    assert _agents(server) == [], "nothing was sent"
+    a = Agent(fleetfn_binary, server, tmp_path / "agent-plain", token_file)
+    agents.append(a)
+    a.wait_listening()
+    assert "plain HTTP (--allow-plain-http)" in a.stderr(), a.stderr()
 
 
 def test_wrong_revoked_and_careless_tokens_are_refused(fleetfn_binary, server, tmp_path, agents):

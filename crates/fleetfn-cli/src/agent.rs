@@ -20,6 +20,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         token.is_some() || !args.join.is_empty(),
         "FLEETFN_AGENT_TOKEN must hold the token the server authenticates with (or join servers with --join)"
     );
+    if !args.join.is_empty() {
+        crate::join::check_servers(&args.join, args.allow_plain_http)?;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let runtime_dir: PathBuf = args

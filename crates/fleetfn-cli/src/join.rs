@@ -60,6 +60,37 @@ fn runtimes(host: &HostRuntimes) -> Vec<String> {
 }
 
 /// The saved identity, or a new one from a join with the token in `token_file`.
+/// Checks the `--join` URLs: `http://HOST:PORT` only with `--allow-plain-http` (then said in
+/// the log), and no TLS yet.
+pub fn check_servers(servers: &[String], allow_plain_http: bool) -> anyhow::Result<()> {
+    for s in servers {
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--join: {s:?} is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") if allow_plain_http => {}
+            Some("http") => anyhow::bail!(
+                "--join {s}: plain HTTP would carry the join token and this agent's credential \
+                 unencrypted; add --allow-plain-http to do it anyway on a network you trust \
+                 (TLS between servers and agents is not there yet)"
+            ),
+            Some("https") => anyhow::bail!(
+                "--join {s}: TLS between servers and agents is not there yet; use http:// with \
+                 --allow-plain-http on a network you trust"
+            ),
+            _ => anyhow::bail!("--join {s}: expected http://HOST:PORT"),
+        }
+        anyhow::ensure!(uri.host().is_some(), "--join {s}: no host");
+    }
+    if allow_plain_http {
+        tracing::warn!(
+            servers = %servers.join(","),
+            "talking to the servers over plain HTTP (--allow-plain-http): the join token, this agent's credential and code packages cross the network unencrypted"
+        );
+    }
+    Ok(())
+}
+
 pub async fn identity(
     data_dir: &Path,
     servers: &[String],

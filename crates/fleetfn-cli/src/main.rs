@@ -91,6 +91,11 @@ pub struct AgentArgs {
     /// A file (mode 0600) holding a join token (`fleetfn token create`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Talk to the --join servers over plain HTTP (their traffic, the token and the credential
+    /// unencrypted): only on a network you trust. Without it an http:// server is refused
+    /// (TLS between servers and agents is not there yet).
+    #[arg(long)]
+    pub allow_plain_http: bool,
     /// The address the servers reach this agent at [default: the address it listens on].
     #[arg(long)]
     pub advertise: Option<SocketAddr>,
