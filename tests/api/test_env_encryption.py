@@ -49,7 +49,7 @@ def test_environment_variables_are_encrypted_at_rest(server_factory, fleetfn_bin
     if srv.store_url:
         assert not (srv.data_dir / "state.db").exists()
         rows = postgres.session_server().psql(
-            srv.store_url, "SELECT tbl, key, convert_from(value, 'UTF8') FROM records")
+            srv.store_url, "SELECT tbl, key, convert_from(value, 'UTF8') FROM records WHERE tbl <> 'packages'")
         assert name in rows, rows  # the function's records are there...
         assert SECRET not in rows  # ...without the value in clear
     else:

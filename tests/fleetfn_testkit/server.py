@@ -70,6 +70,11 @@ class FleetfnServer:
         # `serve` (everything on one machine) or `server` (one of several API servers on the
         # PostgreSQL store `store_url`, named `name` in the leader lease).
         assert command in ("serve", "server"), command
+        # FLEETFN_TEST_COMMAND=server runs the control-plane suites on `fleetfn server` (one API
+        # server of a cluster, on the session's PostgreSQL) instead of `fleetfn serve`.
+        if command == "serve" and not data_plane and os.environ.get("FLEETFN_TEST_COMMAND") == "server":
+            command = "server"
+            store_url = store_url or postgres.session_server().database_for(Path(data_dir))
         assert command == "serve" or store_url, "fleetfn server needs a store_url"
         self.command = command
         self.fixed_store_url = store_url

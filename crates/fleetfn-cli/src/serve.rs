@@ -178,6 +178,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // `fleetfn serve` runs its control loops without the leader lease: on a database that
+    // `fleetfn server`s share it would be a second leader.
+    if matches!(location, StoreLocation::Postgres(_))
+        && fleetfn_store::Store::get(&store, fleetfn_store::Table::Leases, "leader/term")
+            .await
+            .with_context(|| format!("reading the store ({location})"))?
+            .is_some()
+    {
+        anyhow::bail!(
+            "the database at {location} belongs to a cluster of `fleetfn server`s (it holds their leader lease); \
+             `fleetfn serve` would act as a second leader there: run `fleetfn server` instead, or give serve a database of its own"
+        );
+    }
     let stop = CancellationToken::new();
     let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let reconciler = cp.spawn_reconciler(stop.clone());

@@ -65,17 +65,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let shared: Arc<dyn Store> = Arc::new(base.store.clone());
 
+    // The lease has connections of its own: API traffic (a 50 MB package read) filling the
+    // shared pool must not delay renewals until the leader steps down.
+    let lease_store: Arc<dyn Store> = Arc::new(
+        fleetfn_store::AnyStore::open(&base.location)
+            .await
+            .context("opening the store for the leader lease")?,
+    );
     let (role_tx, role_rx) = watch::channel(Role::Follower { leader: None });
     let elector = Elector::new(
-        shared.clone(),
+        lease_store,
         LEADER_LEASE,
         id.clone(),
         LeaseConfig::default(),
     );
-    let lease_stop = stop.clone();
-    let elector = tokio::spawn(elector.run(role_tx, async move {
-        lease_stop.cancelled().await;
-    }));
+    // Cancelled only after the leader's loops have stopped, so the lease is given up last.
+    let lease_stop = CancellationToken::new();
+    let elector = {
+        let lease_stop = lease_stop.clone();
+        tokio::spawn(elector.run(role_tx, async move {
+            lease_stop.cancelled().await;
+        }))
+    };
     let loops = tokio::spawn(lead_while_leader(
         cp.clone(),
         shared,
@@ -122,6 +133,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     stop.cancel();
     // The loops stop first, then the elector gives the lease up.
     let _ = loops.await;
+    lease_stop.cancel();
     let _ = elector.await;
     if let Some(m) = metrics_server {
         let _ = m.await;
@@ -132,7 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the leader's loops for each term this server holds, over a store fenced by that term,
-/// and stops them as soon as the term ends.
+/// and stops them as soon as the term ends (or a newer term replaces it).
 async fn lead_while_leader(
     cp: fleetfn_server::ControlPlane,
     store: Arc<dyn Store>,
@@ -140,38 +152,45 @@ async fn lead_while_leader(
     id: String,
     stop: CancellationToken,
 ) {
-    let mut term: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    // The running term: its number, its loops' stop token and their task.
+    let mut running: Option<(u64, CancellationToken, tokio::task::JoinHandle<()>)> = None;
     loop {
         let now = role.borrow_and_update().clone();
-        match (&now, term.is_some()) {
-            (Role::Leader { term: n, .. }, false) => {
-                eprintln!("fleetfn server {id}: leader (term {n})");
-                let fenced = Fenced::for_role(store.clone(), &now)
-                    .map(|f| Arc::new(f) as Arc<dyn Store>)
-                    .unwrap_or_else(|| store.clone());
-                let term_stop = stop.child_token();
-                let reconciler = cp.with_store(fenced).spawn_reconciler(term_stop.clone());
-                term = Some((term_stop, reconciler));
-            }
-            (Role::Follower { leader }, true) => {
-                let leader = leader.as_deref().unwrap_or("nobody yet");
-                eprintln!("fleetfn server {id}: no longer the leader (following {leader})");
-                if let Some((t, h)) = term.take() {
-                    t.cancel();
-                    let _ = h.await;
+        let wanted = match &now {
+            Role::Leader { term, fence } => Some((*term, fence.clone())),
+            Role::Follower { .. } => None,
+        };
+        // Stop the loops of a term that ended (or was replaced by a newer one).
+        if let Some((term, t, h)) = running.take() {
+            if wanted.as_ref().is_some_and(|(n, _)| *n == term) {
+                running = Some((term, t, h));
+            } else {
+                t.cancel();
+                let _ = h.await;
+                if wanted.is_none() {
+                    let leader = match &now {
+                        Role::Follower { leader: Some(l) } => l.as_str(),
+                        _ => "nobody yet",
+                    };
+                    eprintln!("fleetfn server {id}: no longer the leader (following {leader})");
                 }
             }
-            (Role::Follower { leader: Some(l) }, false) => {
-                tracing::debug!(leader = %l, "following");
-            }
-            _ => {}
+        }
+        if running.is_none()
+            && let Some((term, fence)) = wanted
+        {
+            eprintln!("fleetfn server {id}: leader (term {term})");
+            let fenced: Arc<dyn Store> = Arc::new(Fenced::new(store.clone(), term, fence));
+            let term_stop = stop.child_token();
+            let reconciler = cp.with_store(fenced).spawn_reconciler(term_stop.clone());
+            running = Some((term, term_stop, reconciler));
         }
         tokio::select! {
             () = stop.cancelled() => break,
             changed = role.changed() => if changed.is_err() { break },
         }
     }
-    if let Some((t, h)) = term.take() {
+    if let Some((_, t, h)) = running.take() {
         t.cancel();
         let _ = h.await;
     }

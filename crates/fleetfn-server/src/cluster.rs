@@ -292,7 +292,7 @@ impl ControlPlane {
         if !is_label(id) {
             return Err(refused());
         }
-        let Some((rec, _)) = self
+        let Some((rec, token_rev)) = self
             .get_record::<TokenRecord>(Table::JoinTokens, id)
             .await?
         else {
@@ -314,19 +314,24 @@ impl ControlPlane {
             runtimes: req.runtimes,
             hostname: req.hostname,
             joined_at: rfc3339(now),
-            token_id: rec.id,
+            token_id: rec.id.clone(),
         };
         let stored = AgentRecord {
             doc,
             credential_sha256: sha256_hex(&credential),
         };
-        self.commit(vec![Op::put(
-            Table::Agents,
-            &agent_id,
-            &stored,
-            Expect::Absent,
-        )])
-        .await?;
+        // With a check of the token as read: a revocation racing this join wins.
+        let joined = self
+            .commit(vec![
+                Op::put(Table::Agents, &agent_id, &stored, Expect::Absent),
+                Op::check(Table::JoinTokens, &rec.id, token_rev),
+            ])
+            .await;
+        match joined {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::ResourceConflict => return Err(refused()),
+            Err(e) => return Err(e),
+        }
         Ok(JoinResponse {
             agent_id,
             credential,

@@ -130,10 +130,14 @@ struct Held {
     renewed: Instant,
 }
 
-/// A follower's last look at the heartbeat: its revision and since when it is unchanged.
+/// A follower's last look at the heartbeat: what it was (revision, holder and term: a
+/// revision alone repeats when a released heartbeat is made anew) and since when it is
+/// unchanged.
 #[derive(Debug)]
 struct Seen {
     revision: i64,
+    holder: String,
+    term: u64,
     since: Instant,
 }
 
@@ -204,7 +208,7 @@ impl Elector {
                 }
             } else {
                 next = started + self.cfg.poll_every;
-                let looked = tokio::time::timeout(self.cfg.ttl, self.contend(&mut seen, started))
+                let looked = tokio::time::timeout(self.cfg.ttl, self.contend(&mut seen))
                     .await
                     .unwrap_or_else(|_| {
                         Err(StoreError::Backend("the store did not answer".into()))
@@ -261,19 +265,29 @@ impl Elector {
     async fn contend(
         &self,
         seen: &mut Option<Seen>,
-        now: Instant,
     ) -> Result<Result<Held, Option<String>>, StoreError> {
         let heartbeat = self.store.get(Table::Leases, &self.heartbeat_key).await?;
         let term = self.store.get(Table::Leases, &self.term_key).await?;
+        // A heartbeat first seen is counted from when the read returned, not when it was
+        // sent: a slow read may return a renewal made while it waited.
+        let now = Instant::now();
         let current = match &heartbeat {
             None => None,
             Some(rec) => {
                 let holder = decode(rec)?;
                 let unchanged_since = match seen {
-                    Some(s) if s.revision == rec.revision => s.since,
+                    Some(s)
+                        if s.revision == rec.revision
+                            && s.holder == holder.holder
+                            && s.term == holder.term =>
+                    {
+                        s.since
+                    }
                     _ => {
                         *seen = Some(Seen {
                             revision: rec.revision,
+                            holder: holder.holder.clone(),
+                            term: holder.term,
                             since: now,
                         });
                         now
@@ -307,6 +321,7 @@ impl Elector {
                 heartbeat_expect,
             ),
         ];
+        let writing = Instant::now();
         match self.store.commit(ops).await {
             Ok(revs) => {
                 *seen = None;
@@ -317,7 +332,9 @@ impl Elector {
                         revision: revs[0],
                     },
                     heartbeat_rev: revs[1],
-                    renewed: now,
+                    // Its validity counts from when the write that took the lease started
+                    // (followers count from after they see that write).
+                    renewed: writing,
                 }))
             }
             // Another contender (or a late renewal) got there first: follow and look again.

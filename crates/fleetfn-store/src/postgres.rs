@@ -143,15 +143,30 @@ pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
+    // The last `@` ends the user info even when the password holds a raw `/`, `?` or `:`
+    // (over-hiding is fine: this is only ever shown).
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{after}"),
+            None => format!("{userinfo}@{after}"),
         },
-        None => url.to_string(),
-    }
+        None => rest.to_string(),
+    };
+    // libpq's `?password=…` too.
+    let rest = match rest.split_once('?') {
+        Some((head, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{head}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
 }
 
 /// Applies the migrations this build knows and the database has not seen, in one transaction
@@ -432,6 +447,18 @@ mod unit {
             "postgres://fleet:***@db.example:5432/fleetfn?sslmode=disable"
         );
         assert_eq!(redact("postgres://fleet@db/x"), "postgres://fleet@db/x");
+        // A password with raw `/`, `?` or `@`-free tricks, and one in the query.
+        for url in [
+            "postgres://fleet:pa/ss?w@db:5432/x",
+            "postgres://fleet:p:a:s@db/x",
+            "postgres://db/x?password=s3cret&sslmode=disable",
+            "postgres://fleet@db/x?sslmode=disable&PASSWORD=s3cret",
+        ] {
+            let shown = redact(url);
+            for secret in ["pa/ss", "p:a:s", "s3cret"] {
+                assert!(!shown.contains(secret), "{url} -> {shown}");
+            }
+        }
         assert_eq!(
             redact("postgres:///x?host=/run/pg"),
             "postgres:///x?host=/run/pg"

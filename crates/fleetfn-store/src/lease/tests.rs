@@ -72,6 +72,51 @@ impl Store for Cuttable {
     }
 }
 
+/// A store whose every call takes `delay` (paused time) before it reaches the inner store: a
+/// slow database, a full connection pool.
+#[derive(Debug)]
+struct Delayed {
+    inner: Arc<dyn Store>,
+    delay: Duration,
+}
+
+impl Delayed {
+    fn wrap<'a, T: Send + 'a>(
+        &'a self,
+        f: impl FnOnce() -> BoxFut<'a, Result<T, StoreError>> + Send + 'a,
+    ) -> BoxFut<'a, Result<T, StoreError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            f().await
+        })
+    }
+}
+
+impl Store for Delayed {
+    fn get<'a>(
+        &'a self,
+        table: Table,
+        key: &'a str,
+    ) -> BoxFut<'a, Result<Option<Record>, StoreError>> {
+        self.wrap(move || self.inner.get(table, key))
+    }
+    fn list<'a>(
+        &'a self,
+        table: Table,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFut<'a, Result<Vec<Record>, StoreError>> {
+        self.wrap(move || self.inner.list(table, prefix, after, limit))
+    }
+    fn count<'a>(&'a self, table: Table, prefix: &'a str) -> BoxFut<'a, Result<usize, StoreError>> {
+        self.wrap(move || self.inner.count(table, prefix))
+    }
+    fn commit(&self, ops: Vec<Op>) -> BoxFut<'_, Result<Vec<i64>, StoreError>> {
+        self.wrap(move || self.inner.commit(ops))
+    }
+}
+
 /// Every role change of every contender, with the (paused) time it happened.
 type Timeline = Arc<Mutex<Vec<(Instant, String, Role)>>>;
 
@@ -267,13 +312,17 @@ async fn a_leader_that_shuts_down_hands_over_at_the_next_poll() {
 
 /// A leader whose store fails (`FAIL`) or hangs (`HANG`) steps down by its own clock before a
 /// follower that still reaches the store can take over.
-async fn cut_off_leader_steps_down_first(mode: u8) {
+async fn cut_off_leader_steps_down_first(mode: u8, follower_delay: Duration) {
     let store = memory();
     let timeline = Timeline::default();
     let cut = Cuttable::new(store.clone());
     let mut a = Contender::start(cut.clone(), "a", &timeline);
     a.until_leader(Duration::from_secs(1)).await;
-    let mut b = Contender::start(store.clone(), "b", &timeline);
+    let b_store: Arc<dyn Store> = Arc::new(Delayed {
+        inner: store.clone(),
+        delay: follower_delay,
+    });
+    let mut b = Contender::start(b_store, "b", &timeline);
     tokio::time::sleep(Duration::from_millis(5_300)).await;
     cut.set(mode);
     let cut_at = Instant::now();
@@ -306,12 +355,21 @@ async fn cut_off_leader_steps_down_first(mode: u8) {
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_store_fails_steps_down_before_a_takeover() {
-    cut_off_leader_steps_down_first(FAIL).await;
+    cut_off_leader_steps_down_first(FAIL, Duration::ZERO).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_store_hangs_steps_down_before_a_takeover() {
-    cut_off_leader_steps_down_first(HANG).await;
+    cut_off_leader_steps_down_first(HANG, Duration::ZERO).await;
+}
+
+/// The follower's store calls take 0.7 s each (the reply reflects the store when it returns): it
+/// must count the heartbeat's age from when a read returns, not from when it was sent.
+#[tokio::test(start_paused = true)]
+async fn a_slow_follower_still_never_overlaps_a_cut_off_leader() {
+    for mode in [FAIL, HANG] {
+        cut_off_leader_steps_down_first(mode, Duration::from_millis(700)).await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
