@@ -262,3 +262,27 @@ def test_a_joined_agent_fetches_code_by_digest_from_the_servers(fleetfn_binary, 
     r = requests.post(f"{agent_url}/v1/environments/e-join1/invoke", data=b'{"hello": "cluster"}',
                       headers=auth, timeout=30)
     assert r.status_code == 200 and r.json() == {"hello": "cluster"}, r.text
+
+
+def test_a_removed_agent_s_credential_opens_nothing(fleetfn_binary, server, tmp_path, agents):
+    zip_bytes = h.bootstrap_zip(marker=h.uniq("pkg"))
+    h.make_client(server.endpoint).create_function(**h.function_request(h.uniq("fn"), None, runtime="provided.al2023",
+                                                                        zip_bytes=zip_bytes))
+    import hashlib
+    import requests
+    digest = hashlib.sha256(zip_bytes).hexdigest()
+    _, _, token_file = _create_token(fleetfn_binary, server, tmp_path)
+    a = Agent(fleetfn_binary, server, tmp_path / "agent1", token_file)
+    agents.append(a)
+    a.wait_listening()
+    saved = json.loads((a.data_dir / "agent-credential.json").read_text())
+    pkg = f"{server.endpoint}/fleetfn/v1/agent/packages/{digest}"
+    bearer = {"Authorization": f"Bearer {saved['AgentId']}.{saved['Credential']}"}
+    assert requests.get(pkg, headers=bearer, timeout=10).content == zip_bytes
+    r = h.raw_request(server.endpoint, "DELETE", f"/fleetfn/v1/agents/{saved['AgentId']}")
+    assert r.status_code == 200 and r.json()["AgentId"] == saved["AgentId"], r.text
+    assert _agents(server) == []
+    r = requests.get(pkg, headers=bearer, timeout=10)
+    assert r.status_code == 403, r.text
+    r = h.raw_request(server.endpoint, "DELETE", f"/fleetfn/v1/agents/{saved['AgentId']}")
+    assert r.status_code == 404 and h.raw_error_code(r) == "ResourceNotFoundException", r.text

@@ -44,6 +44,11 @@ pub async fn list_agents(State(s): State<AppState>) -> ApiResult {
     Ok(Json(s.cp.list_agents().await?).into_response())
 }
 
+/// `DELETE /fleetfn/v1/agents/{id}`: its credential opens nothing from now on.
+pub async fn remove_agent(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(s.cp.remove_agent(&id).await?).into_response())
+}
+
 /// `Authorization: Bearer <join token>`, then the offer; 403 AccessDeniedException for a token
 /// that is missing or not valid.
 pub async fn join(State(s): State<AppState>, headers: HeaderMap, b: Bytes) -> ApiResult {

@@ -123,6 +123,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(cluster::revoke_join_token),
         )
         .route("/fleetfn/v1/agents", get(cluster::list_agents))
+        .route(
+            "/fleetfn/v1/agents/{id}",
+            axum::routing::delete(cluster::remove_agent),
+        )
         .route("/2016-08-19/account-settings", get(h::get_account_settings))
         .route(
             "/2016-08-19/account-settings/",

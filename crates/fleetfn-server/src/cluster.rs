@@ -346,6 +346,22 @@ impl ControlPlane {
         })
     }
 
+    /// Removes a joined agent: its credential opens nothing from now on (a leaked one, a host
+    /// retired). To come back it joins again with a new token.
+    pub async fn remove_agent(&self, agent_id: &str) -> Result<AgentDocument> {
+        let Some((rec, rev)) = self
+            .get_record::<AgentRecord>(Table::Agents, agent_id)
+            .await?
+        else {
+            return Err(LambdaError::not_found(format!(
+                "Agent not found: {agent_id}"
+            )));
+        };
+        self.commit(vec![Op::delete(Table::Agents, agent_id, rev)])
+            .await?;
+        Ok(rec.doc)
+    }
+
     /// Whether `credential` is agent `agent_id`'s (for the agent protocol).
     pub async fn agent_credential_valid(&self, agent_id: &str, credential: &str) -> Result<bool> {
         let rec = self
