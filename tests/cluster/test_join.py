@@ -18,6 +18,7 @@ import pytest
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import postgres
+from fleetfn_testkit.agents import Agent as JoinedAgent, create_token, token_cli
 from fleetfn_testkit.server import FleetfnServer
 
 
@@ -32,21 +33,11 @@ def server(fleetfn_binary, tmp_path):
 
 
 def _cli(fleetfn_binary, server, *args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=h.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=h.SECRET_KEY,
-               AWS_DEFAULT_REGION=h.REGION)
-    env.pop("AWS_PROFILE", None)
-    return subprocess.run([str(fleetfn_binary), "token", *args, "--endpoint-url", server.endpoint],
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
+    return token_cli(fleetfn_binary, server, *args)
 
 
 def _create_token(fleetfn_binary, server, tmp_path, name="token") -> tuple[str, str, Path]:
-    out = _cli(fleetfn_binary, server, "create", "--ttl", "1h", "--description", "rack 3", "--json")
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    path = tmp_path / name
-    path.write_text(doc["Token"] + "\n")
-    path.chmod(0o600)
-    return doc["TokenId"], doc["Token"], path
+    return create_token(fleetfn_binary, server, tmp_path, name)
 
 
 def _agents(server) -> list[dict]:
@@ -55,47 +46,9 @@ def _agents(server) -> list[dict]:
     return resp.json()["Agents"]
 
 
-class Agent:
-    """`fleetfn agent --join …` as a process (sandbox off: this tests membership, not isolation)."""
-
-    def __init__(self, binary, server, data_dir: Path, token_file: Path | None, zone: str = "zone-a"):
-        self.data_dir = data_dir
-        self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(binary), "agent", "--join", f"http://127.0.0.1:1,{server.endpoint}", "--allow-plain-http",
-                "--instance-id", f"i-{data_dir.name}", "--zone", zone, "--data-dir", str(data_dir),
-                "--artifacts-dir", str(data_dir / "artifacts"), "--listen", "127.0.0.1:0",
-                "--exit-on-stdin-eof"]
-        if token_file is not None:
-            args += ["--token-file", str(token_file)]
-        env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
-        env["FLEETFN_SANDBOX"] = "off"
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                         env=env, start_new_session=True)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_listening(self, timeout: float = 30) -> str:
-        """The stdout line once it serves (after a successful join); fails if it exits first."""
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline().decode()
-        assert "listening on" in line, f"agent exited ({self.proc.poll()}):\n{self.stderr()}"
-        assert time.monotonic() < deadline
-        return line
-
-    def exit_status(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait(timeout=5)
+def Agent(binary, server, data_dir: Path, token_file: Path | None, zone: str = "zone-a") -> JoinedAgent:
+    """An agent joining `server`, listed after a server that does not answer."""
+    return JoinedAgent(binary, f"http://127.0.0.1:1,{server.endpoint}", data_dir, token_file, zone)
 
 
 @pytest.fixture

@@ -121,10 +121,9 @@ class FleetfnServer:
                 env["FLEETFN_ACCESS_KEY_ID"] = h.ACCESS_KEY
                 env["FLEETFN_SECRET_ACCESS_KEY"] = h.SECRET_KEY
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+                mode = [] if self.data_plane else ["--no-data-plane"]
                 if self.command == "server":
-                    mode = ["--server-id", self.name]
-                else:
-                    mode = [] if self.data_plane else ["--no-data-plane"]
+                    mode += ["--server-id", self.name]
                 self.proc = subprocess.Popen(
                     [str(self.binary), self.command, "--listen", f"127.0.0.1:{self.port}",
                      "--data-dir", str(self.data_dir)] + store + mode + self.extra_args,

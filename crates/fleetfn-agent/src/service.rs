@@ -311,6 +311,7 @@ impl Agent {
                     cpu_utilization: usage.cpu_utilization,
                     tmp_used_bytes: usage.tmp_used_bytes,
                     tmp_limit_bytes: u64::from(s.req.ephemeral_storage_mb) * 1024 * 1024,
+                    placement: s.req.placement.clone(),
                 })
                 .collect()
         };

@@ -154,6 +154,7 @@ impl Harness {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            placement: None,
         };
         self.client.put_environment(env_id, &req).await.unwrap();
     }

@@ -244,6 +244,10 @@ pub struct ServerArgs {
     /// This server's name in the leader lease [default: host name and process id].
     #[arg(long, env = "FLEETFN_SERVER_ID")]
     pub server_id: Option<String>,
+    /// Run the control plane only: no data plane on joined agents; published versions stay
+    /// `Pending` and Invoke is refused. For testing the API alone.
+    #[arg(long, env = "FLEETFN_NO_DATA_PLANE")]
+    pub no_data_plane: bool,
     /// Region in ARNs and in the SigV4 credential scope.
     #[arg(long, default_value = "us-east-1", env = "FLEETFN_REGION")]
     pub region: String,

@@ -2,17 +2,25 @@
 //! serves the Lambda API; the one holding the leader lease (`fleetfn_store::lease`) runs the
 //! control loops, writing through a store fenced by its term, so a paused or partitioned former
 //! leader cannot overwrite its successor. A server that stops gives the lease up at once.
-//! Code packages are kept in the store too. Not here yet (docs/CLUSTER.md): agents that join,
-//! the `static` provider and invokes routed from every server; until then a server answers
-//! Invoke with an error saying so.
+//! Code packages are kept in the store too. The data plane runs on joined agents through the
+//! `static` provider: the leader's places, scales and replaces environments on them; every
+//! other server runs a follower that routes invokes to what the agents report. When the
+//! leader changes, the new leader adopts what runs (nothing is started twice), and a server
+//! that stops leaves the agents and their environments running.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use fleetfn_api::{AppState, router};
-use fleetfn_model::Scope;
+use fleetfn_contracts::{
+    CostDocument, EnvironmentsDocument, InvokeOutcome, InvokeRequest, Invoker, StatusDocument,
+};
+use fleetfn_dataplane::{DataPlane, DataPlaneConfig, StaticProvider};
+use fleetfn_model::{LambdaError, Scope};
 use fleetfn_store::lease::{Elector, Fenced, LeaseConfig, Role};
 use fleetfn_store::{Store, StoreLocation};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +68,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await?;
     // Code packages live in the shared store: any server hands out any package, and none is
     // lost with one server's disk.
-    let cp = base.cp.clone().with_packages_in_store();
+    // Other servers change desired state too: an invoke's resolution of a qualifier is kept at
+    // most a second, so a publish or alias update through any server reaches this one's invokes.
+    let cp = base
+        .cp
+        .clone()
+        .with_packages_in_store()
+        .with_resolve_ttl(std::time::Duration::from_secs(1));
     let id = server_id(args.server_id.as_deref());
     let stop = CancellationToken::new();
     let shared: Arc<dyn Store> = Arc::new(base.store.clone());
@@ -87,24 +101,35 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             lease_stop.cancelled().await;
         }))
     };
+    let metrics = Arc::new(fleetfn_metrics::Metrics::new());
+    let plane = Arc::new(CurrentPlane::default());
+    let planes = (!args.no_data_plane).then(|| Planes {
+        current: plane.clone(),
+        metrics: metrics.clone(),
+    });
+    if planes.is_none() {
+        tracing::warn!(
+            "data plane disabled (--no-data-plane): versions stay Pending, invokes are refused"
+        );
+    }
     let loops = tokio::spawn(lead_while_leader(
         cp.clone(),
         shared,
         role_rx,
         id.clone(),
         stop.clone(),
+        planes,
     ));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let metrics_server = metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
     let app = router(AppState {
         cp,
         credentials: Arc::new(base.creds.clone()),
-        invoker: None,
+        invoker: (!args.no_data_plane).then_some(plane as Arc<dyn Invoker>),
         logs: None,
         uploads: Arc::new(fleetfn_api::UploadPermits::new(
             args.max_concurrent_uploads,
@@ -143,30 +168,154 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The data plane the API uses: the leader's while this server leads, a follower's otherwise.
+#[derive(Default)]
+struct CurrentPlane(parking_lot::RwLock<Option<DataPlane>>);
+
+impl CurrentPlane {
+    fn get(&self) -> Option<DataPlane> {
+        self.0.read().clone()
+    }
+
+    fn set(&self, dp: DataPlane) {
+        *self.0.write() = Some(dp);
+    }
+}
+
+fn no_plane() -> LambdaError {
+    LambdaError::service("this server's data plane is starting; retry the request")
+}
+
+impl Invoker for CurrentPlane {
+    fn invoke(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<InvokeOutcome>> + Send + '_>> {
+        let dp = self.get();
+        Box::pin(async move {
+            match dp {
+                Some(dp) => dp.invoke(req).await,
+                None => Err(no_plane()),
+            }
+        })
+    }
+
+    fn environments(&self) -> EnvironmentsDocument {
+        self.get().map(|dp| dp.environments()).unwrap_or_default()
+    }
+
+    fn cost(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<CostDocument>> + Send + '_>> {
+        let dp = self.get();
+        Box::pin(async move {
+            match dp {
+                Some(dp) => dp.cost(since).await,
+                None => Err(no_plane()),
+            }
+        })
+    }
+
+    fn status(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<StatusDocument>> + Send + '_>> {
+        let dp = self.get();
+        Box::pin(async move {
+            match dp {
+                Some(dp) => dp.status().await,
+                None => Ok(StatusDocument::empty(true)),
+            }
+        })
+    }
+}
+
+/// What the leader's and followers' data planes are made with.
+struct Planes {
+    current: Arc<CurrentPlane>,
+    metrics: Arc<fleetfn_metrics::Metrics>,
+}
+
+impl Planes {
+    fn config(&self) -> DataPlaneConfig {
+        DataPlaneConfig {
+            metrics: self.metrics.clone(),
+            ..DataPlaneConfig::default()
+        }
+    }
+
+    fn provider(&self, cp: &fleetfn_server::ControlPlane) -> Arc<StaticProvider> {
+        Arc::new(StaticProvider::new(
+            Arc::new(cp.clone()),
+            fleetfn_scheduler::Catalog::builtin(),
+        ))
+    }
+
+    /// A follower with the routes of every claimed agent, serving.
+    async fn follow(
+        &self,
+        cp: &fleetfn_server::ControlPlane,
+        stop: &CancellationToken,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let dp = DataPlane::follower(cp.clone(), self.provider(cp), self.config());
+        dp.follow_once().await;
+        let t = stop.child_token();
+        let h = dp.spawn_follower(t.clone());
+        self.current.set(dp);
+        (t, h)
+    }
+}
+
+/// A term's loops: its stop token, the reconciler and the leader's data plane.
+struct Term {
+    number: u64,
+    stop: CancellationToken,
+    reconciler: tokio::task::JoinHandle<()>,
+    dataplane: tokio::task::JoinHandle<()>,
+}
+
+impl Term {
+    async fn end(self) {
+        self.stop.cancel();
+        let _ = self.reconciler.await;
+        let _ = self.dataplane.await;
+    }
+}
+
 /// Runs the leader's loops for each term this server holds, over a store fenced by that term,
-/// and stops them as soon as the term ends (or a newer term replaces it).
+/// and stops them as soon as the term ends (or a newer term replaces it); a follower's data
+/// plane routes whenever this server does not lead.
 async fn lead_while_leader(
     cp: fleetfn_server::ControlPlane,
     store: Arc<dyn Store>,
     mut role: watch::Receiver<Role>,
     id: String,
     stop: CancellationToken,
+    planes: Option<Planes>,
 ) {
-    // The running term: its number, its loops' stop token and their task.
-    let mut running: Option<(u64, CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    let mut running: Option<Term> = None;
+    let mut following = match &planes {
+        Some(p) => Some(p.follow(&cp, &stop).await),
+        None => None,
+    };
     loop {
         let now = role.borrow_and_update().clone();
         let wanted = match &now {
             Role::Leader { term, fence } => Some((*term, fence.clone())),
             Role::Follower { .. } => None,
         };
-        // Stop the loops of a term that ended (or was replaced by a newer one).
-        if let Some((term, t, h)) = running.take() {
-            if wanted.as_ref().is_some_and(|(n, _)| *n == term) {
-                running = Some((term, t, h));
+        // Stop the loops of a term that ended (or was replaced by a newer one); route as a
+        // follower meanwhile.
+        if let Some(term) = running.take() {
+            if wanted.as_ref().is_some_and(|(n, _)| *n == term.number) {
+                running = Some(term);
             } else {
-                t.cancel();
-                let _ = h.await;
+                if following.is_none()
+                    && let Some(p) = &planes
+                {
+                    following = Some(p.follow(&cp, &stop).await);
+                }
+                term.end().await;
                 if wanted.is_none() {
                     let leader = match &now {
                         Role::Follower { leader: Some(l) } => l.as_str(),
@@ -181,16 +330,41 @@ async fn lead_while_leader(
         {
             eprintln!("fleetfn server {id}: leader (term {term})");
             let fenced: Arc<dyn Store> = Arc::new(Fenced::new(store.clone(), term, fence));
+            let fenced_cp = cp.with_store(fenced);
             let term_stop = stop.child_token();
-            let reconciler = cp.with_store(fenced).spawn_reconciler(term_stop.clone());
-            running = Some((term, term_stop, reconciler));
+            let reconciler = fenced_cp.spawn_reconciler(term_stop.clone());
+            // The leader's data plane adopts what runs before it places anything, and takes
+            // the invokes once it has.
+            let dataplane = match &planes {
+                Some(p) => {
+                    let dp = DataPlane::new(fenced_cp.clone(), p.provider(&fenced_cp), p.config());
+                    dp.adopt(&term_stop).await;
+                    let handle = dp.spawn(term_stop.clone());
+                    p.current.set(dp);
+                    handle
+                }
+                None => tokio::spawn(async {}),
+            };
+            if let Some((t, h)) = following.take() {
+                t.cancel();
+                let _ = h.await;
+            }
+            running = Some(Term {
+                number: term,
+                stop: term_stop,
+                reconciler,
+                dataplane,
+            });
         }
         tokio::select! {
             () = stop.cancelled() => break,
             changed = role.changed() => if changed.is_err() { break },
         }
     }
-    if let Some((_, t, h)) = running.take() {
+    if let Some(term) = running.take() {
+        term.end().await;
+    }
+    if let Some((t, h)) = following.take() {
         t.cancel();
         let _ = h.await;
     }

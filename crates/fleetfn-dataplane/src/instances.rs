@@ -79,6 +79,22 @@ pub enum LaunchError {
     },
     #[error("agent {id} did not report its address: {detail}")]
     NoAddress { id: String, detail: String },
+    /// A `static` provider has no joined agent to claim.
+    #[error(
+        "InsufficientInstanceCapacity: no joined agent in zone {zone} is free with at least {vcpus} vCPUs, {memory_mib} MiB and {arch} for {instance_type}; join one with `fleetfn agent --join … --zone {zone}`{}",
+        if unreachable.is_empty() { String::new() } else { format!(" (unreachable: {unreachable})") }
+    )]
+    NoFreeAgent {
+        zone: String,
+        instance_type: String,
+        vcpus: u32,
+        memory_mib: u64,
+        arch: &'static str,
+        unreachable: String,
+    },
+    /// The list of joined agents or their claims could not be read or written.
+    #[error("joined agents: {0}")]
+    Directory(String),
 }
 
 /// The provider's own view of its capacity, for status.
@@ -105,6 +121,16 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn is_running(&self, instance_id: &str) -> bool;
     /// Capacity figures.
     fn capacity(&self) -> ProviderCapacity;
+    /// Instances of this provider that run already (a `static` provider's claimed agents): a
+    /// data plane that starts adopts them with what they run instead of launching anything.
+    fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Whether the instances outlive the data plane: a stopping data plane leaves them and
+    /// their environments running (for the next leader to adopt) instead of terminating them.
+    fn outlives_data_plane(&self) -> bool {
+        false
+    }
 }
 
 /// How to start agents.

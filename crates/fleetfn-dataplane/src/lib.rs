@@ -22,6 +22,7 @@ mod router;
 mod routing;
 mod scaling;
 mod state;
+mod static_provider;
 mod stats;
 mod status;
 mod version;
@@ -40,6 +41,7 @@ pub use instances::{
     BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec, LocalProvider,
     LocalProviderConfig, ProviderCapacity, new_instance_id,
 };
+pub use static_provider::{AgentDirectory, Connect, StaticProvider};
 
 /// Tunables of the data plane.
 #[derive(Debug, Clone)]
@@ -83,6 +85,11 @@ pub struct DataPlane {
     pub(crate) reports: Arc<watch::Sender<u64>>,
     /// Cancelled at shutdown; a deploy pass in progress stops starting things.
     pub(crate) stopping: CancellationToken,
+    /// Routes only ([`DataPlane::follower`]): adopts and mirrors, never launches, starts or
+    /// stops anything.
+    pub(crate) follower: bool,
+    /// Set once what ran already was adopted (a leader adopts once).
+    adopted: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl DataPlane {
@@ -101,7 +108,41 @@ impl DataPlane {
             meter: Arc::default(),
             reports: Arc::new(watch::Sender::new(0)),
             stopping: CancellationToken::new(),
+            follower: false,
+            adopted: Arc::default(),
         }
+    }
+
+    /// A data plane that only routes (a `fleetfn server` that is not the leader): it follows
+    /// the instances its provider lists and the environments their agents report, and sends
+    /// invokes to them; the leader's data plane places, scales and replaces. Run it with
+    /// [`DataPlane::spawn_follower`].
+    pub fn follower(
+        cp: ControlPlane,
+        provider: Arc<dyn InstanceProvider>,
+        cfg: DataPlaneConfig,
+    ) -> Self {
+        Self {
+            follower: true,
+            ..Self::new(cp, provider, cfg)
+        }
+    }
+
+    /// Runs a follower until `stop`; nothing is stopped when it ends.
+    pub fn spawn_follower(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let dp = self.clone();
+        tokio::spawn(async move {
+            let stopping = dp.stopping.clone();
+            dp.follow(stop).await;
+            stopping.cancel();
+        })
+    }
+
+    /// Adopts what the provider runs already (see [`InstanceProvider::existing`]); the leader's
+    /// [`DataPlane::spawn`] does it first. Callable before `spawn` to have the routes ready
+    /// before the data plane takes invokes.
+    pub async fn adopt(&self, stop: &CancellationToken) {
+        self.adopted.get_or_init(|| self.adopt_existing(stop)).await;
     }
 
     /// Runs the deployer and scaler until `stop`; then stops every instance.
@@ -114,6 +155,7 @@ impl DataPlane {
                 relay.cancelled().await;
                 stopping.cancel();
             });
+            dp.adopt(&stop).await;
             dp.run_deployer(stop).await;
             dp.shutdown().await;
             // The instances' last seconds, then everything metered, before the store closes.
@@ -126,6 +168,10 @@ impl DataPlane {
     }
 
     async fn shutdown(&self) {
+        if self.provider.outlives_data_plane() {
+            // The next leader adopts them.
+            return;
+        }
         let all: Vec<String> = self.state.read().instances.keys().cloned().collect();
         let mut set = tokio::task::JoinSet::new();
         for id in all {

@@ -96,6 +96,7 @@ pub(crate) fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest
             .as_ref()
             .map(|e| e.variables.clone())
             .unwrap_or_default(),
+        placement: None,
     }
 }
 

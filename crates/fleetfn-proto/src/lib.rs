@@ -52,6 +52,20 @@ pub struct EnvironmentRequest {
     pub ephemeral_storage_mb: u32,
     pub region: String,
     pub env_vars: BTreeMap<String, String>,
+    /// Whose environment this is, echoed back in every report, so a data plane that did not
+    /// start it (a new leader, a server that only routes) can adopt it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Which version and publish an environment was placed for: opaque to the agent, which keeps it
+/// with the environment and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Store key of the version (`fn/000000000001`, `fn/$LATEST.PUBLISHED`).
+    pub version_key: String,
+    /// Which publish of that version.
+    pub publish_hash: String,
 }
 
 /// Life of an environment as the agent reports it.
@@ -103,6 +117,9 @@ pub struct EnvironmentStatus {
     /// `EphemeralStorage` in bytes.
     #[serde(default)]
     pub tmp_limit_bytes: u64,
+    /// The placement the environment was started with ([`EnvironmentRequest::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,12 +118,50 @@ struct TokenRecord {
     revoked: bool,
 }
 
-/// The stored agent: the credential only as its sha256.
+/// The stored agent: the credential as its sha256 (to check the agent's calls) and sealed with
+/// the cluster's `env.key` (for servers to present when they call the agent), so the database
+/// alone does not reveal it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AgentRecord {
     #[serde(flatten)]
     doc: AgentDocument,
     credential_sha256: String,
+    #[serde(default)]
+    credential_sealed: Option<String>,
+}
+
+/// A joined agent as the servers reach it: where, and the credential it takes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinedAgent {
+    pub doc: AgentDocument,
+    pub credential: String,
+}
+
+impl std::fmt::Debug for JoinedAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinedAgent")
+            .field("doc", &self.doc)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A joined agent claimed as an instance of a `static` capacity provider (one instance per
+/// agent), written by the leader through its fenced store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentClaim {
+    pub agent_id: String,
+    pub instance_id: String,
+    pub capacity_provider: String,
+    pub zone: String,
+    /// The catalog instance type it serves as.
+    pub instance_type: String,
+    /// RFC 3339.
+    pub claimed_at: String,
+}
+
+fn credential_aad(agent_id: &str) -> String {
+    format!("agent-credential:{agent_id}")
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -316,9 +354,12 @@ impl ControlPlane {
             joined_at: rfc3339(now),
             token_id: rec.id.clone(),
         };
+        let sealed = crate::secrets::seal_secret(&credential_aad(&agent_id), &credential)
+            .map_err(|e| LambdaError::service(e.to_string()))?;
         let stored = AgentRecord {
             doc,
             credential_sha256: sha256_hex(&credential),
+            credential_sealed: Some(sealed),
         };
         // With a check of the token as read: a revocation racing this join wins.
         let joined = self
@@ -357,9 +398,85 @@ impl ControlPlane {
                 "Agent not found: {agent_id}"
             )));
         };
-        self.commit(vec![Op::delete(Table::Agents, agent_id, rev)])
-            .await?;
+        let mut ops = vec![Op::delete(Table::Agents, agent_id, rev)];
+        if let Some((_, claim_rev)) = self
+            .get_record::<AgentClaim>(Table::Claims, agent_id)
+            .await?
+        {
+            ops.push(Op::delete(Table::Claims, agent_id, claim_rev));
+        }
+        self.commit(ops).await?;
         Ok(rec.doc)
+    }
+
+    /// The joined agents with the credentials servers present to them. An agent whose credential
+    /// cannot be opened with this server's `env.key` (another cluster's key, or joined before
+    /// credentials were sealed) is left out, with a warning: it must join again.
+    pub async fn joined_agents(&self) -> Result<Vec<JoinedAgent>> {
+        let agents: Vec<(AgentRecord, String, i64)> =
+            self.list_records(Table::Agents, "", None, 100_000).await?;
+        Ok(agents
+            .into_iter()
+            .filter_map(|(a, _, _)| {
+                let opened = a.credential_sealed.as_deref().map(|sealed| {
+                    crate::secrets::open_secret(&credential_aad(&a.doc.agent_id), sealed)
+                });
+                match opened {
+                    Some(Ok(credential)) => Some(JoinedAgent {
+                        doc: a.doc,
+                        credential,
+                    }),
+                    Some(Err(e)) => {
+                        tracing::warn!(agent = %a.doc.agent_id, error = %e, "cannot open a joined agent's credential: is env.key the cluster's? The agent is not used");
+                        None
+                    }
+                    None => {
+                        tracing::warn!(agent = %a.doc.agent_id, "a joined agent without a sealed credential is not used: remove it and join it again");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// The claims of `static` providers on joined agents.
+    pub async fn agent_claims(&self) -> Result<Vec<AgentClaim>> {
+        let claims: Vec<(AgentClaim, String, i64)> =
+            self.list_records(Table::Claims, "", None, 100_000).await?;
+        Ok(claims.into_iter().map(|(c, _, _)| c).collect())
+    }
+
+    /// Claims an agent; `Ok(false)` when it is claimed already (or was removed meanwhile).
+    pub async fn claim_agent(&self, claim: &AgentClaim) -> Result<bool> {
+        let Some((_, agent_rev)) = self
+            .get_record::<AgentRecord>(Table::Agents, &claim.agent_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let done = self
+            .commit_unless_raced(vec![
+                Op::put(Table::Claims, &claim.agent_id, claim, Expect::Absent),
+                Op::check(Table::Agents, &claim.agent_id, agent_rev),
+            ])
+            .await?;
+        Ok(done.is_some())
+    }
+
+    /// Gives an agent back (its instance was terminated); idempotent.
+    pub async fn release_agent(&self, agent_id: &str, instance_id: &str) -> Result<()> {
+        let Some((claim, rev)) = self
+            .get_record::<AgentClaim>(Table::Claims, agent_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        if claim.instance_id != instance_id {
+            return Ok(());
+        }
+        self.commit_unless_raced(vec![Op::delete(Table::Claims, agent_id, rev)])
+            .await?;
+        Ok(())
     }
 
     /// Whether `credential` is agent `agent_id`'s (for the agent protocol).

@@ -9,6 +9,8 @@ use fleetfn_model::types::AliasConfiguration;
 use fleetfn_model::{ErrorKind, LambdaError, Result, State};
 use fleetfn_store::Table;
 use parking_lot::Mutex;
+// tokio's clock, so tests can pause it.
+use tokio::time::Instant;
 
 use crate::records::{LATEST, LATEST_PUBLISHED, VersionRecord, alias_key, version_key};
 use crate::service::ControlPlane;
@@ -35,10 +37,19 @@ pub(crate) enum Resolved {
 }
 
 /// Resolutions keyed by `name\0qualifier`, valid for one generation of desired state: any
-/// committed change bumps the generation and so invalidates every entry.
+/// committed change bumps the generation and so invalidates every entry. With a `resolve_ttl`
+/// (servers sharing a store) an entry is also dropped once older than it.
 #[derive(Debug, Default)]
 pub(crate) struct ResolveCache {
-    entries: Mutex<HashMap<String, (u64, Result<Resolved>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    /// When it was resolved, kept only under a `resolve_ttl`.
+    at: Option<Instant>,
+    resolved: Result<Resolved>,
 }
 
 /// Bound on cached resolutions; the cache is cleared when it grows past it.
@@ -49,11 +60,15 @@ impl ControlPlane {
         // Read the generation before the store, so a result is never newer than its tag.
         let generation = *self.changed.borrow();
         let key = format!("{name}\0{}", qualifier.unwrap_or(""));
-        if let Some((g, r)) = self.resolve_cache.entries.lock().get(&key)
-            && *g == generation
+        if let Some(e) = self.resolve_cache.entries.lock().get(&key)
+            && e.generation == generation
+            && self
+                .resolve_ttl
+                .is_none_or(|ttl| e.at.is_some_and(|at| at.elapsed() < ttl))
         {
-            return r.clone();
+            return e.resolved.clone();
         }
+        let at = self.resolve_ttl.map(|_| Instant::now());
         let r = self.lookup_uncached(name, qualifier).await;
         // A store failure is transient: never serve it from the cache.
         if r.as_ref().is_err_and(|e| e.kind == ErrorKind::Service) {
@@ -64,7 +79,14 @@ impl ControlPlane {
             if map.len() >= CACHE_MAX {
                 map.clear();
             }
-            map.insert(key, (generation, r.clone()));
+            map.insert(
+                key,
+                Entry {
+                    generation,
+                    at,
+                    resolved: r.clone(),
+                },
+            );
         }
         r
     }

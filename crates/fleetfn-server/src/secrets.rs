@@ -126,6 +126,17 @@ fn open(c: &ChaCha20Poly1305, name: &str, stored: &str) -> Result<String, Secret
     String::from_utf8(plain).map_err(|_| fail())
 }
 
+/// Seals a secret of the cluster's own (an agent's credential) for the store; `name` binds it
+/// to its record, so a sealed value moved to another record does not open.
+pub(crate) fn seal_secret(name: &str, value: &str) -> Result<String, SecretsError> {
+    Ok(seal(&cipher()?, name, value))
+}
+
+/// Opens what [`seal_secret`] sealed under the same `name`.
+pub(crate) fn open_secret(name: &str, stored: &str) -> Result<String, SecretsError> {
+    open(&cipher()?, name, stored)
+}
+
 /// serde `with` module for the `FunctionConfiguration` of a stored record: variable values are
 /// sealed on the way into the store and opened on the way out. Values stored before sealing
 /// existed (no prefix) are read as they are and sealed at their record's next write.

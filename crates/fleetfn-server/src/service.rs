@@ -39,6 +39,9 @@ pub struct ControlPlane {
     pub(crate) resolve_cache: Arc<crate::invoke::ResolveCache>,
     /// Whether code packages also live in the store (`fleetfn server`), not only on this disk.
     pub(crate) packages_in_store: bool,
+    /// How long an invoke's resolution of a qualifier may be served from memory when other
+    /// servers change desired state too (their commits do not bump `changed` here).
+    pub(crate) resolve_ttl: Option<std::time::Duration>,
 }
 
 /// How many times an operation is recomputed after its write lost a race with a background
@@ -72,6 +75,7 @@ impl ControlPlane {
             changed: Arc::new(watch::Sender::new(0)),
             resolve_cache: Arc::default(),
             packages_in_store: false,
+            resolve_ttl: None,
         })
     }
 
@@ -102,6 +106,16 @@ impl ControlPlane {
     /// Keeps every code package in the store too (`fleetfn server`): any server can hand out
     /// any package, and none is lost with one server's disk.
     #[must_use]
+    /// Invoke resolutions served from memory for at most `ttl` (besides being dropped at this
+    /// server's own changes): for servers that share a store, where another server's publish
+    /// or alias update must reach this one's invokes.
+    pub fn with_resolve_ttl(self, ttl: std::time::Duration) -> Self {
+        Self {
+            resolve_ttl: Some(ttl),
+            ..self
+        }
+    }
+
     pub fn with_packages_in_store(self) -> Self {
         Self {
             packages_in_store: true,

@@ -479,3 +479,68 @@ async fn a_race_with_a_background_writer_is_retried_not_reported() {
     assert!(e.message.contains("Retry the request"), "{e}");
     assert_eq!(store.races.load(Ordering::SeqCst), 0);
 }
+
+/// Two servers on one store: a change committed through one reaches the other's invokes once
+/// its cached resolution is older than the resolve TTL (and not before).
+#[tokio::test(start_paused = true)]
+async fn another_servers_change_reaches_invokes_within_the_resolve_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn fleetfn_store::Store> = Arc::new(fleetfn_store::MemoryStore::new());
+    let server = |n: &str| {
+        ControlPlane::new(
+            store.clone(),
+            ControlPlaneConfig {
+                scope: Scope::default(),
+                artifacts_dir: dir.path().join(n),
+                env_key: test_key(),
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (
+        server("a"),
+        server("b").with_resolve_ttl(std::time::Duration::from_secs(1)),
+    );
+    let p = a
+        .create_capacity_provider(provider_req("cpt"))
+        .await
+        .unwrap();
+    a.create_function(function_req("t", &p.capacity_provider_arn, "a"))
+        .await
+        .unwrap();
+    a.publish_version(&fref("t"), PublishVersionRequest::default())
+        .await
+        .unwrap();
+    let q = fref("t:1");
+    // Pending: refused, and the refusal is cached on b.
+    let err = b.resolve_invoke_target(&q, 0.5).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ResourceConflict, "{}", err.message);
+    // The leader (a) turns it Active.
+    let (v, _) = a
+        .get_record::<crate::records::VersionRecord>(
+            fleetfn_store::Table::Versions,
+            &crate::records::version_key("t", "1"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.transition_version("t", "1", &v.publish_hash, &crate::VersionTransition::Active)
+            .await
+            .unwrap()
+    );
+    a.resolve_invoke_target(&q, 0.5)
+        .await
+        .expect("a sees it at once");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert!(
+        b.resolve_invoke_target(&q, 0.5).await.is_err(),
+        "within the TTL b serves what it resolved"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let got = b
+        .resolve_invoke_target(&q, 0.5)
+        .await
+        .expect("after the TTL b reads it again");
+    assert_eq!(got.version, "1");
+}

@@ -48,8 +48,10 @@ pub enum Table {
     Packages,
     /// Join tokens for agents on other hosts (secrets only as hashes).
     JoinTokens,
-    /// Agents that joined (credentials only as hashes).
+    /// Agents that joined (credentials as hashes, and sealed for the servers to present).
     Agents,
+    /// Joined agents claimed as instances of a `static` capacity provider, by agent id.
+    Claims,
 }
 
 impl Table {
@@ -66,6 +68,7 @@ impl Table {
             Self::Packages => "packages",
             Self::JoinTokens => "join_tokens",
             Self::Agents => "agents",
+            Self::Claims => "claims",
         }
     }
 }

@@ -119,7 +119,11 @@ impl DataPlane {
     /// agent reports it Ready); a start the agent refuses is forgotten.
     pub(super) async fn start_env(&self, v: &VersionRecord, vkey: &str, inst: Arc<Instance>) {
         let env_id = format!("e-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        let req = env_request(v, &self.cp.scope().region);
+        let mut req = env_request(v, &self.cp.scope().region);
+        req.placement = Some(fleetfn_proto::Placement {
+            version_key: vkey.to_string(),
+            publish_hash: v.publish_hash.clone(),
+        });
         let env = Env {
             env_id: env_id.clone(),
             instance: inst.clone(),

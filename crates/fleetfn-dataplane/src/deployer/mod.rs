@@ -4,8 +4,10 @@
 //! [`crate::accounting::FLUSH_EVERY`]); `converge` is the pass itself (versions → what is
 //! wanted, placement, scale-in, rollouts, empty instances), `lifecycle` launches and drops
 //! instances and starts and stops environments (with back-off after failures), and `watcher`
-//! follows each agent's reports.
+//! follows each agent's reports; `adopt` takes in instances that run already (a new leader's,
+//! a follower's).
 
+mod adopt;
 mod converge;
 mod lifecycle;
 mod watcher;

@@ -117,13 +117,19 @@ impl DataPlane {
                     Ok(report) => {
                         failures = 0;
                         after = Some(report.revision);
-                        let applied = apply_report(
-                            &mut dp.state.write(),
-                            &inst.id,
-                            &report.environments,
-                            Instant::now(),
-                            host_scale,
-                        );
+                        let applied = {
+                            let mut s = dp.state.write();
+                            if dp.follower {
+                                super::adopt::mirror(&mut s, &inst, &report.environments);
+                            }
+                            apply_report(
+                                &mut s,
+                                &inst.id,
+                                &report.environments,
+                                Instant::now(),
+                                host_scale,
+                            )
+                        };
                         // Environments the data plane does not know (a start whose answer was
                         // lost, a stop that failed) must not run unseen.
                         for id in applied.unknown {
@@ -146,6 +152,12 @@ impl DataPlane {
                         failures += 1;
                         // A process known to be gone needs no more heartbeats to be declared lost.
                         if failures >= LOST_AFTER || !dp.provider.is_running(&inst.id) {
+                            if dp.follower {
+                                // Routing stops here; replacing it is the leader's.
+                                tracing::warn!(instance = %inst.id, zone = %inst.zone, error = %e, "instance not answering: no longer routed to");
+                                dp.state.write().remove_instance(&inst.id);
+                                return;
+                            }
                             tracing::warn!(instance = %inst.id, zone = %inst.zone, error = %e, "instance lost: its environments will be replaced");
                             dp.drop_instance(&inst.id).await;
                             return;
@@ -185,6 +197,7 @@ mod tests {
             cpu_utilization: None,
             tmp_used_bytes: None,
             tmp_limit_bytes: 0,
+            placement: None,
         }
     }
 

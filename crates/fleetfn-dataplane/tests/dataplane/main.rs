@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adopt;
 mod deploy;
 mod lost;
 mod rollout;

@@ -335,6 +335,7 @@ impl FakeAgent {
                 cpu_utilization: None,
                 tmp_used_bytes: Some(0),
                 tmp_limit_bytes: u64::from(e.request.ephemeral_storage_mb) << 20,
+                placement: e.request.placement.clone(),
             });
         }
         AgentReport {

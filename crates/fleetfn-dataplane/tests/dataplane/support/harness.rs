@@ -172,6 +172,31 @@ impl Harness {
         }
     }
 
+    /// A new data plane (a new leader's) over the same control plane and provider, after
+    /// [`Harness::shutdown`]: it adopts what the provider lists as running.
+    pub fn restart(&mut self) {
+        self.stop = CancellationToken::new();
+        self.dp = DataPlane::new(
+            self.cp.clone(),
+            Arc::new(self.provider.clone()),
+            DataPlaneConfig::default(),
+        );
+        self.reconciler = Some(self.cp.spawn_reconciler(self.stop.clone()));
+        self.data_plane = Some(self.dp.spawn(self.stop.clone()));
+    }
+
+    /// A data plane that only routes, following the provider's instances; stops with the
+    /// harness.
+    pub fn follower(&self) -> DataPlane {
+        let dp = DataPlane::follower(
+            self.cp.clone(),
+            Arc::new(self.provider.clone()),
+            DataPlaneConfig::default(),
+        );
+        dp.spawn_follower(self.stop.clone());
+        dp
+    }
+
     /// Lets (paused) time run until `cond` holds, checking every 100 ms; panics after `limit`.
     /// Returns how long it took.
     pub async fn until<F, Fut>(&self, what: &str, limit: Duration, mut cond: F) -> Duration

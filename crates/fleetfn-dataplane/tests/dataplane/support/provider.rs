@@ -40,6 +40,10 @@ struct ProviderState {
     fail_next: u32,
     no_capacity: bool,
     next_port: u16,
+    /// Instances outlive the data plane and are listed by `existing` (like joined agents).
+    outlives: bool,
+    /// Capacity provider and type of each instance, for `existing`.
+    specs: HashMap<String, LaunchSpec>,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,12 @@ impl FakeProvider {
     /// Launches fail with `InsufficientInstanceCapacity` until told otherwise.
     pub fn set_no_capacity(&self, none: bool) {
         self.state().no_capacity = none;
+    }
+
+    /// Instances outlive a stopping data plane, and a data plane that starts adopts the running
+    /// ones (as with the `static` provider's joined agents).
+    pub fn set_outlives(&self, outlives: bool) {
+        self.state().outlives = outlives;
     }
 
     pub fn launches(&self) -> Vec<LaunchRecord> {
@@ -189,6 +199,7 @@ impl InstanceProvider for FakeProvider {
                 st.launches.push(record);
                 st.agents.insert(instance_id.to_string(), agent.clone());
                 st.running.insert(instance_id.to_string(), t.vcpus);
+                st.specs.insert(instance_id.to_string(), spec.clone());
                 agent
             };
             Ok(Instance {
@@ -226,5 +237,34 @@ impl InstanceProvider for FakeProvider {
             max_vcpus: 100_000,
             vcpus_in_use: self.state().running.values().sum(),
         }
+    }
+
+    fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
+        Box::pin(async move {
+            let st = self.state();
+            if !st.outlives {
+                return Ok(Vec::new());
+            }
+            let mut ids: Vec<&String> = st.running.keys().collect();
+            ids.sort();
+            Ok(ids
+                .into_iter()
+                .filter_map(|id| {
+                    let spec = st.specs.get(id)?;
+                    let agent = st.agents.get(id)?.clone();
+                    Some(Instance {
+                        id: id.clone(),
+                        zone: spec.zone.clone(),
+                        capacity_provider: spec.capacity_provider.clone(),
+                        instance_type: spec.instance_type.clone(),
+                        client: Arc::new(agent),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn outlives_data_plane(&self) -> bool {
+        self.state().outlives
     }
 }

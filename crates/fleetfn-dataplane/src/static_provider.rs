@@ -1,0 +1,352 @@
+//! The `static` instance provider of `fleetfn server`: its instances are hosts that already run,
+//! agents that joined with `fleetfn agent --join`. Launching an instance of type T in zone Z
+//! claims a free joined agent whose `--zone` is Z and that is at least as large as T (vCPUs,
+//! memory, architecture); terminating one stops its environments and gives the agent back. The
+//! claims live in the store (written through the leader's fenced store), so a new leader adopts
+//! the claimed agents with what runs on them ([`InstanceProvider::existing`]) instead of
+//! starting anything again, and a stopping data plane leaves the agents running.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use fleetfn_model::LambdaError;
+use fleetfn_proto::{AgentApi, AgentClient};
+use fleetfn_scheduler::{Arch, Catalog, InstanceType};
+use fleetfn_server::ControlPlane;
+use fleetfn_server::cluster::{AgentClaim, JoinedAgent};
+use parking_lot::Mutex;
+
+use crate::ProviderCapacity;
+use crate::instances::{BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec};
+
+/// How long a claimed agent has to answer before the launch gives it back.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Where the joined agents and their claims are kept: the control plane's store, or a fake.
+pub trait AgentDirectory: Send + Sync + std::fmt::Debug {
+    fn agents(&self) -> BoxFuture<'_, Result<Vec<JoinedAgent>, LambdaError>>;
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<AgentClaim>, LambdaError>>;
+    /// `Ok(false)`: claimed already, or removed meanwhile.
+    fn claim<'a>(&'a self, claim: &'a AgentClaim) -> BoxFuture<'a, Result<bool, LambdaError>>;
+    fn release<'a>(
+        &'a self,
+        agent_id: &'a str,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), LambdaError>>;
+}
+
+impl AgentDirectory for ControlPlane {
+    fn agents(&self) -> BoxFuture<'_, Result<Vec<JoinedAgent>, LambdaError>> {
+        Box::pin(self.joined_agents())
+    }
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<AgentClaim>, LambdaError>> {
+        Box::pin(self.agent_claims())
+    }
+    fn claim<'a>(&'a self, claim: &'a AgentClaim) -> BoxFuture<'a, Result<bool, LambdaError>> {
+        Box::pin(self.claim_agent(claim))
+    }
+    fn release<'a>(
+        &'a self,
+        agent_id: &'a str,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), LambdaError>> {
+        Box::pin(self.release_agent(agent_id, instance_id))
+    }
+}
+
+/// Makes the client that reaches one agent (its address, its credential).
+pub type Connect = Arc<dyn Fn(SocketAddr, &str) -> Arc<dyn AgentApi> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+struct Claimed {
+    agent_id: String,
+    vcpus: u32,
+    client: Arc<dyn AgentApi>,
+}
+
+/// Joined agents as instances.
+pub struct StaticProvider {
+    dir: Arc<dyn AgentDirectory>,
+    catalog: Catalog,
+    connect: Connect,
+    /// By instance id.
+    claimed: Mutex<HashMap<String, Claimed>>,
+    /// vCPUs of the joined agents, as last listed.
+    joined_vcpus: AtomicU32,
+}
+
+impl std::fmt::Debug for StaticProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticProvider")
+            .field("dir", &self.dir)
+            .field("claimed", &self.claimed.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn arch_name(a: Arch) -> &'static str {
+    match a {
+        Arch::X86_64 => "x86_64",
+        Arch::Arm64 => "arm64",
+    }
+}
+
+/// Whether the agent can serve as an instance of type `t` in `zone`.
+fn fits(a: &JoinedAgent, zone: &str, t: &InstanceType) -> bool {
+    a.doc.zone == zone
+        && a.doc.vcpus >= t.vcpus
+        && a.doc.memory_mib >= t.memory_mib
+        && a.doc.architecture == arch_name(t.arch)
+}
+
+impl StaticProvider {
+    /// Over `dir`, reaching agents over HTTP with their credentials.
+    pub fn new(dir: Arc<dyn AgentDirectory>, catalog: Catalog) -> Self {
+        Self::with_connect(
+            dir,
+            catalog,
+            Arc::new(|addr, credential| Arc::new(AgentClient::new(addr, credential))),
+        )
+    }
+
+    pub fn with_connect(dir: Arc<dyn AgentDirectory>, catalog: Catalog, connect: Connect) -> Self {
+        Self {
+            dir,
+            catalog,
+            connect,
+            claimed: Mutex::default(),
+            joined_vcpus: AtomicU32::new(0),
+        }
+    }
+
+    fn client_for(&self, a: &JoinedAgent) -> Result<Arc<dyn AgentApi>, String> {
+        let addr: SocketAddr = a.doc.address.parse().map_err(|_| {
+            format!(
+                "agent {} has a bad address {:?}",
+                a.doc.agent_id, a.doc.address
+            )
+        })?;
+        Ok((self.connect)(addr, &a.credential))
+    }
+
+    async fn agents(&self) -> Result<Vec<JoinedAgent>, LaunchError> {
+        let agents = self
+            .dir
+            .agents()
+            .await
+            .map_err(|e| LaunchError::Directory(e.message))?;
+        self.joined_vcpus
+            .store(agents.iter().map(|a| a.doc.vcpus).sum(), Ordering::Relaxed);
+        Ok(agents)
+    }
+
+    async fn launch_on_agent(
+        &self,
+        instance_id: &str,
+        spec: &LaunchSpec,
+    ) -> Result<Instance, LaunchError> {
+        let t = &spec.instance_type;
+        let agents = self.agents().await?;
+        let claims = self
+            .dir
+            .claims()
+            .await
+            .map_err(|e| LaunchError::Directory(e.message))?;
+        let mut free: Vec<&JoinedAgent> = agents
+            .iter()
+            .filter(|a| fits(a, &spec.zone, t))
+            .filter(|a| !claims.iter().any(|c| c.agent_id == a.doc.agent_id))
+            .collect();
+        // The smallest agent that fits first: large hosts stay free for large types.
+        free.sort_by(|a, b| {
+            (a.doc.vcpus, a.doc.memory_mib, &a.doc.agent_id).cmp(&(
+                b.doc.vcpus,
+                b.doc.memory_mib,
+                &b.doc.agent_id,
+            ))
+        });
+        let mut unreachable = Vec::new();
+        for a in free {
+            let claim = AgentClaim {
+                agent_id: a.doc.agent_id.clone(),
+                instance_id: instance_id.to_string(),
+                capacity_provider: spec.capacity_provider.clone(),
+                zone: spec.zone.clone(),
+                instance_type: t.name.clone(),
+                claimed_at: fleetfn_model::time::now_lambda(),
+            };
+            let client = match self.client_for(a) {
+                Ok(c) => c,
+                Err(e) => {
+                    unreachable.push(e);
+                    continue;
+                }
+            };
+            if !self
+                .dir
+                .claim(&claim)
+                .await
+                .map_err(|e| LaunchError::Directory(e.message))?
+            {
+                continue;
+            }
+            match client.report(None, Duration::ZERO).await {
+                Ok(_) => {}
+                Err(e) => {
+                    unreachable.push(format!(
+                        "agent {} at {}: {e}",
+                        a.doc.agent_id, a.doc.address
+                    ));
+                    let _ = self.dir.release(&a.doc.agent_id, instance_id).await;
+                    continue;
+                }
+            }
+            tracing::info!(instance = %instance_id, agent = %a.doc.agent_id, address = %a.doc.address, zone = %spec.zone, instance_type = %t.name, capacity_provider = %spec.capacity_provider, "joined agent claimed as an instance");
+            self.claimed.lock().insert(
+                instance_id.to_string(),
+                Claimed {
+                    agent_id: a.doc.agent_id.clone(),
+                    vcpus: t.vcpus,
+                    client: client.clone(),
+                },
+            );
+            return Ok(Instance {
+                id: instance_id.to_string(),
+                zone: spec.zone.clone(),
+                capacity_provider: spec.capacity_provider.clone(),
+                instance_type: t.clone(),
+                client,
+            });
+        }
+        Err(LaunchError::NoFreeAgent {
+            zone: spec.zone.clone(),
+            instance_type: t.name.clone(),
+            vcpus: t.vcpus,
+            memory_mib: t.memory_mib,
+            arch: arch_name(t.arch),
+            unreachable: unreachable.join("; "),
+        })
+    }
+
+    /// The instance type a claim serves as: the catalog's, or (a type the catalog no longer
+    /// has) the agent's own size under the claimed name.
+    fn claimed_type(&self, claim: &AgentClaim, a: &JoinedAgent) -> InstanceType {
+        self.catalog
+            .get(&claim.instance_type)
+            .cloned()
+            .unwrap_or_else(|| InstanceType {
+                name: claim.instance_type.clone(),
+                family: "static".into(),
+                arch: if a.doc.architecture == "arm64" {
+                    Arch::Arm64
+                } else {
+                    Arch::X86_64
+                },
+                vcpus: a.doc.vcpus,
+                memory_mib: a.doc.memory_mib,
+                hourly_usd: 0.0,
+            })
+    }
+}
+
+impl InstanceProvider for StaticProvider {
+    fn launch<'a>(
+        &'a self,
+        instance_id: &'a str,
+        spec: &'a LaunchSpec,
+    ) -> BoxFuture<'a, Result<Instance, LaunchError>> {
+        Box::pin(async move {
+            tokio::time::timeout(ANSWER_WITHIN * 2, self.launch_on_agent(instance_id, spec))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LaunchError::Directory(format!(
+                        "claiming a joined agent for {instance_id} took over {} s",
+                        (ANSWER_WITHIN * 2).as_secs()
+                    )))
+                })
+        })
+    }
+
+    fn terminate<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let claimed = self.claimed.lock().remove(instance_id);
+            let Some(c) = claimed else { return };
+            // Stop what it runs for us, then give the host back.
+            if let Ok(Ok(report)) =
+                tokio::time::timeout(ANSWER_WITHIN, c.client.report(None, Duration::ZERO)).await
+            {
+                for e in report.environments {
+                    if let Err(err) = c.client.delete_environment(&e.env_id).await {
+                        tracing::warn!(agent = %c.agent_id, env = %e.env_id, error = %err, "cannot stop an environment of a released agent");
+                    }
+                }
+            }
+            if let Err(e) = self.dir.release(&c.agent_id, instance_id).await {
+                tracing::warn!(agent = %c.agent_id, instance = %instance_id, error = %e, "cannot release a joined agent");
+            }
+            tracing::info!(instance = %instance_id, agent = %c.agent_id, "joined agent released");
+        })
+    }
+
+    fn is_running(&self, instance_id: &str) -> bool {
+        self.claimed.lock().contains_key(instance_id)
+    }
+
+    fn capacity(&self) -> ProviderCapacity {
+        ProviderCapacity {
+            vcpu_scale: 1.0,
+            max_vcpus: self.joined_vcpus.load(Ordering::Relaxed),
+            vcpus_in_use: self.claimed.lock().values().map(|c| c.vcpus).sum(),
+        }
+    }
+
+    fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
+        Box::pin(async move {
+            let agents = self.agents().await?;
+            let claims = self
+                .dir
+                .claims()
+                .await
+                .map_err(|e| LaunchError::Directory(e.message))?;
+            let mut found = Vec::new();
+            let mut claimed = HashMap::new();
+            for claim in claims {
+                let Some(a) = agents.iter().find(|a| a.doc.agent_id == claim.agent_id) else {
+                    continue;
+                };
+                let client = match self.client_for(a) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a claimed agent cannot be reached");
+                        continue;
+                    }
+                };
+                let t = self.claimed_type(&claim, a);
+                claimed.insert(
+                    claim.instance_id.clone(),
+                    Claimed {
+                        agent_id: claim.agent_id.clone(),
+                        vcpus: t.vcpus,
+                        client: client.clone(),
+                    },
+                );
+                found.push(Instance {
+                    id: claim.instance_id,
+                    zone: claim.zone,
+                    capacity_provider: claim.capacity_provider,
+                    instance_type: t,
+                    client,
+                });
+            }
+            *self.claimed.lock() = claimed;
+            Ok(found)
+        })
+    }
+
+    fn outlives_data_plane(&self) -> bool {
+        true
+    }
+}

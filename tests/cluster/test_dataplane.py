@@ -1,0 +1,203 @@
+"""The data plane of a cluster: two `fleetfn server`s on one PostgreSQL database and three
+agents that joined them (`fleetfn agent --join`), one per zone, as real processes on loopback.
+
+The leader places a published version's environments on the joined agents (the `static`
+provider claims one agent per instance, in the zone of one of the capacity provider's subnets);
+both servers route invokes to them (the follower from the agents' own reports). When the leader
+is killed the other server adopts what runs: the same environments, none started again, and
+invokes through it never fail meanwhile. (Network namespaces, partitions and both servers
+stopped are later steps: docs/CLUSTER.md.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import pytest
+
+from fleetfn_testkit import api as h
+from fleetfn_testkit import postgres
+from fleetfn_testkit.agents import Agent, create_token
+from fleetfn_testkit.dataplane import rust_zip, set_scaling
+from fleetfn_testkit.server import FleetfnServer
+
+ZONES = ["subnet-za", "subnet-zb", "subnet-zc"]
+
+
+def _stderr(srv: FleetfnServer) -> str:
+    return srv.stderr_path.read_text(errors="replace") if srv.stderr_path else ""
+
+
+def _wait_for(srv: FleetfnServer, pattern: str, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if re.search(pattern, _stderr(srv)):
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{srv.name} did not print {pattern!r} within {timeout} s:\n{srv.logs(60)}")
+
+
+def _envs(srv: FleetfnServer, function: str) -> list[dict]:
+    r = h.raw_request(srv.endpoint, "GET", "/fleetfn/v1/environments", timeout=10.0)
+    assert r.status_code == 200, r.text
+    return [e for e in r.json()["Environments"] if e["FunctionName"] == function]
+
+
+def _ready(envs: list[dict]) -> dict[str, tuple[str, str]]:
+    """Ready environments: id → (instance, zone)."""
+    return {e["EnvironmentId"]: (e["InstanceId"], e["Zone"]) for e in envs if e["State"] == "Ready"}
+
+
+def _wait_ready(srv: FleetfnServer, function: str, count: int, timeout: float) -> dict[str, tuple[str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        envs = _envs(srv, function)
+        ready = _ready(envs)
+        if len(ready) == count and all(e["State"] == "Ready" for e in envs):
+            return ready
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{srv.name}: wanted {count} Ready environments of {function}, have "
+                                 f"{[(e['EnvironmentId'], e['State'], e['Zone']) for e in envs]}\n{srv.logs(60)}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def fleet(fleetfn_binary, tmp_path):
+    """Servers `a` (the leader) and `b` on one database and data dir, and three agents that
+    joined them, in zones subnet-za, -zb, -zc, each the size of a c7i.large."""
+    pg = postgres.session_server()
+    url = pg.database_for(tmp_path / "cluster")
+    servers: list[FleetfnServer] = []
+    agents: list[Agent] = []
+
+    def server(name: str) -> FleetfnServer:
+        srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name=name, command="server",
+                            store_url=url, data_plane=True, extra_args=["--metrics-listen", "off"])
+        servers.append(srv)
+        return srv.start()
+
+    a = server("a")
+    _wait_for(a, r": leader \(term 1\)", 10)
+    b = server("b")
+    _, _, token_file = create_token(fleetfn_binary, a, tmp_path)
+    for i, zone in enumerate(ZONES):
+        agent = Agent(fleetfn_binary, f"{a.endpoint},{b.endpoint}", tmp_path / f"agent{i}", token_file, zone,
+                      extra_args=["--vcpus", "2", "--memory-mib", "4096"])
+        agents.append(agent)
+    for agent in agents:
+        agent.wait_listening()
+    yield a, b, agents
+    for agent in agents:
+        agent.stop()
+    for srv in servers:
+        srv.stop()
+
+
+def _deploy(endpoint: str, min_envs: int = 3) -> tuple[str, str]:
+    """A capacity provider over the three zones (c7i.large instances) and a function published
+    on it (fleetfn-testfn, 8 invokes at a time per environment); returns (function, version) once Active."""
+    lam = h.make_client(endpoint)
+    cp = h.create_active_cp(lam, h.uniq("cl"), VpcConfig={"SubnetIds": ZONES, "SecurityGroupIds": h.SECURITY_GROUPS},
+                            InstanceRequirements={"Architectures": ["x86_64"], "AllowedInstanceTypes": ["c7i.large"]})
+    name = h.uniq("fn")
+    lam.create_function(**h.function_request(
+        name, None, runtime="provided.al2023", zip_bytes=rust_zip(),
+        CapacityProviderConfig=h.lmi_config(cp["CapacityProviderArn"], PerExecutionEnvironmentMaxConcurrency=8)))
+    h.wait_function_settled(lam, name)
+    version = lam.publish_version(FunctionName=name)["Version"]
+    set_scaling(lam, name, version, min_envs, min_envs)
+    cfg = h.poll(lambda: lam.get_function(FunctionName=name, Qualifier=version)["Configuration"],
+                 lambda c: c["State"] != "Pending", f"{name}:{version} to leave Pending", timeout=90)
+    assert cfg["State"] == "Active", cfg
+    return name, version
+
+
+def _invoke(endpoint: str, name: str, version: str, event: dict) -> dict:
+    lam = h.make_client(endpoint)
+    resp = lam.invoke(FunctionName=name, Qualifier=version, Payload=json.dumps(event).encode())
+    body = resp["Payload"].read()
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp, (resp, body)
+    return json.loads(body)
+
+
+def test_the_leader_places_on_joined_agents_and_both_servers_route(fleet):
+    a, b, agents = fleet
+    name, version = _deploy(b.endpoint)
+    placed = _wait_ready(a, name, 3, 30)
+    # One environment per zone, each on an instance of its own (a claimed agent).
+    assert sorted(z for _, z in placed.values()) == ZONES, placed
+    assert len({i for i, _ in placed.values()}) == 3, placed
+    claims = h.raw_request(a.endpoint, "GET", "/fleetfn/v1/agents").json()["Agents"]
+    assert sorted(c["Zone"] for c in claims) == ZONES
+    # The follower routes to the same environments, from the agents' reports.
+    assert _wait_ready(b, name, 3, 5) == placed
+    for srv in (a, b):
+        for i in range(6):
+            event = {"op": "echo", "n": i, "via": srv.name}
+            assert _invoke(srv.endpoint, name, version, event) == event
+
+
+def test_a_killed_leader_is_replaced_without_a_failed_invoke_or_a_second_start(fleet):
+    a, b, agents = fleet
+    name, version = _deploy(a.endpoint)
+    before = _wait_ready(a, name, 3, 30)
+    assert _wait_ready(b, name, 3, 5) == before
+
+    failures: list[str] = []
+    done = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(k: int):
+        lam = h.make_client(b.endpoint)
+        for i in range(400):
+            if stop.is_set():
+                return
+            try:
+                event = {"op": "echo", "k": k, "i": i}
+                resp = lam.invoke(FunctionName=name, Qualifier=version, Payload=json.dumps(event).encode())
+                body = json.loads(resp["Payload"].read())
+                ok = resp["StatusCode"] == 200 and "FunctionError" not in resp and body == event
+                with lock:
+                    done[0] += 1
+                    if not ok:
+                        failures.append(f"{resp.get('FunctionError')}: {body}")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                with lock:
+                    failures.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    a.proc.kill()
+    a.proc.wait(timeout=5)
+    a.proc = None
+    killed = time.monotonic()
+    try:
+        _wait_for(b, r": leader \(term 2\)", 7)
+    except AssertionError:
+        pg = postgres.session_server()
+        print(pg.psql(pg.admin_url, "SELECT pid, datname, state, wait_event_type, wait_event, "
+                      "now() - xact_start, left(query, 120) FROM pg_stat_activity WHERE datname LIKE 'fleetfn_t%'"))
+        raise
+    took = time.monotonic() - killed
+    # Keep the load on through the takeover and the new leader's first passes.
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    print(f"takeover {took:.2f} s; {done[0]} invokes through the surviving server, {len(failures)} failed")
+    assert not failures, failures[:5]
+    assert done[0] > 0
+    # Adopted, not restarted: the same environments, and no more than desired.
+    after = _wait_ready(b, name, 3, 5)
+    assert after == before, (before, after)
+    time.sleep(2)
+    assert _ready(_envs(b, name)) == before, "the new leader started or stopped environments"
+    cfg = h.make_client(b.endpoint).get_function(FunctionName=name, Qualifier=version)["Configuration"]
+    assert cfg["State"] == "Active", cfg
+    assert "adopted" in _stderr(b), _stderr(b)[-3000:]
