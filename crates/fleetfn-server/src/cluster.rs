@@ -618,4 +618,52 @@ mod tests {
         }
         assert!(cp.list_agents().await.unwrap().agents.is_empty());
     }
+
+    #[tokio::test]
+    async fn servers_get_the_credential_and_claims_are_exclusive() {
+        let (_dir, cp) = crate::tests::cp().await;
+        let token = cp
+            .create_join_token(CreateJoinToken::default(), 0)
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        let joined = cp.join_agent(&token, offer(), 1).await.unwrap();
+        // Stored sealed, opened for servers.
+        let raw = cp
+            .store
+            .get(Table::Agents, &joined.agent_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&raw.value).contains(&joined.credential));
+        let agents = cp.joined_agents().await.unwrap();
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].credential, joined.credential);
+        assert!(!format!("{agents:?}").contains(&joined.credential));
+
+        let claim = |instance: &str| AgentClaim {
+            agent_id: joined.agent_id.clone(),
+            instance_id: instance.into(),
+            capacity_provider: "cp".into(),
+            zone: "zone-a".into(),
+            instance_type: "c7i.large".into(),
+            claimed_at: String::new(),
+        };
+        assert!(cp.claim_agent(&claim("i-1")).await.unwrap());
+        assert!(
+            !cp.claim_agent(&claim("i-2")).await.unwrap(),
+            "claimed already"
+        );
+        // Another instance's release does not free it.
+        cp.release_agent(&joined.agent_id, "i-2").await.unwrap();
+        assert_eq!(cp.agent_claims().await.unwrap().len(), 1);
+        cp.release_agent(&joined.agent_id, "i-1").await.unwrap();
+        assert!(cp.agent_claims().await.unwrap().is_empty());
+        // A removed agent takes its claim with it, and cannot be claimed.
+        assert!(cp.claim_agent(&claim("i-3")).await.unwrap());
+        cp.remove_agent(&joined.agent_id).await.unwrap();
+        assert!(cp.agent_claims().await.unwrap().is_empty());
+        assert!(!cp.claim_agent(&claim("i-4")).await.unwrap());
+    }
 }

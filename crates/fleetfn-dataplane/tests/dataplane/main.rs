@@ -10,3 +10,4 @@ mod lost;
 mod rollout;
 mod routing;
 mod scaling;
+mod static_provider;

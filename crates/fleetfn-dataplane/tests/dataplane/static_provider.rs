@@ -1,0 +1,285 @@
+//! The `static` provider over a directory of joined agents (in memory) and fake agents: which
+//! agent a launch claims, what it refuses and why, what terminating gives back, and what a new
+//! provider (a new leader's) finds claimed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use fleetfn_dataplane::{
+    AgentDirectory, BoxFuture, InstanceProvider, LaunchError, LaunchSpec, StaticProvider,
+};
+use fleetfn_model::LambdaError;
+use fleetfn_proto::{AgentApi, EnvironmentRequest};
+use fleetfn_scheduler::Catalog;
+use fleetfn_server::cluster::{AgentClaim, AgentDocument, JoinedAgent};
+
+use crate::support::{FakeAgent, Health};
+
+#[derive(Debug, Default)]
+struct Directory {
+    agents: Mutex<Vec<JoinedAgent>>,
+    claims: Mutex<Vec<AgentClaim>>,
+}
+
+impl AgentDirectory for Directory {
+    fn agents(&self) -> BoxFuture<'_, Result<Vec<JoinedAgent>, LambdaError>> {
+        let a = self.agents.lock().unwrap().clone();
+        Box::pin(async move { Ok(a) })
+    }
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<AgentClaim>, LambdaError>> {
+        let c = self.claims.lock().unwrap().clone();
+        Box::pin(async move { Ok(c) })
+    }
+    fn claim<'a>(&'a self, claim: &'a AgentClaim) -> BoxFuture<'a, Result<bool, LambdaError>> {
+        Box::pin(async move {
+            let mut c = self.claims.lock().unwrap();
+            if c.iter().any(|x| x.agent_id == claim.agent_id) {
+                return Ok(false);
+            }
+            c.push(claim.clone());
+            Ok(true)
+        })
+    }
+    fn release<'a>(
+        &'a self,
+        agent_id: &'a str,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), LambdaError>> {
+        Box::pin(async move {
+            self.claims
+                .lock()
+                .unwrap()
+                .retain(|c| !(c.agent_id == agent_id && c.instance_id == instance_id));
+            Ok(())
+        })
+    }
+}
+
+fn joined(id: &str, port: u16, zone: &str, vcpus: u32, memory_mib: u64, arch: &str) -> JoinedAgent {
+    JoinedAgent {
+        doc: AgentDocument {
+            agent_id: id.into(),
+            address: format!("127.0.0.1:{port}"),
+            zone: zone.into(),
+            vcpus,
+            memory_mib,
+            architecture: arch.into(),
+            runtimes: vec!["provided.al2023".into()],
+            hostname: id.into(),
+            joined_at: "2026-12-03T00:00:00Z".into(),
+            token_id: "t".into(),
+        },
+        credential: format!("secret-{id}"),
+    }
+}
+
+struct Fleet {
+    dir: Arc<Directory>,
+    /// The fake agent behind each address.
+    agents: Arc<Mutex<HashMap<SocketAddr, FakeAgent>>>,
+    /// The credential each connection was made with.
+    credentials: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fleet {
+    fn new(agents: Vec<JoinedAgent>) -> Self {
+        let catalog = Catalog::builtin();
+        let t = catalog.get("c7i.large").cloned().unwrap();
+        let fakes = agents
+            .iter()
+            .map(|a| {
+                let addr: SocketAddr = a.doc.address.parse().unwrap();
+                let fake = FakeAgent::new(
+                    &a.doc.agent_id,
+                    &a.doc.zone,
+                    t.clone(),
+                    addr.port(),
+                    Arc::default(),
+                );
+                (addr, fake)
+            })
+            .collect();
+        let dir = Directory::default();
+        *dir.agents.lock().unwrap() = agents;
+        Self {
+            dir: Arc::new(dir),
+            agents: Arc::new(Mutex::new(fakes)),
+            credentials: Arc::default(),
+        }
+    }
+
+    fn provider(&self) -> StaticProvider {
+        let (agents, creds) = (self.agents.clone(), self.credentials.clone());
+        StaticProvider::with_connect(
+            self.dir.clone(),
+            Catalog::builtin(),
+            Arc::new(move |addr, credential| {
+                creds.lock().unwrap().push(credential.to_string());
+                Arc::new(agents.lock().unwrap()[&addr].clone()) as Arc<dyn AgentApi>
+            }),
+        )
+    }
+
+    fn fake(&self, port: u16) -> FakeAgent {
+        self.agents.lock().unwrap()[&SocketAddr::from(([127, 0, 0, 1], port))].clone()
+    }
+
+    fn claimed(&self) -> Vec<(String, String)> {
+        let mut c: Vec<(String, String)> = self
+            .dir
+            .claims
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c.agent_id.clone(), c.instance_id.clone()))
+            .collect();
+        c.sort();
+        c
+    }
+}
+
+fn spec(zone: &str, t: &str) -> LaunchSpec {
+    LaunchSpec {
+        capacity_provider: "cp".into(),
+        zone: zone.into(),
+        instance_type: Catalog::builtin().get(t).cloned().unwrap(),
+    }
+}
+
+fn env_request() -> EnvironmentRequest {
+    EnvironmentRequest {
+        function_name: "f".into(),
+        version: "1".into(),
+        qualified_arn: "arn:aws:lambda:us-east-1:000000000000:function:f:1".into(),
+        runtime: "provided.al2023".into(),
+        handler: None,
+        code_sha256_hex: "00".repeat(32),
+        code_size: 1,
+        memory_mb: 2048,
+        timeout_secs: 3,
+        max_concurrency: 1,
+        vcpus: 1.0,
+        ephemeral_storage_mb: 512,
+        region: "us-east-1".into(),
+        env_vars: BTreeMap::new(),
+        placement: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_claims_the_smallest_free_agent_that_fits_in_its_zone() {
+    let fleet = Fleet::new(vec![
+        joined("big", 20_001, "z1", 8, 32_768, "x86_64"),
+        joined("small", 20_002, "z1", 2, 4_096, "x86_64"),
+        joined("other-zone", 20_003, "z2", 2, 4_096, "x86_64"),
+        joined("arm", 20_004, "z1", 4, 8_192, "arm64"),
+        joined("too-little-memory", 20_005, "z1", 2, 2_048, "x86_64"),
+    ]);
+    let p = fleet.provider();
+    let i1 = p.launch("i-1", &spec("z1", "c7i.large")).await.unwrap();
+    assert_eq!(
+        (i1.zone.as_str(), i1.instance_type.name.as_str()),
+        ("z1", "c7i.large")
+    );
+    let i2 = p.launch("i-2", &spec("z1", "c7i.large")).await.unwrap();
+    assert_eq!(
+        fleet.claimed(),
+        vec![("big".into(), "i-2".into()), ("small".into(), "i-1".into())]
+    );
+    // The servers present each agent's own credential.
+    assert_eq!(
+        fleet.credentials.lock().unwrap()[..2],
+        ["secret-small".to_string(), "secret-big".to_string()]
+    );
+    // Nothing left in z1 for an x86 c7i.large: refused with what to do.
+    let err = p.launch("i-3", &spec("z1", "c7i.large")).await.unwrap_err();
+    assert!(matches!(err, LaunchError::NoFreeAgent { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("InsufficientInstanceCapacity")
+            && msg.contains("zone z1")
+            && msg.contains("fleetfn agent --join"),
+        "{msg}"
+    );
+    assert_eq!(p.capacity().vcpus_in_use, 4);
+    assert_eq!(p.capacity().max_vcpus, 8 + 2 + 2 + 4 + 2);
+    assert!(p.is_running("i-1") && p.is_running(&i2.id));
+
+    // Terminating stops what the agent runs for us and gives it back.
+    i1.client
+        .put_environment("e-1", &env_request())
+        .await
+        .unwrap();
+    p.terminate("i-1").await;
+    assert!(!p.is_running("i-1"));
+    assert_eq!(fleet.claimed(), vec![("big".into(), "i-2".into())]);
+    assert!(
+        fleet
+            .fake(20_002)
+            .deleted()
+            .iter()
+            .any(|(id, _)| id == "e-1"),
+        "the environment was stopped"
+    );
+    let again = p.launch("i-4", &spec("z1", "c7i.large")).await.unwrap();
+    assert_eq!(again.id, "i-4");
+    assert!(fleet.claimed().contains(&("small".into(), "i-4".into())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_agent_is_given_back_and_the_next_one_claimed() {
+    let fleet = Fleet::new(vec![
+        joined("a", 20_011, "z1", 2, 4_096, "x86_64"),
+        joined("b", 20_012, "z1", 4, 8_192, "x86_64"),
+    ]);
+    fleet.fake(20_011).set_health(Health::Dead);
+    let p = fleet.provider();
+    p.launch("i-1", &spec("z1", "c7i.large")).await.unwrap();
+    assert_eq!(fleet.claimed(), vec![("b".into(), "i-1".into())]);
+    let err = p.launch("i-2", &spec("z1", "c7i.large")).await.unwrap_err();
+    assert!(err.to_string().contains("unreachable: agent a"), "{err}");
+    assert_eq!(fleet.claimed(), vec![("b".into(), "i-1".into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_provider_finds_the_claimed_agents_and_they_outlive_it() {
+    let fleet = Fleet::new(vec![
+        joined("a", 20_021, "z1", 2, 4_096, "x86_64"),
+        joined("b", 20_022, "z2", 2, 4_096, "x86_64"),
+    ]);
+    let first = fleet.provider();
+    assert!(first.outlives_data_plane());
+    first.launch("i-1", &spec("z1", "c7i.large")).await.unwrap();
+    first.launch("i-2", &spec("z2", "c7i.large")).await.unwrap();
+    drop(first);
+
+    let next = fleet.provider();
+    let mut found = next.existing().await.unwrap();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    let seen: Vec<(&str, &str, &str)> = found
+        .iter()
+        .map(|i| {
+            (
+                i.id.as_str(),
+                i.zone.as_str(),
+                i.instance_type.name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("i-1", "z1", "c7i.large"), ("i-2", "z2", "c7i.large")]
+    );
+    assert!(next.is_running("i-1") && next.is_running("i-2"));
+    // A removed agent's claim is not an instance any more.
+    fleet
+        .dir
+        .agents
+        .lock()
+        .unwrap()
+        .retain(|a| a.doc.agent_id != "b");
+    let found = next.existing().await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(!next.is_running("i-2"));
+}
