@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 import threading
 import time
 
@@ -65,9 +66,10 @@ def _wait_ready(srv: FleetfnServer, function: str, count: int, timeout: float) -
 
 
 @pytest.fixture
-def fleet(fleetfn_binary, tmp_path):
-    """Servers `a` (the leader) and `b` on one database and data dir, and three agents that
-    joined them, in zones subnet-za, -zb, -zc, each the size of a c7i.large."""
+def make_fleet(fleetfn_binary, tmp_path):
+    """Starts servers `a` (the leader) and `b` on one database and data dir, and three agents
+    that joined them, in zones subnet-za, -zb, -zc, each the size of a c7i.large; stops them
+    all at the end."""
     pg = postgres.session_server()
     url = pg.database_for(tmp_path / "cluster")
     servers: list[FleetfnServer] = []
@@ -79,21 +81,64 @@ def fleet(fleetfn_binary, tmp_path):
         servers.append(srv)
         return srv.start()
 
-    a = server("a")
-    _wait_for(a, r": leader \(term 1\)", 10)
-    b = server("b")
-    _, _, token_file = create_token(fleetfn_binary, a, tmp_path)
-    for i, zone in enumerate(ZONES):
-        agent = Agent(fleetfn_binary, f"{a.endpoint},{b.endpoint}", tmp_path / f"agent{i}", token_file, zone,
-                      extra_args=["--vcpus", "2", "--memory-mib", "4096"])
-        agents.append(agent)
-    for agent in agents:
-        agent.wait_listening()
-    yield a, b, agents
+    def make(agent_args: list[str] | None = None):
+        a = server("a")
+        _wait_for(a, r": leader \(term 1\)", 10)
+        b = server("b")
+        _, _, token_file = create_token(fleetfn_binary, a, tmp_path)
+        for i, zone in enumerate(ZONES):
+            agent = Agent(fleetfn_binary, f"{a.endpoint},{b.endpoint}", tmp_path / f"agent{i}", token_file, zone,
+                          extra_args=["--vcpus", "2", "--memory-mib", "4096"] + list(agent_args or []))
+            agents.append(agent)
+        for agent in agents:
+            agent.wait_listening()
+        return a, b, agents
+
+    yield make
     for agent in agents:
         agent.stop()
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture
+def fleet(make_fleet):
+    return make_fleet()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (the agent's environments and their runtimes)."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+    return out
+
+
+def _first_invoke_after(endpoint: str, name: str, version: str, limit: float) -> float:
+    """Seconds until an invoke through `endpoint` succeeds (tried every 50 ms, up to `limit`)."""
+    lam = h.make_client(endpoint)
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < limit:
+        try:
+            resp = lam.invoke(FunctionName=name, Qualifier=version, Payload=b'{"op": "echo"}')
+            if resp["StatusCode"] == 200 and "FunctionError" not in resp:
+                return time.monotonic() - start
+            last = resp
+        except Exception as e:  # noqa: BLE001 - retried until the limit
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"no successful invoke through {endpoint} within {limit} s: {last!r}")
 
 
 def _deploy(endpoint: str, min_envs: int = 3) -> tuple[str, str]:
@@ -201,3 +246,47 @@ def test_a_killed_leader_is_replaced_without_a_failed_invoke_or_a_second_start(f
     cfg = h.make_client(b.endpoint).get_function(FunctionName=name, Qualifier=version)["Configuration"]
     assert cfg["State"] == "Active", cfg
     assert "adopted" in _stderr(b), _stderr(b)[-3000:]
+
+
+def test_agents_keep_serving_while_every_server_is_down_and_are_adopted_after(fleet):
+    a, b, agents = fleet
+    name, version = _deploy(a.endpoint)
+    before = _wait_ready(a, name, 3, 30)
+    pids = {ag.proc.pid: _descendants(ag.proc.pid) for ag in agents}
+    assert all(pids.values()), pids
+    assert b.stop() == 0 and a.stop() == 0
+    time.sleep(10)
+    # Nothing stopped while no server was there.
+    assert {p: _descendants(p) for p in pids} == pids
+    a.start()
+    took = _first_invoke_after(a.endpoint, name, version, 10)
+    print(f"invokes served {took:.2f} s after the restarted server answered its API")
+    assert took < 2.0, took
+    assert _wait_ready(a, name, 3, 5) == before, "adopted: the same environments"
+    assert {p: _descendants(p) for p in pids} == pids, "the same processes"
+    cfg = h.make_client(a.endpoint).get_function(FunctionName=name, Qualifier=version)["Configuration"]
+    assert cfg["State"] == "Active" and cfg["LastUpdateStatus"] == "Successful", cfg
+
+
+def test_an_agent_no_server_reaches_stops_its_environments_after_its_grace(make_fleet):
+    a, b, agents = make_fleet(["--orphan-grace", "4"])
+    name, version = _deploy(a.endpoint)
+    _wait_ready(a, name, 3, 30)
+    # While servers call, the grace never runs out.
+    time.sleep(5)
+    assert all(_descendants(ag.proc.pid) for ag in agents)
+    assert b.stop() == 0 and a.stop() == 0
+    stopped = time.monotonic()
+    deadline = stopped + 10
+    while any(_descendants(ag.proc.pid) for ag in agents) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    took = time.monotonic() - stopped
+    assert not any(_descendants(ag.proc.pid) for ag in agents), "environments still run"
+    # The servers called until they stopped.
+    assert took >= 3.0, f"stopped {took:.2f} s after the servers, before the grace"
+    assert all(ag.proc.poll() is None for ag in agents), "the agents themselves keep running"
+    assert all("--orphan-grace" in ag.stderr() for ag in agents)
+    # A server that comes back finds them empty and starts the version again on them.
+    a.start()
+    _wait_ready(a, name, 3, 30)
+    assert _first_invoke_after(a.endpoint, name, version, 10) < 10

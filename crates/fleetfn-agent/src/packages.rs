@@ -33,16 +33,24 @@ pub(crate) async fn ensure_package(
         ));
     };
     let bytes = source.fetch(&digest.hex()).await?;
-    let got = Digest::of(&bytes);
-    if got != *digest {
-        return Err(format!(
-            "the package fetched for sha256 {} does not match it (got sha256 {}, {} bytes)",
-            digest.hex(),
-            got.hex(),
-            bytes.len()
-        ));
-    }
-    artifacts.put(&bytes).map_err(|e| e.to_string())?;
+    // Hashing and writing up to 250 MB is blocking work: off the runtime's workers, so the
+    // agent keeps answering its servers (and invokes) meanwhile.
+    let (artifacts, want) = (artifacts.clone(), *digest);
+    tokio::task::spawn_blocking(move || {
+        let got = Digest::of(&bytes);
+        if got != want {
+            return Err(format!(
+                "the package fetched for sha256 {} does not match it (got sha256 {}, {} bytes)",
+                want.hex(),
+                got.hex(),
+                bytes.len()
+            ));
+        }
+        artifacts.put(&bytes).map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("checking the fetched package: {e}"))??;
     Ok(())
 }
 

@@ -68,6 +68,8 @@ pub struct Agent {
     closing: tokio_util::sync::CancellationToken,
     /// Where packages missing from `artifacts` come from (joined agents: the servers).
     packages: Option<Arc<dyn crate::PackageSource>>,
+    /// When a server last called with the right token.
+    last_contact: Arc<Mutex<tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -112,6 +114,7 @@ impl Agent {
             revision: Arc::new(watch::Sender::new(0)),
             closing: tokio_util::sync::CancellationToken::new(),
             packages: None,
+            last_contact: Arc::new(Mutex::new(tokio::time::Instant::now())),
         })
     }
 
@@ -338,6 +341,45 @@ impl Agent {
         }
     }
 
+    /// Stops every environment once no server has called for `grace` (checked every second,
+    /// until `stop`): an agent cut off from every server serves nobody (no server routes to
+    /// it), and by then the leader has replaced its environments elsewhere, so the host is
+    /// freed. It keeps serving its API; a server that reaches it again sees it empty.
+    pub fn spawn_orphan_guard(
+        &self,
+        grace: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let every = (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let silent = agent.last_contact.lock().elapsed();
+                if silent < grace || agent.slots.lock().is_empty() {
+                    continue;
+                }
+                let slots: Vec<(String, Slot)> = agent.slots.lock().drain().collect();
+                agent.bump();
+                tracing::warn!(
+                    environments = slots.len(),
+                    silent_secs = silent.as_secs_f64(),
+                    "no server has called this agent for over {:.0} s (--orphan-grace): stopping its environments",
+                    grace.as_secs_f64()
+                );
+                for (_, slot) in slots {
+                    if let Some(env) = slot.env {
+                        let grace = Duration::from_secs(u64::from(slot.req.timeout_secs.max(1)));
+                        tokio::spawn(async move { env.stop(grace).await });
+                    }
+                }
+            }
+        })
+    }
+
     /// Stops every environment at once, giving in-flight invokes `grace` to finish (agent
     /// shutdown).
     pub async fn stop_all(&self, grace: Duration) {
@@ -378,7 +420,12 @@ async fn auth(State(agent): State<Agent>, req: Request, next: Next) -> Response 
     if !ok {
         return (StatusCode::UNAUTHORIZED, "missing or wrong agent token").into_response();
     }
-    next.run(req).await
+    // A server's call counts from when it starts until it ends: a long-poll in progress is
+    // contact too.
+    *agent.last_contact.lock() = tokio::time::Instant::now();
+    let resp = next.run(req).await;
+    *agent.last_contact.lock() = tokio::time::Instant::now();
+    resp
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -171,6 +171,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(sweep_logs(logs_dir, log_limits, stop.clone()));
+    if !args.join.is_empty() {
+        anyhow::ensure!(
+            args.orphan_grace.is_finite() && args.orphan_grace >= 0.0,
+            "--orphan-grace must be 0 or a positive number of seconds"
+        );
+        if args.orphan_grace > 0.0 {
+            agent.spawn_orphan_guard(
+                std::time::Duration::from_secs_f64(args.orphan_grace),
+                stop.clone(),
+            );
+        }
+    }
     let serve_stop = stop.clone();
     let closer = agent.clone();
     axum::serve(

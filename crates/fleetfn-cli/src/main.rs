@@ -99,6 +99,11 @@ pub struct AgentArgs {
     /// The address the servers reach this agent at [default: the address it listens on].
     #[arg(long)]
     pub advertise: Option<SocketAddr>,
+    /// With --join: seconds without a call from any server after which this agent stops its
+    /// environments (the servers will have replaced them elsewhere by then, and the host is
+    /// freed); 0 keeps them forever.
+    #[arg(long, default_value_t = 60.0)]
+    pub orphan_grace: f64,
     /// The instance type (reported to the server).
     #[arg(long, default_value = "local")]
     pub instance_type: String,

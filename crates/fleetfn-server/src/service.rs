@@ -170,14 +170,23 @@ impl ControlPlane {
         else {
             return Ok(None);
         };
-        if Digest::of(&rec.value).hex() != digest.hex() {
-            return Err(LambdaError::service(format!(
-                "the stored code package sha256 {hex} does not match its content"
-            )));
-        }
-        // A cache: a failure to keep it on disk costs only the next read.
-        let _ = self.artifacts.put(&rec.value);
-        Ok(Some(rec.value))
+        // Hashing and writing up to 250 MB blocks: off the runtime's workers (the lease's
+        // renewals and the API keep running meanwhile).
+        let artifacts = self.artifacts.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            if Digest::of(&rec.value).hex() != digest.hex() {
+                return Err(LambdaError::service(format!(
+                    "the stored code package sha256 {} does not match its content",
+                    digest.hex()
+                )));
+            }
+            // A cache: a failure to keep it on disk costs only the next read.
+            let _ = artifacts.put(&rec.value);
+            Ok(rec.value)
+        })
+        .await
+        .map_err(|e| LambdaError::service(format!("checking a code package: {e}")))??;
+        Ok(Some(bytes))
     }
 
     pub(crate) async fn get_record<T: DeserializeOwned>(
