@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 import threading
 import time
@@ -290,3 +291,37 @@ def test_an_agent_no_server_reaches_stops_its_environments_after_its_grace(make_
     a.start()
     _wait_ready(a, name, 3, 30)
     assert _first_invoke_after(a.endpoint, name, version, 10) < 10
+
+
+def test_a_former_leader_cannot_start_or_stop_anything(fleet):
+    """Agents refuse a start or stop from a term older than one they heard from: a frozen leader
+    that wakes after its successor took over changes nothing; nor does a caller with an agent's
+    credential but no term."""
+    import requests
+
+    a, b, agents = fleet
+    name, version = _deploy(a.endpoint)
+    before = _wait_ready(a, name, 3, 30)
+    ident = agents[0].identity()
+    address = next(x["Address"] for x in h.raw_request(a.endpoint, "GET", "/fleetfn/v1/agents").json()["Agents"]
+                   if x["AgentId"] == ident["AgentId"])
+    url = f"http://{address}/v1/environments"
+    auth = {"Authorization": f"Bearer {ident['Credential']}"}
+    envs = requests.get(url, headers=auth, timeout=10).json()["environments"]
+    assert len(envs) == 1 and envs[0]["placement"]["version_key"].startswith(name), envs
+    env_id = envs[0]["env_id"]
+    for headers, status in (({}, 409), ({"x-fleetfn-term": "0"}, 409), ({"x-fleetfn-term": "x"}, 400)):
+        r = requests.delete(f"{url}/{env_id}", headers={**auth, **headers}, timeout=10)
+        assert r.status_code == status, (headers, r.status_code, r.text)
+    assert "stale leader term 0" in requests.delete(f"{url}/{env_id}", headers=auth, timeout=10).text
+
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        _wait_for(b, r": leader \(term 2\)", 8)
+        assert _wait_ready(b, name, 3, 5) == before
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    _wait_for(a, r"no longer the leader", 10)
+    time.sleep(2)
+    assert _ready(_envs(b, name)) == before, "nothing started or stopped twice"
+    assert [e["env_id"] for e in requests.get(url, headers=auth, timeout=10).json()["environments"]] == [env_id]

@@ -70,6 +70,8 @@ pub struct Agent {
     packages: Option<Arc<dyn crate::PackageSource>>,
     /// When a server last called with the right token.
     last_contact: Arc<Mutex<tokio::time::Instant>>,
+    /// The highest leader term seen on a start or stop ([`fleetfn_proto::H_TERM`]).
+    term: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -115,6 +117,7 @@ impl Agent {
             closing: tokio_util::sync::CancellationToken::new(),
             packages: None,
             last_contact: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            term: Arc::default(),
         })
     }
 
@@ -450,7 +453,43 @@ async fn list(State(agent): State<Agent>, Query(q): Query<ListQuery>) -> Respons
     axum::Json(agent.report()).into_response()
 }
 
-async fn put_env(State(agent): State<Agent>, Path(id): Path<String>, body: Bytes) -> Response {
+/// A refusal (400 or 409) when the request comes from a leader older than one already heard
+/// from (no term is term 0: `fleetfn serve`, whose agents never see one).
+fn check_term(agent: &Agent, headers: &http::HeaderMap) -> Option<Response> {
+    let term = match headers.get(fleetfn_proto::H_TERM) {
+        None => 0,
+        Some(v) => match v.to_str().ok().and_then(|t| t.parse::<u64>().ok()) {
+            Some(t) => t,
+            None => {
+                return Some((StatusCode::BAD_REQUEST, "bad x-fleetfn-term").into_response());
+            }
+        },
+    };
+    let seen = agent
+        .term
+        .fetch_max(term, std::sync::atomic::Ordering::SeqCst);
+    if term < seen {
+        tracing::warn!(term, seen, "refused a start or stop from a former leader");
+        return Some(
+            (
+                StatusCode::CONFLICT,
+                format!("stale leader term {term}: this agent follows term {seen}"),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn put_env(
+    State(agent): State<Agent>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = check_term(&agent, &headers) {
+        return refused;
+    }
     let req: EnvironmentRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -499,7 +538,14 @@ async fn put_env(State(agent): State<Agent>, Path(id): Path<String>, body: Bytes
     }
 }
 
-async fn delete_env(State(agent): State<Agent>, Path(id): Path<String>) -> Response {
+async fn delete_env(
+    State(agent): State<Agent>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+) -> Response {
+    if let Some(refused) = check_term(&agent, &headers) {
+        return refused;
+    }
     let slot = agent.slots.lock().remove(&id);
     agent.bump();
     match slot {

@@ -244,10 +244,16 @@ impl Planes {
         }
     }
 
-    fn provider(&self, cp: &fleetfn_server::ControlPlane) -> Arc<StaticProvider> {
+    /// Joined agents as instances; a leader's calls carry its `term`.
+    fn provider(
+        &self,
+        cp: &fleetfn_server::ControlPlane,
+        term: Option<u64>,
+    ) -> Arc<StaticProvider> {
         Arc::new(StaticProvider::new(
             Arc::new(cp.clone()),
             fleetfn_scheduler::Catalog::builtin(),
+            term,
         ))
     }
 
@@ -257,7 +263,7 @@ impl Planes {
         cp: &fleetfn_server::ControlPlane,
         stop: &CancellationToken,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let dp = DataPlane::follower(cp.clone(), self.provider(cp), self.config());
+        let dp = DataPlane::follower(cp.clone(), self.provider(cp, None), self.config());
         dp.follow_once().await;
         let t = stop.child_token();
         let h = dp.spawn_follower(t.clone());
@@ -337,7 +343,11 @@ async fn lead_while_leader(
             // the invokes once it has.
             let dataplane = match &planes {
                 Some(p) => {
-                    let dp = DataPlane::new(fenced_cp.clone(), p.provider(&fenced_cp), p.config());
+                    let dp = DataPlane::new(
+                        fenced_cp.clone(),
+                        p.provider(&fenced_cp, Some(term)),
+                        p.config(),
+                    );
                     dp.adopt(&term_stop).await;
                     let handle = dp.spawn(term_stop.clone());
                     p.current.set(dp);

@@ -104,11 +104,19 @@ fn fits(a: &JoinedAgent, zone: &str, t: &InstanceType) -> bool {
 
 impl StaticProvider {
     /// Over `dir`, reaching agents over HTTP with their credentials.
-    pub fn new(dir: Arc<dyn AgentDirectory>, catalog: Catalog) -> Self {
+    /// `term`: the leader's (its starts and stops carry it, so agents refuse a former
+    /// leader's); `None` for a follower, which never starts or stops anything.
+    pub fn new(dir: Arc<dyn AgentDirectory>, catalog: Catalog, term: Option<u64>) -> Self {
         Self::with_connect(
             dir,
             catalog,
-            Arc::new(|addr, credential| Arc::new(AgentClient::new(addr, credential))),
+            Arc::new(move |addr, credential| {
+                let client = AgentClient::new(addr, credential);
+                Arc::new(match term {
+                    Some(t) => client.with_term(t),
+                    None => client,
+                })
+            }),
         )
     }
 

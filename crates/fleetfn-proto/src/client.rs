@@ -62,6 +62,8 @@ pub enum InvokeReply {
 pub struct AgentClient {
     addr: SocketAddr,
     auth: String,
+    /// The leader's term, sent with every start and stop ([`crate::H_TERM`]).
+    term: Option<u64>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -77,7 +79,24 @@ impl AgentClient {
         Self {
             addr,
             auth: format!("Bearer {token}"),
+            term: None,
             http,
+        }
+    }
+
+    /// Starts and stops environments as the leader of `term` (agents refuse older terms).
+    #[must_use]
+    pub fn with_term(mut self, term: u64) -> Self {
+        self.term = Some(term);
+        self
+    }
+
+    /// A start or stop request, with the term when there is one.
+    fn control(&self, method: Method, path: &str) -> http::request::Builder {
+        let b = self.request(method, path);
+        match self.term {
+            Some(t) => b.header(crate::H_TERM, t),
+            None => b,
         }
     }
 
@@ -148,7 +167,7 @@ impl AgentClient {
     ) -> Result<(), ClientError> {
         let body = Bytes::from(serde_json::to_vec(spec).unwrap_or_default());
         let req = self
-            .request(Method::PUT, &format!("/environments/{env_id}"))
+            .control(Method::PUT, &format!("/environments/{env_id}"))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| ClientError::Decode {
@@ -166,7 +185,7 @@ impl AgentClient {
     /// Drains and stops an environment; unknown ids are fine.
     pub async fn delete_environment(&self, env_id: &str) -> Result<(), ClientError> {
         let req = self
-            .request(Method::DELETE, &format!("/environments/{env_id}"))
+            .control(Method::DELETE, &format!("/environments/{env_id}"))
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Decode {
                 addr: self.addr,

@@ -26,6 +26,10 @@ pub const H_CLIENT_CONTEXT: &str = "x-fleetfn-client-context";
 pub const H_TENANT_ID: &str = "x-fleetfn-tenant-id";
 /// Response header: the invoke failed in the function (value: `Unhandled`).
 pub const H_FUNCTION_ERROR: &str = "x-fleetfn-function-error";
+/// Request header on `PUT`/`DELETE` of an environment from a leader of a cluster: its term. An
+/// agent refuses (409) a term lower than the highest it has seen, so a former leader that
+/// wakes up after its successor took over cannot start or stop anything.
+pub const H_TERM: &str = "x-fleetfn-term";
 /// Response header on 429: why the environment could not take the invoke (a [`ThrottleReason`]).
 pub const H_REJECT_REASON: &str = "x-fleetfn-reject-reason";
 
