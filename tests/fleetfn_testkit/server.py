@@ -101,7 +101,9 @@ class FleetfnServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FleetfnServer":
+    def start(self, same_port: bool = False) -> "FleetfnServer":
+        """Starts the process; `same_port` reuses the port of its last start (a restart that
+        clients reach at the same address)."""
         assert self.proc is None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,8 @@ class FleetfnServer:
         self.store_url = store[1] if store else None
         for attempt in range(3):
             self.starts += 1
-            self.port = free_port()
+            if not (same_port and self.port and attempt == 0):
+                self.port = free_port()
             self.stdout_path = self.log_dir / f"{self.name}-{self.starts}.stdout.log"
             self.stderr_path = self.log_dir / f"{self.name}-{self.starts}.stderr.log"
             env = {k: v for k, v in os.environ.items()

@@ -147,10 +147,14 @@ impl DataPlane {
             }
         }
         let dp = self.clone();
+        let vkey = vkey.to_string();
         tokio::spawn(async move {
             if let Err(e) = inst.client.put_environment(&env_id, &req).await {
                 tracing::warn!(error = %e, env = %env_id, "cannot start environment");
                 dp.state.write().remove_env(&env_id);
+                // The next start of the version waits (back-off), so an agent that refuses or
+                // is gone is not asked again in a tight loop.
+                dp.note_failure(&vkey);
                 dp.bump();
             }
         });
