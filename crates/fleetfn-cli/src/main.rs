@@ -38,7 +38,8 @@ enum Command {
     /// Run one of several API servers sharing a PostgreSQL store (one of them leads the control
     /// loops; see docs/CLUSTER.md).
     Server(ServerArgs),
-    /// Run an instance agent (started by `fleetfn serve` for each virtual instance).
+    /// Run an instance agent: started by `fleetfn serve` for each virtual instance, or on a host
+    /// of a cluster with `--join` (see docs/CLUSTER.md).
     Agent(AgentArgs),
     /// Show a running server's capacity providers, instances and function versions.
     Status(status::StatusArgs),
