@@ -141,6 +141,9 @@ pub(crate) struct State {
     pub deferred_launches: HashMap<String, usize>,
     /// Per version: its Ready environments and counters (shared with the router).
     pub routes: Arc<RoutingTable>,
+    /// Instances whose last heartbeat is overdue: their environments are not routed to until
+    /// a report comes again (or the instance is declared lost).
+    silent: HashSet<String>,
     /// The Prometheus registry (each version's series are cached in its counters).
     pub metrics: Arc<fleetfn_metrics::Metrics>,
 }
@@ -178,7 +181,11 @@ impl State {
     fn ready_routes(&self, vkey: &str) -> Vec<Arc<Route>> {
         self.envs
             .values()
-            .filter(|e| e.version_key == vkey && e.state == EnvState::Ready)
+            .filter(|e| {
+                e.version_key == vkey
+                    && e.state == EnvState::Ready
+                    && !self.silent.contains(&e.instance.id)
+            })
             .map(Env::route)
             .collect()
     }
@@ -209,9 +216,30 @@ impl State {
         Some(env)
     }
 
+    /// Takes an instance's environments out of the routes while its heartbeat is overdue, and
+    /// puts them back when it answers again; `true` when that changed anything.
+    pub fn set_silent(&mut self, id: &str, silent: bool) -> bool {
+        let changed = if silent {
+            self.silent.insert(id.to_string())
+        } else {
+            self.silent.remove(id)
+        };
+        if changed {
+            let versions: HashSet<String> = self
+                .envs
+                .values()
+                .filter(|e| e.instance.id == id && e.state == EnvState::Ready)
+                .map(|e| e.version_key.clone())
+                .collect();
+            self.refresh_routes(versions.iter().map(String::as_str));
+        }
+        changed
+    }
+
     /// Forgets an instance and every environment on it; the router stops using them at once.
     pub fn remove_instance(&mut self, id: &str) {
         self.instances.remove(id);
+        self.silent.remove(id);
         let mut gone = HashSet::new();
         self.envs.retain(|_, e| {
             let keep = e.instance.id != id;

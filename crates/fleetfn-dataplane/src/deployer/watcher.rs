@@ -1,7 +1,9 @@
 //! The agent-report watcher: one task per running instance long-polls its agent's report (the
 //! heartbeat), folds it into the state (environment states, utilization, the instance's CPU,
 //! init durations), keeps the routing table current, deletes environments the data plane does
-//! not know, and declares the instance lost after [`LOST_AFTER`] failed reports.
+//! not know, takes the instance out of the routes at its first missed heartbeat (no report
+//! within [`REPORT_WAIT`] + [`HEARTBEAT_MARGIN`]) and declares it lost after [`LOST_AFTER`]
+//! failed reports.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,6 +17,9 @@ use crate::{DataPlane, Instance};
 
 /// How long an agent report request may wait for a change: the agents' heartbeat.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
+/// How late a report may be beyond its wait before the heartbeat counts as missed: a
+/// partitioned agent (packets dropped, no refusal) leaves the routes within 2.5 s.
+const HEARTBEAT_MARGIN: Duration = Duration::from_millis(1500);
 /// Consecutive failed reports after which an instance is declared lost.
 const LOST_AFTER: u32 = 3;
 
@@ -113,12 +118,27 @@ impl DataPlane {
                 if !known || dp.stopping.is_cancelled() {
                     return;
                 }
-                match inst.client.report(after, REPORT_WAIT).await {
+                let report = match tokio::time::timeout(
+                    REPORT_WAIT + HEARTBEAT_MARGIN,
+                    inst.client.report(after, REPORT_WAIT),
+                )
+                .await
+                {
+                    Ok(answer) => answer.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "no report within {:.1} s (a missed heartbeat)",
+                        (REPORT_WAIT + HEARTBEAT_MARGIN).as_secs_f64()
+                    )),
+                };
+                match report {
                     Ok(report) => {
                         failures = 0;
                         after = Some(report.revision);
                         let applied = {
                             let mut s = dp.state.write();
+                            if s.set_silent(&inst.id, false) {
+                                tracing::info!(instance = %inst.id, "instance answers again: routed to again");
+                            }
                             if dp.follower {
                                 super::adopt::mirror(&mut s, &inst, &report.environments);
                             }
@@ -150,6 +170,10 @@ impl DataPlane {
                             return;
                         }
                         failures += 1;
+                        // A missed heartbeat: route elsewhere at once, decide loss later.
+                        if dp.state.write().set_silent(&inst.id, true) {
+                            tracing::warn!(instance = %inst.id, zone = %inst.zone, error = %e, "instance missed its heartbeat: not routed to until it answers");
+                        }
                         // A process known to be gone needs no more heartbeats to be declared lost.
                         if failures >= LOST_AFTER || !dp.provider.is_running(&inst.id) {
                             if dp.follower {
