@@ -33,7 +33,8 @@ pub struct Page<T> {
 pub struct ControlPlane {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) artifacts: Arc<ArtifactStore>,
-    pub(crate) scope: Scope,
+    /// Behind an `Arc`: the API clones the control plane (in its state) many times a request.
+    pub(crate) scope: Arc<Scope>,
     /// Bumped whenever desired state changes, so reconcilers act at once.
     pub(crate) changed: Arc<watch::Sender<u64>>,
     pub(crate) resolve_cache: Arc<crate::invoke::ResolveCache>,
@@ -71,7 +72,7 @@ impl ControlPlane {
         Ok(Self {
             store,
             artifacts: Arc::new(artifacts),
-            scope: config.scope,
+            scope: Arc::new(config.scope),
             changed: Arc::new(watch::Sender::new(0)),
             resolve_cache: Arc::default(),
             packages_in_store: false,

@@ -283,20 +283,43 @@ pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u
 /// [`signing_key`] through a small process-wide cache: the key depends only on the secret, the
 /// day, the region and the service, so a verifier derives it (4 HMAC-SHA256) once a day per key
 /// instead of on every request, as the AWS SDKs do when signing.
+#[cfg(test)]
 pub(crate) fn cached_signing_key(
     secret: &str,
     date: &str,
     region: &str,
     service: &str,
 ) -> [u8; 32] {
-    type Entry = (String, String, String, String, [u8; 32]);
+    cached_signing(secret, date, region, service).0
+}
+
+/// The signing key keyed into an HMAC-SHA256 whose inner and outer pads are already hashed:
+/// cloning it saves the two compressions of `Hmac::new_from_slice` on every request.
+pub(crate) fn cached_signing_mac(
+    secret: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> crate::HmacSha256 {
+    cached_signing(secret, date, region, service).1
+}
+
+fn cached_signing(
+    secret: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> ([u8; 32], crate::HmacSha256) {
+    use hmac::Mac;
+    type Entry = (String, String, String, String, [u8; 32], crate::HmacSha256);
     static CACHE: parking_lot::Mutex<Vec<Entry>> = parking_lot::Mutex::new(Vec::new());
     const ENTRIES: usize = 16;
     let hit = |e: &Entry| e.0 == secret && e.1 == date && e.2 == region && e.3 == service;
     if let Some(e) = CACHE.lock().iter().find(|e| hit(e)) {
-        return e.4;
+        return (e.4, e.5.clone());
     }
     let key = signing_key(secret, date, region, service);
+    let mac = crate::HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
     {
         let mut cache = CACHE.lock();
         if cache.len() >= ENTRIES {
@@ -308,9 +331,10 @@ pub(crate) fn cached_signing_key(
             region.to_owned(),
             service.to_owned(),
             key,
+            mac.clone(),
         ));
     }
-    key
+    (key, mac)
 }
 
 pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {

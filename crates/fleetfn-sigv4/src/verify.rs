@@ -8,7 +8,7 @@ use http::header::{AUTHORIZATION, DATE};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::canonical::{
-    ALGORITHM, TERMINATOR, cached_signing_key, decode_query_component, format_amz_date,
+    ALGORITHM, TERMINATOR, cached_signing_mac, decode_query_component, format_amz_date,
     parse_amz_date, parse_http_date, query_pairs, string_to_sign, write_canonical_headers,
     write_canonical_query, write_canonical_uri,
 };
@@ -561,10 +561,9 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
         canonical.extend_from_slice(primary_payload.as_bytes());
 
         let scope = &auth.credential[access_key_id.len() + 1..];
-        let key = cached_signing_key(secret.as_ref(), scope_date, scope_region, scope_service);
+        let keyed = cached_signing_mac(secret.as_ref(), scope_date, scope_region, scope_service);
         let matches = |sts: &str| {
-            let mut mac =
-                crate::HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
+            let mut mac = keyed.clone();
             mac.update(sts.as_bytes());
             // `verify_slice` compares in constant time.
             mac.verify_slice(&provided).is_ok() && provided_ok
