@@ -24,22 +24,13 @@ from fleetfn_testkit import api as h
 from fleetfn_testkit import postgres
 from fleetfn_testkit.agents import Agent, create_token
 from fleetfn_testkit.dataplane import rust_zip, set_scaling
-from fleetfn_testkit.server import FleetfnServer
+from fleetfn_testkit.server import FleetfnServer, stderr_of, wait_for_line
 
 ZONES = ["subnet-za", "subnet-zb", "subnet-zc"]
 
 
-def _stderr(srv: FleetfnServer) -> str:
-    return srv.stderr_path.read_text(errors="replace") if srv.stderr_path else ""
-
-
-def _wait_for(srv: FleetfnServer, pattern: str, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if re.search(pattern, _stderr(srv)):
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"{srv.name} did not print {pattern!r} within {timeout} s:\n{srv.logs(60)}")
+_stderr = stderr_of
+_wait_for = wait_for_line
 
 
 def _leading(srv: FleetfnServer) -> int | None:

@@ -24,27 +24,17 @@ import requests
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import postgres
-from fleetfn_testkit.server import FleetfnServer
+from fleetfn_testkit.server import FleetfnServer, stderr_of, wait_for_line
 
 TAKEOVER_LIMIT = 5.0
 
 
-def _stderr(srv: FleetfnServer) -> str:
-    return srv.stderr_path.read_text(errors="replace") if srv.stderr_path else ""
+_stderr = stderr_of
+_wait_for = wait_for_line
 
 
 def _leader_terms(srv: FleetfnServer) -> list[int]:
     return [int(t) for t in re.findall(r": leader \(term (\d+)\)", _stderr(srv))]
-
-
-def _wait_for(srv: FleetfnServer, pattern: str, timeout: float) -> float:
-    """Seconds until `pattern` (a regex) appears in the server's stderr; fails after `timeout`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if re.search(pattern, _stderr(srv)):
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"{srv.name} did not print {pattern!r} within {timeout} s:\n{srv.logs(40)}")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import re
 import time
 from pathlib import Path
 
@@ -246,3 +247,18 @@ class ServerFactory:
                 errors.append(str(e))
         if errors:
             raise AssertionError("\n".join(errors))
+
+
+def stderr_of(srv: FleetfnServer) -> str:
+    """What the server's current (or last) process wrote on stderr."""
+    return srv.stderr_path.read_text(errors="replace") if srv.stderr_path else ""
+
+
+def wait_for_line(srv: FleetfnServer, pattern: str, timeout: float) -> float:
+    """Seconds until `pattern` (a regex) appears in the server's stderr; fails after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if re.search(pattern, stderr_of(srv)):
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{srv.name} did not print {pattern!r} within {timeout} s:\n{srv.logs(60)}")

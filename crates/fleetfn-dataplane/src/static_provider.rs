@@ -151,18 +151,24 @@ impl StaticProvider {
         Ok(agents)
     }
 
-    async fn launch_on_agent(
-        &self,
-        instance_id: &str,
-        spec: &LaunchSpec,
-    ) -> Result<Instance, LaunchError> {
-        let t = &spec.instance_type;
+    /// The joined agents and the claims on them.
+    async fn agents_and_claims(&self) -> Result<(Vec<JoinedAgent>, Vec<AgentClaim>), LaunchError> {
         let agents = self.agents().await?;
         let claims = self
             .dir
             .claims()
             .await
             .map_err(|e| LaunchError::Directory(e.message))?;
+        Ok((agents, claims))
+    }
+
+    async fn launch_on_agent(
+        &self,
+        instance_id: &str,
+        spec: &LaunchSpec,
+    ) -> Result<Instance, LaunchError> {
+        let t = &spec.instance_type;
+        let (agents, claims) = self.agents_and_claims().await?;
         let mut free: Vec<&JoinedAgent> = agents
             .iter()
             .filter(|a| fits(a, &spec.zone, t))
@@ -313,12 +319,7 @@ impl InstanceProvider for StaticProvider {
 
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
         Box::pin(async move {
-            let agents = self.agents().await?;
-            let claims = self
-                .dir
-                .claims()
-                .await
-                .map_err(|e| LaunchError::Directory(e.message))?;
+            let (agents, claims) = self.agents_and_claims().await?;
             let mut found = Vec::new();
             let mut claimed = HashMap::new();
             for claim in claims {
