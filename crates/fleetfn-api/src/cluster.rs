@@ -95,14 +95,5 @@ pub async fn agent_package(
     headers: HeaderMap,
 ) -> ApiResult {
     authenticate_agent(&s, &headers).await?;
-    let bytes =
-        s.cp.package(&hex).await?.ok_or_else(|| {
-            LambdaError::not_found(format!("Code package not found: sha256 {hex}"))
-        })?;
-    Ok((
-        StatusCode::OK,
-        [(http::header::CONTENT_TYPE, "application/zip")],
-        bytes,
-    )
-        .into_response())
+    crate::handlers::package_response(&s, &hex).await
 }

@@ -313,8 +313,13 @@ pub async fn get_function(
 
 /// Downloads a code package by its sha256 (the `Code.Location` of GetFunction).
 pub async fn download_code(State(s): State<AppState>, Path(hex): Path<String>) -> ApiResult {
+    package_response(&s, &hex).await
+}
+
+/// A code package by its sha256 as a zip response, or ResourceNotFoundException.
+pub(crate) async fn package_response(s: &AppState, hex: &str) -> ApiResult {
     let bytes =
-        s.cp.package(&hex).await?.ok_or_else(|| {
+        s.cp.package(hex).await?.ok_or_else(|| {
             LambdaError::not_found(format!("Code package not found: sha256 {hex}"))
         })?;
     Ok((
