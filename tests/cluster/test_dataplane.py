@@ -1,12 +1,15 @@
-"""The data plane of a cluster: two `fleetfn server`s on one PostgreSQL database and three
-agents that joined them (`fleetfn agent --join`), one per zone, as real processes on loopback.
+"""The data plane of a cluster: two `fleetfn server`s on one PostgreSQL database (on loopback)
+and three or four agents that joined them (`fleetfn agent --join`), each in a network namespace
+of its own with its own address on a test bridge (fleetfn_testkit.netns), the servers listening
+on the bridge's address. All real processes; needs root (namespaces), skipped without.
 
 The leader places a published version's environments on the joined agents (the `static`
 provider claims one agent per instance, in the zone of one of the capacity provider's subnets);
 both servers route invokes to them (the follower from the agents' own reports). When the leader
 is killed the other server adopts what runs: the same environments, none started again, and
-invokes through it never fail meanwhile. (Network namespaces, partitions and both servers
-stopped are later steps: docs/CLUSTER.md.)
+invokes through it never fail meanwhile. A partitioned agent (its link down) leaves both
+servers' routing within 3 s and is replaced in its zone; after healing, what it still ran is
+stopped. Both servers stopped: agents keep everything and are adopted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 import pytest
 
 from fleetfn_testkit import api as h
-from fleetfn_testkit import postgres
+from fleetfn_testkit import netns, postgres, prereq
 from fleetfn_testkit.agents import Agent, create_token
 from fleetfn_testkit.dataplane import rust_zip, set_scaling
 from fleetfn_testkit.server import FleetfnServer, stderr_of, wait_for_line
@@ -68,9 +71,21 @@ def _wait_ready(srv: FleetfnServer, function: str, count: int, timeout: float) -
 
 
 @pytest.fixture
-def make_fleet(fleetfn_binary, tmp_path):
-    """Starts servers `a` (the leader) and `b` on one database and data dir, and three agents
-    that joined them, in zones subnet-za, -zb, -zc, each the size of a c7i.large; stops them
+def test_net():
+    """A bridge and network namespaces of this test's own (removed after it)."""
+    prereq.require("root", prereq.root_missing(("ip",)))
+    net = netns.TestNet()
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+@pytest.fixture
+def make_fleet(fleetfn_binary, tmp_path, test_net):
+    """Starts servers `a` (the leader) and `b` on one database and data dir, listening on the
+    test bridge's address, and agents that joined them, each in a network namespace of its own,
+    in zones `zones` (by default subnet-za, -zb, -zc), each the size of a c7i.large; stops them
     all at the end."""
     pg = postgres.session_server()
     url = pg.database_for(tmp_path / "cluster")
@@ -79,18 +94,20 @@ def make_fleet(fleetfn_binary, tmp_path):
 
     def server(name: str) -> FleetfnServer:
         srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name=name, command="server",
-                            store_url=url, data_plane=True, extra_args=["--metrics-listen", "off"])
+                            store_url=url, data_plane=True, extra_args=["--metrics-listen", "off"],
+                            host=test_net.gateway)
         servers.append(srv)
         return srv.start()
 
-    def make(agent_args: list[str] | None = None):
+    def make(agent_args: list[str] | None = None, zones: list[str] = ZONES):
         a = server("a")
         _wait_for(a, r": leader \(term 1\)", 10)
         b = server("b")
         _, _, token_file = create_token(fleetfn_binary, a, tmp_path)
-        for i, zone in enumerate(ZONES):
+        for i, zone in enumerate(zones):
             agent = Agent(fleetfn_binary, f"{a.endpoint},{b.endpoint}", tmp_path / f"agent{i}", token_file, zone,
-                          extra_args=["--vcpus", "2", "--memory-mib", "4096"] + list(agent_args or []))
+                          extra_args=["--vcpus", "2", "--memory-mib", "4096"] + list(agent_args or []),
+                          host=test_net.host())
             agents.append(agent)
         for agent in agents:
             agent.wait_listening()
@@ -405,3 +422,76 @@ def test_a_rolling_restart_of_both_servers_loses_no_invoke(fleet):
     assert not lost, lost[:5]
     assert answered[0] > 0
     assert _ready(_envs(b, name)) == before
+
+
+def _agent_envs(agent: Agent, timeout: float = 5.0) -> list[str]:
+    """The environment ids the agent itself reports (asked directly, with its credential)."""
+    import requests
+
+    r = requests.get(f"http://{agent.host.address}:9700/v1/environments",
+                     headers={"Authorization": f"Bearer {agent.identity()['Credential']}"}, timeout=timeout)
+    assert r.status_code == 200, r.text
+    return [e["env_id"] for e in r.json()["environments"]]
+
+
+def test_a_partitioned_agent_leaves_routing_within_3s_and_is_replaced_in_its_zone(make_fleet):
+    """One agent's link goes down (its packets dropped, connections hang): both servers stop
+    routing to its environment within 3 s, the leader replaces it on the other agent of its
+    zone, and once the link is back what the cut-off agent still ran is stopped, leaving exactly
+    the desired environments."""
+    a, b, agents = make_fleet(zones=ZONES + ["subnet-za"])
+    name, version = _deploy(a.endpoint)
+    before = _wait_ready(a, name, 3, 30)
+    assert _wait_ready(b, name, 3, 5) == before
+    za = [ag for ag in agents if ag.data_dir.name in ("agent0", "agent3")]
+    running = {ag.data_dir.name: _agent_envs(ag) for ag in za}
+    cut, spare = (za[0], za[1]) if running["agent0"] else (za[1], za[0])
+    assert len(_agent_envs(cut)) == 1 and _agent_envs(spare) == [], running
+    cut_env = _agent_envs(cut)[0]
+    assert cut_env in before, (cut_env, before)
+
+    cut.host.partition()
+    cut_at = time.monotonic()
+    left: dict[str, float] = {}
+    while len(left) < 2 and time.monotonic() - cut_at < 10:
+        for srv in (a, b):
+            if srv.name in left:
+                continue
+            routed = [e for e in _envs(srv, name) if e["EnvironmentId"] == cut_env and e["Routed"]]
+            if not routed:
+                left[srv.name] = time.monotonic() - cut_at
+        time.sleep(0.05)
+    print(f"partitioned agent out of routing after {left} s")
+    assert set(left) == {"a", "b"}, left
+    assert max(left.values()) < 3.0, left
+    # Both servers keep serving from the other zones meanwhile.
+    for srv in (a, b):
+        assert _invoke(srv.endpoint, name, version, {"op": "echo", "via": srv.name}) == {"op": "echo", "via": srv.name}
+
+    # Replaced in its zone, on the spare agent, and routed from both servers.
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if _agent_envs(spare):
+            break
+        time.sleep(0.2)
+    replaced_at = time.monotonic() - cut_at
+    after = _wait_ready(a, name, 3, 30)
+    assert sorted(z for _, z in after.values()) == ZONES, after
+    assert cut_env not in after
+    assert _wait_ready(b, name, 3, 5) == after
+    print(f"replaced in its zone {replaced_at:.1f} s after the partition")
+
+    # Healed: the agent it was cut off from is no instance any more; what it ran is stopped.
+    cut.host.heal()
+    healed = time.monotonic()
+    while _agent_envs(cut, timeout=2) and time.monotonic() - healed < 15:
+        time.sleep(0.2)
+    assert _agent_envs(cut) == [], "the stray environment still runs after healing"
+    print(f"stray stopped {time.monotonic() - healed:.1f} s after healing")
+    assert not _descendants(cut.proc.pid), "no process of it is left"
+    time.sleep(2)
+    assert _wait_ready(a, name, 3, 5) == after and _wait_ready(b, name, 3, 5) == after
+    assert sum(len(_agent_envs(ag)) for ag in agents) == 3, "exactly the desired environments"
+    for srv in (a, b):
+        for i in range(4):
+            assert _invoke(srv.endpoint, name, version, {"op": "echo", "i": i}) == {"op": "echo", "i": i}

@@ -37,18 +37,24 @@ class Agent:
     not isolation)."""
 
     def __init__(self, binary, join: str, data_dir: Path, token_file: Path | None, zone: str = "zone-a",
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, host=None):
+        """`host`: a `fleetfn_testkit.netns.Host` to run in (its own network namespace and
+        address, listening on port 9700 there); None: on loopback, on a free port."""
         self.data_dir = data_dir
+        self.host = host
         self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
         data_dir.mkdir(parents=True, exist_ok=True)
         args = [str(binary), "agent", "--join", join, "--allow-plain-http",
                 "--instance-id", f"i-{data_dir.name}", "--zone", zone, "--data-dir", str(data_dir),
-                "--artifacts-dir", str(data_dir / "artifacts"), "--listen", "127.0.0.1:0",
+                "--artifacts-dir", str(data_dir / "artifacts"),
+                "--listen", f"{host.address}:9700" if host is not None else "127.0.0.1:0",
                 "--exit-on-stdin-eof"] + list(extra_args or [])
         if token_file is not None:
             args += ["--token-file", str(token_file)]
         env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
         env["FLEETFN_SANDBOX"] = "off"
+        if host is not None:
+            args = host.command(args)
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          env=env, start_new_session=True)

@@ -55,9 +55,9 @@ def find_binary() -> Path:
     )
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -66,8 +66,12 @@ class FleetfnServer:
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
                  data_plane: bool = False, extra_args: list[str] | None = None,
-                 admin_keys: bool = True, command: str = "serve", store_url: str | None = None):
+                 admin_keys: bool = True, command: str = "serve", store_url: str | None = None,
+                 host: str = "127.0.0.1"):
         self.binary = binary
+        # The address it listens on (a test network's bridge address for agents in network
+        # namespaces; tests/cluster).
+        self.host = host
         # `serve` (everything on one machine) or `server` (one of several API servers on the
         # PostgreSQL store `store_url`, named `name` in the leader lease).
         assert command in ("serve", "server"), command
@@ -100,7 +104,7 @@ class FleetfnServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, same_port: bool = False) -> "FleetfnServer":
         """Starts the process; `same_port` reuses the port of its last start (a restart that
@@ -116,7 +120,7 @@ class FleetfnServer:
         for attempt in range(3):
             self.starts += 1
             if not (same_port and self.port and attempt == 0):
-                self.port = free_port()
+                self.port = free_port(self.host)
             self.stdout_path = self.log_dir / f"{self.name}-{self.starts}.stdout.log"
             self.stderr_path = self.log_dir / f"{self.name}-{self.starts}.stderr.log"
             env = {k: v for k, v in os.environ.items()
@@ -129,7 +133,7 @@ class FleetfnServer:
                 if self.command == "server":
                     mode += ["--server-id", self.name]
                 self.proc = subprocess.Popen(
-                    [str(self.binary), self.command, "--listen", f"127.0.0.1:{self.port}",
+                    [str(self.binary), self.command, "--listen", f"{self.host}:{self.port}",
                      "--data-dir", str(self.data_dir)] + store + mode + self.extra_args,
                     stdout=out,
                     stderr=err,

@@ -27,6 +27,10 @@ pub struct EnvironmentEntry {
     pub zone: String,
     pub capacity_provider: String,
     pub state: EnvState,
+    /// Whether this server's router sends invokes to it: `Ready` on an instance whose last
+    /// heartbeat is not overdue (a silent or partitioned agent's environments are not).
+    #[serde(default)]
+    pub routed: bool,
     pub in_flight: u32,
     pub max_concurrency: u32,
     pub publish_hash: String,

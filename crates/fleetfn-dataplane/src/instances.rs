@@ -126,6 +126,13 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Stops environments that run on this provider's hosts without belonging to any of its
+    /// instances (a `static` provider's agent whose claim ended while no server could reach
+    /// it, found again after the partition healed); returns how many it stopped. The leader
+    /// calls it every few seconds.
+    fn sweep_strays(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async { 0 })
+    }
     /// Whether the instances outlive the data plane: a stopping data plane leaves them and
     /// their environments running (for the next leader to adopt) instead of terminating them.
     fn outlives_data_plane(&self) -> bool {

@@ -267,6 +267,7 @@ impl Invoker for DataPlane {
                     zone: e.instance.zone.clone(),
                     capacity_provider: e.instance.capacity_provider.clone(),
                     state: e.state,
+                    routed: s.is_routed(e),
                     in_flight: e.in_flight.load(Ordering::Relaxed),
                     max_concurrency: e.max_concurrency,
                     publish_hash: e.publish_hash.clone(),

@@ -178,14 +178,16 @@ impl State {
         self.routes.get(vkey).map(|r| r.stats.clone())
     }
 
+    /// Whether the router sends invokes to this environment: Ready on an instance whose
+    /// heartbeat is not overdue.
+    pub fn is_routed(&self, e: &Env) -> bool {
+        e.state == EnvState::Ready && !self.silent.contains(&e.instance.id)
+    }
+
     fn ready_routes(&self, vkey: &str) -> Vec<Arc<Route>> {
         self.envs
             .values()
-            .filter(|e| {
-                e.version_key == vkey
-                    && e.state == EnvState::Ready
-                    && !self.silent.contains(&e.instance.id)
-            })
+            .filter(|e| e.version_key == vkey && self.is_routed(e))
             .map(Env::route)
             .collect()
     }

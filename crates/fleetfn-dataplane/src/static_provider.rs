@@ -24,6 +24,9 @@ use crate::instances::{BoxFuture, Instance, InstanceProvider, LaunchError, Launc
 
 /// How long a claimed agent has to answer before the launch gives it back.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// How long an unclaimed agent has to answer the stray sweep (one that does not is looked at
+/// again at the next sweep).
+const SWEEP_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Where the joined agents and their claims are kept: the control plane's store, or a fake.
 pub trait AgentDirectory: Send + Sync + std::fmt::Debug {
@@ -208,7 +211,11 @@ impl StaticProvider {
                 continue;
             }
             match client.report(None, Duration::ZERO).await {
-                Ok(_) => {}
+                // Anything it runs now is left from an earlier claim (it was cut off when
+                // that ended): a fresh instance starts empty.
+                Ok(report) => {
+                    stop_strays(&client, &a.doc.agent_id, report.environments).await;
+                }
                 Err(e) => {
                     unreachable.push(format!(
                         "agent {} at {}: {e}",
@@ -245,6 +252,10 @@ impl StaticProvider {
         })
     }
 
+    fn claims_agent(&self, agent_id: &str) -> bool {
+        self.claimed.lock().values().any(|c| c.agent_id == agent_id)
+    }
+
     /// The instance type a claim serves as: the catalog's, or (a type the catalog no longer
     /// has) the agent's own size under the claimed name.
     fn claimed_type(&self, claim: &AgentClaim, a: &JoinedAgent) -> InstanceType {
@@ -264,6 +275,27 @@ impl StaticProvider {
                 hourly_usd: 0.0,
             })
     }
+}
+
+/// Stops environments an agent runs for no instance; how many it stopped.
+async fn stop_strays(
+    client: &Arc<dyn AgentApi>,
+    agent_id: &str,
+    environments: Vec<fleetfn_proto::EnvironmentStatus>,
+) -> usize {
+    let mut stopped = 0;
+    for e in environments {
+        match client.delete_environment(&e.env_id).await {
+            Ok(()) => {
+                stopped += 1;
+                tracing::info!(agent = %agent_id, env = %e.env_id, "stray environment stopped (its agent is no instance's)");
+            }
+            Err(err) => {
+                tracing::warn!(agent = %agent_id, env = %e.env_id, error = %err, "cannot stop a stray environment")
+            }
+        }
+    }
+    stopped
 }
 
 impl InstanceProvider for StaticProvider {
@@ -357,5 +389,35 @@ impl InstanceProvider for StaticProvider {
 
     fn outlives_data_plane(&self) -> bool {
         true
+    }
+
+    fn sweep_strays(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async move {
+            let Ok((agents, claims)) = self.agents_and_claims().await else {
+                return 0;
+            };
+            let mut stopped = 0;
+            for a in &agents {
+                if claims.iter().any(|c| c.agent_id == a.doc.agent_id) {
+                    continue;
+                }
+                let Ok(client) = self.client_for(a) else {
+                    continue;
+                };
+                let Ok(Ok(report)) =
+                    tokio::time::timeout(SWEEP_ANSWER_WITHIN, client.report(None, Duration::ZERO))
+                        .await
+                else {
+                    continue;
+                };
+                // A launch that claimed it since the claims were read is in `claimed` before
+                // it starts anything; what the report listed before that is stray either way.
+                if report.environments.is_empty() || self.claims_agent(&a.doc.agent_id) {
+                    continue;
+                }
+                stopped += stop_strays(&client, &a.doc.agent_id, report.environments).await;
+            }
+            stopped
+        })
     }
 }

@@ -1,7 +1,8 @@
 //! The deployer: converges the environments on the agents to the published versions in the
 //! store and the scaler's counts. This file is its run loop (a scaler tick and a convergence
 //! pass on every store change, agent state change, and second; usage flushed every
-//! [`crate::accounting::FLUSH_EVERY`]); `converge` is the pass itself (versions → what is
+//! [`crate::accounting::FLUSH_EVERY`]; the provider's hosts swept for stray environments every
+//! [`SWEEP_EVERY`]); `converge` is the pass itself (versions → what is
 //! wanted, placement, scale-in, rollouts, empty instances), `lifecycle` launches and drops
 //! instances and starts and stops environments (with back-off after failures), and `watcher`
 //! follows each agent's reports; `adopt` takes in instances that run already (a new leader's,
@@ -21,6 +22,8 @@ use crate::DataPlane;
 
 /// How often the deployer runs when nothing wakes it; also the scaler's period.
 const PERIOD: Duration = Duration::from_secs(1);
+/// How often the provider's hosts are swept for stray environments.
+const SWEEP_EVERY: Duration = Duration::from_secs(3);
 
 impl DataPlane {
     pub(crate) async fn run_deployer(&self, stop: CancellationToken) {
@@ -28,7 +31,21 @@ impl DataPlane {
         let mut reports = self.reports.subscribe();
         let mut last_tick: Option<Instant> = None;
         let mut last_flush = Instant::now();
+        let mut last_sweep = Instant::now();
+        let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
         loop {
+            if last_sweep.elapsed() >= SWEEP_EVERY
+                && sweeping.as_ref().is_none_or(|h| h.is_finished())
+            {
+                last_sweep = Instant::now();
+                let dp = self.clone();
+                sweeping = Some(tokio::spawn(async move {
+                    let stopped = dp.provider.sweep_strays().await;
+                    if stopped > 0 {
+                        tracing::info!(stopped, "stray environments stopped");
+                    }
+                }));
+            }
             if last_flush.elapsed() >= crate::accounting::FLUSH_EVERY {
                 last_flush = Instant::now();
                 let dp = self.clone();

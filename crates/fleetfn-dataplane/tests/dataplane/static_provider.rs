@@ -283,3 +283,61 @@ async fn a_new_provider_finds_the_claimed_agents_and_they_outlive_it() {
     assert_eq!(found.len(), 1);
     assert!(!next.is_running("i-2"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn environments_left_on_an_agent_whose_claim_ended_are_swept() {
+    let fleet = Fleet::new(vec![
+        joined("a", 20_031, "z1", 2, 4_096, "x86_64"),
+        joined("b", 20_032, "z1", 2, 4_096, "x86_64"),
+        joined("c", 20_033, "z2", 2, 4_096, "x86_64"),
+    ]);
+    let p = fleet.provider();
+    let ia = p.launch("i-a", &spec("z1", "c7i.large")).await.unwrap();
+    let ic = p.launch("i-c", &spec("z2", "c7i.large")).await.unwrap();
+    ia.client
+        .put_environment("e-a", &env_request())
+        .await
+        .unwrap();
+    ic.client
+        .put_environment("e-c", &env_request())
+        .await
+        .unwrap();
+    // `a` is cut off while its instance is terminated: nothing is stopped, the claim ends.
+    fleet.fake(20_031).set_health(Health::Dead);
+    p.terminate("i-a").await;
+    assert_eq!(fleet.claimed(), vec![("c".into(), "i-c".into())]);
+    assert!(fleet.fake(20_031).deleted().is_empty());
+    // Unreachable: the sweep leaves it for later.
+    assert_eq!(p.sweep_strays().await, 0);
+    // Healed: its environment is stray and stopped; the claimed agent's is not touched.
+    fleet.fake(20_031).set_health(Health::Up);
+    assert_eq!(p.sweep_strays().await, 1);
+    let deleted: Vec<String> = fleet
+        .fake(20_031)
+        .deleted()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(deleted, vec!["e-a".to_string()]);
+    assert!(fleet.fake(20_033).deleted().is_empty());
+    assert_eq!(p.sweep_strays().await, 0);
+
+    // A launch that claims an agent still running an earlier claim's environment stops it first.
+    fleet.fake(20_033).set_health(Health::Dead);
+    p.terminate("i-c").await;
+    fleet.fake(20_033).set_health(Health::Up);
+    let again = p.launch("i-c2", &spec("z2", "c7i.large")).await.unwrap();
+    assert_eq!(fleet.claimed(), vec![("c".into(), "i-c2".into())]);
+    assert_eq!(again.id, "i-c2");
+    let deleted: Vec<String> = fleet
+        .fake(20_033)
+        .deleted()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        deleted,
+        vec!["e-c".to_string()],
+        "the new claim starts empty"
+    );
+}
