@@ -202,12 +202,31 @@ pub struct Api {
     client: HttpClient,
 }
 
+/// Keys that replace the ones this tool starts fleetfn with ([`use_env_keys`]).
+static SIGNING_KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Signs with `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` when both are set (`load` against a
+/// fleetfn someone else started); the scenarios always use their own.
+pub fn use_env_keys() {
+    if let (Ok(k), Ok(s)) = (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) && !k.is_empty()
+        && !s.is_empty()
+    {
+        let _ = SIGNING_KEYS.set((k, s));
+    }
+}
+
 pub fn sign(req: &mut http::Request<Bytes>) {
+    let (key, secret) = SIGNING_KEYS
+        .get()
+        .map_or((KEY, SECRET), |(k, s)| (k.as_str(), s.as_str()));
     let _ = fleetfn_sigv4::sign_http_request(
         req,
         &fleetfn_sigv4::SigningParams {
-            access_key_id: KEY,
-            secret_access_key: SECRET,
+            access_key_id: key,
+            secret_access_key: secret,
             session_token: None,
             region: REGION,
             service: "lambda",

@@ -187,10 +187,13 @@ fn run_suite(names: &[String], args: &SuiteArgs) -> anyhow::Result<()> {
 }
 
 fn run_load(a: LoadArgs) -> anyhow::Result<()> {
+    // Traffic never leaves this host: loopback, or an address of one of its own interfaces
+    // (e.g. a test bridge a benchmark made, scripts/bench-cluster.py).
     anyhow::ensure!(
-        a.endpoint.ip().is_loopback(),
-        "fleetfn-bench only targets loopback addresses"
+        a.endpoint.ip().is_loopback() || std::net::UdpSocket::bind((a.endpoint.ip(), 0)).is_ok(),
+        "fleetfn-bench only targets loopback or this host's own addresses"
     );
+    fleet::use_env_keys();
     let rt = load::runtime(1);
     let api = fleet::Api::new(a.endpoint);
     let make = api.invoke_request(&a.function, &a.payload);

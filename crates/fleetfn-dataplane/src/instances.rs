@@ -107,6 +107,15 @@ pub struct ProviderCapacity {
     pub vcpus_in_use: u32,
 }
 
+/// What [`InstanceProvider::sweep`] did and found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Stray environments stopped.
+    pub stopped: usize,
+    /// Hosts joined since the last sweep.
+    pub hosts_joined: bool,
+}
+
 /// Launches, describes and terminates instances.
 pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     /// Launches one instance and waits until its agent answers.
@@ -126,12 +135,13 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    /// Stops environments that run on this provider's hosts without belonging to any of its
-    /// instances (a `static` provider's agent whose claim ended while no server could reach
-    /// it, found again after the partition healed); returns how many it stopped. The leader
-    /// calls it every few seconds.
-    fn sweep_strays(&self) -> BoxFuture<'_, usize> {
-        Box::pin(async { 0 })
+    /// Looks over the provider's hosts every few seconds (the leader calls it): stops
+    /// environments that run there without belonging to any of its instances (a `static`
+    /// provider's agent whose claim ended while no server could reach it, found again after
+    /// the partition healed), and tells whether hosts joined since the last look (launches
+    /// that failed for want of one are then retried at once, not after their back-off).
+    fn sweep(&self) -> BoxFuture<'_, Sweep> {
+        Box::pin(async { Sweep::default() })
     }
     /// Whether the instances outlive the data plane: a stopping data plane leaves them and
     /// their environments running (for the next leader to adopt) instead of terminating them.

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use instances::{
     BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec, LocalProvider,
-    LocalProviderConfig, ProviderCapacity, new_instance_id,
+    LocalProviderConfig, ProviderCapacity, Sweep, new_instance_id,
 };
 pub use static_provider::{AgentDirectory, Connect, StaticProvider};
 

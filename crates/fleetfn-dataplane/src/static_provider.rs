@@ -6,7 +6,7 @@
 //! the claimed agents with what runs on them ([`InstanceProvider::existing`]) instead of
 //! starting anything again, and a stopping data plane leaves the agents running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,7 +20,7 @@ use fleetfn_server::cluster::{AgentClaim, JoinedAgent};
 use parking_lot::Mutex;
 
 use crate::ProviderCapacity;
-use crate::instances::{BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec};
+use crate::instances::{BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec, Sweep};
 
 /// How long a claimed agent has to answer before the launch gives it back.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -79,6 +79,8 @@ pub struct StaticProvider {
     claimed: Mutex<HashMap<String, Claimed>>,
     /// vCPUs of the joined agents, as last listed.
     joined_vcpus: AtomicU32,
+    /// Ids of the agents seen by the sweeps.
+    known_agents: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for StaticProvider {
@@ -130,6 +132,7 @@ impl StaticProvider {
             connect,
             claimed: Mutex::default(),
             joined_vcpus: AtomicU32::new(0),
+            known_agents: Mutex::default(),
         }
     }
 
@@ -391,10 +394,16 @@ impl InstanceProvider for StaticProvider {
         true
     }
 
-    fn sweep_strays(&self) -> BoxFuture<'_, usize> {
+    fn sweep(&self) -> BoxFuture<'_, Sweep> {
         Box::pin(async move {
             let Ok((agents, claims)) = self.agents_and_claims().await else {
-                return 0;
+                return Sweep::default();
+            };
+            let hosts_joined = {
+                let mut known = self.known_agents.lock();
+                let before = known.len();
+                known.extend(agents.iter().map(|a| a.doc.agent_id.clone()));
+                known.len() > before
             };
             let mut stopped = 0;
             for a in &agents {
@@ -417,7 +426,10 @@ impl InstanceProvider for StaticProvider {
                 }
                 stopped += stop_strays(&client, &a.doc.agent_id, report.environments).await;
             }
-            stopped
+            Sweep {
+                stopped,
+                hosts_joined,
+            }
         })
     }
 }

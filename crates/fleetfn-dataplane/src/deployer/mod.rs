@@ -23,7 +23,7 @@ use crate::DataPlane;
 /// How often the deployer runs when nothing wakes it; also the scaler's period.
 const PERIOD: Duration = Duration::from_secs(1);
 /// How often the provider's hosts are swept for stray environments.
-const SWEEP_EVERY: Duration = Duration::from_secs(3);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl DataPlane {
     pub(crate) async fn run_deployer(&self, stop: CancellationToken) {
@@ -40,9 +40,12 @@ impl DataPlane {
                 last_sweep = Instant::now();
                 let dp = self.clone();
                 sweeping = Some(tokio::spawn(async move {
-                    let stopped = dp.provider.sweep_strays().await;
-                    if stopped > 0 {
-                        tracing::info!(stopped, "stray environments stopped");
+                    let sweep = dp.provider.sweep().await;
+                    if sweep.stopped > 0 {
+                        tracing::info!(stopped = sweep.stopped, "stray environments stopped");
+                    }
+                    if sweep.hosts_joined {
+                        dp.retry_launches_now();
                     }
                 }));
             }
@@ -68,6 +71,22 @@ impl DataPlane {
                 _ = reports.changed() => {}
                 () = tokio::time::sleep(PERIOD) => {}
             }
+        }
+    }
+
+    /// Hosts joined: launches backing off after a failure may try again at once (a failure
+    /// after this continues the same back-off).
+    fn retry_launches_now(&self) {
+        let now = Instant::now();
+        let mut any = false;
+        for f in self.state.write().launch_failures.values_mut() {
+            if f.retry_at > now {
+                f.retry_at = now;
+                any = true;
+            }
+        }
+        if any {
+            self.bump();
         }
     }
 

@@ -308,10 +308,10 @@ async fn environments_left_on_an_agent_whose_claim_ended_are_swept() {
     assert_eq!(fleet.claimed(), vec![("c".into(), "i-c".into())]);
     assert!(fleet.fake(20_031).deleted().is_empty());
     // Unreachable: the sweep leaves it for later.
-    assert_eq!(p.sweep_strays().await, 0);
+    assert_eq!(p.sweep().await.stopped, 0);
     // Healed: its environment is stray and stopped; the claimed agent's is not touched.
     fleet.fake(20_031).set_health(Health::Up);
-    assert_eq!(p.sweep_strays().await, 1);
+    assert_eq!(p.sweep().await.stopped, 1);
     let deleted: Vec<String> = fleet
         .fake(20_031)
         .deleted()
@@ -320,7 +320,7 @@ async fn environments_left_on_an_agent_whose_claim_ended_are_swept() {
         .collect();
     assert_eq!(deleted, vec!["e-a".to_string()]);
     assert!(fleet.fake(20_033).deleted().is_empty());
-    assert_eq!(p.sweep_strays().await, 0);
+    assert_eq!(p.sweep().await.stopped, 0);
 
     // A launch that claims an agent still running an earlier claim's environment stops it first.
     fleet.fake(20_033).set_health(Health::Dead);
@@ -340,4 +340,28 @@ async fn environments_left_on_an_agent_whose_claim_ended_are_swept() {
         vec!["e-c".to_string()],
         "the new claim starts empty"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_tells_when_agents_joined() {
+    let fleet = Fleet::new(vec![joined("a", 20_041, "z1", 2, 4_096, "x86_64")]);
+    let p = fleet.provider();
+    assert!(p.sweep().await.hosts_joined, "the first look sees `a`");
+    assert!(!p.sweep().await.hosts_joined);
+    fleet
+        .dir
+        .agents
+        .lock()
+        .unwrap()
+        .push(joined("b", 20_041, "z2", 2, 4_096, "x86_64"));
+    assert!(p.sweep().await.hosts_joined);
+    assert!(!p.sweep().await.hosts_joined);
+    // One leaving is not a join.
+    fleet
+        .dir
+        .agents
+        .lock()
+        .unwrap()
+        .retain(|a| a.doc.agent_id != "a");
+    assert!(!p.sweep().await.hosts_joined);
 }
