@@ -40,7 +40,7 @@ enum Command {
     Server(ServerArgs),
     /// Run an instance agent: started by `fleetfn serve` for each virtual instance, or on a host
     /// of a cluster with `--join` (see docs/CLUSTER.md).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Show a running server's capacity providers, instances and function versions.
     Status(status::StatusArgs),
     /// Wait until a function (version) reaches a state, e.g. Active after a publish.
@@ -360,7 +360,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let result = rt.block_on(agent::run(args));
+            let result = rt.block_on(agent::run(*args));
             // The stdin watcher sits in a blocking read; don't wait for it.
             rt.shutdown_timeout(std::time::Duration::from_millis(200));
             result

@@ -44,11 +44,12 @@ pub fn install_default_provider() {
 /// Why a TLS configuration could not be made. `flag` names the option the file came from.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {flag} {}: {source}", path.display())]
+    // Not a `source`: the message says it all (no "Caused by" repeating it).
+    #[error("cannot read {flag} {}: {error}", path.display())]
     Read {
         flag: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{flag} {}: not valid PEM: {detail}", path.display())]
     Pem {
@@ -76,10 +77,10 @@ pub enum TlsError {
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         flag,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
