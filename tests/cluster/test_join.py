@@ -1,7 +1,9 @@
 """Join tokens and agents that join: `fleetfn token create|list|revoke` against a `fleetfn server`
 on PostgreSQL, and `fleetfn agent --join URL --token-file F` as a real process. A wrong, revoked
 or missing token is refused; the identity an agent gets is saved (mode 0600) and reused; neither
-a join token nor an agent credential opens the admin API.
+a join token nor an agent credential opens the admin API. Servers and agents over TLS (certificates
+made with openssl): a join, a deploy and invokes over https only, and a wrong CA or plain HTTP
+refused.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import postgres
 from fleetfn_testkit.agents import Agent as JoinedAgent, create_token, token_cli
+from fleetfn_testkit.dataplane import rust_zip, set_scaling
 from fleetfn_testkit.server import FleetfnServer
+from fleetfn_testkit.tls import make_pki
 
 
 @pytest.fixture
@@ -41,7 +46,7 @@ def _create_token(fleetfn_binary, server, tmp_path, name="token") -> tuple[str, 
 
 
 def _agents(server) -> list[dict]:
-    resp = h.raw_request(server.endpoint, "GET", "/fleetfn/v1/agents")
+    resp = h.raw_request(server.endpoint, "GET", "/fleetfn/v1/agents", verify=server.verify)
     assert resp.status_code == 200, resp.text
     return resp.json()["Agents"]
 
@@ -93,7 +98,8 @@ def test_plain_http_needs_an_explicit_flag_and_is_logged(fleetfn_binary, server,
     base = [str(fleetfn_binary), "agent", "--instance-id", "i-x", "--zone", "zone-a", "--data-dir",
             str(tmp_path / "a"), "--artifacts-dir", str(tmp_path / "a" / "artifacts"), "--token-file", str(token_file)]
     env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
-    for url, words in ((server.endpoint, "--allow-plain-http"), ("https://127.0.0.1:1", "TLS")):
+    # http:// servers, and (joining https:// servers) this agent's own API without a certificate.
+    for url, words in ((server.endpoint, "--allow-plain-http"), ("https://127.0.0.1:1", "--tls-cert")):
         out = subprocess.run(base + ["--join", url], capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL, env=env)
         assert out.returncode != 0 and words in out.stderr, out.stderr
@@ -239,3 +245,88 @@ def test_a_removed_agent_s_credential_opens_nothing(fleetfn_binary, server, tmp_
     assert r.status_code == 403, r.text
     r = h.raw_request(server.endpoint, "DELETE", f"/fleetfn/v1/agents/{saved['AgentId']}")
     assert r.status_code == 404 and h.raw_error_code(r) == "ResourceNotFoundException", r.text
+
+
+TLS_ZONE = "subnet-tls"
+
+
+def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents):
+    """`fleetfn server --tls-cert/--tls-key/--agent-ca` and an agent joining it over https with
+    --ca-file and serving its own API with --tls-cert: a function deployed on the agent serves
+    invokes; a wrong CA, plain HTTP to either side, and a TLS agent restarted without its
+    certificate are refused."""
+    pki = make_pki(tmp_path / "pki")
+    srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name="tls", command="server",
+                        store_url=postgres.session_server().database_for(tmp_path / "db"), data_plane=True,
+                        tls_ca=pki.ca,
+                        extra_args=["--metrics-listen", "off", "--tls-cert", str(pki.server_cert),
+                                    "--tls-key", str(pki.server_key), "--agent-ca", str(pki.ca)])
+    srv.start()
+    try:
+        assert srv.endpoint.startswith("https://")
+        assert f"serving the Lambda API on {srv.endpoint}" in srv.stderr_path.read_text()
+        # The whole listener is TLS: a plain HTTP client gets no answer.
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://127.0.0.1:{srv.port}/fleetfn/health", timeout=5)
+        _, _, token_file = create_token(fleetfn_binary, srv, tmp_path)  # the CLI, over https
+
+        def agent(name: str, ca: Path, tls: bool = True, plain: bool = False) -> JoinedAgent:
+            args = ["--ca-file", str(ca), "--vcpus", "2", "--memory-mib", "4096"]
+            if tls:
+                args += ["--tls-cert", str(pki.agent_cert), "--tls-key", str(pki.agent_key)]
+            a = JoinedAgent(fleetfn_binary, srv.endpoint, tmp_path / name, token_file, TLS_ZONE,
+                            extra_args=args, plain_http=plain)
+            agents.append(a)
+            return a
+
+        # A CA that did not sign the server's certificate: no join, the reason on stderr.
+        wrong = agent("agent-wrong-ca", pki.other_ca)
+        assert wrong.exit_status() != 0
+        assert "cannot reach" in wrong.stderr() and "certificate" in wrong.stderr(), wrong.stderr()
+        assert _agents(srv) == []
+
+        a = agent("agent1", pki.ca)
+        addr = a.wait_listening().strip().rsplit(" ", 1)[-1]
+        assert "plain HTTP" not in a.stderr(), a.stderr()
+        [joined] = _agents(srv)
+        assert joined["Tls"] is True and joined["Address"] == addr, joined
+        # The agent's API is TLS only, with the certificate the servers verify.
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://{addr}/v1/environments", timeout=5)
+        cred = {"Authorization": f"Bearer {a.identity()['Credential']}"}
+        r = requests.get(f"https://{addr}/v1/environments", headers=cred, verify=str(pki.ca), timeout=5)
+        assert r.status_code == 200, r.text
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"https://{addr}/v1/environments", headers=cred, verify=str(pki.other_ca), timeout=5)
+
+        # A function on a capacity provider in the agent's zone: placed on it, invoked through
+        # the server (server → agent over https, the package fetched over https).
+        lam = h.make_client(srv.endpoint, verify=srv.verify)
+        cp = h.create_active_cp(lam, h.uniq("tls"),
+                                VpcConfig={"SubnetIds": [TLS_ZONE], "SecurityGroupIds": h.SECURITY_GROUPS},
+                                InstanceRequirements={"Architectures": ["x86_64"],
+                                                      "AllowedInstanceTypes": ["c7i.large"]})
+        name = h.uniq("fn")
+        lam.create_function(**h.function_request(
+            name, None, runtime="provided.al2023", zip_bytes=rust_zip(),
+            CapacityProviderConfig=h.lmi_config(cp["CapacityProviderArn"], PerExecutionEnvironmentMaxConcurrency=4)))
+        h.wait_function_settled(lam, name)
+        version = lam.publish_version(FunctionName=name)["Version"]
+        set_scaling(lam, name, version, 1, 1)
+        cfg = h.poll(lambda: lam.get_function(FunctionName=name, Qualifier=version)["Configuration"],
+                     lambda c: c["State"] != "Pending", f"{name}:{version} to leave Pending", timeout=90)
+        assert cfg["State"] == "Active", (cfg, srv.logs(60), a.stderr()[-3000:])
+        for i in range(3):
+            event = {"op": "echo", "n": i}
+            resp = lam.invoke(FunctionName=name, Qualifier=version, Payload=json.dumps(event).encode())
+            body = resp["Payload"].read()
+            assert resp["StatusCode"] == 200 and "FunctionError" not in resp, (resp, body)
+            assert json.loads(body) == event
+
+        # It joined serving TLS: restarted without its certificate it refuses to start.
+        a.stop()
+        again = agent("agent1", pki.ca, tls=False, plain=True)
+        assert again.exit_status() != 0
+        assert "start it with --tls-cert" in again.stderr(), again.stderr()
+    finally:
+        srv.stop()

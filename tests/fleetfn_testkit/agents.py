@@ -17,6 +17,8 @@ def token_cli(fleetfn_binary, server, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, AWS_ACCESS_KEY_ID=h.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=h.SECRET_KEY,
                AWS_DEFAULT_REGION=h.REGION)
     env.pop("AWS_PROFILE", None)
+    if getattr(server, "tls_ca", None):
+        env["AWS_CA_BUNDLE"] = str(server.tls_ca)
     return subprocess.run([str(fleetfn_binary), "token", *args, "--endpoint-url", server.endpoint],
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
 
@@ -37,14 +39,15 @@ class Agent:
     not isolation)."""
 
     def __init__(self, binary, join: str, data_dir: Path, token_file: Path | None, zone: str = "zone-a",
-                 extra_args: list[str] | None = None, host=None):
+                 extra_args: list[str] | None = None, plain_http: bool = True, host=None):
         """`host`: a `fleetfn_testkit.netns.Host` to run in (its own network namespace and
         address, listening on port 9700 there); None: on loopback, on a free port."""
         self.data_dir = data_dir
         self.host = host
         self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
         data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(binary), "agent", "--join", join, "--allow-plain-http",
+        # `plain_http=False`: no --allow-plain-http (https servers, and --tls-cert in extra_args).
+        args = [str(binary), "agent", "--join", join] + (["--allow-plain-http"] if plain_http else []) + [
                 "--instance-id", f"i-{data_dir.name}", "--zone", zone, "--data-dir", str(data_dir),
                 "--artifacts-dir", str(data_dir / "artifacts"),
                 "--listen", f"{host.address}:9700" if host is not None else "127.0.0.1:0",

@@ -423,8 +423,10 @@ def paginate(call: Callable[..., dict], items_key: str, max_items: int, max_page
 
 def raw_request(endpoint: str, method: str, path: str, body: bytes | str | None = None,
                 query: dict | None = None, headers: dict | None = None, sign: bool = True,
-                access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, timeout: float = 60.0) -> requests.Response:
-    """Send an HTTP request, optionally SigV4-signed for service `lambda`."""
+                access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, timeout: float = 60.0,
+                verify: str | bool = True) -> requests.Response:
+    """Send an HTTP request, optionally SigV4-signed for service `lambda`; `verify`: the CA
+    bundle of an https endpoint."""
     url = endpoint.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
@@ -436,7 +438,7 @@ def raw_request(endpoint: str, method: str, path: str, body: bytes | str | None 
         req = AWSRequest(method=method, url=url, data=body or b"", headers=hdrs)
         SigV4Auth(Credentials(access_key, secret_key), "lambda", REGION).add_auth(req)
         hdrs = dict(req.headers.items())
-    return requests.request(method, url, data=body, headers=hdrs, timeout=timeout)
+    return requests.request(method, url, data=body, headers=hdrs, timeout=timeout, verify=verify)
 
 
 def raw_error_code(resp: requests.Response) -> str:
@@ -461,7 +463,7 @@ def raw_error_message(resp: requests.Response) -> str:
 
 
 def make_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
-                validate: bool = True, unsigned: bool = False):
+                validate: bool = True, unsigned: bool = False, verify: str | bool | None = None):
     cfg = dict(retries={"max_attempts": 1}, parameter_validation=validate,
                connect_timeout=5, read_timeout=120)
     if unsigned:
@@ -473,4 +475,5 @@ def make_client(endpoint: str, access_key: str = ACCESS_KEY, secret_key: str = S
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=Config(**cfg),
+        verify=verify,
     )

@@ -67,8 +67,10 @@ class FleetfnServer:
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
                  data_plane: bool = False, extra_args: list[str] | None = None,
                  admin_keys: bool = True, command: str = "serve", store_url: str | None = None,
-                 host: str = "127.0.0.1"):
+                 tls_ca: Path | None = None, host: str = "127.0.0.1"):
         self.binary = binary
+        # With `tls_ca` (the CA of the certificate in its --tls-cert) it serves https.
+        self.tls_ca = tls_ca
         # The address it listens on (a test network's bridge address for agents in network
         # namespaces; tests/cluster).
         self.host = host
@@ -104,7 +106,13 @@ class FleetfnServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """`verify=` for requests and boto3: the CA of an https server."""
+        return str(self.tls_ca) if self.tls_ca else True
 
     def start(self, same_port: bool = False) -> "FleetfnServer":
         """Starts the process; `same_port` reuses the port of its last start (a restart that
@@ -161,7 +169,7 @@ class FleetfnServer:
                 self.last_returncode = rc
                 return False
             try:
-                if requests.get(url, timeout=1.0).status_code == 200:
+                if requests.get(url, timeout=1.0, verify=self.verify).status_code == 200:
                     return True
             except requests.RequestException:
                 pass

@@ -24,7 +24,7 @@ use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
 pub use error::{ApiError, render};
-pub use listener::{ListenerConfig, serve};
+pub use listener::{ListenerConfig, serve, serve_tls};
 pub use logs::FOLLOW_END_TYPE;
 
 /// Shared state of the API handlers.

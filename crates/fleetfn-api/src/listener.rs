@@ -2,11 +2,14 @@
 //! shutdown. The header-read timeout also closes idle keep-alive connections: hyper starts it
 //! whenever a connection waits for the head of its next request, so a client that opens a
 //! connection (or keeps one) and never finishes a request head is dropped after it.
+//! [`serve_tls`] is the same over TLS (every connection; the handshake is bounded by the same
+//! timeout).
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use fleetfn_proto::tls::TlsListener;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -40,6 +43,30 @@ pub async fn serve(
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_on(Incoming::Plain(listener), app, cfg, shutdown).await;
+}
+
+/// [`serve`] over TLS: `listener` hands out connections with their handshake done.
+pub async fn serve_tls(
+    listener: TlsListener,
+    app: Router,
+    cfg: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_on(Incoming::Tls(listener), app, cfg, shutdown).await;
+}
+
+enum Incoming {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+async fn serve_on(
+    mut listener: Incoming,
+    app: Router,
+    cfg: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
@@ -47,27 +74,43 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting an API connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Small request/response exchanges: never wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "API connection ended with an error");
+        let service = TowerToHyperService::new(app.clone());
+        match &mut listener {
+            Incoming::Plain(tcp_listener) => {
+                let tcp = tokio::select! {
+                    accepted = tcp_listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accepting an API connection failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    () = &mut shutdown => break,
+                };
+                // Small request/response exchanges: never wait for Nagle.
+                let _ = tcp.set_nodelay(true);
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "API connection ended with an error");
+                    }
+                });
             }
-        });
+            Incoming::Tls(tls_listener) => {
+                let (stream, _) = tokio::select! {
+                    accepted = tls_listener.accept() => accepted,
+                    () = &mut shutdown => break,
+                };
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "API connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -20,8 +20,41 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         token.is_some() || !args.join.is_empty(),
         "FLEETFN_AGENT_TOKEN must hold the token the server authenticates with (or join servers with --join)"
     );
+    // This agent's own API over TLS (--tls-cert), or plain HTTP.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            anyhow::ensure!(
+                !args.join.is_empty(),
+                "--tls-cert is for agents that --join servers"
+            );
+            Some(fleetfn_proto::tls::ServerTls::from_pem_files(
+                cert,
+                key,
+                "--tls-cert",
+                "--tls-key",
+            )?)
+        }
+        _ => None,
+    };
+    let mut server_http = None;
     if !args.join.is_empty() {
-        crate::join::check_servers(&args.join, args.allow_plain_http)?;
+        server_http = Some(crate::join::check_servers(
+            &args.join,
+            args.allow_plain_http,
+            args.ca_file.as_deref(),
+        )?);
+        if tls.is_none() {
+            anyhow::ensure!(
+                args.allow_plain_http,
+                "without --tls-cert and --tls-key this agent's API would be plain HTTP: the \
+                 servers' calls, with this agent's credential and invoke payloads, would cross \
+                 the network unencrypted; give it a certificate, or add --allow-plain-http to do \
+                 it anyway on a network you trust"
+            );
+            tracing::warn!(
+                "serving the agent API over plain HTTP (--allow-plain-http): the servers' calls, with this agent's credential and invoke payloads, cross the network unencrypted"
+            );
+        }
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -103,7 +136,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Some(t) => t,
         None => {
             // Joined: the servers will authenticate to this agent with its own credential.
+            let client = server_http.clone().context("--join servers were checked")?;
             let joined = crate::join::identity(
+                &client,
                 &args.data_dir,
                 &args.join,
                 args.token_file.as_deref(),
@@ -113,11 +148,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                     vcpus: shape.vcpus,
                     memory_mib: shape.memory_mib,
                     host: host_runtimes,
+                    tls: tls.is_some(),
                 },
             )
             .await?;
             let credential = joined.credential.clone();
-            packages = Some(std::sync::Arc::new(crate::join::ServerPackages { joined }));
+            packages = Some(std::sync::Arc::new(crate::join::ServerPackages {
+                joined,
+                client,
+            }));
             credential
         }
     };
@@ -185,22 +224,36 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let serve_stop = stop.clone();
     let closer = agent.clone();
-    axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Small request/response exchanges: never wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        }),
-        agent.router(),
-    )
-    .with_graceful_shutdown(async move {
+    let shutdown = async move {
         serve_stop.cancelled().await;
         // Stop the environments first: in-flight invokes get their answer (or their
         // error) within the grace, and the HTTP drain then has nothing long to wait for.
         closer.close();
         closer.stop_all(std::time::Duration::from_secs(2)).await;
-    })
-    .await
-    .context("serving the agent API")?;
+    };
+    match tls {
+        Some(tls) => axum::serve(
+            TlsIncoming(fleetfn_proto::tls::TlsListener::new(
+                listener,
+                &tls,
+                std::time::Duration::from_secs(10),
+            )?),
+            agent.router(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the agent API")?,
+        None => axum::serve(
+            axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                // Small request/response exchanges: never wait for Nagle.
+                let _ = tcp.set_nodelay(true);
+            }),
+            agent.router(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the agent API")?,
+    }
     agent.stop_all(std::time::Duration::from_secs(2)).await;
     if let Some(s) = sandbox {
         // The environments' processes die with their helpers; give the kernel a moment to
@@ -220,6 +273,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The agent API's connections over TLS, handshakes done (TCP_NODELAY set).
+struct TlsIncoming(fleetfn_proto::tls::TlsListener);
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = fleetfn_proto::tls::ServerTlsStream;
+    type Addr = std::net::SocketAddr;
+
+    fn accept(&mut self) -> impl std::future::Future<Output = (Self::Io, Self::Addr)> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.0.local_addr())
+    }
 }
 
 /// Once a minute, prunes every version's log (writers prune the versions they write; versions

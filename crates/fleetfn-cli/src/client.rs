@@ -157,6 +157,9 @@ pub struct Resolved {
     pub endpoint: String,
     pub region: String,
     pub credentials: Credentials,
+    /// The CA bundle an `https://` endpoint is verified with (`AWS_CA_BUNDLE`, as for the AWS
+    /// CLI) [default: the host's root certificates].
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// An INI file as the AWS CLI reads it: sections of lower-cased keys. Later duplicates win.
@@ -420,6 +423,7 @@ pub fn resolve(
         endpoint: args.endpoint_url.trim_end_matches('/').to_owned(),
         region,
         credentials,
+        ca_bundle: env.var("AWS_CA_BUNDLE").map(PathBuf::from),
     })
 }
 
@@ -442,7 +446,7 @@ pub struct Client {
     base: http::Uri,
     region: String,
     credentials: Credentials,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<fleetfn_proto::tls::HttpsConnector, Full<Bytes>>,
 }
 
 impl Client {
@@ -455,17 +459,24 @@ impl Client {
             .endpoint
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        match base.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https is not supported yet; use http://")),
-            _ => return Err(bad("expected http://HOST:PORT")),
-        }
+        let tls = match base.scheme_str() {
+            Some("http") => None,
+            Some("https") => Some(
+                match &resolved.ca_bundle {
+                    Some(ca) => fleetfn_proto::tls::ClientTls::from_ca_file(ca, "AWS_CA_BUNDLE"),
+                    None => fleetfn_proto::tls::ClientTls::system_roots(),
+                }
+                .map_err(|e| bad(&e.to_string()))?,
+            ),
+            _ => return Err(bad("expected http://HOST:PORT or https://HOST:PORT")),
+        };
         if base.host().is_none() {
             return Err(bad("no host"));
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        let connector = fleetfn_proto::tls::https_connector(tls.as_ref(), connector, true);
         Ok(Self {
             endpoint: resolved.endpoint,
             base,
@@ -1136,9 +1147,18 @@ aws_secret_access_key = cfgsecret
                 session_token: None,
                 source: "test".into(),
             },
+            ca_bundle: Some(PathBuf::from("/nonexistent/ca.pem")),
         };
+        let unreadable = Client::new(resolved("https://x"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            unreadable.contains("cannot read AWS_CA_BUNDLE /nonexistent/ca.pem"),
+            "{unreadable}"
+        );
         assert!(matches!(
-            Client::new(resolved("https://x")),
+            Client::new(resolved("ftp://x")),
             Err(ClientError::Endpoint { .. })
         ));
         assert!(matches!(

@@ -1,7 +1,8 @@
 //! `fleetfn agent --join URL[,URL…] --token-file F`: an agent on another host registers with
 //! the servers once, with a join token, and keeps the agent id and credential it gets in
 //! `<data dir>/agent-credential.json` (mode 0600); on later starts it reuses them and needs no
-//! token. The token and the credential open nothing of the admin API.
+//! token. The token and the credential open nothing of the admin API. `https://` servers are
+//! verified against `--ca-file` (or the host's roots); `http://` ones need `--allow-plain-http`.
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bytes::Bytes;
 use fleetfn_agent::HostRuntimes;
+use fleetfn_proto::tls::ClientTls;
 use fleetfn_server::cluster::{JoinRequest, JoinResponse};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -24,8 +26,11 @@ pub const CREDENTIAL_FILE: &str = "agent-credential.json";
 pub struct Joined {
     pub agent_id: String,
     pub credential: String,
-    /// The servers it joined.
+    /// The servers it joined (on later starts: those of `--join`).
     pub servers: Vec<String>,
+    /// It told the servers it serves its API over TLS: it must go on doing so.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// What this agent offers when it joins.
@@ -35,6 +40,25 @@ pub struct Offer {
     pub vcpus: u32,
     pub memory_mib: u64,
     pub host: HostRuntimes,
+    /// It serves its API over TLS.
+    pub tls: bool,
+}
+
+/// The client an agent talks to its servers with (join, packages): `https://` verified with the
+/// CA of `--ca-file` or the host's roots, `http://` where allowed.
+#[derive(Clone, Debug)]
+pub struct ServerHttp(HyperClient<fleetfn_proto::tls::HttpsConnector, Full<Bytes>>);
+
+impl ServerHttp {
+    fn new(tls: Option<&ClientTls>) -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        http.set_nodelay(true);
+        Self(
+            HyperClient::builder(TokioExecutor::new())
+                .build(fleetfn_proto::tls::https_connector(tls, http, true)),
+        )
+    }
 }
 
 fn architecture() -> &'static str {
@@ -59,39 +83,54 @@ fn runtimes(host: &HostRuntimes) -> Vec<String> {
     out
 }
 
-/// The saved identity, or a new one from a join with the token in `token_file`.
-/// Checks the `--join` URLs: `http://HOST:PORT` only with `--allow-plain-http` (then said in
-/// the log), and no TLS yet.
-pub fn check_servers(servers: &[String], allow_plain_http: bool) -> anyhow::Result<()> {
+/// Checks the `--join` URLs and makes the client for them: `http://HOST:PORT` only with
+/// `--allow-plain-http` (then said in the log), `https://HOST:PORT` verified with the CA bundle
+/// in `ca_file`, or without one the host's root certificates.
+pub fn check_servers(
+    servers: &[String],
+    allow_plain_http: bool,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<ServerHttp> {
+    let (mut plain, mut tls) = (false, false);
     for s in servers {
         let uri: http::Uri = s
             .parse()
             .map_err(|e| anyhow::anyhow!("--join: {s:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
-            Some("http") if allow_plain_http => {}
+            Some("http") if allow_plain_http => plain = true,
             Some("http") => anyhow::bail!(
                 "--join {s}: plain HTTP would carry the join token and this agent's credential \
-                 unencrypted; add --allow-plain-http to do it anyway on a network you trust \
-                 (TLS between servers and agents is not there yet)"
+                 unencrypted; use https:// (servers started with --tls-cert), or add \
+                 --allow-plain-http to do it anyway on a network you trust"
             ),
-            Some("https") => anyhow::bail!(
-                "--join {s}: TLS between servers and agents is not there yet; use http:// with \
-                 --allow-plain-http on a network you trust"
-            ),
-            _ => anyhow::bail!("--join {s}: expected http://HOST:PORT"),
+            Some("https") => tls = true,
+            _ => anyhow::bail!("--join {s}: expected https://HOST:PORT (or http://)"),
         }
         anyhow::ensure!(uri.host().is_some(), "--join {s}: no host");
     }
-    if allow_plain_http {
+    let roots = if !tls {
+        None
+    } else if let Some(ca) = ca_file {
+        Some(ClientTls::from_ca_file(ca, "--ca-file")?)
+    } else {
+        Some(ClientTls::system_roots().map_err(|e| {
+            anyhow::anyhow!(
+                "--join with https://: {e} (--ca-file FILE: the CA that signed the servers' certificates)"
+            )
+        })?)
+    };
+    if plain {
         tracing::warn!(
             servers = %servers.join(","),
             "talking to the servers over plain HTTP (--allow-plain-http): the join token, this agent's credential and code packages cross the network unencrypted"
         );
     }
-    Ok(())
+    Ok(ServerHttp::new(roots.as_ref()))
 }
 
+/// The saved identity, or a new one from a join with the token in `token_file`.
 pub async fn identity(
+    client: &ServerHttp,
     data_dir: &Path,
     servers: &[String],
     token_file: Option<&Path>,
@@ -99,8 +138,27 @@ pub async fn identity(
 ) -> anyhow::Result<Joined> {
     let path = data_dir.join(CREDENTIAL_FILE);
     if let Ok(raw) = std::fs::read(&path) {
-        let joined: Joined = serde_json::from_slice(&raw)
+        let mut joined: Joined = serde_json::from_slice(&raw)
             .with_context(|| format!("{} is not an agent credential file", path.display()))?;
+        // The servers call it as it joined: over TLS, or over plain HTTP.
+        match (joined.tls, offer.tls) {
+            (true, false) => anyhow::bail!(
+                "agent {} joined serving its API over TLS, and the servers call it only so: \
+                 start it with --tls-cert and --tls-key",
+                joined.agent_id
+            ),
+            (false, true) => anyhow::bail!(
+                "agent {} joined serving its API over plain HTTP, and the servers call it so: \
+                 to serve TLS, remove it (DELETE /fleetfn/v1/agents/{}), delete {} and join \
+                 again with a new token",
+                joined.agent_id,
+                joined.agent_id,
+                path.display()
+            ),
+            _ => {}
+        }
+        // The servers as checked now (a saved http:// list must not bypass the check).
+        joined.servers = servers.to_vec();
         tracing::info!(agent = %joined.agent_id, "using the identity from an earlier join ({})", path.display());
         return Ok(joined);
     }
@@ -118,16 +176,18 @@ pub async fn identity(
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default(),
+        tls: offer.tls,
     };
     let body = Bytes::from(serde_json::to_vec(&req)?);
     let mut last = anyhow::anyhow!("no server to join (--join is empty)");
     for server in servers {
-        match post_join(server, &token, body.clone()).await {
+        match post_join(client, server, &token, body.clone()).await {
             Ok(resp) => {
                 let joined = Joined {
                     agent_id: resp.agent_id,
                     credential: resp.credential,
                     servers: servers.to_vec(),
+                    tls: req.tls,
                 };
                 save(&path, &joined)?;
                 eprintln!(
@@ -187,19 +247,24 @@ enum JoinError {
     Unreachable(String),
 }
 
-async fn post_join(server: &str, token: &str, body: Bytes) -> Result<JoinResponse, JoinError> {
+async fn post_join(
+    client: &ServerHttp,
+    server: &str,
+    token: &str,
+    body: Bytes,
+) -> Result<JoinResponse, JoinError> {
     let url = format!("{}/fleetfn/v1/agents/join", server.trim_end_matches('/'));
     let req = http::Request::post(&url)
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|e| JoinError::Refused(format!("bad server URL {url}: {e}")))?;
-    let client = HyperClient::builder(TokioExecutor::new()).build_http();
     let exchange = async {
         let resp = client
+            .0
             .request(req)
             .await
-            .map_err(|e| JoinError::Unreachable(e.to_string()))?;
+            .map_err(|e| JoinError::Unreachable(fleetfn_proto::tls::error_chain(&e)))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp
@@ -231,6 +296,7 @@ const MAX_PACKAGE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug)]
 pub struct ServerPackages {
     pub joined: Joined,
+    pub client: ServerHttp,
 }
 
 impl fleetfn_agent::PackageSource for ServerPackages {
@@ -240,7 +306,6 @@ impl fleetfn_agent::PackageSource for ServerPackages {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'a>>
     {
         Box::pin(async move {
-            let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
             let mut why = String::from("no servers");
             for server in &self.joined.servers {
                 let url = format!(
@@ -255,7 +320,12 @@ impl fleetfn_agent::PackageSource for ServerPackages {
                     .body(Full::new(Bytes::new()))
                     .map_err(|e| e.to_string())?;
                 let exchange = async {
-                    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+                    let resp = self
+                        .client
+                        .0
+                        .request(req)
+                        .await
+                        .map_err(|e| fleetfn_proto::tls::error_chain(&e))?;
                     let status = resp.status();
                     let body = http_body_util::Limited::new(resp.into_body(), MAX_PACKAGE_BYTES)
                         .collect()

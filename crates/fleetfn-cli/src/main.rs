@@ -40,7 +40,7 @@ enum Command {
     Server(ServerArgs),
     /// Run an instance agent: started by `fleetfn serve` for each virtual instance, or on a host
     /// of a cluster with `--join` (see docs/CLUSTER.md).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Show a running server's capacity providers, instances and function versions.
     Status(status::StatusArgs),
     /// Wait until a function (version) reaches a state, e.g. Active after a publish.
@@ -92,11 +92,33 @@ pub struct AgentArgs {
     /// A file (mode 0600) holding a join token (`fleetfn token create`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Talk to the --join servers over plain HTTP (their traffic, the token and the credential
-    /// unencrypted): only on a network you trust. Without it an http:// server is refused
-    /// (TLS between servers and agents is not there yet).
+    /// Allow plain HTTP with the servers (the token, the credential, packages, payloads
+    /// unencrypted; said in the log): http:// --join servers, and with --join this agent's own
+    /// API without --tls-cert. Only on a network you trust; without it both are refused.
     #[arg(long)]
     pub allow_plain_http: bool,
+    /// PEM bundle of the CA(s) that signed the https:// --join servers' certificates
+    /// [default: the host's root certificates].
+    #[arg(long, value_name = "FILE", env = "FLEETFN_AGENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Serve the agent API over TLS with this PEM certificate (chain); it must name the
+    /// --advertise address's IP (a subjectAltName), and the servers verify it with their
+    /// --agent-ca. Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLEETFN_AGENT_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLEETFN_AGENT_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// The address the servers reach this agent at [default: the address it listens on].
     #[arg(long)]
     pub advertise: Option<SocketAddr>,
@@ -269,6 +291,27 @@ pub struct ServerArgs {
     /// Address of `GET /metrics`, or `off` [default: 127.0.0.1:9601 when free].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<metrics::MetricsListen>,
+    /// Serve the API (clients and agents) over TLS with this PEM certificate (chain), which
+    /// must name the host or IP clients and agents use. Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLEETFN_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLEETFN_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CA that signs agents' certificates: agents that joined with
+    /// --tls-cert are called over https and verified with it (for their advertised IP).
+    #[arg(long, value_name = "FILE", env = "FLEETFN_AGENT_CA")]
+    pub agent_ca: Option<PathBuf>,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -292,6 +335,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // One crypto provider for every TLS config of this process.
+    fleetfn_proto::tls::install_default_provider();
     match cli.command {
         Command::Serve(args) => {
             let rt = if std::env::var_os("FLEETFN_SINGLE_THREAD").is_some() {
@@ -315,7 +360,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let result = rt.block_on(agent::run(args));
+            let result = rt.block_on(agent::run(*args));
             // The stdin watcher sits in a blocking read; don't wait for it.
             rt.shutdown_timeout(std::time::Duration::from_millis(200));
             result

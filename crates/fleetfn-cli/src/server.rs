@@ -50,6 +50,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.max_concurrent_uploads == 0 {
         anyhow::bail!("--max-concurrent-uploads must be at least 1");
     }
+    // TLS files first: a bad one stops the start before anything is opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(fleetfn_proto::tls::ServerTls::from_pem_files(
+            cert,
+            key,
+            "--tls-cert",
+            "--tls-key",
+        )?),
+        _ => None,
+    };
+    let agent_tls = args
+        .agent_ca
+        .as_deref()
+        .map(|ca| fleetfn_proto::tls::ClientTls::from_ca_file(ca, "--agent-ca"))
+        .transpose()?;
     let location = store_location(Some(&args.store), args.data_dir.as_deref())?;
     if !matches!(location, StoreLocation::Postgres(_)) {
         anyhow::bail!(
@@ -106,6 +121,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let planes = (!args.no_data_plane).then(|| Planes {
         current: plane.clone(),
         metrics: metrics.clone(),
+        agent_tls,
     });
     if planes.is_none() {
         tracing::warn!(
@@ -136,8 +152,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
     });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "fleetfn server {id} serving the Lambda API on http://{addr} (data dir {}, store {})",
+        "fleetfn server {id} serving the Lambda API on {scheme}://{addr} (data dir {}, store {})",
         base.data_dir.display(),
         base.location
     );
@@ -146,15 +163,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(shutdown_signal(stop.clone()));
     let serve_stop = stop.clone();
-    fleetfn_api::serve(
-        listener,
-        app,
-        fleetfn_api::ListenerConfig {
-            header_read_timeout,
-        },
-        async move { serve_stop.cancelled().await },
-    )
-    .await;
+    let cfg = fleetfn_api::ListenerConfig {
+        header_read_timeout,
+    };
+    let stopped = async move { serve_stop.cancelled().await };
+    match tls {
+        Some(tls) => {
+            // The handshake is bounded like a request head.
+            let listener =
+                fleetfn_proto::tls::TlsListener::new(listener, &tls, header_read_timeout)?;
+            fleetfn_api::serve_tls(listener, app, cfg, stopped).await;
+        }
+        None => fleetfn_api::serve(listener, app, cfg, stopped).await,
+    }
     stop.cancel();
     // The loops stop first, then the elector gives the lease up.
     let _ = loops.await;
@@ -234,6 +255,8 @@ impl Invoker for CurrentPlane {
 struct Planes {
     current: Arc<CurrentPlane>,
     metrics: Arc<fleetfn_metrics::Metrics>,
+    /// The CA agents' certificates are verified with (`--agent-ca`).
+    agent_tls: Option<fleetfn_proto::tls::ClientTls>,
 }
 
 impl Planes {
@@ -254,6 +277,7 @@ impl Planes {
             Arc::new(cp.clone()),
             fleetfn_scheduler::Catalog::builtin(),
             term,
+            self.agent_tls.clone(),
         ))
     }
 

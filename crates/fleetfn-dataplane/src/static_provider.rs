@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use fleetfn_model::LambdaError;
+use fleetfn_proto::tls::ClientTls;
 use fleetfn_proto::{AgentApi, AgentClient};
 use fleetfn_scheduler::{Arch, Catalog, InstanceType};
 use fleetfn_server::ControlPlane;
@@ -60,8 +61,10 @@ impl AgentDirectory for ControlPlane {
     }
 }
 
-/// Makes the client that reaches one agent (its address, its credential).
-pub type Connect = Arc<dyn Fn(SocketAddr, &str) -> Arc<dyn AgentApi> + Send + Sync>;
+/// Makes the client that reaches one agent (its address, its credential, whether it serves its
+/// API over TLS); `Err` says why it cannot be reached.
+pub type Connect =
+    Arc<dyn Fn(SocketAddr, &str, bool) -> Result<Arc<dyn AgentApi>, String> + Send + Sync>;
 
 #[derive(Debug, Clone)]
 struct Claimed {
@@ -108,19 +111,34 @@ fn fits(a: &JoinedAgent, zone: &str, t: &InstanceType) -> bool {
 }
 
 impl StaticProvider {
-    /// Over `dir`, reaching agents over HTTP with their credentials.
+    /// Over `dir`, reaching agents with their credentials: over TLS, verified with
+    /// `agent_tls`, those that joined saying they serve it, over plain HTTP the others.
     /// `term`: the leader's (its starts and stops carry it, so agents refuse a former
     /// leader's); `None` for a follower, which never starts or stops anything.
-    pub fn new(dir: Arc<dyn AgentDirectory>, catalog: Catalog, term: Option<u64>) -> Self {
+    pub fn new(
+        dir: Arc<dyn AgentDirectory>,
+        catalog: Catalog,
+        term: Option<u64>,
+        agent_tls: Option<ClientTls>,
+    ) -> Self {
         Self::with_connect(
             dir,
             catalog,
-            Arc::new(move |addr, credential| {
-                let client = AgentClient::new(addr, credential);
-                Arc::new(match term {
+            Arc::new(move |addr, credential, tls| {
+                let client = match (tls, &agent_tls) {
+                    (false, _) => AgentClient::new(addr, credential),
+                    (true, Some(roots)) => AgentClient::new_tls(addr, credential, roots),
+                    (true, None) => {
+                        return Err(format!(
+                            "agent {addr} serves its API over TLS and this server has no CA to \
+                             verify it with: start it with --agent-ca FILE"
+                        ));
+                    }
+                };
+                Ok(Arc::new(match term {
                     Some(t) => client.with_term(t),
                     None => client,
-                })
+                }))
             }),
         )
     }
@@ -143,7 +161,7 @@ impl StaticProvider {
                 a.doc.agent_id, a.doc.address
             )
         })?;
-        Ok((self.connect)(addr, &a.credential))
+        (self.connect)(addr, &a.credential, a.doc.tls)
     }
 
     async fn agents(&self) -> Result<Vec<JoinedAgent>, LaunchError> {

@@ -1,4 +1,4 @@
-//! A pooled HTTP/1.1 client for one agent.
+//! A pooled HTTP/1.1 client for one agent, over plain HTTP or TLS.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,23 +64,53 @@ pub struct AgentClient {
     auth: String,
     /// The leader's term, sent with every start and stop ([`crate::H_TERM`]).
     term: Option<u64>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Http,
+}
+
+/// The pooled connections: plain, or TLS (never both: an agent that serves TLS is never called
+/// over plain HTTP).
+#[derive(Debug, Clone)]
+enum Http {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<crate::tls::HttpsConnector, Full<Bytes>>),
+}
+
+fn connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector
+}
+
+fn pool() -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256);
+    b
 }
 
 impl AgentClient {
+    /// Over plain HTTP.
     pub fn new(addr: SocketAddr, token: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Self {
             addr,
             auth: format!("Bearer {token}"),
             term: None,
-            http,
+            http: Http::Plain(pool().build(connector())),
+        }
+    }
+
+    /// Over TLS only, verifying the agent's certificate with `tls` for the address's IP.
+    pub fn new_tls(addr: SocketAddr, token: &str, tls: &crate::tls::ClientTls) -> Self {
+        Self {
+            addr,
+            auth: format!("Bearer {token}"),
+            term: None,
+            http: Http::Tls(pool().build(crate::tls::https_connector(
+                Some(tls),
+                connector(),
+                false,
+            ))),
         }
     }
 
@@ -107,7 +137,10 @@ impl AgentClient {
     fn request(&self, method: Method, path: &str) -> http::request::Builder {
         Request::builder()
             .method(method)
-            .uri(format!("http://{}{PREFIX}{path}", self.addr))
+            .uri(match self.http {
+                Http::Plain(_) => format!("http://{}{PREFIX}{path}", self.addr),
+                Http::Tls(_) => format!("https://{}{PREFIX}{path}", self.addr),
+            })
             .header(header::AUTHORIZATION, &self.auth)
     }
 
@@ -118,11 +151,16 @@ impl AgentClient {
         deadline: Duration,
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| {
+            let sent = match &self.http {
+                Http::Plain(c) => c.request(req),
+                Http::Tls(c) => c.request(req),
+            };
+            let resp = sent.await.map_err(|e| {
                 if e.is_connect() {
                     ClientError::Unreachable {
                         addr: self.addr,
-                        detail: e.to_string(),
+                        // With the cause: a refused connection, a certificate not trusted.
+                        detail: crate::tls::error_chain(&e),
                     }
                 } else {
                     ClientError::NoAnswer {

@@ -8,6 +8,7 @@
 
 mod api;
 mod client;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

@@ -73,6 +73,10 @@ pub struct JoinRequest {
     /// The host's name, for people.
     #[serde(default)]
     pub hostname: String,
+    /// Whether the agent serves its API over TLS (`fleetfn agent --tls-cert`): servers then
+    /// call it over https only, verifying its certificate for `Address`'s IP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// The answer to a join: the agent's id and its credential (shown once).
@@ -98,6 +102,9 @@ pub struct AgentDocument {
     pub joined_at: String,
     /// The token it joined with.
     pub token_id: String,
+    /// It serves its API over TLS (servers never call it over plain HTTP).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `GET /fleetfn/v1/agents`.
@@ -353,6 +360,7 @@ impl ControlPlane {
             hostname: req.hostname,
             joined_at: rfc3339(now),
             token_id: rec.id.clone(),
+            tls: req.tls,
         };
         let sealed = crate::secrets::seal_secret(&credential_aad(&agent_id), &credential)
             .map_err(|e| LambdaError::service(e.to_string()))?;
@@ -501,6 +509,7 @@ mod tests {
             architecture: "x86_64".into(),
             runtimes: vec!["python3.13".into()],
             hostname: "host-7".into(),
+            tls: false,
         }
     }
 
@@ -665,5 +674,45 @@ mod tests {
         cp.remove_agent(&joined.agent_id).await.unwrap();
         assert!(cp.agent_claims().await.unwrap().is_empty());
         assert!(!cp.claim_agent(&claim("i-4")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_serves_tls_is_recorded_so() {
+        let (_dir, cp) = crate::tests::cp().await;
+        let token = cp
+            .create_join_token(CreateJoinToken::default(), 0)
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        let plain = cp.join_agent(&token, offer(), 1).await.unwrap();
+        let tls = cp
+            .join_agent(
+                &token,
+                JoinRequest {
+                    tls: true,
+                    ..offer()
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let agents = cp.joined_agents().await.unwrap();
+        let tls_of = |id: &str| {
+            agents
+                .iter()
+                .find(|a| a.doc.agent_id == id)
+                .unwrap()
+                .doc
+                .tls
+        };
+        assert!(!tls_of(&plain.agent_id));
+        assert!(tls_of(&tls.agent_id));
+        // The offer of a plain agent is the document it always was; an older record reads as
+        // plain.
+        assert!(!serde_json::to_string(&offer()).unwrap().contains("Tls"));
+        let mut doc = serde_json::to_value(&agents[0].doc).unwrap();
+        doc.as_object_mut().unwrap().remove("Tls");
+        assert!(!serde_json::from_value::<AgentDocument>(doc).unwrap().tls);
     }
 }

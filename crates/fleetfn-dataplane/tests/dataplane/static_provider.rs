@@ -69,6 +69,7 @@ fn joined(id: &str, port: u16, zone: &str, vcpus: u32, memory_mib: u64, arch: &s
             hostname: id.into(),
             joined_at: "2026-12-03T00:00:00Z".into(),
             token_id: "t".into(),
+            tls: false,
         },
         credential: format!("secret-{id}"),
     }
@@ -114,9 +115,9 @@ impl Fleet {
         StaticProvider::with_connect(
             self.dir.clone(),
             Catalog::builtin(),
-            Arc::new(move |addr, credential| {
+            Arc::new(move |addr, credential, _tls| {
                 creds.lock().unwrap().push(credential.to_string());
-                Arc::new(agents.lock().unwrap()[&addr].clone()) as Arc<dyn AgentApi>
+                Ok(Arc::new(agents.lock().unwrap()[&addr].clone()) as Arc<dyn AgentApi>)
             }),
         )
     }
