@@ -24,7 +24,7 @@ import time
 import pytest
 
 from fleetfn_testkit import api as h
-from fleetfn_testkit import netns, postgres, prereq
+from fleetfn_testkit import postgres
 from fleetfn_testkit.agents import Agent, create_token
 from fleetfn_testkit.dataplane import rust_zip, set_scaling
 from fleetfn_testkit.server import FleetfnServer, stderr_of, wait_for_line
@@ -68,17 +68,6 @@ def _wait_ready(srv: FleetfnServer, function: str, count: int, timeout: float) -
             raise AssertionError(f"{srv.name}: wanted {count} Ready environments of {function}, have "
                                  f"{[(e['EnvironmentId'], e['State'], e['Zone']) for e in envs]}\n{srv.logs(60)}")
         time.sleep(0.1)
-
-
-@pytest.fixture
-def test_net():
-    """A bridge and network namespaces of this test's own (removed after it)."""
-    prereq.require("root", prereq.root_missing(("ip",)))
-    net = netns.TestNet()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture

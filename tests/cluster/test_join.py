@@ -3,7 +3,8 @@ on PostgreSQL, and `fleetfn agent --join URL --token-file F` as a real process. 
 or missing token is refused; the identity an agent gets is saved (mode 0600) and reused; neither
 a join token nor an agent credential opens the admin API. Servers and agents over TLS (certificates
 made with openssl): a join, a deploy and invokes over https only, and a wrong CA or plain HTTP
-refused.
+refused. The server listens on a test bridge's address and every agent joins from a network
+namespace of its own (tests/cluster/conftest.py; root, skipped with the reason without).
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from fleetfn_testkit.tls import make_pki
 
 
 @pytest.fixture
-def server(fleetfn_binary, tmp_path):
+def server(fleetfn_binary, tmp_path, test_net):
+    """A `fleetfn server` on the test bridge's address; its agents join from network namespaces."""
     pg = postgres.session_server()
     srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name="s1", command="server",
-                        store_url=pg.database_for(tmp_path / "db"), extra_args=["--metrics-listen", "off"])
+                        store_url=pg.database_for(tmp_path / "db"), extra_args=["--metrics-listen", "off"],
+                        host=test_net.gateway)
+    srv.test_net = test_net
     srv.start()
     yield srv
     srv.stop()
@@ -51,9 +55,11 @@ def _agents(server) -> list[dict]:
     return resp.json()["Agents"]
 
 
-def Agent(binary, server, data_dir: Path, token_file: Path | None, zone: str = "zone-a") -> JoinedAgent:
-    """An agent joining `server`, listed after a server that does not answer."""
-    return JoinedAgent(binary, f"http://127.0.0.1:1,{server.endpoint}", data_dir, token_file, zone)
+def Agent(binary, server, data_dir: Path, token_file: Path | None, zone: str = "zone-a", host=None) -> JoinedAgent:
+    """An agent joining `server` from a network namespace of its own (`host`, or a new one),
+    listed after a server that does not answer."""
+    return JoinedAgent(binary, f"http://127.0.0.1:1,{server.endpoint}", data_dir, token_file, zone,
+                       host=host or server.test_net.host())
 
 
 @pytest.fixture
@@ -86,7 +92,7 @@ def test_an_agent_joins_once_and_keeps_its_identity(fleetfn_binary, server, tmp_
     # Restarted without its token: the saved identity, no second registration.
     a.stop()
     token_file.unlink()
-    again = Agent(fleetfn_binary, server, tmp_path / "agent1", None)
+    again = Agent(fleetfn_binary, server, tmp_path / "agent1", None, host=a.host)
     agents.append(again)
     again.wait_listening()
     assert "identity from an earlier join" in again.stderr(), again.stderr()
@@ -250,15 +256,16 @@ def test_a_removed_agent_s_credential_opens_nothing(fleetfn_binary, server, tmp_
 TLS_ZONE = "subnet-tls"
 
 
-def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents):
+def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents, test_net):
     """`fleetfn server --tls-cert/--tls-key/--agent-ca` and an agent joining it over https with
     --ca-file and serving its own API with --tls-cert: a function deployed on the agent serves
     invokes; a wrong CA, plain HTTP to either side, and a TLS agent restarted without its
     certificate are refused."""
-    pki = make_pki(tmp_path / "pki")
+    agent_host = test_net.host()  # agent1's network namespace: its certificate names its address
+    pki = make_pki(tmp_path / "pki", server_ip=test_net.gateway, agent_ip=agent_host.address)
     srv = FleetfnServer(fleetfn_binary, tmp_path / "data", tmp_path / "logs", name="tls", command="server",
                         store_url=postgres.session_server().database_for(tmp_path / "db"), data_plane=True,
-                        tls_ca=pki.ca,
+                        tls_ca=pki.ca, host=test_net.gateway,
                         extra_args=["--metrics-listen", "off", "--tls-cert", str(pki.server_cert),
                                     "--tls-key", str(pki.server_key), "--agent-ca", str(pki.ca)])
     srv.start()
@@ -267,15 +274,15 @@ def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents)
         assert f"serving the Lambda API on {srv.endpoint}" in srv.stderr_path.read_text()
         # The whole listener is TLS: a plain HTTP client gets no answer.
         with pytest.raises(requests.RequestException):
-            requests.get(f"http://127.0.0.1:{srv.port}/fleetfn/health", timeout=5)
+            requests.get(f"http://{srv.host}:{srv.port}/fleetfn/health", timeout=5)
         _, _, token_file = create_token(fleetfn_binary, srv, tmp_path)  # the CLI, over https
 
-        def agent(name: str, ca: Path, tls: bool = True, plain: bool = False) -> JoinedAgent:
+        def agent(name: str, ca: Path, tls: bool = True, plain: bool = False, host=None) -> JoinedAgent:
             args = ["--ca-file", str(ca), "--vcpus", "2", "--memory-mib", "4096"]
             if tls:
                 args += ["--tls-cert", str(pki.agent_cert), "--tls-key", str(pki.agent_key)]
             a = JoinedAgent(fleetfn_binary, srv.endpoint, tmp_path / name, token_file, TLS_ZONE,
-                            extra_args=args, plain_http=plain)
+                            extra_args=args, plain_http=plain, host=host or test_net.host())
             agents.append(a)
             return a
 
@@ -285,7 +292,7 @@ def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents)
         assert "cannot reach" in wrong.stderr() and "certificate" in wrong.stderr(), wrong.stderr()
         assert _agents(srv) == []
 
-        a = agent("agent1", pki.ca)
+        a = agent("agent1", pki.ca, host=agent_host)
         addr = a.wait_listening().strip().rsplit(" ", 1)[-1]
         assert "plain HTTP" not in a.stderr(), a.stderr()
         [joined] = _agents(srv)
@@ -325,7 +332,7 @@ def test_servers_and_agents_talk_over_tls_only(fleetfn_binary, tmp_path, agents)
 
         # It joined serving TLS: restarted without its certificate it refuses to start.
         a.stop()
-        again = agent("agent1", pki.ca, tls=False, plain=True)
+        again = agent("agent1", pki.ca, tls=False, plain=True, host=agent_host)
         assert again.exit_status() != 0
         assert "start it with --tls-cert" in again.stderr(), again.stderr()
     finally:

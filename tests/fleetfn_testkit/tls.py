@@ -1,6 +1,6 @@
 """Throwaway certificates for the TLS tests, made with the `openssl` CLI as docs/CLUSTER.md
 ("Making the certificates") tells an operator to: a CA, a server certificate and an agent
-certificate it signed (EC P-256, subjectAltName IP:127.0.0.1), and an unrelated CA."""
+certificate it signed (EC P-256, subjectAltName the IP each is reached at), and an unrelated CA."""
 
 from __future__ import annotations
 
@@ -43,14 +43,16 @@ def _leaf(d: Path, name: str, sans: str, ca: str = "ca") -> None:
              "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", "-extfile", f"{name}.ext", cwd=d)
 
 
-def make_pki(d: Path) -> Pki:
+def make_pki(d: Path, server_ip: str = "127.0.0.1", agent_ip: str = "127.0.0.1") -> Pki:
+    """A CA, a server certificate for `server_ip` (and localhost), an agent certificate for
+    `agent_ip`, and an unrelated CA."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is not installed")
     d.mkdir(parents=True, exist_ok=True)
     _ca(d, "ca")
     _ca(d, "other-ca")
-    _leaf(d, "server", "IP:127.0.0.1,DNS:localhost")
-    _leaf(d, "agent", "IP:127.0.0.1")
+    _leaf(d, "server", f"IP:{server_ip},DNS:localhost")
+    _leaf(d, "agent", f"IP:{agent_ip}")
     for key in d.glob("*.key"):
         key.chmod(0o600)
     return Pki(ca=d / "ca.pem", server_cert=d / "server.pem", server_key=d / "server.key",
