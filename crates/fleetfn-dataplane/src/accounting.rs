@@ -1,7 +1,8 @@
 //! Usage metering for `fleetfn cost`: every scaler tick adds each instance's seconds (by capacity
 //! provider, type and zone) and each version's new requests and billed milliseconds to pending
 //! hour-bucket deltas, which are written to the store every [`FLUSH_EVERY`] and before a cost
-//! report is read.
+//! report is read. A follower (a `fleetfn server` that does not lead) meters the requests it
+//! routed, never instance time (the leader's); the store adds every server's deltas.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -35,13 +36,20 @@ fn now_second() -> i64 {
 }
 
 impl Meter {
-    /// Folds the time since the last tick and the new requests into pending deltas.
-    pub(crate) fn tick(&mut self, s: &State, now: Instant, versions: &[VersionRecord]) {
+    /// Folds the time since the last tick (with `instance_time`) and the new requests into
+    /// pending deltas.
+    pub(crate) fn tick(
+        &mut self,
+        s: &State,
+        now: Instant,
+        versions: &[VersionRecord],
+        instance_time: bool,
+    ) {
         let second = now_second();
         let hour = second.div_euclid(3600);
         let mut deltas = Vec::new();
         let mut seen = Vec::new();
-        for slot in s.instances.values() {
+        for slot in s.instances.values().filter(|_| instance_time) {
             seen.push(slot.id.clone());
             match self.instances.get_mut(&slot.id) {
                 Some((last, ..)) => {
@@ -131,6 +139,17 @@ fn instance_delta(second: i64, cp: &str, t: &str, zone: &str, seconds: f64) -> U
 }
 
 impl DataPlane {
+    /// A follower's metering tick: the requests it routed since the last one.
+    pub(crate) async fn meter_routed(&self) {
+        let Ok(versions) = self.cp.deployable_versions().await else {
+            return;
+        };
+        let s = self.state.read();
+        self.meter
+            .lock()
+            .tick(&s, Instant::now(), &versions, !self.follower);
+    }
+
     /// Writes pending usage to the store (kept for the next try if the write fails).
     pub(crate) async fn flush_usage(&self) {
         let pending = std::mem::take(&mut self.meter.lock().pending);
@@ -152,7 +171,9 @@ impl DataPlane {
         let versions = self.cp.deployable_versions().await?;
         {
             let s = self.state.read();
-            self.meter.lock().tick(&s, Instant::now(), &versions);
+            self.meter
+                .lock()
+                .tick(&s, Instant::now(), &versions, !self.follower);
         }
         self.flush_usage().await;
         let now = jiff::Timestamp::now();

@@ -135,6 +135,9 @@ impl DataPlane {
             let stopping = dp.stopping.clone();
             dp.follow(stop).await;
             stopping.cancel();
+            // What it routed since the last flush (it may be about to lead instead).
+            dp.meter_routed().await;
+            dp.flush_usage().await;
         })
     }
 
@@ -161,7 +164,7 @@ impl DataPlane {
             // The instances' last seconds, then everything metered, before the store closes.
             if let Ok(versions) = dp.cp.deployable_versions().await {
                 let s = dp.state.read();
-                dp.meter.lock().tick(&s, Instant::now(), &versions);
+                dp.meter.lock().tick(&s, Instant::now(), &versions, true);
             }
             dp.flush_usage().await;
         })

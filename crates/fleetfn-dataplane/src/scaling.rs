@@ -199,7 +199,7 @@ impl DataPlane {
                 tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
             }
         }
-        self.meter.lock().tick(&s, now, &versions);
+        self.meter.lock().tick(&s, now, &versions, true);
         s.scale.retain(|k, _| seen.contains(k));
         crate::metrics::retain_versions(&mut s, |k| seen.contains(k));
         crate::metrics::publish(&s, &versions);

@@ -20,6 +20,8 @@ use crate::{DataPlane, Instance};
 const FIRST_REPORT_WITHIN: Duration = Duration::from_secs(2);
 /// How often a follower looks for agents claimed or released by the leader.
 pub(crate) const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How often a follower meters the requests it routed (the leader's scaler tick period).
+const METER_EVERY: Duration = Duration::from_secs(1);
 
 /// An environment the agent reports with its placement, as the data plane tracks it.
 fn adopted_env(inst: &Arc<Instance>, st: &EnvironmentStatus) -> Option<Env> {
@@ -142,10 +144,23 @@ impl DataPlane {
         }
     }
 
-    /// A follower's loop: [`DataPlane::follow_once`] every [`FOLLOW_EVERY`] until `stop`.
+    /// A follower's loop: [`DataPlane::follow_once`] every [`FOLLOW_EVERY`] until `stop`, and
+    /// metering of the requests it routed (flushed like the leader's).
     pub(crate) async fn follow(&self, stop: CancellationToken) {
+        let mut last_meter = Instant::now();
+        let mut last_flush = Instant::now();
         loop {
             self.follow_once().await;
+            // Invokes this server routed count in the cost report too.
+            if last_meter.elapsed() >= METER_EVERY {
+                last_meter = Instant::now();
+                self.meter_routed().await;
+            }
+            if last_flush.elapsed() >= crate::accounting::FLUSH_EVERY {
+                last_flush = Instant::now();
+                let dp = self.clone();
+                tokio::spawn(async move { dp.flush_usage().await });
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(FOLLOW_EVERY) => {}

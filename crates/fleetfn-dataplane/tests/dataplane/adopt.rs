@@ -80,6 +80,7 @@ async fn a_new_leader_adopts_what_runs_and_starts_nothing_again() {
 
 #[tokio::test(start_paused = true)]
 async fn a_follower_routes_from_the_agents_reports() {
+    let started = tokio::time::Instant::now();
     let mut h = Harness::new();
     h.provider.set_outlives(true);
     h.active_function(&FunctionSpec::default()).await;
@@ -100,6 +101,39 @@ async fn a_follower_routes_from_the_agents_reports() {
         .await
         .expect("invoke through the follower");
     assert_eq!(&out.payload[..], b"via follower");
+
+    // What the follower routed is metered (flushed every 10 s) for the cost report, and the
+    // follower adds no instance time of its own (the leader meters that).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let since = jiff::Timestamp::from_second(0).unwrap();
+    let leader_cost = h.dp.cost(since).await.unwrap().report;
+    let requests: u64 = leader_cost
+        .capacity_providers
+        .iter()
+        .map(|p| p.requests)
+        .sum();
+    assert_eq!(
+        requests, 1,
+        "the invoke through the follower is counted once"
+    );
+    let follower_cost = follower.cost(since).await.unwrap().report;
+    let again = h.dp.cost(since).await.unwrap().report;
+    let instance_seconds = |r: &fleetfn_cost::Report| {
+        r.capacity_providers
+            .iter()
+            .map(|p| p.instance_hours)
+            .sum::<f64>()
+            * 3600.0
+    };
+    let bound = h.provider.running().len() as f64 * started.elapsed().as_secs_f64();
+    assert!(
+        instance_seconds(&again) <= bound + 1.0,
+        "instance time counted twice: {} s for {} instances in {:?}",
+        instance_seconds(&again),
+        h.provider.running().len(),
+        started.elapsed()
+    );
+    assert!((instance_seconds(&follower_cost) - instance_seconds(&again)).abs() < 1.0);
 
     // A new environment is routable from the follower within a second of turning Ready.
     h.scaling("f:1", Some(4), Some(4)).await;
