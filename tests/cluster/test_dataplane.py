@@ -306,7 +306,7 @@ def test_an_agent_no_server_reaches_stops_its_environments_after_its_grace(make_
     assert _first_invoke_after(a.endpoint, name, version, 10) < 10
 
 
-def test_a_former_leader_cannot_start_or_stop_anything(fleet):
+def test_a_former_leader_cannot_start_or_stop_anything(fleet, fleetfn_binary):
     """Agents refuse a start or stop from a term older than one they heard from: a frozen leader
     that wakes after its successor took over changes nothing; nor does a caller with an agent's
     credential but no term."""
@@ -341,6 +341,16 @@ def test_a_former_leader_cannot_start_or_stop_anything(fleet):
     time.sleep(2)
     assert _ready(_envs(other, name)) == before, "nothing started or stopped twice"
     assert [e["env_id"] for e in requests.get(url, headers=auth, timeout=10).json()["environments"]] == [env_id]
+
+    # The agent keeps the highest term it heard across a restart: a former leader is still refused.
+    old = agents[0]
+    old.stop()
+    again = Agent(fleetfn_binary, f"{a.endpoint},{b.endpoint}", old.data_dir, None, ZONES[0],
+                  extra_args=["--vcpus", "2", "--memory-mib", "4096"], host=old.host)
+    agents.append(again)
+    again.wait_listening()
+    r = requests.delete(f"{url}/{env_id}", headers={**auth, "x-fleetfn-term": str(term)}, timeout=10)
+    assert r.status_code == 409 and f"follows term {term + 1}" in r.text, (r.status_code, r.text)
 
 
 def test_a_rolling_restart_of_both_servers_loses_no_invoke(fleet):

@@ -72,6 +72,8 @@ pub struct Agent {
     last_contact: Arc<Mutex<tokio::time::Instant>>,
     /// The highest leader term seen on a start or stop ([`fleetfn_proto::H_TERM`]).
     term: Arc<std::sync::atomic::AtomicU64>,
+    /// Where that term is kept across restarts (joined agents).
+    term_file: Option<Arc<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -118,7 +120,33 @@ impl Agent {
             packages: None,
             last_contact: Arc::new(Mutex::new(tokio::time::Instant::now())),
             term: Arc::default(),
+            term_file: None,
         })
+    }
+
+    /// Keeps the highest leader term seen in `path` (read now, rewritten when it rises), so a
+    /// restarted agent still refuses a former leader's starts and stops.
+    #[must_use]
+    pub fn with_term_file(mut self, path: std::path::PathBuf) -> Self {
+        if let Some(t) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            self.term.store(t, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.term_file = Some(Arc::new(path));
+        self
+    }
+
+    /// Writes a higher term to the term file (best effort: a failure is logged).
+    fn keep_term(&self, term: u64) {
+        let Some(path) = &self.term_file else { return };
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, format!("{term}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path.as_ref()));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the leader term");
+        }
     }
 
     /// Fetches code packages its artifact store lacks from `source` (an agent that joined
@@ -468,6 +496,9 @@ fn check_term(agent: &Agent, headers: &http::HeaderMap) -> Option<Response> {
     let seen = agent
         .term
         .fetch_max(term, std::sync::atomic::Ordering::SeqCst);
+    if term > seen {
+        agent.keep_term(term);
+    }
     if term < seen {
         tracing::warn!(term, seen, "refused a start or stop from a former leader");
         return Some(

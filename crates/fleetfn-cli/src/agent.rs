@@ -176,7 +176,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("opening the artifact store: {e}"))?;
     let agent = match packages {
-        Some(source) => agent.with_package_source(source),
+        // Joined: packages from the servers, and the leader term kept across restarts.
+        Some(source) => agent
+            .with_package_source(source)
+            .with_term_file(args.data_dir.join("leader-term")),
         None => agent,
     };
     // The one line on stdout: the parent reads the address from it.
