@@ -78,44 +78,60 @@ impl Default for UploadPermits {
     }
 }
 
-/// Body limit and its error for a request path.
-fn limit_for(method: &http::Method, path: &str) -> (usize, LambdaError) {
-    if path.ends_with("/invocations") {
-        (
-            MAX_SYNC_PAYLOAD_BYTES,
-            LambdaError::new(
+/// Which body limit a request path has; its error is built only when it is needed.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Invoke,
+    Code(&'static str),
+    Control,
+}
+
+impl Limit {
+    fn bytes(self) -> usize {
+        match self {
+            Limit::Invoke => MAX_SYNC_PAYLOAD_BYTES,
+            Limit::Code(_) => MAX_CODE_REQUEST_BYTES,
+            Limit::Control => MAX_CONTROL_REQUEST_BYTES,
+        }
+    }
+
+    fn too_large(self) -> LambdaError {
+        match self {
+            Limit::Invoke => LambdaError::new(
                 ErrorKind::RequestTooLarge,
                 format!(
                     "Request must be smaller than {MAX_SYNC_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
                 ),
             ),
-        )
-    } else if (method == http::Method::POST
-        && path.trim_end_matches('/') == "/2015-03-31/functions")
-        || path.ends_with("/code")
-    {
-        let op = if path.ends_with("/code") {
-            "UpdateFunctionCode"
-        } else {
-            "CreateFunction"
-        };
-        (
-            MAX_CODE_REQUEST_BYTES,
-            LambdaError::new(
+            Limit::Code(op) => LambdaError::new(
                 ErrorKind::RequestEntityTooLarge,
                 format!(
                     "Request must be smaller than {MAX_CODE_REQUEST_BYTES} bytes for the {op} operation"
                 ),
             ),
-        )
-    } else {
-        (
-            MAX_CONTROL_REQUEST_BYTES,
-            LambdaError::new(
+            Limit::Control => LambdaError::new(
                 ErrorKind::RequestEntityTooLarge,
                 format!("Request must be smaller than {MAX_CONTROL_REQUEST_BYTES} bytes"),
             ),
-        )
+        }
+    }
+}
+
+/// Body limit of a request path.
+fn limit_for(method: &http::Method, path: &str) -> Limit {
+    if path.ends_with("/invocations") {
+        Limit::Invoke
+    } else if (method == http::Method::POST
+        && path.trim_end_matches('/') == "/2015-03-31/functions")
+        || path.ends_with("/code")
+    {
+        Limit::Code(if path.ends_with("/code") {
+            "UpdateFunctionCode"
+        } else {
+            "CreateFunction"
+        })
+    } else {
+        Limit::Control
     }
 }
 
@@ -144,17 +160,18 @@ fn refuse_unread(e: &LambdaError) -> Response {
 /// signature over it, pass on.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let (limit, too_large) = limit_for(&parts.method, parts.uri.path());
+    let kind = limit_for(&parts.method, parts.uri.path());
+    let limit = kind.bytes();
     // Exact for a Content-Length (or no body), unknown for chunked.
     let declared = axum::body::HttpBody::size_hint(&body).exact();
     if declared.is_some_and(|n| n > limit as u64) {
-        return refuse_unread(&too_large);
+        return refuse_unread(&kind.too_large());
     }
     let rp = RequestParts::from_parts(&parts);
     let creds = &state.credentials;
     let cfg = VerifyConfig::new(state.cp.scope().region.clone(), "lambda");
     let head = match verify_head(&rp, jiff::Timestamp::now(), &cfg, |akid: &str| {
-        (akid == creds.access_key_id).then(|| creds.secret_access_key.clone())
+        (akid == creds.access_key_id).then_some(creds.secret_access_key.as_str())
     }) {
         Ok(h) => h,
         Err(e) => return refuse_unread(&auth_error(&e)),
@@ -169,7 +186,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return refuse_unread(&too_large);
+                return refuse_unread(&kind.too_large());
             }
             return render(&LambdaError::bad_content(format!(
                 "Could not read the request body: {e}"

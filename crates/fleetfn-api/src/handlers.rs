@@ -18,13 +18,17 @@ use crate::error::ApiError;
 
 type ApiResult = Result<Response, ApiError>;
 
+/// `x-amzn-RequestId` (HTTP/1.1 sends header names lowercase anyway).
+pub(crate) const X_AMZN_REQUEST_ID: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-requestid");
+
 /// Adds `x-amzn-RequestId` to every response.
 pub async fn request_id(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    if !resp.headers().contains_key("x-amzn-RequestId")
+    if !resp.headers().contains_key(&X_AMZN_REQUEST_ID)
         && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
     {
-        resp.headers_mut().insert("x-amzn-RequestId", v);
+        resp.headers_mut().insert(X_AMZN_REQUEST_ID, v);
     }
     resp
 }
@@ -38,6 +42,31 @@ pub async fn unknown_operation(req: Request) -> Response {
             req.uri().path()
         ),
     ))
+}
+
+/// The first value of `key` in a raw query string, decoded as [`Query::parse`] decodes it,
+/// without decoding (or allocating for) the other parameters.
+pub(crate) fn query_param<'a>(
+    raw: Option<&'a str>,
+    key: &str,
+) -> Option<std::borrow::Cow<'a, str>> {
+    fn decode(s: &str) -> std::borrow::Cow<'_, str> {
+        if !s.bytes().any(|b| b == b'+' || b == b'%') {
+            return std::borrow::Cow::Borrowed(s);
+        }
+        std::borrow::Cow::Owned(
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    }
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k) == key).then(|| decode(v))
+        })
 }
 
 /// Decoded query parameters (keys may repeat).

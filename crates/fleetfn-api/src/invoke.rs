@@ -7,13 +7,22 @@ use axum::response::{IntoResponse, Response};
 use fleetfn_contracts::InvokeRequest;
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::{LambdaError, Result};
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::handlers::Query;
+use crate::handlers::{X_AMZN_REQUEST_ID, query_param};
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Header names as `HeaderName`s: a `&str` name is parsed (and lowercased) on every use.
+const X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+const X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+const X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+const X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
+const X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+const X_AMZ_FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
+
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -35,7 +44,7 @@ pub(crate) struct InvokeOptions {
 
 impl InvokeOptions {
     pub(crate) fn parse(headers: &HeaderMap) -> Result<Self> {
-        let invocation_type = match header(headers, "x-amz-invocation-type") {
+        let invocation_type = match header(headers, &X_AMZ_INVOCATION_TYPE) {
             None | Some("RequestResponse") => InvocationType::RequestResponse,
             Some("Event") => InvocationType::Event,
             Some("DryRun") => InvocationType::DryRun,
@@ -47,7 +56,7 @@ impl InvokeOptions {
                 ));
             }
         };
-        match header(headers, "x-amz-log-type") {
+        match header(headers, &X_AMZ_LOG_TYPE) {
             None | Some("None") => {}
             Some("Tail") => {
                 return Err(LambdaError::invalid(
@@ -62,7 +71,7 @@ impl InvokeOptions {
                 ));
             }
         }
-        let client_context = header(headers, "x-amz-client-context").map(str::to_string);
+        let client_context = header(headers, &X_AMZ_CLIENT_CONTEXT).map(str::to_string);
         if let Some(cc) = &client_context
             && cc.len() > 3583
         {
@@ -70,7 +79,7 @@ impl InvokeOptions {
                 "Client context must be at most 3583 bytes of base64 (2.5 KB of JSON).",
             ));
         }
-        let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
+        let tenant_id = header(headers, &X_AMZ_TENANT_ID).map(str::to_string);
         Ok(Self {
             invocation_type,
             client_context,
@@ -84,9 +93,9 @@ pub async fn invoke(
     Path(function): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(req.uri().query());
+    let qualifier = query_param(req.uri().query(), "Qualifier");
     let fref = FunctionRef::parse(&function, s.cp.scope(), 256)?
-        .with_query_qualifier(q.get("Qualifier"))?;
+        .with_query_qualifier(qualifier.as_deref())?;
     let InvokeOptions {
         invocation_type,
         client_context,
@@ -98,7 +107,7 @@ pub async fn invoke(
     let executed = version.version.clone();
     if invocation_type == InvocationType::DryRun {
         let mut resp = StatusCode::NO_CONTENT.into_response();
-        insert(&mut resp, "x-amz-executed-version", &executed);
+        insert(&mut resp, X_AMZ_EXECUTED_VERSION, &executed);
         return Ok(resp);
     }
     if invocation_type == InvocationType::Event {
@@ -126,19 +135,19 @@ pub async fn invoke(
         })
         .await?;
     let mut resp = Response::new(Body::from(outcome.payload));
-    insert(&mut resp, "x-amzn-RequestId", &request_id);
+    insert(&mut resp, X_AMZN_REQUEST_ID, &request_id);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    insert(&mut resp, "x-amz-executed-version", &executed);
+    insert(&mut resp, X_AMZ_EXECUTED_VERSION, &executed);
     if let Some(fe) = &outcome.function_error {
-        insert(&mut resp, "x-amz-function-error", fe);
+        insert(&mut resp, X_AMZ_FUNCTION_ERROR, fe);
     }
     Ok(resp)
 }
 
-fn insert(resp: &mut Response, name: &'static str, value: &str) {
+fn insert(resp: &mut Response, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }

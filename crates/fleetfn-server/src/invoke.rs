@@ -52,6 +52,19 @@ struct Entry {
     resolved: Result<Resolved>,
 }
 
+/// Calls `f` with the cache key `name\0qualifier`, joined on the stack when it is short (a
+/// hit allocates nothing).
+fn with_key<R>(name: &str, qualifier: &str, f: impl FnOnce(&str) -> R) -> R {
+    let len = name.len() + 1 + qualifier.len();
+    let mut buf = [0u8; 256];
+    if len > buf.len() {
+        return f(&format!("{name}\0{qualifier}"));
+    }
+    buf[..name.len()].copy_from_slice(name.as_bytes());
+    buf[name.len() + 1..len].copy_from_slice(qualifier.as_bytes());
+    f(std::str::from_utf8(&buf[..len]).expect("two strs joined by NUL"))
+}
+
 /// Bound on cached resolutions; the cache is cleared when it grows past it.
 const CACHE_MAX: usize = 10_000;
 
@@ -59,14 +72,18 @@ impl ControlPlane {
     async fn lookup(&self, name: &str, qualifier: Option<&str>) -> Result<Resolved> {
         // Read the generation before the store, so a result is never newer than its tag.
         let generation = *self.changed.borrow();
-        let key = format!("{name}\0{}", qualifier.unwrap_or(""));
-        if let Some(e) = self.resolve_cache.entries.lock().get(&key)
-            && e.generation == generation
-            && self
-                .resolve_ttl
-                .is_none_or(|ttl| e.at.is_some_and(|at| at.elapsed() < ttl))
-        {
-            return e.resolved.clone();
+        let q = qualifier.unwrap_or("");
+        let hit = with_key(name, q, |key| {
+            let map = self.resolve_cache.entries.lock();
+            let e = map.get(key)?;
+            (e.generation == generation
+                && self
+                    .resolve_ttl
+                    .is_none_or(|ttl| e.at.is_some_and(|at| at.elapsed() < ttl)))
+            .then(|| e.resolved.clone())
+        });
+        if let Some(r) = hit {
+            return r;
         }
         let at = self.resolve_ttl.map(|_| Instant::now());
         let r = self.lookup_uncached(name, qualifier).await;
@@ -80,7 +97,7 @@ impl ControlPlane {
                 map.clear();
             }
             map.insert(
-                key,
+                format!("{name}\0{q}"),
                 Entry {
                     generation,
                     at,

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use hmac::Mac;
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, DATE};
+use http::header::{AUTHORIZATION, DATE, HeaderName};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::canonical::{
@@ -19,9 +19,10 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Longest validity AWS allows for a presigned URL (7 days).
 pub const MAX_PRESIGN_EXPIRES_SECS: i64 = 604_800;
 
-const X_AMZ_DATE: &str = "x-amz-date";
-const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
-const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
+// Header names as `HeaderName`s: a `&str` name is parsed and lowercased on every lookup.
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
 /// The parts of an incoming HTTP request that take part in SigV4.
 #[derive(Debug, Clone, Copy)]
@@ -147,10 +148,31 @@ fn bad_date(value: &str) -> AuthError {
     ))
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
     headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+/// The non-empty pieces of `s` between `,`, space and tab, scanned as bytes (all three are
+/// ASCII, so every piece is a `str` slice); `str::split` with a char set decodes each char.
+fn auth_params(s: &str) -> impl Iterator<Item = &str> {
+    let sep = |b: u8| matches!(b, b',' | b' ' | b'\t');
+    let bytes = s.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        while pos < bytes.len() && sep(bytes[pos]) {
+            pos += 1;
+        }
+        if pos == bytes.len() {
+            return None;
+        }
+        let start = pos;
+        while pos < bytes.len() && !sep(bytes[pos]) {
+            pos += 1;
+        }
+        Some(&s[start..pos])
+    })
 }
 
 fn parse_header_auth<'a>(
@@ -168,7 +190,7 @@ fn parse_header_auth<'a>(
     let mut credential = None;
     let mut signed_headers = None;
     let mut signature = None;
-    for part in rest.split([',', ' ', '\t']).filter(|p| !p.is_empty()) {
+    for part in auth_params(rest) {
         let Some((key, val)) = part.split_once('=') else {
             return Err(incomplete(format!(
                 "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{full}'."
@@ -182,9 +204,9 @@ fn parse_header_auth<'a>(
         }
     }
 
-    let date_value = header_str(headers, X_AMZ_DATE)
+    let date_value = header_str(headers, &X_AMZ_DATE)
         .map(|v| (v, true))
-        .or_else(|| header_str(headers, DATE.as_str()).map(|v| (v, false)));
+        .or_else(|| header_str(headers, &DATE).map(|v| (v, false)));
 
     let mut msg = String::new();
     for (name, val) in [
@@ -231,7 +253,7 @@ fn parse_header_auth<'a>(
         signature: Cow::Borrowed(signature),
         time,
         expires: None,
-        session_token: header_str(headers, X_AMZ_SECURITY_TOKEN).map(Cow::into_owned),
+        session_token: header_str(headers, &X_AMZ_SECURITY_TOKEN).map(Cow::into_owned),
     })
 }
 
@@ -536,7 +558,7 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
         let mut provided = [0u8; 32];
         let provided_ok = hex::decode_to_slice(auth.signature.as_bytes(), &mut provided).is_ok();
 
-        let content_sha256 = header_str(req.headers, X_AMZ_CONTENT_SHA256);
+        let content_sha256 = header_str(req.headers, &X_AMZ_CONTENT_SHA256);
         let content_sha256 = content_sha256.as_deref().map(str::trim);
         let primary_payload = content_sha256.unwrap_or(body_sha256_hex);
 
