@@ -449,13 +449,12 @@ impl Environment {
         })?;
         let started = Instant::now();
         let guard = ActiveGuard::new(&self.inner, &request_id);
-        let version = &inner.spec.version;
-        inner.logs.try_send(platform_record(
-            "platform.start",
-            Some(&request_id),
-            format!("START RequestId: {request_id} Version: {version}"),
-            json!({ "requestId": request_id, "version": version }),
-        ));
+        inner.logs.try_send_invoke(
+            &request_id,
+            logs::InvokeEvent::Start {
+                version: inner.spec.version.clone(),
+            },
+        );
 
         let result = tokio::time::timeout(timeout, ticket).await;
         let duration = started.elapsed();
@@ -484,31 +483,16 @@ impl Environment {
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let billed_ms = u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
         let max_used_mb = inner.peak_memory_mb();
-        inner.logs.try_send(platform_record(
-            "platform.runtimeDone",
-            Some(&request_id),
-            format!("END RequestId: {request_id}"),
-            json!({ "requestId": request_id, "status": status }),
-        ));
-        inner.logs.try_send(platform_record(
-            "platform.report",
-            Some(&request_id),
-            logs::report_message(
-                &request_id,
-                duration_ms,
-                billed_ms,
-                inner.spec.memory_mb,
-                max_used_mb,
-            ),
-            logs::report_record(
-                &request_id,
+        inner.logs.try_send_invoke(
+            &request_id,
+            logs::InvokeEvent::Done {
                 status,
                 duration_ms,
                 billed_ms,
-                inner.spec.memory_mb,
+                memory_mb: inner.spec.memory_mb,
                 max_used_mb,
-            ),
-        ));
+            },
+        );
         Ok(InvokeOutput {
             request_id,
             payload,

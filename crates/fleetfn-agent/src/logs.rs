@@ -56,7 +56,87 @@ enum LogMsg {
         permits: u32,
     },
     Record(Value),
+    /// An invoke's platform lines, made into records by the writer.
+    Invoke {
+        request_id: String,
+        at: jiff::Timestamp,
+        event: InvokeEvent,
+    },
     Flush(oneshot::Sender<()>),
+}
+
+/// The platform lines of one invoke, as values: the invoke path only queues them; the writer
+/// thread builds the records (`platform.start`; `platform.runtimeDone` and `platform.report`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum InvokeEvent {
+    Start {
+        version: String,
+    },
+    Done {
+        /// `success`, `error` or `timeout`.
+        status: &'static str,
+        duration_ms: f64,
+        billed_ms: u64,
+        memory_mb: u32,
+        max_used_mb: u64,
+    },
+}
+
+impl InvokeEvent {
+    /// The records it stands for, stamped `at`.
+    fn records(&self, request_id: &str, at: jiff::Timestamp) -> Vec<Value> {
+        match self {
+            Self::Start { version } => vec![platform_record_at(
+                at,
+                "platform.start",
+                Some(request_id),
+                format!("START RequestId: {request_id} Version: {version}"),
+                json!({ "requestId": request_id, "version": version }),
+            )],
+            Self::Done {
+                status,
+                duration_ms,
+                billed_ms,
+                memory_mb,
+                max_used_mb,
+            } => vec![
+                platform_record_at(
+                    at,
+                    "platform.runtimeDone",
+                    Some(request_id),
+                    format!("END RequestId: {request_id}"),
+                    json!({ "requestId": request_id, "status": status }),
+                ),
+                platform_record_at(
+                    at,
+                    "platform.report",
+                    Some(request_id),
+                    report_message(
+                        request_id,
+                        *duration_ms,
+                        *billed_ms,
+                        *memory_mb,
+                        *max_used_mb,
+                    ),
+                    report_record(
+                        request_id,
+                        status,
+                        *duration_ms,
+                        *billed_ms,
+                        *memory_mb,
+                        *max_used_mb,
+                    ),
+                ),
+            ],
+        }
+    }
+
+    fn record_count(&self) -> u64 {
+        match self {
+            Self::Start { .. } => 1,
+            Self::Done { .. } => 2,
+        }
+    }
 }
 
 /// The sending side of an environment's log. Cheap to clone.
@@ -74,6 +154,7 @@ impl std::fmt::Debug for LogMsg {
                 write!(f, "Function({stream}, {} bytes)", line.len())
             }
             Self::Record(v) => write!(f, "Record({v})"),
+            Self::Invoke { event, .. } => write!(f, "Invoke({event:?})"),
             Self::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -154,6 +235,21 @@ impl LogSink {
         }
     }
 
+    /// Queues an invoke's platform lines without waiting (counted as dropped when the queue
+    /// is full); the time is taken now, the records are built by the writer.
+    pub(crate) fn try_send_invoke(&self, request_id: &str, event: InvokeEvent) {
+        let Some(tx) = &self.tx else { return };
+        let n = event.record_count();
+        let msg = LogMsg::Invoke {
+            request_id: request_id.to_owned(),
+            at: jiff::Timestamp::now(),
+            event,
+        };
+        if tx.try_send(msg).is_err() {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Waits until everything queued so far is written to the file.
     pub(crate) async fn flush(&self) {
         if let Some(tx) = &self.tx {
@@ -229,6 +325,25 @@ impl Writer {
                     }
                     LogMsg::Record(rec) => {
                         let _ = serde_json::to_writer(&mut line, &rec);
+                    }
+                    LogMsg::Invoke {
+                        request_id,
+                        at,
+                        event,
+                    } => {
+                        // One line each; the last goes out with the others below.
+                        let mut records = event.records(&request_id, at).into_iter().peekable();
+                        while let Some(rec) = records.next() {
+                            line.clear();
+                            let _ = serde_json::to_writer(&mut line, &rec);
+                            if records.peek().is_some()
+                                && let Some(w) = out.as_mut()
+                                && let Err(e) = w.write_line(&line)
+                                && !std::mem::replace(&mut warned, true)
+                            {
+                                tracing::warn!(dir = %self.dir.display(), env_id = self.env_id, error = %e, "writing the environment log failed");
+                            }
+                        }
                     }
                     LogMsg::Flush(ack) => acks.push(ack),
                 }
@@ -479,8 +594,19 @@ pub(crate) fn platform_record(
     message: String,
     record: Value,
 ) -> Value {
+    platform_record_at(jiff::Timestamp::now(), kind, request_id, message, record)
+}
+
+/// [`platform_record`] stamped `at`.
+fn platform_record_at(
+    at: jiff::Timestamp,
+    kind: &str,
+    request_id: Option<&str>,
+    message: String,
+    record: Value,
+) -> Value {
     let mut obj = Map::new();
-    obj.insert("timestamp".into(), Value::String(now_rfc3339()));
+    obj.insert("timestamp".into(), Value::String(format!("{at:.3}")));
     obj.insert("type".into(), Value::String(kind.into()));
     obj.insert("level".into(), Value::String("INFO".into()));
     if let Some(id) = request_id {
@@ -632,6 +758,50 @@ mod tests {
             }
         }
         lines
+    }
+
+    #[tokio::test]
+    async fn invoke_events_become_the_platform_records_on_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = dir.path().join("fn").join("1");
+        let (sink, task) = LogSink::open(vdir.clone(), "env".into(), LogLimits::default());
+        sink.try_send_invoke(
+            "r1",
+            InvokeEvent::Start {
+                version: "7".into(),
+            },
+        );
+        let done = InvokeEvent::Done {
+            status: "success",
+            duration_ms: 12.345,
+            billed_ms: 13,
+            memory_mb: 2048,
+            max_used_mb: 40,
+        };
+        sink.try_send_invoke("r1", done.clone());
+        sink.flush().await;
+        let lines = read_all(&vdir);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let at = jiff::Timestamp::now();
+        // The same records as built in place (but for the time they carry).
+        let mut expected = InvokeEvent::Start {
+            version: "7".into(),
+        }
+        .records("r1", at);
+        expected.extend(done.records("r1", at));
+        for (line, want) in lines.iter().zip(&expected) {
+            let (mut line, mut want) = (line.clone(), want.clone());
+            assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+            line["timestamp"] = Value::Null;
+            want["timestamp"] = Value::Null;
+            assert_eq!(line, want);
+        }
+        assert_eq!(lines[0]["message"], "START RequestId: r1 Version: 7");
+        assert_eq!(lines[1]["type"], "platform.runtimeDone");
+        assert_eq!(lines[2]["record"]["metrics"]["durationMs"], 12.35);
+        assert_eq!(sink.dropped(), 0);
+        drop(sink);
+        task.await.unwrap();
     }
 
     #[tokio::test]
