@@ -2,8 +2,9 @@
 """Instruction-count guard of the invoke hot path (not a timed test).
 
 Builds `fleetfn-hotpath` (crates/fleetfn-bench/src/bin/hotpath.rs: the real Lambda API router with
-SigV4, Invoke parsing and qualifier resolution, handing each invoke to a real Runtime API endpoint
-served by an in-process fake runtime worker), runs it under `valgrind --tool=callgrind` with two
+SigV4, Invoke parsing and qualifier resolution, sending each invoke with the real agent client over
+a Unix socket to a real agent in the same process, whose environment runs `fleetfn-testfn` as a
+child process that valgrind does not follow), runs it under `valgrind --tool=callgrind` with two
 invoke counts and divides the difference of the instruction counts by the difference of the
 counts, so start-up cancels out. The result is compared with the checked-in baseline
 (crates/fleetfn-bench/hotpath-baseline.json): more than `tolerance` above it fails.
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--update", action="store_true", help="rewrite the baseline with this measurement")
     args = ap.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/fleetfn-target"))
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "fleetfn-bench", "--bin", "fleetfn-hotpath"],
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "fleetfn-bench", "--bin", "fleetfn-hotpath",
+                    "-p", "fleetfn-testfn"],
                    cwd=ROOT, check=True)
     binary = target / "release/fleetfn-hotpath"
     small, large = count(binary, SMALL), count(binary, LARGE)

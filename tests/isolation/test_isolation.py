@@ -199,6 +199,26 @@ def test_no_function_can_take_or_answer_another_functions_invocations(lam, serve
         assert err is None and json.loads(body) == {"op": "echo", "m": marker}, (marker, err, body[:200])
 
 
+def test_agent_sockets_are_out_of_reach(lam, server, hostile):
+    """The agents of `fleetfn serve` take invokes on a Unix socket each (their instance
+    directory): no function can connect to one, whether it can see the path or not."""
+    sockets = sorted(str(p) for p in (server.data_dir / "instances").glob("*/agent.sock"))
+    assert sockets, "no agent socket found: fleetfn serve should call its agents over Unix sockets"
+    # Controls: the sockets are there and owner-only; another uid on the host is refused too.
+    probe = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1]); print('connected')"
+    for path in sockets[:3]:
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600", path
+        ok = subprocess.run(["/usr/bin/python3", "-c", probe, path], capture_output=True, text=True, timeout=20)
+        assert ok.stdout.strip() == "connected", ok.stderr
+        other = subprocess.run(["setpriv", "--reuid", "4242", "--regid", "4242", "--clear-groups",
+                                "/usr/bin/python3", "-c", probe, path], capture_output=True, text=True, timeout=20)
+        assert "connected" not in other.stdout and "PermissionError" in other.stderr, (other.stdout, other.stderr)
+    out = invoke(lam, hostile["python"], {"op": "probe", "connect_unix": sockets})["connect_unix"]
+    reached = {p: r for p, r in out.items() if r == "connected"}
+    assert not reached, f"a function connected to an agent socket: {reached}"
+    assert len(out) == len(sockets), out
+
+
 NEXT = """
 import socket
 s = socket.create_connection(("127.0.0.1", 9001), 3)

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleetfn_logs::{DropCounts, LogLimits, SegmentWriter};
 use parking_lot::Mutex;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -83,60 +83,146 @@ pub(crate) enum InvokeEvent {
 }
 
 impl InvokeEvent {
-    /// The records it stands for, stamped `at`.
-    fn records(&self, request_id: &str, at: jiff::Timestamp) -> Vec<Value> {
-        match self {
-            Self::Start { version } => vec![platform_record_at(
-                at,
-                "platform.start",
-                Some(request_id),
-                format!("START RequestId: {request_id} Version: {version}"),
-                json!({ "requestId": request_id, "version": version }),
-            )],
-            Self::Done {
-                status,
-                duration_ms,
-                billed_ms,
-                memory_mb,
-                max_used_mb,
-            } => vec![
-                platform_record_at(
-                    at,
-                    "platform.runtimeDone",
-                    Some(request_id),
-                    format!("END RequestId: {request_id}"),
-                    json!({ "requestId": request_id, "status": status }),
-                ),
-                platform_record_at(
-                    at,
-                    "platform.report",
-                    Some(request_id),
-                    report_message(
+    /// Appends its `i`-th record (of [`Self::record_count`]) to `out` as one JSON line (no
+    /// newline), the same document [`platform_record`] builds, without a `Value` in between.
+    fn encode(&self, i: usize, request_id: &str, at: jiff::Timestamp, out: &mut Vec<u8>) {
+        let ts = Stamp(at);
+        let _ = match (self, i) {
+            (Self::Start { version }, _) => serde_json::to_writer(
+                out,
+                &PlatformLine {
+                    level: "INFO",
+                    message: format_args!("START RequestId: {request_id} Version: {version}"),
+                    record: StartRecord {
                         request_id,
-                        *duration_ms,
-                        *billed_ms,
-                        *memory_mb,
-                        *max_used_mb,
-                    ),
-                    report_record(
+                        version,
+                    },
+                    request_id,
+                    stream: "platform",
+                    timestamp: ts,
+                    kind: "platform.start",
+                },
+            ),
+            (Self::Done { status, .. }, 0) => serde_json::to_writer(
+                out,
+                &PlatformLine {
+                    level: "INFO",
+                    message: format_args!("END RequestId: {request_id}"),
+                    record: DoneRecord { request_id, status },
+                    request_id,
+                    stream: "platform",
+                    timestamp: ts,
+                    kind: "platform.runtimeDone",
+                },
+            ),
+            (
+                Self::Done {
+                    status,
+                    duration_ms,
+                    billed_ms,
+                    memory_mb,
+                    max_used_mb,
+                },
+                _,
+            ) => serde_json::to_writer(
+                out,
+                &PlatformLine {
+                    level: "INFO",
+                    message: ReportText {
+                        request_id,
+                        duration_ms: *duration_ms,
+                        billed_ms: *billed_ms,
+                        memory_mb: *memory_mb,
+                        max_used_mb: *max_used_mb,
+                    },
+                    record: ReportRecord {
+                        metrics: ReportMetrics {
+                            billed_duration_ms: *billed_ms,
+                            duration_ms: (duration_ms * 100.0).round() / 100.0,
+                            max_memory_used_mb: *max_used_mb,
+                            memory_size_mb: *memory_mb,
+                        },
                         request_id,
                         status,
-                        *duration_ms,
-                        *billed_ms,
-                        *memory_mb,
-                        *max_used_mb,
-                    ),
-                ),
-            ],
-        }
+                    },
+                    request_id,
+                    stream: "platform",
+                    timestamp: ts,
+                    kind: "platform.report",
+                },
+            ),
+        };
     }
 
-    fn record_count(&self) -> u64 {
+    fn record_count(&self) -> usize {
         match self {
             Self::Start { .. } => 1,
             Self::Done { .. } => 2,
         }
     }
+}
+
+// The platform line's fields in the order `serde_json::Map` (sorted keys) writes them, so a
+// typed line and one built as a `Value` are the same bytes.
+#[derive(serde::Serialize)]
+struct PlatformLine<'a, M: std::fmt::Display, R: serde::Serialize> {
+    level: &'static str,
+    #[serde(serialize_with = "display")]
+    message: M,
+    record: R,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    stream: &'static str,
+    timestamp: Stamp,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct StartRecord<'a> {
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    version: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DoneRecord<'a> {
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    status: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ReportRecord<'a> {
+    metrics: ReportMetrics,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    status: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ReportMetrics {
+    #[serde(rename = "billedDurationMs")]
+    billed_duration_ms: u64,
+    #[serde(rename = "durationMs")]
+    duration_ms: f64,
+    #[serde(rename = "maxMemoryUsedMB")]
+    max_memory_used_mb: u64,
+    #[serde(rename = "memorySizeMB")]
+    memory_size_mb: u32,
+}
+
+/// A record's time: RFC 3339 with milliseconds, written without an intermediate `String`.
+struct Stamp(jiff::Timestamp);
+
+impl serde::Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:.3}", self.0))
+    }
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// The sending side of an environment's log. Cheap to clone.
@@ -239,7 +325,7 @@ impl LogSink {
     /// is full); the time is taken now, the records are built by the writer.
     pub(crate) fn try_send_invoke(&self, request_id: &str, event: InvokeEvent) {
         let Some(tx) = &self.tx else { return };
-        let n = event.record_count();
+        let n = event.record_count() as u64;
         let msg = LogMsg::Invoke {
             request_id: request_id.to_owned(),
             at: jiff::Timestamp::now(),
@@ -332,11 +418,11 @@ impl Writer {
                         event,
                     } => {
                         // One line each; the last goes out with the others below.
-                        let mut records = event.records(&request_id, at).into_iter().peekable();
-                        while let Some(rec) = records.next() {
+                        let n = event.record_count();
+                        for i in 0..n {
                             line.clear();
-                            let _ = serde_json::to_writer(&mut line, &rec);
-                            if records.peek().is_some()
+                            event.encode(i, &request_id, at, &mut line);
+                            if i + 1 < n
                                 && let Some(w) = out.as_mut()
                                 && let Err(e) = w.write_line(&line)
                                 && !std::mem::replace(&mut warned, true)
@@ -619,20 +705,45 @@ fn platform_record_at(
 }
 
 /// The `REPORT` line's text.
-pub(crate) fn report_message(
+struct ReportText<'a> {
+    request_id: &'a str,
+    duration_ms: f64,
+    billed_ms: u64,
+    memory_mb: u32,
+    max_used_mb: u64,
+}
+
+impl std::fmt::Display for ReportText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            self.request_id, self.duration_ms, self.billed_ms, self.memory_mb, self.max_used_mb
+        )
+    }
+}
+
+#[cfg(test)]
+fn report_message(
     request_id: &str,
     duration_ms: f64,
     billed_ms: u64,
     memory_mb: u32,
     max_used_mb: u64,
 ) -> String {
-    format!(
-        "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed_ms} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_used_mb} MB"
-    )
+    ReportText {
+        request_id,
+        duration_ms,
+        billed_ms,
+        memory_mb,
+        max_used_mb,
+    }
+    .to_string()
 }
 
-/// The `platform.report` record's body.
-pub(crate) fn report_record(
+/// The `platform.report` record's body, as a `Value` (tests compare the typed lines with it).
+#[cfg(test)]
+fn report_record(
     request_id: &str,
     status: &str,
     duration_ms: f64,
@@ -640,7 +751,7 @@ pub(crate) fn report_record(
     memory_mb: u32,
     max_used_mb: u64,
 ) -> Value {
-    json!({
+    serde_json::json!({
         "requestId": request_id,
         "status": status,
         "metrics": {
@@ -655,6 +766,7 @@ pub(crate) fn report_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const TS: &str = "2026-01-01T00:00:00.000Z";
 
@@ -760,17 +872,99 @@ mod tests {
         lines
     }
 
+    /// The records an invoke event stands for, built as `Value`s the way every other platform
+    /// record is.
+    fn value_records(event: &InvokeEvent, request_id: &str, at: jiff::Timestamp) -> Vec<Value> {
+        match event {
+            InvokeEvent::Start { version } => vec![platform_record_at(
+                at,
+                "platform.start",
+                Some(request_id),
+                format!("START RequestId: {request_id} Version: {version}"),
+                json!({ "requestId": request_id, "version": version }),
+            )],
+            InvokeEvent::Done {
+                status,
+                duration_ms,
+                billed_ms,
+                memory_mb,
+                max_used_mb,
+            } => vec![
+                platform_record_at(
+                    at,
+                    "platform.runtimeDone",
+                    Some(request_id),
+                    format!("END RequestId: {request_id}"),
+                    json!({ "requestId": request_id, "status": status }),
+                ),
+                platform_record_at(
+                    at,
+                    "platform.report",
+                    Some(request_id),
+                    report_message(
+                        request_id,
+                        *duration_ms,
+                        *billed_ms,
+                        *memory_mb,
+                        *max_used_mb,
+                    ),
+                    report_record(
+                        request_id,
+                        status,
+                        *duration_ms,
+                        *billed_ms,
+                        *memory_mb,
+                        *max_used_mb,
+                    ),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn typed_platform_lines_are_the_bytes_of_the_value_records() {
+        let at: jiff::Timestamp = "2026-12-03T17:00:00.123456Z".parse().unwrap();
+        let events = [
+            InvokeEvent::Start {
+                version: "7\"q".into(),
+            },
+            InvokeEvent::Done {
+                status: "success",
+                duration_ms: 12.345_678,
+                billed_ms: 13,
+                memory_mb: 2048,
+                max_used_mb: 40,
+            },
+            InvokeEvent::Done {
+                status: "timeout",
+                duration_ms: 3000.0,
+                billed_ms: 3000,
+                memory_mb: 128,
+                max_used_mb: 0,
+            },
+        ];
+        for event in &events {
+            let want = value_records(event, "r-\u{e9}\n1", at);
+            assert_eq!(event.record_count(), want.len());
+            for (i, w) in want.iter().enumerate() {
+                let mut got = Vec::new();
+                event.encode(i, "r-\u{e9}\n1", at, &mut got);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    serde_json::to_string(w).unwrap()
+                );
+            }
+        }
+    }
+
     #[tokio::test]
     async fn invoke_events_become_the_platform_records_on_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let vdir = dir.path().join("fn").join("1");
         let (sink, task) = LogSink::open(vdir.clone(), "env".into(), LogLimits::default());
-        sink.try_send_invoke(
-            "r1",
-            InvokeEvent::Start {
-                version: "7".into(),
-            },
-        );
+        let start = InvokeEvent::Start {
+            version: "7".into(),
+        };
         let done = InvokeEvent::Done {
             status: "success",
             duration_ms: 12.345,
@@ -778,17 +972,14 @@ mod tests {
             memory_mb: 2048,
             max_used_mb: 40,
         };
+        sink.try_send_invoke("r1", start.clone());
         sink.try_send_invoke("r1", done.clone());
         sink.flush().await;
         let lines = read_all(&vdir);
         assert_eq!(lines.len(), 3, "{lines:?}");
         let at = jiff::Timestamp::now();
-        // The same records as built in place (but for the time they carry).
-        let mut expected = InvokeEvent::Start {
-            version: "7".into(),
-        }
-        .records("r1", at);
-        expected.extend(done.records("r1", at));
+        let mut expected = value_records(&start, "r1", at);
+        expected.extend(value_records(&done, "r1", at));
         for (line, want) in lines.iter().zip(&expected) {
             let (mut line, mut want) = (line.clone(), want.clone());
             assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));

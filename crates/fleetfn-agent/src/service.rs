@@ -138,6 +138,18 @@ impl Agent {
         self
     }
 
+    /// Records a leader's `term` when it is the highest seen (kept in the term file); returns
+    /// the highest seen before it.
+    fn note_term(&self, term: u64) -> u64 {
+        let seen = self
+            .term
+            .fetch_max(term, std::sync::atomic::Ordering::SeqCst);
+        if term > seen {
+            self.keep_term(term);
+        }
+        seen
+    }
+
     /// Writes a higher term to the term file (best effort: a failure is logged).
     fn keep_term(&self, term: u64) {
         let Some(path) = &self.term_file else { return };
@@ -430,18 +442,20 @@ impl Agent {
 
     /// The HTTP API.
     pub fn router(&self) -> Router {
+        // One shared handle: a request clones an `Arc`, not the agent's fields.
+        let shared = Arc::new(self.clone());
         Router::new()
             .route("/v1/environments", get(list))
             .route("/v1/environments/{id}", put(put_env).delete(delete_env))
             .route("/v1/environments/{id}/invoke", post(invoke))
             // Invoke payloads are up to 6 MB; the server checked that already.
             .layer(axum::extract::DefaultBodyLimit::max(7 * 1024 * 1024))
-            .layer(axum::middleware::from_fn_with_state(self.clone(), auth))
-            .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
+            .with_state(shared)
     }
 }
 
-async fn auth(State(agent): State<Agent>, req: Request, next: Next) -> Response {
+async fn auth(State(agent): State<Arc<Agent>>, req: Request, next: Next) -> Response {
     let ok = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -469,7 +483,20 @@ struct ListQuery {
     wait_ms: Option<u64>,
 }
 
-async fn list(State(agent): State<Agent>, Query(q): Query<ListQuery>) -> Response {
+async fn list(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<ListQuery>,
+    headers: http::HeaderMap,
+) -> Response {
+    // A leader's poll carries its term: keep it if it is new (never refused: reading is
+    // harmless, and followers poll without one).
+    if let Some(term) = headers
+        .get(fleetfn_proto::H_TERM)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.parse::<u64>().ok())
+    {
+        agent.note_term(term);
+    }
     if let Some(after) = q.after {
         let mut rx = agent.revision.subscribe();
         let wait = Duration::from_millis(q.wait_ms.unwrap_or(5000).min(30_000));
@@ -493,12 +520,7 @@ fn check_term(agent: &Agent, headers: &http::HeaderMap) -> Option<Response> {
             }
         },
     };
-    let seen = agent
-        .term
-        .fetch_max(term, std::sync::atomic::Ordering::SeqCst);
-    if term > seen {
-        agent.keep_term(term);
-    }
+    let seen = agent.note_term(term);
     if term < seen {
         tracing::warn!(term, seen, "refused a start or stop from a former leader");
         return Some(
@@ -513,7 +535,7 @@ fn check_term(agent: &Agent, headers: &http::HeaderMap) -> Option<Response> {
 }
 
 async fn put_env(
-    State(agent): State<Agent>,
+    State(agent): State<Arc<Agent>>,
     Path(id): Path<String>,
     headers: http::HeaderMap,
     body: Bytes,
@@ -570,7 +592,7 @@ async fn put_env(
 }
 
 async fn delete_env(
-    State(agent): State<Agent>,
+    State(agent): State<Arc<Agent>>,
     Path(id): Path<String>,
     headers: http::HeaderMap,
 ) -> Response {
@@ -600,7 +622,7 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 async fn invoke(
-    State(agent): State<Agent>,
+    State(agent): State<Arc<Agent>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,

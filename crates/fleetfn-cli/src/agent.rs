@@ -131,6 +131,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let unix = match &args.socket {
+        Some(path) => {
+            anyhow::ensure!(
+                tls.is_none(),
+                "--socket is for a server on the same host; an agent with --tls-cert is called over TLS"
+            );
+            Some(bind_unix(path)?)
+        }
+        None => None,
+    };
     let mut packages: Option<std::sync::Arc<dyn fleetfn_agent::PackageSource>> = None;
     let token = match token {
         Some(t) => t,
@@ -234,6 +244,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         closer.close();
         closer.stop_all(std::time::Duration::from_secs(2)).await;
     };
+    // The Unix socket shares the shutdown: it stops taking connections when the TCP side does.
+    let unix_served = unix.map(|listener| {
+        let router = agent.router();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    });
     match tls {
         Some(tls) => axum::serve(
             TlsIncoming(fleetfn_proto::tls::TlsListener::new(
@@ -257,6 +277,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .context("serving the agent API")?,
     }
+    if let Some(served) = unix_served {
+        match served.await {
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "serving the agent API on its Unix socket failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "the agent API's Unix socket task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(path) = &args.socket {
+        let _ = std::fs::remove_file(path);
+    }
     agent.stop_all(std::time::Duration::from_secs(2)).await;
     if let Some(s) = sandbox {
         // The environments' processes die with their helpers; give the kernel a moment to
@@ -276,6 +308,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Binds the agent API's Unix socket at `path` (a stale socket from an earlier run is replaced)
+/// and makes it reachable by its owner only: an environment, which runs as another user, cannot
+/// connect even where it could see the path.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    anyhow::ensure!(
+        path.as_os_str().len() <= fleetfn_proto::MAX_UNIX_SOCKET_PATH,
+        "--socket {} is longer than a Unix socket address holds ({} bytes)",
+        path.display(),
+        fleetfn_proto::MAX_UNIX_SOCKET_PATH
+    );
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?,
+        Ok(_) => anyhow::bail!(
+            "--socket {} exists and is not a socket; remove it or choose another path",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    // Connecting needs write permission on the socket: the usual umask already leaves none to
+    // others; 0600 takes the group's too, before anything is accepted.
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
 }
 
 /// The agent API's connections over TLS, handshakes done (TCP_NODELAY set).

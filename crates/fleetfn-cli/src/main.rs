@@ -65,6 +65,10 @@ pub struct AgentArgs {
     /// Address of the agent API (port 0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// Also serve the agent API on a Unix domain socket at this path (mode 0600; the server
+    /// of the same host calls it there: no TCP on the invoke path). Not with --tls-cert.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
     #[arg(long)]
     pub instance_id: String,
     /// The zone (availability zone) the instance is in.

@@ -229,6 +229,10 @@ impl LocalProvider {
     async fn spawn_agent(&self, id: &str, spec: &LaunchSpec) -> Result<Instance, LaunchError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.cfg.instances_dir.join(id);
+        // Invokes go over a Unix socket in the instance's directory, when its path fits in a
+        // socket address (else over loopback TCP).
+        let socket = Some(dir.join("agent.sock"))
+            .filter(|p| p.as_os_str().len() <= fleetfn_proto::MAX_UNIX_SOCKET_PATH);
         let t = &spec.instance_type;
         let mut cmd = Command::new(&self.cfg.binary);
         cmd.arg("agent")
@@ -256,6 +260,11 @@ impl LocalProvider {
             .arg(&self.cfg.logs_dir)
             .arg("--exit-on-stdin-eof")
             .args(self.cfg.log_limits.agent_args())
+            .args(
+                socket
+                    .iter()
+                    .flat_map(|p| [std::ffi::OsStr::new("--socket"), p.as_os_str()]),
+            )
             .env_clear()
             .env("FLEETFN_AGENT_TOKEN", &token)
             .stdin(Stdio::piped())
@@ -293,7 +302,7 @@ impl LocalProvider {
             .ok_or_else(|| no_address(format!("unexpected first line {first:?}")))?;
         // Keep draining stdout so the agent never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        tracing::info!(instance = %id, zone = %spec.zone, instance_type = %t.name, capacity_provider = %spec.capacity_provider, %addr, "instance running");
+        tracing::info!(instance = %id, zone = %spec.zone, instance_type = %t.name, capacity_provider = %spec.capacity_provider, %addr, unix_socket = socket.is_some(), "instance running");
         self.state.lock().running.insert(
             id.to_string(),
             Running {
@@ -307,7 +316,10 @@ impl LocalProvider {
             zone: spec.zone.clone(),
             capacity_provider: spec.capacity_provider.clone(),
             instance_type: t.clone(),
-            client: Arc::new(AgentClient::new(addr, &token)),
+            client: Arc::new(match &socket {
+                Some(path) => AgentClient::new_unix(addr, path, &token),
+                None => AgentClient::new(addr, &token),
+            }),
         })
     }
 }

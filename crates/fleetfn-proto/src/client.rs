@@ -1,10 +1,14 @@
-//! A pooled HTTP/1.1 client for one agent, over plain HTTP or TLS.
+//! A pooled HTTP/1.1 client for one agent: over a Unix domain socket (an agent on the same
+//! host, `fleetfn serve`), plain HTTP or TLS. Its base URI and `Authorization` header are built
+//! once, not per request.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -60,19 +64,70 @@ pub enum InvokeReply {
 
 #[derive(Debug, Clone)]
 pub struct AgentClient {
+    /// The agent's TCP address: where it is called, or (over a Unix socket) how it is named.
     addr: SocketAddr,
-    auth: String,
+    /// `http://<addr>/v1`, `https://<addr>/v1`, or `http://localhost/v1` over a Unix socket.
+    base: Arc<str>,
+    /// `Bearer <token>`, marked sensitive.
+    auth: HeaderValue,
     /// The leader's term, sent with every start and stop ([`crate::H_TERM`]).
     term: Option<u64>,
     http: Http,
 }
 
-/// The pooled connections: plain, or TLS (never both: an agent that serves TLS is never called
-/// over plain HTTP).
+/// The pooled connections: plain, TLS or a Unix socket (never two: an agent that serves TLS
+/// is never called over plain HTTP).
 #[derive(Debug, Clone)]
 enum Http {
     Plain(Client<HttpConnector, Full<Bytes>>),
     Tls(Client<crate::tls::HttpsConnector, Full<Bytes>>),
+    Unix(Client<UnixConnector, Full<Bytes>>),
+}
+
+/// Connects every request to one Unix domain socket, whatever its URI says.
+#[derive(Debug, Clone)]
+pub struct UnixConnector {
+    path: Arc<PathBuf>,
+}
+
+impl tower_service::Service<http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let path = self.path.clone();
+        Box::pin(async move {
+            let connect = tokio::net::UnixStream::connect(path.as_path());
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(stream) => stream.map(hyper_util::rt::TokioIo::new),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {} timed out", path.display()),
+                )),
+            }
+        })
+    }
+}
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// `Bearer <token>` as a sensitive header value.
+fn bearer(token: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    v.set_sensitive(true);
+    v
 }
 
 fn connector() -> HttpConnector {
@@ -94,17 +149,38 @@ impl AgentClient {
     pub fn new(addr: SocketAddr, token: &str) -> Self {
         Self {
             addr,
-            auth: format!("Bearer {token}"),
+            base: format!("http://{addr}{PREFIX}").into(),
+            auth: bearer(token),
             term: None,
             http: Http::Plain(pool().build(connector())),
         }
+    }
+
+    /// Over the agent's Unix domain socket at `path` (an agent on this host); `addr` names it in
+    /// errors and reports.
+    pub fn new_unix(addr: SocketAddr, path: &Path, token: &str) -> Self {
+        Self {
+            addr,
+            base: format!("http://localhost{PREFIX}").into(),
+            auth: bearer(token),
+            term: None,
+            http: Http::Unix(pool().build(UnixConnector {
+                path: Arc::new(path.to_path_buf()),
+            })),
+        }
+    }
+
+    /// Whether it calls over a Unix domain socket.
+    pub fn is_unix(&self) -> bool {
+        matches!(self.http, Http::Unix(_))
     }
 
     /// Over TLS only, verifying the agent's certificate with `tls` for the address's IP.
     pub fn new_tls(addr: SocketAddr, token: &str, tls: &crate::tls::ClientTls) -> Self {
         Self {
             addr,
-            auth: format!("Bearer {token}"),
+            base: format!("https://{addr}{PREFIX}").into(),
+            auth: bearer(token),
             term: None,
             http: Http::Tls(pool().build(crate::tls::https_connector(
                 Some(tls),
@@ -135,13 +211,13 @@ impl AgentClient {
     }
 
     fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        let mut uri = String::with_capacity(self.base.len() + path.len());
+        uri.push_str(&self.base);
+        uri.push_str(path);
         Request::builder()
             .method(method)
-            .uri(match self.http {
-                Http::Plain(_) => format!("http://{}{PREFIX}{path}", self.addr),
-                Http::Tls(_) => format!("https://{}{PREFIX}{path}", self.addr),
-            })
-            .header(header::AUTHORIZATION, &self.auth)
+            .uri(uri)
+            .header(header::AUTHORIZATION, self.auth.clone())
     }
 
     /// Sends a request and reads the whole answer within `deadline`.
@@ -154,6 +230,7 @@ impl AgentClient {
             let sent = match &self.http {
                 Http::Plain(c) => c.request(req),
                 Http::Tls(c) => c.request(req),
+                Http::Unix(c) => c.request(req),
             };
             let resp = sent.await.map_err(|e| {
                 if e.is_connect() {
@@ -238,6 +315,7 @@ impl AgentClient {
     }
 
     /// The agent's report; with `after`, waits (up to `wait`) until its revision exceeds it.
+    /// A leader's client sends its term, which the agent keeps if it is the highest it saw.
     pub async fn report(
         &self,
         after: Option<u64>,
@@ -247,8 +325,10 @@ impl AgentClient {
             Some(n) => format!("/environments?after={n}&wait_ms={}", wait.as_millis()),
             None => "/environments".to_string(),
         };
+        // With the term: the leader's polls tell an agent of a new term even when that
+        // leader has nothing to start or stop there.
         let req = self
-            .request(Method::GET, &path)
+            .control(Method::GET, &path)
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Decode {
                 addr: self.addr,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use api::{AgentApi, BoxFuture};
-pub use client::{AgentClient, ClientError, InvokeReply};
+pub use client::{AgentClient, ClientError, InvokeReply, MAX_UNIX_SOCKET_PATH};
 
 /// Path prefix of this protocol version.
 pub const PREFIX: &str = "/v1";

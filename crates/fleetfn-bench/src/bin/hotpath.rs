@@ -1,12 +1,17 @@
-//! `fleetfn-hotpath`: the invoke hot path inside one process, for instruction counting under
-//! `valgrind --tool=callgrind` (scripts/bench-hotpath, run by scripts/test).
+//! `fleetfn-hotpath`: the whole invoke path inside one process (but for the function), for
+//! instruction counting under `valgrind --tool=callgrind` (scripts/bench-hotpath, run by
+//! scripts/test).
 //!
-//! It builds the real API (`fleetfn_api::router`: request id, SigV4 verification, body limit,
+//! Server side: the real API (`fleetfn_api::router`: request id, SigV4 verification, body limit,
 //! Invoke parsing, qualifier resolution from the control plane's cache) over a real SQLite store,
-//! and an [`Invoker`] that hands each invoke to a real Runtime API endpoint
-//! (`fleetfn_runtime_api`, on loopback) served by an in-process fake runtime worker doing
-//! `GET /next` and `POST /response` over HTTP/1.1. The only parts of a production invoke left
-//! out are the router's environment choice and the server→agent hop.
+//! and an [`Invoker`] that sends each invoke with the real [`AgentClient`] over a Unix socket,
+//! as `fleetfn serve` calls its agents. Agent side, in the same process: the real agent API
+//! (`fleetfn_agent::Agent`: authentication, admission, the environment's Runtime API endpoint,
+//! platform log records on the log writer thread) running one environment of the real
+//! `fleetfn-testfn` (`lambda_runtime`, `run_concurrent`, four workers) as a child process
+//! (its `bootstrap` execs the binary built next to this one),
+//! which valgrind does not follow: the function is not counted, fleetfn's own work is. Left
+//! out: the data plane's choice of environment (a least-in-flight pick in the routing table).
 //!
 //! `fleetfn-hotpath N` sets up, runs 50 warm-up invokes, then N measured invokes on a
 //! current-thread runtime and exits. The guard runs it with two values of N and divides the
@@ -16,57 +21,71 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::body::Body;
 use bytes::Bytes;
 use fleetfn_api::{AppState, Credentials};
 use fleetfn_contracts::{CostDocument, InvokeOutcome, InvokeRequest, Invoker};
 use fleetfn_model::types::FunctionConfiguration;
 use fleetfn_model::{LambdaError, Scope};
-use fleetfn_runtime_api::{Invocation, Outcome, RuntimeApi, RuntimeApiConfig};
+use fleetfn_proto::{AgentClient, EnvState, EnvironmentRequest, InvokeReply};
 use fleetfn_server::{ControlPlane, ControlPlaneConfig, VersionTransition};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;
 
 const KEY: &str = "AKIDHOTPATHHOTPATH00";
 const SECRET: &str = "hotpathsecrethotpathsecrethotpath0000000";
+const AGENT_TOKEN: &str = "hotpath-agent-token";
+const ENV_ID: &str = "env-hot";
 
-struct FakeInvoker {
-    rt: Arc<RuntimeApi>,
+/// Sends every invoke to the one environment of the in-process agent.
+struct AgentInvoker {
+    client: AgentClient,
+    /// Invokes the environment refused (no worker parked on `/next` yet), retried.
+    rejected: AtomicU64,
 }
 
-impl Invoker for FakeInvoker {
+impl Invoker for AgentInvoker {
     fn invoke(
         &self,
         req: InvokeRequest,
     ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<InvokeOutcome>> + Send + '_>> {
         Box::pin(async move {
-            self.rt.wait_parked(|n| n > 0).await;
-            let ticket = self
-                .rt
-                .try_dispatch(Invocation {
-                    request_id: req.request_id,
-                    payload: req.payload,
-                    deadline_ms: 4_102_444_800_000,
-                    invoked_function_arn: req.version.config.function_arn.clone(),
-                    trace_id: None,
-                    client_context: None,
-                    cognito_identity: None,
-                    tenant_id: None,
-                })
-                .map_err(|e| LambdaError::service(e.to_string()))?;
-            match ticket.await {
-                Outcome::Response(payload) => Ok(InvokeOutcome {
-                    payload,
-                    function_error: None,
-                }),
-                Outcome::FunctionError { error_type, body } => Ok(InvokeOutcome {
-                    payload: body,
-                    function_error: Some(error_type),
-                }),
+            for _ in 0..1000 {
+                let reply = self
+                    .client
+                    .invoke(
+                        Duration::from_secs(30),
+                        ENV_ID,
+                        &req.request_id,
+                        req.payload.clone(),
+                        None,
+                        None,
+                    )
+                    .await
+                    .map_err(|e| LambdaError::service(e.to_string()))?;
+                match reply {
+                    InvokeReply::Done {
+                        payload,
+                        function_error,
+                    } => {
+                        return Ok(InvokeOutcome {
+                            payload,
+                            function_error,
+                        });
+                    }
+                    InvokeReply::Rejected { .. } => {
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    other => return Err(LambdaError::service(format!("agent: {other:?}"))),
+                }
             }
+            Err(LambdaError::service("the environment refused 1000 times"))
         })
     }
 
@@ -82,31 +101,97 @@ impl Invoker for FakeInvoker {
     }
 }
 
-/// The fake runtime: one worker looping `/next` → `/response` on one keep-alive connection.
-async fn worker(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    loop {
-        let next = http::Request::get(format!("http://{addr}/2018-06-01/runtime/invocation/next"))
-            .body(Full::new(Bytes::new()))?;
-        let resp = send.send_request(next).await?;
-        let id = resp
-            .headers()
-            .get("lambda-runtime-aws-request-id")
-            .context("request id")?
-            .to_str()?
-            .to_owned();
-        let _event = resp.into_body().collect().await?.to_bytes();
-        let post = http::Request::post(format!(
-            "http://{addr}/2018-06-01/runtime/invocation/{id}/response"
-        ))
-        .body(Full::new(Bytes::from_static(b"{}")))?;
-        let resp = send.send_request(post).await?;
-        let _ = resp.into_body().collect().await?;
+/// The function's package: a `bootstrap` that runs `fleetfn-testfn` (built next to this
+/// binary) from where it is; the environment is a plain child process, so the path is its own.
+fn testfn_zip() -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let exe = std::env::current_exe()?.with_file_name("fleetfn-testfn");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing (cargo build --release -p fleetfn-testfn)",
+        exe.display()
+    );
+    anyhow::ensure!(
+        !exe.to_string_lossy().contains('\''),
+        "{} cannot be quoted for /bin/sh",
+        exe.display()
+    );
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )?;
+    write!(w, "#!/bin/sh\nexec '{}'\n", exe.display())?;
+    Ok(w.finish()?.into_inner())
+}
+
+/// An agent in this process, serving its API on a Unix socket in `dir`, with one Ready
+/// environment of `fleetfn-testfn` (max concurrency 4).
+async fn start_agent(dir: &std::path::Path) -> anyhow::Result<(fleetfn_agent::Agent, AgentClient)> {
+    let store = fleetfn_artifacts::ArtifactStore::open(dir.join("agent-artifacts"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let digest = store
+        .put(&testfn_zip()?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let provider = fleetfn_agent::RuntimeProvider::detect(
+        fleetfn_agent::RuntimeProviderConfig::new(dir.join("rt"), dir.join("envs")),
+    );
+    let agent = fleetfn_agent::Agent::new(
+        fleetfn_agent::AgentConfig {
+            instance_id: "i-hotpath".into(),
+            zone: "subnet-a".into(),
+            token: AGENT_TOKEN.into(),
+            artifacts_dir: dir.join("agent-artifacts"),
+            logs_dir: dir.join("logs"),
+            log_limits: fleetfn_agent::LogLimits::default(),
+            isolation: "none (plain child processes)".into(),
+            instance: fleetfn_agent::InstanceShape {
+                instance_type: "local".into(),
+                vcpus: 2,
+                memory_mib: 8192,
+                cpu_scale: 1.0,
+            },
+            instance_slice: None,
+        },
+        provider,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let socket = dir.join("agent.sock");
+    let listener = tokio::net::UnixListener::bind(&socket)?;
+    let router = agent.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = AgentClient::new_unix("127.0.0.1:0".parse()?, &socket, AGENT_TOKEN);
+    let req = EnvironmentRequest {
+        function_name: "hot".into(),
+        version: "1".into(),
+        qualified_arn: "arn:aws:lambda:us-east-1:000000000000:function:hot:1".into(),
+        runtime: "provided.al2023".into(),
+        handler: None,
+        code_sha256_hex: digest.hex(),
+        code_size: digest.size(),
+        memory_mb: 2048,
+        timeout_secs: 30,
+        max_concurrency: 4,
+        vcpus: 1.0,
+        ephemeral_storage_mb: 512,
+        region: "us-east-1".into(),
+        env_vars: Default::default(),
+        placement: None,
+    };
+    client.put_environment(ENV_ID, &req).await?;
+    let mut after = None;
+    for _ in 0..600 {
+        let report = client.report(after, Duration::from_secs(5)).await?;
+        if let Some(e) = report.environments.iter().find(|e| e.env_id == ENV_ID) {
+            match e.state {
+                EnvState::Ready => return Ok((agent, client)),
+                EnvState::Failed | EnvState::Exited => bail!("the environment ended: {e:?}"),
+                _ => {}
+            }
+        }
+        after = Some(report.revision);
     }
+    bail!("the environment never became Ready")
 }
 
 fn signed(method: &str, path: &str, body: serde_json::Value) -> http::Request<Body> {
@@ -181,18 +266,18 @@ async fn main() -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stop = tokio_util::sync::CancellationToken::new();
     let reconciler = cp.spawn_reconciler(stop.clone());
-    let rt = Arc::new(RuntimeApi::bind(
-        "127.0.0.1:0".parse()?,
-        RuntimeApiConfig::default(),
-    )?);
-    tokio::spawn(worker(rt.local_addr()));
+    let (agent, client) = start_agent(dir.path()).await?;
+    let invoker = Arc::new(AgentInvoker {
+        client,
+        rejected: AtomicU64::new(0),
+    });
     let app = fleetfn_api::router(AppState {
         cp: cp.clone(),
         credentials: Arc::new(Credentials {
             access_key_id: KEY.into(),
             secret_access_key: SECRET.into(),
         }),
-        invoker: Some(Arc::new(FakeInvoker { rt: rt.clone() })),
+        invoker: Some(invoker.clone()),
         logs: None,
         uploads: Default::default(),
     });
@@ -304,7 +389,11 @@ async fn main() -> anyhow::Result<()> {
             bail!("invoke {i}: HTTP {s} {}", String::from_utf8_lossy(&b));
         }
     }
-    println!("{n} invokes ok");
+    println!(
+        "{n} invokes ok ({} refused by the environment and retried)",
+        invoker.rejected.load(Ordering::Relaxed)
+    );
+    agent.stop_all(Duration::from_secs(2)).await;
     Ok(())
 }
 

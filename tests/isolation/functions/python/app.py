@@ -114,6 +114,18 @@ def fill_tmp(limit_mb):
     return {"written_mb": written, "error": error}
 
 
+def connect_unix(path, timeout=1.0):
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            return "connected"
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return _errno_name(e.errno) if e.errno else type(e).__name__
+
+
 def read_paths(paths):
     out = {}
     for p in paths:
@@ -129,6 +141,8 @@ def handler(event, context):
     result = {"uid": os.getuid()}
     if "connect" in event:
         result["connect"] = {f"{h}:{p}": connect(h, p) for h, p in event["connect"]}
+    if "connect_unix" in event:
+        result["connect_unix"] = {p: connect_unix(p) for p in event["connect_unix"]}
     if "http" in event:
         result["http"] = {f"{m} {h}:{p}{path}": http(h, p, m, path, b"forged" if m == "POST" else b"")
                           for h, p, m, path in event["http"]}
