@@ -113,7 +113,9 @@ def server(internet, fleetfn_binary, tmp_path_factory):
     try:
         srv = FleetfnServer(fleetfn_binary, base / "data", base / "logs", name="isolation",
                             data_plane=True,
-                            extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}", "--max-local-vcpus", "512"])
+                            extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}", "--max-local-vcpus", "512",
+                                            # Agents on Unix sockets: test_agent_sockets_are_out_of_reach.
+                                            "--agent-transport", "unix"])
         srv.start()
     finally:
         if old is None:

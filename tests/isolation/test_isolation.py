@@ -200,10 +200,11 @@ def test_no_function_can_take_or_answer_another_functions_invocations(lam, serve
 
 
 def test_agent_sockets_are_out_of_reach(lam, server, hostile):
-    """The agents of `fleetfn serve` take invokes on a Unix socket each (their instance
-    directory): no function can connect to one, whether it can see the path or not."""
+    """With `--agent-transport unix` the agents of `fleetfn serve` take invokes on a Unix socket
+    each (their instance directory): no function can connect to one, whether it can see the
+    path or not."""
     sockets = sorted(str(p) for p in (server.data_dir / "instances").glob("*/agent.sock"))
-    assert sockets, "no agent socket found: fleetfn serve should call its agents over Unix sockets"
+    assert sockets, "no agent socket found: this server runs with --agent-transport unix"
     # Controls: the sockets are there and owner-only; another uid on the host is refused too.
     probe = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1]); print('connected')"
     for path in sockets[:3]:

@@ -214,6 +214,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 vcpu_scale: args.vcpu_scale,
                 max_vcpus: args.max_local_vcpus,
                 log_limits,
+                unix_sockets: args.agent_transport == "unix",
             })),
             DataPlaneConfig {
                 catalog,

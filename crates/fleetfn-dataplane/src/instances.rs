@@ -169,6 +169,8 @@ pub struct LocalProviderConfig {
     pub max_vcpus: u32,
     /// Rotation and caps of function logs, passed to every agent.
     pub log_limits: fleetfn_logs::LogLimits,
+    /// Call the agents on a Unix socket in their instance directory instead of loopback TCP.
+    pub unix_sockets: bool,
 }
 
 #[derive(Debug)]
@@ -229,10 +231,11 @@ impl LocalProvider {
     async fn spawn_agent(&self, id: &str, spec: &LaunchSpec) -> Result<Instance, LaunchError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.cfg.instances_dir.join(id);
-        // Invokes go over a Unix socket in the instance's directory, when its path fits in a
-        // socket address (else over loopback TCP).
-        let socket = Some(dir.join("agent.sock"))
-            .filter(|p| p.as_os_str().len() <= fleetfn_proto::MAX_UNIX_SOCKET_PATH);
+        // With `unix_sockets`, invokes go over a Unix socket in the instance's directory when
+        // its path fits in a socket address (else, and by default, over loopback TCP).
+        let socket = Some(dir.join("agent.sock")).filter(|p| {
+            self.cfg.unix_sockets && p.as_os_str().len() <= fleetfn_proto::MAX_UNIX_SOCKET_PATH
+        });
         let t = &spec.instance_type;
         let mut cmd = Command::new(&self.cfg.binary);
         cmd.arg("agent")
@@ -395,6 +398,7 @@ mod tests {
             vcpu_scale: 1.0,
             max_vcpus,
             log_limits: fleetfn_logs::LogLimits::default(),
+            unix_sockets: false,
         })
     }
 
