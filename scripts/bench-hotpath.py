@@ -34,9 +34,11 @@ def count(binary: Path, n: int) -> int:
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", str(binary), str(n)],
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=300, env={**os.environ, "RUST_BACKTRACE": "0"})
         if out.returncode != 0:
-            sys.exit(f"fleetfn-hotpath {n} failed under valgrind:\n{out.stdout}\n{out.stderr[-4000:]}")
+            # The error comes first, valgrind's summary last.
+            sys.exit(f"fleetfn-hotpath {n} failed under valgrind:\n{out.stdout}\n{out.stderr[:3000]}\n…\n"
+                     f"{out.stderr[-1500:]}")
         m = re.search(r"Collected : (\d+)", out.stderr)
         if not m:
             sys.exit(f"no instruction count in valgrind's output:\n{out.stderr[-4000:]}")
@@ -49,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/fleetfn-target"))
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "fleetfn-bench", "--bin", "fleetfn-hotpath",
-                    "-p", "fleetfn-testfn"],
+                    "-p", "fleetfn-testfn", "--bin", "fleetfn-testfn"],
                    cwd=ROOT, check=True)
     binary = target / "release/fleetfn-hotpath"
     small, large = count(binary, SMALL), count(binary, LARGE)
