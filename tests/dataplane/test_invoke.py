@@ -44,6 +44,22 @@ def test_invoke_returns_function_result(lam, shared_active, runtime):
     assert res.executed_version == "$LATEST.PUBLISHED", res
 
 
+@pytest.mark.parametrize("runtime", list(dp.RUNTIMES))
+def test_invoke_without_payload_hands_the_function_an_empty_object(lam, shared_active, runtime):
+    # As `aws lambda invoke --function-name f out.json` does: no Payload at all. AWS hands the
+    # function `{}` (an empty body would be an unmarshal error in awslambdaric).
+    pub = shared_active(runtime)
+    resp = lam.invoke(FunctionName=pub.name)
+    body = resp["Payload"].read()
+    if runtime == "rust":
+        # fleetfn-testfn's event is `{"op": ...}`: `{}` reaches it as an object without an op.
+        assert resp.get("FunctionError") == "Unhandled", body
+        assert json.loads(body)["errorType"] == "InvalidEvent", body
+    else:
+        assert "FunctionError" not in resp, body
+        assert json.loads(body) == {}
+
+
 def test_invoke_explicit_latest_published_qualifier(lam, shared_active):
     # Point 1: the $LATEST.PUBLISHED qualifier, and the function ARN as FunctionName.
     pub = shared_active("rust")

@@ -122,9 +122,13 @@ pub async fn invoke(
         )
         .into());
     };
-    let payload = axum::body::to_bytes(req.into_body(), usize::MAX)
+    let mut payload = axum::body::to_bytes(req.into_body(), usize::MAX)
         .await
         .map_err(|e| LambdaError::bad_content(e.to_string()))?;
+    if payload.is_empty() {
+        // As on AWS: an invoke without a payload hands the function an empty JSON object.
+        payload = bytes::Bytes::from_static(b"{}");
+    }
     let outcome = invoker
         .invoke(InvokeRequest {
             request_id: request_id.clone(),
