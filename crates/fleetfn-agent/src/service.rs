@@ -249,6 +249,7 @@ impl Agent {
                 env_vars: req.env_vars.clone(),
                 logs: agent.log_target(&env_id, &req),
                 init_timeout: None,
+                credentials: req.credentials.clone(),
             };
             let env = match Environment::start(spec, &agent.provider).await {
                 Ok(env) => Arc::new(env),
@@ -448,6 +449,7 @@ impl Agent {
             .route("/v1/environments", get(list))
             .route("/v1/environments/{id}", put(put_env).delete(delete_env))
             .route("/v1/environments/{id}/invoke", post(invoke))
+            .route("/v1/environments/{id}/credentials", put(put_credentials))
             // Invoke payloads are up to 6 MB; the server checked that already.
             .layer(axum::extract::DefaultBodyLimit::max(7 * 1024 * 1024))
             .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
@@ -612,6 +614,43 @@ async fn delete_env(
             StatusCode::ACCEPTED.into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `PUT /v1/environments/{id}/credentials`: renewed execution-role credentials, served to the
+/// environment from now on. 404 for an unknown environment, 409 while it is still starting or
+/// when it was started without credentials.
+async fn put_credentials(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = check_term(&agent, &headers) {
+        return refused;
+    }
+    let creds: fleetfn_proto::RoleCredentials = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a credentials document: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let env = match agent.slots.lock().get(&id) {
+        None => return StatusCode::NOT_FOUND.into_response(),
+        Some(slot) => slot.env.clone(),
+    };
+    match env {
+        Some(env) if env.set_credentials(&creds) => StatusCode::NO_CONTENT.into_response(),
+        Some(_) => (
+            StatusCode::CONFLICT,
+            "the environment was started without credentials",
+        )
+            .into_response(),
+        None => (StatusCode::CONFLICT, "the environment is still starting").into_response(),
     }
 }
 

@@ -62,6 +62,9 @@ pub struct EnvironmentSpec {
     pub logs: Option<LogTarget>,
     /// Overrides the init timeout (default: max(130 s, timeout), at most 900 s).
     pub init_timeout: Option<Duration>,
+    /// The execution role's credentials, served to the environment at the container
+    /// credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); `None`: it gets none.
+    pub credentials: Option<fleetfn_proto::RoleCredentials>,
 }
 
 impl EnvironmentSpec {

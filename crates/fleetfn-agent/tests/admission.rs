@@ -155,6 +155,7 @@ impl Harness {
                 .map(|(k, v)| ((*k).to_owned(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             placement: None,
+            credentials: None,
         };
         self.client.put_environment(env_id, &req).await.unwrap();
     }

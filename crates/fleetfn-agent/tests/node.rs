@@ -16,7 +16,7 @@ const RUNTIME: &str = "nodejs22.x";
 
 /// A provider that found the host's `node`; the test fails, saying why, without one.
 fn node_provider(root: &Path) -> RuntimeProvider {
-    let p = provider(root, &root.join("rt"));
+    let p = provider(root, &shared_runtime_root());
     let found = p
         .host()
         .node

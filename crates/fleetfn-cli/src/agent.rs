@@ -62,7 +62,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .runtime_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("runtimes"));
-    let mut rcfg = RuntimeProviderConfig::new(runtime_dir, args.data_dir.join("environments"));
+    let mut rcfg =
+        RuntimeProviderConfig::new(runtime_dir, args.data_dir.join("environments")).with_sdk_env();
     if let Some(py) = std::env::var_os("FLEETFN_PYTHON") {
         // FLEETFN_PYTHON=/path/to/python3.13 pins the interpreter of its minor version.
         let path = PathBuf::from(py);

@@ -9,6 +9,7 @@ mod credentials;
 mod join;
 mod logs;
 mod metrics;
+mod roles;
 mod serve;
 mod server;
 mod status;
@@ -80,8 +81,9 @@ pub struct AgentArgs {
     /// The content-addressed code store to read packages from.
     #[arg(long)]
     pub artifacts_dir: PathBuf,
-    /// Where runtimes are provisioned (shared between agents of one host).
-    #[arg(long)]
+    /// Where runtimes are provisioned (shared between agents of one host) [default: runtimes in
+    /// the data dir].
+    #[arg(long, env = "FLEETFN_RUNTIME_DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// Where function logs are written.
     #[arg(long)]
@@ -200,6 +202,10 @@ pub struct ServeArgs {
     /// Where state, code and logs live (default: $XDG_DATA_HOME/fleetfn or ~/.local/share/fleetfn).
     #[arg(long, env = "FLEETFN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where runtime support is installed (awslambdaric, boto3, the AWS SDK for JavaScript),
+    /// shared by this host's instances [default: runtimes in the data dir].
+    #[arg(long, env = "FLEETFN_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
     /// Where the desired state lives: `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE` (the
     /// database must exist; fleetfn creates and migrates its tables), or `sqlite:PATH`
     /// [default: the SQLite file state.db in the data dir].
@@ -247,6 +253,8 @@ pub struct ServeArgs {
     pub catalog: Option<PathBuf>,
     #[command(flatten)]
     pub log_limits: LogLimitArgs,
+    #[command(flatten)]
+    pub roles: roles::RoleArgs,
     /// Seconds an API connection may take to send a request's headers; an idle keep-alive
     /// connection is closed after the same time.
     #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
@@ -291,6 +299,8 @@ pub struct ServerArgs {
     /// Account id in ARNs.
     #[arg(long, default_value = "000000000000", env = "FLEETFN_ACCOUNT_ID")]
     pub account_id: String,
+    #[command(flatten)]
+    pub roles: roles::RoleArgs,
     /// Seconds an API connection may take to send a request's headers.
     #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: f64,

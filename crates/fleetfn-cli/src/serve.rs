@@ -209,7 +209,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 binary: std::env::current_exe().context("locating the fleetfn binary")?,
                 instances_dir: data_dir.join("instances"),
                 artifacts_dir: data_dir.join("artifacts"),
-                runtime_dir: data_dir.join("runtimes"),
+                runtime_dir: args
+                    .runtime_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("runtimes")),
                 logs_dir: data_dir.join("logs"),
                 vcpu_scale: args.vcpu_scale,
                 max_vcpus: args.max_local_vcpus,
@@ -222,6 +225,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 scale_in_after: seconds(args.scale_in_after, "--scale-in-after")?,
                 idle_instance_after: seconds(args.idle_instance_after, "--idle-instance-after")?,
                 metrics: metrics.clone(),
+                roles: crate::roles::assumer(&args.roles, &args.region).await?,
             },
         );
         let handle = dataplane.spawn(stop.clone());

@@ -118,10 +118,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(fleetfn_metrics::Metrics::new());
     let plane = Arc::new(CurrentPlane::default());
+    let roles = if args.no_data_plane {
+        None
+    } else {
+        crate::roles::assumer(&args.roles, &args.region).await?
+    };
     let planes = (!args.no_data_plane).then(|| Planes {
         current: plane.clone(),
         metrics: metrics.clone(),
         agent_tls,
+        roles,
     });
     if planes.is_none() {
         tracing::warn!(
@@ -257,12 +263,14 @@ struct Planes {
     metrics: Arc<fleetfn_metrics::Metrics>,
     /// The CA agents' certificates are verified with (`--agent-ca`).
     agent_tls: Option<fleetfn_proto::tls::ClientTls>,
+    roles: Option<Arc<dyn fleetfn_roles::RoleAssumer>>,
 }
 
 impl Planes {
     fn config(&self) -> DataPlaneConfig {
         DataPlaneConfig {
             metrics: self.metrics.clone(),
+            roles: self.roles.clone(),
             ..DataPlaneConfig::default()
         }
     }

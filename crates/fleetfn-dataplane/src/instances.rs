@@ -36,8 +36,34 @@ const PASSED_ENV: &[&str] = &[
     "FLEETFN_ENV_DNS",
     "FLEETFN_ENV_ALLOW",
     "FLEETFN_ENV_EGRESS",
+    "FLEETFN_PYTHON_SDK",
+    "FLEETFN_NODE_SDK",
+    "FLEETFN_NPM",
     "RUST_BACKTRACE",
+    // What pip and npm need to reach their registries when the agent installs runtime support:
+    // proxies and extra CA certificates (configuration files are found through HOME).
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
 ];
+
+/// Prefixes of further variables passed on for the same reason (`npm_config_registry`).
+const PASSED_ENV_PREFIXES: &[&str] = &["npm_config_", "NPM_CONFIG_"];
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -276,6 +302,14 @@ impl LocalProvider {
             .kill_on_drop(true);
         for key in PASSED_ENV {
             if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        for (key, v) in std::env::vars_os() {
+            if key
+                .to_str()
+                .is_some_and(|k| PASSED_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+            {
                 cmd.env(key, v);
             }
         }

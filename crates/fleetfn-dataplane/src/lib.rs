@@ -15,6 +15,7 @@
 
 mod accounting;
 mod backoff;
+mod credentials;
 mod deployer;
 mod instances;
 mod metrics;
@@ -56,6 +57,9 @@ pub struct DataPlaneConfig {
     pub lambda_prices: fleetfn_cost::LambdaPrices,
     /// The Prometheus metrics the data plane updates (a fresh registry by default).
     pub metrics: Arc<fleetfn_metrics::Metrics>,
+    /// Assumes functions' execution roles for their environments; `None`: environments get no
+    /// AWS credentials.
+    pub roles: Option<Arc<dyn fleetfn_roles::RoleAssumer>>,
 }
 
 impl Default for DataPlaneConfig {
@@ -66,6 +70,7 @@ impl Default for DataPlaneConfig {
             idle_instance_after: Duration::from_secs(30),
             lambda_prices: fleetfn_cost::LambdaPrices::default(),
             metrics: Arc::default(),
+            roles: None,
         }
     }
 }

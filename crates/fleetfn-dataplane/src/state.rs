@@ -67,6 +67,9 @@ pub(crate) struct Env {
     pub memory_bytes: Option<u64>,
     pub cpu_usage_ns: Option<u64>,
     pub cpu: CpuSampler,
+    /// When its execution-role credentials are renewed next; `None`: not yet given (a new
+    /// environment, or one adopted), so the next renewal pass gives them.
+    pub credentials_renew_at: Option<tokio::time::Instant>,
 }
 
 impl Env {
@@ -293,6 +296,7 @@ pub(crate) mod tests {
             memory_bytes: None,
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
+            credentials_renew_at: None,
         }
     }
 

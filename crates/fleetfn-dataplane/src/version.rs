@@ -97,6 +97,7 @@ pub(crate) fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest
             .map(|e| e.variables.clone())
             .unwrap_or_default(),
         placement: None,
+        credentials: None,
     }
 }
 

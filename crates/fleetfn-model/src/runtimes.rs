@@ -9,6 +9,8 @@ pub enum RuntimeFamily {
     Python,
     /// `nodejs*`: fleetfn's Node.js bootstrap.
     Node,
+    /// `java*`: fleetfn's Java runtime client on a JDK.
+    Java,
 }
 
 /// Runtimes fleetfn accepts for capacity-provider functions.
@@ -19,6 +21,8 @@ pub const SUPPORTED_RUNTIMES: &[&str] = &[
     "python3.14",
     "nodejs22.x",
     "nodejs24.x",
+    "java21",
+    "java25",
 ];
 
 pub fn family(runtime: &str) -> Option<RuntimeFamily> {
@@ -29,6 +33,8 @@ pub fn family(runtime: &str) -> Option<RuntimeFamily> {
         RuntimeFamily::Provided
     } else if runtime.starts_with("python") {
         RuntimeFamily::Python
+    } else if runtime.starts_with("java") {
+        RuntimeFamily::Java
     } else {
         RuntimeFamily::Node
     })
@@ -40,7 +46,7 @@ pub fn default_concurrency_per_vcpu(family: RuntimeFamily) -> u32 {
     match family {
         RuntimeFamily::Python => 16,
         RuntimeFamily::Node => 64,
-        RuntimeFamily::Provided => 32,
+        RuntimeFamily::Provided | RuntimeFamily::Java => 32,
     }
 }
 
@@ -67,7 +73,8 @@ mod tests {
         assert_eq!(family("python3.13"), Some(RuntimeFamily::Python));
         assert_eq!(family("nodejs22.x"), Some(RuntimeFamily::Node));
         assert_eq!(family("provided.al2023"), Some(RuntimeFamily::Provided));
-        assert_eq!(family("java21"), None);
+        assert_eq!(family("java21"), Some(RuntimeFamily::Java));
+        assert_eq!(family("java17"), None);
         assert_eq!(
             default_max_concurrency(RuntimeFamily::Python, 2048, 2.0),
             16

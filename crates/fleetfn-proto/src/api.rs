@@ -26,6 +26,13 @@ pub trait AgentApi: Send + Sync + std::fmt::Debug {
     /// Drains and stops an environment; unknown ids are fine.
     fn delete_environment<'a>(&'a self, env_id: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
 
+    /// Hands an environment renewed execution-role credentials.
+    fn put_credentials<'a>(
+        &'a self,
+        env_id: &'a str,
+        credentials: &'a crate::RoleCredentials,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+
     /// The agent's report; with `after`, waits (up to `wait`) until its revision exceeds it.
     fn report(
         &self,
@@ -57,6 +64,14 @@ impl AgentApi for AgentClient {
 
     fn delete_environment<'a>(&'a self, env_id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(AgentClient::delete_environment(self, env_id))
+    }
+
+    fn put_credentials<'a>(
+        &'a self,
+        env_id: &'a str,
+        credentials: &'a crate::RoleCredentials,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(AgentClient::put_credentials(self, env_id, credentials))
     }
 
     fn report(

@@ -280,9 +280,15 @@ impl AgentClient {
         env_id: &str,
         spec: &EnvironmentRequest,
     ) -> Result<(), ClientError> {
-        let body = Bytes::from(serde_json::to_vec(spec).unwrap_or_default());
+        self.put_json(&format!("/environments/{env_id}"), spec)
+            .await
+    }
+
+    /// `PUT` of a JSON document as a control call (with the leader's term).
+    async fn put_json<T: serde::Serialize>(&self, path: &str, doc: &T) -> Result<(), ClientError> {
+        let body = Bytes::from(serde_json::to_vec(doc).unwrap_or_default());
         let req = self
-            .control(Method::PUT, &format!("/environments/{env_id}"))
+            .control(Method::PUT, path)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| ClientError::Decode {
@@ -295,6 +301,16 @@ impl AgentClient {
         } else {
             Err(self.status_error(status, &bytes))
         }
+    }
+
+    /// Hands an environment renewed execution-role credentials.
+    pub async fn put_credentials(
+        &self,
+        env_id: &str,
+        credentials: &crate::RoleCredentials,
+    ) -> Result<(), ClientError> {
+        self.put_json(&format!("/environments/{env_id}/credentials"), credentials)
+            .await
     }
 
     /// Drains and stops an environment; unknown ids are fine.

@@ -61,6 +61,36 @@ pub struct EnvironmentRequest {
     /// start it (a new leader, a server that only routes) can adopt it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// Temporary credentials of the function's execution role, when the server assumes roles;
+    /// renewed with `PUT /v1/environments/{id}/credentials` before they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RoleCredentials>,
+}
+
+/// Temporary credentials of an execution role, in the shape of the container credentials
+/// endpoint the AWS SDKs read (`AWS_CONTAINER_CREDENTIALS_FULL_URI`): the agent serves this
+/// document as is to the environment it belongs to.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The session token.
+    pub token: String,
+    /// When they stop working, RFC 3339 (`2026-12-03T21:00:00Z`).
+    pub expiration: String,
+    /// The role they are of.
+    pub role_arn: String,
+}
+
+impl std::fmt::Debug for RoleCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .field("role_arn", &self.role_arn)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which version and publish an environment was placed for: opaque to the agent, which keeps it

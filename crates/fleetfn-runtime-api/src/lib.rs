@@ -72,6 +72,25 @@ use crate::state::Shared;
 /// Path prefix of every Runtime API route.
 pub const API_PREFIX: &str = "/2018-06-01/runtime/";
 
+/// fleetfn's container credentials endpoint on the Runtime API listener
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI` = `http://<AWS_LAMBDA_RUNTIME_API><this>`): `GET` with
+/// `Authorization: <AWS_CONTAINER_AUTHORIZATION_TOKEN>` answers the execution role's current
+/// credentials, the document the AWS SDKs' container credential provider reads.
+pub const CREDENTIALS_PATH: &str = "/2018-06-01/credentials";
+
+/// What [`CREDENTIALS_PATH`] serves, and to whom.
+#[derive(Clone)]
+pub(crate) struct ServedCredentials {
+    pub(crate) token: String,
+    pub(crate) document: Bytes,
+}
+
+impl std::fmt::Debug for ServedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServedCredentials")
+    }
+}
+
 /// Largest `/response` body accepted by default: 6 MiB, Lambda's synchronous response limit.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
@@ -282,6 +301,15 @@ impl RuntimeApi {
             local_addr,
             cancel,
         })
+    }
+
+    /// Serves `document` (JSON) at [`CREDENTIALS_PATH`] to requests whose `Authorization` is
+    /// `token`, replacing what was served before.
+    pub fn set_credentials(&self, token: &str, document: Bytes) {
+        *self.shared.credentials.write() = Some(ServedCredentials {
+            token: token.to_owned(),
+            document,
+        });
     }
 
     /// The bound address; `AWS_LAMBDA_RUNTIME_API` is this as `host:port`.

@@ -89,6 +89,9 @@ where
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let Some(rest) = req.uri().path().strip_prefix(API_PREFIX) else {
+        if req.uri().path() == crate::CREDENTIALS_PATH {
+            return credentials(&shared, &req);
+        }
         return not_found();
     };
     enum Route {
@@ -127,6 +130,45 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Route::Error(id) => invocation_error(&shared, &id, req).await,
         Route::InitError => init_error(&shared, req).await,
     }
+}
+
+/// `GET` [`crate::CREDENTIALS_PATH`]: the role's credentials for the holder of the token.
+fn credentials(shared: &Shared, req: &Request<Incoming>) -> Resp {
+    if req.method() != Method::GET {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            error_body("MethodNotAllowed", "Method not allowed"),
+        );
+    }
+    let Some(served) = shared.credentials.read().clone() else {
+        return json(
+            StatusCode::NOT_FOUND,
+            error_body(
+                "CredentialsNotAvailable",
+                "This environment has no execution role credentials: the server does not assume roles (fleetfn serve --assume-roles).",
+            ),
+        );
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if !same_secret(given, served.token.as_bytes()) {
+        return json(
+            StatusCode::FORBIDDEN,
+            error_body(
+                "AccessDenied",
+                "The Authorization header must be the value of AWS_CONTAINER_AUTHORIZATION_TOKEN.",
+            ),
+        );
+    }
+    json(StatusCode::OK, served.document)
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn valid_id(id: &str) -> bool {

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) init_error: watch::Sender<Option<InitError>>,
     /// Notified whenever the parked set changes.
     pub(crate) changed: Notify,
+    /// The execution role's credentials document and the token that reads it.
+    pub(crate) credentials: parking_lot::RwLock<Option<crate::ServedCredentials>>,
 }
 
 impl Shared {
@@ -75,6 +77,7 @@ impl Shared {
             ready: watch::Sender::new(false),
             init_error: watch::Sender::new(None),
             changed: Notify::new(),
+            credentials: parking_lot::RwLock::new(None),
         }
     }
 

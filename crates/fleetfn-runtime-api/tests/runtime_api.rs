@@ -566,3 +566,60 @@ async fn shutdown_rejects_dispatch_and_fails_in_flight() {
         "Runtime.Unavailable"
     );
 }
+
+/// `GET /2018-06-01/credentials` with a header set, as the AWS SDKs' container provider asks.
+async fn get_credentials(rt: &Rt, auth: Option<&str>) -> Reply {
+    let mut req = Request::builder().method(Method::GET).uri(format!(
+        "http://{}{}",
+        rt.api.local_addr(),
+        fleetfn_runtime_api::CREDENTIALS_PATH
+    ));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = rt
+        .client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("HTTP request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn the_credentials_endpoint_answers_only_the_token_holder() {
+    let rt = Rt::start();
+    let none = get_credentials(&rt, Some("t")).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert_eq!(none.json()["errorType"], "CredentialsNotAvailable");
+    rt.api.set_credentials(
+        "secret-token",
+        Bytes::from_static(br#"{"AccessKeyId":"A1"}"#),
+    );
+    for wrong in [
+        None,
+        Some("secret-toke"),
+        Some("secret-tokenX"),
+        Some("Bearer secret-token"),
+    ] {
+        let r = get_credentials(&rt, wrong).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{wrong:?}");
+        assert_eq!(r.json()["errorType"], "AccessDenied");
+    }
+    let ok = get_credentials(&rt, Some("secret-token")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.json()["AccessKeyId"], "A1");
+    // Renewed: the next read gets the new document.
+    rt.api.set_credentials(
+        "secret-token",
+        Bytes::from_static(br#"{"AccessKeyId":"A2"}"#),
+    );
+    let renewed = get_credentials(&rt, Some("secret-token")).await;
+    assert_eq!(renewed.json()["AccessKeyId"], "A2");
+}

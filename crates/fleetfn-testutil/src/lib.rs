@@ -10,7 +10,7 @@
 //! fails when any test was still ignored. A test that runs without its prerequisite fails
 //! through [`require`] with the reason and the way out.
 //!
-//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`] ([`TAGS`]).
+//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`], [`JAVA`] ([`TAGS`]).
 
 pub mod postgres;
 
@@ -34,8 +34,12 @@ pub const CURL: &str = "curl";
 /// `FLEETFN_TEST_POSTGRES_URL` ([`postgres`]).
 pub const POSTGRES: &str = "postgres";
 
+/// `javac` on `PATH` (tests compile Java handlers; the functions run on the Java runtime fleetfn
+/// installs).
+pub const JAVA: &str = "java";
+
 /// Every tag, as `scripts/test-rust` knows them (it refuses an opt-out of an unknown tag).
-pub const TAGS: [&str; 6] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES];
+pub const TAGS: [&str; 7] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES, JAVA];
 
 /// The tags named in [`OPT_OUT_VAR`].
 pub fn opted_out_tags() -> Vec<String> {

@@ -12,7 +12,7 @@
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createRequire } from 'node:module';
+import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -164,7 +164,34 @@ async function importModule(file, root) {
   }
 }
 
+// ES modules do not read NODE_PATH: bare specifiers a function cannot resolve from its own
+// node_modules fall back to the runtime's (the AWS SDK), as on Lambda. The function's own copy
+// wins because the fallback runs only after the normal resolution failed.
+const SDK_RESOLVER = `
+let parents = [];
+export function initialize(data) { parents = data.parents; }
+export async function resolve(specifier, context, next) {
+  try {
+    return await next(specifier, context);
+  } catch (err) {
+    const bare = !/^(\\.|\\/|[a-zA-Z][a-zA-Z0-9+.-]*:)/.test(specifier);
+    if (!err || err.code !== 'ERR_MODULE_NOT_FOUND' || !bare) throw err;
+    for (const parentURL of parents) {
+      try { return await next(specifier, { ...context, parentURL }); } catch {}
+    }
+    throw err;
+  }
+}`;
+
+function registerSdkResolver() {
+  const dirs = (process.env.NODE_PATH || '').split(':').filter((d) => d.endsWith('node_modules'));
+  if (dirs.length === 0 || typeof register !== 'function') return;
+  const parents = dirs.map((d) => pathToFileURL(path.join(d, '_')).href);
+  register(`data:text/javascript,${encodeURIComponent(SDK_RESOLVER)}`, { data: { parents } });
+}
+
 async function loadHandler(root, handlerString) {
+  registerSdkResolver();
   if (!handlerString) throw new RuntimeError('Runtime.MalformedHandlerName', 'No handler is configured (_HANDLER is empty).');
   const slash = handlerString.lastIndexOf('/');
   const dirPart = slash >= 0 ? handlerString.slice(0, slash + 1) : '';

@@ -115,6 +115,7 @@ pub fn spec(env_id: &str, runtime: &str, code_dir: &Path, max_concurrency: u32) 
         env_vars: BTreeMap::new(),
         logs: None,
         init_timeout: None,
+        credentials: None,
     }
 }
 

@@ -177,6 +177,7 @@ async fn start_agent(dir: &std::path::Path) -> anyhow::Result<(fleetfn_agent::Ag
         region: "us-east-1".into(),
         env_vars: Default::default(),
         placement: None,
+        credentials: None,
     };
     client.put_environment(ENV_ID, &req).await?;
     let mut after = None;

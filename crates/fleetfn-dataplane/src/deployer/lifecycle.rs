@@ -138,6 +138,7 @@ impl DataPlane {
             memory_bytes: None,
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
+            credentials_renew_at: None,
         };
         {
             let mut s = self.state.write();
@@ -148,7 +149,23 @@ impl DataPlane {
         }
         let dp = self.clone();
         let vkey = vkey.to_string();
+        let target = crate::credentials::RoleTarget {
+            role_arn: v.config.role.clone(),
+            function_name: v.config.function_name.clone(),
+        };
         tokio::spawn(async move {
+            match dp.assume_for(&target, &env_id).await {
+                Ok(credentials) => req.credentials = credentials,
+                Err(failure) => {
+                    // Never reaches the agent: failed here, as if its init had failed.
+                    if let Some(e) = dp.state.write().envs.get_mut(&env_id) {
+                        e.state = EnvState::Failed;
+                        e.failure = Some(failure);
+                    }
+                    dp.bump();
+                    return;
+                }
+            }
             if let Err(e) = inst.client.put_environment(&env_id, &req).await {
                 tracing::warn!(error = %e, env = %env_id, "cannot start environment");
                 dp.state.write().remove_env(&env_id);

@@ -33,7 +33,12 @@ impl DataPlane {
         let mut last_flush = Instant::now();
         let mut last_sweep = Instant::now();
         let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
+        let mut renewing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
+            if self.cfg.roles.is_some() && renewing.as_ref().is_none_or(|h| h.is_finished()) {
+                let dp = self.clone();
+                renewing = Some(tokio::spawn(async move { dp.renew_credentials().await }));
+            }
             if last_sweep.elapsed() >= SWEEP_EVERY
                 && sweeping.as_ref().is_none_or(|h| h.is_finished())
             {

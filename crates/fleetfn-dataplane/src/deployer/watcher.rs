@@ -76,7 +76,9 @@ fn apply_report(
                 env.cpu
                     .observe(now, st.cpu_usage_ns, env.vcpus * host_scale);
             }
-            None if env.state != EnvState::Starting => {
+            // Starting: the agent may not have it yet; Failed without the agent: its role could
+            // not be assumed (the deployer stops it).
+            None if !matches!(env.state, EnvState::Starting | EnvState::Failed) => {
                 env.state = EnvState::Exited;
                 changed_versions.insert(env.version_key.clone());
             }

@@ -5,6 +5,7 @@
 mod support;
 
 mod adopt;
+mod credentials;
 mod deploy;
 mod lost;
 mod rollout;

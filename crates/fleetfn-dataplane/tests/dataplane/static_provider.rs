@@ -165,6 +165,7 @@ fn env_request() -> EnvironmentRequest {
         region: "us-east-1".into(),
         env_vars: BTreeMap::new(),
         placement: None,
+        credentials: None,
     }
 }
 

@@ -453,6 +453,20 @@ impl AgentApi for FakeAgent {
         })
     }
 
+    fn put_credentials<'a>(
+        &'a self,
+        env_id: &'a str,
+        credentials: &'a fleetfn_proto::RoleCredentials,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            self.reachable(CONTROL_DEADLINE).await?;
+            if let Some(e) = self.state().envs.get_mut(env_id) {
+                e.request.credentials = Some(credentials.clone());
+            }
+            Ok(())
+        })
+    }
+
     fn report(
         &self,
         after: Option<u64>,
