@@ -291,7 +291,7 @@ pub fn markdown(doc: &Value) -> String {
             }
         }
     }
-    for rt in ["python3.13", "nodejs22.x"] {
+    for rt in ["python3.13", "nodejs22.x", "java21"] {
         if r["invoke-python-node"]["runs"][rt]["c32"].is_object() {
             s.push_str(&load_row(
                 &format!("fleetfn {rt} no-op"),

@@ -229,6 +229,52 @@ fn node_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<Functi
     })
 }
 
+/// tests/dataplane's Java function (`example.Echo`, echoing its event), compiled with the host's
+/// `javac` against fleetfn's Java runtime client, as a zip of classes.
+fn java_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<FunctionSpec> {
+    let out = tempfile::tempdir()?;
+    let sources: Vec<PathBuf> =
+        std::fs::read_dir(ctx.repo.join("tests/dataplane/functions/java/example"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "java"))
+            .collect();
+    let status = Command::new("javac")
+        .args(["--release", "17", "-cp"])
+        .arg(
+            ctx.repo
+                .join("crates/fleetfn-agent/runtimes/java/fleetfn-java-runtime.jar"),
+        )
+        .arg("-d")
+        .arg(out.path())
+        .args(&sources)
+        .status()
+        .context("running javac (Debian: openjdk-17-jdk-headless) for the Java function")?;
+    anyhow::ensure!(status.success(), "javac failed: {status}");
+    let dir = out.path().join("example");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir)? {
+        let p = e?.path();
+        let name = format!(
+            "example/{}",
+            p.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        );
+        files.push((name, std::fs::read(&p)?));
+    }
+    files.sort();
+    let entries: Vec<(&str, &[u8], u32)> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice(), 0o644))
+        .collect();
+    Ok(FunctionSpec {
+        name: name.into(),
+        runtime: "java21",
+        handler: "example.Echo::handleRequest",
+        zip: Arc::new(zip(&entries)?),
+        max_concurrency,
+        memory: 2048,
+    })
+}
+
 /// Creates, publishes and pins `f` to exactly `envs` Ready environments.
 async fn deploy(fleet: &Fleet, cp: &str, f: &FunctionSpec, envs: u32) -> anyhow::Result<Duration> {
     fleet.api.create_function(cp, f).await?;
@@ -474,6 +520,7 @@ async fn invoke_python_node(ctx: &Ctx) -> anyhow::Result<Value> {
     for f in [
         python_fn(ctx, "noop-python", 16)?,
         node_fn(ctx, "noop-node", 16)?,
+        java_fn(ctx, "noop-java", 16)?,
     ] {
         deploy(&fleet, &cp, &f, 3).await?;
         eprintln!("  {} ({})", f.name, f.runtime);
@@ -485,7 +532,7 @@ async fn invoke_python_node(ctx: &Ctx) -> anyhow::Result<Value> {
         );
     }
     Ok(json!({
-        "what": "tests/dataplane fixtures (awslambdaric python3.13 app.handler, fleetfn's Node bootstrap nodejs22.x index.handler) echoing {}; 3 environments × 16",
+        "what": "tests/dataplane fixtures (awslambdaric python3.13 app.handler, fleetfn's Node bootstrap nodejs22.x index.handler, fleetfn's Java runtime client java21 example.Echo) echoing {}; 3 environments × 16",
         "runs": out,
     }))
 }
@@ -626,6 +673,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Value> {
         rust_fn(ctx, "start-rust", 4)?,
         python_fn(ctx, "start-python", 4)?,
         node_fn(ctx, "start-node", 4)?,
+        java_fn(ctx, "start-java", 4)?,
     ] {
         fleet.api.create_function(&cp, &f).await?;
         let took = fleet.api.publish(&f.name, Duration::from_secs(120)).await?;

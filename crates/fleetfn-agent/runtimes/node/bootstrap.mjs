@@ -183,6 +183,77 @@ export async function resolve(specifier, context, next) {
   }
 }`;
 
+// Registering the hook costs ≈ 35 ms per worker thread (Node.js runs hooks on a thread of their
+// own), so it is registered only for code that names a runtime package it does not bundle.
+const SCAN_LIMIT_FILES = 2000;
+const SCAN_LIMIT_BYTES = 16 * 1024 * 1024;
+
+function runtimePackages() {
+  const names = new Set();
+  for (const dir of (process.env.NODE_PATH || '').split(':').filter((d) => d.endsWith('node_modules'))) {
+    let scopes = [];
+    try {
+      scopes = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const s of scopes) {
+      if (!s.startsWith('@')) {
+        if (!s.startsWith('.')) names.add(s);
+        continue;
+      }
+      try {
+        for (const p of fs.readdirSync(path.join(dir, s))) names.add(`${s}/${p}`);
+      } catch {
+        // not a directory
+      }
+    }
+  }
+  return names;
+}
+
+/** Whether the function's own sources (not its node_modules) import a runtime package it does not bundle. */
+function needsSdkResolver(root) {
+  if (typeof register !== 'function') return false;
+  const available = runtimePackages();
+  if (available.size === 0) return false;
+  const wanted = new Set();
+  const stack = [root];
+  let files = 0;
+  let bytes = 0;
+  while (stack.length > 0 && files < SCAN_LIMIT_FILES && bytes < SCAN_LIMIT_BYTES) {
+    const dir = stack.pop();
+    let entries = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== 'node_modules' && !e.name.startsWith('.')) stack.push(p);
+      } else if (/\.(m?js|cjs)$/.test(e.name)) {
+        files += 1;
+        let text = '';
+        try {
+          text = fs.readFileSync(p, 'utf8');
+        } catch {
+          continue;
+        }
+        bytes += text.length;
+        for (const m of text.matchAll(/['"]((@[\w.-]+\/)?[\w.-]+)(\/[^'"]*)?['"]/g)) {
+          if (available.has(m[1])) wanted.add(m[1]);
+        }
+      }
+    }
+  }
+  for (const name of wanted) {
+    if (!fs.existsSync(path.join(root, 'node_modules', name))) return true;
+  }
+  return false;
+}
+
 function registerSdkResolver() {
   const dirs = (process.env.NODE_PATH || '').split(':').filter((d) => d.endsWith('node_modules'));
   if (dirs.length === 0 || typeof register !== 'function') return;
@@ -190,8 +261,8 @@ function registerSdkResolver() {
   register(`data:text/javascript,${encodeURIComponent(SDK_RESOLVER)}`, { data: { parents } });
 }
 
-async function loadHandler(root, handlerString) {
-  registerSdkResolver();
+async function loadHandler(root, handlerString, sdkResolver) {
+  if (sdkResolver) registerSdkResolver();
   if (!handlerString) throw new RuntimeError('Runtime.MalformedHandlerName', 'No handler is configured (_HANDLER is empty).');
   const slash = handlerString.lastIndexOf('/');
   const dirPart = slash >= 0 ? handlerString.slice(0, slash + 1) : '';
@@ -339,11 +410,11 @@ async function runLoop(handler) {
   }
 }
 
-async function workerMain({ loops }) {
+async function workerMain({ loops, sdkResolver }) {
   installConsole();
   let handler;
   try {
-    handler = await loadHandler(process.env.LAMBDA_TASK_ROOT || process.cwd(), process.env._HANDLER);
+    handler = await loadHandler(process.env.LAMBDA_TASK_ROOT || process.cwd(), process.env._HANDLER, sdkResolver);
   } catch (err) {
     const body = errorBody(err);
     parentPort.postMessage({ type: 'init-error', error: body });
@@ -366,9 +437,10 @@ function mainThread() {
   const workers = Math.min(maxConcurrency, positiveInt(process.env.AWS_LAMBDA_NODEJS_WORKER_COUNT, defaultWorkers));
   let alive = workers;
   let initFailed = false;
+  const sdkResolver = needsSdkResolver(process.env.LAMBDA_TASK_ROOT || process.cwd());
   for (let i = 0; i < workers; i++) {
     const loops = Math.floor(maxConcurrency / workers) + (i < maxConcurrency % workers ? 1 : 0);
-    const worker = new Worker(new URL(import.meta.url), { workerData: { id: i, loops } });
+    const worker = new Worker(new URL(import.meta.url), { workerData: { id: i, loops, sdkResolver } });
     worker.on('message', async (msg) => {
       if (msg && msg.type === 'init-error' && !initFailed) {
         initFailed = true;
