@@ -284,7 +284,6 @@ impl Environment {
         }
     }
 
-    /// The spec this environment runs.
     /// Serves renewed execution-role credentials from now on; `false` when the environment was
     /// started without credentials (its processes have no endpoint to read them from).
     pub fn set_credentials(&self, c: &fleetfn_proto::RoleCredentials) -> bool {
@@ -299,6 +298,7 @@ impl Environment {
         }
     }
 
+    /// The spec this environment runs.
     pub fn spec(&self) -> &EnvironmentSpec {
         &self.inner.spec
     }

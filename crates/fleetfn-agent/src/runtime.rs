@@ -1096,7 +1096,10 @@ trait BoundedOutput {
 impl BoundedOutput for Command {
     fn bounded_output(&mut self, limit: std::time::Duration) -> io::Result<std::process::Output> {
         use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so a timeout stops pip's or npm's children too.
         let mut child = self
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1128,6 +1131,12 @@ impl BoundedOutput for Command {
                 break status;
             }
             if started.elapsed() >= limit {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(io::Error::new(
@@ -1518,6 +1527,7 @@ pub(crate) fn lambda_env(
         }
     }
     let user_pythonpath = spec.env_vars.get("PYTHONPATH").cloned();
+    let user_node_path = spec.env_vars.get("NODE_PATH").cloned();
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };
@@ -1567,10 +1577,12 @@ pub(crate) fn lambda_env(
     {
         // As on Lambda: the runtime's modules after the function's own `node_modules` (which
         // `require` searches first, from the requiring file's directory up).
-        set(
-            "NODE_PATH",
-            format!("{}/node_modules:{runtime_dir}:{code}", sdk.display()),
-        );
+        let mut np = format!("{}/node_modules:{runtime_dir}:{code}", sdk.display());
+        if let Some(user) = user_node_path.filter(|p| !p.is_empty()) {
+            np.push(':');
+            np.push_str(&user);
+        }
+        set("NODE_PATH", np);
     }
     if let PreparedRuntime::Java { java, .. } = prepared
         && let Some(home) = java.path.parent().and_then(Path::parent)

@@ -39,6 +39,7 @@ const PASSED_ENV: &[&str] = &[
     "FLEETFN_PYTHON_SDK",
     "FLEETFN_NODE_SDK",
     "FLEETFN_NPM",
+    "FLEETFN_JAVA",
     "RUST_BACKTRACE",
     // What pip and npm need to reach their registries when the agent installs runtime support:
     // proxies and extra CA certificates (configuration files are found through HOME).

@@ -70,6 +70,8 @@ pub(crate) struct Env {
     /// When its execution-role credentials are renewed next; `None`: not yet given (a new
     /// environment, or one adopted), so the next renewal pass gives them.
     pub credentials_renew_at: Option<tokio::time::Instant>,
+    /// The role it was started with (`None`: adopted, so its version's current role).
+    pub role: Option<std::sync::Arc<crate::credentials::RoleTarget>>,
 }
 
 impl Env {
@@ -297,6 +299,7 @@ pub(crate) mod tests {
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
             credentials_renew_at: None,
+            role: None,
         }
     }
 

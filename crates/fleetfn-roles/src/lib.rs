@@ -23,6 +23,8 @@ pub enum AssumeError {
     Refused {
         /// The role.
         role_arn: String,
+        /// The HTTP status of STS's answer.
+        status: u16,
         /// STS's error code.
         code: String,
         /// STS's message.
@@ -39,6 +41,33 @@ pub enum AssumeError {
         /// What went wrong.
         detail: String,
     },
+}
+
+impl AssumeError {
+    /// Whether trying again later may succeed: STS unreachable or throttling or failing
+    /// itself, the server's own credentials unreadable for a moment; not a refusal of the role.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Refused { status, code, .. } => {
+                *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
+                    )
+            }
+            Self::Source(_) | Self::Unavailable { .. } => true,
+        }
+    }
+
+    /// STS's error code, for what the function's owner is told (the message can name the
+    /// server's own principal, which stays in the server's log).
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Refused { code, .. } => code,
+            Self::Source(_) => "the server's AWS credentials are unavailable",
+            Self::Unavailable { .. } => "STS could not be reached",
+        }
+    }
 }
 
 /// A boxed `Send` future.

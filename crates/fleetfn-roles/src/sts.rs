@@ -201,6 +201,7 @@ impl StsClient {
             return match quick_xml::de::from_reader::<_, ErrorResponse>(answer.as_ref()) {
                 Ok(e) => Err(AssumeError::Refused {
                     role_arn: role_arn.to_owned(),
+                    status: status.as_u16(),
                     code: e.error.code,
                     message: e.error.message,
                 }),

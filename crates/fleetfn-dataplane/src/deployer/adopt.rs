@@ -41,6 +41,7 @@ fn adopted_env(inst: &Arc<Instance>, st: &EnvironmentStatus) -> Option<Env> {
         cpu_usage_ns: st.cpu_usage_ns,
         cpu: CpuSampler::default(),
         credentials_renew_at: None,
+        role: None,
     })
 }
 

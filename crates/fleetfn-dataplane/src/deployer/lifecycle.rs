@@ -119,6 +119,10 @@ impl DataPlane {
     /// agent reports it Ready); a start the agent refuses is forgotten.
     pub(super) async fn start_env(&self, v: &VersionRecord, vkey: &str, inst: Arc<Instance>) {
         let env_id = format!("e-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let target = std::sync::Arc::new(crate::credentials::RoleTarget {
+            role_arn: v.config.role.clone(),
+            function_name: v.config.function_name.clone(),
+        });
         let mut req = env_request(v, &self.cp.scope().region);
         req.placement = Some(fleetfn_proto::Placement {
             version_key: vkey.to_string(),
@@ -139,6 +143,7 @@ impl DataPlane {
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
             credentials_renew_at: None,
+            role: Some(target.clone()),
         };
         {
             let mut s = self.state.write();
@@ -149,10 +154,6 @@ impl DataPlane {
         }
         let dp = self.clone();
         let vkey = vkey.to_string();
-        let target = crate::credentials::RoleTarget {
-            role_arn: v.config.role.clone(),
-            function_name: v.config.function_name.clone(),
-        };
         tokio::spawn(async move {
             match dp.assume_for(&target, &env_id).await {
                 Ok(credentials) => req.credentials = credentials,

@@ -16,6 +16,8 @@ const LIFETIME: Duration = Duration::from_secs(60);
 struct FakeSts {
     issued: AtomicU32,
     refuse: bool,
+    /// Answers "unreachable" this many times first.
+    unreachable: AtomicU32,
 }
 
 impl RoleAssumer for FakeSts {
@@ -25,9 +27,20 @@ impl RoleAssumer for FakeSts {
         session_name: &'a str,
     ) -> BoxFuture<'a, Result<RoleCredentials, AssumeError>> {
         Box::pin(async move {
+            if self
+                .unreachable
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(AssumeError::Unavailable {
+                    endpoint: "http://sts.test".into(),
+                    detail: "connection refused".into(),
+                });
+            }
             if self.refuse {
                 return Err(AssumeError::Refused {
                     role_arn: role_arn.to_owned(),
+                    status: 403,
                     code: "AccessDenied".into(),
                     message: format!("not authorized to assume {role_arn} as {session_name}"),
                 });
@@ -106,4 +119,17 @@ async fn a_role_that_cannot_be_assumed_fails_the_publish() {
     );
     // Nothing reached an agent.
     assert!(h.envs().is_empty(), "{:?}", h.envs().len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sts_failing_for_a_moment_does_not_fail_the_publish() {
+    let sts = Arc::new(FakeSts {
+        unreachable: AtomicU32::new(2),
+        ..FakeSts::default()
+    });
+    let h = Harness::with_config(|c| c.roles = Some(sts.clone()));
+    h.active_function(&FunctionSpec::default()).await;
+    assert_eq!(keys(&h).len(), 3);
+    assert_eq!(sts.issued.load(Ordering::SeqCst), 3);
+    assert_eq!(sts.unreachable.load(Ordering::SeqCst), 0);
 }
