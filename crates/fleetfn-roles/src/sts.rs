@@ -119,10 +119,25 @@ struct StsCredentials {
     expiration: String,
 }
 
+/// STS's error document: `<ErrorResponse><Error>…`; some STS-compatible servers (moto) wrap
+/// it as `<ErrorResponse><Errors><Error>…`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ErrorResponse {
+    error: Option<StsError>,
+    errors: Option<Errors>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Errors {
     error: StsError,
+}
+
+impl ErrorResponse {
+    fn into_error(self) -> Option<StsError> {
+        self.error.or(self.errors.map(|e| e.error))
+    }
 }
 
 #[derive(Deserialize)]
@@ -198,14 +213,17 @@ impl StsClient {
             .await
             .map_err(unavailable)?;
         if !status.is_success() {
-            return match quick_xml::de::from_reader::<_, ErrorResponse>(answer.as_ref()) {
-                Ok(e) => Err(AssumeError::Refused {
+            let parsed = quick_xml::de::from_reader::<_, ErrorResponse>(answer.as_ref())
+                .ok()
+                .and_then(ErrorResponse::into_error);
+            return match parsed {
+                Some(e) => Err(AssumeError::Refused {
                     role_arn: role_arn.to_owned(),
                     status: status.as_u16(),
-                    code: e.error.code,
-                    message: e.error.message,
+                    code: e.code,
+                    message: e.message,
                 }),
-                Err(_) => Err(unavailable(format!(
+                None => Err(unavailable(format!(
                     "{status}: {}",
                     String::from_utf8_lossy(&answer[..answer.len().min(300)])
                 ))),
@@ -270,9 +288,19 @@ mod tests {
         );
         assert_eq!(doc.assume_role_result.credentials.session_token, "token");
         let err = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not allowed</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
-        let e: ErrorResponse = quick_xml::de::from_str(err).unwrap();
-        assert_eq!(e.error.code, "AccessDenied");
-        assert_eq!(e.error.message, "not allowed");
+        let e = quick_xml::de::from_str::<ErrorResponse>(err)
+            .unwrap()
+            .into_error()
+            .unwrap();
+        assert_eq!(e.code, "AccessDenied");
+        assert_eq!(e.message, "not allowed");
+        let moto = r#"<?xml version="1.0" encoding="utf-8"?>
+<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
+        let e = quick_xml::de::from_str::<ErrorResponse>(moto)
+            .unwrap()
+            .into_error()
+            .unwrap();
+        assert_eq!(e.code, "InvalidClientTokenId");
         assert_eq!(
             utf8_percent_encode("arn:aws:iam::1:role/a b", FORM).to_string(),
             "arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b"
