@@ -399,11 +399,7 @@ impl RuntimeProvider {
                 python: self.any_python(),
                 pip_args: self.cfg.pip_args.clone(),
             };
-            let found = tokio::task::spawn_blocking(move || job.run())
-                .await
-                .map_err(|e| {
-                    InitFailure::invalid_runtime(format!("providing Java failed: {e}"))
-                })??;
+            let found = run_blocking("providing Java".to_owned(), move || job.run()).await?;
             *ready = Some(found);
         }
         let Some((java, jar)) = ready.clone() else {
@@ -479,13 +475,10 @@ impl RuntimeProvider {
             sdk: self.cfg.python_sdk.clone(),
             pip_args: self.cfg.pip_args.clone(),
         };
-        let dir = tokio::task::spawn_blocking(move || job.run())
-            .await
-            .map_err(|e| {
-                InitFailure::invalid_runtime(format!(
-                    "installing the {runtime} runtime failed: {e}"
-                ))
-            })??;
+        let dir = run_blocking(format!("installing the {runtime} runtime"), move || {
+            job.run()
+        })
+        .await?;
         ready.insert(runtime.to_owned(), dir.clone());
         Ok(PreparedRuntime::Python {
             runtime: runtime.to_owned(),
@@ -556,13 +549,11 @@ impl RuntimeProvider {
                         node: node.clone(),
                         packages: self.cfg.node_sdk.clone(),
                     };
-                    let dir = tokio::task::spawn_blocking(move || job.run())
-                        .await
-                        .map_err(|e| {
-                            InitFailure::invalid_runtime(format!(
-                                "installing the AWS SDK for JavaScript failed: {e}"
-                            ))
-                        })??;
+                    let dir = run_blocking(
+                        "installing the AWS SDK for JavaScript".to_owned(),
+                        move || job.run(),
+                    )
+                    .await?;
                     *ready = Some(dir.clone());
                     Some(dir)
                 }
@@ -758,6 +749,17 @@ fn java_version(text: &str) -> Option<String> {
         Some(old) => old.replace('_', "."),
         None => quoted.to_owned(),
     })
+}
+
+/// Runs a provisioning job on a blocking thread; a job that panicked fails like one that
+/// returned an error.
+async fn run_blocking<T: Send + 'static>(
+    what: String,
+    job: impl FnOnce() -> Result<T, InitFailure> + Send + 'static,
+) -> Result<T, InitFailure> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| InitFailure::invalid_runtime(format!("{what} failed: {e}")))?
 }
 
 /// `nodejs22.x` → 22.
