@@ -53,18 +53,13 @@ const PASSED_ENV: &[&str] = &[
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
     "REQUESTS_CA_BUNDLE",
-    "PIP_CERT",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_TRUSTED_HOST",
-    "PIP_FIND_LINKS",
-    "PIP_NO_INDEX",
     "XDG_CONFIG_HOME",
     "XDG_CACHE_HOME",
 ];
 
-/// Prefixes of further variables passed on for the same reason (`npm_config_registry`).
-const PASSED_ENV_PREFIXES: &[&str] = &["npm_config_", "NPM_CONFIG_"];
+/// Prefixes of further variables passed on for the same reason (`PIP_INDEX_URL`,
+/// `npm_config_registry`).
+const PASSED_ENV_PREFIXES: &[&str] = &["PIP_", "npm_config_", "NPM_CONFIG_"];
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
