@@ -1,6 +1,6 @@
 //! Execution-role credentials of environments ([`crate::DataPlaneConfig::roles`]): assumed when
 //! an environment starts, so a role that cannot be assumed fails the environment, and with it
-//! the publish, with `InsufficientRolePermissions` and STS's reason; renewed on the agents once
+//! the publish, with `InsufficientRolePermissions` and STS's error code; renewed on the agents once
 //! two thirds of their lifetime are gone (the AWS SDKs read them again from the environment's
 //! credentials endpoint before they expire). Environments a leader adopted are given fresh ones
 //! on its first pass.
