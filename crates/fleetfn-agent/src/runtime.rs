@@ -1404,16 +1404,22 @@ pub(crate) fn launch_command(
     prepared: &PreparedRuntime,
     ctx: &LaunchContext<'_>,
 ) -> Result<LaunchCommand, InitFailure> {
-    let handler = spec.handler.as_deref().filter(|h| !h.trim().is_empty());
+    // The handler, which every runtime but `provided.*` needs; `form` says what one looks like.
+    let handler = |form: &str| {
+        spec.handler
+            .as_deref()
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| {
+                InitFailure::entry_point(format!(
+                    "The runtime {} needs a handler ({form})",
+                    spec.runtime
+                ))
+            })
+    };
     let (program, args) = match prepared {
         PreparedRuntime::Provided { .. } => (check_bootstrap(&spec.code_dir)?, Vec::new()),
         PreparedRuntime::Python { interpreter, .. } => {
-            let handler = handler.ok_or_else(|| {
-                InitFailure::entry_point(format!(
-                    "The runtime {} needs a handler (module.function, such as app.handler)",
-                    spec.runtime
-                ))
-            })?;
+            let handler = handler("module.function, such as app.handler")?;
             (
                 interpreter.path.clone(),
                 vec![
@@ -1426,12 +1432,7 @@ pub(crate) fn launch_command(
         PreparedRuntime::Node {
             node, bootstrap, ..
         } => {
-            if handler.is_none() {
-                return Err(InitFailure::entry_point(format!(
-                    "The runtime {} needs a handler (file.export, such as index.handler)",
-                    spec.runtime
-                )));
-            }
+            handler("file.export, such as index.handler")?;
             (
                 node.path.clone(),
                 vec![
@@ -1441,12 +1442,7 @@ pub(crate) fn launch_command(
             )
         }
         PreparedRuntime::Java { java, jar, .. } => {
-            if handler.is_none() {
-                return Err(InitFailure::entry_point(format!(
-                    "The runtime {} needs a handler (package.Class::method or package.Class)",
-                    spec.runtime
-                )));
-            }
+            handler("package.Class::method or package.Class")?;
             (
                 java.path.clone(),
                 vec![
