@@ -608,12 +608,14 @@ async fn saturation(ctx: &Ctx) -> anyhow::Result<Value> {
         |r: &RunResult, code: u16, q: f64| r.by_status.get(&code).map(|h| h.value_at_quantile(q));
     #[allow(clippy::cast_precision_loss)]
     let share = over.by_status.get(&429).map_or(0, |h| h.len()) as f64 / over.count().max(1) as f64;
+    let lag_p99 = over.pacer_lag.as_ref().map(|h| h.value_at_quantile(0.99));
     eprintln!(
-        "    unloaded accepted p99 {:?} µs; overload accepted p99 {:?} µs, 429 p99 {:?} µs, throttled {:.1} %",
+        "    unloaded accepted p99 {:?} µs; overload accepted p99 {:?} µs, 429 p99 {:?} µs, throttled {:.1} %; load generator late by p99 {:?} µs",
         pick(&unloaded, 200, 0.99),
         pick(&over, 200, 0.99),
         pick(&over, 429, 0.99),
-        share * 100.0
+        share * 100.0,
+        lag_p99
     );
     Ok(json!({
         "what": "one environment × 8 concurrent, handler sleeping 10 ms (capacity 800/s); open loop at 25 % for 5 s (unloaded), then at 2× (1600/s) for 20 s",
@@ -628,6 +630,7 @@ async fn saturation(ctx: &Ctx) -> anyhow::Result<Value> {
         "throttled_p99_us": pick(&over, 429, 0.99),
         "throttled_share": round(share, 4),
         "accepted_rps": round(over.ok_throughput(), 1),
+        "pacer_lag_p99_us": lag_p99,
     }))
 }
 
