@@ -156,6 +156,18 @@ fn refuse_unread(e: &LambdaError) -> Response {
     resp
 }
 
+/// The hex SHA-256 of a request body; a large one (up to ≈ 70 MB: tens of milliseconds) is hashed
+/// on a blocking thread so the runtime's thread keeps serving invokes.
+async fn body_sha256(bytes: &Bytes) -> Result<String, LambdaError> {
+    if bytes.len() <= crate::handlers::INLINE_WORK_BYTES {
+        return Ok(sha256_hex(bytes));
+    }
+    let b = bytes.clone();
+    tokio::task::spawn_blocking(move || sha256_hex(&b))
+        .await
+        .map_err(|e| LambdaError::service(format!("hashing the request body: {e}")))
+}
+
 /// Middleware: verify the head, limit, take a permit for a large body, buffer, verify the
 /// signature over it, pass on.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -193,7 +205,11 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             )));
         }
     };
-    let verified = head.verify_body(&sha256_hex(&bytes));
+    let hash = match body_sha256(&bytes).await {
+        Ok(h) => h,
+        Err(e) => return render(&e),
+    };
+    let verified = head.verify_body(&hash);
     drop(permit);
     if let Err(e) = verified {
         return render(&auth_error(&e));
@@ -203,8 +219,43 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Polls `work` beside a task that counts its own turns until `work` is done: on a
+    /// current-thread runtime the count is 0 when `work` ran inline (done at its first poll).
+    pub(crate) async fn turns_while<T>(work: impl std::future::Future<Output = T>) -> (T, u32) {
+        let done = std::cell::Cell::new(false);
+        let turns = std::cell::Cell::new(0u32);
+        let work = async {
+            let out = work.await;
+            done.set(true);
+            out
+        };
+        let ticker = async {
+            while !done.get() {
+                turns.set(turns.get() + 1);
+                tokio::task::yield_now().await;
+            }
+        };
+        let (out, ()) = tokio::join!(work, ticker);
+        (out, turns.get())
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_hashed_off_the_runtime_thread_a_small_one_inline() {
+        let large = Bytes::from(vec![b'x'; 4 << 20]);
+        let (hash, turns) = turns_while(body_sha256(&large)).await;
+        assert_eq!(hash.unwrap(), sha256_hex(&large));
+        assert!(
+            turns > 0,
+            "the 4 MiB body was hashed on the runtime's thread"
+        );
+        let small = Bytes::from_static(b"{}");
+        let (hash, turns) = turns_while(body_sha256(&small)).await;
+        assert_eq!(hash.unwrap(), sha256_hex(b"{}"));
+        assert_eq!(turns, 0);
+    }
 
     #[test]
     fn only_large_or_unknown_bodies_take_permits_and_the_last_one_is_refused() {

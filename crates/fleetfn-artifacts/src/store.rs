@@ -77,7 +77,13 @@ impl ArtifactStore {
     /// name, which is safe. Does not validate the zip: call
     /// [`validate_zip`](crate::validate_zip) first.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let digest = Digest::of(bytes);
+        self.put_digested(bytes, Digest::of(bytes))
+    }
+
+    /// [`put`](Self::put) for bytes whose digest the caller has just computed with
+    /// [`Digest::of`] (a 50 MB package is hashed once, not twice).
+    pub fn put_digested(&self, bytes: &[u8], digest: Digest) -> Result<Digest, StoreError> {
+        debug_assert_eq!(digest.size(), bytes.len() as u64);
         let path = self.blob_path(&digest);
         if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == digest.size()) {
             return Ok(digest);

@@ -267,6 +267,11 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:9601; when that is taken fleetfn warns and runs without metrics].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<metrics::MetricsListen>,
+    /// Threads of the API and router: 1 (default) runs them on one thread, which on a host
+    /// shared with the functions spends the least CPU per invoke (docs/BENCHMARKS.md); 0 = one
+    /// per CPU. Code uploads are parsed and hashed on separate blocking threads either way.
+    #[arg(long, default_value_t = 1, env = "FLEETFN_THREADS")]
+    pub threads: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -310,6 +315,10 @@ pub struct ServerArgs {
     /// Address of `GET /metrics`, or `off` [default: 127.0.0.1:9601 when free].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<metrics::MetricsListen>,
+    /// Threads of the API and router: 0 (default) = one per CPU, for a host of its own; 1
+    /// spends the least CPU per invoke (docs/BENCHMARKS.md).
+    #[arg(long, default_value_t = 0, env = "FLEETFN_THREADS")]
+    pub threads: usize,
     /// Serve the API (clients and agents) over TLS with this PEM certificate (chain), which
     /// must name the host or IP clients and agents use. Needs --tls-key.
     #[arg(
@@ -341,6 +350,20 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/fleetfn")
 }
 
+/// The API's runtime: one thread, or a multi-thread runtime of `threads` workers (0: one per CPU).
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 1 {
+        b.worker_threads(threads);
+    }
+    b.enable_all().build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Jail { spec_file } = &cli.command {
@@ -357,22 +380,8 @@ fn main() -> anyhow::Result<()> {
     // One crypto provider for every TLS config of this process.
     fleetfn_proto::tls::install_default_provider();
     match cli.command {
-        Command::Serve(args) => {
-            let rt = if std::env::var_os("FLEETFN_SINGLE_THREAD").is_some() {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()?
-            };
-            rt.block_on(serve::run(args))
-        }
-        Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(server::run(args)),
+        Command::Serve(args) => runtime(args.threads)?.block_on(serve::run(args)),
+        Command::Server(args) => runtime(args.threads)?.block_on(server::run(args)),
         Command::Agent(args) => {
             // One thread: an invoke crosses the agent API, the environment and its Runtime API
             // endpoint; on one thread that is a few polls instead of cross-thread wake-ups.

@@ -126,16 +126,23 @@ impl ControlPlane {
 
     /// Stores a code package on this server's disk and, when packages live in the store,
     /// there too, before any record refers to it.
-    pub(crate) async fn put_package(&self, bytes: &[u8]) -> Result<Digest> {
-        let digest = self
-            .artifacts
-            .put(bytes)
-            .map_err(|e| LambdaError::service(format!("cannot store the code package: {e}")))?;
-        if self.packages_in_store {
+    pub(crate) async fn put_package(&self, package: &crate::functions::Package) -> Result<Digest> {
+        // Writing and syncing up to 50 MB blocks: off the runtime's threads.
+        let artifacts = self.artifacts.clone();
+        let (bytes, known) = (package.bytes.clone(), package.digest);
+        let in_store = self.packages_in_store;
+        let (digest, value) = tokio::task::spawn_blocking(move || {
+            let digest = artifacts.put_digested(&bytes, known)?;
+            Ok::<_, fleetfn_artifacts::StoreError>((digest, in_store.then(|| bytes.to_vec())))
+        })
+        .await
+        .map_err(|e| LambdaError::service(format!("storing the code package: {e}")))?
+        .map_err(|e| LambdaError::service(format!("cannot store the code package: {e}")))?;
+        if let Some(value) = value {
             let put = Op::Put {
                 table: Table::Packages,
                 key: digest.hex(),
-                value: bytes.to_vec(),
+                value,
                 expect: fleetfn_store::Expect::Absent,
             };
             match self.store.commit(vec![put]).await {

@@ -544,3 +544,33 @@ async fn another_servers_change_reaches_invokes_within_the_resolve_ttl() {
         .expect("after the TTL b reads it again");
     assert_eq!(got.version, "1");
 }
+
+#[tokio::test]
+async fn a_code_package_is_decoded_and_hashed_off_the_runtime_thread() {
+    // A current-thread runtime (tokio::test): a task beside the decode gets turns only if the
+    // decode left the thread.
+    let b64 = zip_b64(&"x".repeat(1 << 20));
+    let done = std::cell::Cell::new(false);
+    let turns = std::cell::Cell::new(0u32);
+    let work = async {
+        let p = crate::functions::decode_zip(b64).await;
+        done.set(true);
+        p
+    };
+    let ticker = async {
+        while !done.get() {
+            turns.set(turns.get() + 1);
+            tokio::task::yield_now().await;
+        }
+    };
+    let (package, ()) = tokio::join!(work, ticker);
+    let package = package.unwrap();
+    assert_eq!(
+        package.digest,
+        fleetfn_artifacts::Digest::of(&package.bytes)
+    );
+    assert!(
+        turns.get() > 0,
+        "the package was decoded on the runtime's thread"
+    );
+}
