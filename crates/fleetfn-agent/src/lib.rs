@@ -47,6 +47,7 @@ mod runtime;
 mod sandbox;
 mod service;
 mod spec;
+mod stream;
 
 pub use admission::ResourceView;
 pub use environment::{

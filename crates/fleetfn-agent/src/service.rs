@@ -17,7 +17,7 @@ use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{
     AgentReport, EnvState as WireState, EnvironmentRequest, EnvironmentStatus, Failure,
     H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID, InstanceUsage,
-    ThrottleReason,
+    InvokeReply, ThrottleReason, stream,
 };
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
@@ -450,6 +450,7 @@ impl Agent {
             .route("/v1/environments/{id}", put(put_env).delete(delete_env))
             .route("/v1/environments/{id}/invoke", post(invoke))
             .route("/v1/environments/{id}/credentials", put(put_credentials))
+            .route("/v1/invoke-stream", get(invoke_stream))
             // Invoke payloads are up to 6 MB; the server checked that already.
             .layer(axum::extract::DefaultBodyLimit::max(7 * 1024 * 1024))
             .layer(axum::middleware::from_fn_with_state(shared.clone(), auth))
@@ -666,54 +667,129 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let env = agent
-        .slots
-        .lock()
-        .get(&id)
-        .and_then(|slot| slot.env.clone());
-    let Some(env) = env else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if env.state() != EnvState::Ready {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(H_REJECT_REASON, ThrottleReason::Concurrency.as_header())],
-            "environment not ready",
+    let reply = agent
+        .invoke(
+            &id,
+            header(&headers, H_REQUEST_ID),
+            body,
+            headers.get(H_CLIENT_CONTEXT).and_then(|v| v.to_str().ok()),
+            header(&headers, H_TENANT_ID),
         )
-            .into_response();
-    }
-    let client_context = header(&headers, H_CLIENT_CONTEXT).and_then(|b64| {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-    });
-    let input = InvokeInput {
-        request_id: header(&headers, H_REQUEST_ID)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        payload: body,
-        client_context,
-        tenant_id: header(&headers, H_TENANT_ID),
-        trace_id: None,
-    };
-    match env.invoke(input).await {
-        Ok(out) => {
-            let mut resp = out.payload.into_response();
-            if let Some(fe) = out.function_error
+        .await;
+    match reply {
+        InvokeReply::Done {
+            payload,
+            function_error,
+        } => {
+            let mut resp = payload.into_response();
+            if let Some(fe) = function_error
                 && let Ok(v) = http::HeaderValue::from_str(&fe)
             {
                 resp.headers_mut().insert(H_FUNCTION_ERROR, v);
             }
             resp
         }
-        Err(rejected) => match rejected.throttle_reason() {
-            Some(reason) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(H_REJECT_REASON, reason.as_header())],
-                rejected.to_string(),
-            )
-                .into_response(),
-            None => (StatusCode::BAD_REQUEST, rejected.to_string()).into_response(),
-        },
+        InvokeReply::Rejected { reason, detail } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(H_REJECT_REASON, reason.as_header())],
+            detail,
+        )
+            .into_response(),
+        InvokeReply::Gone => StatusCode::NOT_FOUND.into_response(),
+        InvokeReply::Invalid { reason } => (StatusCode::BAD_REQUEST, reason).into_response(),
+    }
+}
+
+/// `GET /v1/invoke-stream` with `Upgrade: fleetfn-invoke/1`: switches the connection to the
+/// invoke stream ([`fleetfn_proto::stream`]); the token was checked like on every call.
+async fn invoke_stream(State(agent): State<Arc<Agent>>, mut req: Request) -> Response {
+    let wanted = req.headers().get(http::header::UPGRADE).is_some_and(|v| {
+        v.as_bytes()
+            .eq_ignore_ascii_case(stream::PROTOCOL.as_bytes())
+    });
+    if !wanted {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("this path upgrades to {} only", stream::PROTOCOL),
+        )
+            .into_response();
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(io) => crate::stream::serve(agent, hyper_util::rt::TokioIo::new(io)).await,
+            Err(e) => tracing::warn!(error = %e, "invoke stream upgrade failed"),
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (http::header::CONNECTION, "upgrade"),
+            (http::header::UPGRADE, stream::PROTOCOL),
+        ],
+    )
+        .into_response()
+}
+
+impl Agent {
+    /// Runs one invoke on environment `env_id` (from the HTTP route or the invoke stream).
+    /// `client_context` is the base64 the API received.
+    pub(crate) async fn invoke(
+        &self,
+        env_id: &str,
+        request_id: Option<String>,
+        payload: Bytes,
+        client_context: Option<&str>,
+        tenant_id: Option<String>,
+    ) -> InvokeReply {
+        let env = self
+            .slots
+            .lock()
+            .get(env_id)
+            .and_then(|slot| slot.env.clone());
+        let Some(env) = env else {
+            return InvokeReply::Gone;
+        };
+        if env.state() != EnvState::Ready {
+            return InvokeReply::Rejected {
+                reason: ThrottleReason::Concurrency,
+                detail: "environment not ready".into(),
+            };
+        }
+        let client_context = client_context.and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+        });
+        let input = InvokeInput {
+            request_id: request_id
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            payload,
+            client_context,
+            tenant_id,
+            trace_id: None,
+        };
+        match env.invoke(input).await {
+            Ok(out) => InvokeReply::Done {
+                payload: out.payload,
+                function_error: out.function_error,
+            },
+            Err(rejected) => match rejected.throttle_reason() {
+                Some(reason) => InvokeReply::Rejected {
+                    reason,
+                    detail: rejected.to_string(),
+                },
+                None => InvokeReply::Invalid {
+                    reason: rejected.to_string(),
+                },
+            },
+        }
+    }
+
+    /// A server called (an invoke stream's frames count too): the orphan guard's clock.
+    pub(crate) fn touch(&self) {
+        *self.last_contact.lock() = tokio::time::Instant::now();
     }
 }

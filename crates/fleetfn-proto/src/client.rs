@@ -12,7 +12,7 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::{
     AgentReport, EnvironmentRequest, H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON,
@@ -73,6 +73,8 @@ pub struct AgentClient {
     /// The leader's term, sent with every start and stop ([`crate::H_TERM`]).
     term: Option<u64>,
     http: Http,
+    /// The invoke stream to this agent, shared by every clone of this client.
+    mux: Arc<crate::mux::InvokeMux>,
 }
 
 /// The pooled connections: plain, TLS or a Unix socket (never two: an agent that serves TLS
@@ -152,6 +154,7 @@ impl AgentClient {
             base: format!("http://{addr}{PREFIX}").into(),
             auth: bearer(token),
             term: None,
+            mux: Arc::default(),
             http: Http::Plain(pool().build(connector())),
         }
     }
@@ -164,6 +167,7 @@ impl AgentClient {
             base: format!("http://localhost{PREFIX}").into(),
             auth: bearer(token),
             term: None,
+            mux: Arc::default(),
             http: Http::Unix(pool().build(UnixConnector {
                 path: Arc::new(path.to_path_buf()),
             })),
@@ -182,6 +186,7 @@ impl AgentClient {
             base: format!("https://{addr}{PREFIX}").into(),
             auth: bearer(token),
             term: None,
+            mux: Arc::default(),
             http: Http::Tls(pool().build(crate::tls::https_connector(
                 Some(tls),
                 connector(),
@@ -360,10 +365,95 @@ impl AgentClient {
         })
     }
 
+    /// Opens the invoke stream ([`crate::stream`]): an HTTP/1.1 upgrade of the agent API.
+    /// `None` when the agent does not have one (404). No invoke is in flight yet, so every
+    /// failure is [`ClientError::Unreachable`] or the agent's status.
+    pub(crate) async fn open_invoke_stream(
+        &self,
+    ) -> Result<Option<TokioIo<hyper::upgrade::Upgraded>>, ClientError> {
+        let unreachable = |detail: String| ClientError::Unreachable {
+            addr: self.addr,
+            detail,
+        };
+        let req = self
+            .request(Method::GET, crate::stream::PATH)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, crate::stream::PROTOCOL)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let open = async {
+            let sent = match &self.http {
+                Http::Plain(c) => c.request(req),
+                Http::Tls(c) => c.request(req),
+                Http::Unix(c) => c.request(req),
+            };
+            let resp = sent
+                .await
+                .map_err(|e| unreachable(crate::tls::error_chain(&e)))?;
+            match resp.status() {
+                StatusCode::SWITCHING_PROTOCOLS => hyper::upgrade::on(resp)
+                    .await
+                    .map(|io| Some(TokioIo::new(io)))
+                    .map_err(|e| unreachable(format!("invoke stream upgrade: {e}"))),
+                StatusCode::NOT_FOUND => Ok(None),
+                status => {
+                    let body = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(http_body_util::Collected::to_bytes)
+                        .unwrap_or_default();
+                    Err(self.status_error(status, &body))
+                }
+            }
+        };
+        tokio::time::timeout(CONTROL_DEADLINE, open)
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no invoke stream within {} ms",
+                    CONTROL_DEADLINE.as_millis()
+                ))
+            })?
+    }
+
     /// Sends one invoke to an environment; `deadline` bounds the whole exchange (the
-    /// function's timeout plus a margin: the agent answers a timeout itself).
+    /// function's timeout plus a margin: the agent answers a timeout itself). It goes over the
+    /// agent's invoke stream, or as an HTTP request to an agent without one.
     #[allow(clippy::too_many_arguments)]
     pub async fn invoke(
+        &self,
+        deadline: Duration,
+        env_id: &str,
+        request_id: &str,
+        payload: Bytes,
+        client_context: Option<&str>,
+        tenant_id: Option<&str>,
+    ) -> Result<InvokeReply, ClientError> {
+        let head = crate::stream::InvokeHead {
+            env_id,
+            request_id,
+            client_context,
+            tenant_id,
+        };
+        match self.mux.invoke(self, deadline, head, payload.clone()).await {
+            crate::mux::Sent::Replied(reply) => return reply,
+            crate::mux::Sent::NoStream => {}
+        }
+        self.invoke_http(
+            deadline,
+            env_id,
+            request_id,
+            payload,
+            client_context,
+            tenant_id,
+        )
+        .await
+    }
+
+    /// [`invoke`](Self::invoke) as one HTTP request (agents without the invoke stream).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn invoke_http(
         &self,
         deadline: Duration,
         env_id: &str,

@@ -8,6 +8,8 @@
 
 mod api;
 mod client;
+mod mux;
+pub mod stream;
 pub mod tls;
 
 use std::collections::BTreeMap;
