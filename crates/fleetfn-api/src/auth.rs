@@ -16,7 +16,7 @@ use fleetfn_sigv4::{RequestParts, VerifyConfig, sha256_hex, verify_head};
 use http_body_util::BodyExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::AppState;
+use crate::Shared;
 use crate::error::render;
 
 /// The admin key pair requests must be signed with.
@@ -170,7 +170,7 @@ async fn body_sha256(bytes: &Bytes) -> Result<String, LambdaError> {
 
 /// Middleware: verify the head, limit, take a permit for a large body, buffer, verify the
 /// signature over it, pass on.
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let kind = limit_for(&parts.method, parts.uri.path());
     let limit = kind.bytes();

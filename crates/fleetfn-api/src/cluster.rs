@@ -13,9 +13,9 @@ use fleetfn_model::{ErrorKind, LambdaError};
 use fleetfn_server::cluster::{CreateJoinToken, JoinRequest};
 use http::{HeaderMap, StatusCode};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::handlers::body;
+use crate::{AppState, Shared};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -26,32 +26,32 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-pub async fn create_join_token(State(s): State<AppState>, b: Bytes) -> ApiResult {
+pub async fn create_join_token(State(s): State<Shared>, b: Bytes) -> ApiResult {
     let req: CreateJoinToken = body(&b)?;
     let doc = s.cp.create_join_token(req, now()).await?;
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
 
-pub async fn list_join_tokens(State(s): State<AppState>) -> ApiResult {
+pub async fn list_join_tokens(State(s): State<Shared>) -> ApiResult {
     Ok(Json(s.cp.list_join_tokens().await?).into_response())
 }
 
-pub async fn revoke_join_token(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn revoke_join_token(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
     Ok(Json(s.cp.revoke_join_token(&id).await?).into_response())
 }
 
-pub async fn list_agents(State(s): State<AppState>) -> ApiResult {
+pub async fn list_agents(State(s): State<Shared>) -> ApiResult {
     Ok(Json(s.cp.list_agents().await?).into_response())
 }
 
 /// `DELETE /fleetfn/v1/agents/{id}`: its credential opens nothing from now on.
-pub async fn remove_agent(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn remove_agent(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
     Ok(Json(s.cp.remove_agent(&id).await?).into_response())
 }
 
 /// `Authorization: Bearer <join token>`, then the offer; 403 AccessDeniedException for a token
 /// that is missing or not valid.
-pub async fn join(State(s): State<AppState>, headers: HeaderMap, b: Bytes) -> ApiResult {
+pub async fn join(State(s): State<Shared>, headers: HeaderMap, b: Bytes) -> ApiResult {
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -90,7 +90,7 @@ async fn authenticate_agent(s: &AppState, headers: &HeaderMap) -> Result<String,
 
 /// A code package by sha256 (hex) for a joined agent.
 pub async fn agent_package(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(hex): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {

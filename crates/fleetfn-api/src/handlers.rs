@@ -13,8 +13,8 @@ use fleetfn_model::{ErrorKind, LambdaError};
 use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, Shared};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -169,7 +169,7 @@ fn unqualified_ref(state: &AppState, name: &str) -> Result<FunctionRef, LambdaEr
 
 // ----- capacity providers -----
 
-pub async fn create_capacity_provider(State(s): State<AppState>, b: Bytes) -> ApiResult {
+pub async fn create_capacity_provider(State(s): State<Shared>, b: Bytes) -> ApiResult {
     let p = s.cp.create_capacity_provider(body(&b)?).await?;
     Ok(json(
         StatusCode::ACCEPTED,
@@ -179,7 +179,7 @@ pub async fn create_capacity_provider(State(s): State<AppState>, b: Bytes) -> Ap
     ))
 }
 
-pub async fn list_capacity_providers(State(s): State<AppState>, req: Request) -> ApiResult {
+pub async fn list_capacity_providers(State(s): State<Shared>, req: Request) -> ApiResult {
     let q = Query::parse(req.uri().query());
     let page =
         s.cp.list_capacity_providers(q.get("State"), q.get("Marker"), q.max_items()?)
@@ -193,10 +193,7 @@ pub async fn list_capacity_providers(State(s): State<AppState>, req: Request) ->
     ))
 }
 
-pub async fn get_capacity_provider(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult {
+pub async fn get_capacity_provider(State(s): State<Shared>, Path(name): Path<String>) -> ApiResult {
     let p = s.cp.get_capacity_provider(&name).await?;
     Ok(json(
         StatusCode::OK,
@@ -207,7 +204,7 @@ pub async fn get_capacity_provider(
 }
 
 pub async fn update_capacity_provider(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(name): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -221,7 +218,7 @@ pub async fn update_capacity_provider(
 }
 
 pub async fn delete_capacity_provider(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> ApiResult {
     let p = s.cp.delete_capacity_provider(&name).await?;
@@ -234,7 +231,7 @@ pub async fn delete_capacity_provider(
 }
 
 pub async fn list_function_versions_by_capacity_provider(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(name): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -248,7 +245,7 @@ pub async fn list_function_versions_by_capacity_provider(
 // ----- scaling config -----
 
 pub async fn put_function_scaling_config(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -267,7 +264,7 @@ pub async fn put_function_scaling_config(
 }
 
 pub async fn get_function_scaling_config(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -281,12 +278,12 @@ pub async fn get_function_scaling_config(
 
 // ----- functions -----
 
-pub async fn create_function(State(s): State<AppState>, b: Bytes) -> ApiResult {
+pub async fn create_function(State(s): State<Shared>, b: Bytes) -> ApiResult {
     let cfg = s.cp.create_function(large_body(b).await?).await?;
     Ok(json(StatusCode::CREATED, &cfg))
 }
 
-pub async fn list_functions(State(s): State<AppState>, req: Request) -> ApiResult {
+pub async fn list_functions(State(s): State<Shared>, req: Request) -> ApiResult {
     let q = Query::parse(req.uri().query());
     let all = function_version_all(&q)?;
     let page =
@@ -315,7 +312,7 @@ pub(crate) fn function_version_all(q: &Query) -> Result<bool, LambdaError> {
 }
 
 pub async fn get_function(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -358,7 +355,7 @@ pub async fn get_function(
 }
 
 /// Downloads a code package by its sha256 (the `Code.Location` of GetFunction).
-pub async fn download_code(State(s): State<AppState>, Path(hex): Path<String>) -> ApiResult {
+pub async fn download_code(State(s): State<Shared>, Path(hex): Path<String>) -> ApiResult {
     package_response(&s, &hex).await
 }
 
@@ -377,7 +374,7 @@ pub(crate) async fn package_response(s: &AppState, hex: &str) -> ApiResult {
 }
 
 pub async fn get_function_configuration(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -390,7 +387,7 @@ pub async fn get_function_configuration(
 }
 
 pub async fn update_function_code(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -402,7 +399,7 @@ pub async fn update_function_code(
 }
 
 pub async fn update_function_configuration(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -414,7 +411,7 @@ pub async fn update_function_configuration(
 }
 
 pub async fn delete_function(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -429,7 +426,7 @@ pub async fn delete_function(
 // ----- versions -----
 
 pub async fn publish_version(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -441,7 +438,7 @@ pub async fn publish_version(
 }
 
 pub async fn list_versions_by_function(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -462,7 +459,7 @@ pub async fn list_versions_by_function(
 // ----- aliases -----
 
 pub async fn create_alias(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -474,7 +471,7 @@ pub async fn create_alias(
 }
 
 pub async fn list_aliases(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -498,7 +495,7 @@ pub async fn list_aliases(
 }
 
 pub async fn get_alias(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path((function, alias)): Path<(String, String)>,
 ) -> ApiResult {
     let f = unqualified_ref(&s, &function)?;
@@ -506,7 +503,7 @@ pub async fn get_alias(
 }
 
 pub async fn update_alias(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path((function, alias)): Path<(String, String)>,
     b: Bytes,
 ) -> ApiResult {
@@ -518,7 +515,7 @@ pub async fn update_alias(
 }
 
 pub async fn delete_alias(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path((function, alias)): Path<(String, String)>,
 ) -> ApiResult {
     let f = unqualified_ref(&s, &function)?;
@@ -529,7 +526,7 @@ pub async fn delete_alias(
 // ----- tags and account -----
 
 pub async fn tag_resource(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(resource): Path<String>,
     b: Bytes,
 ) -> ApiResult {
@@ -539,7 +536,7 @@ pub async fn tag_resource(
 }
 
 pub async fn untag_resource(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(resource): Path<String>,
     req: Request,
 ) -> ApiResult {
@@ -548,17 +545,17 @@ pub async fn untag_resource(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn list_tags(State(s): State<AppState>, Path(resource): Path<String>) -> ApiResult {
+pub async fn list_tags(State(s): State<Shared>, Path(resource): Path<String>) -> ApiResult {
     let tags = s.cp.list_tags(&resource).await?;
     Ok(json(StatusCode::OK, &ListTagsResponse { tags }))
 }
 
-pub async fn get_account_settings(State(s): State<AppState>) -> ApiResult {
+pub async fn get_account_settings(State(s): State<Shared>) -> ApiResult {
     Ok(json(StatusCode::OK, &s.cp.get_account_settings().await?))
 }
 
 /// `GET /fleetfn/v1/environments`: the data plane's environments (fleetfn extension).
-pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
+pub async fn list_environments(State(s): State<Shared>) -> ApiResult {
     let body = s
         .invoker
         .as_ref()
@@ -568,7 +565,7 @@ pub async fn list_environments(State(s): State<AppState>) -> ApiResult {
 
 /// `GET /fleetfn/v1/status`: capacity providers, instances, versions and their environments
 /// (the JSON is documented in docs/STATUS.md).
-pub async fn status(State(s): State<AppState>) -> ApiResult {
+pub async fn status(State(s): State<Shared>) -> ApiResult {
     let body = match s.invoker.as_ref() {
         Some(i) => i.status().await?,
         None => StatusDocument {
@@ -581,7 +578,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult {
 
 /// `GET /fleetfn/v1/cost?Since=24h`: instance-hours and requests per capacity provider with
 /// their cost here, on AWS Lambda and on AWS LMI, and the break-even request rate.
-pub async fn cost(State(s): State<AppState>, uri: axum::http::Uri) -> ApiResult {
+pub async fn cost(State(s): State<Shared>, uri: axum::http::Uri) -> ApiResult {
     let q = Query::parse(uri.query());
     let since = cost_since(&q, jiff::Timestamp::now())?;
     let Some(invoker) = s.invoker.as_ref() else {
@@ -600,7 +597,7 @@ pub(crate) fn cost_since(q: &Query, now: jiff::Timestamp) -> Result<jiff::Timest
 }
 
 /// `GET /fleetfn/health` (no auth): 200 once serving; says whether a data plane is attached.
-pub async fn health(State(s): State<AppState>) -> Response {
+pub async fn health(State(s): State<Shared>) -> Response {
     json(
         StatusCode::OK,
         &serde_json::json!({ "status": "ok", "dataPlane": s.invoker.is_some() }),

@@ -10,7 +10,7 @@ use fleetfn_model::{LambdaError, Result};
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::AppState;
+use crate::Shared;
 use crate::error::ApiError;
 use crate::handlers::{X_AMZN_REQUEST_ID, query_param};
 
@@ -89,7 +89,7 @@ impl InvokeOptions {
 }
 
 pub async fn invoke(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {

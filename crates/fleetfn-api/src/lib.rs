@@ -46,9 +46,22 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// The handlers' state: one allocation shared by reference, so axum's clones of it (several per
+/// request) copy a pointer, not the fields.
+#[derive(Clone, Debug)]
+pub struct Shared(Arc<AppState>);
+
+impl std::ops::Deref for Shared {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
 /// The whole API: `/fleetfn/health` without auth, everything else behind SigV4.
 pub fn router(state: AppState) -> Router {
     use handlers as h;
+    let state = Shared(Arc::new(state));
     let lambda = Router::new()
         .route(
             "/2025-11-30/capacity-providers",

@@ -26,9 +26,9 @@ use fleetfn_model::arn::FunctionRef;
 use http::{HeaderValue, StatusCode};
 use jiff::Timestamp;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::handlers::Query;
+use crate::{AppState, Shared};
 
 /// `type` of the last line of a follow stream.
 pub const FOLLOW_END_TYPE: &str = "fleetfn.followEnd";
@@ -154,7 +154,7 @@ fn header(resp: &mut Response, name: &'static str, value: &str) {
 }
 
 pub async fn get_logs(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     Path(function): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {

@@ -238,7 +238,7 @@ pub struct ServeArgs {
     /// How the server calls its local agents: `tcp` (loopback) or `unix` (a socket of mode 0600
     /// in each instance's directory). TCP is the default: on the 2-core benchmark host a Unix
     /// socket served 5–20 % fewer invokes at c=32 (docs/BENCHMARKS.md).
-    #[arg(long, default_value = "tcp", value_parser = ["tcp", "unix"])]
+    #[arg(long, default_value = "tcp", env = "FLEETFN_AGENT_TRANSPORT", value_parser = ["tcp", "unix"])]
     pub agent_transport: String,
     /// Seconds of sustained low use before a version scales in by one step (LMI: minutes).
     #[arg(long, default_value_t = 300.0, env = "FLEETFN_SCALE_IN_AFTER")]
