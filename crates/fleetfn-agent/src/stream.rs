@@ -23,7 +23,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel::<OutFrame>();
     let writer = tokio::spawn(write_loop(rx, w));
     let running: Arc<Mutex<HashMap<u64, AbortHandle>>> = Arc::default();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(stream::READ_BUF);
     'read: loop {
         match r.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -70,8 +70,8 @@ where
                 }
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(stream::READ_BUF);
         }
     }
     for (_, task) in running.lock().drain() {
@@ -82,7 +82,7 @@ where
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<OutFrame>, mut w: W) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(stream::READ_BUF);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);

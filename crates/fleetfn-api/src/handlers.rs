@@ -26,7 +26,7 @@ pub(crate) const X_AMZN_REQUEST_ID: http::HeaderName =
 pub async fn request_id(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     if !resp.headers().contains_key(&X_AMZN_REQUEST_ID)
-        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        && let Ok(v) = HeaderValue::from_str(&crate::invoke::new_request_id())
     {
         resp.headers_mut().insert(X_AMZN_REQUEST_ID, v);
     }

@@ -101,8 +101,8 @@ pub async fn invoke(
         client_context,
         tenant_id,
     } = InvokeOptions::parse(req.headers())?;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let draw = rand_unit();
+    let request_id = new_request_id();
+    let draw = rand::random::<f64>();
     let version = s.cp.resolve_invoke_target(&fref, draw).await?;
     let executed = version.version.clone();
     if invocation_type == InvocationType::DryRun {
@@ -157,11 +157,26 @@ fn insert(resp: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
-/// A uniform draw in [0, 1) for weighted alias routing.
-fn rand_unit() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() >> 75;
-    // 53 random bits scaled into [0, 1).
-    #[allow(clippy::cast_precision_loss)]
-    let v = bits as f64 / (1u64 << 53) as f64;
-    v
+/// A random (version 4) UUID as a request id, from the thread's CSPRNG (`rand`'s ChaCha,
+/// seeded from the OS): `Uuid::new_v4` asks the kernel for every id, a syscall per request.
+pub(crate) fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id.len(), 36);
+        }
+    }
 }

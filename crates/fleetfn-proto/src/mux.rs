@@ -206,7 +206,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn read_loop(conn: Arc<Conn>, mut r: ReadHalf<Io>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(stream::READ_BUF);
     'read: loop {
         tokio::select! {
             n = r.read_buf(&mut buf) => match n {
@@ -229,8 +229,8 @@ async fn read_loop(conn: Arc<Conn>, mut r: ReadHalf<Io>) {
                 }
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(stream::READ_BUF);
         }
     }
     conn.stop.cancel();
@@ -242,7 +242,7 @@ async fn write_loop(
     mut w: WriteHalf<Io>,
     addr: std::net::SocketAddr,
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(stream::READ_BUF);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {

@@ -182,6 +182,10 @@ pub struct OutFrame {
 /// are written as they are.
 const COPY_PAYLOAD_UP_TO: usize = 16 * 1024;
 
+/// Read buffer size of either end: below glibc's 64 KiB threshold at which a free consolidates
+/// the heap (a 64 KiB buffer per read cost ≈ 9 % of an agent's CPU).
+pub const READ_BUF: usize = 16 * 1024;
+
 /// Frames written together at most (bounds the write buffer).
 pub const MAX_BATCH: usize = 128;
 
@@ -225,7 +229,15 @@ fn next_frame(buf: &mut BytesMut) -> Result<Option<(u8, u64, Bytes)>, FrameError
         return Ok(None);
     }
     buf.advance(4);
-    let mut frame = buf.split_to(len).freeze();
+    // A small frame is copied out, so the read buffer stays unshared and its space is reused
+    // (no allocation per read); a large one is split off without a copy.
+    let mut frame = if len <= COPY_PAYLOAD_UP_TO {
+        let f = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        f
+    } else {
+        buf.split_to(len).freeze()
+    };
     let kind = frame.get_u8();
     let id = frame.get_u64();
     Ok(Some((kind, id, frame)))
