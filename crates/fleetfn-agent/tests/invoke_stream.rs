@@ -264,21 +264,30 @@ async fn every_reply_kind_crosses_the_stream_as_the_http_route_answers_it() {
         }
         other => panic!("{other:?}"),
     }
-    // While the one slot is taken, another invoke is refused with its reason.
+    // While the one slot is taken, another invoke is refused with its reason. The slow invoke
+    // is retried until it gets the slot (an echo below may hold it for a moment), so a refusal
+    // below can only be for the slot it holds.
     let slow = {
         let client = h.client.clone();
         tokio::spawn(async move {
-            client
-                .invoke(
-                    Duration::from_secs(30),
-                    "e1",
-                    "slow",
-                    Bytes::from(json!({"op":"sleep","ms":1500}).to_string()),
-                    None,
-                    None,
-                )
-                .await
-                .unwrap()
+            for attempt in 0.. {
+                let r = client
+                    .invoke(
+                        Duration::from_secs(30),
+                        "e1",
+                        &format!("slow-{attempt}"),
+                        Bytes::from(json!({"op":"sleep","ms":1500}).to_string()),
+                        None,
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                if !matches!(r, InvokeReply::Rejected { .. }) {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            unreachable!()
         })
     };
     let refused = guarded("an invoke is refused while the slot is taken", async {
@@ -291,7 +300,7 @@ async fn every_reply_kind_crosses_the_stream_as_the_http_route_answers_it() {
             if !matches!(r, InvokeReply::Done { .. }) {
                 return r;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await;
