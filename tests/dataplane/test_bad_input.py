@@ -140,16 +140,6 @@ def test_dry_run(lam, endpoint, shared_active):
         f"an environment changed after a DryRun: before {before}, after {dp.describe_envs(after)}")
 
 
-def test_event_invocation_is_a_clear_error(lam, shared_active):
-    # Point 5: InvocationType=Event is not supported (yet): a client error that says so.
-    pub = shared_active("rust")
-    err = h.expect_error(lam, lambda: lam.invoke(FunctionName=pub.name, InvocationType="Event", Payload=b"{}"),
-                         ("InvalidParameterValueException", "InvalidRequestContentException",
-                          "UnsupportedOperationException"), (400, 501),
-                         mentions=["Event", "asynchronous", "async"])
-    assert err is not None
-
-
 def test_log_type_tail_rejected(lam, shared_active):
     # Point 5: LogType=Tail on a capacity-provider function.
     pub = shared_active("rust")

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::{AppState, Shared};
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// `x-amzn-RequestId` (HTTP/1.1 sends header names lowercase anyway).
 pub(crate) const X_AMZN_REQUEST_ID: http::HeaderName =
@@ -155,15 +155,20 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LambdaError> 
     })
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     (status, Json(v)).into_response()
 }
 
-fn fref(state: &AppState, name: &str, max: usize, q: &Query) -> Result<FunctionRef, LambdaError> {
+pub(crate) fn fref(
+    state: &AppState,
+    name: &str,
+    max: usize,
+    q: &Query,
+) -> Result<FunctionRef, LambdaError> {
     FunctionRef::parse(name, state.cp.scope(), max)?.with_query_qualifier(q.get("Qualifier"))
 }
 
-fn unqualified_ref(state: &AppState, name: &str) -> Result<FunctionRef, LambdaError> {
+pub(crate) fn unqualified_ref(state: &AppState, name: &str) -> Result<FunctionRef, LambdaError> {
     FunctionRef::parse(name, state.cp.scope(), 140)
 }
 
@@ -566,13 +571,16 @@ pub async fn list_environments(State(s): State<Shared>) -> ApiResult {
 /// `GET /fleetfn/v1/status`: capacity providers, instances, versions and their environments
 /// (the JSON is documented in docs/STATUS.md).
 pub async fn status(State(s): State<Shared>) -> ApiResult {
-    let body = match s.invoker.as_ref() {
+    let mut body = match s.invoker.as_ref() {
         Some(i) => i.status().await?,
         None => StatusDocument {
             generated_at: Some(fleetfn_model::time::now_lambda()),
             ..StatusDocument::empty(false)
         },
     };
+    if let Some(q) = s.events.as_ref() {
+        body.async_queue = Some(q.queue_status().await?);
+    }
     Ok(json(StatusCode::OK, &body))
 }
 

@@ -111,10 +111,13 @@ pub async fn invoke(
         return Ok(resp);
     }
     if invocation_type == InvocationType::Event {
-        return Err(LambdaError::invalid(
-            "Asynchronous invocation (InvocationType=Event) is not supported by fleetfn yet; invoke with RequestResponse.",
-        )
-        .into());
+        let payload = axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .map_err(|e| LambdaError::bad_content(e.to_string()))?;
+        // The version is drawn when the event is delivered, so no X-Amz-Executed-Version.
+        let (_, resp) =
+            crate::events::enqueue(&s, fref, payload, client_context, tenant_id, "Invoke").await?;
+        return Ok(resp);
     }
     let Some(invoker) = &s.invoker else {
         return Err(LambdaError::service(

@@ -8,6 +8,7 @@
 mod auth;
 mod cluster;
 mod error;
+mod events;
 mod handlers;
 mod invoke;
 mod listener;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use fleetfn_contracts::Invoker;
+use fleetfn_contracts::{AsyncInvoker, Invoker};
 use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
@@ -33,6 +34,9 @@ pub struct AppState {
     pub cp: ControlPlane,
     pub credentials: Arc<Credentials>,
     pub invoker: Option<Arc<dyn Invoker>>,
+    /// The asynchronous invocation queue (`InvocationType=Event`, `InvokeAsync`); `None`
+    /// refuses them.
+    pub events: Option<Arc<dyn AsyncInvoker>>,
     /// Function logs (`GET /fleetfn/v1/functions/{function}/logs`); `None` answers that this
     /// server keeps none.
     pub logs: Option<fleetfn_logs::LogStore>,
@@ -115,6 +119,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2015-03-31/functions/{function}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2014-11-13/functions/{function}/invoke-async",
+            post(events::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{function}/invoke-async/",
+            post(events::invoke_async),
+        )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config",
+            get(events::get_event_invoke_config)
+                .put(events::put_event_invoke_config)
+                .post(events::update_event_invoke_config)
+                .delete(events::delete_event_invoke_config),
+        )
+        .route(
+            "/2019-09-25/functions/{function}/event-invoke-config/list",
+            get(events::list_event_invoke_configs),
         )
         .route(
             "/2017-03-31/tags/{resource}",

@@ -6,6 +6,7 @@ mod agent;
 mod client;
 mod cost;
 mod credentials;
+mod events;
 mod join;
 mod logs;
 mod metrics;
@@ -255,6 +256,8 @@ pub struct ServeArgs {
     pub log_limits: LogLimitArgs,
     #[command(flatten)]
     pub roles: roles::RoleArgs,
+    #[command(flatten)]
+    pub events: events::AsyncArgs,
     /// Seconds an API connection may take to send a request's headers; an idle keep-alive
     /// connection is closed after the same time.
     #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
@@ -306,6 +309,8 @@ pub struct ServerArgs {
     pub account_id: String,
     #[command(flatten)]
     pub roles: roles::RoleArgs,
+    #[command(flatten)]
+    pub events: events::AsyncArgs,
     /// Seconds an API connection may take to send a request's headers.
     #[arg(long, default_value_t = 10.0, env = "FLEETFN_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: f64,

@@ -231,6 +231,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let handle = dataplane.spawn(stop.clone());
         (Some(Arc::new(dataplane)), Some(handle))
     };
+    let (events, dispatcher): (Option<Arc<dyn fleetfn_contracts::AsyncInvoker>>, _) = match &invoker
+    {
+        Some(invoker) => {
+            let events = crate::events::build(
+                &args.events,
+                Arc::new(store.clone()),
+                cp.clone(),
+                invoker.clone(),
+                metrics.clone(),
+            )
+            .await?;
+            let handle = events.spawn(stop.clone());
+            (Some(Arc::new(events)), Some(handle))
+        }
+        None => (None, None),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -240,6 +256,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cp,
         credentials: Arc::new(creds.clone()),
         invoker,
+        events,
         logs: Some(fleetfn_logs::LogStore {
             dir: data_dir.join("logs"),
             limits: log_limits,
@@ -273,6 +290,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = m.await;
     }
     if let Some(d) = deployer {
+        let _ = d.await;
+    }
+    if let Some(d) = dispatcher {
         let _ = d.await;
     }
     store.close().await;

@@ -147,11 +147,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let invoker = (!args.no_data_plane).then_some(plane as Arc<dyn Invoker>);
+    // Every server delivers asynchronous events (the queue's leases keep them apart).
+    let (events, dispatcher): (Option<Arc<dyn fleetfn_contracts::AsyncInvoker>>, _) = match &invoker
+    {
+        Some(invoker) => {
+            let events = crate::events::build(
+                &args.events,
+                Arc::new(base.store.clone()),
+                cp.clone(),
+                invoker.clone(),
+                metrics.clone(),
+            )
+            .await?;
+            let handle = events.spawn(stop.clone());
+            (Some(Arc::new(events)), Some(handle))
+        }
+        None => (None, None),
+    };
     let metrics_server = metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
     let app = router(AppState {
         cp,
         credentials: Arc::new(base.creds.clone()),
-        invoker: (!args.no_data_plane).then_some(plane as Arc<dyn Invoker>),
+        invoker,
+        events,
         logs: None,
         uploads: Arc::new(fleetfn_api::UploadPermits::new(
             args.max_concurrent_uploads,
@@ -183,6 +202,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => fleetfn_api::serve(listener, app, cfg, stopped).await,
     }
     stop.cancel();
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
     // The loops stop first, then the elector gives the lease up.
     let _ = loops.await;
     lease_stop.cancel();

@@ -253,6 +253,17 @@ pub fn render(doc: &StatusDocument, color: bool) -> String {
     } else {
         out.push_str("data plane: off (control plane only; --no-data-plane)\n");
     }
+    if let Some(q) = &doc.async_queue {
+        let _ = write!(
+            out,
+            "async queue: {} events ({} being delivered)",
+            q.depth, q.in_flight
+        );
+        if let Some(age) = q.oldest_age_seconds {
+            let _ = write!(out, ", oldest {} s", number(age));
+        }
+        out.push('\n');
+    }
 
     // Capacity providers and their instances, per zone.
     let providers = &doc.capacity_providers;

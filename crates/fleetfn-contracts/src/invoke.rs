@@ -56,3 +56,39 @@ pub trait Invoker: Send + Sync {
         Box::pin(async { Ok(StatusDocument::empty(true)) })
     }
 }
+
+/// An asynchronous invoke to store: `InvocationType=Event`, `InvokeAsync`, or the record a
+/// Lambda destination receives. The version is resolved when it is delivered.
+#[derive(Debug, Clone)]
+pub struct EventRequest {
+    /// `x-amzn-RequestId` of the 202, and the request id the function sees.
+    pub request_id: String,
+    pub function: String,
+    /// As invoked (`None`: unqualified); its event invoke config applies.
+    pub qualifier: Option<String>,
+    pub payload: Bytes,
+    pub client_context: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// How deep the asynchronous queue is (`fleetfn status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AsyncQueueStatus {
+    /// Events stored: waiting, waiting for a retry, or being delivered.
+    pub depth: u64,
+    /// Events being delivered now (under a lease).
+    pub in_flight: u64,
+    /// Age of the oldest stored event in seconds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_seconds: Option<f64>,
+}
+
+/// The asynchronous invocation queue, as the API sees it.
+pub trait AsyncInvoker: Send + Sync {
+    /// Stores the event durably; `Ok` only once it is committed.
+    fn enqueue(&self, req: EventRequest) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+
+    /// The queue's depth now.
+    fn queue_status(&self) -> Pin<Box<dyn Future<Output = Result<AsyncQueueStatus>> + Send + '_>>;
+}

@@ -17,7 +17,9 @@ pub use fleetfn_scheduler::InstanceState;
 
 pub use cost::CostDocument;
 pub use environments::{EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry};
-pub use invoke::{InvokeOutcome, InvokeRequest, Invoker};
+pub use invoke::{
+    AsyncInvoker, AsyncQueueStatus, EventRequest, InvokeOutcome, InvokeRequest, Invoker,
+};
 pub use status::{
     CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
     LaunchError, StatusDocument, Throttles,

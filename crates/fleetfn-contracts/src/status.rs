@@ -20,6 +20,9 @@ pub struct StatusDocument {
     pub host: Option<HostStatus>,
     pub capacity_providers: Vec<CapacityProviderStatus>,
     pub functions: Vec<FunctionStatus>,
+    /// The asynchronous invocation queue (absent when this server has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_queue: Option<crate::AsyncQueueStatus>,
 }
 
 impl StatusDocument {
@@ -31,6 +34,7 @@ impl StatusDocument {
             host: None,
             capacity_providers: Vec::new(),
             functions: Vec::new(),
+            async_queue: None,
         }
     }
 }

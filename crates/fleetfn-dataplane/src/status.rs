@@ -165,6 +165,7 @@ impl DataPlane {
             }),
             capacity_providers: cps,
             functions,
+            async_queue: None,
         })
     }
 }

@@ -27,6 +27,10 @@ use prometheus_client::registry::{Registry, Unit};
 pub const DURATION_BUCKETS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
 ];
+/// Upper bounds (seconds) of the async event age buckets: 10 ms to the 6 h maximum age.
+pub const EVENT_AGE_BUCKETS: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0, 1800.0, 3600.0, 21600.0,
+];
 /// Upper bounds (seconds) of the init duration buckets: 50 ms to LMI's 15 min init limit.
 pub const INIT_DURATION_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
@@ -75,6 +79,32 @@ pub struct EnvironmentLabels {
     #[prometheus(flatten)]
     pub version: VersionLabels,
     pub state: EnvironmentState,
+}
+
+/// A function (the asynchronous-invocation metrics, which AWS reports per function).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: String,
+}
+
+/// Why an asynchronous event was dropped (after its records were sent where configured).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelValue)]
+pub enum DropReason {
+    /// The function failed on every attempt (`MaximumRetryAttempts` + 1).
+    RetriesExhausted,
+    /// `MaximumEventAgeInSeconds` passed before an attempt succeeded (throttles, errors).
+    EventAgeExceeded,
+    /// The function (or the qualifier it was invoked with) no longer exists.
+    FunctionNotFound,
+    /// The stored event could not be read.
+    Unreadable,
+}
+
+/// Events of a function dropped for one reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    pub function: String,
+    pub reason: DropReason,
 }
 
 /// A capacity provider.
@@ -193,6 +223,10 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+fn event_age_histogram() -> Histogram {
+    Histogram::new(EVENT_AGE_BUCKETS)
+}
+
 fn init_duration_histogram() -> Histogram {
     Histogram::new(INIT_DURATION_BUCKETS)
 }
@@ -221,6 +255,12 @@ impl Format {
         } else {
             Self::PrometheusText
         }
+    }
+}
+
+fn fl(function: &str) -> FunctionLabels {
+    FunctionLabels {
+        function: function.to_owned(),
     }
 }
 
@@ -268,6 +308,13 @@ pub struct Metrics {
 
     /// `fleetfn_router_tries_total` series, indexed by [`TryOutcome`], so a try hashes no labels.
     tries: [Counter; 6],
+
+    // Per function: asynchronous invocation.
+    async_received: Family<FunctionLabels, Counter>,
+    async_age: HistogramFamily<FunctionLabels>,
+    async_dropped: Family<DroppedLabels, Counter>,
+    destination_failures: Family<FunctionLabels, Counter>,
+    dead_letter_errors: Family<FunctionLabels, Counter>,
 
     /// The label sets the last [`Metrics::publish`] set, to remove those that are gone.
     published: Mutex<Published>,
@@ -444,6 +491,39 @@ impl Metrics {
         let tries =
             TryOutcome::ALL.map(|outcome| router_tries.get_or_create_owned(&TryLabels { outcome }));
 
+        let async_received = Family::default();
+        r.register(
+            "async_events_received",
+            "Asynchronous invokes stored in the queue (CloudWatch AsyncEventsReceived)",
+            async_received.clone(),
+        );
+        let async_age: HistogramFamily<FunctionLabels> =
+            Family::new_with_constructor(event_age_histogram);
+        r.register_with_unit(
+            "async_event_age",
+            "Time from an asynchronous event's enqueue to each attempt to invoke it (CloudWatch AsyncEventAge)",
+            Unit::Seconds,
+            async_age.clone(),
+        );
+        let async_dropped = Family::default();
+        r.register(
+            "async_events_dropped",
+            "Asynchronous events dropped without a successful invoke, by reason, after their records went to the configured destination or dead-letter queue (CloudWatch AsyncEventsDropped)",
+            async_dropped.clone(),
+        );
+        let destination_failures = Family::default();
+        r.register(
+            "destination_delivery_failures",
+            "Records of asynchronous invokes that could not be delivered to their destination (CloudWatch DestinationDeliveryFailures)",
+            destination_failures.clone(),
+        );
+        let dead_letter_errors = Family::default();
+        r.register(
+            "dead_letter_errors",
+            "Failed asynchronous events that could not be sent to the dead-letter queue (CloudWatch DeadLetterErrors)",
+            dead_letter_errors.clone(),
+        );
+
         Self {
             registry: r,
             invocations,
@@ -469,6 +549,11 @@ impl Metrics {
             desired_instances,
             actual_instances,
             tries,
+            async_received,
+            async_age,
+            async_dropped,
+            destination_failures,
+            dead_letter_errors,
             published: Mutex::default(),
         }
     }
@@ -537,6 +622,38 @@ impl Metrics {
         }
         self.environment_cpu.remove(labels);
         self.environment_memory.remove(labels);
+    }
+
+    /// Counts an asynchronous event stored for `function`.
+    pub fn async_received(&self, function: &str) {
+        self.async_received.get_or_create(&fl(function)).inc();
+    }
+
+    /// Observes an asynchronous event's age at an attempt to invoke it.
+    pub fn async_attempt(&self, function: &str, age: Duration) {
+        self.async_age
+            .get_or_create(&fl(function))
+            .observe(age.as_secs_f64());
+    }
+
+    /// Counts an asynchronous event dropped for `reason`.
+    pub fn async_dropped(&self, function: &str, reason: DropReason) {
+        self.async_dropped
+            .get_or_create(&DroppedLabels {
+                function: function.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a destination record that could not be delivered.
+    pub fn destination_delivery_failed(&self, function: &str) {
+        self.destination_failures.get_or_create(&fl(function)).inc();
+    }
+
+    /// Counts a failed event that could not be sent to the dead-letter queue.
+    pub fn dead_letter_error(&self, function: &str) {
+        self.dead_letter_errors.get_or_create(&fl(function)).inc();
     }
 
     /// Counts one agent round trip of the router.

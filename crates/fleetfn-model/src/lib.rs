@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arn;
+pub mod destination;
 pub mod error;
 pub mod limits;
 pub mod runtimes;

@@ -8,6 +8,8 @@ pub const MAX_ZIP_BYTES: usize = 52_428_800;
 pub const MAX_UNZIPPED_BYTES: u64 = 262_144_000;
 /// Largest synchronous invoke request and response payload.
 pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6_291_456;
+/// Largest asynchronous invoke payload (`InvocationType=Event`, `InvokeAsync`).
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1_048_576;
 /// Largest body of any other control-plane request.
 pub const MAX_CONTROL_REQUEST_BYTES: usize = 6_291_456;
 /// Capacity providers per account.

@@ -525,3 +525,56 @@ pub struct GetAccountSettingsResponse {
     pub account_limit: AccountLimit,
     pub account_usage: AccountUsage,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous invocation
+
+/// Where records of asynchronous invocations go (`OnSuccess`/`OnFailure`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DestinationConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Destination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Destination>,
+}
+
+/// One destination: an SQS queue, SNS topic, EventBridge bus or Lambda function ARN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Destination {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// The body of PutFunctionEventInvokeConfig and UpdateFunctionEventInvokeConfig.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PutFunctionEventInvokeConfigRequest {
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_event_age_in_seconds: Option<i64>,
+    pub destination_config: Option<DestinationConfig>,
+}
+
+/// A function's (version's, alias's) asynchronous invocation configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionEventInvokeConfig {
+    /// Seconds since the Unix epoch (the model's `timestamp` in JSON).
+    pub last_modified: f64,
+    pub function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_attempts: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_event_age_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_config: Option<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFunctionEventInvokeConfigsResponse {
+    pub function_event_invoke_configs: Vec<FunctionEventInvokeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

@@ -2,13 +2,18 @@
 //! AWS SDKs find them ([`SourceChain`]: environment variables, the shared credentials and config
 //! files, the EC2 instance role), and STS `AssumeRole` with them ([`StsClient`]), which yields the
 //! temporary [`RoleCredentials`] an environment is given. The [`RoleAssumer`] trait is what the
-//! data plane uses, so it can run against a fake in unit tests.
+//! data plane uses, so it can run against a fake in unit tests. With the same credentials it
+//! makes the server's own calls to SQS, SNS and EventBridge ([`AwsServices`]) for the
+//! destinations and dead-letter queues of asynchronous invocations.
 #![forbid(unsafe_code)]
 
+mod services;
 mod source;
 mod sts;
+mod transport;
 
 pub use fleetfn_proto::RoleCredentials;
+pub use services::{AwsServices, ServiceError, ServicesConfig};
 pub use source::{SourceChain, SourceCredentials, SourceError};
 pub use sts::{StsClient, StsConfig};
 

@@ -13,7 +13,7 @@ use http::{Method, Request};
 use http_body_util::Full;
 use serde::Deserialize;
 
-use crate::sts::{HttpClient, plain_client, send};
+use crate::transport::{HttpClient, plain_client, send};
 
 /// Credentials to sign STS requests with.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,57 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
+use crate::transport::{FORM, HttpClient, SignedPost, excerpt, query_error, verified_client};
 use crate::{AssumeError, BoxFuture, RoleAssumer, RoleCredentials, SourceChain};
-
-pub(crate) type HttpClient = Client<fleetfn_proto::tls::HttpsConnector, Full<Bytes>>;
-
-/// Largest STS answer read.
-const MAX_ANSWER: usize = 64 * 1024;
-
-/// A client for `http://` only (the instance metadata service).
-pub(crate) fn plain_client() -> HttpClient {
-    client(None, true)
-}
-
-fn client(tls: Option<&fleetfn_proto::tls::ClientTls>, allow_http: bool) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(Duration::from_secs(2)));
-    let connector = fleetfn_proto::tls::https_connector(tls, http, allow_http);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// Sends `req` and reads the answer (at most 64 KiB) within `timeout`.
-pub(crate) async fn send(
-    http: &HttpClient,
-    req: Request<Full<Bytes>>,
-    timeout: Duration,
-) -> Result<(StatusCode, Bytes), String> {
-    let exchange = async {
-        let resp = http
-            .request(req)
-            .await
-            .map_err(|e| fleetfn_proto::tls::error_chain(&e))?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
-}
 
 /// Where and how [`StsClient`] assumes roles.
 #[derive(Debug, Clone)]
@@ -91,13 +45,6 @@ pub struct StsClient {
     http: HttpClient,
 }
 
-/// Characters escaped in a form value (everything but unreserved characters).
-const FORM: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AssumeRoleResponse {
@@ -119,51 +66,17 @@ struct StsCredentials {
     expiration: String,
 }
 
-/// STS's error document: `<ErrorResponse><Error>…`; some STS-compatible servers (moto) wrap
-/// it as `<ErrorResponse><Errors><Error>…`.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ErrorResponse {
-    error: Option<StsError>,
-    errors: Option<Errors>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Errors {
-    error: StsError,
-}
-
-impl ErrorResponse {
-    fn into_error(self) -> Option<StsError> {
-        self.error.or(self.errors.map(|e| e.error))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StsError {
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 impl StsClient {
     /// A client for `cfg`, signing with `source`. `https://` endpoints are verified against the
     /// host's roots.
     pub fn new(cfg: StsConfig, source: Arc<SourceChain>) -> Result<Self, AssumeError> {
-        let tls = fleetfn_proto::tls::ClientTls::system_roots().ok();
-        if tls.is_none() && cfg.endpoint.starts_with("https://") {
-            return Err(AssumeError::Unavailable {
+        let http = verified_client(cfg.endpoint.starts_with("https://")).map_err(|detail| {
+            AssumeError::Unavailable {
                 endpoint: cfg.endpoint.clone(),
-                detail: "the host has no CA certificates to verify it with".into(),
-            });
-        }
-        Ok(Self {
-            http: client(tls.as_ref(), true),
-            cfg,
-            source,
-        })
+                detail,
+            }
+        })?;
+        Ok(Self { cfg, source, http })
     }
 
     /// The configuration.
@@ -187,47 +100,29 @@ impl StsClient {
             utf8_percent_encode(session_name, FORM),
             self.cfg.duration.as_secs()
         );
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/", self.cfg.endpoint))
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded; charset=utf-8",
-            )
-            .body(Bytes::from(body))
-            .map_err(|e| unavailable(e.to_string()))?;
-        fleetfn_sigv4::sign_http_request(
-            &mut req,
-            &fleetfn_sigv4::SigningParams {
-                access_key_id: &source.access_key_id,
-                secret_access_key: &source.secret_access_key,
-                session_token: source.session_token.as_deref(),
-                region: &self.cfg.region,
-                service: "sts",
-                time: jiff::Timestamp::now(),
-            },
-        )
-        .map_err(|e| unavailable(format!("signing: {e}")))?;
-        let req = req.map(Full::new);
-        let (status, answer) = send(&self.http, req, Duration::from_secs(10))
+        let url = format!("{}/", self.cfg.endpoint);
+        let post = SignedPost {
+            url: &url,
+            region: &self.cfg.region,
+            service: "sts",
+            content_type: "application/x-www-form-urlencoded; charset=utf-8",
+            target: None,
+            body,
+        };
+        let (status, answer) = post
+            .send(&self.http, &source, Duration::from_secs(10))
             .await
             .map_err(unavailable)?;
         if !status.is_success() {
-            let parsed = quick_xml::de::from_reader::<_, ErrorResponse>(answer.as_ref())
-                .ok()
-                .and_then(ErrorResponse::into_error);
-            return match parsed {
-                Some(e) => Err(AssumeError::Refused {
+            return Err(match query_error(&answer) {
+                Some(e) => AssumeError::Refused {
                     role_arn: role_arn.to_owned(),
                     status: status.as_u16(),
                     code: e.code,
                     message: e.message,
-                }),
-                None => Err(unavailable(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&answer[..answer.len().min(300)])
-                ))),
-            };
+                },
+                None => unavailable(excerpt(status, &answer)),
+            });
         }
         let doc: AssumeRoleResponse = quick_xml::de::from_reader(answer.as_ref())
             .map_err(|e| unavailable(format!("reading the AssumeRole answer: {e}")))?;
@@ -287,20 +182,6 @@ mod tests {
             "ASIAEXAMPLE"
         );
         assert_eq!(doc.assume_role_result.credentials.session_token, "token");
-        let err = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not allowed</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
-        let e = quick_xml::de::from_str::<ErrorResponse>(err)
-            .unwrap()
-            .into_error()
-            .unwrap();
-        assert_eq!(e.code, "AccessDenied");
-        assert_eq!(e.message, "not allowed");
-        let moto = r#"<?xml version="1.0" encoding="utf-8"?>
-<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
-        let e = quick_xml::de::from_str::<ErrorResponse>(moto)
-            .unwrap()
-            .into_error()
-            .unwrap();
-        assert_eq!(e.code, "InvalidClientTokenId");
         assert_eq!(
             utf8_percent_encode("arn:aws:iam::1:role/a b", FORM).to_string(),
             "arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b"

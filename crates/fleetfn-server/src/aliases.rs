@@ -226,12 +226,9 @@ impl ControlPlane {
             .get_record::<AliasConfiguration>(Table::Aliases, &alias_key(&fref.name, name))
             .await?
         {
-            self.commit(vec![Op::delete(
-                Table::Aliases,
-                alias_key(&fref.name, name),
-                rev,
-            )])
-            .await?;
+            let mut ops = vec![Op::delete(Table::Aliases, alias_key(&fref.name, name), rev)];
+            ops.extend(self.event_config_delete_op(&fref.name, name).await?);
+            self.commit(ops).await?;
         }
         Ok(())
     }

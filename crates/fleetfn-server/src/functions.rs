@@ -459,7 +459,7 @@ impl ControlPlane {
                 security_group_ids: v.security_group_ids.clone(),
                 vpc_id: None,
             }),
-            dead_letter_config: req.dead_letter_config.clone(),
+            dead_letter_config: validate::dead_letter(req.dead_letter_config.as_ref())?,
             environment: req.environment.as_ref().map(|e| EnvironmentResponse {
                 variables: e.variables.clone(),
             }),
@@ -775,7 +775,7 @@ impl ControlPlane {
             });
         }
         if let Some(d) = &req.dead_letter_config {
-            cfg.dead_letter_config = Some(d.clone());
+            cfg.dead_letter_config = validate::dead_letter(Some(d))?;
         }
         if let Some(k) = &req.kms_key_arn {
             validate::kms_arn(k, "kMSKeyArn")?;
@@ -953,6 +953,7 @@ impl ControlPlane {
         {
             ops.push(Op::delete(Table::Aliases, key, arev));
         }
+        ops.extend(self.event_config_delete_ops(name).await?);
         Ok(ops)
     }
 }

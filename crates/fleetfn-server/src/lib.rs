@@ -9,6 +9,7 @@ mod aliases;
 mod capacity;
 pub mod cluster;
 mod deploy;
+mod event_config;
 mod functions;
 mod invoke;
 mod reconcile;
@@ -22,6 +23,7 @@ mod validate;
 mod versions;
 
 pub use deploy::VersionTransition;
+pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
 pub use secrets::EnvKey;

@@ -227,6 +227,21 @@ pub(crate) fn architectures(archs: &[String]) -> Result<String> {
     Ok(archs[0].clone())
 }
 
+/// A `DeadLetterConfig`: its `TargetArn` an SQS queue or SNS topic ARN; an empty or absent
+/// `TargetArn` means none (how UpdateFunctionConfiguration removes it).
+pub(crate) fn dead_letter(
+    d: Option<&fleetfn_model::types::DeadLetterConfig>,
+) -> Result<Option<fleetfn_model::types::DeadLetterConfig>> {
+    match d.and_then(|d| d.target_arn.as_deref()) {
+        None | Some("") => Ok(None),
+        Some(arn) => {
+            len_between(arn, "deadLetterConfig.targetArn", 0, 10_000)?;
+            fleetfn_model::destination::parse_dead_letter(arn)?;
+            Ok(d.cloned())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

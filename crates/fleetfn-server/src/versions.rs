@@ -420,6 +420,7 @@ impl ControlPlane {
         if let Some(cp) = &v.capacity_provider {
             ops.extend(self.index_delete_op(cp, function, version).await?);
         }
+        ops.extend(self.event_config_delete_op(function, version).await?);
         self.commit(ops).await?;
         Ok(())
     }

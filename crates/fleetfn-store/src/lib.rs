@@ -5,13 +5,15 @@
 //! Callers see tables of records keyed by string; every write names the revision it expects, and
 //! a batch of writes commits atomically or not at all ([`Op::Check`] makes a batch conditional
 //! on a record it does not write). [`lease`]: leadership among processes sharing a store, with
-//! a fencing token. This crate knows nothing of Lambda semantics.
+//! a fencing token. [`Queue`]: a durable work queue (leased items, oldest first) in the same store.
+//! This crate knows nothing of Lambda semantics.
 #![forbid(unsafe_code)]
 
 pub mod lease;
 #[cfg(any(test, feature = "memory"))]
 mod memory;
 mod postgres;
+mod queue;
 mod sqlite;
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use serde::de::DeserializeOwned;
 #[cfg(any(test, feature = "memory"))]
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
+pub use queue::{Leased, NewItem, Queue, QueueStats};
 pub use sqlite::SqliteStore;
 
 /// A boxed future, so `dyn Store` works.
@@ -52,6 +55,9 @@ pub enum Table {
     Agents,
     /// Joined agents claimed as instances of a `static` capacity provider, by agent id.
     Claims,
+    /// Asynchronous invocation configs (retries, event age, destinations) by
+    /// `function/qualifier`.
+    EventInvokeConfigs,
 }
 
 impl Table {
@@ -69,6 +75,7 @@ impl Table {
             Self::JoinTokens => "join_tokens",
             Self::Agents => "agents",
             Self::Claims => "claims",
+            Self::EventInvokeConfigs => "event_invoke_configs",
         }
     }
 }
@@ -287,6 +294,13 @@ impl AnyStore {
             Self::Postgres(s) => s,
         }
     }
+
+    fn queue(&self) -> &dyn Queue {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Postgres(s) => s,
+        }
+    }
 }
 
 impl Store for AnyStore {
@@ -314,6 +328,61 @@ impl Store for AnyStore {
 
     fn commit(&self, ops: Vec<Op>) -> BoxFut<'_, Result<Vec<i64>, StoreError>> {
         self.inner().commit(ops)
+    }
+}
+
+impl Queue for AnyStore {
+    fn enqueue(&self, item: NewItem) -> BoxFut<'_, Result<(), StoreError>> {
+        self.queue().enqueue(item)
+    }
+
+    fn claim<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFut<'a, Result<Vec<Leased>, StoreError>> {
+        self.queue().claim(queue, now_ms, lease_ms, limit)
+    }
+
+    fn ack<'a>(&'a self, id: &'a str, token: &'a str) -> BoxFut<'a, Result<bool, StoreError>> {
+        self.queue().ack(id, token)
+    }
+
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        header: Vec<u8>,
+        available_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        self.queue().release(id, token, header, available_ms)
+    }
+
+    fn extend<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        lease_until_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        self.queue().extend(id, token, lease_until_ms)
+    }
+
+    fn stats<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<QueueStats, StoreError>> {
+        self.queue().stats(queue, now_ms)
+    }
+
+    fn next_available<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<Option<i64>, StoreError>> {
+        self.queue().next_available(queue, now_ms)
     }
 }
 

@@ -3,23 +3,42 @@
 //! transactions (`UPDATE … WHERE rev = $n` re-checks the row after a concurrent commit, so a
 //! racing writer matches nothing and gets `Conflict`), and versioned schema migrations applied at
 //! open under a transaction-scoped advisory lock, so two processes starting at once apply each
-//! migration once.
+//! migration once. The [`Queue`] is a `queue_items` table claimed with `FOR UPDATE SKIP LOCKED`,
+//! so processes sharing the database never hand out one item twice.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use crate::queue::{Leased, NewItem, Queue, QueueStats, new_token};
 use crate::{BoxFut, Expect, Op, OpenError, Record, Store, StoreError, Table, prefix_end};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         tbl   TEXT   NOT NULL,
         key   TEXT   COLLATE \"C\" NOT NULL,
         rev   BIGINT NOT NULL,
         value BYTEA  NOT NULL,
         PRIMARY KEY (tbl, key)
-    )"];
+    )",
+    // The work queue: a leased item's `available_ms` is its lease's end, so "claimable" is
+    // just `available_ms <= now`.
+    "CREATE TABLE queue_items (
+        seq            BIGSERIAL PRIMARY KEY,
+        id             TEXT      COLLATE \"C\" NOT NULL UNIQUE,
+        queue          TEXT      NOT NULL,
+        header         BYTEA     NOT NULL,
+        body           BYTEA     NOT NULL,
+        enqueued_ms    BIGINT    NOT NULL,
+        available_ms   BIGINT    NOT NULL,
+        claims         INTEGER   NOT NULL DEFAULT 0,
+        token          TEXT      NULL,
+        lease_until_ms BIGINT    NULL
+    );
+    CREATE INDEX queue_items_available ON queue_items (queue, available_ms);",
+];
 
 /// The advisory lock key held (transaction-scoped) while migrating: "fleetfn" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0066_6c65_6574_666e;
@@ -434,6 +453,199 @@ async fn apply(
         }
     }
     Ok(revs)
+}
+
+/// The table name [`StoreError::Conflict`] names for a duplicate item id.
+const QUEUE_TABLE: &str = "queue_items";
+
+/// SQLSTATE unique_violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+impl Queue for PostgresStore {
+    fn enqueue(&self, item: NewItem) -> BoxFut<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "INSERT INTO queue_items (id, queue, header, body, enqueued_ms, available_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&item.id)
+            .bind(&item.queue)
+            .bind(&item.header)
+            .bind(&item.body)
+            .bind(item.enqueued_ms)
+            .bind(item.available_ms)
+            .execute(&self.pool)
+            .await;
+            match done {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some(UNIQUE_VIOLATION) =>
+                {
+                    Err(StoreError::Conflict {
+                        table: QUEUE_TABLE,
+                        key: item.id,
+                    })
+                }
+                Err(e) => Err(backend(e)),
+            }
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFut<'a, Result<Vec<Leased>, StoreError>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let until = now_ms.saturating_add(lease_ms);
+            // SKIP LOCKED: rows a concurrent claim is taking are passed over, never waited for
+            // and handed out again; READ COMMITTED re-checks `available_ms` on a row another
+            // claim committed meanwhile.
+            let rows = sqlx::query(
+                "UPDATE queue_items SET claims = claims + 1, token = $1 || '.' || seq::text, \
+                 lease_until_ms = $2, available_ms = $2 \
+                 WHERE seq IN (SELECT seq FROM queue_items WHERE queue = $3 AND available_ms <= $4 \
+                 ORDER BY enqueued_ms, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, id, queue, header, body, enqueued_ms, claims, token, lease_until_ms",
+            )
+            .bind(new_token())
+            .bind(until)
+            .bind(queue)
+            .bind(now_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            let mut items = rows
+                .iter()
+                .map(row_to_leased)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            // RETURNING yields rows in no particular order.
+            items.sort_by_key(|(seq, item)| (item.enqueued_ms, *seq));
+            Ok(items.into_iter().map(|(_, item)| item).collect())
+        })
+    }
+
+    fn ack<'a>(&'a self, id: &'a str, token: &'a str) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM queue_items WHERE id = $1 AND token = $2")
+                .bind(id)
+                .bind(token)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        header: Vec<u8>,
+        available_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE queue_items SET header = $1, available_ms = $2, token = NULL, \
+                 lease_until_ms = NULL WHERE id = $3 AND token = $4",
+            )
+            .bind(&header)
+            .bind(available_ms)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        lease_until_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE queue_items SET lease_until_ms = $1, available_ms = $1 \
+                 WHERE id = $2 AND token = $3",
+            )
+            .bind(lease_until_ms)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn stats<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<QueueStats, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS depth, \
+                 COUNT(*) FILTER (WHERE token IS NOT NULL AND lease_until_ms > $2) AS leased, \
+                 MIN(enqueued_ms) AS oldest FROM queue_items WHERE queue = $1",
+            )
+            .bind(queue)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            let depth: i64 = row.try_get("depth").map_err(backend)?;
+            let leased: i64 = row.try_get("leased").map_err(backend)?;
+            Ok(QueueStats {
+                depth: u64::try_from(depth).unwrap_or(0),
+                leased: u64::try_from(leased).unwrap_or(0),
+                oldest_enqueued_ms: row.try_get("oldest").map_err(backend)?,
+            })
+        })
+    }
+
+    fn next_available<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT MIN(available_ms) FROM queue_items WHERE queue = $1 \
+                 AND (token IS NULL OR lease_until_ms <= $2)",
+            )
+            .bind(queue)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+        })
+    }
+}
+
+fn row_to_leased(row: &sqlx::postgres::PgRow) -> Result<(i64, Leased), sqlx::Error> {
+    let claims: i32 = row.try_get("claims")?;
+    let item = Leased {
+        id: row.try_get("id")?,
+        queue: row.try_get("queue")?,
+        header: row.try_get("header")?,
+        body: row.try_get("body")?,
+        enqueued_ms: row.try_get("enqueued_ms")?,
+        claims: u32::try_from(claims).unwrap_or(0),
+        token: row.try_get("token")?,
+        lease_until_ms: row.try_get("lease_until_ms")?,
+    };
+    Ok((row.try_get("seq")?, item))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! SQLite backend: one `records` table in WAL mode, conditional writes in `BEGIN IMMEDIATE`
 //! transactions (a connection whose batch failed and cannot be rolled back cleanly is closed, never
-//! pooled), schema migrations applied in order at open.
+//! pooled), schema migrations applied in order at open; the [`Queue`] in a `queue_items` table,
+//! claims serialized in `BEGIN IMMEDIATE` too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,16 +11,34 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::queue::{Leased, NewItem, Queue, QueueStats, new_token};
 use crate::{BoxFut, Expect, Op, Record, Store, StoreError, Table, prefix_end};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         tbl   TEXT    NOT NULL,
         key   TEXT    NOT NULL,
         rev   INTEGER NOT NULL,
         value BLOB    NOT NULL,
         PRIMARY KEY (tbl, key)
-    ) WITHOUT ROWID"];
+    ) WITHOUT ROWID",
+    // The work queue: a leased item's `available_ms` is its lease's end, so "claimable" is
+    // just `available_ms <= now`.
+    "CREATE TABLE queue_items (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT    NOT NULL UNIQUE,
+        queue          TEXT    NOT NULL,
+        header         BLOB    NOT NULL,
+        body           BLOB    NOT NULL,
+        enqueued_ms    INTEGER NOT NULL,
+        available_ms   INTEGER NOT NULL,
+        claims         INTEGER NOT NULL DEFAULT 0,
+        token          TEXT    NULL,
+        lease_until_ms INTEGER NULL
+    );
+    CREATE INDEX queue_items_available ON queue_items (queue, available_ms);",
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -297,4 +316,215 @@ async fn apply(
         }
     }
     Ok(revs)
+}
+
+impl Queue for SqliteStore {
+    fn enqueue(&self, item: NewItem) -> BoxFut<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "INSERT INTO queue_items (id, queue, header, body, enqueued_ms, available_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&item.id)
+            .bind(&item.queue)
+            .bind(&item.header)
+            .bind(&item.body)
+            .bind(item.enqueued_ms)
+            .bind(item.available_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            one_row(done.rows_affected(), QUEUE_TABLE, item.id)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFut<'a, Result<Vec<Leased>, StoreError>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            let (outcome, clean) = run_claim(&mut conn, queue, now_ms, lease_ms, limit).await;
+            if !clean {
+                conn.close_on_drop();
+            }
+            outcome
+        })
+    }
+
+    fn ack<'a>(&'a self, id: &'a str, token: &'a str) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM queue_items WHERE id = $1 AND token = $2")
+                .bind(id)
+                .bind(token)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        header: Vec<u8>,
+        available_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE queue_items SET header = $1, available_ms = $2, token = NULL, \
+                 lease_until_ms = NULL WHERE id = $3 AND token = $4",
+            )
+            .bind(&header)
+            .bind(available_ms)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        id: &'a str,
+        token: &'a str,
+        lease_until_ms: i64,
+    ) -> BoxFut<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE queue_items SET lease_until_ms = $1, available_ms = $1 \
+                 WHERE id = $2 AND token = $3",
+            )
+            .bind(lease_until_ms)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn stats<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<QueueStats, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS depth, \
+                 COUNT(CASE WHEN token IS NOT NULL AND lease_until_ms > $2 THEN 1 END) AS leased, \
+                 MIN(enqueued_ms) AS oldest FROM queue_items WHERE queue = $1",
+            )
+            .bind(queue)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            let depth: i64 = row.try_get("depth").map_err(backend)?;
+            let leased: i64 = row.try_get("leased").map_err(backend)?;
+            Ok(QueueStats {
+                depth: u64::try_from(depth).unwrap_or(0),
+                leased: u64::try_from(leased).unwrap_or(0),
+                oldest_enqueued_ms: row.try_get("oldest").map_err(backend)?,
+            })
+        })
+    }
+
+    fn next_available<'a>(
+        &'a self,
+        queue: &'a str,
+        now_ms: i64,
+    ) -> BoxFut<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT MIN(available_ms) FROM queue_items WHERE queue = $1 \
+                 AND (token IS NULL OR lease_until_ms <= $2)",
+            )
+            .bind(queue)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+        })
+    }
+}
+
+/// The table name [`StoreError::Conflict`] names for a duplicate item id.
+const QUEUE_TABLE: &str = "queue_items";
+
+/// One claim in a `BEGIN IMMEDIATE` transaction (so concurrent claims never read the same
+/// available rows), and whether the connection is known to be outside a transaction afterwards
+/// (as [`run_batch`]).
+async fn run_claim(
+    conn: &mut sqlx::SqliteConnection,
+    queue: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> (Result<Vec<Leased>, StoreError>, bool) {
+    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return (Err(backend(e)), false),
+    };
+    let until = now_ms.saturating_add(lease_ms);
+    let claimed = sqlx::query(
+        "UPDATE queue_items SET claims = claims + 1, token = $1 || '.' || seq, \
+         lease_until_ms = $2, available_ms = $2 \
+         WHERE seq IN (SELECT seq FROM queue_items WHERE queue = $3 AND available_ms <= $4 \
+         ORDER BY enqueued_ms, seq LIMIT $5) \
+         RETURNING seq, id, queue, header, body, enqueued_ms, claims, token, lease_until_ms",
+    )
+    .bind(new_token())
+    .bind(until)
+    .bind(queue)
+    .bind(now_ms)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await;
+    match claimed {
+        Ok(rows) => match tx.commit().await {
+            Ok(()) => (leased_in_order(&rows), true),
+            Err(e) => (Err(backend(e)), false),
+        },
+        Err(e) => {
+            let clean = tx.rollback().await.is_ok();
+            (Err(backend(e)), clean)
+        }
+    }
+}
+
+/// Claimed rows in claim order (RETURNING yields them in no particular order).
+fn leased_in_order(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Leased>, StoreError> {
+    let mut items = rows
+        .iter()
+        .map(row_to_leased)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    items.sort_by_key(|(seq, item)| (item.enqueued_ms, *seq));
+    Ok(items.into_iter().map(|(_, item)| item).collect())
+}
+
+fn row_to_leased(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, Leased), sqlx::Error> {
+    let claims: i64 = row.try_get("claims")?;
+    let item = Leased {
+        id: row.try_get("id")?,
+        queue: row.try_get("queue")?,
+        header: row.try_get("header")?,
+        body: row.try_get("body")?,
+        enqueued_ms: row.try_get("enqueued_ms")?,
+        claims: u32::try_from(claims).unwrap_or(u32::MAX),
+        token: row.try_get("token")?,
+        lease_until_ms: row.try_get("lease_until_ms")?,
+    };
+    Ok((row.try_get("seq")?, item))
 }

@@ -1,14 +1,18 @@
-//! Conformance tests every backend must pass, run against SQLite in a temp dir, against the
-//! in-memory store and against PostgreSQL (`needs_postgres`: a throwaway cluster,
-//! fleetfn-testutil); then SQLite-only tests (reopen, a failed transaction), PostgreSQL-only
-//! ones (tests_postgres.rs) and the `--store` parsing.
+//! Conformance tests every backend must pass (records and the queue), run against SQLite in a
+//! temp dir, against the in-memory store and against PostgreSQL (`needs_postgres`: a throwaway
+//! cluster, fleetfn-testutil); then SQLite-only tests (reopen, a failed transaction, an older
+//! schema), PostgreSQL-only ones (tests_postgres.rs) and the `--store` parsing.
 
 use std::sync::Arc;
 
 use super::*;
 
+/// A backend: records and the queue.
+pub(crate) trait Backend: Store + Queue {}
+impl<T: Store + Queue> Backend for T {}
+
 /// A fresh store of one backend, with whatever must outlive it (its temp dir, its database).
-type Opened = (Box<dyn std::any::Any + Send>, Arc<dyn Store>);
+type Opened = (Box<dyn std::any::Any + Send>, Arc<dyn Backend>);
 
 async fn open_sqlite() -> Opened {
     let (dir, store) = open().await;
@@ -77,6 +81,36 @@ macro_rules! contract_tests {
             async fn a_batch_sees_its_own_earlier_writes() {
                 let (_d, s) = crate::tests::$open().await;
                 crate::tests::a_batch_sees_its_own_earlier_writes(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
+            async fn queue_claims_in_arrival_order() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::queue_claims_in_arrival_order(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
+            async fn queue_an_expired_lease_is_claimed_again() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::queue_an_expired_lease_is_claimed_again(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
+            async fn queue_ack_release_and_extend() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::queue_ack_release_and_extend(&*s).await;
+            }
+            #[tokio::test]
+            $(#[$attr])*
+            async fn queue_stats_and_next_available_per_queue() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::queue_stats_and_next_available_per_queue(&*s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            $(#[$attr])*
+            async fn queue_concurrent_claimers_share_nothing() {
+                let (_d, s) = crate::tests::$open().await;
+                crate::tests::queue_concurrent_claimers_share_nothing(&[s.clone(), s], 60).await;
             }
         }
     };
@@ -577,4 +611,313 @@ async fn a_check_fences_the_batch(s: &dyn Store) {
     ])
     .await
     .unwrap();
+}
+
+fn item(id: &str, queue: &str, enqueued_ms: i64, available_ms: i64) -> NewItem {
+    NewItem {
+        id: id.into(),
+        queue: queue.into(),
+        header: format!("{{\"h\":\"{id}\"}}").into_bytes(),
+        body: format!("body of {id}").into_bytes(),
+        enqueued_ms,
+        available_ms,
+    }
+}
+
+fn ids(items: &[Leased]) -> Vec<&str> {
+    items.iter().map(|i| i.id.as_str()).collect()
+}
+
+/// Oldest `enqueued_ms` first, ties in order of enqueue, at most `limit`, not before
+/// `available_ms`; a duplicate id is a conflict.
+async fn queue_claims_in_arrival_order(q: &dyn Queue) {
+    q.enqueue(item("c", "work", 300, 300)).await.unwrap();
+    q.enqueue(item("a", "work", 100, 100)).await.unwrap();
+    q.enqueue(item("b", "work", 100, 100)).await.unwrap();
+    q.enqueue(item("later", "work", 150, 5_000)).await.unwrap();
+    assert!(q.claim("work", 1_000, 30_000, 0).await.unwrap().is_empty());
+
+    let first = q.claim("work", 1_000, 30_000, 2).await.unwrap();
+    assert_eq!(ids(&first), ["a", "b"]);
+    for (got, id) in first.iter().zip(["a", "b"]) {
+        let want = item(id, "work", 100, 100);
+        assert_eq!(got.queue, "work");
+        assert_eq!((&got.header, &got.body), (&want.header, &want.body));
+        assert_eq!(got.enqueued_ms, 100);
+        assert_eq!(got.claims, 1);
+        assert_eq!(got.lease_until_ms, 31_000);
+        assert!(got.token.len() >= 16, "{:?}", got.token);
+    }
+    assert_ne!(first[0].token, first[1].token);
+
+    // `later` is not available before 5 000.
+    let rest = q.claim("work", 1_000, 30_000, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["c"]);
+    assert!(q.claim("work", 4_999, 30_000, 10).await.unwrap().is_empty());
+    let later = q.claim("work", 5_000, 30_000, 10).await.unwrap();
+    assert_eq!(ids(&later), ["later"]);
+    assert_eq!(later[0].claims, 1);
+
+    // A duplicate id, in this queue or another, is refused and changes nothing.
+    for queue in ["work", "other"] {
+        let err = q.enqueue(item("a", queue, 1, 1)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict { table: "queue_items", key } if key == "a"),
+            "{err:?}"
+        );
+    }
+    assert!(
+        q.claim("other", 10_000, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(q.stats("work", 5_000).await.unwrap().depth, 4);
+}
+
+/// A leased item is not handed out again before its lease ends; after, it is (a second claim,
+/// a new token), and the old token can no longer ack, release or extend it.
+async fn queue_an_expired_lease_is_claimed_again(q: &dyn Queue) {
+    q.enqueue(item("x", "work", 0, 0)).await.unwrap();
+    let first = q.claim("work", 1_000, 500, 10).await.unwrap();
+    assert_eq!(ids(&first), ["x"]);
+    let old = first[0].token.clone();
+    assert!(q.claim("work", 1_499, 500, 10).await.unwrap().is_empty());
+    assert_eq!(q.stats("work", 1_499).await.unwrap().leased, 1);
+
+    let second = q.claim("work", 1_500, 500, 10).await.unwrap();
+    assert_eq!(ids(&second), ["x"]);
+    assert_eq!(second[0].claims, 2);
+    assert_eq!(second[0].lease_until_ms, 2_000);
+    let new = second[0].token.clone();
+    assert_ne!(new, old);
+
+    assert!(!q.ack("x", &old).await.unwrap());
+    assert!(!q.release("x", &old, b"{}".to_vec(), 0).await.unwrap());
+    assert!(!q.extend("x", &old, 99_999).await.unwrap());
+    // The stale calls changed nothing: still leased until 2 000 under the new token.
+    assert!(q.claim("work", 1_999, 500, 10).await.unwrap().is_empty());
+    assert!(q.ack("x", &new).await.unwrap());
+    assert!(!q.ack("x", &new).await.unwrap(), "gone");
+    assert_eq!(q.stats("work", 1_999).await.unwrap().depth, 0);
+}
+
+/// Ack deletes; release puts the item back with a new header at a given time; extend pushes
+/// the lease's end.
+async fn queue_ack_release_and_extend(q: &dyn Queue) {
+    q.enqueue(item("a", "work", 0, 0)).await.unwrap();
+    q.enqueue(item("b", "work", 1, 1)).await.unwrap();
+    let leased = q.claim("work", 10, 100, 10).await.unwrap();
+    assert_eq!(ids(&leased), ["a", "b"]);
+    let (a, b) = (&leased[0], &leased[1]);
+    let stats = q.stats("work", 10).await.unwrap();
+    assert_eq!(
+        stats,
+        QueueStats {
+            depth: 2,
+            leased: 2,
+            oldest_enqueued_ms: Some(0)
+        }
+    );
+    // A token is the lease of its own item only.
+    assert!(!q.ack("a", &b.token).await.unwrap());
+
+    assert!(q.ack("a", &a.token).await.unwrap());
+    let stats = q.stats("work", 10).await.unwrap();
+    assert_eq!((stats.depth, stats.leased), (1, 1));
+    assert_eq!(stats.oldest_enqueued_ms, Some(1));
+
+    // Extended past 110: not claimable at 200, still leased.
+    assert!(q.extend("b", &b.token, 500).await.unwrap());
+    assert!(q.claim("work", 200, 100, 10).await.unwrap().is_empty());
+    assert_eq!(q.stats("work", 200).await.unwrap().leased, 1);
+    assert_eq!(q.next_available("work", 200).await.unwrap(), None);
+
+    // Released with a new header, available again at 1 000.
+    let retry = br#"{"attempt":2}"#.to_vec();
+    assert!(
+        q.release("b", &b.token, retry.clone(), 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(!q.extend("b", &b.token, 5_000).await.unwrap(), "released");
+    assert!(!q.ack("b", &b.token).await.unwrap(), "released");
+    let stats = q.stats("work", 200).await.unwrap();
+    assert_eq!((stats.depth, stats.leased), (1, 0));
+    assert_eq!(q.next_available("work", 200).await.unwrap(), Some(1_000));
+    assert!(q.claim("work", 999, 100, 10).await.unwrap().is_empty());
+    let again = q.claim("work", 1_000, 100, 10).await.unwrap();
+    assert_eq!(ids(&again), ["b"]);
+    assert_eq!(again[0].header, retry);
+    assert_eq!(again[0].body, b"body of b");
+    assert_eq!(again[0].enqueued_ms, 1, "enqueued_ms is kept");
+    assert_eq!(again[0].claims, 2);
+    assert!(!q.release("b", &b.token, b"{}".to_vec(), 0).await.unwrap());
+    assert!(q.ack("b", &again[0].token).await.unwrap());
+    assert_eq!(q.stats("work", 1_000).await.unwrap(), QueueStats::default());
+}
+
+/// Depth, leased and oldest per queue; the next time a claim can succeed; queues are separate.
+async fn queue_stats_and_next_available_per_queue(q: &dyn Queue) {
+    assert_eq!(q.stats("q1", 0).await.unwrap(), QueueStats::default());
+    assert_eq!(q.next_available("q1", 0).await.unwrap(), None);
+    q.enqueue(item("i1", "q1", 10, 10)).await.unwrap();
+    q.enqueue(item("i2", "q1", 20, 500)).await.unwrap();
+    q.enqueue(item("j1", "q2", 5, 7)).await.unwrap();
+
+    assert_eq!(
+        q.stats("q1", 100).await.unwrap(),
+        QueueStats {
+            depth: 2,
+            leased: 0,
+            oldest_enqueued_ms: Some(10)
+        }
+    );
+    assert_eq!(
+        q.stats("q2", 100).await.unwrap(),
+        QueueStats {
+            depth: 1,
+            leased: 0,
+            oldest_enqueued_ms: Some(5)
+        }
+    );
+    assert_eq!(q.next_available("q1", 100).await.unwrap(), Some(10));
+    assert_eq!(q.next_available("q2", 100).await.unwrap(), Some(7));
+
+    let got = q.claim("q1", 100, 1_000, 10).await.unwrap();
+    assert_eq!(ids(&got), ["i1"]);
+    assert_eq!(q.stats("q1", 100).await.unwrap().leased, 1);
+    assert_eq!(q.stats("q2", 100).await.unwrap().leased, 0);
+    // i1 is leased until 1 100: the next claim can succeed when i2 becomes available.
+    assert_eq!(q.next_available("q1", 100).await.unwrap(), Some(500));
+    // At 1 100 the lease has ended: i1 counts as available again (since 1 100), not leased.
+    assert_eq!(q.next_available("q1", 1_100).await.unwrap(), Some(500));
+    assert_eq!(
+        q.stats("q1", 1_100).await.unwrap(),
+        QueueStats {
+            depth: 2,
+            leased: 0,
+            oldest_enqueued_ms: Some(10)
+        }
+    );
+    // q2 is untouched by q1's claims.
+    let got = q.claim("q2", 100, 1_000, 10).await.unwrap();
+    assert_eq!(ids(&got), ["j1"]);
+    assert!(q.ack("j1", &got[0].token).await.unwrap());
+    assert_eq!(q.stats("q2", 100).await.unwrap(), QueueStats::default());
+    assert_eq!(q.next_available("q2", 100).await.unwrap(), None);
+    assert_eq!(q.stats("q1", 100).await.unwrap().depth, 2);
+}
+
+/// Consumers on `stores` (handles on one queue: one store, or several processes' stores on one
+/// database), two tasks each, claiming 7 at a time and acking until the queue is empty: every
+/// one of `n` items is handed out exactly once in total.
+pub(crate) async fn queue_concurrent_claimers_share_nothing(stores: &[Arc<dyn Backend>], n: usize) {
+    for i in 0..n {
+        let at = i64::try_from(i).unwrap();
+        stores[i % stores.len()]
+            .enqueue(item(&format!("item-{i:04}"), "work", at, at))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for s in stores.iter().chain(stores) {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            // Bounded: far more rounds than needed.
+            for _ in 0..200 {
+                let leased = s.claim("work", 1_000_000, 600_000, 7).await.unwrap();
+                if leased.is_empty() {
+                    break;
+                }
+                assert!(leased.len() <= 7);
+                for l in leased {
+                    assert_eq!(l.claims, 1, "{} handed out again", l.id);
+                    assert!(s.ack(&l.id, &l.token).await.unwrap(), "{}", l.id);
+                    got.push(l.id);
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "an item was handed out twice");
+    let want: Vec<String> = (0..n).map(|i| format!("item-{i:04}")).collect();
+    assert_eq!(all, want);
+    assert_eq!(
+        stores[0].stats("work", 1_000_000).await.unwrap(),
+        QueueStats::default()
+    );
+}
+
+/// Queue items and their leases survive closing and reopening the SQLite file.
+#[tokio::test]
+async fn queue_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let token = {
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.enqueue(item("kept", "work", 1, 1)).await.unwrap();
+        s.enqueue(item("leased", "work", 0, 0)).await.unwrap();
+        let got = s.claim("work", 10, 1_000, 1).await.unwrap();
+        assert_eq!(ids(&got), ["leased"]);
+        s.close().await;
+        got[0].token.clone()
+    };
+    let s = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        s.stats("work", 10).await.unwrap(),
+        QueueStats {
+            depth: 2,
+            leased: 1,
+            oldest_enqueued_ms: Some(0)
+        }
+    );
+    assert!(s.ack("leased", &token).await.unwrap());
+    let got = s.claim("work", 10, 1_000, 10).await.unwrap();
+    assert_eq!(ids(&got), ["kept"]);
+    assert_eq!(got[0].body, b"body of kept");
+    assert_eq!(got[0].header, item("kept", "work", 1, 1).header);
+}
+
+/// A database at schema version 1 (before the queue) gets the queue table when opened, and its
+/// records are kept.
+#[tokio::test]
+async fn an_older_sqlite_schema_gets_the_queue() {
+    use sqlx::ConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.commit(vec![Op::put(
+            Table::Functions,
+            "f",
+            &serde_json::json!(1),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+        s.close().await;
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("DROP TABLE queue_items; DELETE FROM schema_version WHERE version > 1")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::Connection::close(c).await.unwrap();
+    }
+    let s = SqliteStore::open(&path).await.unwrap();
+    assert!(s.get(Table::Functions, "f").await.unwrap().is_some());
+    s.enqueue(item("a", "work", 0, 0)).await.unwrap();
+    assert_eq!(ids(&s.claim("work", 0, 10, 10).await.unwrap()), ["a"]);
 }

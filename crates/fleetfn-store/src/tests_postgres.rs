@@ -1,6 +1,6 @@
 //! PostgreSQL-only tests (`needs_postgres`): migrations under concurrent starts, a deadlock
-//! between batches reported as a conflict, separate processes' pools racing, and the errors
-//! that say what to fix. [`TestDatabase`]: a fresh database per test on the shared throwaway
+//! between batches reported as a conflict, separate processes' pools racing (on records and on
+//! the queue), and the errors that say what to fix. [`TestDatabase`]: a fresh database per test on the shared throwaway
 //! cluster (fleetfn-testutil), dropped after it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -250,6 +250,21 @@ mod needs_postgres {
             }
         }
         assert_eq!(wins, 1);
+    }
+
+    /// Two processes' stores (separate pools) on one database, two consumers each, claiming 7
+    /// at a time from 200 items and acking: every item is handed out exactly once in total
+    /// (`FOR UPDATE SKIP LOCKED`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "needs PostgreSQL (initdb/postgres, or FLEETFN_TEST_POSTGRES_URL); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=postgres)"]
+    async fn separate_pools_claim_each_item_once() {
+        use std::sync::Arc;
+        let db = TestDatabase::create().await;
+        let a = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+        let b = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+        crate::tests::queue_concurrent_claimers_share_nothing(&[a.clone(), b.clone()], 200).await;
+        a.close().await;
+        b.close().await;
     }
 
     /// A wrong user or password, and a database that does not exist, are named as such.

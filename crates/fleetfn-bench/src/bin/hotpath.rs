@@ -273,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
         rejected: AtomicU64::new(0),
     });
     let app = fleetfn_api::router(AppState {
+        events: None,
         cp: cp.clone(),
         credentials: Arc::new(Credentials {
             access_key_id: KEY.into(),
