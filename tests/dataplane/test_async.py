@@ -28,16 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit import events as ev
 from fleetfn_testkit.moto import Moto
-from fleetfn_testkit.server import FleetfnServer
 
 ECHO_PY = "def handler(event, context):\n    return event\n"
-
-SERVER_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETFNSERVER", "AWS_SECRET_ACCESS_KEY": "server-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +44,9 @@ def moto(tmp_path_factory):
     m.stop()
 
 
-def start_server(fleetfn_binary, base, moto, name: str, lease: int = 60) -> FleetfnServer:
-    srv = FleetfnServer(
-        fleetfn_binary, base / "data", base / "logs", name=name, data_plane=True,
-        extra_args=["--aws-endpoint-url", moto.url, "--async-retry-delay", "1",
-                    "--async-lease", str(lease), "--metrics-listen", "off"],
-        extra_env=SERVER_KEYS)
-    return srv.start()
-
-
 @pytest.fixture(scope="module")
 def server(moto, tmp_path_factory, fleetfn_binary):
-    srv = start_server(fleetfn_binary, tmp_path_factory.mktemp("fleetfn-async"), moto, "async")
+    srv = ev.start_server(fleetfn_binary, tmp_path_factory.mktemp("fleetfn-async"), moto, "async")
     yield srv
     srv.stop()
 
@@ -77,37 +65,10 @@ def acp(alam):
 
 @pytest.fixture(scope="module")
 def sqs(moto):
-    return boto3.client("sqs", endpoint_url=moto.url, region_name="us-east-1", **{
-        "aws_access_key_id": "test", "aws_secret_access_key": "test"})
+    return ev.sqs_client(moto)
 
 
-def new_queue(sqs) -> tuple[str, str]:
-    """A new moto queue: (url, arn)."""
-    url = sqs.create_queue(QueueName=h.uniq("q"))["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return url, arn
-
-
-def drain(sqs, url: str, want: int, timeout: float, attributes: bool = False) -> list[dict]:
-    """Messages of `url` (deleted as read) until `want` have arrived or `timeout` passes, then
-    one more short poll for extras (duplicates)."""
-    got: list[dict] = []
-    deadline = time.monotonic() + timeout
-    extra_polls = 0
-    while time.monotonic() < deadline and extra_polls < 2:
-        kwargs = {"MessageAttributeNames": ["All"]} if attributes else {}
-        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, **kwargs)
-        msgs = resp.get("Messages", [])
-        for m in msgs:
-            got.append(m)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        if len(got) >= want and not msgs:
-            extra_polls += 1
-    return got
-
-
-def records(msgs: list[dict]) -> list[dict]:
-    return [json.loads(m["Body"]) for m in msgs]
+new_queue, drain, records = ev.new_queue, ev.drain, ev.records
 
 
 def function(alam, server, acp, concurrency: int = 8, timeout: int = 3) -> str:
@@ -299,7 +260,7 @@ def test_queue_depth_in_status(alam, server):
 
 def test_kill_9_with_1000_events_stored_loses_none(moto, sqs, tmp_path_factory, fleetfn_binary):
     base = tmp_path_factory.mktemp("fleetfn-async-kill")
-    srv = start_server(fleetfn_binary, base, moto, "async-kill", lease=5)
+    srv = ev.start_server(fleetfn_binary, base, moto, "async-kill", lease=5)
     try:
         lam = dp.no_retry_client(srv.endpoint)
         cp = h.uniq("killcp")

@@ -1,6 +1,7 @@
 //! Asynchronous invocation on the API: the event invoke config operations
 //! (Put/Update/Get/Delete/ListFunctionEventInvokeConfigs) and the legacy `InvokeAsync`; Invoke
-//! with `InvocationType=Event` is in [`crate::invoke`], which hands both to [`enqueue`].
+//! with `InvocationType=Event` is in [`crate::invoke`], which hands both to [`enqueue`]. And the
+//! event source mapping operations (SQS).
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -163,4 +164,66 @@ pub async fn list_event_invoke_configs(
             .list_event_invoke_configs(&f, q.get("Marker"), max)
             .await?,
     ))
+}
+
+// ----- event source mappings -----
+
+pub async fn create_event_source_mapping(State(s): State<Shared>, b: Bytes) -> ApiResult {
+    let cfg = s.cp.create_event_source_mapping(body(&b)?).await?;
+    Ok(json(StatusCode::ACCEPTED, &cfg))
+}
+
+pub async fn list_event_source_mappings(
+    State(s): State<Shared>,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    let q = Query::parse(uri.query());
+    let max = match q.get("MaxItems") {
+        None => None,
+        Some(v) => Some(v.parse::<u32>().map_err(|_| {
+            LambdaError::validation(
+                v,
+                "maxItems",
+                "Member must be an integer between 1 and 10000",
+            )
+        })?),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &s.cp
+            .list_event_source_mappings(
+                q.get("EventSourceArn"),
+                q.get("FunctionName"),
+                q.get("Marker"),
+                max,
+            )
+            .await?,
+    ))
+}
+
+pub async fn get_event_source_mapping(
+    State(s): State<Shared>,
+    Path(uuid): Path<String>,
+) -> ApiResult {
+    Ok(json(
+        StatusCode::OK,
+        &s.cp.get_event_source_mapping(&uuid).await?,
+    ))
+}
+
+pub async fn update_event_source_mapping(
+    State(s): State<Shared>,
+    Path(uuid): Path<String>,
+    b: Bytes,
+) -> ApiResult {
+    let cfg = s.cp.update_event_source_mapping(&uuid, body(&b)?).await?;
+    Ok(json(StatusCode::ACCEPTED, &cfg))
+}
+
+pub async fn delete_event_source_mapping(
+    State(s): State<Shared>,
+    Path(uuid): Path<String>,
+) -> ApiResult {
+    let cfg = s.cp.delete_event_source_mapping(&uuid).await?;
+    Ok(json(StatusCode::ACCEPTED, &cfg))
 }

@@ -140,6 +140,20 @@ pub fn router(state: AppState) -> Router {
             get(events::list_event_invoke_configs),
         )
         .route(
+            "/2015-03-31/event-source-mappings",
+            post(events::create_event_source_mapping).get(events::list_event_source_mappings),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            post(events::create_event_source_mapping).get(events::list_event_source_mappings),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(events::get_event_source_mapping)
+                .put(events::update_event_source_mapping)
+                .delete(events::delete_event_source_mapping),
+        )
+        .route(
             "/2017-03-31/tags/{resource}",
             get(h::list_tags)
                 .post(h::tag_resource)

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleetfn_events::sources::EventSources;
 use fleetfn_events::{AsyncConfig, AsyncInvocations, AwsSink, Policy};
 use fleetfn_roles::{AwsServices, ServicesConfig, SourceChain};
 
@@ -62,16 +63,10 @@ impl AsyncArgs {
     }
 }
 
-/// The queue and dispatcher over `store` (not yet spawned).
-pub async fn build(
-    args: &AsyncArgs,
-    store: Arc<dyn fleetfn_store::Queue>,
-    cp: fleetfn_server::ControlPlane,
-    invoker: Arc<dyn fleetfn_contracts::Invoker>,
-    metrics: Arc<fleetfn_metrics::Metrics>,
-) -> anyhow::Result<AsyncInvocations> {
-    let cfg = args.config()?;
-    let services = match SourceChain::detect().await {
+/// The client for the server's calls to SQS, SNS and EventBridge (destinations, dead-letter
+/// queues, event source mappings), or `None` (said once) without AWS credentials.
+pub async fn services(args: &AsyncArgs) -> anyhow::Result<Option<AwsServices>> {
+    match SourceChain::detect().await {
         Ok(Some(source)) => {
             let services = AwsServices::new(
                 ServicesConfig {
@@ -79,26 +74,50 @@ pub async fn build(
                 },
                 Arc::new(source),
             )
-            .map_err(|e| anyhow::anyhow!("setting up the AWS client for destinations: {e}"))?;
-            Some(services)
+            .map_err(|e| anyhow::anyhow!("--aws-endpoint-url: {e}"))?;
+            Ok(Some(services))
         }
         Ok(None) => {
             tracing::info!(
-                "async destinations: the server has no AWS credentials, so SQS/SNS/EventBridge destinations and dead-letter queues fail (Lambda function destinations work)"
+                "async destinations and event source mappings: the server has no AWS credentials, so SQS/SNS/EventBridge destinations, dead-letter queues and SQS mappings report that they cannot be reached (Lambda function destinations work)"
             );
-            None
+            Ok(None)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "async destinations: reading the server's AWS credentials failed");
-            None
+            tracing::warn!(error = %e, "reading the server's AWS credentials for destinations and event source mappings failed");
+            Ok(None)
         }
-    };
+    }
+}
+
+/// The queue and dispatcher over `store` (not yet spawned).
+pub fn build(
+    args: &AsyncArgs,
+    services: Option<AwsServices>,
+    store: Arc<dyn fleetfn_store::Queue>,
+    cp: fleetfn_server::ControlPlane,
+    invoker: Arc<dyn fleetfn_contracts::Invoker>,
+    metrics: Arc<fleetfn_metrics::Metrics>,
+) -> anyhow::Result<AsyncInvocations> {
     Ok(AsyncInvocations::new(
         store,
         cp,
         invoker,
         Arc::new(AwsSink(services)),
         metrics,
-        cfg,
+        args.config()?,
     ))
+}
+
+/// The pollers of SQS event source mappings (spawned by the leader).
+pub fn sources(
+    services: Option<AwsServices>,
+    invoker: Arc<dyn fleetfn_contracts::Invoker>,
+    metrics: Arc<fleetfn_metrics::Metrics>,
+) -> EventSources {
+    EventSources::new(
+        invoker,
+        services.map(|s| Arc::new(s) as Arc<dyn fleetfn_events::sources::SqsSource>),
+        metrics,
+    )
 }

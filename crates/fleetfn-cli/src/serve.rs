@@ -231,22 +231,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let handle = dataplane.spawn(stop.clone());
         (Some(Arc::new(dataplane)), Some(handle))
     };
-    let (events, dispatcher): (Option<Arc<dyn fleetfn_contracts::AsyncInvoker>>, _) = match &invoker
-    {
-        Some(invoker) => {
-            let events = crate::events::build(
-                &args.events,
-                Arc::new(store.clone()),
-                cp.clone(),
-                invoker.clone(),
-                metrics.clone(),
-            )
-            .await?;
-            let handle = events.spawn(stop.clone());
-            (Some(Arc::new(events)), Some(handle))
-        }
-        None => (None, None),
-    };
+    // Asynchronous invokes and SQS event source mappings (serve leads alone: it runs both).
+    let (events, dispatcher, pollers): (Option<Arc<dyn fleetfn_contracts::AsyncInvoker>>, _, _) =
+        match &invoker {
+            Some(invoker) => {
+                let services = crate::events::services(&args.events).await?;
+                let events = crate::events::build(
+                    &args.events,
+                    services.clone(),
+                    Arc::new(store.clone()),
+                    cp.clone(),
+                    invoker.clone(),
+                    metrics.clone(),
+                )?;
+                let handle = events.spawn(stop.clone());
+                let pollers = crate::events::sources(services, invoker.clone(), metrics.clone())
+                    .spawn(cp.clone(), stop.clone());
+                (Some(Arc::new(events)), Some(handle), Some(pollers))
+            }
+            None => (None, None, None),
+        };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -292,8 +296,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = deployer {
         let _ = d.await;
     }
-    if let Some(d) = dispatcher {
-        let _ = d.await;
+    for task in [dispatcher, pollers].into_iter().flatten() {
+        let _ = task.await;
     }
     store.close().await;
     tracing::info!("stopped");

@@ -123,11 +123,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         crate::roles::assumer(&args.roles, &args.region).await?
     };
+    let services = if args.no_data_plane {
+        None
+    } else {
+        crate::events::services(&args.events).await?
+    };
     let planes = (!args.no_data_plane).then(|| Planes {
         current: plane.clone(),
         metrics: metrics.clone(),
         agent_tls,
         roles,
+        // The leader polls SQS event source mappings, through whichever plane is current.
+        sources: crate::events::sources(
+            services.clone(),
+            plane.clone() as Arc<dyn Invoker>,
+            metrics.clone(),
+        ),
     });
     if planes.is_none() {
         tracing::warn!(
@@ -154,12 +165,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(invoker) => {
             let events = crate::events::build(
                 &args.events,
+                services.clone(),
                 Arc::new(base.store.clone()),
                 cp.clone(),
                 invoker.clone(),
                 metrics.clone(),
-            )
-            .await?;
+            )?;
             let handle = events.spawn(stop.clone());
             (Some(Arc::new(events)), Some(handle))
         }
@@ -286,6 +297,7 @@ struct Planes {
     /// The CA agents' certificates are verified with (`--agent-ca`).
     agent_tls: Option<fleetfn_proto::tls::ClientTls>,
     roles: Option<Arc<dyn fleetfn_roles::RoleAssumer>>,
+    sources: fleetfn_events::sources::EventSources,
 }
 
 impl Planes {
@@ -326,12 +338,14 @@ impl Planes {
     }
 }
 
-/// A term's loops: its stop token, the reconciler and the leader's data plane.
+/// A term's loops: its stop token, the reconciler, the leader's data plane and the pollers of
+/// event source mappings.
 struct Term {
     number: u64,
     stop: CancellationToken,
     reconciler: tokio::task::JoinHandle<()>,
     dataplane: tokio::task::JoinHandle<()>,
+    sources: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Term {
@@ -339,6 +353,9 @@ impl Term {
         self.stop.cancel();
         let _ = self.reconciler.await;
         let _ = self.dataplane.await;
+        if let Some(s) = self.sources {
+            let _ = s.await;
+        }
     }
 }
 
@@ -413,11 +430,15 @@ async fn lead_while_leader(
                 t.cancel();
                 let _ = h.await;
             }
+            let sources = planes
+                .as_ref()
+                .map(|p| p.sources.spawn(fenced_cp.clone(), term_stop.clone()));
             running = Some(Term {
                 number: term,
                 stop: term_stop,
                 reconciler,
                 dataplane,
+                sources,
             });
         }
         tokio::select! {

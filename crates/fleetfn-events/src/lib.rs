@@ -11,6 +11,7 @@
 pub mod policy;
 pub mod record;
 pub mod sink;
+pub mod sources;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -118,8 +119,18 @@ impl std::fmt::Debug for AsyncInvocations {
     }
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+/// Milliseconds since the Unix epoch: the wall clock at this process's first call, advanced by
+/// tokio's clock since (so tests run the dispatcher under paused time; the stored times stay
+/// comparable across servers, whose clocks agree as far as their wall clocks do).
+pub(crate) fn now_ms() -> i64 {
+    static BASE: std::sync::OnceLock<(i64, tokio::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = BASE.get_or_init(|| {
+        (
+            jiff::Timestamp::now().as_millisecond(),
+            tokio::time::Instant::now(),
+        )
+    });
+    wall + ms(at.elapsed())
 }
 
 fn ms(d: Duration) -> i64 {
@@ -186,18 +197,21 @@ impl Inner {
         Ok(())
     }
 
+    /// Claims and delivers events until `stop`. The events in flight are tasks of this loop:
+    /// at `stop` each puts its event back (available at once, to this server's successor or
+    /// another server) unless it finishes first; if the loop is dropped instead (the process
+    /// dies), their leases run out and another server takes them then.
     async fn run(self: Arc<Self>, stop: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.cfg.max_in_flight.max(1)));
         let lease = ms(self.cfg.lease);
         let mut failures = 0u32;
+        let mut tasks = tokio::task::JoinSet::new();
         loop {
-            if stop.is_cancelled() {
-                return;
-            }
+            while tasks.try_join_next().is_some() {}
             // Wait for a free slot before claiming: a claimed event starts at once.
             let first = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                () = stop.cancelled() => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = stop.cancelled() => break,
             };
             let limit = (slots.available_permits() + 1).min(32);
             let now = now_ms();
@@ -213,7 +227,7 @@ impl Inner {
                     let wait = Duration::from_millis(100 << failures.min(6));
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {},
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => break,
                     }
                     continue;
                 }
@@ -228,31 +242,38 @@ impl Inner {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {},
                     () = self.wake.notified() => {},
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => break,
                 }
                 continue;
             }
             let mut permit = Some(first);
             for item in claimed {
+                // `limit` was within the free slots, so this waits only for a finishing one.
                 let p = match permit.take() {
                     Some(p) => p,
-                    // `limit` was within the free slots, so this waits only for a finishing one.
                     None => match slots.clone().acquire_owned().await {
                         Ok(p) => p,
-                        Err(_) => return,
+                        Err(_) => break,
                     },
                 };
                 let me = self.clone();
-                tokio::spawn(async move {
-                    me.handle(item).await;
+                let stop = stop.clone();
+                tasks.spawn(async move {
+                    me.handle(item, stop).await;
                     drop(p);
                 });
             }
         }
+        // Stopping: the tasks put their events back; bounded, so shutdown never hangs here.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
     }
 
-    /// Runs one claimed event to its decision, renewing its lease meanwhile, and applies it.
-    async fn handle(&self, item: Leased) {
+    /// Runs one claimed event to its decision, renewing its lease meanwhile, and applies it;
+    /// at `stop` puts it back as it was.
+    async fn handle(&self, item: Leased, stop: CancellationToken) {
         let renew = async {
             let every = self.cfg.lease / 3;
             loop {
@@ -273,6 +294,11 @@ impl Inner {
         let decision = tokio::select! {
             d = self.decide(&item) => d,
             () = renew => return,
+            () = stop.cancelled() => {
+                tracing::info!(event = %item.id, "async event: put back at shutdown (it may have run: it will be delivered again)");
+                let _ = self.queue.release(&item.id, &item.token, item.header.clone(), now_ms()).await;
+                return;
+            }
         };
         let applied = match decision {
             Decision::Done => self.queue.ack(&item.id, &item.token).await,
@@ -645,7 +671,7 @@ struct InvokeFailure<'a> {
 }
 
 /// A random version 4 UUID (the request id of a record sent to a Lambda destination).
-fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     let b: [u8; 16] = rand::random();
     let mut b = b;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -685,3 +711,6 @@ impl AsyncInvoker for AsyncInvocations {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -107,6 +107,27 @@ pub struct DroppedLabels {
     pub reason: DropReason,
 }
 
+/// What happened to messages of an event source mapping.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelValue)]
+pub enum EsmOutcome {
+    /// Received from the queue.
+    Polled,
+    /// Dropped by the mapping's filter criteria (deleted, as AWS does).
+    Filtered,
+    /// Processed by the function and deleted.
+    Processed,
+    /// Left in the queue after a failed invoke or a reported item failure.
+    Failed,
+}
+
+/// Messages of one mapping with one outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EsmLabels {
+    pub mapping: String,
+    pub function: String,
+    pub outcome: EsmOutcome,
+}
+
 /// A capacity provider.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct ProviderLabels {
@@ -315,6 +336,7 @@ pub struct Metrics {
     async_dropped: Family<DroppedLabels, Counter>,
     destination_failures: Family<FunctionLabels, Counter>,
     dead_letter_errors: Family<FunctionLabels, Counter>,
+    esm_messages: Family<EsmLabels, Counter>,
 
     /// The label sets the last [`Metrics::publish`] set, to remove those that are gone.
     published: Mutex<Published>,
@@ -524,6 +546,13 @@ impl Metrics {
             dead_letter_errors.clone(),
         );
 
+        let esm_messages = Family::default();
+        r.register(
+            "event_source_messages",
+            "Messages of SQS event source mappings by outcome: polled, filtered out, processed (deleted) or failed (left for redelivery)",
+            esm_messages.clone(),
+        );
+
         Self {
             registry: r,
             invocations,
@@ -554,6 +583,7 @@ impl Metrics {
             async_dropped,
             destination_failures,
             dead_letter_errors,
+            esm_messages,
             published: Mutex::default(),
         }
     }
@@ -654,6 +684,20 @@ impl Metrics {
     /// Counts a failed event that could not be sent to the dead-letter queue.
     pub fn dead_letter_error(&self, function: &str) {
         self.dead_letter_errors.get_or_create(&fl(function)).inc();
+    }
+
+    /// Counts `n` messages of event source mapping `mapping` with `outcome`.
+    pub fn esm(&self, mapping: &str, function: &str, outcome: EsmOutcome, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.esm_messages
+            .get_or_create(&EsmLabels {
+                mapping: mapping.to_owned(),
+                function: function.to_owned(),
+                outcome,
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts one agent round trip of the router.

@@ -6,6 +6,7 @@
 pub mod arn;
 pub mod destination;
 pub mod error;
+pub mod filter;
 pub mod limits;
 pub mod runtimes;
 pub mod states;

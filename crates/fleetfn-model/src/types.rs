@@ -578,3 +578,164 @@ pub struct ListFunctionEventInvokeConfigsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_marker: Option<String>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Event source mappings (SQS)
+
+/// `ScalingConfig` of an event source mapping: concurrent invokes it may make.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EsmScalingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_concurrency: Option<i64>,
+}
+
+/// `FilterCriteria`: records pass when any filter's pattern matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FilterCriteria {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<FilterPattern>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FilterPattern {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+/// The body of CreateEventSourceMapping and UpdateEventSourceMapping. Members for other
+/// sources (streams, Kafka, MQ, DocumentDB) are read so they can be refused by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EventSourceMappingRequest {
+    pub function_name: Option<String>,
+    pub event_source_arn: Option<String>,
+    pub enabled: Option<bool>,
+    pub batch_size: Option<i64>,
+    pub maximum_batching_window_in_seconds: Option<i64>,
+    pub function_response_types: Option<Vec<String>>,
+    pub scaling_config: Option<EsmScalingConfig>,
+    pub filter_criteria: Option<FilterCriteria>,
+    #[serde(rename = "KMSKeyArn")]
+    pub kms_key_arn: Option<String>,
+    pub tags: Option<Tags>,
+    pub metrics_config: Option<serde_json::Value>,
+    pub logging_config: Option<serde_json::Value>,
+    pub parallelization_factor: Option<serde_json::Value>,
+    pub starting_position: Option<serde_json::Value>,
+    pub starting_position_timestamp: Option<serde_json::Value>,
+    pub destination_config: Option<serde_json::Value>,
+    pub maximum_record_age_in_seconds: Option<serde_json::Value>,
+    pub bisect_batch_on_function_error: Option<serde_json::Value>,
+    pub maximum_retry_attempts: Option<serde_json::Value>,
+    pub tumbling_window_in_seconds: Option<serde_json::Value>,
+    pub topics: Option<serde_json::Value>,
+    pub queues: Option<serde_json::Value>,
+    pub source_access_configurations: Option<serde_json::Value>,
+    pub self_managed_event_source: Option<serde_json::Value>,
+    pub amazon_managed_kafka_event_source_config: Option<serde_json::Value>,
+    pub self_managed_kafka_event_source_config: Option<serde_json::Value>,
+    #[serde(rename = "DocumentDBEventSourceConfig")]
+    pub document_db_event_source_config: Option<serde_json::Value>,
+    pub provisioned_poller_config: Option<serde_json::Value>,
+}
+
+impl EventSourceMappingRequest {
+    /// The members given that only other kinds of sources take.
+    pub fn foreign_members(&self) -> Vec<&'static str> {
+        [
+            (
+                "ParallelizationFactor",
+                self.parallelization_factor.is_some(),
+            ),
+            ("StartingPosition", self.starting_position.is_some()),
+            (
+                "StartingPositionTimestamp",
+                self.starting_position_timestamp.is_some(),
+            ),
+            ("DestinationConfig", self.destination_config.is_some()),
+            (
+                "MaximumRecordAgeInSeconds",
+                self.maximum_record_age_in_seconds.is_some(),
+            ),
+            (
+                "BisectBatchOnFunctionError",
+                self.bisect_batch_on_function_error.is_some(),
+            ),
+            (
+                "MaximumRetryAttempts",
+                self.maximum_retry_attempts.is_some(),
+            ),
+            (
+                "TumblingWindowInSeconds",
+                self.tumbling_window_in_seconds.is_some(),
+            ),
+            ("Topics", self.topics.is_some()),
+            ("Queues", self.queues.is_some()),
+            (
+                "SourceAccessConfigurations",
+                self.source_access_configurations.is_some(),
+            ),
+            (
+                "SelfManagedEventSource",
+                self.self_managed_event_source.is_some(),
+            ),
+            (
+                "AmazonManagedKafkaEventSourceConfig",
+                self.amazon_managed_kafka_event_source_config.is_some(),
+            ),
+            (
+                "SelfManagedKafkaEventSourceConfig",
+                self.self_managed_kafka_event_source_config.is_some(),
+            ),
+            (
+                "DocumentDBEventSourceConfig",
+                self.document_db_event_source_config.is_some(),
+            ),
+            (
+                "ProvisionedPollerConfig",
+                self.provisioned_poller_config.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+}
+
+/// An event source mapping as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventSourceMappingConfiguration {
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+    pub batch_size: i64,
+    pub maximum_batching_window_in_seconds: i64,
+    pub event_source_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_criteria: Option<FilterCriteria>,
+    pub function_arn: String,
+    /// Seconds since the Unix epoch.
+    pub last_modified: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_processing_result: Option<String>,
+    pub state: String,
+    pub state_transition_reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_response_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_config: Option<EsmScalingConfig>,
+    #[serde(rename = "KMSKeyArn", default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    pub event_source_mapping_arn: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListEventSourceMappingsResponse {
+    pub event_source_mappings: Vec<EventSourceMappingConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

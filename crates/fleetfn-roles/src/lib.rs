@@ -4,7 +4,8 @@
 //! temporary [`RoleCredentials`] an environment is given. The [`RoleAssumer`] trait is what the
 //! data plane uses, so it can run against a fake in unit tests. With the same credentials it
 //! makes the server's own calls to SQS, SNS and EventBridge ([`AwsServices`]) for the
-//! destinations and dead-letter queues of asynchronous invocations.
+//! destinations and dead-letter queues of asynchronous invocations, and receives, deletes and
+//! hides again the messages of SQS queues for the pollers of event source mappings.
 #![forbid(unsafe_code)]
 
 mod services;
@@ -13,7 +14,9 @@ mod sts;
 mod transport;
 
 pub use fleetfn_proto::RoleCredentials;
-pub use services::{AwsServices, ServiceError, ServicesConfig};
+pub use services::{
+    AwsServices, ServiceError, ServicesConfig, SqsMessage, SqsMessageAttribute, SqsQueueAttributes,
+};
 pub use source::{SourceChain, SourceCredentials, SourceError};
 pub use sts::{StsClient, StsConfig};
 

@@ -1,7 +1,9 @@
 //! The server's own calls to SQS (`SendMessage`, JSON protocol), SNS (`Publish`, query
 //! protocol) and EventBridge (`PutEvents`, JSON 1.1), for the destinations and dead-letter
-//! queues of asynchronous invocations; signed (SigV4) with the server's credentials in the
-//! region of the target's ARN.
+//! queues of asynchronous invocations, and to SQS as a consumer (`ReceiveMessage`,
+//! `DeleteMessageBatch`, `ChangeMessageVisibilityBatch`, `GetQueueAttributes`) for the pollers
+//! of event source mappings; signed (SigV4) with the server's credentials in the region of the
+//! queue's, topic's or bus's ARN.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,15 +11,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::transport::{
-    AwsError, FORM, HttpClient, SignedPost, excerpt, json_error, query_error, verified_client,
+    AwsError, FORM, HttpClient, MAX_ANSWER, SignedPost, excerpt, json_error, query_error,
+    verified_client,
 };
 use crate::{SourceChain, SourceError};
 
-/// How long one call may take.
+/// How long one call may take (a long poll: this beyond its wait).
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest `ReceiveMessage` answer read: ten messages of up to 1 MiB each (body and message
+/// attributes), which JSON's escapes can double, and their system attributes.
+const RECEIVE_MAX_ANSWER: usize = 32 * 1024 * 1024;
+
+/// Most entries SQS takes in one batch request.
+const SQS_BATCH: usize = 10;
 
 /// Where the server sends destination records.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +106,23 @@ impl ServiceError {
         }
     }
 
+    /// Whether the service said the queue, topic or bus does not exist (`QueueDoesNotExist`,
+    /// the query protocol's `AWS.SimpleQueueService.NonExistentQueue`, `NotFound`,
+    /// `ResourceNotFoundException`).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Refused { code, .. } => matches!(
+                code.as_str(),
+                "QueueDoesNotExist"
+                    | "AWS.SimpleQueueService.NonExistentQueue"
+                    | "NonExistentQueue"
+                    | "NotFound"
+                    | "ResourceNotFoundException"
+            ),
+            _ => false,
+        }
+    }
+
     /// The service's error code, for what the function's owner is told (messages and
     /// endpoints stay in the server's log).
     pub fn code(&self) -> &str {
@@ -105,6 +133,48 @@ impl ServiceError {
             Self::Source(_) => "the server's AWS credentials are unavailable",
         }
     }
+}
+
+/// A message [`AwsServices::sqs_receive`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsMessage {
+    /// `MessageId`.
+    pub message_id: String,
+    /// `ReceiptHandle`: what deletes the message or changes its visibility, for this receive.
+    pub receipt_handle: String,
+    /// `Body`.
+    pub body: String,
+    /// `MD5OfBody` (hex; as SQS said it, not checked).
+    pub md5_of_body: String,
+    /// System attributes (`ApproximateReceiveCount`, `SentTimestamp`, `SenderId`,
+    /// `ApproximateFirstReceiveTimestamp`, `MessageGroupId`…), as SQS names them.
+    pub attributes: BTreeMap<String, String>,
+    /// Message attributes by name.
+    pub message_attributes: BTreeMap<String, SqsMessageAttribute>,
+}
+
+/// A message attribute of an [`SqsMessage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqsMessageAttribute {
+    /// `String`, `Number`, `Binary`, or one of them with a custom `.suffix`.
+    pub data_type: String,
+    /// The value of a `String` or `Number` attribute.
+    pub string_value: Option<String>,
+    /// The value of a `Binary` attribute, base64 as on the wire.
+    pub binary_value: Option<String>,
+    /// Reserved by SQS (lists are not implemented); kept when given.
+    pub string_list_values: Vec<String>,
+    /// Reserved by SQS; base64, kept when given.
+    pub binary_list_values: Vec<String>,
+}
+
+/// What a poller needs to know of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqsQueueAttributes {
+    /// `VisibilityTimeout`, in seconds.
+    pub visibility_timeout_secs: u32,
+    /// A FIFO queue (a `.fifo` name, or `FifoQueue` true).
+    pub fifo: bool,
 }
 
 /// Calls SQS, SNS and EventBridge with the server's credentials.
@@ -220,6 +290,156 @@ struct Call<'a> {
     endpoint: &'a str,
     protocol: Protocol,
     body: String,
+    /// How long the whole exchange may take.
+    timeout: Duration,
+    /// Largest answer read.
+    max_answer: usize,
+}
+
+/// The queue an SQS call is about.
+struct Queue<'a> {
+    arn: Arn<'a>,
+    /// Without a trailing `/`.
+    endpoint: String,
+    /// `{endpoint}/ACCOUNT/NAME`.
+    url: String,
+}
+
+/// `null` read as absent (the JSON protocols' documents may carry either).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What `ReceiveMessage` is asked for: every system and message attribute.
+const ALL: [&str; 1] = ["All"];
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiveMessageRequest<'a> {
+    queue_url: &'a str,
+    max_number_of_messages: u8,
+    wait_time_seconds: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility_timeout: Option<u32>,
+    /// The older name of `MessageSystemAttributeNames`, for servers that know only it.
+    attribute_names: [&'static str; 1],
+    message_system_attribute_names: [&'static str; 1],
+    message_attribute_names: [&'static str; 1],
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiveMessageResult {
+    #[serde(default, deserialize_with = "null_default")]
+    messages: Vec<ReceivedMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceivedMessage {
+    message_id: String,
+    receipt_handle: String,
+    body: String,
+    #[serde(rename = "MD5OfBody", default, deserialize_with = "null_default")]
+    md5_of_body: String,
+    #[serde(default, deserialize_with = "null_default")]
+    attributes: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    message_attributes: BTreeMap<String, ReceivedAttribute>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceivedAttribute {
+    data_type: String,
+    string_value: Option<String>,
+    binary_value: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    string_list_values: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    binary_list_values: Vec<String>,
+}
+
+impl From<ReceivedMessage> for SqsMessage {
+    fn from(m: ReceivedMessage) -> Self {
+        Self {
+            message_id: m.message_id,
+            receipt_handle: m.receipt_handle,
+            body: m.body,
+            md5_of_body: m.md5_of_body,
+            attributes: m.attributes,
+            message_attributes: m
+                .message_attributes
+                .into_iter()
+                .map(|(name, a)| {
+                    let a = SqsMessageAttribute {
+                        data_type: a.data_type,
+                        string_value: a.string_value,
+                        binary_value: a.binary_value,
+                        string_list_values: a.string_list_values,
+                        binary_list_values: a.binary_list_values,
+                    };
+                    (name, a)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `DeleteMessageBatch` and `ChangeMessageVisibilityBatch`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchRequest<'a> {
+    queue_url: &'a str,
+    entries: Vec<BatchEntry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchEntry<'a> {
+    id: &'a str,
+    receipt_handle: &'a str,
+    /// `ChangeMessageVisibilityBatch` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility_timeout: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchResult {
+    #[serde(default, deserialize_with = "null_default")]
+    failed: Vec<BatchFailure>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchFailure {
+    id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    code: String,
+    #[serde(default, deserialize_with = "null_default")]
+    message: String,
+    #[serde(default, deserialize_with = "null_default")]
+    sender_fault: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetQueueAttributesRequest<'a> {
+    queue_url: &'a str,
+    /// Not `FifoQueue`: SQS refuses it of a standard queue (`InvalidAttributeName`).
+    attribute_names: [&'static str; 1],
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetQueueAttributesResult {
+    #[serde(default, deserialize_with = "null_default")]
+    attributes: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -357,15 +577,9 @@ impl AwsServices {
         body: &str,
         attributes: &[(&str, &str)],
     ) -> Result<(), ServiceError> {
-        let arn = Self::arn(queue_arn, "sqs")?;
-        check_name(arn.resource, 80, "queue").map_err(|detail| ServiceError::BadArn {
-            arn: queue_arn.to_owned(),
-            detail,
-        })?;
-        let endpoint = self.endpoint("sqs", &arn);
-        let queue_url = format!("{endpoint}/{}/{}", arn.account, arn.resource);
+        let queue = self.queue(queue_arn)?;
         let doc = SendMessageRequest {
-            queue_url: &queue_url,
+            queue_url: &queue.url,
             message_body: body,
             message_attributes: attribute_map(attributes)
                 .into_iter()
@@ -378,21 +592,9 @@ impl AwsServices {
                 })
                 .collect(),
         };
-        let answer = self
-            .call(Call {
-                name: "SQS",
-                service: "sqs",
-                region: arn.region,
-                endpoint: &endpoint,
-                protocol: Protocol::Json {
-                    target: "AmazonSQS.SendMessage",
-                    content_type: "application/x-amz-json-1.0",
-                },
-                body: to_json(&doc, &endpoint)?,
-            })
+        let result: SendMessageResult = self
+            .sqs_call(&queue, "AmazonSQS.SendMessage", &doc, TIMEOUT, MAX_ANSWER)
             .await?;
-        let result: SendMessageResult = serde_json::from_slice(&answer)
-            .map_err(|e| unavailable(&endpoint, format!("reading the SendMessage answer: {e}")))?;
         tracing::debug!(
             queue = queue_arn,
             message_id = result.message_id,
@@ -436,6 +638,8 @@ impl AwsServices {
                 endpoint: &endpoint,
                 protocol: Protocol::Query,
                 body: form,
+                timeout: TIMEOUT,
+                max_answer: MAX_ANSWER,
             })
             .await?;
         let doc: PublishResponse = quick_xml::de::from_reader(answer.as_ref())
@@ -493,6 +697,8 @@ impl AwsServices {
                     content_type: "application/x-amz-json-1.1",
                 },
                 body: to_json(&doc, &endpoint)?,
+                timeout: TIMEOUT,
+                max_answer: MAX_ANSWER,
             })
             .await?;
         let result: PutEventsResult = serde_json::from_slice(&answer)
@@ -524,6 +730,199 @@ impl AwsServices {
         Ok(())
     }
 
+    /// SQS `ReceiveMessage` from the queue `queue_arn` names: up to `max` messages (1 to 10),
+    /// waiting up to `wait_secs` (0 to 20) for the first (a long poll; the call may take 10 s
+    /// more), hidden for `visibility_timeout` seconds (`None`: the queue's), with all their
+    /// system and message attributes. No message: an empty list.
+    pub async fn sqs_receive(
+        &self,
+        queue_arn: &str,
+        max: u8,
+        wait_secs: u8,
+        visibility_timeout: Option<u32>,
+    ) -> Result<Vec<SqsMessage>, ServiceError> {
+        let queue = self.queue(queue_arn)?;
+        let wait_secs = wait_secs.min(20);
+        let doc = ReceiveMessageRequest {
+            queue_url: &queue.url,
+            max_number_of_messages: max.clamp(1, 10),
+            wait_time_seconds: wait_secs,
+            visibility_timeout,
+            attribute_names: ALL,
+            message_system_attribute_names: ALL,
+            message_attribute_names: ALL,
+        };
+        let timeout = receive_timeout(wait_secs);
+        let result: ReceiveMessageResult = self
+            .sqs_call(
+                &queue,
+                "AmazonSQS.ReceiveMessage",
+                &doc,
+                timeout,
+                RECEIVE_MAX_ANSWER,
+            )
+            .await?;
+        tracing::trace!(
+            queue = queue_arn,
+            messages = result.messages.len(),
+            "received from SQS"
+        );
+        Ok(result.messages.into_iter().map(SqsMessage::from).collect())
+    }
+
+    /// SQS `DeleteMessageBatch` of `(entry id, receipt handle)`s (ids distinct; more than 10
+    /// are sent 10 at a time): the entries SQS failed, as `(entry id, error code)`
+    /// (`ReceiptHandleIsInvalid`...), which is not an error of the call.
+    pub async fn sqs_delete_batch(
+        &self,
+        queue_arn: &str,
+        entries: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        self.sqs_batch(queue_arn, "AmazonSQS.DeleteMessageBatch", entries, None)
+            .await
+    }
+
+    /// SQS `ChangeMessageVisibilityBatch`: each `(entry id, receipt handle)` hidden for
+    /// `timeout_secs` more seconds from now (0: visible again now); like
+    /// [`sqs_delete_batch`](Self::sqs_delete_batch), the entries SQS failed.
+    pub async fn sqs_change_visibility_batch(
+        &self,
+        queue_arn: &str,
+        entries: &[(&str, &str)],
+        timeout_secs: u32,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        self.sqs_batch(
+            queue_arn,
+            "AmazonSQS.ChangeMessageVisibilityBatch",
+            entries,
+            Some(timeout_secs),
+        )
+        .await
+    }
+
+    /// SQS `GetQueueAttributes`: the queue's `VisibilityTimeout`, and whether it is FIFO (its
+    /// name ends in `.fifo`, which SQS requires of FIFO queues only, or it says `FifoQueue`).
+    /// A missing queue is [`ServiceError::Refused`] with [`ServiceError::is_not_found`].
+    pub async fn sqs_queue_attributes(
+        &self,
+        queue_arn: &str,
+    ) -> Result<SqsQueueAttributes, ServiceError> {
+        let queue = self.queue(queue_arn)?;
+        let doc = GetQueueAttributesRequest {
+            queue_url: &queue.url,
+            attribute_names: ["VisibilityTimeout"],
+        };
+        let result: GetQueueAttributesResult = self
+            .sqs_call(
+                &queue,
+                "AmazonSQS.GetQueueAttributes",
+                &doc,
+                TIMEOUT,
+                MAX_ANSWER,
+            )
+            .await?;
+        let visibility = result.attributes.get("VisibilityTimeout");
+        let Some(visibility_timeout_secs) = visibility.and_then(|v| v.parse().ok()) else {
+            return Err(unavailable(
+                &queue.endpoint,
+                format!("GetQueueAttributes answered VisibilityTimeout {visibility:?}"),
+            ));
+        };
+        let fifo = queue.arn.resource.ends_with(".fifo")
+            || result
+                .attributes
+                .get("FifoQueue")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(SqsQueueAttributes {
+            visibility_timeout_secs,
+            fifo,
+        })
+    }
+
+    /// `DeleteMessageBatch` (`visibility` `None`) or `ChangeMessageVisibilityBatch` of
+    /// `entries`, 10 at a time; the failed entries' ids and codes.
+    async fn sqs_batch(
+        &self,
+        queue_arn: &str,
+        target: &'static str,
+        entries: &[(&str, &str)],
+        visibility: Option<u32>,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        let queue = self.queue(queue_arn)?;
+        let mut failed = Vec::new();
+        for chunk in entries.chunks(SQS_BATCH) {
+            let doc = BatchRequest {
+                queue_url: &queue.url,
+                entries: chunk
+                    .iter()
+                    .map(|&(id, receipt_handle)| BatchEntry {
+                        id,
+                        receipt_handle,
+                        visibility_timeout: visibility,
+                    })
+                    .collect(),
+            };
+            let result: BatchResult = self
+                .sqs_call(&queue, target, &doc, TIMEOUT, MAX_ANSWER)
+                .await?;
+            for f in result.failed {
+                tracing::debug!(
+                    queue = queue_arn,
+                    target,
+                    id = f.id,
+                    code = f.code,
+                    message = f.message,
+                    sender_fault = f.sender_fault,
+                    "SQS failed a batch entry"
+                );
+                failed.push((f.id, f.code));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The queue `queue_arn` names (`arn:aws:sqs:REGION:ACCOUNT:NAME`), its endpoint and URL.
+    fn queue<'a>(&self, queue_arn: &'a str) -> Result<Queue<'a>, ServiceError> {
+        let arn = Self::arn(queue_arn, "sqs")?;
+        check_name(arn.resource, 80, "queue").map_err(|detail| ServiceError::BadArn {
+            arn: queue_arn.to_owned(),
+            detail,
+        })?;
+        let endpoint = self.endpoint("sqs", &arn);
+        let url = format!("{endpoint}/{}/{}", arn.account, arn.resource);
+        Ok(Queue { arn, endpoint, url })
+    }
+
+    /// The SQS operation `target` (JSON 1.0, `AmazonSQS.{Op}`) on `queue` with `doc`; its
+    /// answer read as `T`.
+    async fn sqs_call<T: DeserializeOwned>(
+        &self,
+        queue: &Queue<'_>,
+        target: &'static str,
+        doc: &impl Serialize,
+        timeout: Duration,
+        max_answer: usize,
+    ) -> Result<T, ServiceError> {
+        let answer = self
+            .call(Call {
+                name: "SQS",
+                service: "sqs",
+                region: queue.arn.region,
+                endpoint: &queue.endpoint,
+                protocol: Protocol::Json {
+                    target,
+                    content_type: "application/x-amz-json-1.0",
+                },
+                body: to_json(doc, &queue.endpoint)?,
+                timeout,
+                max_answer,
+            })
+            .await?;
+        let op = target.strip_prefix("AmazonSQS.").unwrap_or(target);
+        serde_json::from_slice(&answer)
+            .map_err(|e| unavailable(&queue.endpoint, format!("reading the {op} answer: {e}")))
+    }
+
     /// Signs and sends `call`; the answer of a 2xx, else the service's error.
     async fn call(&self, call: Call<'_>) -> Result<Bytes, ServiceError> {
         let creds = self.source.current().await?;
@@ -544,7 +943,7 @@ impl AwsServices {
             body: call.body,
         };
         let (status, answer) = post
-            .send(&self.http, &creds, TIMEOUT)
+            .send_limited(&self.http, &creds, call.timeout, call.max_answer)
             .await
             .map_err(|detail| unavailable(call.endpoint, detail))?;
         if status.is_success() {
@@ -564,6 +963,11 @@ impl AwsServices {
             None => unavailable(call.endpoint, excerpt(status, &answer)),
         })
     }
+}
+
+/// How long a `ReceiveMessage` waiting up to `wait_secs` may take.
+fn receive_timeout(wait_secs: u8) -> Duration {
+    TIMEOUT + Duration::from_secs(u64::from(wait_secs))
 }
 
 fn unavailable(endpoint: &str, detail: String) -> ServiceError {
@@ -684,6 +1088,19 @@ mod tests {
             s.sqs_send_message("arn:aws:sqs:eu-west-3:123456789012:a/b", "b", &[])
                 .await,
         );
+        let topic = TOPIC;
+        for e in [
+            s.sqs_receive(topic, 10, 0, None).await.map(drop),
+            s.sqs_delete_batch(topic, &[("1", "h")]).await.map(drop),
+            s.sqs_change_visibility_batch(topic, &[("1", "h")], 0)
+                .await
+                .map(drop),
+            s.sqs_queue_attributes("arn:aws:sqs:eu-west-3:123456789012:a.b")
+                .await
+                .map(drop),
+        ] {
+            bad_arn(e);
+        }
         bad_arn(s.sns_publish(QUEUE, "m", &[]).await);
         bad_arn(
             s.sns_publish("arn:aws:sns:eu-west-3:123456789012:t:sub", "m", &[])
@@ -732,7 +1149,24 @@ mod tests {
             refused(400, "QueueDoesNotExist").code(),
             "QueueDoesNotExist"
         );
+        for code in [
+            "QueueDoesNotExist",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "NonExistentQueue",
+            "NotFound",
+            "ResourceNotFoundException",
+        ] {
+            assert!(refused(400, code).is_not_found(), "{code}");
+        }
+        for code in [
+            "AccessDenied",
+            "ReceiptHandleIsInvalid",
+            "InvalidParameterValue",
+        ] {
+            assert!(!refused(400, code).is_not_found(), "{code}");
+        }
         let unavailable = unavailable("http://x", "refused".into());
+        assert!(!unavailable.is_not_found());
         assert!(unavailable.is_transient());
         assert_eq!(unavailable.code(), "the service could not be reached");
         let source: ServiceError = SourceError::InstanceRole {
@@ -1169,6 +1603,421 @@ mod tests {
         assert_eq!(fake.take().len(), 12);
     }
 
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct SeenReceive {
+        queue_url: String,
+        max_number_of_messages: u8,
+        wait_time_seconds: u8,
+        visibility_timeout: Option<u32>,
+        attribute_names: Vec<String>,
+        message_system_attribute_names: Vec<String>,
+        message_attribute_names: Vec<String>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct SeenBatch {
+        queue_url: String,
+        entries: Vec<SeenBatchEntry>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct SeenBatchEntry {
+        id: String,
+        receipt_handle: String,
+        visibility_timeout: Option<u32>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+    struct SeenGetQueueAttributes {
+        queue_url: String,
+        attribute_names: Vec<String>,
+    }
+
+    fn strings(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// What moto 5.2 answers (AWS's shape), plus the reserved list values and a `null`.
+    const RECEIVED: &str = r#"{"Messages": [
+        {"MessageId": "m-1", "ReceiptHandle": "rh-1", "MD5OfBody": "0153c42b76bc37e33497dee300222bd1",
+         "Body": "hello \u00fc \"q\"",
+         "Attributes": {"SenderId": "AIDAIT2UOQQY3AUEKVGXU", "SentTimestamp": "1796377566443",
+                        "ApproximateReceiveCount": "1", "ApproximateFirstReceiveTimestamp": "1796377566449"},
+         "MD5OfMessageAttributes": "c16ccebd314cec3d477ebde3022edd47",
+         "MessageAttributes": {"S": {"StringValue": "v", "DataType": "String"},
+                               "N": {"StringValue": "7", "DataType": "Number.int"},
+                               "B": {"BinaryValue": "AAEC", "DataType": "Binary"},
+                               "L": {"DataType": "String", "StringValue": "x",
+                                     "StringListValues": ["a", "b"], "BinaryListValues": null}}},
+        {"MessageId": "m-2", "ReceiptHandle": "rh-2", "MD5OfBody": "cf54937a2330ac17aa523bf7130911a3", "Body": "fifo",
+         "Attributes": {"MessageGroupId": "g1", "MessageDeduplicationId": "d", "ApproximateReceiveCount": "3"}}
+    ]}"#;
+
+    #[tokio::test]
+    async fn receives_sqs_messages() {
+        let big = "x".repeat(300 * 1024);
+        let big_answer = format!(
+            r#"{{"Messages":[{{"MessageId":"m-3","ReceiptHandle":"rh-3","MD5OfBody":"d","Body":"{big}"}}]}}"#
+        );
+        let fake = Fake::start(&[
+            (200, RECEIVED),
+            (200, "{}"),
+            (200, r#"{"Messages":[]}"#),
+            (200, r#"{"Messages":null}"#),
+            (200, &big_answer),
+        ])
+        .await;
+        let s = services(&fake.endpoint, Some("session-token"));
+        let got = s.sqs_receive(QUEUE, 10, 20, Some(30)).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                SqsMessage {
+                    message_id: "m-1".into(),
+                    receipt_handle: "rh-1".into(),
+                    body: "hello ü \"q\"".into(),
+                    md5_of_body: "0153c42b76bc37e33497dee300222bd1".into(),
+                    attributes: strings(&[
+                        ("ApproximateFirstReceiveTimestamp", "1796377566449"),
+                        ("ApproximateReceiveCount", "1"),
+                        ("SenderId", "AIDAIT2UOQQY3AUEKVGXU"),
+                        ("SentTimestamp", "1796377566443"),
+                    ]),
+                    message_attributes: [
+                        (
+                            "B".to_owned(),
+                            SqsMessageAttribute {
+                                data_type: "Binary".into(),
+                                binary_value: Some("AAEC".into()),
+                                ..Default::default()
+                            },
+                        ),
+                        (
+                            "L".to_owned(),
+                            SqsMessageAttribute {
+                                data_type: "String".into(),
+                                string_value: Some("x".into()),
+                                string_list_values: vec!["a".into(), "b".into()],
+                                ..Default::default()
+                            },
+                        ),
+                        (
+                            "N".to_owned(),
+                            SqsMessageAttribute {
+                                data_type: "Number.int".into(),
+                                string_value: Some("7".into()),
+                                ..Default::default()
+                            },
+                        ),
+                        (
+                            "S".to_owned(),
+                            SqsMessageAttribute {
+                                data_type: "String".into(),
+                                string_value: Some("v".into()),
+                                ..Default::default()
+                            },
+                        ),
+                    ]
+                    .into_iter()
+                    .collect(),
+                },
+                SqsMessage {
+                    message_id: "m-2".into(),
+                    receipt_handle: "rh-2".into(),
+                    body: "fifo".into(),
+                    md5_of_body: "cf54937a2330ac17aa523bf7130911a3".into(),
+                    attributes: strings(&[
+                        ("ApproximateReceiveCount", "3"),
+                        ("MessageDeduplicationId", "d"),
+                        ("MessageGroupId", "g1"),
+                    ]),
+                    message_attributes: BTreeMap::new(),
+                },
+            ]
+        );
+        // No `Messages` member, an empty list, `null`: nothing received.
+        for _ in 0..3 {
+            assert!(s.sqs_receive(QUEUE, 0, 0, None).await.unwrap().is_empty());
+        }
+        // An answer over the 64 KiB other calls read.
+        let got = s.sqs_receive(QUEUE, 255, 255, None).await.unwrap();
+        assert_eq!(got[0].body.len(), big.len());
+        assert!(got[0].attributes.is_empty() && got[0].message_attributes.is_empty());
+
+        let seen = fake.take();
+        assert_eq!(seen.len(), 5);
+        let req = &seen[0];
+        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/"));
+        assert_eq!(req.header("x-amz-target"), Some("AmazonSQS.ReceiveMessage"));
+        assert_eq!(
+            req.header("content-type"),
+            Some("application/x-amz-json-1.0")
+        );
+        assert_eq!(req.header("x-amz-security-token"), Some("session-token"));
+        req.check_signed("eu-west-3", "sqs");
+        let all = vec!["All".to_owned()];
+        let doc: SeenReceive = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            doc,
+            SeenReceive {
+                queue_url: format!("{}/{ACCOUNT}/dest-queue", fake.endpoint),
+                max_number_of_messages: 10,
+                wait_time_seconds: 20,
+                visibility_timeout: Some(30),
+                attribute_names: all.clone(),
+                message_system_attribute_names: all.clone(),
+                message_attribute_names: all,
+            }
+        );
+        // Out of range: clamped to 1 to 10 messages, at most 20 s; no VisibilityTimeout member.
+        let doc: SeenReceive = serde_json::from_slice(&seen[1].body).unwrap();
+        assert_eq!((doc.max_number_of_messages, doc.wait_time_seconds), (1, 0));
+        assert!(
+            !std::str::from_utf8(&seen[1].body)
+                .unwrap()
+                .contains("VisibilityTimeout")
+        );
+        let doc: SeenReceive = serde_json::from_slice(&seen[4].body).unwrap();
+        assert_eq!(
+            (doc.max_number_of_messages, doc.wait_time_seconds),
+            (10, 20)
+        );
+        assert_eq!(receive_timeout(20), Duration::from_secs(30));
+        assert_eq!(receive_timeout(0), TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn deletes_and_hides_sqs_messages_in_batches() {
+        let fake = Fake::start(&[
+            (
+                200,
+                r#"{"Successful":[{"Id":"a"}],"Failed":[{"Id":"b","SenderFault":true,"Code":"ReceiptHandleIsInvalid","Message":"The input receipt handle is invalid."}]}"#,
+            ),
+            (200, r#"{"Successful":[{"Id":"0"}]}"#),
+            (
+                200,
+                r#"{"Successful":[],"Failed":[{"Id":"11","SenderFault":false,"Code":"InternalError"}]}"#,
+            ),
+            (200, r#"{"Successful":[{"Id":"a"}],"Failed":null}"#),
+        ])
+        .await;
+        let s = services(&fake.endpoint, None);
+        let failed = s
+            .sqs_delete_batch(QUEUE, &[("a", "rh-1"), ("b", "bogus")])
+            .await
+            .unwrap();
+        assert_eq!(
+            failed,
+            vec![("b".to_owned(), "ReceiptHandleIsInvalid".to_owned())]
+        );
+        // Twelve entries: ten, then two.
+        let ids: Vec<String> = (0..12).map(|n| n.to_string()).collect();
+        let handles: Vec<String> = (0..12).map(|n| format!("rh-{n}")).collect();
+        let entries: Vec<(&str, &str)> = ids
+            .iter()
+            .zip(&handles)
+            .map(|(i, h)| (i.as_str(), h.as_str()))
+            .collect();
+        let failed = s
+            .sqs_change_visibility_batch(QUEUE, &entries, 0)
+            .await
+            .unwrap();
+        assert_eq!(failed, vec![("11".to_owned(), "InternalError".to_owned())]);
+        let failed = s
+            .sqs_change_visibility_batch(QUEUE, &[("a", "rh-1")], 43_200)
+            .await
+            .unwrap();
+        assert!(failed.is_empty());
+        // Nothing to do: no call.
+        assert!(s.sqs_delete_batch(QUEUE, &[]).await.unwrap().is_empty());
+
+        let seen = fake.take();
+        assert_eq!(seen.len(), 4);
+        let queue_url = format!("{}/{ACCOUNT}/dest-queue", fake.endpoint);
+        let entry = |id: &str, handle: &str, visibility: Option<u32>| SeenBatchEntry {
+            id: id.into(),
+            receipt_handle: handle.into(),
+            visibility_timeout: visibility,
+        };
+        assert_eq!(
+            seen[0].header("x-amz-target"),
+            Some("AmazonSQS.DeleteMessageBatch")
+        );
+        seen[0].check_signed("eu-west-3", "sqs");
+        let doc: SeenBatch = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(
+            doc,
+            SeenBatch {
+                queue_url: queue_url.clone(),
+                entries: vec![entry("a", "rh-1", None), entry("b", "bogus", None)],
+            }
+        );
+        for (req, range) in [(&seen[1], 0..10), (&seen[2], 10..12)] {
+            assert_eq!(
+                req.header("x-amz-target"),
+                Some("AmazonSQS.ChangeMessageVisibilityBatch")
+            );
+            req.check_signed("eu-west-3", "sqs");
+            let doc: SeenBatch = serde_json::from_slice(&req.body).unwrap();
+            let want: Vec<SeenBatchEntry> = range
+                .map(|n| entry(&n.to_string(), &format!("rh-{n}"), Some(0)))
+                .collect();
+            assert_eq!(
+                doc,
+                SeenBatch {
+                    queue_url: queue_url.clone(),
+                    entries: want,
+                }
+            );
+        }
+        let doc: SeenBatch = serde_json::from_slice(&seen[3].body).unwrap();
+        assert_eq!(doc.entries, vec![entry("a", "rh-1", Some(43_200))]);
+    }
+
+    #[tokio::test]
+    async fn reads_sqs_queue_attributes() {
+        let fake = Fake::start(&[
+            (200, r#"{"Attributes": {"VisibilityTimeout": "45"}}"#),
+            (
+                200,
+                r#"{"Attributes": {"VisibilityTimeout": "30", "FifoQueue": "true"}}"#,
+            ),
+            (
+                200,
+                r#"{"Attributes": {"VisibilityTimeout": "0", "FifoQueue": "true"}}"#,
+            ),
+            (200, r#"{"Attributes": {}}"#),
+            (200, r#"{"Attributes": {"VisibilityTimeout": "-1"}}"#),
+        ])
+        .await;
+        let s = services(&fake.endpoint, None);
+        assert_eq!(
+            s.sqs_queue_attributes(QUEUE).await.unwrap(),
+            SqsQueueAttributes {
+                visibility_timeout_secs: 45,
+                fifo: false
+            }
+        );
+        let fifo = "arn:aws:sqs:us-east-1:123456789012:orders.fifo";
+        assert_eq!(
+            s.sqs_queue_attributes(fifo).await.unwrap(),
+            SqsQueueAttributes {
+                visibility_timeout_secs: 30,
+                fifo: true
+            }
+        );
+        // FifoQueue alone says so too.
+        assert_eq!(
+            s.sqs_queue_attributes(QUEUE).await.unwrap(),
+            SqsQueueAttributes {
+                visibility_timeout_secs: 0,
+                fifo: true
+            }
+        );
+        for _ in 0..2 {
+            let e = s.sqs_queue_attributes(QUEUE).await.unwrap_err();
+            assert!(matches!(e, ServiceError::Unavailable { .. }), "{e}");
+            assert!(e.to_string().contains("VisibilityTimeout"), "{e}");
+        }
+        let seen = fake.take();
+        assert_eq!(seen.len(), 5);
+        assert_eq!(
+            seen[0].header("x-amz-target"),
+            Some("AmazonSQS.GetQueueAttributes")
+        );
+        assert_eq!(
+            seen[0].header("content-type"),
+            Some("application/x-amz-json-1.0")
+        );
+        seen[0].check_signed("eu-west-3", "sqs");
+        let doc: SeenGetQueueAttributes = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(
+            doc,
+            SeenGetQueueAttributes {
+                queue_url: format!("{}/{ACCOUNT}/dest-queue", fake.endpoint),
+                attribute_names: vec!["VisibilityTimeout".into()],
+            }
+        );
+        seen[1].check_signed("us-east-1", "sqs");
+        let doc: SeenGetQueueAttributes = serde_json::from_slice(&seen[1].body).unwrap();
+        assert_eq!(
+            doc.queue_url,
+            format!("{}/{ACCOUNT}/orders.fifo", fake.endpoint)
+        );
+    }
+
+    #[tokio::test]
+    async fn reports_sqs_consumer_errors() {
+        const MISSING: &str = r#"{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "The specified queue does not exist.", "Message": "The specified queue does not exist."}"#;
+        let fake = Fake::start(&[
+            (400, MISSING),
+            (400, MISSING),
+            (400, MISSING),
+            (
+                400,
+                r#"{"__type":"AWS.SimpleQueueService.NonExistentQueue","message":"gone"}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazonaws.sqs#TooManyEntriesInBatchRequest","message":"too many"}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazonaws.sqs#OverLimit","message":"too many inflight"}"#,
+            ),
+            (500, r#"{"__type":"com.amazonaws.sqs#InternalError"}"#),
+            (200, r#"{"Messages":[{"MessageId":"m"}]}"#),
+            (200, r#"{"Failed":[{"Code":"X"}]}"#),
+            (200, "<html>a captive portal</html>"),
+        ])
+        .await;
+        let s = services(&fake.endpoint, None);
+        let missing = [
+            s.sqs_queue_attributes(QUEUE).await.map(drop),
+            s.sqs_receive(QUEUE, 10, 0, None).await.map(drop),
+            s.sqs_delete_batch(QUEUE, &[("a", "h")]).await.map(drop),
+            s.sqs_change_visibility_batch(QUEUE, &[("a", "h")], 0)
+                .await
+                .map(drop),
+        ];
+        for (n, e) in missing.into_iter().enumerate() {
+            let e = e.unwrap_err();
+            assert!(e.is_not_found() && !e.is_transient(), "{n}: {e}");
+            match e {
+                ServiceError::Refused {
+                    service: "SQS",
+                    status: 400,
+                    ..
+                } => {}
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        let e = s.sqs_delete_batch(QUEUE, &[("a", "h")]).await.unwrap_err();
+        assert!(!e.is_not_found() && !e.is_transient(), "{e}");
+        assert_eq!(e.code(), "TooManyEntriesInBatchRequest");
+        let e = s.sqs_receive(QUEUE, 10, 0, None).await.unwrap_err();
+        assert_eq!(e.code(), "OverLimit");
+        let e = s.sqs_receive(QUEUE, 10, 0, None).await.unwrap_err();
+        assert!(e.is_transient() && !e.is_not_found(), "{e}");
+        // Answers that are no SQS document.
+        let e = s.sqs_receive(QUEUE, 10, 0, None).await.unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Unavailable { detail, .. } if detail.contains("ReceiveMessage")),
+            "{e}"
+        );
+        let e = s.sqs_delete_batch(QUEUE, &[("a", "h")]).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Unavailable { .. }), "{e}");
+        let e = s.sqs_queue_attributes(QUEUE).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Unavailable { .. }), "{e}");
+        assert_eq!(fake.take().len(), 10);
+    }
+
     #[tokio::test]
     async fn closed_port_is_unavailable() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1179,7 +2028,14 @@ mod tests {
             s.sqs_send_message(QUEUE, "b", &[]).await.unwrap_err(),
             s.sns_publish(TOPIC, "m", &[]).await.unwrap_err(),
             s.put_event(BUS, "s", "t", "{}", &[]).await.unwrap_err(),
+            s.sqs_receive(QUEUE, 10, 20, None).await.unwrap_err(),
+            s.sqs_delete_batch(QUEUE, &[("1", "h")]).await.unwrap_err(),
+            s.sqs_change_visibility_batch(QUEUE, &[("1", "h")], 0)
+                .await
+                .unwrap_err(),
+            s.sqs_queue_attributes(QUEUE).await.unwrap_err(),
         ] {
+            assert!(!e.is_not_found());
             match &e {
                 ServiceError::Unavailable { endpoint: at, .. } => assert_eq!(at, &endpoint),
                 other => panic!("{other:?}"),

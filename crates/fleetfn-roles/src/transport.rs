@@ -1,5 +1,5 @@
 //! What the crate's AWS clients share: an HTTP client on hyper (rustls for `https://`), signed
-//! POSTs whose answers are read up to 64 KiB, and the error documents of the query (XML) and
+//! POSTs whose answers are read up to 64 KiB (more when a call says so), and the error documents of the query (XML) and
 //! JSON protocols.
 
 use std::time::Duration;
@@ -17,8 +17,8 @@ use crate::SourceCredentials;
 
 pub(crate) type HttpClient = Client<fleetfn_proto::tls::HttpsConnector, Full<Bytes>>;
 
-/// Largest answer read.
-const MAX_ANSWER: usize = 64 * 1024;
+/// Largest answer read, unless a call says otherwise.
+pub(crate) const MAX_ANSWER: usize = 64 * 1024;
 
 /// Characters escaped in a form value (everything but unreserved characters).
 pub(crate) const FORM: &AsciiSet = &NON_ALPHANUMERIC
@@ -55,13 +55,23 @@ pub(crate) async fn send(
     req: Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), String> {
+    send_limited(http, req, timeout, MAX_ANSWER).await
+}
+
+/// Sends `req` and reads the answer (at most `max_answer` bytes) within `timeout`.
+pub(crate) async fn send_limited(
+    http: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(StatusCode, Bytes), String> {
     let exchange = async {
         let resp = http
             .request(req)
             .await
             .map_err(|e| fleetfn_proto::tls::error_chain(&e))?;
         let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+        let body = http_body_util::Limited::new(resp.into_body(), max_answer)
             .collect()
             .await
             .map_err(|e| format!("reading the answer: {e}"))?
@@ -97,6 +107,18 @@ impl SignedPost<'_> {
         creds: &SourceCredentials,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), String> {
+        self.send_limited(http, creds, timeout, MAX_ANSWER).await
+    }
+
+    /// Signs the request with `creds` (SigV4) and sends it, reading at most `max_answer`
+    /// bytes of the answer (see [`send_limited`]).
+    pub(crate) async fn send_limited(
+        self,
+        http: &HttpClient,
+        creds: &SourceCredentials,
+        timeout: Duration,
+        max_answer: usize,
+    ) -> Result<(StatusCode, Bytes), String> {
         let mut b = Request::builder()
             .method(Method::POST)
             .uri(self.url)
@@ -117,7 +139,7 @@ impl SignedPost<'_> {
             },
         )
         .map_err(|e| format!("signing: {e}"))?;
-        send(http, req.map(Full::new), timeout).await
+        send_limited(http, req.map(Full::new), timeout, max_answer).await
     }
 }
 

@@ -10,6 +10,7 @@ mod capacity;
 pub mod cluster;
 mod deploy;
 mod event_config;
+mod event_sources;
 mod functions;
 mod invoke;
 mod reconcile;
@@ -24,6 +25,7 @@ mod versions;
 
 pub use deploy::VersionTransition;
 pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
+pub use event_sources::{EventSourceMappingRecord, esm_state};
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
 pub use secrets::EnvKey;

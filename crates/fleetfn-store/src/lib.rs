@@ -58,6 +58,8 @@ pub enum Table {
     /// Asynchronous invocation configs (retries, event age, destinations) by
     /// `function/qualifier`.
     EventInvokeConfigs,
+    /// Event source mappings (SQS pollers) by UUID.
+    EventSourceMappings,
 }
 
 impl Table {
@@ -76,6 +78,7 @@ impl Table {
             Self::Agents => "agents",
             Self::Claims => "claims",
             Self::EventInvokeConfigs => "event_invoke_configs",
+            Self::EventSourceMappings => "event_source_mappings",
         }
     }
 }
