@@ -457,3 +457,19 @@ def test_arn_for_other_account_or_region_rejected(lam, cp_arn):
         h.expect_error(lam, lambda: lam.get_function(FunctionName=ident),
                        ("ResourceNotFoundException", "InvalidParameterValueException", "AccessDeniedException"),
                        (400, 403, 404))
+
+
+def test_capacity_provider_functions_may_time_out_after_90_minutes(lam, lam_nv, cp_arn):
+    # LMI: up to 5,400 s for asynchronous and event source mapping invokes (a synchronous caller
+    # still gets its answer or the timeout error within 900 s); other functions stop at 900 s.
+    name = h.uniq("fn-long")
+    resp = lam.create_function(**h.function_request(name, cp_arn, Timeout=5400))
+    assert resp["Timeout"] == 5400
+    h.wait_function_settled(lam, name)
+    h.expect_error(lam_nv, lambda: lam_nv.update_function_configuration(FunctionName=name, Timeout=5401),
+                   "ValidationException", 400, mentions=["timeout"])
+    h.expect_error(lam_nv, lambda: lam_nv.create_function(**h.function_request(h.uniq("fn-long"), cp_arn, Timeout=5401)),
+                   "ValidationException", 400, mentions=["timeout"])
+    h.expect_error(lam_nv, lambda: lam_nv.create_function(**h.function_request(h.uniq("fn-plain"), None, memory=None,
+                                                                                 Timeout=901)),
+                   "ValidationException", 400, mentions=["timeout"])

@@ -183,6 +183,57 @@ def test_on_success_to_another_function_passes_the_record(alam, server, acp, sqs
     assert outer["responsePayload"] == inner
 
 
+def test_sns_and_eventbridge_destinations_and_an_sns_dead_letter_topic(alam, server, acp, sqs, moto):
+    """OnSuccess to an EventBridge bus (a rule forwards to a queue), OnFailure and the dead-letter
+    queue to SNS topics (each subscribed by a queue)."""
+    sns = boto3.client("sns", endpoint_url=moto.url, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    events = boto3.client("events", endpoint_url=moto.url, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+
+    def topic_into_queue():
+        url, arn = new_queue(sqs)
+        topic = sns.create_topic(Name=h.uniq("t"))["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
+                      Attributes={"RawMessageDelivery": "true"})
+        return topic, url
+
+    failure_topic, failure_url = topic_into_queue()
+    dead_topic, dead_url = topic_into_queue()
+    bus = events.create_event_bus(Name=h.uniq("bus"))["EventBusArn"]
+    ok_url, ok_arn = new_queue(sqs)
+    rule = h.uniq("rule")
+    events.put_rule(Name=rule, EventBusName=bus.split("/")[-1],
+                    EventPattern=json.dumps({"source": ["lambda"]}))
+    events.put_targets(Rule=rule, EventBusName=bus.split("/")[-1], Targets=[{"Id": "q", "Arn": ok_arn}])
+
+    name = dp.create_lmi_function(alam, acp, "rust", name=h.uniq("async-dest"))
+    alam.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": dead_topic})
+    h.wait_function_settled(alam, name)
+    dp.publish_active(alam, server.endpoint, name, "rust")
+    alam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0, DestinationConfig={
+        "OnSuccess": {"Destination": bus}, "OnFailure": {"Destination": failure_topic}})
+    ok_id = invoke_event(alam, name, {"op": "echo", "to": "bus"})
+    bad_id = invoke_event(alam, name, {"op": "error"})
+
+    delivered = records(drain(sqs, ok_url, 1, 60))
+    assert len(delivered) == 1, delivered
+    ev_doc = delivered[0]
+    assert ev_doc["source"] == "lambda"
+    assert ev_doc["detail-type"] == "Lambda Function Invocation Result - Success"
+    assert ev_doc["resources"] == [h.fn_arn_for(name, "$LATEST")]
+    assert ev_doc["detail"]["requestContext"]["requestId"] == ok_id
+    assert ev_doc["detail"]["responsePayload"] == {"op": "echo", "to": "bus"}
+
+    failed = records(drain(sqs, failure_url, 1, 60))
+    assert len(failed) == 1, failed
+    assert failed[0]["requestContext"]["requestId"] == bad_id
+    assert failed[0]["requestContext"]["condition"] == "RetriesExhausted"
+
+    dead = drain(sqs, dead_url, 1, 60)
+    assert [json.loads(m["Body"]) for m in dead] == [{"op": "error"}]
+
+
 def test_event_invoke_config_operations_and_errors(alam, server, acp):
     name = function(alam, server, acp)
     # Without client-side checks, so out-of-range values reach the server.

@@ -4,8 +4,9 @@
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use fleetfn_contracts::InvokeRequest;
+use fleetfn_contracts::{InvokeOutcome, InvokeRequest};
 use fleetfn_model::arn::FunctionRef;
+use fleetfn_model::limits::MAX_TIMEOUT_SECS;
 use fleetfn_model::{LambdaError, Result};
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -132,15 +133,15 @@ pub async fn invoke(
         // As on AWS: an invoke without a payload hands the function an empty JSON object.
         payload = bytes::Bytes::from_static(b"{}");
     }
-    let outcome = invoker
-        .invoke(InvokeRequest {
-            request_id: request_id.clone(),
-            version,
-            payload,
-            client_context,
-            tenant_id,
-        })
-        .await?;
+    let timeout = version.config.timeout;
+    let run = invoker.invoke(InvokeRequest {
+        request_id: request_id.clone(),
+        version,
+        payload,
+        client_context,
+        tenant_id,
+    });
+    let outcome = capped(run, timeout, &request_id).await?;
     let mut resp = Response::new(Body::from(outcome.payload));
     insert(&mut resp, X_AMZN_REQUEST_ID, &request_id);
     resp.headers_mut().insert(
@@ -160,6 +161,47 @@ fn insert(resp: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
+/// Awaits a synchronous invoke of a function whose timeout is `timeout_secs`. A function may
+/// run up to 90 minutes for asynchronous and mapping invokes; a caller who waits gets the
+/// timeout error after 15 minutes, as on AWS, while the invoke goes on (LMI does not stop a
+/// timed-out invoke either). Shorter timeouts are the agent's to enforce: no timer here.
+async fn capped(
+    run: impl std::future::Future<Output = Result<InvokeOutcome>>,
+    timeout_secs: u32,
+    request_id: &str,
+) -> Result<InvokeOutcome> {
+    if timeout_secs <= MAX_TIMEOUT_SECS {
+        return run.await;
+    }
+    let limit = std::time::Duration::from_secs(u64::from(MAX_TIMEOUT_SECS));
+    match tokio::time::timeout(limit, run).await {
+        Ok(r) => r,
+        Err(_) => Ok(InvokeOutcome {
+            payload: bytes::Bytes::from(sync_timeout_body(request_id, limit)),
+            function_error: Some("Unhandled".into()),
+        }),
+    }
+}
+
+/// The error a synchronous caller gets when a function with a longer timeout is still running
+/// after 15 minutes: the `Sandbox.Timedout` document the agent sends for its own timeouts.
+fn sync_timeout_body(request_id: &str, after: std::time::Duration) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Timedout {
+        error_message: String,
+        error_type: &'static str,
+    }
+    serde_json::to_vec(&Timedout {
+        error_message: format!(
+            "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+            after.as_secs_f64()
+        ),
+        error_type: "Sandbox.Timedout",
+    })
+    .unwrap_or_default()
+}
+
 /// A random (version 4) UUID as a request id, from the thread's CSPRNG (`rand`'s ChaCha,
 /// seeded from the OS): `Uuid::new_v4` asks the kernel for every id, a syscall per request.
 pub(crate) fn new_request_id() -> String {
@@ -170,6 +212,51 @@ pub(crate) fn new_request_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_synchronous_caller_waits_at_most_15_minutes() {
+        let start = tokio::time::Instant::now();
+        let out = capped(std::future::pending(), 5400, "r-1").await.unwrap();
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(900));
+        assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+        let doc: serde_json::Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(doc["errorType"], "Sandbox.Timedout");
+        assert_eq!(
+            doc["errorMessage"],
+            "RequestId: r-1 Error: Task timed out after 900.00 seconds"
+        );
+        // An answer before then is the answer.
+        let quick = async {
+            tokio::time::sleep(std::time::Duration::from_secs(899)).await;
+            Ok(InvokeOutcome {
+                payload: bytes::Bytes::from_static(b"{}"),
+                function_error: None,
+            })
+        };
+        assert!(
+            capped(quick, 5400, "r-2")
+                .await
+                .unwrap()
+                .function_error
+                .is_none()
+        );
+        // Up to 900 s the agent's own timeout applies: no timer here.
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_secs(2000)).await;
+            Ok(InvokeOutcome {
+                payload: bytes::Bytes::from_static(b"{}"),
+                function_error: None,
+            })
+        };
+        assert!(
+            capped(slow, 900, "r-3")
+                .await
+                .unwrap()
+                .function_error
+                .is_none()
+        );
+    }
     #[test]
     fn request_ids_are_distinct_version_4_uuids() {
         let ids: std::collections::HashSet<String> =

@@ -20,7 +20,11 @@ pub const MAX_VERSIONS_PER_CAPACITY_PROVIDER: usize = 100;
 pub const LMI_MIN_MEMORY_MB: u32 = 2_048;
 pub const MAX_MEMORY_MB: u32 = 32_768;
 pub const MIN_MEMORY_MB: u32 = 128;
+/// Longest function timeout, and the longest a synchronous invoke waits.
 pub const MAX_TIMEOUT_SECS: u32 = 900;
+/// Longest timeout of a capacity-provider function: asynchronous and event source mapping
+/// invokes may run this long (synchronous ones still end at [`MAX_TIMEOUT_SECS`]).
+pub const MAX_LMI_TIMEOUT_SECS: u32 = 5_400;
 pub const DEFAULT_MAX_VCPU: u32 = 400;
 pub const DEFAULT_MIN_ENVIRONMENTS: u32 = 3;
 pub const MAX_ENVIRONMENTS: u32 = 15_000;

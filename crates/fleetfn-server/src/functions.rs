@@ -7,8 +7,8 @@ use std::sync::Arc;
 use fleetfn_artifacts::{Digest, Limits, validate_zip};
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::limits::{
-    LMI_MIN_MEMORY_MB, MAX_MEMORY_MB, MAX_TIMEOUT_SECS, MAX_UNZIPPED_BYTES, MAX_ZIP_BYTES,
-    MIN_MEMORY_MB,
+    LMI_MIN_MEMORY_MB, MAX_LMI_TIMEOUT_SECS, MAX_MEMORY_MB, MAX_TIMEOUT_SECS, MAX_UNZIPPED_BYTES,
+    MAX_ZIP_BYTES, MIN_MEMORY_MB,
 };
 use fleetfn_model::runtimes::{self, SUPPORTED_RUNTIMES};
 use fleetfn_model::time::now_lambda;
@@ -333,7 +333,12 @@ impl ControlPlane {
         let with_cp = req.capacity_provider_config.is_some();
         check_runtime(&runtime, with_cp)?;
         check_handler(req.handler.as_deref(), &runtime)?;
-        let timeout = validate::int_u32(req.timeout.unwrap_or(3), "timeout", 1, MAX_TIMEOUT_SECS)?;
+        let max_timeout = if with_cp {
+            MAX_LMI_TIMEOUT_SECS
+        } else {
+            MAX_TIMEOUT_SECS
+        };
+        let timeout = validate::int_u32(req.timeout.unwrap_or(3), "timeout", 1, max_timeout)?;
         let memory = validate::int_u32(
             req.memory_size.unwrap_or(if with_cp {
                 LMI_MIN_MEMORY_MB.into()
@@ -756,7 +761,13 @@ impl ControlPlane {
             cfg.description = d.clone();
         }
         if let Some(t) = req.timeout {
-            cfg.timeout = validate::int_u32(t, "timeout", 1, MAX_TIMEOUT_SECS)?;
+            // Capacity-provider functions may run asynchronous and mapping invokes 90 minutes.
+            let max = if cfg.capacity_provider_config.is_some() {
+                MAX_LMI_TIMEOUT_SECS
+            } else {
+                MAX_TIMEOUT_SECS
+            };
+            cfg.timeout = validate::int_u32(t, "timeout", 1, max)?;
         }
         if let Some(m) = req.memory_size {
             cfg.memory_size = validate::int_u32(m, "memorySize", MIN_MEMORY_MB, MAX_MEMORY_MB)?;
