@@ -17,6 +17,7 @@ use fleetfn_contracts::{InvokeRequest, Invoker};
 use fleetfn_metrics::{EsmOutcome, Metrics};
 use fleetfn_model::arn::FunctionRef;
 use fleetfn_model::filter::{Filters, sqs_filter_view};
+use fleetfn_model::limits::MAX_SYNC_PAYLOAD_BYTES;
 use fleetfn_model::{ErrorKind, LambdaError};
 use fleetfn_roles::{AwsServices, ServiceError, SqsMessage};
 use fleetfn_server::{ControlPlane, EventSourceMappingRecord, esm_state};
@@ -30,6 +31,9 @@ use crate::sink::BoxFuture;
 /// with five), and the most this server runs for one mapping.
 const DEFAULT_POLLERS: usize = 5;
 const MAX_POLLERS: usize = 50;
+/// `{"Records":[]}` around the records, in bytes.
+const EVENT_OVERHEAD: usize = 16;
+
 /// How often the mappings are re-read without a change notice.
 const RESYNC: Duration = Duration::from_secs(2);
 
@@ -43,6 +47,12 @@ pub trait SqsSource: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<SqsMessage>, ServiceError>>;
     /// Deletes (entry id, receipt handle) pairs; the ids that failed.
     fn delete<'a>(
+        &'a self,
+        queue_arn: &'a str,
+        entries: &'a [(&'a str, &'a str)],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ServiceError>>;
+    /// Makes received messages visible again at once; the ids that failed.
+    fn release<'a>(
         &'a self,
         queue_arn: &'a str,
         entries: &'a [(&'a str, &'a str)],
@@ -65,6 +75,14 @@ impl SqsSource for AwsServices {
         entries: &'a [(&'a str, &'a str)],
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, ServiceError>> {
         Box::pin(self.sqs_delete_batch(queue_arn, entries))
+    }
+
+    fn release<'a>(
+        &'a self,
+        queue_arn: &'a str,
+        entries: &'a [(&'a str, &'a str)],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, ServiceError>> {
+        Box::pin(self.sqs_change_visibility_batch(queue_arn, entries, 0))
     }
 }
 
@@ -378,6 +396,9 @@ impl Poller {
         let region = c.event_source_arn.split(':').nth(3).unwrap_or_default();
         let mut kept = Vec::with_capacity(msgs.len());
         let mut filtered = Vec::new();
+        // The event must fit an invoke (6 MB): what does not goes back to the queue at once.
+        let mut size = EVENT_OVERHEAD;
+        let mut overflow = Vec::new();
         for m in &msgs {
             let record = SqsRecord::of(m, &c.event_source_arn, region);
             let pass = match &self.filters {
@@ -386,10 +407,29 @@ impl Poller {
                     .map(|v| f.matches(&sqs_filter_view(&v)))
                     .unwrap_or(false),
             };
-            if pass {
-                kept.push(record);
-            } else {
+            if !pass {
                 filtered.push(m);
+                continue;
+            }
+            let len = serde_json::to_vec(&record).map_or(usize::MAX, |v| v.len() + 1);
+            if !kept.is_empty() && size.saturating_add(len) > MAX_SYNC_PAYLOAD_BYTES {
+                overflow.push(m);
+                continue;
+            }
+            size = size.saturating_add(len);
+            kept.push(record);
+        }
+        if !overflow.is_empty() {
+            let entries: Vec<(String, &str)> = overflow
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("m{i}"), m.receipt_handle.as_str()))
+                .collect();
+            for chunk in entries.chunks(10) {
+                let refs: Vec<(&str, &str)> = chunk.iter().map(|(i, r)| (i.as_str(), *r)).collect();
+                if let Err(e) = sqs.release(&c.event_source_arn, &refs).await {
+                    tracing::warn!(mapping = %uuid, error = %e, "event source mapping: returning messages past 6 MB failed; they come back after their visibility timeout");
+                }
             }
         }
         if !filtered.is_empty() {

@@ -648,3 +648,280 @@ async fn at_shutdown_events_in_flight_are_put_back_for_the_next_server() {
     // Not after the 60 s lease: at once.
     assert!(calls[0].0 - stopped < Duration::from_secs(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// SQS event source mappings
+
+mod mappings {
+    use std::collections::{BTreeMap, HashSet};
+
+    use fleetfn_model::types::{EventSourceMappingRequest, FilterCriteria, FilterPattern};
+    use fleetfn_roles::{ServiceError, SqsMessage};
+
+    use super::*;
+    use crate::sources::{EventSources, SqsSource};
+
+    const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:jobs";
+
+    /// A queue in memory: received messages leave `visible` until deleted (gone) or released
+    /// (back at the front).
+    #[derive(Debug, Default)]
+    struct FakeSqs {
+        visible: Mutex<VecDeque<SqsMessage>>,
+        deleted: Mutex<Vec<String>>,
+        released: Mutex<Vec<String>>,
+        receives: Mutex<Vec<Instant>>,
+    }
+
+    impl FakeSqs {
+        fn with(messages: impl IntoIterator<Item = (String, String)>) -> Arc<Self> {
+            let q = Self::default();
+            for (id, body) in messages {
+                q.visible.lock().push_back(SqsMessage {
+                    message_id: id.clone(),
+                    receipt_handle: format!("rh-{id}"),
+                    body,
+                    md5_of_body: String::new(),
+                    attributes: BTreeMap::from([(
+                        "ApproximateReceiveCount".to_owned(),
+                        "1".to_owned(),
+                    )]),
+                    message_attributes: BTreeMap::new(),
+                });
+            }
+            Arc::new(q)
+        }
+    }
+
+    impl SqsSource for FakeSqs {
+        fn receive<'a>(
+            &'a self,
+            _queue_arn: &'a str,
+            max: u8,
+            wait_secs: u8,
+        ) -> BoxFuture<'a, std::result::Result<Vec<SqsMessage>, ServiceError>> {
+            self.receives.lock().push(Instant::now());
+            Box::pin(async move {
+                let got: Vec<SqsMessage> = {
+                    let mut v = self.visible.lock();
+                    let n = usize::from(max).min(v.len());
+                    v.drain(..n).collect()
+                };
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_secs(u64::from(wait_secs))).await;
+                }
+                Ok(got)
+            })
+        }
+
+        fn delete<'a>(
+            &'a self,
+            _queue_arn: &'a str,
+            entries: &'a [(&'a str, &'a str)],
+        ) -> BoxFuture<'a, std::result::Result<Vec<(String, String)>, ServiceError>> {
+            self.deleted.lock().extend(
+                entries
+                    .iter()
+                    .map(|(_, rh)| rh.trim_start_matches("rh-").to_owned()),
+            );
+            Box::pin(async { Ok(vec![]) })
+        }
+
+        fn release<'a>(
+            &'a self,
+            _queue_arn: &'a str,
+            entries: &'a [(&'a str, &'a str)],
+        ) -> BoxFuture<'a, std::result::Result<Vec<(String, String)>, ServiceError>> {
+            for (_, rh) in entries {
+                let id = rh.trim_start_matches("rh-").to_owned();
+                self.released.lock().push(id.clone());
+            }
+            Box::pin(async { Ok(vec![]) })
+        }
+    }
+
+    async fn mapping(w: &World, req: EventSourceMappingRequest) -> String {
+        w.cp.create_event_source_mapping(EventSourceMappingRequest {
+            function_name: Some("f".into()),
+            event_source_arn: Some(QUEUE_ARN.into()),
+            ..req
+        })
+        .await
+        .unwrap()
+        .uuid
+    }
+
+    fn start(w: &World, inv: Arc<FakeInvoker>, sqs: Arc<FakeSqs>) {
+        let sources = EventSources::new(inv, Some(sqs), w.metrics.clone());
+        // Runs until the world stops.
+        drop(sources.spawn(w.cp.clone(), w.stop.clone()));
+    }
+
+    async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < limit, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn batch_ids(payload: &Bytes) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        v["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["messageId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_are_processed_and_only_reported_failures_stay() {
+        let w = World::new().await;
+        let sqs = FakeSqs::with((0..25).map(|i| (format!("m-{i}"), format!("{{\"i\":{i}}}"))));
+        let inv = FakeInvoker::new(&[
+            Answer::Ok(r#"{"batchItemFailures":[{"itemIdentifier":"m-3"}]}"#),
+            Answer::Ok("null"),
+            Answer::Ok(r#"{"batchItemFailures":[]}"#),
+        ]);
+        let uuid = mapping(
+            &w,
+            EventSourceMappingRequest {
+                batch_size: Some(10),
+                function_response_types: Some(vec!["ReportBatchItemFailures".into()]),
+                scaling_config: Some(fleetfn_model::types::EsmScalingConfig {
+                    maximum_concurrency: Some(2),
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+        start(&w, inv.clone(), sqs.clone());
+        until("24 deleted", Duration::from_secs(60), || {
+            sqs.deleted.lock().len() == 24
+        })
+        .await;
+        let deleted: HashSet<String> = sqs.deleted.lock().iter().cloned().collect();
+        assert_eq!(deleted.len(), 24, "each deleted once");
+        assert!(!deleted.contains("m-3"));
+        let calls = inv.calls();
+        assert_eq!(calls.len(), 3);
+        let sizes: Vec<usize> = calls.iter().map(|c| batch_ids(&c.2).len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 25, "{sizes:?}");
+        assert!(sizes.iter().all(|n| *n <= 10), "{sizes:?}");
+        let got = w.cp.get_event_source_mapping(&uuid).await.unwrap();
+        assert_eq!(got.state, "Enabled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_function_error_deletes_nothing_and_filtered_messages_are_deleted_unseen() {
+        let w = World::new().await;
+        let mut msgs: Vec<(String, String)> = (0..4)
+            .map(|i| (format!("keep-{i}"), r#"{"kind":"keep"}"#.to_owned()))
+            .collect();
+        msgs.extend((0..3).map(|i| (format!("drop-{i}"), r#"{"kind":"drop"}"#.to_owned())));
+        msgs.push(("text".into(), "not json".into()));
+        let sqs = FakeSqs::with(msgs);
+        let inv = FakeInvoker::new(&[Answer::FunctionError]);
+        mapping(
+            &w,
+            EventSourceMappingRequest {
+                batch_size: Some(10),
+                filter_criteria: Some(FilterCriteria {
+                    filters: Some(vec![FilterPattern {
+                        pattern: Some(r#"{"body":{"kind":["keep"]}}"#.into()),
+                    }]),
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+        start(&w, inv.clone(), sqs.clone());
+        until("an invoke", Duration::from_secs(60), || {
+            !inv.calls().is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let calls = inv.calls();
+        assert_eq!(
+            batch_ids(&calls[0].2),
+            ["keep-0", "keep-1", "keep-2", "keep-3"]
+        );
+        let mut deleted = sqs.deleted.lock().clone();
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            ["drop-0", "drop-1", "drop-2", "text"],
+            "only the filtered ones"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_over_6_mb_sends_the_rest_back_at_once() {
+        let w = World::new().await;
+        let big = "x".repeat(1_000_000);
+        let sqs = FakeSqs::with((0..10).map(|i| (format!("b-{i}"), big.clone())));
+        let inv = FakeInvoker::new(&[Answer::Ok("{}")]);
+        mapping(
+            &w,
+            EventSourceMappingRequest {
+                batch_size: Some(10),
+                ..Default::default()
+            },
+        )
+        .await;
+        start(&w, inv.clone(), sqs.clone());
+        until("the first batch", Duration::from_secs(60), || {
+            !inv.calls().is_empty()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = &inv.calls()[0];
+        assert!(first.2.len() <= fleetfn_model::limits::MAX_SYNC_PAYLOAD_BYTES);
+        let n = batch_ids(&first.2).len();
+        assert_eq!(n, 6, "six 1 MB messages fit in 6 MB");
+        let mut released = sqs.released.lock().clone();
+        released.sort();
+        assert_eq!(released, ["b-6", "b-7", "b-8", "b-9"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_slow_the_poller_and_fail_no_message() {
+        let w = World::new().await;
+        let sqs = FakeSqs::with((0..3).map(|i| (format!("t-{i}"), "{}".to_owned())));
+        let inv = FakeInvoker::new(&[Answer::Throttled]);
+        let uuid = mapping(
+            &w,
+            EventSourceMappingRequest {
+                batch_size: Some(1),
+                scaling_config: Some(fleetfn_model::types::EsmScalingConfig {
+                    maximum_concurrency: Some(2),
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+        start(&w, inv.clone(), sqs.clone());
+        until("three invokes", Duration::from_secs(60), || {
+            inv.calls().len() >= 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            sqs.deleted.lock().is_empty(),
+            "a throttled batch is not deleted"
+        );
+        // Two pollers, each waiting 1 s, 2 s, 4 s… after a throttle: a handful of invokes, not
+        // a tight loop.
+        let n = inv.calls().len();
+        assert!(n <= 6, "{n} invokes in ~6 s");
+        let got = w.cp.get_event_source_mapping(&uuid).await.unwrap();
+        assert!(
+            got.last_processing_result
+                .as_deref()
+                .is_some_and(|r| r.contains("throttled")),
+            "{:?}",
+            got.last_processing_result
+        );
+    }
+}
