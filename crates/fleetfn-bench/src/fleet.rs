@@ -78,8 +78,20 @@ pub struct Fleet {
     pub api: Api,
 }
 
+/// Extra `fleetfn serve` arguments and environment of a scenario (e.g. an AWS endpoint for
+/// asynchronous destinations and event source mappings).
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
 impl Fleet {
     pub async fn start(bin_dir: &Path) -> anyhow::Result<Fleet> {
+        Self::start_with(bin_dir, &ServeOptions::default()).await
+    }
+
+    pub async fn start_with(bin_dir: &Path, opts: &ServeOptions) -> anyhow::Result<Fleet> {
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let data = tempfile::Builder::new()
@@ -95,6 +107,8 @@ impl Fleet {
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data.path())
             .args(["--vcpu-scale", "0.25", "--max-local-vcpus", "256"])
+            .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env("FLEETFN_ACCESS_KEY_ID", KEY)
             .env("FLEETFN_SECRET_ACCESS_KEY", SECRET)
             .env(
@@ -181,6 +195,8 @@ pub struct FunctionSpec {
     pub zip: Arc<Vec<u8>>,
     pub max_concurrency: u32,
     pub memory: u32,
+    /// The function's environment variables (`Environment.Variables`).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 /// Zips `files` (name, bytes, mode).
@@ -295,7 +311,7 @@ impl Api {
     }
 
     pub async fn create_function(&self, cp_arn: &str, f: &FunctionSpec) -> anyhow::Result<()> {
-        let body = json!({
+        let mut body = json!({
             "FunctionName": f.name,
             "Runtime": f.runtime,
             "Handler": f.handler,
@@ -307,6 +323,14 @@ impl Api {
                 "CapacityProviderArn": cp_arn,
                 "PerExecutionEnvironmentMaxConcurrency": f.max_concurrency}},
         });
+        if !f.env.is_empty() {
+            let vars: serde_json::Map<String, Value> = f
+                .env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect();
+            body["Environment"] = json!({ "Variables": vars });
+        }
         self.ok("POST", "/2015-03-31/functions", "", Some(body))
             .await?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -433,6 +457,63 @@ impl Api {
             http::Request::from_parts(parts, Full::new(body))
         })
     }
+}
+
+impl Api {
+    /// A request factory for asynchronous invokes (`X-Amz-Invocation-Type: Event`) of `name`
+    /// (unqualified, like the SDKs' default) with `payload`, signed per request.
+    pub fn event_request(&self, name: &str, payload: &str) -> MakeRequest {
+        let uri = format!(
+            "http://{}/2015-03-31/functions/{name}/invocations",
+            self.addr
+        );
+        let payload = Bytes::from(payload.to_owned());
+        Arc::new(move || event_invoke(&uri, payload.clone()))
+    }
+
+    /// The URI of `name`'s unqualified Invoke.
+    pub fn invocations_uri(&self, name: &str) -> String {
+        format!(
+            "http://{}/2015-03-31/functions/{name}/invocations",
+            self.addr
+        )
+    }
+
+    /// A GET of `path` returning the status and the body as text (logs, metrics).
+    pub async fn text(&self, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri(format!("http://{addr}{path}"))
+            .body(Bytes::new())?;
+        if addr == self.addr {
+            sign(&mut req);
+        }
+        let (parts, body) = req.into_parts();
+        let resp = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.client
+                .request(http::Request::from_parts(parts, Full::new(body))),
+        )
+        .await
+        .context("GET timed out")??;
+        let status = resp.status().as_u16();
+        let b = resp.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&b).into_owned()))
+    }
+}
+
+/// A signed asynchronous invoke (`X-Amz-Invocation-Type: Event`) of `payload` to `uri`.
+pub fn event_invoke(uri: &str, payload: Bytes) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("x-amz-invocation-type", "Event")
+        .body(payload)
+        .expect("request");
+    sign(&mut req);
+    let (parts, body) = req.into_parts();
+    http::Request::from_parts(parts, Full::new(body))
 }
 
 /// An unsigned POST of `payload` to `url` (the floor and the peers).

@@ -6,6 +6,7 @@
 //! * `scenario NAME... --out DIR`: the same for the named scenarios only.
 //! * `load`: the bare load generator against a running fleetfn (used by scripts/bench-capacity.py).
 //! * `echo-server`: the floor, a bare hyper echo server (started by the suite itself).
+//! * `sqs-server`: an in-memory SQS stand-in for `sqs-mapping` (started by the scenario itself).
 //!
 //! The load generator is hyper with HDR histograms, closed loop (fixed concurrency) or open loop
 //! (fixed rate), on its own runtime; every run is bounded in count and time; loopback only.
@@ -16,6 +17,8 @@ mod load;
 mod procs;
 mod report;
 mod scenarios;
+mod sqs;
+mod sqs_server;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -62,6 +65,11 @@ enum Cmd {
     List,
     /// The floor: a bare hyper HTTP/1.1 echo server.
     EchoServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// An in-memory SQS stand-in (JSON protocol) for the `sqs-mapping` scenario.
+    SqsServer {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
@@ -252,6 +260,9 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::EchoServer { listen } => {
             tokio::runtime::Runtime::new()?.block_on(scenarios::echo_server(listen))
+        }
+        Cmd::SqsServer { listen } => {
+            tokio::runtime::Runtime::new()?.block_on(sqs_server::serve(listen))
         }
         Cmd::Load(a) => run_load(a),
     }

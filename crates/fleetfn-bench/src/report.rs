@@ -399,6 +399,12 @@ pub fn markdown(doc: &Value) -> String {
             mem["per_env_fleetfn_overhead_pss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         ));
     }
+    for name in ["async", "sqs-mapping"] {
+        if let Some(line) = r[name]["summary"].as_str() {
+            s.push_str(line);
+            s.push_str(".\n\n");
+        }
+    }
     if let Some(errs) = doc["errors"].as_object()
         && !errs.is_empty()
     {

@@ -15,6 +15,8 @@ use crate::fleet::{Api, Fleet, FunctionSpec, Guarded, free_port, plain_request, 
 use crate::load::{self, MakeRequest, RunResult, round};
 use crate::procs;
 
+mod events;
+
 pub const ALL: &[&str] = &[
     "floor",
     "invoke-rust",
@@ -26,6 +28,8 @@ pub const ALL: &[&str] = &[
     "scale-out",
     "control-plane",
     "memory",
+    "async",
+    "sqs-mapping",
 ];
 
 pub struct Ctx {
@@ -48,6 +52,8 @@ pub async fn run(ctx: &Ctx, name: &str) -> anyhow::Result<Value> {
         "scale-out" => scale_out(ctx).await,
         "control-plane" => control_plane(ctx).await,
         "memory" => memory(ctx).await,
+        "async" => events::async_invoke(ctx).await,
+        "sqs-mapping" => events::sqs_mapping(ctx).await,
         other => bail!("unknown scenario {other:?}; known: {}", ALL.join(", ")),
     }
 }
@@ -202,6 +208,7 @@ fn rust_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<Functi
         zip: rust_zip(ctx)?,
         max_concurrency,
         memory: 2048,
+        env: Vec::new(),
     })
 }
 
@@ -214,6 +221,7 @@ fn python_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<Func
         zip: Arc::new(zip(&[("app.py", &src, 0o644)])?),
         max_concurrency,
         memory: 2048,
+        env: Vec::new(),
     })
 }
 
@@ -226,6 +234,7 @@ fn node_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<Functi
         zip: Arc::new(zip(&[("index.mjs", &src, 0o644)])?),
         max_concurrency,
         memory: 2048,
+        env: Vec::new(),
     })
 }
 
@@ -272,6 +281,7 @@ fn java_fn(ctx: &Ctx, name: &str, max_concurrency: u32) -> anyhow::Result<Functi
         zip: Arc::new(zip(&entries)?),
         max_concurrency,
         memory: 2048,
+        env: Vec::new(),
     })
 }
 

@@ -15,9 +15,14 @@
 //! | `{"op":"write","path":"/var/task/x"}` | tries to write that file: `{"path":..,"written":bool,"error":..}` |
 //! | `{"op":"ps"}` | `{"pids":[..]}`: the numeric entries of `/proc` |
 //! | `{"op":"noop"}` | `{}` |
+//! | `{"op":"now"}` | `{"now_us":N}`: the wall clock (`CLOCK_REALTIME`, µs since the Unix epoch) at handler entry, for enqueue-to-handler latencies (fleetfn-bench's `async`) |
 //! | `{"op":"burn","ms":20}` | keeps one CPU busy for that long (wall clock), then `{"burned_ms":20}` |
 //! | `{"op":"fill","mb":N}` | writes N MiB to a new file under `/tmp`, then `{"path":..,"mb":N}` |
 //! | `{"op":"probe", ...}` | a hostile tenant's attempts (connect, HTTP, resolve, namespaces, mount, ptrace, `/tmp`, reads), reported as found ([`probe`]) |
+//!
+//! An event without `op` (e.g. an SQS event source mapping's `{"Records":[…]}`) takes the op
+//! named by the function's `TESTFN_DEFAULT_OP` environment variable when that is set (only ops
+//! without arguments make sense there: `noop`, `now`, `echo`, `error`, `env`, `ps`).
 //!
 //! A missing or unknown `op`, or a missing argument, is a function error (`InvalidEvent`).
 //! The `env` op returns every `AWS_*` variable, credentials included: it is a fixture for
@@ -50,14 +55,23 @@ fn invalid(message: impl Into<String>) -> Diagnostic {
 }
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    // Read first, so `now` reports the handler's entry (a vDSO call, tens of nanoseconds).
+    let entered = std::time::SystemTime::now();
     let (event, ctx) = event.into_parts();
-    let op = event
-        .get("op")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("the event has no string field \"op\""))?;
+    let op = match event.get("op").and_then(Value::as_str) {
+        Some(op) => op,
+        None => default_op().ok_or_else(|| invalid("the event has no string field \"op\""))?,
+    };
     match op {
         "echo" => Ok(event),
         "noop" => Ok(json!({})),
+        "now" => {
+            let us = entered
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| diag("ClockError", e.to_string()))?
+                .as_micros();
+            Ok(json!({ "now_us": u64::try_from(us).unwrap_or(u64::MAX) }))
+        }
         "probe" => {
             let request_id = ctx.request_id.clone();
             tokio::task::spawn_blocking(move || probe::run(&event, &request_id))
@@ -123,6 +137,17 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         }
         other => Err(invalid(format!("unknown op {other:?}"))),
     }
+}
+
+/// `TESTFN_DEFAULT_OP`, read once.
+fn default_op() -> Option<&'static str> {
+    static OP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    OP.get_or_init(|| {
+        std::env::var("TESTFN_DEFAULT_OP")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
 }
 
 /// A name unique within this process.

@@ -186,6 +186,18 @@ async fn concurrent_lambda_runtime_against_the_endpoint() {
         assert_eq!(response_json(t).await, expected);
     }
     let _ = std::fs::remove_file(&scratch);
+    // `now`: the wall clock at handler entry, between the dispatch and the answer.
+    all_parked(&api).await;
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let t = api
+        .try_dispatch(invocation("now-1", json!({"op": "now"})))
+        .expect("dispatch");
+    let now_us = response_json(t).await["now_us"].as_u64().expect("now_us");
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    assert!(
+        (before.as_micros()..=after.as_micros()).contains(&u128::from(now_us)),
+        "{before:?} <= {now_us} us <= {after:?}"
+    );
     all_parked(&api).await;
     let t = api
         .try_dispatch(invocation("ps-1", json!({"op": "ps"})))
