@@ -88,6 +88,8 @@ def test_the_store_comes_from_the_environment_and_is_migrated(fleetfn_binary, tm
                      wait_for="serving the Lambda API")
     assert rc in (0, -signal.SIGTERM), err
     assert "store PostgreSQL postgres://" in err and ":***@" in err, err
-    assert pg.psql(url, "SELECT version FROM schema_migrations ORDER BY version").split() == ["1"]
+    # 1: the records table; 2: the queue of asynchronous invokes.
+    assert pg.psql(url, "SELECT version FROM schema_migrations ORDER BY version").split() == ["1", "2"]
     assert pg.psql(url, "SELECT to_regclass('records') IS NOT NULL").strip() == "t"
+    assert pg.psql(url, "SELECT to_regclass('queue_items') IS NOT NULL").strip() == "t"
     assert not (tmp_path / "data" / "state.db").exists()
