@@ -670,21 +670,12 @@ struct InvokeFailure<'a> {
     error_message: &'a str,
 }
 
-/// A random version 4 UUID (the request id of a record sent to a Lambda destination).
+/// A random version 4 UUID from the thread's CSPRNG (the request id of a record sent to a
+/// Lambda destination, and of a mapping's batch), as the API makes request ids.
 pub(crate) fn uuid_like() -> String {
-    let b: [u8; 16] = rand::random();
-    let mut b = b;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 impl AsyncInvoker for AsyncInvocations {
