@@ -8,11 +8,13 @@ pub mod destination;
 pub mod error;
 pub mod filter;
 pub mod limits;
+pub mod policy;
 pub mod runtimes;
 pub mod states;
 pub mod throttle;
 pub mod time;
 pub mod types;
+pub mod url;
 
 pub use arn::Scope;
 pub use error::{ErrorKind, LambdaError, Result};

@@ -228,6 +228,8 @@ impl ControlPlane {
         {
             let mut ops = vec![Op::delete(Table::Aliases, alias_key(&fref.name, name), rev)];
             ops.extend(self.event_config_delete_op(&fref.name, name).await?);
+            ops.extend(self.url_delete_ops(&fref.name, Some(name)).await?);
+            ops.extend(self.policy_delete_op(&fref.name, name).await?);
             self.commit(ops).await?;
         }
         Ok(())

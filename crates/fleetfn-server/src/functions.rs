@@ -965,6 +965,8 @@ impl ControlPlane {
             ops.push(Op::delete(Table::Aliases, key, arev));
         }
         ops.extend(self.event_config_delete_ops(name).await?);
+        ops.extend(self.url_delete_ops_all(name).await?);
+        ops.extend(self.policy_delete_ops_all(name).await?);
         Ok(ops)
     }
 }

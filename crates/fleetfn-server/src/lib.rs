@@ -11,8 +11,10 @@ pub mod cluster;
 mod deploy;
 mod event_config;
 mod event_sources;
+mod function_urls;
 mod functions;
 mod invoke;
+mod permissions;
 mod reconcile;
 pub mod records;
 mod scaling;
@@ -25,6 +27,7 @@ mod versions;
 
 pub use deploy::VersionTransition;
 pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
+pub use function_urls::{UrlTarget, default_url_base, function_url, is_url_id};
 pub use event_sources::{EventSourceMappingRecord, esm_state};
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};

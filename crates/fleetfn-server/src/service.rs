@@ -43,6 +43,10 @@ pub struct ControlPlane {
     /// How long an invoke's resolution of a qualifier may be served from memory when other
     /// servers change desired state too (their commits do not bump `changed` here).
     pub(crate) resolve_ttl: Option<std::time::Duration>,
+    /// Base of function URLs (`scheme://host[:port]`, the URL id prepended to the host); `None`:
+    /// [`crate::default_url_base`] without a port.
+    pub(crate) url_base: Option<Arc<str>>,
+    pub(crate) url_cache: Arc<crate::function_urls::UrlCache>,
 }
 
 /// How many times an operation is recomputed after its write lost a race with a background
@@ -77,6 +81,8 @@ impl ControlPlane {
             resolve_cache: Arc::default(),
             packages_in_store: false,
             resolve_ttl: None,
+            url_base: None,
+            url_cache: Arc::default(),
         })
     }
 
@@ -117,6 +123,18 @@ impl ControlPlane {
         }
     }
 
+    /// Writes function URLs under `base` (`scheme://host[:port]`, e.g.
+    /// `http://lambda-url.us-east-1.localhost:9001`, see [`crate::default_url_base`]): a URL is
+    /// `scheme://<url-id>.host[:port]/`. Set by the server that serves them.
+    #[must_use]
+    pub fn with_url_base(self, base: impl Into<String>) -> Self {
+        Self {
+            url_base: Some(base.into().into()),
+            ..self
+        }
+    }
+
+    #[must_use]
     pub fn with_packages_in_store(self) -> Self {
         Self {
             packages_in_store: true,

@@ -421,6 +421,7 @@ impl ControlPlane {
             ops.extend(self.index_delete_op(cp, function, version).await?);
         }
         ops.extend(self.event_config_delete_op(function, version).await?);
+        ops.extend(self.policy_delete_op(function, version).await?);
         self.commit(ops).await?;
         Ok(())
     }

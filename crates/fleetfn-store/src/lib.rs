@@ -60,6 +60,12 @@ pub enum Table {
     EventInvokeConfigs,
     /// Event source mappings (SQS pollers) by UUID.
     EventSourceMappings,
+    /// Function URL configs by `function/qualifier` (unqualified as `$LATEST`).
+    FunctionUrls,
+    /// Function URL ids → `function/qualifier`: the URL endpoint's lookup, and the ids' uniqueness.
+    FunctionUrlIds,
+    /// Resource-based policies by `function/qualifier` (unqualified as `$LATEST`).
+    Policies,
 }
 
 impl Table {
@@ -79,6 +85,9 @@ impl Table {
             Self::Claims => "claims",
             Self::EventInvokeConfigs => "event_invoke_configs",
             Self::EventSourceMappings => "event_source_mappings",
+            Self::FunctionUrls => "function_urls",
+            Self::FunctionUrlIds => "function_url_ids",
+            Self::Policies => "policies",
         }
     }
 }
