@@ -119,7 +119,10 @@ impl Limit {
 
 /// Body limit of a request path.
 fn limit_for(method: &http::Method, path: &str) -> Limit {
-    if path.ends_with("/invocations") || path.trim_end_matches('/').ends_with("/invoke-async") {
+    if path.ends_with("/invocations")
+        || path.ends_with("/response-streaming-invocations")
+        || path.trim_end_matches('/').ends_with("/invoke-async")
+    {
         Limit::Invoke
     } else if (method == http::Method::POST
         && path.trim_end_matches('/') == "/2015-03-31/functions")

@@ -16,11 +16,11 @@ use crate::error::ApiError;
 use crate::handlers::{X_AMZN_REQUEST_ID, query_param};
 
 // Header names as `HeaderName`s: a `&str` name is parsed (and lowercased) on every use.
-const X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+pub(crate) const X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
 const X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
 const X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
 const X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
-const X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+pub(crate) const X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
 const X_AMZ_FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
 
 fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -94,9 +94,7 @@ pub async fn invoke(
     Path(function): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let qualifier = query_param(req.uri().query(), "Qualifier");
-    let fref = FunctionRef::parse(&function, s.cp.scope(), 256)?
-        .with_query_qualifier(qualifier.as_deref())?;
+    let fref = function_ref(&s, &function, req.uri())?;
     let InvokeOptions {
         invocation_type,
         client_context,
@@ -120,19 +118,8 @@ pub async fn invoke(
             crate::events::enqueue(&s, fref, payload, client_context, tenant_id, "Invoke").await?;
         return Ok(resp);
     }
-    let Some(invoker) = &s.invoker else {
-        return Err(LambdaError::service(
-            "This fleetfn server has no data plane attached, so it cannot run invokes.",
-        )
-        .into());
-    };
-    let mut payload = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .map_err(|e| LambdaError::bad_content(e.to_string()))?;
-    if payload.is_empty() {
-        // As on AWS: an invoke without a payload hands the function an empty JSON object.
-        payload = bytes::Bytes::from_static(b"{}");
-    }
+    let invoker = invoker(&s)?;
+    let payload = payload(req.into_body()).await?;
     let timeout = version.config.timeout;
     let run = invoker.invoke(InvokeRequest {
         request_id: request_id.clone(),
@@ -155,7 +142,34 @@ pub async fn invoke(
     Ok(resp)
 }
 
-fn insert(resp: &mut Response, name: HeaderName, value: &str) {
+/// The function an invoke names: the path's name or ARN with the `Qualifier` parameter.
+pub(crate) fn function_ref(s: &Shared, function: &str, uri: &http::Uri) -> Result<FunctionRef> {
+    let qualifier = query_param(uri.query(), "Qualifier");
+    FunctionRef::parse(function, s.cp.scope(), 256)?.with_query_qualifier(qualifier.as_deref())
+}
+
+/// The data plane, or the error of a server without one.
+pub(crate) fn invoker(s: &Shared) -> Result<&std::sync::Arc<dyn fleetfn_contracts::Invoker>> {
+    s.invoker.as_ref().ok_or_else(|| {
+        LambdaError::service(
+            "This fleetfn server has no data plane attached, so it cannot run invokes.",
+        )
+    })
+}
+
+/// An invoke's payload (already verified and limited by `auth::authenticate`); as on AWS, an
+/// invoke without one hands the function an empty JSON object.
+pub(crate) async fn payload(body: Body) -> Result<bytes::Bytes> {
+    let payload = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| LambdaError::bad_content(e.to_string()))?;
+    if payload.is_empty() {
+        return Ok(bytes::Bytes::from_static(b"{}"));
+    }
+    Ok(payload)
+}
+
+pub(crate) fn insert(resp: &mut Response, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }
@@ -165,7 +179,7 @@ fn insert(resp: &mut Response, name: HeaderName, value: &str) {
 /// run up to 90 minutes for asynchronous and mapping invokes; a caller who waits gets the
 /// timeout error after 15 minutes, as on AWS, while the invoke goes on (LMI does not stop a
 /// timed-out invoke either). Shorter timeouts are the agent's to enforce: no timer here.
-async fn capped(
+pub(crate) async fn capped(
     run: impl std::future::Future<Output = Result<InvokeOutcome>>,
     timeout_secs: u32,
     request_id: &str,

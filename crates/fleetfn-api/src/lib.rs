@@ -9,10 +9,12 @@ mod auth;
 mod cluster;
 mod error;
 mod events;
+mod eventstream;
 mod handlers;
 mod invoke;
 mod listener;
 mod logs;
+mod stream_invoke;
 #[doc(hidden)]
 pub mod parse;
 
@@ -119,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2015-03-31/functions/{function}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2021-11-15/functions/{function}/response-streaming-invocations",
+            post(stream_invoke::invoke_with_response_stream),
         )
         .route(
             "/2014-11-13/functions/{function}/invoke-async",
