@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let cfg = RuntimeApiConfig {
         max_response_bytes: MAX_RESPONSE,
         max_error_bytes: MAX_ERROR,
+        max_stream_bytes: MAX_RESPONSE as u64,
     };
     let ex = RT.block_on(exchange(data, cfg, Duration::from_secs(30)));
 

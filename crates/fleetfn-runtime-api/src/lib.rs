@@ -41,6 +41,18 @@
 //!   "RequestEntityTooLarge"}` and the invoke resolves to a `Function.ResponseSizeTooLarge`
 //!   function error. The rest of an oversized body is read and discarded before the `413` is sent
 //!   so the runtime's HTTP client never sees a reset mid-upload.
+//! * A `/response` with `Lambda-Runtime-Function-Response-Mode: streaming` (chunked, as
+//!   `lambda_runtime`'s `StreamResponse` and Node's `streamifyResponse` send it) resolves the
+//!   ticket at once to [`Outcome::Stream`], whose [`ResponseStream`] yields the body chunk by
+//!   chunk as it arrives (a few chunks are buffered, then the upload is not read further:
+//!   backpressure to the runtime's socket), then one [`StreamPart::End`]. A mid-stream error
+//!   comes as the `Lambda-Runtime-Function-Error-Type` and `Lambda-Runtime-Function-Error-Body`
+//!   (base64 of the error document) trailers; a body cut off ends with
+//!   `Runtime.TruncatedResponse`; over [`RuntimeApiConfig::max_stream_bytes`] (200 MiB) it ends
+//!   with `Function.ResponseSizeTooLarge` and the runtime gets `413` once its upload is read.
+//!   Otherwise the runtime gets `202` after the body ends. A dropped ticket or stream makes the
+//!   rest of the upload be read and discarded. (`lambda_runtime` 1.5 writes a stream's error
+//!   as text in the body rather than as trailers; it arrives as data.)
 //! * A ticket dropped by the agent (for example on its invoke timeout) stays in flight, since the
 //!   runtime is still working on it; its later `/response` or `/error` gets `202` and is
 //!   discarded. Only ids that are unknown or already completed get `400`.
@@ -94,6 +106,18 @@ impl std::fmt::Debug for ServedCredentials {
 /// Largest `/response` body accepted by default: 6 MiB, Lambda's synchronous response limit.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
+/// Largest streamed response by default: 200 MiB, Lambda's limit for streamed responses.
+pub const MAX_STREAM_BYTES: u64 = 200 * 1024 * 1024;
+
+/// `Lambda-Runtime-Function-Response-Mode`: `streaming` marks a streamed `/response`.
+pub const HDR_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+
+/// Trailer of a streamed `/response` that failed mid-stream: the error type.
+pub const TRAILER_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+
+/// Trailer of a streamed `/response` that failed mid-stream: the error document, base64.
+pub const TRAILER_ERROR_BODY: &str = "lambda-runtime-function-error-body";
+
 /// Error type of an invoke whose runtime response exceeded the payload limit.
 pub const ERROR_TYPE_RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
 
@@ -126,6 +150,9 @@ pub struct RuntimeApiConfig {
     /// Largest `/invocation/{id}/error` and `/init/error` body; larger is treated like an
     /// oversized response (invoke errors) or replaced by a short message (init errors).
     pub max_error_bytes: usize,
+    /// Largest streamed response (all chunks together); beyond it the stream ends with
+    /// `Function.ResponseSizeTooLarge`.
+    pub max_stream_bytes: u64,
 }
 
 impl Default for RuntimeApiConfig {
@@ -133,6 +160,7 @@ impl Default for RuntimeApiConfig {
         Self {
             max_response_bytes: MAX_RESPONSE_BYTES,
             max_error_bytes: MAX_RESPONSE_BYTES,
+            max_stream_bytes: MAX_STREAM_BYTES,
         }
     }
 }
@@ -159,10 +187,17 @@ pub struct Invocation {
 }
 
 /// How an invoke ended, as seen by the caller of [`RuntimeApi::try_dispatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality compares the buffered variants; a [`Outcome::Stream`] equals nothing (not even
+/// itself), since its body is still arriving.
+#[derive(Debug)]
 pub enum Outcome {
     /// The runtime posted `/invocation/{id}/response` with this body.
     Response(Bytes),
+    /// The runtime is streaming its response (`/invocation/{id}/response` with
+    /// `Lambda-Runtime-Function-Response-Mode: streaming`): read it from the [`ResponseStream`]
+    /// as it is written. Dropping the stream abandons the rest (it is read and discarded).
+    Stream(ResponseStream),
     /// The invoke failed: the runtime posted `/invocation/{id}/error` (type from the
     /// `Lambda-Runtime-Function-Error-Type` header, body as posted, normally
     /// `{"errorMessage":..,"errorType":..,"stackTrace":[..]}`), or this endpoint failed it
@@ -175,6 +210,25 @@ pub enum Outcome {
     },
 }
 
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Outcome::Response(a), Outcome::Response(b)) => a == b,
+            (
+                Outcome::FunctionError {
+                    error_type: ta,
+                    body: ba,
+                },
+                Outcome::FunctionError {
+                    error_type: tb,
+                    body: bb,
+                },
+            ) => ta == tb && ba == bb,
+            _ => false,
+        }
+    }
+}
+
 impl Outcome {
     /// A function error whose body is `{"errorMessage":message,"errorType":error_type}`.
     pub fn function_error(error_type: &str, message: &str) -> Self {
@@ -182,6 +236,81 @@ impl Outcome {
             error_type: error_type.to_owned(),
             body: error_body(error_type, message),
         }
+    }
+}
+
+/// A function error that ends a streamed response: from the `Lambda-Runtime-Function-Error-Type`
+/// and `Lambda-Runtime-Function-Error-Body` (base64) trailers, or set by this endpoint (a cut
+/// stream: [`ERROR_TYPE_TRUNCATED_RESPONSE`]; an oversized one:
+/// [`ERROR_TYPE_RESPONSE_TOO_LARGE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFailure {
+    pub error_type: String,
+    /// The error document (normally `{"errorMessage":..,"errorType":..}`).
+    pub body: Bytes,
+}
+
+impl StreamFailure {
+    /// A failure whose body is `{"errorMessage":message,"errorType":error_type}`.
+    pub fn new(error_type: &str, message: &str) -> Self {
+        Self {
+            error_type: error_type.to_owned(),
+            body: error_body(error_type, message),
+        }
+    }
+}
+
+/// One piece of a streamed response: chunks in order, then exactly one `End`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPart {
+    Chunk(Bytes),
+    /// `None`: the runtime finished its response; otherwise how it failed mid-stream.
+    End(Option<StreamFailure>),
+}
+
+/// The caller's end of a streamed response. The runtime's upload is read only as fast as
+/// [`ResponseStream::next`] takes its chunks (a few are buffered): backpressure reaches the
+/// runtime's socket. Dropping it discards the rest of the upload, which is still read to its
+/// end so the runtime sees no reset.
+#[derive(Debug)]
+pub struct ResponseStream {
+    content_type: Option<String>,
+    rx: tokio::sync::mpsc::Receiver<StreamPart>,
+    ended: bool,
+}
+
+impl ResponseStream {
+    pub(crate) fn new(
+        content_type: Option<String>,
+        rx: tokio::sync::mpsc::Receiver<StreamPart>,
+    ) -> Self {
+        Self {
+            content_type,
+            rx,
+            ended: false,
+        }
+    }
+
+    /// The `Content-Type` the runtime declared (e.g.
+    /// `application/vnd.awslambda.http-integration-response`), if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// The next part: chunks, then one [`StreamPart::End`], then `None`. An endpoint that shut
+    /// down mid-stream ends it with [`ERROR_TYPE_UNAVAILABLE`].
+    pub async fn next(&mut self) -> Option<StreamPart> {
+        if self.ended {
+            return None;
+        }
+        let part = self.rx.recv().await.unwrap_or_else(|| {
+            StreamPart::End(Some(StreamFailure::new(
+                ERROR_TYPE_UNAVAILABLE,
+                "The runtime API endpoint shut down while the response was streaming.",
+            )))
+        });
+        self.ended = matches!(part, StreamPart::End(_));
+        Some(part)
     }
 }
 

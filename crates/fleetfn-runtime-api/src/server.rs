@@ -13,13 +13,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{Delivery, Shared};
 use crate::{
     API_PREFIX, ERROR_TYPE_RESPONSE_TOO_LARGE, ERROR_TYPE_RUNTIME_UNKNOWN,
-    ERROR_TYPE_TRUNCATED_RESPONSE, ERROR_TYPE_UNHANDLED, InitError, Outcome, error_body,
+    ERROR_TYPE_TRUNCATED_RESPONSE, ERROR_TYPE_UNHANDLED, InitError, Outcome, ResponseStream,
+    StreamFailure, StreamPart, error_body,
 };
 
 const HDR_FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
@@ -216,6 +217,13 @@ async fn next(shared: Arc<Shared>) -> Resp {
 }
 
 async fn response(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
+    if req
+        .headers()
+        .get(crate::HDR_RESPONSE_MODE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"))
+    {
+        return streamed_response(shared, id, req).await;
+    }
     let limit = shared.cfg.max_response_bytes;
     match read_limited(req.into_body(), limit).await {
         Body::Complete(bytes) => match shared.take(id) {
@@ -252,6 +260,131 @@ async fn response(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
         }
         Body::Truncated => truncated(shared, id),
     }
+}
+
+/// How many chunks wait between the runtime's upload and the reader of its [`ResponseStream`]
+/// before the upload is no longer read.
+const STREAM_BUFFER: usize = 8;
+
+/// A streamed `/response`: hands the ticket a [`ResponseStream`] at once, then forwards the
+/// body chunk by chunk as it arrives. Mid-stream errors come as the
+/// `Lambda-Runtime-Function-Error-Type` / `-Body` (base64) trailers. Whoever reads the stream
+/// may stop (dropped ticket or stream): the rest is read and discarded so the runtime finishes
+/// its upload and gets its `202`.
+async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
+    let content_type = header_string(&req, CONTENT_TYPE.as_str());
+    let mut body = req.into_body();
+    let Some(tx) = shared.take(id) else {
+        drain(body).await;
+        return invalid_request_id();
+    };
+    let (parts_tx, parts_rx) = mpsc::channel(STREAM_BUFFER);
+    let mut sink = tx
+        .send(Outcome::Stream(ResponseStream::new(content_type, parts_rx)))
+        .is_ok()
+        .then_some(parts_tx);
+    if sink.is_none() {
+        tracing::debug!(request_id = id, "streamed response for an abandoned ticket");
+    }
+    let limit = shared.cfg.max_stream_bytes;
+    let mut total = 0u64;
+    let mut failure: Option<StreamFailure> = None;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(_)) => {
+                end_stream(
+                    sink,
+                    Some(StreamFailure::new(
+                        ERROR_TYPE_TRUNCATED_RESPONSE,
+                        "The runtime's streamed response was cut off before its end.",
+                    )),
+                )
+                .await;
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    error_body("TruncatedHTTPRequest", "HTTP request detected as truncated"),
+                );
+            }
+        };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    failure = trailer_failure(&trailers);
+                }
+                continue;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        total = total.saturating_add(data.len() as u64);
+        if total > limit {
+            end_stream(
+                sink,
+                Some(StreamFailure::new(
+                    ERROR_TYPE_RESPONSE_TOO_LARGE,
+                    &format!(
+                        "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                    ),
+                )),
+            )
+            .await;
+            drain(body).await;
+            return too_large(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        if let Some(s) = &sink
+            && s.send(StreamPart::Chunk(data)).await.is_err()
+        {
+            tracing::debug!(
+                request_id = id,
+                "streamed response abandoned; discarding the rest"
+            );
+            sink = None;
+        }
+    }
+    end_stream(sink, failure).await;
+    accepted()
+}
+
+async fn end_stream(sink: Option<mpsc::Sender<StreamPart>>, failure: Option<StreamFailure>) {
+    if let Some(s) = sink {
+        let _ = s.send(StreamPart::End(failure)).await;
+    }
+}
+
+/// The function error the trailers of a streamed response carry, if any. The body trailer is
+/// base64 of the error document (taken as is if it does not decode); without it the document
+/// is built from the type.
+fn trailer_failure(trailers: &http::HeaderMap) -> Option<StreamFailure> {
+    let error_type = trailers
+        .get(crate::TRAILER_ERROR_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())?;
+    let body = trailers
+        .get(crate::TRAILER_ERROR_BODY)
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty())
+        .map(|raw| {
+            use base64::Engine as _;
+            match base64::engine::general_purpose::STANDARD.decode(raw) {
+                Ok(doc) => Bytes::from(doc),
+                Err(_) => Bytes::copy_from_slice(raw),
+            }
+        })
+        .unwrap_or_else(|| {
+            error_body(
+                error_type,
+                "The function failed while streaming its response.",
+            )
+        });
+    Some(StreamFailure {
+        error_type: error_type.to_owned(),
+        body,
+    })
 }
 
 async fn invocation_error(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {

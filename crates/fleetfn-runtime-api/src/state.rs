@@ -196,9 +196,12 @@ impl Shared {
         let drained = std::mem::take(&mut self.lock().in_flight);
         let n = drained.len();
         if n > 0 {
-            let outcome = Outcome::function_error(error_type, message);
+            let body = crate::error_body(error_type, message);
             for (_, tx) in drained {
-                let _ = tx.send(outcome.clone());
+                let _ = tx.send(Outcome::FunctionError {
+                    error_type: error_type.to_owned(),
+                    body: body.clone(),
+                });
             }
         }
         n
