@@ -9,6 +9,12 @@
 // Runtime API calls use node:http with a keep-alive agent rather than fetch: undici (fetch)
 // gives up on a response after 300 s without headers, and /next is held open for as long as
 // the environment is idle.
+//
+// Response streaming: the globals `awslambda.streamifyResponse` and `awslambda.HttpResponseStream`
+// are installed as on Lambda. A streamified handler gets a writable response stream; its bytes
+// are POSTed to /response as they are written (chunked, `Lambda-Runtime-Function-Response-Mode:
+// streaming`), and an error after the first byte ends the body with the trailers
+// `Lambda-Runtime-Function-Error-Type` and `Lambda-Runtime-Function-Error-Body` (base64 JSON).
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -16,8 +22,10 @@ import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import util from 'node:util';
 
 const API = process.env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
@@ -353,6 +361,247 @@ async function postError(requestId, err, typeOverride) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Response streaming (awslambda.streamifyResponse, awslambda.HttpResponseStream)
+
+// The markers AWS's runtime puts on a streamified handler (Symbol.for, so code that checks for
+// them finds the same symbols).
+const HANDLER_STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.highWaterMark');
+const STREAM_RESPONSE = 'response';
+const STREAM_CONTENT_TYPE = 'application/octet-stream';
+const HTTP_INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+const TRAILER_ERROR_TYPE = 'Lambda-Runtime-Function-Error-Type';
+const TRAILER_ERROR_BODY = 'Lambda-Runtime-Function-Error-Body';
+// How long a streamified handler that returned without ending its stream is waited for past
+// the invoke's deadline (the Runtime API has given up on it by then).
+const UNENDED_STREAM_GRACE_MS = 1000;
+
+class InvalidStreamingOperation extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Runtime.InvalidStreamingOperation';
+  }
+}
+
+/** `awslambda.HttpResponseStream`: a JSON prelude (status, headers, cookies) and 8 NUL bytes before the body. */
+class HttpResponseStream {
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(HTTP_INTEGRATION_CONTENT_TYPE);
+    // JSON text never contains a NUL byte, so the delimiter cannot occur inside the prelude.
+    const metadata = JSON.stringify(prelude ?? {});
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadata);
+      write(new Uint8Array(8));
+    };
+    return underlyingStream;
+  }
+}
+
+function installGlobals() {
+  const off = process.env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA;
+  if (off === '1' || off === 'true') return;
+  globalThis.awslambda = {
+    ...globalThis.awslambda,
+    streamifyResponse(handler, options) {
+      handler[HANDLER_STREAMING] = STREAM_RESPONSE;
+      if (typeof options?.highWaterMark === 'number') {
+        handler[HANDLER_HIGHWATERMARK] = Number.parseInt(String(options.highWaterMark), 10);
+      }
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+/**
+ * The response stream a streamified handler writes to. The POST to /response is opened at the
+ * first write (or at the end, for an empty body), so a handler that fails before writing anything
+ * reports an ordinary /error. Each chunk is handed to the request as it is written, and a write's
+ * callback (what `pipeline` and the stream's own buffer wait for) runs once the chunk reached the
+ * socket: a slow reader slows the writer down.
+ */
+class ResponseStream extends Writable {
+  constructor(requestId, highWaterMark) {
+    super(highWaterMark > 0 ? { highWaterMark } : {});
+    this.requestId = requestId;
+    this.socketHighWaterMark = highWaterMark > 0 ? highWaterMark : undefined;
+    this.contentType = STREAM_CONTENT_TYPE;
+    this.started = false; // write() was called: the content type is fixed
+    this.req = null; // the POST, once opened
+    this.answered = null; // settles with the Runtime API's answer to the POST
+    this.pendingError = null; // sent as trailers when the body ends
+    this._onBeforeFirstWrite = undefined;
+    // A failed stream is reported by handleStreaming (stream.errored); a handler that writes
+    // without listening for errors must not bring the whole worker down.
+    this.on('error', () => {});
+  }
+
+  setContentType(contentType) {
+    if (this.started) throw new InvalidStreamingOperation('Cannot set content-type, too late.');
+    this.contentType = String(contentType);
+  }
+
+  write(chunk, encoding, callback) {
+    if (!this.started && !this.writableEnded && !this.destroyed) {
+      this.started = true;
+      const hook = this._onBeforeFirstWrite;
+      if (typeof hook === 'function') hook((c) => super.write(c));
+    }
+    let data = chunk;
+    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) data = JSON.stringify(chunk);
+    return super.write(data, encoding, callback);
+  }
+
+  end(chunk, encoding, callback) {
+    if (typeof chunk === 'function') return this.end(undefined, undefined, chunk);
+    if (typeof encoding === 'function') return this.end(chunk, undefined, encoding);
+    if (chunk !== undefined && chunk !== null) {
+      this.write(chunk, encoding);
+    } else if (!this.started && !this.writableEnded && !this.destroyed) {
+      // An HttpResponseStream with no body still sends its prelude.
+      this.started = true;
+      const hook = this._onBeforeFirstWrite;
+      if (typeof hook === 'function') hook((c) => super.write(c));
+    }
+    return super.end(callback);
+  }
+
+  open() {
+    if (this.req) return this.req;
+    const options = {
+      host: API_HOST,
+      port: API_PORT,
+      method: 'POST',
+      path: `${BASE}/invocation/${encodeURIComponent(this.requestId)}/response`,
+      agent,
+      headers: {
+        'Lambda-Runtime-Function-Response-Mode': 'streaming',
+        'Transfer-Encoding': 'chunked',
+        'Content-Type': this.contentType,
+        Trailer: `${TRAILER_ERROR_TYPE}, ${TRAILER_ERROR_BODY}`,
+      },
+    };
+    if (this.socketHighWaterMark) {
+      // A connection of its own whose socket buffers no more than the handler asked for.
+      options.agent = false;
+      options.createConnection = (opts, cb) =>
+        net.createConnection({ ...opts, highWaterMark: this.socketHighWaterMark }, cb);
+    }
+    const req = http.request(options);
+    this.req = req;
+    this.answered = new Promise((resolve, reject) => {
+      req.on('response', (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+    });
+    // Observed by whoever awaits it; never an unhandled rejection.
+    this.answered.catch(() => {});
+    return req;
+  }
+
+  _write(chunk, encoding, callback) {
+    // The callback runs once the chunk is on the socket (or with the error that kept it off).
+    this.open().write(chunk, encoding, (err) => callback(err || undefined));
+  }
+
+  _final(callback) {
+    const req = this.open();
+    if (this.pendingError) this.addErrorTrailers(this.pendingError);
+    req.end();
+    this.answered.then(
+      (answer) => {
+        if (answer.status >= 300) {
+          emit('ERROR', `fleetfn bootstrap: the Runtime API refused a streamed response: ${answer.status} ${answer.body.toString('utf8').slice(0, 500)}`);
+        }
+        callback();
+      },
+      (err) => callback(err),
+    );
+  }
+
+  _destroy(err, callback) {
+    // The POST stays open: the invoke's failure is reported on it afterwards (fail()).
+    callback(err);
+  }
+
+  addErrorTrailers(body) {
+    this.req.addTrailers({
+      [TRAILER_ERROR_TYPE]: body.errorType,
+      [TRAILER_ERROR_BODY]: Buffer.from(JSON.stringify(body)).toString('base64'),
+    });
+  }
+
+  /** Reports `err` for this invoke: /error when nothing was written yet, else trailers ending the body. */
+  async fail(err) {
+    const body = errorBody(err);
+    if (!this.started && !this.writableEnded) {
+      this.destroy();
+      await postError(this.requestId, err);
+      return;
+    }
+    emit('ERROR', 'Invoke Error', { errorType: body.errorType, errorMessage: body.errorMessage, stackTrace: body.stackTrace });
+    if (!this.destroyed && !this.writableFinished) {
+      // Chunks already written go out first, then _final sends the trailers (unless it already
+      // ran: then the body is complete and the error can only be logged, as on Lambda).
+      this.pendingError = body;
+      await new Promise((resolve) => {
+        this.once('close', resolve);
+        if (!this.writableEnded) this.end();
+      });
+      return;
+    }
+    if (this.destroyed) {
+      const req = this.open();
+      if (!req.writableEnded && !req.destroyed) {
+        this.addErrorTrailers(body);
+        req.end();
+        await this.answered.catch(() => {});
+      }
+    }
+  }
+
+  /** Resolves when the body was sent and answered, or the stream failed; false past `deadlineMs`. */
+  settled(deadlineMs) {
+    if (this.writableFinished || this.destroyed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, deadlineMs - Date.now()) + UNENDED_STREAM_GRACE_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.once('close', done);
+    });
+  }
+}
+
+async function handleStreaming(handler, requestId, event, context, deadlineMs) {
+  const stream = new ResponseStream(requestId, handler[HANDLER_HIGHWATERMARK]);
+  try {
+    const pending = handler(event, stream, context);
+    if (!pending || typeof pending.then !== 'function') {
+      throw new Error('Streaming does not support non-async handlers.');
+    }
+    const result = await pending;
+    if (result !== undefined) console.warn('Streaming handlers ignore return values.');
+    if (!(await stream.settled(deadlineMs))) {
+      // Never ended: the Runtime API has timed the invoke out; free the connection.
+      if (stream.req) stream.req.destroy();
+      stream.destroy();
+      return;
+    }
+    if (!stream.writableFinished) {
+      throw stream.errored || new Error('Response stream is not finished.');
+    }
+  } catch (err) {
+    await stream.fail(err);
+  }
+}
+
 async function handleOne(handler, next) {
   const requestId = next.headers['lambda-runtime-aws-request-id'];
   if (!requestId) return;
@@ -363,6 +612,11 @@ async function handleOne(handler, next) {
       event = text.length ? JSON.parse(text) : {};
     } catch (err) {
       await postError(requestId, err, 'Runtime.UnmarshalError');
+      return;
+    }
+    if (handler[HANDLER_STREAMING] === STREAM_RESPONSE) {
+      const deadlineMs = Number(next.headers['lambda-runtime-deadline-ms']) || Date.now();
+      await handleStreaming(handler, requestId, event, makeContext(next.headers), deadlineMs);
       return;
     }
     let result;
@@ -412,6 +666,7 @@ async function runLoop(handler) {
 
 async function workerMain({ loops, sdkResolver }) {
   installConsole();
+  installGlobals();
   let handler;
   try {
     handler = await loadHandler(process.env.LAMBDA_TASK_ROOT || process.cwd(), process.env._HANDLER, sdkResolver);
