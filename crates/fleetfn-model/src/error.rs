@@ -29,6 +29,7 @@ pub enum ErrorKind {
     UnrecognizedClient,
     InvalidSignature,
     IncompleteSignature,
+    PolicyLengthExceeded,
 }
 
 impl ErrorKind {
@@ -60,6 +61,7 @@ impl ErrorKind {
             Self::UnrecognizedClient => "UnrecognizedClientException",
             Self::InvalidSignature => "InvalidSignatureException",
             Self::IncompleteSignature => "IncompleteSignatureException",
+            Self::PolicyLengthExceeded => "PolicyLengthExceededException",
         }
     }
 

@@ -665,4 +665,259 @@ mod tests {
         );
         assert!(parse_invoke_mode("STREAM").is_err());
     }
+
+    mod service {
+        use std::io::Write;
+
+        use base64::Engine;
+        use fleetfn_model::policy::AddPermissionRequest;
+        use fleetfn_model::types::{CreateAliasRequest, CreateFunctionRequest, FunctionCode};
+
+        use super::*;
+
+        fn zip_b64() -> String {
+            let mut buf = std::io::Cursor::new(Vec::new());
+            {
+                let mut w = zip::ZipWriter::new(&mut buf);
+                let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+                w.start_file("bootstrap", opts).unwrap();
+                w.write_all(b"#!/bin/sh").unwrap();
+                w.finish().unwrap();
+            }
+            base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
+        }
+
+        fn fref(name: &str, q: Option<&str>) -> FunctionRef {
+            FunctionRef {
+                name: name.into(),
+                qualifier: q.map(str::to_owned),
+            }
+        }
+
+        fn url_req(auth: &str) -> FunctionUrlConfigRequest {
+            FunctionUrlConfigRequest {
+                auth_type: Some(auth.into()),
+                ..Default::default()
+            }
+        }
+
+        fn allow(sid: &str, action: &str, url_auth: Option<&str>) -> AddPermissionRequest {
+            AddPermissionRequest {
+                statement_id: Some(sid.into()),
+                action: Some(action.into()),
+                principal: Some("*".into()),
+                function_url_auth_type: url_auth.map(str::to_owned),
+                invoked_via_function_url: (action == "lambda:InvokeFunction").then_some(true),
+                ..Default::default()
+            }
+        }
+
+        async fn setup() -> (tempfile::TempDir, ControlPlane) {
+            let (d, cp) = crate::tests::cp().await;
+            let cp = cp.with_url_base(default_url_base("us-east-1", Some(9001)));
+            cp.create_function(CreateFunctionRequest {
+                function_name: Some("f".into()),
+                runtime: Some("provided.al2023".into()),
+                role: Some("arn:aws:iam::000000000000:role/fn".into()),
+                code: Some(FunctionCode {
+                    zip_file: Some(zip_b64()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            cp.create_alias(
+                &fref("f", None),
+                CreateAliasRequest {
+                    name: Some("live".into()),
+                    function_version: Some("$LATEST".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            (d, cp)
+        }
+
+        fn id_of(c: &FunctionUrlConfig) -> String {
+            c.function_url
+                .strip_prefix("http://")
+                .and_then(|r| r.split('.').next())
+                .unwrap()
+                .to_owned()
+        }
+
+        #[tokio::test]
+        async fn urls_targets_and_public_policies() {
+            let (_d, cp) = setup().await;
+            let c = cp
+                .create_function_url_config(&fref("f", None), url_req("NONE"))
+                .await
+                .unwrap();
+            let id = id_of(&c);
+            assert_eq!(
+                c.function_url,
+                format!("http://{id}.lambda-url.us-east-1.localhost:9001/")
+            );
+            assert_eq!(c.function_arn, cp.scope.function_arn("f"));
+            assert_eq!(c.invoke_mode, InvokeMode::Buffered);
+            let e = cp
+                .create_function_url_config(&fref("f", None), url_req("NONE"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::ResourceConflict);
+            assert!(
+                e.message.contains("FunctionUrlConfig exists"),
+                "{}",
+                e.message
+            );
+            let e = cp
+                .create_function_url_config(&fref("f", Some("1")), url_req("NONE"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Validation);
+            let e = cp
+                .create_function_url_config(&fref("f", Some("nope")), url_req("NONE"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+
+            // Not public until both statements are there.
+            let t = cp.function_url_target(&id).await.unwrap().unwrap();
+            assert_eq!(
+                (t.function_name.as_str(), t.qualifier, t.public),
+                ("f", None, false)
+            );
+            cp.add_permission(
+                &fref("f", None),
+                allow("url", "lambda:InvokeFunctionUrl", Some("NONE")),
+            )
+            .await
+            .unwrap();
+            assert!(!cp.function_url_target(&id).await.unwrap().unwrap().public);
+            cp.add_permission(
+                &fref("f", None),
+                allow("invoke", "lambda:InvokeFunction", None),
+            )
+            .await
+            .unwrap();
+            assert!(cp.function_url_target(&id).await.unwrap().unwrap().public);
+            // AWS_IAM URLs are never public.
+            let u = cp
+                .update_function_url_config(
+                    &fref("f", None),
+                    FunctionUrlConfigRequest {
+                        auth_type: Some("AWS_IAM".into()),
+                        invoke_mode: Some("RESPONSE_STREAM".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(u.function_url, c.function_url);
+            assert_eq!(u.creation_time, c.creation_time);
+            let t = cp.function_url_target(&id).await.unwrap().unwrap();
+            assert_eq!(t.config.invoke_mode, InvokeMode::ResponseStream);
+            assert!(!t.public);
+
+            // An alias has a URL (and a policy) of its own; both go with the alias.
+            let a = cp
+                .create_function_url_config(&fref("f", Some("live")), url_req("NONE"))
+                .await
+                .unwrap();
+            let aid = id_of(&a);
+            assert_ne!(aid, id);
+            assert_eq!(a.function_arn, cp.scope.qualified_function_arn("f", "live"));
+            let t = cp.function_url_target(&aid).await.unwrap().unwrap();
+            assert_eq!(t.qualifier.as_deref(), Some("live"));
+            assert!(!t.public, "the function's policy does not cover the alias");
+            cp.add_permission(&fref("f", Some("live")), allow("all", "lambda:*", None))
+                .await
+                .unwrap();
+            assert!(cp.function_url_target(&aid).await.unwrap().unwrap().public);
+            let listed = cp
+                .list_function_url_configs(&fref("f", None), None, None)
+                .await
+                .unwrap();
+            assert_eq!(listed.function_url_configs.len(), 2);
+            cp.delete_alias(&fref("f", None), "live").await.unwrap();
+            assert!(cp.function_url_target(&aid).await.unwrap().is_none());
+            assert!(
+                cp.policy_document("f", Some("live"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+
+            cp.delete_function(&fref("f", None)).await.unwrap();
+            assert!(cp.function_url_target(&id).await.unwrap().is_none());
+            for table in [Table::FunctionUrls, Table::FunctionUrlIds, Table::Policies] {
+                assert_eq!(cp.store.count(table, "").await.unwrap(), 0, "{table:?}");
+            }
+            assert!(cp.function_url_target("nonsense").await.unwrap().is_none());
+        }
+
+        #[tokio::test]
+        async fn policies() {
+            let (_d, cp) = setup().await;
+            let f = fref("f", None);
+            let e = cp.get_policy(&f).await.unwrap_err();
+            assert_eq!(
+                e.message,
+                "No policy is associated with the given resource."
+            );
+            let e = cp
+                .add_permission(&fref("f", Some("$LATEST")), allow("a", "lambda:*", None))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
+            let added = cp
+                .add_permission(&f, allow("a", "lambda:InvokeFunctionUrl", Some("NONE")))
+                .await
+                .unwrap();
+            assert!(
+                added.statement.starts_with(r#"{"Sid":"a","#),
+                "{}",
+                added.statement
+            );
+            let e = cp
+                .add_permission(&f, allow("a", "lambda:*", None))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::ResourceConflict);
+            let p = cp.get_policy(&f).await.unwrap();
+            let doc: fleetfn_model::policy::PolicyDocument =
+                serde_json::from_str(&p.policy).unwrap();
+            assert_eq!(
+                (doc.version.as_str(), doc.id.as_str()),
+                ("2012-10-17", "default")
+            );
+            let mut stale = allow("b", "lambda:*", None);
+            stale.revision_id = Some("stale".into());
+            let e = cp.add_permission(&f, stale).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::PreconditionFailed);
+            let mut fresh = allow("b", "lambda:*", None);
+            fresh.revision_id = Some(p.revision_id.clone());
+            cp.add_permission(&f, fresh).await.unwrap();
+            let e = cp
+                .remove_permission(&f, "b", Some(&p.revision_id))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::PreconditionFailed);
+            cp.remove_permission(&f, "b", None).await.unwrap();
+            let e = cp.remove_permission(&f, "b", None).await.unwrap_err();
+            assert_eq!(e.message, "Statement b is not found in resource policy.");
+            cp.remove_permission(&f, "a", None).await.unwrap();
+            assert_eq!(
+                cp.get_policy(&f).await.unwrap_err().kind,
+                ErrorKind::ResourceNotFound
+            );
+            let e = cp
+                .add_permission(&fref("f", Some("7")), allow("a", "lambda:*", None))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+        }
+    }
 }
