@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{AgentClient, AgentReport, ClientError, EnvironmentRequest, InvokeReply};
+use crate::{
+    AgentClient, AgentReport, ClientError, EnvironmentRequest, InvokeReply, StreamedReply,
+};
 
 /// A boxed `Send` future, so `dyn AgentApi` works.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,6 +53,33 @@ pub trait AgentApi: Send + Sync + std::fmt::Debug {
         client_context: Option<&'a str>,
         tenant_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<InvokeReply, ClientError>>;
+
+    /// Sends one invoke whose response may come back streamed ([`crate::response`]).
+    /// `deadline` bounds the whole exchange, stream included. By default the invoke is sent as
+    /// by [`AgentApi::invoke`] and its whole reply awaited.
+    #[allow(clippy::too_many_arguments)]
+    fn invoke_stream<'a>(
+        &'a self,
+        deadline: Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StreamedReply, ClientError>> {
+        Box::pin(async move {
+            self.invoke(
+                deadline,
+                env_id,
+                request_id,
+                payload,
+                client_context,
+                tenant_id,
+            )
+            .await
+            .map(StreamedReply::Reply)
+        })
+    }
 }
 
 impl AgentApi for AgentClient {
@@ -92,6 +121,26 @@ impl AgentApi for AgentClient {
         tenant_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<InvokeReply, ClientError>> {
         Box::pin(AgentClient::invoke(
+            self,
+            deadline,
+            env_id,
+            request_id,
+            payload,
+            client_context,
+            tenant_id,
+        ))
+    }
+
+    fn invoke_stream<'a>(
+        &'a self,
+        deadline: Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StreamedReply, ClientError>> {
+        Box::pin(AgentClient::invoke_stream(
             self,
             deadline,
             env_id,

@@ -62,6 +62,28 @@ pub enum InvokeReply {
     Invalid { reason: String },
 }
 
+/// The reply to [`AgentClient::invoke_stream`]: a whole reply, or a response being streamed.
+#[derive(Debug)]
+pub enum StreamedReply {
+    /// Rejected, gone, invalid, or a function that answered buffered (or failed before it
+    /// streamed): as from [`AgentClient::invoke`].
+    Reply(InvokeReply),
+    Stream(AgentStream),
+}
+
+/// A response the function streams, as the agent relays it.
+#[derive(Debug)]
+pub struct AgentStream {
+    /// The content type the function declared, if any.
+    pub content_type: Option<String>,
+    /// Chunks, then exactly one [`crate::StreamPart::End`]. Dropping the receiver aborts the
+    /// HTTP request, and the agent then abandons the invoke's response.
+    pub parts: tokio::sync::mpsc::Receiver<crate::StreamPart>,
+}
+
+/// Parts buffered between the agent's connection and the reader of an [`AgentStream`].
+const STREAM_BUFFER: usize = 4;
+
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     /// The agent's TCP address: where it is called, or (over a Unix socket) how it is named.
@@ -223,6 +245,29 @@ impl AgentClient {
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, self.auth.clone())
+    }
+
+    /// Sends a request over the pooled connections.
+    fn start(&self, req: Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        match &self.http {
+            Http::Plain(c) => c.request(req),
+            Http::Tls(c) => c.request(req),
+            Http::Unix(c) => c.request(req),
+        }
+    }
+
+    fn request_error(&self, e: &hyper_util::client::legacy::Error) -> ClientError {
+        if e.is_connect() {
+            ClientError::Unreachable {
+                addr: self.addr,
+                detail: crate::tls::error_chain(e),
+            }
+        } else {
+            ClientError::NoAnswer {
+                addr: self.addr,
+                detail: e.to_string(),
+            }
+        }
     }
 
     /// Sends a request and reads the whole answer within `deadline`.
@@ -478,6 +523,16 @@ impl AgentClient {
                 detail: e.to_string(),
             })?;
         let (status, headers, bytes) = self.send(req, deadline).await?;
+        self.invoke_reply(status, &headers, bytes)
+    }
+
+    /// The [`InvokeReply`] of an agent's whole answer to an invoke.
+    fn invoke_reply(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        bytes: Bytes,
+    ) -> Result<InvokeReply, ClientError> {
         match status {
             StatusCode::OK => Ok(InvokeReply::Done {
                 payload: bytes,
@@ -499,5 +554,150 @@ impl AgentClient {
             }),
             other => Err(self.status_error(other, &bytes)),
         }
+    }
+
+    /// Sends one invoke as an HTTP request asking for a streamed reply
+    /// ([`crate::response`]); never over the invoke stream, whose frames have no flow control
+    /// of their own. `deadline` bounds the whole exchange: a stream still open when it passes
+    /// ends with `Sandbox.Timedout` (the agent ends it itself at the function's timeout, so
+    /// only a stuck agent meets this). A connection that breaks mid-stream ends it with
+    /// `Runtime.TruncatedResponse`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn invoke_stream(
+        &self,
+        deadline: Duration,
+        env_id: &str,
+        request_id: &str,
+        payload: Bytes,
+        client_context: Option<&str>,
+        tenant_id: Option<&str>,
+    ) -> Result<StreamedReply, ClientError> {
+        let ends_at = tokio::time::Instant::now() + deadline;
+        let mut b = self
+            .request(Method::POST, &format!("/environments/{env_id}/invoke"))
+            .header(H_REQUEST_ID, request_id)
+            .header(
+                crate::response::H_RESPONSE_MODE,
+                crate::response::RESPONSE_MODE_STREAMING,
+            );
+        if let Some(cc) = client_context {
+            b = b.header(H_CLIENT_CONTEXT, cc);
+        }
+        if let Some(t) = tenant_id {
+            b = b.header(H_TENANT_ID, t);
+        }
+        let req = b
+            .body(Full::new(payload))
+            .map_err(|e| ClientError::Decode {
+                addr: self.addr,
+                detail: e.to_string(),
+            })?;
+        let no_answer = || ClientError::NoAnswer {
+            addr: self.addr,
+            detail: format!("no answer within {} ms", deadline.as_millis()),
+        };
+        let resp = tokio::time::timeout_at(ends_at, self.start(req))
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(|e| self.request_error(&e))?;
+        let streamed = resp.status() == StatusCode::OK
+            && resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == crate::response::CONTENT_TYPE.as_bytes());
+        let (parts, body) = resp.into_parts();
+        if !streamed {
+            let bytes = tokio::time::timeout_at(ends_at, body.collect())
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(|e| ClientError::NoAnswer {
+                    addr: self.addr,
+                    detail: e.to_string(),
+                })?
+                .to_bytes();
+            return self
+                .invoke_reply(parts.status, &parts.headers, bytes)
+                .map(StreamedReply::Reply);
+        }
+        let content_type = parts
+            .headers
+            .get(crate::response::H_STREAM_CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(relay_stream(body, tx, ends_at, self.addr));
+        Ok(StreamedReply::Stream(AgentStream {
+            content_type,
+            parts: rx,
+        }))
+    }
+}
+
+/// Decodes an agent's streamed reply into `tx` until its END frame, the deadline, a broken
+/// connection, or the reader going away (which drops `body`: the request is aborted).
+async fn relay_stream(
+    mut body: hyper::body::Incoming,
+    tx: tokio::sync::mpsc::Sender<crate::StreamPart>,
+    ends_at: tokio::time::Instant,
+    addr: SocketAddr,
+) {
+    use crate::StreamPart;
+    let end = |error_type: &str, message: String| {
+        let doc = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+        StreamPart::End(Some(crate::StreamError {
+            error_type: error_type.to_owned(),
+            payload: Bytes::from(doc.to_string()),
+        }))
+    };
+    let mut decoder = crate::response::Decoder::default();
+    let relay = async {
+        loop {
+            loop {
+                match decoder.next_part() {
+                    Ok(Some(part)) => {
+                        let last = matches!(part, StreamPart::End(_));
+                        if tx.send(part).await.is_err() || last {
+                            return None;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Some(end(
+                            "Runtime.TruncatedResponse",
+                            format!("The agent {addr} sent a malformed response stream: {e}"),
+                        ));
+                    }
+                }
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        decoder.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Some(end(
+                        "Runtime.TruncatedResponse",
+                        format!("The connection to the agent {addr} broke mid-stream: {e}"),
+                    ));
+                }
+                None => {
+                    return Some(end(
+                        "Runtime.TruncatedResponse",
+                        format!("The agent {addr} ended the response stream before its end."),
+                    ));
+                }
+            }
+        }
+    };
+    let last = match tokio::time::timeout_at(ends_at, relay).await {
+        Ok(last) => last,
+        Err(_) => Some(end(
+            "Sandbox.Timedout",
+            format!("The agent {addr} did not end the response stream in time."),
+        )),
+    };
+    if let Some(last) = last {
+        let _ = tx.send(last).await;
     }
 }

@@ -9,6 +9,7 @@
 mod api;
 mod client;
 mod mux;
+pub mod response;
 pub mod stream;
 pub mod tls;
 
@@ -17,7 +18,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use api::{AgentApi, BoxFuture};
-pub use client::{AgentClient, ClientError, InvokeReply, MAX_UNIX_SOCKET_PATH};
+pub use client::{
+    AgentClient, AgentStream, ClientError, InvokeReply, MAX_UNIX_SOCKET_PATH, StreamedReply,
+};
+pub use response::{StreamError, StreamPart};
 
 /// Path prefix of this protocol version.
 pub const PREFIX: &str = "/v1";
