@@ -14,6 +14,7 @@ mod handlers;
 mod invoke;
 mod listener;
 mod logs;
+mod urls;
 mod stream_invoke;
 #[doc(hidden)]
 pub mod parse;
@@ -144,6 +145,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2019-09-25/functions/{function}/event-invoke-config/list",
             get(events::list_event_invoke_configs),
+        )
+        .route(
+            "/2021-10-31/functions/{function}/url",
+            post(urls::create_function_url_config)
+                .get(urls::get_function_url_config)
+                .put(urls::update_function_url_config)
+                .delete(urls::delete_function_url_config),
+        )
+        .route(
+            "/2021-10-31/functions/{function}/urls",
+            get(urls::list_function_url_configs),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/policy",
+            post(urls::add_permission).get(urls::get_policy),
+        )
+        .route(
+            "/2015-03-31/functions/{function}/policy/{sid}",
+            axum::routing::delete(urls::remove_permission),
         )
         .route(
             "/2015-03-31/event-source-mappings",
