@@ -32,12 +32,45 @@ pub struct InvokeOutcome {
     pub function_error: Option<String>,
 }
 
+// The parts of a streamed response are the agent protocol's own, so they pass through as is.
+pub use fleetfn_proto::{StreamError, StreamPart};
+
+/// A response the function streams (`Lambda-Runtime-Function-Response-Mode: streaming`).
+/// Dropping the receiver abandons the invoke (the client went away).
+#[derive(Debug)]
+pub struct InvokeStream {
+    /// The content type the runtime declared for its response, if any:
+    /// `application/vnd.awslambda.http-integration-response` means the body starts with a
+    /// JSON prelude (`statusCode`, `headers`, `cookies`) and 8 NUL bytes, as for function URLs.
+    pub content_type: Option<String>,
+    pub parts: tokio::sync::mpsc::Receiver<StreamPart>,
+}
+
+/// What an invoke that accepts a streamed response got: a whole answer (the runtime answered
+/// in buffered mode, or the function failed before it started streaming) or a stream.
+#[derive(Debug)]
+pub enum StreamingOutcome {
+    Buffered(InvokeOutcome),
+    Streamed(InvokeStream),
+}
+
 /// The data plane, as the API sees it.
 pub trait Invoker: Send + Sync {
     fn invoke(
         &self,
         req: InvokeRequest,
     ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>>;
+
+    /// An invoke whose response may be streamed (`InvokeWithResponseStream`, function URLs in
+    /// `RESPONSE_STREAM` mode). Throttles and routing errors are `Err` as for [`Invoker::invoke`];
+    /// once the function answers, its response comes back as it is written. By default the
+    /// whole answer is awaited ([`StreamingOutcome::Buffered`]).
+    fn invoke_stream(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<StreamingOutcome>> + Send + '_>> {
+        Box::pin(async move { self.invoke(req).await.map(StreamingOutcome::Buffered) })
+    }
 
     /// Every execution environment with its instance, zone and state (`GET
     /// /fleetfn/v1/environments`).
