@@ -11,6 +11,7 @@
 // | index.failsEarly | streamified: throws EarlyBoom before writing anything |
 // | index.pipe | streamified: `bytes` bytes (default 1 MiB) of `x` through stream.pipeline from a Readable |
 // | index.buffered | not streamified: returns {"buffered":true} |
+// | index.handler | streamified: one of the above by `mode` (event or query string), else by a URL's path (`/http`, `/fails`, …), else `chunks` |
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -83,3 +84,12 @@ export const pipe = awslambda.streamifyResponse(async (event, responseStream) =>
 });
 
 export const buffered = async () => ({ buffered: true });
+
+const MODES = { chunks, http, fails, failsEarly, pipe };
+
+export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  const fromPath = typeof event?.rawPath === 'string' ? event.rawPath.replace(/^\/+/, '') : undefined;
+  const mode = event?.mode ?? event?.queryStringParameters?.mode ?? fromPath;
+  const chosen = Object.hasOwn(MODES, mode) ? MODES[mode] : chunks;
+  return chosen(event, responseStream, context);
+});
