@@ -161,7 +161,7 @@ fn refuse_unread(e: &LambdaError) -> Response {
 
 /// The hex SHA-256 of a request body; a large one (up to ≈ 70 MB: tens of milliseconds) is hashed
 /// on a blocking thread so the runtime's thread keeps serving invokes.
-async fn body_sha256(bytes: &Bytes) -> Result<String, LambdaError> {
+pub(crate) async fn body_sha256(bytes: &Bytes) -> Result<String, LambdaError> {
     if bytes.len() <= crate::handlers::INLINE_WORK_BYTES {
         return Ok(sha256_hex(bytes));
     }

@@ -90,6 +90,10 @@ impl Query {
                 .collect(),
         )
     }
+    /// Every pair, in order.
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()

@@ -16,6 +16,7 @@ mod listener;
 mod logs;
 mod urls;
 mod stream_invoke;
+mod url;
 #[doc(hidden)]
 pub mod parse;
 
@@ -28,8 +29,9 @@ use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
 pub use error::{ApiError, render};
-pub use listener::{ListenerConfig, serve, serve_tls};
+pub use listener::{ListenerConfig, serve, serve_tls, serve_with_peers};
 pub use logs::FOLLOW_END_TYPE;
+pub use url::{PATH_PREFIX as URL_PATH_PREFIX, UrlEndpoint, url_router};
 
 /// Shared state of the API handlers.
 #[derive(Clone)]

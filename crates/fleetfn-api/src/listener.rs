@@ -43,7 +43,18 @@ pub async fn serve(
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Plain(listener), app, cfg, shutdown).await;
+    serve_on(Incoming::Plain(listener), app, cfg, false, shutdown).await;
+}
+
+/// [`serve`] that hands each request its peer's address (axum's
+/// `ConnectInfo<SocketAddr>` extension), for the function URL endpoint's `sourceIp`.
+pub async fn serve_with_peers(
+    listener: TcpListener,
+    app: Router,
+    cfg: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_on(Incoming::Plain(listener), app, cfg, true, shutdown).await;
 }
 
 /// [`serve`] over TLS: `listener` hands out connections with their handshake done.
@@ -53,7 +64,7 @@ pub async fn serve_tls(
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Tls(listener), app, cfg, shutdown).await;
+    serve_on(Incoming::Tls(listener), app, cfg, false, shutdown).await;
 }
 
 enum Incoming {
@@ -65,6 +76,7 @@ async fn serve_on(
     mut listener: Incoming,
     app: Router,
     cfg: ListenerConfig,
+    peers: bool,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -74,12 +86,25 @@ async fn serve_on(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address goes into the request only when asked for: the API's requests
+        // stay without an extensions map to allocate.
+        let with_peer = |peer: std::net::SocketAddr| {
+            let peer = peers.then_some(axum::extract::ConnectInfo(peer));
+            TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: http::Request<hyper::body::Incoming>| {
+                    if let Some(p) = peer {
+                        req.extensions_mut().insert(p);
+                    }
+                    req
+                },
+            ))
+        };
         match &mut listener {
             Incoming::Plain(tcp_listener) => {
-                let tcp = tokio::select! {
+                let (tcp, peer) = tokio::select! {
                     accepted = tcp_listener.accept() => match accepted {
-                        Ok((tcp, _)) => tcp,
+                        Ok(accepted) => accepted,
                         Err(e) => {
                             // Out of file descriptors and the like: back off instead of spinning.
                             tracing::warn!(error = %e, "accepting an API connection failed");
@@ -91,7 +116,8 @@ async fn serve_on(
                 };
                 // Small request/response exchanges: never wait for Nagle.
                 let _ = tcp.set_nodelay(true);
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+                let conn =
+                    graceful.watch(http.serve_connection(TokioIo::new(tcp), with_peer(peer)));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "API connection ended with an error");
@@ -99,11 +125,12 @@ async fn serve_on(
                 });
             }
             Incoming::Tls(tls_listener) => {
-                let (stream, _) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     accepted = tls_listener.accept() => accepted,
                     () = &mut shutdown => break,
                 };
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let conn =
+                    graceful.watch(http.serve_connection(TokioIo::new(stream), with_peer(peer)));
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "API connection ended with an error");
