@@ -128,6 +128,13 @@ pub struct EsmLabels {
     pub outcome: EsmOutcome,
 }
 
+/// Requests to a function's URL answered with one class of status (`2xx` … `5xx`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct UrlLabels {
+    pub function: String,
+    pub status: String,
+}
+
 /// A capacity provider.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct ProviderLabels {
@@ -337,6 +344,11 @@ pub struct Metrics {
     destination_failures: Family<FunctionLabels, Counter>,
     dead_letter_errors: Family<FunctionLabels, Counter>,
     esm_messages: Family<EsmLabels, Counter>,
+
+    // Per function: function URLs.
+    url_requests: Family<UrlLabels, Counter>,
+    url_duration: HistogramFamily<FunctionLabels>,
+    url_first_byte: HistogramFamily<FunctionLabels>,
 
     /// The label sets the last [`Metrics::publish`] set, to remove those that are gone.
     published: Mutex<Published>,
@@ -553,6 +565,29 @@ impl Metrics {
             esm_messages.clone(),
         );
 
+        let url_requests = Family::default();
+        r.register(
+            "url_requests",
+            "Requests to function URLs by function and status class (2xx, 3xx, 4xx, 5xx), the endpoint's own answers (auth, CORS preflights, 502s) included",
+            url_requests.clone(),
+        );
+        let url_duration: HistogramFamily<FunctionLabels> =
+            Family::new_with_constructor(duration_histogram);
+        r.register_with_unit(
+            "url_request_duration",
+            "Time from a function URL request's arrival to the last byte of its response",
+            Unit::Seconds,
+            url_duration.clone(),
+        );
+        let url_first_byte: HistogramFamily<FunctionLabels> =
+            Family::new_with_constructor(duration_histogram);
+        r.register_with_unit(
+            "url_stream_first_byte",
+            "Time from a RESPONSE_STREAM function URL request's arrival to its response head (the first bytes the function streamed)",
+            Unit::Seconds,
+            url_first_byte.clone(),
+        );
+
         Self {
             registry: r,
             invocations,
@@ -584,6 +619,9 @@ impl Metrics {
             destination_failures,
             dead_letter_errors,
             esm_messages,
+            url_requests,
+            url_duration,
+            url_first_byte,
             published: Mutex::default(),
         }
     }
@@ -652,6 +690,33 @@ impl Metrics {
         }
         self.environment_cpu.remove(labels);
         self.environment_memory.remove(labels);
+    }
+
+    /// Counts a function URL request answered with `status` after `elapsed` (to its last byte).
+    pub fn url_request(&self, function: &str, status: u16, elapsed: Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.url_requests
+            .get_or_create(&UrlLabels {
+                function: function.to_owned(),
+                status: class.to_owned(),
+            })
+            .inc();
+        self.url_duration
+            .get_or_create(&fl(function))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Observes the time to the response head of a streamed function URL response.
+    pub fn url_stream_first_byte(&self, function: &str, elapsed: Duration) {
+        self.url_first_byte
+            .get_or_create(&fl(function))
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts an asynchronous event stored for `function`.
