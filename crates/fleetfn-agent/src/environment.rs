@@ -10,9 +10,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use fleetfn_proto::{StreamError, StreamPart};
 use fleetfn_runtime_api::{
     ERROR_TYPE_EXIT, InitError, Invocation, Outcome, Rejected as ApiRejected, RuntimeApi,
-    RuntimeApiConfig,
+    RuntimeApiConfig, StreamPart as ApiPart,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -421,6 +422,33 @@ impl Environment {
     /// [`crate::admission`]). A timeout answers the caller with a `Sandbox.Timedout` error but
     /// leaves the runtime working (LMI semantics).
     pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, Rejected> {
+        self.admit().await?;
+        let timeout = self.inner.spec.timeout();
+        let begun = self.begin(input, timeout)?;
+        // A function that streams its response is collected for a caller who wants it whole.
+        let result = tokio::time::timeout(timeout, async {
+            match begun.ticket.await {
+                Outcome::Stream(stream) => collect_stream(stream).await,
+                buffered => buffered,
+            }
+        })
+        .await;
+        let ended = match result {
+            Ok(outcome) => Ended::Outcome(outcome),
+            Err(_) => Ended::TimedOut,
+        };
+        Ok(finish_invoke(
+            &self.inner,
+            begun.request_id,
+            begun.started,
+            begun.guard,
+            timeout,
+            ended,
+        ))
+    }
+
+    /// Refuses an invoke the environment cannot take now (state, idle workers, ceilings).
+    async fn admit(&self) -> Result<(), Rejected> {
         let inner = &*self.inner;
         match &*inner.state.borrow() {
             EnvState::Ready => {}
@@ -440,7 +468,113 @@ impl Environment {
         ) {
             return Err(rejected);
         }
-        let timeout = inner.spec.timeout();
+        Ok(())
+    }
+
+    /// Runs one invoke whose response may be streamed: admitted, timed and logged like
+    /// [`Environment::invoke`]. A function that answers buffered, or fails (or times out)
+    /// before its first chunk, gives [`StreamedOutput::Buffered`]. One that streams gives
+    /// [`StreamedOutput::Streamed`] at once; its parts end with the function's end or error, or
+    /// with `Sandbox.Timedout` when the function's timeout passes mid-stream. The invoke counts
+    /// as active, and its `END`/`REPORT` are written, when the stream ends; dropping the
+    /// receiver abandons the rest of the response.
+    pub async fn invoke_streaming(&self, input: InvokeInput) -> Result<StreamedOutput, Rejected> {
+        self.admit().await?;
+        let timeout = self.inner.spec.timeout();
+        let begun = self.begin(input, timeout)?;
+        let sleep = tokio::time::sleep(timeout);
+        let mut sleep = Box::pin(sleep);
+        let outcome = tokio::select! {
+            o = begun.ticket => o,
+            () = &mut sleep => {
+                return Ok(StreamedOutput::Buffered(finish_invoke(
+                    &self.inner,
+                    begun.request_id, begun.started, begun.guard, timeout, Ended::TimedOut,
+                )));
+            }
+        };
+        let mut stream = match outcome {
+            Outcome::Stream(s) => s,
+            buffered => {
+                return Ok(StreamedOutput::Buffered(finish_invoke(
+                    &self.inner,
+                    begun.request_id,
+                    begun.started,
+                    begun.guard,
+                    timeout,
+                    Ended::Outcome(buffered),
+                )));
+            }
+        };
+        let first = tokio::select! {
+            p = stream.next() => p,
+            () = &mut sleep => {
+                return Ok(StreamedOutput::Buffered(finish_invoke(
+                    &self.inner,
+                    begun.request_id, begun.started, begun.guard, timeout, Ended::TimedOut,
+                )));
+            }
+        };
+        let first = match first {
+            // Failed before its first byte: an ordinary function error.
+            Some(ApiPart::End(Some(f))) => {
+                return Ok(StreamedOutput::Buffered(finish_invoke(
+                    &self.inner,
+                    begun.request_id,
+                    begun.started,
+                    begun.guard,
+                    timeout,
+                    Ended::Outcome(Outcome::FunctionError {
+                        error_type: f.error_type,
+                        body: f.body,
+                    }),
+                )));
+            }
+            Some(part) => part,
+            None => ApiPart::End(None),
+        };
+        let content_type = stream.content_type().map(str::to_owned);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let request_id = begun.request_id;
+            let ended = relay(&request_id, first, stream, &tx, sleep).await;
+            let end = match &ended {
+                Relayed::Done(f) => Some(f.clone()),
+                Relayed::TimedOut => Some(Some(StreamError {
+                    error_type: ERROR_TYPE_TIMEOUT.to_owned(),
+                    payload: timeout_body(&request_id, timeout),
+                })),
+                Relayed::Abandoned => None,
+            };
+            let status = match &ended {
+                Relayed::Done(None) => Ended::StreamDone(None),
+                Relayed::Done(Some(f)) => Ended::StreamDone(Some(f.error_type.clone())),
+                Relayed::TimedOut => Ended::TimedOut,
+                Relayed::Abandoned => Ended::Abandoned,
+            };
+            finish_invoke(
+                &inner,
+                request_id,
+                begun.started,
+                begun.guard,
+                timeout,
+                status,
+            );
+            if let Some(end) = end {
+                // The reader is slow or gone: the end is not waited for long.
+                let _ = tokio::time::timeout(END_GRACE, tx.send(StreamPart::End(end))).await;
+            }
+        });
+        Ok(StreamedOutput::Streamed(OutputStream {
+            content_type,
+            parts: rx,
+        }))
+    }
+
+    /// Admits and dispatches one invoke, and writes its `START`.
+    fn begin(&self, input: InvokeInput, timeout: Duration) -> Result<Begun, Rejected> {
+        let inner = &*self.inner;
         let deadline_ms =
             now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         let request_id = input.request_id;
@@ -471,55 +605,11 @@ impl Environment {
                 version: inner.spec.version.clone(),
             },
         );
-
-        let result = tokio::time::timeout(timeout, ticket).await;
-        let duration = started.elapsed();
-        drop(guard);
-        let (payload, error_type, timed_out) = match result {
-            Ok(Outcome::Response(body)) => (body, None, false),
-            Ok(Outcome::FunctionError { error_type, body }) => {
-                let (body, error_type) = function_error_body(&request_id, &error_type, body);
-                (body, Some(error_type), false)
-            }
-            // Like AWS, the message names the configured timeout, not the measured wait (which
-            // a busy host stretches past it by a few milliseconds).
-            Err(_) => (
-                timeout_body(&request_id, timeout),
-                Some(ERROR_TYPE_TIMEOUT.to_owned()),
-                true,
-            ),
-        };
-        let status = if timed_out {
-            "timeout"
-        } else if error_type.is_some() {
-            "error"
-        } else {
-            "success"
-        };
-        let duration_ms = duration.as_secs_f64() * 1000.0;
-        let billed_ms = u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-        let max_used_mb = inner.peak_memory_mb();
-        inner.logs.try_send_invoke(
-            &request_id,
-            logs::InvokeEvent::Done {
-                status,
-                duration_ms,
-                billed_ms,
-                memory_mb: inner.spec.memory_mb,
-                max_used_mb,
-            },
-        );
-        Ok(InvokeOutput {
+        Ok(Begun {
             request_id,
-            payload,
-            function_error: error_type
-                .as_ref()
-                .map(|_| FUNCTION_ERROR_UNHANDLED.to_owned()),
-            error_type,
-            timed_out,
-            duration,
-            billed_duration_ms: billed_ms,
-            max_memory_used_mb: max_used_mb,
+            ticket,
+            started,
+            guard,
         })
     }
 
@@ -574,6 +664,189 @@ impl Drop for Environment {
             self.inner.stopping.store(true, Ordering::SeqCst);
             self.inner.signal(Signal::SIGKILL);
             self.inner.cancel.cancel();
+        }
+    }
+}
+
+/// Parts buffered between the runtime's stream and the reader of an [`OutputStream`].
+const STREAM_BUFFER: usize = 4;
+
+/// How long the end of a stream waits for a reader that stopped reading.
+const END_GRACE: Duration = Duration::from_secs(5);
+
+/// What [`Environment::invoke_streaming`] gives.
+#[derive(Debug)]
+pub enum StreamedOutput {
+    /// The whole answer: the function answered buffered, or failed or timed out before its
+    /// first chunk.
+    Buffered(InvokeOutput),
+    Streamed(OutputStream),
+}
+
+/// A response the function is streaming.
+#[derive(Debug)]
+pub struct OutputStream {
+    /// The content type the runtime declared, if any.
+    pub content_type: Option<String>,
+    /// Chunks, then exactly one [`StreamPart::End`].
+    pub parts: tokio::sync::mpsc::Receiver<StreamPart>,
+}
+
+/// An invoke handed to the runtime.
+struct Begun {
+    request_id: String,
+    ticket: fleetfn_runtime_api::InvokeTicket,
+    started: Instant,
+    guard: ActiveGuard,
+}
+
+/// How an invoke ended, for its `END`/`REPORT` and its [`InvokeOutput`].
+enum Ended {
+    Outcome(Outcome),
+    TimedOut,
+    /// A stream that ended, with the error type it ended with.
+    StreamDone(Option<String>),
+    /// The reader of a stream went away before its end.
+    Abandoned,
+}
+
+/// Writes the invoke's `END`/`REPORT`, ends its activity and builds its output. A streamed
+/// invoke's output only carries its status (its body went to the reader).
+fn finish_invoke(
+    inner: &Inner,
+    request_id: String,
+    started: Instant,
+    guard: ActiveGuard,
+    timeout: Duration,
+    ended: Ended,
+) -> InvokeOutput {
+    let duration = started.elapsed();
+    drop(guard);
+    let (payload, error_type, timed_out, status) = match ended {
+        Ended::Outcome(Outcome::Response(body)) => (body, None, false, "success"),
+        Ended::Outcome(Outcome::FunctionError { error_type, body }) => {
+            let (body, error_type) = function_error_body(&request_id, &error_type, body);
+            (body, Some(error_type), false, "error")
+        }
+        // Only reached through a stream's first part; never from a ticket.
+        Ended::Outcome(Outcome::Stream(_)) | Ended::StreamDone(None) => {
+            (Bytes::new(), None, false, "success")
+        }
+        Ended::StreamDone(Some(t)) => (Bytes::new(), Some(t), false, "error"),
+        Ended::Abandoned => (Bytes::new(), None, false, "error"),
+        // Like AWS, the message names the configured timeout, not the measured wait (which
+        // a busy host stretches past it by a few milliseconds).
+        Ended::TimedOut => (
+            timeout_body(&request_id, timeout),
+            Some(ERROR_TYPE_TIMEOUT.to_owned()),
+            true,
+            "timeout",
+        ),
+    };
+    let duration_ms = duration.as_secs_f64() * 1000.0;
+    let billed_ms = u64::try_from(duration.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+    let max_used_mb = inner.peak_memory_mb();
+    inner.logs.try_send_invoke(
+        &request_id,
+        logs::InvokeEvent::Done {
+            status,
+            duration_ms,
+            billed_ms,
+            memory_mb: inner.spec.memory_mb,
+            max_used_mb,
+        },
+    );
+    InvokeOutput {
+        request_id,
+        payload,
+        function_error: error_type
+            .as_ref()
+            .map(|_| FUNCTION_ERROR_UNHANDLED.to_owned()),
+        error_type,
+        timed_out,
+        duration,
+        billed_duration_ms: billed_ms,
+        max_memory_used_mb: max_used_mb,
+    }
+}
+
+/// Reads a streamed response whole for a caller who wants it so: up to the synchronous
+/// response limit (6 MiB), beyond it `Function.ResponseSizeTooLarge` (and the rest is
+/// discarded). A stream that ends with an error is that function error.
+async fn collect_stream(mut stream: fleetfn_runtime_api::ResponseStream) -> Outcome {
+    let limit = fleetfn_runtime_api::MAX_RESPONSE_BYTES;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(part) = stream.next().await {
+        match part {
+            ApiPart::Chunk(c) => {
+                if buf.len() + c.len() > limit {
+                    return Outcome::function_error(
+                        fleetfn_runtime_api::ERROR_TYPE_RESPONSE_TOO_LARGE,
+                        &format!(
+                            "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                        ),
+                    );
+                }
+                buf.extend_from_slice(&c);
+            }
+            ApiPart::End(None) => break,
+            ApiPart::End(Some(f)) => {
+                return Outcome::FunctionError {
+                    error_type: f.error_type,
+                    body: f.body,
+                };
+            }
+        }
+    }
+    Outcome::Response(buf.freeze())
+}
+
+/// How a relayed stream ended.
+enum Relayed {
+    /// The runtime ended it (`Some`: with an error).
+    Done(Option<StreamError>),
+    TimedOut,
+    Abandoned,
+}
+
+/// Passes a runtime's stream on to `tx`, starting with `first`, until it ends, `sleep` (the
+/// invoke's timeout) fires, or the reader goes away. The end itself is not sent.
+async fn relay(
+    request_id: &str,
+    first: ApiPart,
+    mut stream: fleetfn_runtime_api::ResponseStream,
+    tx: &tokio::sync::mpsc::Sender<StreamPart>,
+    mut sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+) -> Relayed {
+    let mut part = Some(first);
+    loop {
+        let current = match part.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = stream.next() => p.unwrap_or(ApiPart::End(None)),
+                () = &mut sleep => return Relayed::TimedOut,
+            },
+        };
+        let chunk = match current {
+            ApiPart::Chunk(c) => c,
+            ApiPart::End(end) => {
+                return Relayed::Done(end.map(|f| {
+                    let (payload, error_type) =
+                        function_error_body(request_id, &f.error_type, f.body);
+                    StreamError {
+                        error_type,
+                        payload,
+                    }
+                }));
+            }
+        };
+        tokio::select! {
+            sent = tx.send(StreamPart::Chunk(chunk)) => {
+                if sent.is_err() {
+                    return Relayed::Abandoned;
+                }
+            }
+            () = &mut sleep => return Relayed::TimedOut,
         }
     }
 }

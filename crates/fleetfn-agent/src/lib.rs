@@ -20,7 +20,9 @@
 //!   `/next` or is [`Rejected`] at once, also while the environment's memory, `/tmp` or CPU
 //!   use (sampled once a second) is at its ceiling ([`admission`]); its timeout answers the
 //!   caller with a `Sandbox.Timedout` error while the runtime keeps running (LMI does not
-//!   kill it); a
+//!   kill it); a response the function streams is relayed as it is written
+//!   ([`Environment::invoke_streaming`], the timeout covering the whole stream) or collected
+//!   up to 6 MiB for a caller who wants it whole; a
 //!   runtime that dies fails its in-flight invokes with `Runtime.ExitError` (or
 //!   `Runtime.OutOfMemory`) and the environment becomes `Exited` so the caller can replace it;
 //! * stops them ([`Environment::stop`]): drain, `SIGTERM` to the process group, `SIGKILL`,
@@ -52,7 +54,7 @@ mod stream;
 pub use admission::ResourceView;
 pub use environment::{
     ERROR_TYPE_OUT_OF_MEMORY, ERROR_TYPE_TIMEOUT, EnvState, Environment, ExitReason,
-    FUNCTION_ERROR_UNHANDLED, TERM_GRACE,
+    FUNCTION_ERROR_UNHANDLED, OutputStream, StreamedOutput, TERM_GRACE,
 };
 pub use error::{InitFailure, InitReasonCode, Rejected, Resource, StartError};
 pub use fleetfn_logs::LogLimits;

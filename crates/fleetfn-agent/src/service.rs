@@ -17,7 +17,7 @@ use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{
     AgentReport, EnvState as WireState, EnvironmentRequest, EnvironmentStatus, Failure,
     H_CLIENT_CONTEXT, H_FUNCTION_ERROR, H_REJECT_REASON, H_REQUEST_ID, H_TENANT_ID, InstanceUsage,
-    InvokeReply, ThrottleReason, stream,
+    InvokeReply, ThrottleReason, response, stream,
 };
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
@@ -667,6 +667,9 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if headers.contains_key(response::H_RESPONSE_MODE) {
+        return invoke_streaming(&agent, &id, &headers, body).await;
+    }
     let reply = agent
         .invoke(
             &id,
@@ -676,6 +679,97 @@ async fn invoke(
             header(&headers, H_TENANT_ID),
         )
         .await;
+    reply_response(reply)
+}
+
+/// `POST /v1/environments/{id}/invoke` with `x-fleetfn-response-mode: streaming`: a response
+/// the function streams goes back as it is written, framed as [`fleetfn_proto::response`]
+/// describes; anything else is answered as any invoke.
+async fn invoke_streaming(agent: &Agent, id: &str, headers: &HeaderMap, body: Bytes) -> Response {
+    let reply = agent
+        .invoke_with(
+            id,
+            header(headers, H_REQUEST_ID),
+            body,
+            headers.get(H_CLIENT_CONTEXT).and_then(|v| v.to_str().ok()),
+            header(headers, H_TENANT_ID),
+            true,
+        )
+        .await;
+    let stream = match reply {
+        Answer::Reply(reply) => return reply_response(reply),
+        Answer::Stream(stream) => stream,
+    };
+    let mut resp = Response::new(axum::body::Body::new(FramedBody {
+        parts: stream.parts,
+        pending: None,
+        ended: false,
+    }));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(response::CONTENT_TYPE),
+    );
+    if let Some(ct) = stream
+        .content_type
+        .and_then(|ct| http::HeaderValue::from_str(&ct).ok())
+    {
+        h.insert(response::H_STREAM_CONTENT_TYPE, ct);
+    }
+    resp
+}
+
+/// The frames of a streamed reply, made from the environment's parts as they come: a DATA
+/// frame's head, then its chunk as is. Dropped with the connection, which drops the parts'
+/// receiver and so abandons the invoke's response.
+struct FramedBody {
+    parts: tokio::sync::mpsc::Receiver<fleetfn_proto::StreamPart>,
+    /// A chunk whose head was just sent.
+    pending: Option<Bytes>,
+    ended: bool,
+}
+
+impl hyper::body::Body for FramedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Some(chunk) = self.pending.take() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let part = match self.parts.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(p) => p,
+        };
+        let frame = match part {
+            Some(fleetfn_proto::StreamPart::Chunk(c)) => {
+                let head = Bytes::copy_from_slice(&response::data_head(c.len()));
+                self.pending = Some(c);
+                head
+            }
+            Some(fleetfn_proto::StreamPart::End(e)) => {
+                self.ended = true;
+                response::end_frame(e.as_ref())
+            }
+            // The environment's relay always sends an end; without one the body is cut short
+            // and the server sees a truncated stream.
+            None => {
+                self.ended = true;
+                return Poll::Ready(None);
+            }
+        };
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(frame))))
+    }
+}
+
+fn reply_response(reply: InvokeReply) -> Response {
     match reply {
         InvokeReply::Done {
             payload,
@@ -731,6 +825,12 @@ async fn invoke_stream(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
         .into_response()
 }
 
+/// An invoke's answer: whole, or a stream.
+enum Answer {
+    Reply(InvokeReply),
+    Stream(crate::OutputStream),
+}
+
 impl Agent {
     /// Runs one invoke on environment `env_id` (from the HTTP route or the invoke stream).
     /// `client_context` is the base64 the API received.
@@ -742,19 +842,48 @@ impl Agent {
         client_context: Option<&str>,
         tenant_id: Option<String>,
     ) -> InvokeReply {
+        match self
+            .invoke_with(
+                env_id,
+                request_id,
+                payload,
+                client_context,
+                tenant_id,
+                false,
+            )
+            .await
+        {
+            Answer::Reply(reply) => reply,
+            // Only asked for with `streaming`.
+            Answer::Stream(_) => InvokeReply::Invalid {
+                reason: "unexpected stream".into(),
+            },
+        }
+    }
+
+    /// Runs one invoke, streaming its response when `streaming` and the function streams.
+    async fn invoke_with(
+        &self,
+        env_id: &str,
+        request_id: Option<String>,
+        payload: Bytes,
+        client_context: Option<&str>,
+        tenant_id: Option<String>,
+        streaming: bool,
+    ) -> Answer {
         let env = self
             .slots
             .lock()
             .get(env_id)
             .and_then(|slot| slot.env.clone());
         let Some(env) = env else {
-            return InvokeReply::Gone;
+            return Answer::Reply(InvokeReply::Gone);
         };
         if env.state() != EnvState::Ready {
-            return InvokeReply::Rejected {
+            return Answer::Reply(InvokeReply::Rejected {
                 reason: ThrottleReason::Concurrency,
                 detail: "environment not ready".into(),
-            };
+            });
         }
         let client_context = client_context.and_then(|b64| {
             base64::engine::general_purpose::STANDARD
@@ -771,12 +900,18 @@ impl Agent {
             tenant_id,
             trace_id: None,
         };
-        match env.invoke(input).await {
-            Ok(out) => InvokeReply::Done {
+        let result = if streaming {
+            env.invoke_streaming(input).await
+        } else {
+            env.invoke(input).await.map(crate::StreamedOutput::Buffered)
+        };
+        match result {
+            Ok(crate::StreamedOutput::Buffered(out)) => Answer::Reply(InvokeReply::Done {
                 payload: out.payload,
                 function_error: out.function_error,
-            },
-            Err(rejected) => match rejected.throttle_reason() {
+            }),
+            Ok(crate::StreamedOutput::Streamed(stream)) => Answer::Stream(stream),
+            Err(rejected) => Answer::Reply(match rejected.throttle_reason() {
                 Some(reason) => InvokeReply::Rejected {
                     reason,
                     detail: rejected.to_string(),
@@ -784,7 +919,7 @@ impl Agent {
                 None => InvokeReply::Invalid {
                     reason: rejected.to_string(),
                 },
-            },
+            }),
         }
     }
 
