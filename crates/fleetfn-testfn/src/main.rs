@@ -18,6 +18,7 @@
 //! | `{"op":"now"}` | `{"now_us":N}`: the wall clock (`CLOCK_REALTIME`, µs since the Unix epoch) at handler entry, for enqueue-to-handler latencies (fleetfn-bench's `async`) |
 //! | `{"op":"burn","ms":20}` | keeps one CPU busy for that long (wall clock), then `{"burned_ms":20}` |
 //! | `{"op":"fill","mb":N}` | writes N MiB to a new file under `/tmp`, then `{"path":..,"mb":N}` |
+//! | `{"op":"stream","chunks":N,"ms":D}` | a streamed response (`lambda_runtime`'s `StreamResponse`, so an HTTP-integration prelude `{"statusCode":200,"headers":{"content-type":"text/plain"},"cookies":[]}` and 8 NUL bytes come first): N chunks `chunk-<i>\n`, D ms apart (D defaults to 0); optional `"size":S` pads each chunk to S bytes with `.`, `"fail_after":K` makes the stream fail after K chunks (`lambda_runtime` 1.5 writes that error into the body as text, not as trailers), `"crash_after":K` exits the process after K chunks (the stream is cut: `Runtime.TruncatedResponse`) |
 //! | `{"op":"probe", ...}` | a hostile tenant's attempts (connect, HTTP, resolve, namespaces, mount, ptrace, `/tmp`, reads), reported as found ([`probe`]) |
 //!
 //! An event without `op` (e.g. an SQS event source mapping's `{"Records":[…]}`) takes the op
@@ -34,7 +35,10 @@ use std::time::Duration;
 
 mod probe;
 
-use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
+use lambda_runtime::streaming::Body;
+use lambda_runtime::{
+    Context, Diagnostic, FunctionResponse, LambdaEvent, MetadataPrelude, StreamResponse, service_fn,
+};
 use serde_json::{Map, Value, json};
 
 #[tokio::main]
@@ -54,7 +58,59 @@ fn invalid(message: impl Into<String>) -> Diagnostic {
     diag("InvalidEvent", message)
 }
 
-async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+/// The `stream` op answers streamed, every other op buffered.
+async fn handler(event: LambdaEvent<Value>) -> Result<FunctionResponse<Value, Body>, Diagnostic> {
+    if event.payload.get("op").and_then(Value::as_str) == Some("stream") {
+        return stream(&event.payload).map(FunctionResponse::StreamingResponse);
+    }
+    buffered(event)
+        .await
+        .map(FunctionResponse::BufferedResponse)
+}
+
+/// The `stream` op: chunks written by a task while the runtime already sends the first ones.
+fn stream(event: &Value) -> Result<StreamResponse<Body>, Diagnostic> {
+    let chunks = u64_arg(event, "chunks")?;
+    let opt = |name: &str| event.get(name).and_then(Value::as_u64);
+    let ms = opt("ms").unwrap_or(0);
+    let size = usize::try_from(opt("size").unwrap_or(0)).unwrap_or(usize::MAX);
+    let (fail_after, crash_after) = (opt("fail_after"), opt("crash_after"));
+    let (mut tx, body) = lambda_runtime::streaming::channel();
+    tokio::spawn(async move {
+        for i in 0..chunks {
+            if i > 0 && ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            if fail_after == Some(i) {
+                tx.send_error(lambda_runtime_api_client::Error::new(format!(
+                    "stream failure requested after {i} chunks"
+                )));
+                return;
+            }
+            if crash_after == Some(i) {
+                eprintln!("fleetfn-testfn: crash requested after {i} streamed chunks");
+                std::process::exit(1);
+            }
+            let mut chunk = format!("chunk-{i}\n").into_bytes();
+            if chunk.len() < size {
+                chunk.resize(size, b'.');
+            }
+            if tx.send_data(chunk.into()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut prelude = MetadataPrelude::default();
+    prelude
+        .headers
+        .insert("content-type", http::HeaderValue::from_static("text/plain"));
+    Ok(StreamResponse {
+        metadata_prelude: prelude,
+        stream: body,
+    })
+}
+
+async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     // Read first, so `now` reports the handler's entry (a vDSO call, tens of nanoseconds).
     let entered = std::time::SystemTime::now();
     let (event, ctx) = event.into_parts();
