@@ -27,8 +27,8 @@ mod versions;
 
 pub use deploy::VersionTransition;
 pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
-pub use function_urls::{UrlTarget, default_url_base, function_url, is_url_id};
 pub use event_sources::{EventSourceMappingRecord, esm_state};
+pub use function_urls::{UrlTarget, default_url_base, function_url, is_url_id};
 pub use invoke::pick_weighted;
 pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
 pub use secrets::EnvKey;
