@@ -858,6 +858,63 @@ mod tests {
             assert!(cp.function_url_target("nonsense").await.unwrap().is_none());
         }
 
+        /// Another server's change (it does not bump this one's generation) is seen once the
+        /// `resolve_ttl` has passed, and not before.
+        #[tokio::test]
+        async fn targets_follow_other_servers_within_the_resolve_ttl() {
+            let (d, cp) = setup().await;
+            let other = |ttl| {
+                ControlPlane::new(
+                    cp.store.clone(),
+                    crate::ControlPlaneConfig {
+                        scope: fleetfn_model::Scope::default(),
+                        artifacts_dir: d.path().join("artifacts"),
+                        env_key: crate::EnvKey::from_bytes(&[7; crate::secrets::KEY_LEN]).unwrap(),
+                    },
+                )
+                .unwrap()
+                .with_resolve_ttl(ttl)
+            };
+            let (fresh, cached) = (
+                other(std::time::Duration::ZERO),
+                other(std::time::Duration::from_secs(3600)),
+            );
+            let c = cp
+                .create_function_url_config(&fref("f", None), url_req("NONE"))
+                .await
+                .unwrap();
+            let id = id_of(&c);
+            for b in [&fresh, &cached] {
+                assert!(!b.function_url_target(&id).await.unwrap().unwrap().public);
+            }
+            cp.add_permission(&fref("f", None), allow("all", "lambda:*", None))
+                .await
+                .unwrap();
+            assert!(
+                fresh
+                    .function_url_target(&id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .public
+            );
+            assert!(
+                !cached
+                    .function_url_target(&id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .public
+            );
+            // This server's own changes apply at once, whatever the TTL.
+            cached
+                .delete_function_url_config(&fref("f", None))
+                .await
+                .unwrap();
+            assert!(cached.function_url_target(&id).await.unwrap().is_none());
+            assert!(fresh.function_url_target(&id).await.unwrap().is_none());
+        }
+
         #[tokio::test]
         async fn policies() {
             let (_d, cp) = setup().await;
