@@ -16,11 +16,13 @@ use crate::error::ApiError;
 use crate::handlers::{X_AMZN_REQUEST_ID, query_param};
 
 // Header names as `HeaderName`s: a `&str` name is parsed (and lowercased) on every use.
-pub(crate) const X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+pub(crate) const X_AMZ_INVOCATION_TYPE: HeaderName =
+    HeaderName::from_static("x-amz-invocation-type");
 const X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
 const X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
 const X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
-pub(crate) const X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+pub(crate) const X_AMZ_EXECUTED_VERSION: HeaderName =
+    HeaderName::from_static("x-amz-executed-version");
 const X_AMZ_FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
 
 fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {

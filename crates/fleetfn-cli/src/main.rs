@@ -15,6 +15,7 @@ mod serve;
 mod server;
 mod status;
 mod token;
+mod urls;
 mod wait;
 
 use std::net::SocketAddr;
@@ -270,6 +271,8 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:9601; when that is taken fleetfn warns and runs without metrics].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<metrics::MetricsListen>,
+    #[command(flatten)]
+    pub urls: urls::UrlArgs,
     /// Threads of the API and router: 1 (default) runs them on one thread, which on a host
     /// shared with the functions spends the least CPU per invoke (docs/BENCHMARKS.md); 0 = one
     /// per CPU. Code uploads are parsed and hashed on separate blocking threads either way.
@@ -320,6 +323,8 @@ pub struct ServerArgs {
     /// Address of `GET /metrics`, or `off` [default: 127.0.0.1:9601 when free].
     #[arg(long, env = "FLEETFN_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<metrics::MetricsListen>,
+    #[command(flatten)]
+    pub urls: urls::UrlArgs,
     /// Threads of the API and router: 0 (default) = one per CPU, for a host of its own; 1
     /// spends the least CPU per invoke (docs/BENCHMARKS.md).
     #[arg(long, default_value_t = 0, env = "FLEETFN_THREADS")]

@@ -178,6 +178,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // The URL endpoint's address first: FunctionUrls name its port.
+    let url = crate::urls::bind(&args.urls, &args.region).await?;
+    let cp = cp.with_url_base(url.base.clone());
     // `fleetfn serve` runs its control loops without the leader lease: on a database that
     // `fleetfn server`s share it would be a second leader.
     if matches!(location, StoreLocation::Postgres(_))
@@ -255,8 +258,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let metrics_server = crate::metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
-    let app = router(AppState {
+    let metrics_server =
+        crate::metrics::serve(args.metrics_listen, metrics.clone(), stop.clone()).await?;
+    let state = AppState {
         cp,
         credentials: Arc::new(creds.clone()),
         invoker,
@@ -269,7 +273,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
-    });
+    };
+    let url_server = url
+        .listener
+        .map(|l| {
+            crate::urls::spawn(
+                l,
+                state.clone(),
+                &args.urls.url_domain,
+                &args.region,
+                metrics,
+                fleetfn_api::ListenerConfig {
+                    header_read_timeout,
+                },
+                stop.clone(),
+            )
+        })
+        .transpose()?;
+    let app = router(state);
     eprintln!(
         "fleetfn serving the Lambda API on http://{addr} (data dir {}, store {location})",
         data_dir.display()
@@ -289,6 +310,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     stop.cancel();
+    if let Some(u) = url_server {
+        let _ = u.await;
+    }
     let _ = reconciler.await;
     if let Some(m) = metrics_server {
         let _ = m.await;

@@ -14,6 +14,7 @@ use anyhow::Context;
 use fleetfn_api::{AppState, router};
 use fleetfn_contracts::{
     CostDocument, EnvironmentsDocument, InvokeOutcome, InvokeRequest, Invoker, StatusDocument,
+    StreamingOutcome,
 };
 use fleetfn_dataplane::{DataPlane, DataPlaneConfig, StaticProvider};
 use fleetfn_model::{LambdaError, Scope};
@@ -85,9 +86,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // lost with one server's disk.
     // Other servers change desired state too: an invoke's resolution of a qualifier is kept at
     // most a second, so a publish or alias update through any server reaches this one's invokes.
+    // The URL endpoint's address first: FunctionUrls name its port.
+    let url = crate::urls::bind(&args.urls, &args.region).await?;
     let cp = base
         .cp
         .clone()
+        .with_url_base(url.base.clone())
         .with_packages_in_store()
         .with_resolve_ttl(std::time::Duration::from_secs(1));
     let id = server_id(args.server_id.as_deref());
@@ -176,8 +180,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let metrics_server = metrics::serve(args.metrics_listen, metrics, stop.clone()).await?;
-    let app = router(AppState {
+    let metrics_server = metrics::serve(args.metrics_listen, metrics.clone(), stop.clone()).await?;
+    let state = AppState {
         cp,
         credentials: Arc::new(base.creds.clone()),
         invoker,
@@ -187,7 +191,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
-    });
+    };
+    let url_server = url
+        .listener
+        .map(|l| {
+            crate::urls::spawn(
+                l,
+                state.clone(),
+                &args.urls.url_domain,
+                &args.region,
+                metrics,
+                fleetfn_api::ListenerConfig {
+                    header_read_timeout,
+                },
+                stop.clone(),
+            )
+        })
+        .transpose()?;
+    let app = router(state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
         "fleetfn server {id} serving the Lambda API on {scheme}://{addr} (data dir {}, store {})",
@@ -213,6 +234,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => fleetfn_api::serve(listener, app, cfg, stopped).await,
     }
     stop.cancel();
+    if let Some(u) = url_server {
+        let _ = u.await;
+    }
     if let Some(d) = dispatcher {
         let _ = d.await;
     }
@@ -255,6 +279,19 @@ impl Invoker for CurrentPlane {
         Box::pin(async move {
             match dp {
                 Some(dp) => dp.invoke(req).await,
+                None => Err(no_plane()),
+            }
+        })
+    }
+
+    fn invoke_stream(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = fleetfn_model::Result<StreamingOutcome>> + Send + '_>> {
+        let dp = self.get();
+        Box::pin(async move {
+            match dp {
+                Some(dp) => dp.invoke_stream(req).await,
                 None => Err(no_plane()),
             }
         })
