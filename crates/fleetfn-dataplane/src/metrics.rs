@@ -20,6 +20,9 @@ use crate::version::{bounds, desired_within, env_request, labels};
 
 const MIB: u64 = 1 << 20;
 
+/// The round trip of a streamed answer: the function answered.
+pub(crate) const TRY_DONE: TryOutcome = TryOutcome::Done;
+
 /// How one agent round trip ended.
 pub(crate) fn try_outcome(reply: &Result<InvokeReply, ClientError>) -> TryOutcome {
     match reply {

@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use fleetfn_contracts::{
     CostDocument, EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry,
-    InvokeOutcome, InvokeRequest, Invoker, StatusDocument,
+    InvokeOutcome, InvokeRequest, InvokeStream, Invoker, StatusDocument, StreamError, StreamPart,
+    StreamingOutcome,
 };
 use fleetfn_model::{LambdaError, Result};
-use fleetfn_proto::InvokeReply;
+use fleetfn_proto::{AgentApi, AgentStream, BoxFuture, ClientError, InvokeReply, StreamedReply};
 use fleetfn_server::records::version_key;
 // The scaler compares busy time with its own tick interval, measured on tokio's clock.
 use tokio::time::Instant;
@@ -55,6 +56,209 @@ pub(crate) fn dominant(refusals: &[u32; ThrottleReason::COUNT]) -> ThrottleReaso
     best
 }
 
+/// [`InFlight`] owned, for a streamed response that outlives the routing call.
+struct OwnedInFlight {
+    count: Arc<AtomicU32>,
+    stats: Arc<VersionStats>,
+    started: Instant,
+}
+
+impl Drop for OwnedInFlight {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.busy_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl InFlight<'_> {
+    /// Hands the in-flight count over to a guard that owns its counters.
+    fn into_owned(self, count: &Arc<AtomicU32>, stats: &Arc<VersionStats>) -> OwnedInFlight {
+        let owned = OwnedInFlight {
+            count: Arc::clone(count),
+            stats: Arc::clone(stats),
+            started: self.started,
+        };
+        std::mem::forget(self);
+        owned
+    }
+}
+
+/// How the router sends an invoke and what it makes of a successful answer: [`Buffered`]
+/// ([`Invoker::invoke`]) or [`Streaming`] ([`Invoker::invoke_stream`]). The routing, retries
+/// and throttling are the same code for both, compiled once per mode.
+trait Mode {
+    type Reply: Send;
+    /// A streamed answer (never for [`Buffered`]).
+    type Stream;
+    type Out;
+
+    #[allow(clippy::too_many_arguments)]
+    fn send<'a>(
+        client: &'a dyn AgentApi,
+        deadline: std::time::Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: bytes::Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, std::result::Result<Self::Reply, ClientError>>;
+
+    fn split(reply: Self::Reply) -> std::result::Result<InvokeReply, Self::Stream>;
+
+    fn buffered(outcome: InvokeOutcome) -> Self::Out;
+
+    /// Takes over a streamed answer; `guard` keeps the invoke in flight until it ends.
+    fn streamed(
+        plane: &DataPlane,
+        function: &str,
+        stream: Self::Stream,
+        guard: OwnedInFlight,
+    ) -> Self::Out;
+}
+
+struct Buffered;
+
+impl Mode for Buffered {
+    type Reply = InvokeReply;
+    type Stream = std::convert::Infallible;
+    type Out = InvokeOutcome;
+
+    fn send<'a>(
+        client: &'a dyn AgentApi,
+        deadline: std::time::Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: bytes::Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, std::result::Result<InvokeReply, ClientError>> {
+        client.invoke(
+            deadline,
+            env_id,
+            request_id,
+            payload,
+            client_context,
+            tenant_id,
+        )
+    }
+
+    #[inline]
+    fn split(reply: InvokeReply) -> std::result::Result<InvokeReply, Self::Stream> {
+        Ok(reply)
+    }
+
+    #[inline]
+    fn buffered(outcome: InvokeOutcome) -> InvokeOutcome {
+        outcome
+    }
+
+    fn streamed(_: &DataPlane, _: &str, stream: Self::Stream, _: OwnedInFlight) -> InvokeOutcome {
+        match stream {}
+    }
+}
+
+struct Streaming;
+
+/// Parts buffered between the agent's stream and the API's reader.
+const STREAM_BUFFER: usize = 4;
+
+impl Mode for Streaming {
+    type Reply = StreamedReply;
+    type Stream = AgentStream;
+    type Out = StreamingOutcome;
+
+    fn send<'a>(
+        client: &'a dyn AgentApi,
+        deadline: std::time::Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: bytes::Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, std::result::Result<StreamedReply, ClientError>> {
+        client.invoke_stream(
+            deadline,
+            env_id,
+            request_id,
+            payload,
+            client_context,
+            tenant_id,
+        )
+    }
+
+    fn split(reply: StreamedReply) -> std::result::Result<InvokeReply, AgentStream> {
+        match reply {
+            StreamedReply::Reply(r) => Ok(r),
+            StreamedReply::Stream(s) => Err(s),
+        }
+    }
+
+    fn buffered(outcome: InvokeOutcome) -> StreamingOutcome {
+        StreamingOutcome::Buffered(outcome)
+    }
+
+    /// Relays the agent's parts to the caller; the invoke is counted (once) with its
+    /// duration and error when the stream ends, and the time to its first part is observed.
+    fn streamed(
+        plane: &DataPlane,
+        function: &str,
+        stream: AgentStream,
+        guard: OwnedInFlight,
+    ) -> StreamingOutcome {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let metrics = Arc::clone(&plane.cfg.metrics);
+        let function = function.to_owned();
+        let mut parts = stream.parts;
+        tokio::spawn(async move {
+            let mut first = true;
+            let mut error = false;
+            loop {
+                let part = parts.recv().await.unwrap_or_else(|| {
+                    // The proto client always ends a stream; this is only a safety net.
+                    StreamPart::End(Some(StreamError {
+                        error_type: "Runtime.TruncatedResponse".into(),
+                        payload: bytes::Bytes::from_static(
+                            br#"{"errorMessage":"The response stream ended before its end.","errorType":"Runtime.TruncatedResponse"}"#,
+                        ),
+                    }))
+                });
+                if first {
+                    first = false;
+                    metrics.stream_first_byte(&function, guard.started.elapsed());
+                }
+                let end = match &part {
+                    StreamPart::End(e) => {
+                        error = e.is_some();
+                        true
+                    }
+                    StreamPart::Chunk(_) => false,
+                };
+                // A reader gone away drops `parts`, which aborts the agent's request.
+                if tx.send(part).await.is_err() || end {
+                    break;
+                }
+            }
+            let stats = &guard.stats;
+            let elapsed = guard.started.elapsed();
+            stats.invocations.fetch_add(1, Ordering::Relaxed);
+            let billed = elapsed.as_micros().div_ceil(1000);
+            stats
+                .billed_ms
+                .fetch_add(u64::try_from(billed).unwrap_or(u64::MAX), Ordering::Relaxed);
+            if error {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            stats.metrics.invoked(elapsed, error);
+            drop(guard);
+        });
+        StreamingOutcome::Streamed(InvokeStream {
+            content_type: stream.content_type,
+            parts: rx,
+        })
+    }
+}
+
 impl DataPlane {
     /// The version's routes and counters: lock-free once the version has them (its first
     /// invoke or the scaler's first tick creates them, under the state's lock).
@@ -65,7 +269,7 @@ impl DataPlane {
         }
     }
 
-    async fn route(&self, req: InvokeRequest) -> Result<InvokeOutcome> {
+    async fn route<M: Mode>(&self, req: InvokeRequest) -> Result<M::Out> {
         let v = &req.version;
         let vkey = version_key(&v.function, &v.version);
         let routes = self.version_routes(&vkey);
@@ -106,18 +310,25 @@ impl DataPlane {
                     stats,
                     started: Instant::now(),
                 };
-                let reply = env
-                    .instance
-                    .client
-                    .invoke(
-                        deadline,
-                        &env.env_id,
-                        request_id,
-                        req.payload.clone(),
-                        req.client_context.as_deref(),
-                        req.tenant_id.as_deref(),
-                    )
-                    .await;
+                let reply = M::send(
+                    &*env.instance.client,
+                    deadline,
+                    &env.env_id,
+                    request_id,
+                    req.payload.clone(),
+                    req.client_context.as_deref(),
+                    req.tenant_id.as_deref(),
+                )
+                .await;
+                let reply = match reply.map(M::split) {
+                    Ok(Ok(reply)) => Ok(reply),
+                    Ok(Err(stream)) => {
+                        self.cfg.metrics.router_try(crate::metrics::TRY_DONE);
+                        let guard = guard.into_owned(&env.in_flight, &routes.stats);
+                        return Ok(M::streamed(self, &v.function, stream, guard));
+                    }
+                    Err(e) => Err(e),
+                };
                 self.cfg
                     .metrics
                     .router_try(crate::metrics::try_outcome(&reply));
@@ -138,10 +349,10 @@ impl DataPlane {
                         stats
                             .metrics
                             .invoked(guard.started.elapsed(), function_error.is_some());
-                        return Ok(InvokeOutcome {
+                        return Ok(M::buffered(InvokeOutcome {
                             payload,
                             function_error,
-                        });
+                        }));
                     }
                     Ok(InvokeReply::Rejected { reason, .. }) => {
                         refusals[reason.index()] += 1;
@@ -235,7 +446,14 @@ impl Invoker for DataPlane {
         &self,
         req: InvokeRequest,
     ) -> Pin<Box<dyn Future<Output = Result<InvokeOutcome>> + Send + '_>> {
-        Box::pin(self.route(req))
+        Box::pin(self.route::<Buffered>(req))
+    }
+
+    fn invoke_stream(
+        &self,
+        req: InvokeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<StreamingOutcome>> + Send + '_>> {
+        Box::pin(self.route::<Streaming>(req))
     }
 
     fn status(&self) -> Pin<Box<dyn Future<Output = Result<StatusDocument>> + Send + '_>> {

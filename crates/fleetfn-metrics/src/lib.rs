@@ -349,6 +349,7 @@ pub struct Metrics {
     url_requests: Family<UrlLabels, Counter>,
     url_duration: HistogramFamily<FunctionLabels>,
     url_first_byte: HistogramFamily<FunctionLabels>,
+    stream_first_byte: HistogramFamily<FunctionLabels>,
 
     /// The label sets the last [`Metrics::publish`] set, to remove those that are gone.
     published: Mutex<Published>,
@@ -588,6 +589,15 @@ impl Metrics {
             url_first_byte.clone(),
         );
 
+        let stream_first_byte: HistogramFamily<FunctionLabels> =
+            Family::new_with_constructor(duration_histogram);
+        r.register_with_unit(
+            "stream_first_byte",
+            "Time from the router sending a streamed invoke to an environment to the first part of its response (a chunk, or the end of an empty stream)",
+            Unit::Seconds,
+            stream_first_byte.clone(),
+        );
+
         Self {
             registry: r,
             invocations,
@@ -622,6 +632,7 @@ impl Metrics {
             url_requests,
             url_duration,
             url_first_byte,
+            stream_first_byte,
             published: Mutex::default(),
         }
     }
@@ -715,6 +726,14 @@ impl Metrics {
     /// Observes the time to the response head of a streamed function URL response.
     pub fn url_stream_first_byte(&self, function: &str, elapsed: Duration) {
         self.url_first_byte
+            .get_or_create(&fl(function))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Observes the time from sending a streamed invoke of `function` to its environment to
+    /// the first part of its response.
+    pub fn stream_first_byte(&self, function: &str, elapsed: Duration) {
+        self.stream_first_byte
             .get_or_create(&fl(function))
             .observe(elapsed.as_secs_f64());
     }

@@ -12,3 +12,4 @@ mod rollout;
 mod routing;
 mod scaling;
 mod static_provider;
+mod streaming;

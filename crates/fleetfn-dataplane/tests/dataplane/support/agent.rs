@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetfn_proto::{
-    AgentApi, AgentReport, BoxFuture, ClientError, EnvState, EnvironmentRequest, EnvironmentStatus,
-    Failure, InstanceUsage, InvokeReply, ThrottleReason,
+    AgentApi, AgentReport, AgentStream, BoxFuture, ClientError, EnvState, EnvironmentRequest,
+    EnvironmentStatus, Failure, InstanceUsage, InvokeReply, StreamError, StreamPart, StreamedReply,
+    ThrottleReason,
 };
 use fleetfn_scheduler::InstanceType;
 use tokio::sync::watch;
@@ -38,6 +39,14 @@ pub enum Answer {
     Gone,
     /// Never answers: the exchange ends with `NoAnswer` at its deadline.
     Hang,
+    /// Streams `chunks` chunks `chunk-<i>`, one every `every` (the first after `every` too),
+    /// then ends (with `error` as its error type when set). A buffered invoke gets them
+    /// together, as the agent collects them.
+    Stream {
+        chunks: usize,
+        every: Duration,
+        error: Option<&'static str>,
+    },
 }
 
 /// Whether the agent process answers at all.
@@ -576,7 +585,83 @@ impl AgentApi for FakeAgent {
                     tokio::time::sleep(deadline).await;
                     Err(self.no_answer(deadline))
                 }
+                Answer::Stream {
+                    chunks,
+                    every,
+                    error,
+                } => {
+                    tokio::time::sleep(every * u32::try_from(chunks).unwrap_or(u32::MAX)).await;
+                    let body: String = (0..chunks).map(|i| format!("chunk-{i}")).collect();
+                    Ok(InvokeReply::Done {
+                        payload: Bytes::from(body),
+                        function_error: error.map(|_| "Unhandled".to_owned()),
+                    })
+                }
             }
+        })
+    }
+
+    fn invoke_stream<'a>(
+        &'a self,
+        deadline: Duration,
+        env_id: &'a str,
+        request_id: &'a str,
+        payload: Bytes,
+        client_context: Option<&'a str>,
+        tenant_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<StreamedReply, ClientError>> {
+        Box::pin(async move {
+            let streams = {
+                let st = self.state();
+                let own = st.answer.clone();
+                let function = st.envs.get(env_id).map(|e| e.request.function_name.clone());
+                own.or_else(|| function.and_then(|f| lock(&self.0.script).answers.get(&f).cloned()))
+            };
+            let Some(Answer::Stream {
+                chunks,
+                every,
+                error,
+            }) = streams
+            else {
+                return self
+                    .invoke(
+                        deadline,
+                        env_id,
+                        request_id,
+                        payload,
+                        client_context,
+                        tenant_id,
+                    )
+                    .await
+                    .map(StreamedReply::Reply);
+            };
+            self.state().invokes.push(InvokeRecord {
+                request_id: request_id.to_string(),
+                env_id: env_id.to_string(),
+                instance_id: self.0.instance_id.clone(),
+                function: String::new(),
+                code_sha256_hex: None,
+                answer: "Stream".into(),
+            });
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    tokio::time::sleep(every).await;
+                    let chunk = Bytes::from(format!("chunk-{i}"));
+                    if tx.send(StreamPart::Chunk(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                let end = error.map(|t| StreamError {
+                    error_type: t.to_owned(),
+                    payload: Bytes::from(format!(r#"{{"errorType":"{t}"}}"#)),
+                });
+                let _ = tx.send(StreamPart::End(end)).await;
+            });
+            Ok(StreamedReply::Stream(AgentStream {
+                content_type: Some("text/plain".into()),
+                parts: rx,
+            }))
         })
     }
 }

@@ -385,6 +385,28 @@ impl Harness {
         self.dp.invoke(req).await
     }
 
+    /// An invoke through the data plane's `Invoker::invoke_stream`, as the API sends
+    /// `InvokeWithResponseStream`.
+    pub async fn invoke_stream(
+        &mut self,
+        qualified: &str,
+        payload: &str,
+    ) -> Result<fleetfn_contracts::StreamingOutcome, LambdaError> {
+        self.requests += 1;
+        let req = self.request(qualified, payload, self.requests).await?;
+        self.dp.invoke_stream(req).await
+    }
+
+    /// A sample of a series labelled with the function only (0 when it does not exist).
+    pub fn function_metric(&self, name: &str, function: &str) -> f64 {
+        let text = self.metrics.render().expect("metrics render");
+        let f = format!("function=\"{function}\"");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&f))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Starts an invoke in the background; it has reached the router (and holds its place in
     /// flight) once the returned handle exists and paused time has moved a little.
     pub async fn spawn_invoke(
