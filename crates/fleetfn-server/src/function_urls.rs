@@ -215,24 +215,28 @@ impl ControlPlane {
     }
 
     /// The qualifier of a URL config (`None`: unqualified), after checking that the function
-    /// and the alias exist.
-    async fn url_qualifier(&self, fref: &FunctionRef) -> Result<Option<String>> {
+    /// and the alias exist, and checks of the records read, so that a config is not created
+    /// for a function or alias deleted meanwhile.
+    async fn url_qualifier(&self, fref: &FunctionRef) -> Result<(Option<String>, Vec<Op>)> {
         if let Some(q) = &fref.qualifier {
             check_url_qualifier(q)?;
         }
-        let (f, _) = self.function(&fref.name).await?;
+        let (f, frev) = self.function(&fref.name).await?;
         if f.deleting {
             return Err(self.function_not_found(&fref.name, None));
         }
+        let mut guards = vec![Op::check(Table::Functions, &fref.name, frev)];
         if let Some(q) = &fref.qualifier {
-            let found = self
-                .get_record::<serde::de::IgnoredAny>(Table::Aliases, &alias_key(&fref.name, q))
-                .await?;
-            if found.is_none() {
+            let key = alias_key(&fref.name, q);
+            let Some((_, arev)) = self
+                .get_record::<serde::de::IgnoredAny>(Table::Aliases, &key)
+                .await?
+            else {
                 return Err(self.function_not_found(&fref.name, Some(q)));
-            }
+            };
+            guards.push(Op::check(Table::Aliases, key, arev));
         }
-        Ok(fref.qualifier.clone())
+        Ok((fref.qualifier.clone(), guards))
     }
 
     fn no_url_config() -> LambdaError {
@@ -255,7 +259,7 @@ impl ControlPlane {
         if let Some(c) = &req.cors {
             check_cors(c)?;
         }
-        let qualifier = self.url_qualifier(fref).await?;
+        let qualifier = fref.qualifier.clone();
         let key = url_key(&fref.name, qualifier.as_deref());
         let arn = match &qualifier {
             Some(q) => self.scope.qualified_function_arn(&fref.name, q),
@@ -266,17 +270,19 @@ impl ControlPlane {
                 "Failed to create function url config for [functionArn = {arn}]. Error message:  FunctionUrlConfig exists for this Lambda function"
             ))
         };
-        if self
-            .get_record::<serde::de::IgnoredAny>(Table::FunctionUrls, &key)
-            .await?
-            .is_some()
-        {
-            return Err(exists());
-        }
         let now = url_timestamp(jiff::Timestamp::now());
         // A fresh id collides with another with probability 36^-32; the index's Absent check
-        // makes it impossible, and a retry draws another.
+        // makes it impossible, and a retry draws another. A retry also follows a change of the
+        // function or alias since they were read.
         for _ in 0..crate::service::RACE_ATTEMPTS {
+            let (_, guards) = self.url_qualifier(fref).await?;
+            if self
+                .get_record::<serde::de::IgnoredAny>(Table::FunctionUrls, &key)
+                .await?
+                .is_some()
+            {
+                return Err(exists());
+            }
             let rec = UrlRecord {
                 url_id: new_url_id(),
                 function: fref.name.clone(),
@@ -291,19 +297,13 @@ impl ControlPlane {
                 function: fref.name.clone(),
                 qualifier: qualifier.clone(),
             };
-            let ops = vec![
+            let mut ops = vec![
                 Op::put(Table::FunctionUrls, &key, &rec, Expect::Absent),
                 Op::put(Table::FunctionUrlIds, &rec.url_id, &index, Expect::Absent),
             ];
+            ops.extend(guards);
             if self.commit_unless_raced(ops).await?.is_some() {
                 return Ok(self.url_config(&rec));
-            }
-            if self
-                .get_record::<serde::de::IgnoredAny>(Table::FunctionUrls, &key)
-                .await?
-                .is_some()
-            {
-                return Err(exists());
             }
         }
         Err(LambdaError::service(
@@ -313,7 +313,7 @@ impl ControlPlane {
 
     /// GetFunctionUrlConfig.
     pub async fn get_function_url_config(&self, fref: &FunctionRef) -> Result<FunctionUrlConfig> {
-        let qualifier = self.url_qualifier(fref).await?;
+        let (qualifier, _) = self.url_qualifier(fref).await?;
         let (rec, _) = self
             .get_record::<UrlRecord>(
                 Table::FunctionUrls,
@@ -339,7 +339,7 @@ impl ControlPlane {
         if let Some(c) = &req.cors {
             check_cors(c)?;
         }
-        let qualifier = self.url_qualifier(fref).await?;
+        let (qualifier, _) = self.url_qualifier(fref).await?;
         let key = url_key(&fref.name, qualifier.as_deref());
         for _ in 0..crate::service::RACE_ATTEMPTS {
             let (mut rec, rev) = self
@@ -368,7 +368,7 @@ impl ControlPlane {
 
     /// DeleteFunctionUrlConfig.
     pub async fn delete_function_url_config(&self, fref: &FunctionRef) -> Result<()> {
-        let qualifier = self.url_qualifier(fref).await?;
+        let (qualifier, _) = self.url_qualifier(fref).await?;
         let ops = self
             .url_delete_ops(&fref.name, qualifier.as_deref())
             .await?;

@@ -12,7 +12,7 @@ use fleetfn_model::{ErrorKind, LambdaError, Result, Scope};
 use fleetfn_store::{Expect, Op, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::records::{LATEST, LATEST_PUBLISHED, alias_key};
+use crate::records::{LATEST, LATEST_PUBLISHED, alias_key, version_key};
 use crate::service::{ControlPlane, new_revision_id};
 use crate::validate;
 
@@ -199,37 +199,41 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
 }
 
 impl ControlPlane {
-    /// The function, version or alias a policy operation names, checked to exist; `$LATEST`
-    /// is the unqualified function.
-    async fn policy_target(&self, fref: &FunctionRef) -> Result<FunctionRef> {
-        let (f, _) = self.function(&fref.name).await?;
+    /// The function, version or alias a policy operation names, checked to exist (`$LATEST`
+    /// is the unqualified function), and checks of the records read, so that a policy is not
+    /// created for one deleted meanwhile.
+    async fn policy_target(&self, fref: &FunctionRef) -> Result<(FunctionRef, Vec<Op>)> {
+        let (f, frev) = self.function(&fref.name).await?;
         if f.deleting {
             return Err(self.function_not_found(&fref.name, None));
         }
+        let mut guards = vec![Op::check(Table::Functions, &fref.name, frev)];
         let qualifier = match fref.qualifier.as_deref() {
             None | Some(LATEST) => None,
             Some(q) if q == LATEST_PUBLISHED || q.chars().all(|c| c.is_ascii_digit()) => {
-                self.version(&fref.name, q).await?;
+                let (_, vrev) = self.version(&fref.name, q).await?;
+                guards.push(Op::check(Table::Versions, version_key(&fref.name, q), vrev));
                 Some(q.to_owned())
             }
             Some(alias) => {
-                if self
-                    .get_record::<serde::de::IgnoredAny>(
-                        Table::Aliases,
-                        &alias_key(&fref.name, alias),
-                    )
+                let key = alias_key(&fref.name, alias);
+                let Some((_, arev)) = self
+                    .get_record::<serde::de::IgnoredAny>(Table::Aliases, &key)
                     .await?
-                    .is_none()
-                {
+                else {
                     return Err(self.function_not_found(&fref.name, Some(alias)));
-                }
+                };
+                guards.push(Op::check(Table::Aliases, key, arev));
                 Some(alias.to_owned())
             }
         };
-        Ok(FunctionRef {
-            name: fref.name.clone(),
-            qualifier,
-        })
+        Ok((
+            FunctionRef {
+                name: fref.name.clone(),
+                qualifier,
+            },
+            guards,
+        ))
     }
 
     /// AddPermission: adds a statement to the policy of a function, version or alias.
@@ -244,9 +248,9 @@ impl ControlPlane {
             ));
         }
         let stmt = statement(&self.scope, fref, &req)?;
-        let target = self.policy_target(fref).await?;
-        let key = policy_key(&target.name, target.qualifier.as_deref());
         for _ in 0..crate::service::RACE_ATTEMPTS {
+            let (target, guards) = self.policy_target(fref).await?;
+            let key = policy_key(&target.name, target.qualifier.as_deref());
             let existing = self
                 .get_record::<PolicyRecord>(Table::Policies, &key)
                 .await?;
@@ -280,11 +284,9 @@ impl ControlPlane {
                 revision_id: new_revision_id(),
                 document: doc,
             };
-            if self
-                .commit_unless_raced(vec![Op::put(Table::Policies, &key, &rec, expect)])
-                .await?
-                .is_some()
-            {
+            let mut ops = vec![Op::put(Table::Policies, &key, &rec, expect)];
+            ops.extend(guards);
+            if self.commit_unless_raced(ops).await?.is_some() {
                 return Ok(AddPermissionResponse {
                     statement: to_json(&stmt)?,
                 });
@@ -303,7 +305,7 @@ impl ControlPlane {
         revision_id: Option<&str>,
     ) -> Result<()> {
         check_statement_id(statement_id, true)?;
-        let target = self.policy_target(fref).await?;
+        let (target, _) = self.policy_target(fref).await?;
         let key = policy_key(&target.name, target.qualifier.as_deref());
         for _ in 0..crate::service::RACE_ATTEMPTS {
             let Some((mut p, rev)) = self
@@ -339,7 +341,7 @@ impl ControlPlane {
 
     /// GetPolicy: the policy document as a JSON string, and its revision id.
     pub async fn get_policy(&self, fref: &FunctionRef) -> Result<GetPolicyResponse> {
-        let target = self.policy_target(fref).await?;
+        let (target, _) = self.policy_target(fref).await?;
         let (p, _) = self
             .get_record::<PolicyRecord>(
                 Table::Policies,
