@@ -92,8 +92,9 @@ def test_alias_urls_and_listing(lam, lam_nv, fn):
     configs, pages = h.paginate(lam.list_function_url_configs, "FunctionUrlConfigs", 1, FunctionName=fn)
     assert len(configs) == 2 and pages == 2
 
-    # Only the function itself or an alias: no version, not even $LATEST.
-    for q in ("1", "$LATEST"):
+    # The function itself ($LATEST names it too) or an alias: no version.
+    assert lam.get_function_url_config(FunctionName=fn, Qualifier="$LATEST")["FunctionUrl"] == plain["FunctionUrl"]
+    for q in ("1", "$LATEST.PUBLISHED"):
         h.expect_error(lam, lambda: lam.create_function_url_config(FunctionName=fn, Qualifier=q, AuthType="NONE"),
                        "ValidationException", 400, mentions=["qualifier"])
     h.expect_error(lam, lambda: lam.create_function_url_config(FunctionName=fn, Qualifier="nope", AuthType="NONE"),

@@ -102,8 +102,19 @@ pub fn function_url(base: &str, url_id: &str) -> String {
     }
 }
 
-/// `(?!^[0-9]+$)([a-zA-Z0-9-_]+)`, 1–128 characters: an alias name (function URLs take no
-/// version, not even `$LATEST`).
+/// The qualifier of a URL: `None` for the function itself (no qualifier, or `$LATEST`, which
+/// older revisions of the API took), else an alias name of 1–128 characters
+/// (`(?!^[0-9]+$)([a-zA-Z0-9-_]+)`): function URLs take no version.
+fn url_qualifier_of(fref: &FunctionRef) -> Result<Option<String>> {
+    match fref.qualifier.as_deref() {
+        None | Some(LATEST) => Ok(None),
+        Some(q) => {
+            check_url_qualifier(q)?;
+            Ok(Some(q.to_owned()))
+        }
+    }
+}
+
 fn check_url_qualifier(q: &str) -> Result<()> {
     let ok = !q.is_empty()
         && q.len() <= 128
@@ -218,15 +229,13 @@ impl ControlPlane {
     /// and the alias exist, and checks of the records read, so that a config is not created
     /// for a function or alias deleted meanwhile.
     async fn url_qualifier(&self, fref: &FunctionRef) -> Result<(Option<String>, Vec<Op>)> {
-        if let Some(q) = &fref.qualifier {
-            check_url_qualifier(q)?;
-        }
+        let qualifier = url_qualifier_of(fref)?;
         let (f, frev) = self.function(&fref.name).await?;
         if f.deleting {
             return Err(self.function_not_found(&fref.name, None));
         }
         let mut guards = vec![Op::check(Table::Functions, &fref.name, frev)];
-        if let Some(q) = &fref.qualifier {
+        if let Some(q) = &qualifier {
             let key = alias_key(&fref.name, q);
             let Some((_, arev)) = self
                 .get_record::<serde::de::IgnoredAny>(Table::Aliases, &key)
@@ -236,7 +245,7 @@ impl ControlPlane {
             };
             guards.push(Op::check(Table::Aliases, key, arev));
         }
-        Ok((fref.qualifier.clone(), guards))
+        Ok((qualifier, guards))
     }
 
     fn no_url_config() -> LambdaError {
@@ -259,7 +268,7 @@ impl ControlPlane {
         if let Some(c) = &req.cors {
             check_cors(c)?;
         }
-        let qualifier = fref.qualifier.clone();
+        let qualifier = url_qualifier_of(fref)?;
         let key = url_key(&fref.name, qualifier.as_deref());
         let arn = match &qualifier {
             Some(q) => self.scope.qualified_function_arn(&fref.name, q),
@@ -581,7 +590,7 @@ mod tests {
     fn qualifiers() {
         assert!(check_url_qualifier("live").is_ok());
         assert!(check_url_qualifier("v1_2-x").is_ok());
-        for bad in ["1", "$LATEST", "$LATEST.PUBLISHED", ""] {
+        for bad in ["1", "$LATEST.PUBLISHED", ""] {
             let e = check_url_qualifier(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Validation, "{bad}");
         }
@@ -777,6 +786,12 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(e.kind, ErrorKind::Validation);
+            // `$LATEST` is the function itself.
+            let latest = cp
+                .get_function_url_config(&fref("f", Some("$LATEST")))
+                .await
+                .unwrap();
+            assert_eq!(latest, c);
             let e = cp
                 .create_function_url_config(&fref("f", Some("nope")), url_req("NONE"))
                 .await
