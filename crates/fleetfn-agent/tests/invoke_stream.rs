@@ -364,3 +364,138 @@ async fn hostile_upgrades_and_frames_are_refused() {
     // The agent still serves a well-behaved client.
     assert_eq!(h.invoke("none", "ok", &json!({})).await, InvokeReply::Gone);
 }
+
+/// Reads an agent stream to its end: its chunks and how it ended.
+async fn read_stream(
+    mut parts: tokio::sync::mpsc::Receiver<fleetfn_proto::StreamPart>,
+) -> (Vec<Bytes>, Option<fleetfn_proto::StreamError>) {
+    let mut chunks = Vec::new();
+    loop {
+        match guarded("a part", parts.recv()).await.expect("an end") {
+            fleetfn_proto::StreamPart::Chunk(c) => chunks.push(c),
+            fleetfn_proto::StreamPart::End(end) => return (chunks, end),
+        }
+    }
+}
+
+impl Harness {
+    async fn invoke_streamed(
+        &self,
+        env_id: &str,
+        request_id: &str,
+        event: &Value,
+    ) -> fleetfn_proto::StreamedReply {
+        self.client
+            .invoke_stream(
+                Duration::from_secs(30),
+                env_id,
+                request_id,
+                Bytes::from(event.to_string()),
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_response_crosses_the_agent_api_chunk_by_chunk() {
+    let h = Harness::start().await;
+    h.put_ready("st", 2).await;
+    let reply = h
+        .invoke_streamed(
+            "st",
+            "s-1",
+            &json!({"op": "stream", "chunks": 3, "ms": 100}),
+        )
+        .await;
+    let fleetfn_proto::StreamedReply::Stream(stream) = reply else {
+        panic!("expected a stream, got {reply:?}");
+    };
+    assert_eq!(
+        stream.content_type.as_deref(),
+        Some("application/vnd.awslambda.http-integration-response")
+    );
+    let (chunks, end) = read_stream(stream.parts).await;
+    assert_eq!(end, None);
+    let body: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    let mut want =
+        br#"{"statusCode":200,"headers":{"content-type":"text/plain"},"cookies":[]}"#.to_vec();
+    want.extend_from_slice(&[0; 8]);
+    want.extend_from_slice(b"chunk-0\nchunk-1\nchunk-2\n");
+    assert_eq!(body, want);
+    // Written 100 ms apart, the chunks came as they were written, not as one body.
+    assert!(chunks.len() >= 3, "{chunks:?}");
+
+    // A buffered function, an unknown environment: ordinary replies.
+    match h
+        .invoke_streamed("st", "s-2", &json!({"op": "echo", "n": 2}))
+        .await
+    {
+        fleetfn_proto::StreamedReply::Reply(r) => assert_eq!(done_json(&r)["n"], 2),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+    assert!(matches!(
+        h.invoke_streamed("nope", "s-3", &json!({"op": "noop"}))
+            .await,
+        fleetfn_proto::StreamedReply::Reply(InvokeReply::Gone)
+    ));
+    // A function that fails before it streams is an ordinary function error.
+    match h
+        .invoke_streamed("st", "s-4", &json!({"op": "error"}))
+        .await
+    {
+        fleetfn_proto::StreamedReply::Reply(InvokeReply::Done {
+            function_error: Some(fe),
+            ..
+        }) => assert_eq!(fe, "Unhandled"),
+        other => panic!("expected a function error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_discarded_and_the_worker_comes_back() {
+    let h = Harness::start().await;
+    // One worker: the next invoke only runs once the abandoned one has finished.
+    h.put_ready("drop", 1).await;
+    let reply = h
+        .invoke_streamed(
+            "drop",
+            "d-1",
+            // 6.4 MiB: far more than every buffer on the way holds.
+            &json!({"op": "stream", "chunks": 100, "size": 65536}),
+        )
+        .await;
+    let fleetfn_proto::StreamedReply::Stream(mut stream) = reply else {
+        panic!("expected a stream, got {reply:?}");
+    };
+    assert!(matches!(
+        guarded("a chunk", stream.parts.recv()).await,
+        Some(fleetfn_proto::StreamPart::Chunk(_))
+    ));
+    drop(stream);
+    let dropped = std::time::Instant::now();
+    // The runtime finishes its upload into the void and polls /next again, long before the
+    // function's 30 s timeout would have freed it.
+    let reply = guarded("the worker is back", async {
+        loop {
+            match h
+                .invoke("drop", "d-2", &json!({"op": "echo", "n": 7}))
+                .await
+            {
+                InvokeReply::Rejected { .. } => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(done_json(&reply)["n"], 7);
+    assert!(
+        dropped.elapsed() < Duration::from_secs(15),
+        "the abandoned stream held the worker for {:?}",
+        dropped.elapsed()
+    );
+}
