@@ -122,6 +122,9 @@ class FleetfnServer:
         self.name = name
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        # The function URL endpoint's port (`--url-listen`, a free one at each start unless
+        # the extra args name one): FunctionUrls carry it.
+        self.url_port: int | None = None
         self.starts = 0
         self.stdout_path: Path | None = None
         self.stderr_path: Path | None = None
@@ -133,6 +136,11 @@ class FleetfnServer:
     def endpoint(self) -> str:
         scheme = "https" if self.tls_ca else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def url_endpoint(self) -> str:
+        """The function URL endpoint (plain HTTP): `{url_endpoint}/_fleetfn/url/<url-id>/...`."""
+        return f"http://{self.host}:{self.url_port}"
 
     @property
     def verify(self) -> str | bool:
@@ -166,6 +174,10 @@ class FleetfnServer:
                 mode = [] if self.data_plane else ["--no-data-plane"]
                 if self.command == "server":
                     mode += ["--server-id", self.name]
+                if "--url-listen" not in self.extra_args:
+                    if not (same_port and self.url_port and attempt == 0):
+                        self.url_port = free_port(self.host)
+                    mode += ["--url-listen", f"{self.host}:{self.url_port}"]
                 self.proc = subprocess.Popen(
                     [str(self.binary), self.command, "--listen", f"{self.host}:{self.port}",
                      "--data-dir", str(self.data_dir)] + store + mode + self.extra_args,

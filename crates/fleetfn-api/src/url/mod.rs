@@ -7,7 +7,7 @@
 //! `application/vnd.awslambda.http-integration-response`). No SigV4 at this listener: an
 //! `AWS_IAM` URL checks the request's signature (service `lambda`, the server's key), a `NONE`
 //! URL needs a resource policy that lets anyone invoke it. CORS per the URL's config
-//! ([`cors`]). Unknown ids answer AWS's `403 {"Message":null}`, function errors `502 Internal
+//! ([`cors`]; a config without `AllowOrigins` is none). Unknown ids answer AWS's `403 {"Message":null}`, function errors `502 Internal
 //! Server Error`.
 
 mod cors;
@@ -263,7 +263,12 @@ async fn serve_url(
         .await?
         .ok_or(UrlError::UnknownUrl)?;
     *function = Some(target.function_name.clone());
-    let cors = target.config.cors.as_ref();
+    // A config without origins allows none: as if it had no CORS at all.
+    let cors = target
+        .config
+        .cors
+        .as_ref()
+        .filter(|c| c.allow_origins.as_ref().is_some_and(|o| !o.is_empty()));
     if let Some(c) = cors
         && cors::is_preflight(&parts.method, &parts.headers, cors)
     {

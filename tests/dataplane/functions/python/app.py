@@ -1,9 +1,11 @@
 """Python fixture function for the fleetfn data-plane suite (handler `app.handler`).
 
-The event's `op` picks the behaviour; anything else echoes the event. `__CODE__` is
+The event's `op` picks the behaviour; anything else echoes the event. A function URL's event
+(payload format 2.0) goes to `url`, where the query parameter `op` picks the answer. `__CODE__` is
 replaced by the suite with a marker so that two builds differ in code (and CodeSha256).
 """
 
+import base64
 import os
 import time
 import uuid
@@ -11,7 +13,37 @@ import uuid
 CODE = "__CODE__"
 
 
+def url(event):
+    """A function URL request: `?op=` picks the answer, by default the event itself (a JSON
+    object without statusCode, which the URL answers as it is)."""
+    q = event.get("queryStringParameters") or {}
+    op = q.get("op", "echo")
+    if op == "error":
+        raise ValueError("error requested by the URL")
+    if op == "sleep":
+        time.sleep(float(q["ms"]) / 1000.0)
+        return {"slept_ms": int(q["ms"])}
+    if op == "structured":
+        return {
+            "statusCode": int(q.get("status", "201")),
+            "headers": {"content-type": "text/plain", "x-custom": "custom value",
+                        "access-control-allow-origin": "https://function.example"},
+            "cookies": ["a=1", "b=2; HttpOnly"],
+            "body": "structured " + event["rawPath"],
+        }
+    if op == "binary":
+        return {"statusCode": 200, "headers": {"content-type": "application/octet-stream"},
+                "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
+    if op == "string":
+        return "just a string"
+    if op == "malformed":
+        return {"statusCode": "teapot"}
+    return event
+
+
 def handler(event, context):
+    if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        return url(event)
     op = event.get("op", "echo") if isinstance(event, dict) else "echo"
     if op == "sleep":
         start = time.time()
