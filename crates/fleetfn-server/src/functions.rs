@@ -594,30 +594,91 @@ impl ControlPlane {
         if let Some(m) = max_items {
             validate::int_between(i64::from(m), "maxItems", 1, 10000)?;
         }
+        if all_versions {
+            return self.list_all_versions(marker, max_items).await;
+        }
         let page = self
             .page::<FunctionRecord>(Table::Functions, "", marker, max_items, 50)
             .await?;
-        let mut items = Vec::new();
-        for (rec, _, _) in page.items {
-            let name = rec.latest.function_name.clone();
-            items.push(rec.latest);
-            if all_versions {
-                for (v, _, _) in self
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(rec, _, _)| rec.latest)
+                .collect(),
+            next_marker: page.next_marker,
+        })
+    }
+
+    /// `ListFunctions` with `FunctionVersion=ALL`: every function's `$LATEST` followed by its
+    /// versions, paged by entries as AWS counts `MaxItems` (not by functions). The marker is
+    /// the last entry given: `<function>` for its `$LATEST`, `<function>/<version key>` for a
+    /// version.
+    async fn list_all_versions(
+        &self,
+        marker: Option<&str>,
+        max_items: Option<u32>,
+    ) -> Result<Page<FunctionConfiguration>> {
+        let limit = max_items.map_or(50, |m| (m as usize).clamp(1, 50));
+        let mut items: Vec<(FunctionConfiguration, String)> = Vec::new();
+        let mut after_fn = None;
+        if let Some(m) = marker {
+            let (function, after_version) = match m.split_once('/') {
+                Some((f, v)) => (f, Some(format!("{f}/{v}"))),
+                None => (m, None),
+            };
+            for (v, key, _) in self
+                .list_records::<VersionRecord>(
+                    Table::Versions,
+                    &format!("{function}/"),
+                    after_version.as_deref(),
+                    limit + 1,
+                )
+                .await?
+            {
+                items.push((v.config, key));
+            }
+            after_fn = Some(function.to_owned());
+        }
+        while items.len() <= limit {
+            let batch = self
+                .list_records::<FunctionRecord>(Table::Functions, "", after_fn.as_deref(), 50)
+                .await?;
+            let Some((_, last, _)) = batch.last() else {
+                break;
+            };
+            after_fn = Some(last.clone());
+            for (rec, key, _) in batch {
+                let name = rec.latest.function_name.clone();
+                items.push((rec.latest, key));
+                if items.len() > limit {
+                    break;
+                }
+                for (v, vkey, _) in self
                     .list_records::<VersionRecord>(
                         Table::Versions,
                         &format!("{name}/"),
                         None,
-                        10_000,
+                        limit + 1 - items.len(),
                     )
                     .await?
                 {
-                    items.push(v.config);
+                    items.push((v.config, vkey));
+                }
+                if items.len() > limit {
+                    break;
                 }
             }
         }
+        let next_marker = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(_, k)| k.clone())
+        } else {
+            None
+        };
         Ok(Page {
-            items,
-            next_marker: page.next_marker,
+            items: items.into_iter().map(|(c, _)| c).collect(),
+            next_marker,
         })
     }
 

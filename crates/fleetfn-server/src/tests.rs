@@ -574,3 +574,55 @@ async fn a_code_package_is_decoded_and_hashed_off_the_runtime_thread() {
         "the package was decoded on the runtime's thread"
     );
 }
+
+#[tokio::test]
+async fn listing_all_versions_pages_by_entries_not_functions() {
+    let (_d, cp) = cp().await;
+    let p = cp
+        .create_capacity_provider(provider_req("cpl"))
+        .await
+        .unwrap();
+    cp.reconcile_once().await.unwrap();
+    // Three functions with two published versions each (different code each time): nine
+    // entries, with $LATEST.PUBLISHED records as the versions table keeps them.
+    for name in ["la", "lb", "lc"] {
+        cp.create_function(function_req(name, &p.capacity_provider_arn, "v0"))
+            .await
+            .unwrap();
+        for code in ["v1", "v2"] {
+            cp.update_function_code(
+                &fref(name),
+                UpdateFunctionCodeRequest {
+                    zip_file: Some(zip_b64(code)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            cp.reconcile_once().await.unwrap();
+            cp.publish_version(&fref(name), PublishVersionRequest::default())
+                .await
+                .unwrap();
+        }
+    }
+    let whole = cp.list_functions(true, None, None).await.unwrap();
+    assert!(whole.next_marker.is_none());
+    let all: Vec<String> = whole.items.iter().map(|c| c.function_arn.clone()).collect();
+    assert!(all.len() >= 9, "{all:?}");
+    for page_size in [1u32, 2, 4, 5] {
+        let (mut seen, mut marker) = (Vec::new(), None);
+        for _ in 0..100 {
+            let page = cp
+                .list_functions(true, marker.as_deref(), Some(page_size))
+                .await
+                .unwrap();
+            assert!(page.items.len() <= page_size as usize);
+            seen.extend(page.items.into_iter().map(|c| c.function_arn));
+            marker = page.next_marker;
+            if marker.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, all, "pages of {page_size}");
+    }
+}
