@@ -7,8 +7,8 @@
 //! `application/vnd.awslambda.http-integration-response`). No SigV4 at this listener: an
 //! `AWS_IAM` URL checks the request's signature (service `lambda`, the server's key), a `NONE`
 //! URL needs a resource policy that lets anyone invoke it. CORS per the URL's config
-//! ([`cors`]; a config without `AllowOrigins` is none). Unknown ids answer AWS's `403 {"Message":null}`, function errors `502 Internal
-//! Server Error`.
+//! ([`cors`]; a config without `AllowOrigins` is none). Unknown ids answer AWS's
+//! `403 {"Message":null}`, function errors `502 Internal Server Error`.
 
 mod cors;
 mod event;
