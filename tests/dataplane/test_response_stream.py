@@ -11,6 +11,7 @@ before the stream completes; a buffered path would deliver everything at once at
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -84,6 +85,19 @@ def test_node_chunks_arrive_as_written(lam, fns):
     assert [c for _, c in res.chunks] == [b"chunk 0\n", b"chunk 1\n", b"chunk 2\n"], res.chunks
     assert_streamed(res, b"chunk 0\n", b"chunk 1")
     assert res.response.get("ExecutedVersion"), res.response
+
+
+def test_concurrent_streams_share_one_node_environment(lam, fns):
+    """Four streams at once (LMI multi-concurrency): all are open together, each intact."""
+    payload = json.dumps({"mode": "chunks", "n": 3, "delay_ms": 1000}).encode()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: fw.invoke_streamed(lam, fns["node"], payload), range(4)))
+    for res in results:
+        assert_completed_ok(res)
+        assert res.payload == CHUNKS, res.chunks
+    first = [r.started + r.chunks[0][0] for r in results]
+    last = [r.started + r.chunks[-1][0] for r in results]
+    assert max(first) < min(last), f"the streams did not overlap: first chunks {first}, last chunks {last}"
 
 
 def test_rust_lambda_http_stream(lam, fns):

@@ -149,6 +149,7 @@ class StreamedInvoke:
     the InvokeComplete event."""
 
     response: dict
+    started: float = 0.0                           # time.monotonic() when the call was made
     chunks: list = field(default_factory=list)     # (seconds since the call, bytes)
     complete: dict | None = None
     other: list = field(default_factory=list)      # events of any other kind
@@ -161,7 +162,7 @@ class StreamedInvoke:
 def invoke_streamed(lam, name: str, payload: bytes, **kwargs) -> StreamedInvoke:
     start = time.monotonic()
     resp = lam.invoke_with_response_stream(FunctionName=name, Payload=payload, **kwargs)
-    out = StreamedInvoke(response={k: v for k, v in resp.items() if k != "EventStream"})
+    out = StreamedInvoke(response={k: v for k, v in resp.items() if k != "EventStream"}, started=start)
     for event in resp["EventStream"]:
         if "PayloadChunk" in event:
             out.chunks.append((time.monotonic() - start, event["PayloadChunk"]["Payload"]))
