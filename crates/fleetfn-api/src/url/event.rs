@@ -102,6 +102,50 @@ pub(crate) struct IamCaller {
     pub user_id: String,
 }
 
+/// Everything an event is made of, owned, so a large one can be built on a blocking thread.
+#[derive(Debug)]
+pub(crate) struct EventInput {
+    pub method: http::Method,
+    pub raw_path: String,
+    pub raw_query: String,
+    pub protocol: &'static str,
+    pub headers: HeaderMap,
+    pub extra_headers: Vec<(&'static str, String)>,
+    pub body: bytes::Bytes,
+    pub source_ip: String,
+    pub account_id: String,
+    pub url_id: String,
+    pub domain_name: String,
+    pub request_id: String,
+    pub now: jiff::Timestamp,
+    pub iam: Option<IamCaller>,
+}
+
+impl EventInput {
+    /// The event as the JSON payload of the invoke.
+    pub(crate) fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        let req = UrlRequest {
+            method: self.method.as_str(),
+            raw_path: &self.raw_path,
+            raw_query: &self.raw_query,
+            protocol: self.protocol,
+            headers: &self.headers,
+            extra_headers: &self.extra_headers,
+            body: &self.body,
+            source_ip: self.source_ip.clone(),
+        };
+        let ctx = UrlContext {
+            account_id: &self.account_id,
+            url_id: &self.url_id,
+            domain_name: &self.domain_name,
+            request_id: &self.request_id,
+            now: self.now,
+            iam: self.iam.clone(),
+        };
+        serde_json::to_vec(&build(&req, &ctx))
+    }
+}
+
 /// Whether a body of this `Content-Type` reaches the function as text: `text/*` and the JSON,
 /// XML and JavaScript types; anything else (forms, multipart, images, no type) is base64.
 pub(crate) fn is_text(content_type: Option<&str>) -> bool {

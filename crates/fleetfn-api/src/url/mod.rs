@@ -337,34 +337,31 @@ async fn serve_url(
         }
     };
     let source_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let extra = [
-        ("x-forwarded-for", source_ip.clone()),
-        ("x-forwarded-proto", "http".to_string()),
-    ];
-    let domain_name = format!("{}.lambda-url.{}.{}", loc.url_id, scope.region, u.domain);
-    let url_req = event::UrlRequest {
-        method: parts.method.as_str(),
-        raw_path: loc.path,
-        raw_query: parts.uri.query().unwrap_or(""),
+    let input = event::EventInput {
+        method: parts.method.clone(),
+        raw_path: loc.path.to_string(),
+        raw_query: parts.uri.query().unwrap_or("").to_string(),
         protocol: match parts.version {
             http::Version::HTTP_10 => "HTTP/1.0",
             http::Version::HTTP_2 => "HTTP/2.0",
             _ => "HTTP/1.1",
         },
-        headers: &parts.headers,
-        extra_headers: &extra,
-        body: &bytes,
+        headers: parts.headers.clone(),
+        extra_headers: vec![
+            ("x-forwarded-for", source_ip.clone()),
+            ("x-forwarded-proto", "http".to_string()),
+        ],
+        body: bytes.clone(),
         source_ip,
-    };
-    let ctx = event::UrlContext {
-        account_id: &scope.account,
-        url_id: &loc.url_id,
-        domain_name: &domain_name,
-        request_id,
+        account_id: scope.account.clone(),
+        domain_name: format!("{}.lambda-url.{}.{}", loc.url_id, scope.region, u.domain),
+        url_id: loc.url_id.clone(),
+        request_id: request_id.to_string(),
         now: jiff::Timestamp::now(),
         iam,
     };
-    let payload = serde_json::to_vec(&event::build(&url_req, &ctx))
+    let payload = off_thread(bytes.len(), move || input.encode())
+        .await?
         .map_err(|e| LambdaError::service(format!("encoding the URL event: {e}")))?;
     if payload.len() > MAX_SYNC_PAYLOAD_BYTES {
         return Err(UrlError::TooLarge);
@@ -391,7 +388,10 @@ async fn serve_url(
             if outcome.function_error.is_some() {
                 return Err(UrlError::FunctionFailed);
             }
-            let answer = response::buffered(&outcome.payload).map_err(|e| {
+            let len = outcome.payload.len();
+            let answer = off_thread(len, move || response::buffered(&outcome.payload))
+                .await?
+                .map_err(|e| {
                 tracing::debug!(error = %e, function = %target.function_name, "function URL answer refused");
                 UrlError::FunctionFailed
             })?;
@@ -408,6 +408,20 @@ async fn serve_url(
     };
     cors::apply(cors, &parts.headers, resp.headers_mut());
     Ok(resp)
+}
+
+/// Runs `f` inline for a small input, else on a blocking thread: a 6 MB body's base64 and JSON
+/// take milliseconds the runtime's thread owes to other requests.
+async fn off_thread<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LambdaError> {
+    if len <= crate::handlers::INLINE_WORK_BYTES {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LambdaError::service(format!("function URL work failed: {e}")))
 }
 
 fn with_head(head: response::Head, body: Body) -> Response {
@@ -638,6 +652,38 @@ mod tests {
                 path: "/_fleetfn/url/x/y"
             })
         );
+    }
+
+    #[tokio::test]
+    async fn large_events_and_answers_are_built_off_the_runtime_thread() {
+        use crate::auth::tests::turns_while;
+        let body = Bytes::from(vec![0xffu8; 4 << 20]);
+        let input = |body: Bytes| event::EventInput {
+            method: http::Method::POST,
+            raw_path: "/".into(),
+            raw_query: String::new(),
+            protocol: "HTTP/1.1",
+            headers: http::HeaderMap::new(),
+            extra_headers: vec![],
+            body,
+            source_ip: String::new(),
+            account_id: "0".into(),
+            url_id: "u".into(),
+            domain_name: "d".into(),
+            request_id: "r".into(),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            iam: None,
+        };
+        let large = input(body.clone());
+        let (out, turns) = turns_while(off_thread(body.len(), move || large.encode())).await;
+        assert!(out.unwrap().unwrap().len() > 4 << 20);
+        assert!(
+            turns > 0,
+            "the 4 MiB event was built on the runtime's thread"
+        );
+        let small = input(Bytes::from_static(b"x"));
+        let (_, turns) = turns_while(off_thread(1, move || small.encode())).await;
+        assert_eq!(turns, 0);
     }
 
     #[tokio::test]
