@@ -174,3 +174,13 @@ def test_node_plain_stream(urls):
     assert res.headers.get("content-type") == "text/plain", res.headers
     assert res.body == CHUNKS
     assert_streamed(res, b"chunk 0\n", b"chunk 1")
+
+
+def test_node_prelude_without_a_write(urls):
+    """HttpResponseStream.from followed by end(chunk) or end() alone still sends its prelude."""
+    resp = fw.get_when_ready(f"{urls['node-stream']}/notFound")
+    assert resp.status_code == 404 and resp.text == "Not Found", (resp.status_code, resp.text)
+    assert resp.headers.get("x-fixture") == "not-found", resp.headers
+    resp = fw.get_when_ready(f"{urls['node-stream']}/empty")
+    assert resp.status_code == 204 and resp.content == b"", (resp.status_code, resp.content)
+    assert resp.headers.get("x-fixture") == "empty", resp.headers

@@ -459,7 +459,8 @@ class ResponseStream extends Writable {
     if (chunk !== undefined && chunk !== null) {
       this.write(chunk, encoding);
     } else if (!this.started && !this.writableEnded && !this.destroyed) {
-      // An HttpResponseStream with no body still sends its prelude.
+      // An HttpResponseStream with no body still sends its prelude (AWS's runtime loses it
+      // when end() comes without a write, and the status and headers with it).
       this.started = true;
       const hook = this._onBeforeFirstWrite;
       if (typeof hook === 'function') hook((c) => super.write(c));

@@ -10,6 +10,8 @@
 // | index.fails | streamified: `before\n`, delay_ms, then throws StreamBoom |
 // | index.failsEarly | streamified: throws EarlyBoom before writing anything |
 // | index.pipe | streamified: `bytes` bytes (default 1 MiB) of `x` through stream.pipeline from a Readable |
+// | index.notFound | streamified: HttpResponseStream.from with status 404 and x-fixture: not-found, then end('Not Found') (no write) |
+// | index.empty | streamified: HttpResponseStream.from with status 204 and x-fixture: empty, then end() (no body at all) |
 // | index.buffered | not streamified: returns {"buffered":true} |
 // | index.handler | streamified: one of the above by `mode` (event or query string), else by a URL's path (`/http`, `/fails`, …), else `chunks` |
 import { Readable } from 'node:stream';
@@ -83,9 +85,21 @@ export const pipe = awslambda.streamifyResponse(async (event, responseStream) =>
   await pipeline(Readable.from(source()), responseStream);
 });
 
+export const notFound = awslambda.streamifyResponse(async (event, responseStream) => {
+  const stream = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 404,
+    headers: { 'content-type': 'text/plain', 'x-fixture': 'not-found' },
+  });
+  stream.end('Not Found');
+});
+
+export const empty = awslambda.streamifyResponse(async (event, responseStream) => {
+  awslambda.HttpResponseStream.from(responseStream, { statusCode: 204, headers: { 'x-fixture': 'empty' } }).end();
+});
+
 export const buffered = async () => ({ buffered: true });
 
-const MODES = { chunks, http, fails, failsEarly, pipe };
+const MODES = { chunks, http, fails, failsEarly, pipe, notFound, empty };
 
 export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
   const fromPath = typeof event?.rawPath === 'string' ? event.rawPath.replace(/^\/+/, '') : undefined;
