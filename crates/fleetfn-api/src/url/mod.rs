@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_is_counted_when_its_body_is_done_with() {
+        let metrics = Arc::new(Metrics::new());
+        let body = Metered {
+            inner: Body::from("hello"),
+            done: Some(Done {
+                metrics: metrics.clone(),
+                function: "f".into(),
+                status: 502,
+                start: Instant::now(),
+            }),
+        };
+        let rendered = || metrics.render().unwrap();
+        assert!(!rendered().contains(r#"fleetfn_url_requests_total{function="f""#));
+        let b = axum::body::to_bytes(Body::new(body), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(b, &b"hello"[..]);
+        let text = rendered();
+        assert!(
+            text.contains(r#"fleetfn_url_requests_total{function="f",status="5xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fleetfn_url_request_duration_seconds_count{function="f"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn endpoint_errors_have_aws_bodies() {
         async fn body(e: UrlError) -> (StatusCode, String, Option<String>) {
             let r = e.into_response();
