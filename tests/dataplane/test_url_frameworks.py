@@ -17,6 +17,8 @@ import base64
 import json
 
 import pytest
+import requests
+import urllib3
 
 from fleetfn_testkit import frameworks as fw
 
@@ -184,3 +186,19 @@ def test_node_prelude_without_a_write(urls):
     resp = fw.get_when_ready(f"{urls['node-stream']}/empty")
     assert resp.status_code == 204 and resp.content == b"", (resp.status_code, resp.content)
     assert resp.headers.get("x-fixture") == "empty", resp.headers
+
+
+def test_node_errors_behind_a_stream_url(urls):
+    """After the first byte a function error can only cut the body short (the client sees an
+    incomplete chunked body, not a clean end); before it the URL answers 502."""
+    fw.get_when_ready(f"{urls['node-stream']}/chunks?n=1")
+    got: list[bytes] = []
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)):
+        with requests.get(f"{urls['node-stream']}/fails?delay_ms=1000", stream=True, timeout=30) as resp:
+            assert resp.status_code == 200
+            for piece in resp.raw.stream(amt=None, decode_content=False):
+                got.append(piece)
+    assert b"".join(got) == b"before\n", got
+
+    resp = fw.get_when_ready(f"{urls['node-stream']}/failsEarly")
+    assert resp.status_code == 502 and resp.text == "Internal Server Error", (resp.status_code, resp.text)
