@@ -8,6 +8,7 @@ Timeout=3 s. Modules create further functions through `fn_factory`, which delete
 module teardown so their environments stop.
 
 Environment variables: FLEETFN_BIN (server binary), FLEETFN_TESTFN_BIN (Rust test function),
+FLEETFN_HTTPFN_BIN (the lambda_http test application, crates/fleetfn-httpfn),
 CARGO_TARGET_DIR (default /root/.cache/fleetfn-target).
 """
 
