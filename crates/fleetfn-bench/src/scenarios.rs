@@ -16,6 +16,7 @@ use crate::load::{self, MakeRequest, RunResult, round};
 use crate::procs;
 
 mod events;
+mod urls;
 
 pub const ALL: &[&str] = &[
     "floor",
@@ -30,6 +31,8 @@ pub const ALL: &[&str] = &[
     "memory",
     "async",
     "sqs-mapping",
+    "function-url",
+    "stream-first-byte",
 ];
 
 pub struct Ctx {
@@ -54,6 +57,8 @@ pub async fn run(ctx: &Ctx, name: &str) -> anyhow::Result<Value> {
         "memory" => memory(ctx).await,
         "async" => events::async_invoke(ctx).await,
         "sqs-mapping" => events::sqs_mapping(ctx).await,
+        "function-url" => urls::function_url(ctx).await,
+        "stream-first-byte" => urls::stream_first_byte(ctx).await,
         other => bail!("unknown scenario {other:?}; known: {}", ALL.join(", ")),
     }
 }
