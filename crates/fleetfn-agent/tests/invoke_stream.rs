@@ -428,6 +428,31 @@ async fn a_streamed_response_crosses_the_agent_api_chunk_by_chunk() {
     // Written 100 ms apart, the chunks came as they were written, not as one body.
     assert!(chunks.len() >= 3, "{chunks:?}");
 
+    // The same over the agent's Unix socket.
+    let path = h._dir.path().join("agent.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let router = h.agent.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let unix = AgentClient::new_unix(h.addr, &path, TOKEN);
+    let reply = unix
+        .invoke_stream(
+            Duration::from_secs(30),
+            "st",
+            "s-unix",
+            Bytes::from(json!({"op": "stream", "chunks": 2}).to_string()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let fleetfn_proto::StreamedReply::Stream(stream) = reply else {
+        panic!("expected a stream, got {reply:?}");
+    };
+    let (chunks, end) = read_stream(stream.parts).await;
+    assert_eq!(end, None);
+    let body: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    assert!(body.ends_with(b"chunk-0\nchunk-1\n"), "{body:?}");
+
     // A buffered function, an unknown environment: ordinary replies.
     match h
         .invoke_streamed("st", "s-2", &json!({"op": "echo", "n": 2}))
