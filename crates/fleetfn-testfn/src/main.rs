@@ -21,6 +21,9 @@
 //! | `{"op":"stream","chunks":N,"ms":D}` | a streamed response (`lambda_runtime`'s `StreamResponse`, so an HTTP-integration prelude `{"statusCode":200,"headers":{"content-type":"text/plain"},"cookies":[]}` and 8 NUL bytes come first): N chunks `chunk-<i>\n`, D ms apart (D defaults to 0); optional `"size":S` pads each chunk to S bytes with `.`, `"fail_after":K` makes the stream fail after K chunks (`lambda_runtime` 1.5 writes that error into the body as text, not as trailers), `"crash_after":K` exits the process after K chunks (the stream is cut: `Runtime.TruncatedResponse`) |
 //! | `{"op":"probe", ...}` | a hostile tenant's attempts (connect, HTTP, resolve, namespaces, mount, ptrace, `/tmp`, reads), reported as found ([`probe`]) |
 //!
+//! A function URL's event (payload format 2.0) whose body is a JSON object runs that object
+//! as the event, so `curl -d '{"op":"stream","chunks":3}' <url>` streams.
+//!
 //! An event without `op` (e.g. an SQS event source mapping's `{"Records":[…]}`) takes the op
 //! named by the function's `TESTFN_DEFAULT_OP` environment variable when that is set (only ops
 //! without arguments make sense there: `noop`, `now`, `echo`, `error`, `env`, `ps`).
@@ -59,7 +62,10 @@ fn invalid(message: impl Into<String>) -> Diagnostic {
 }
 
 /// The `stream` op answers streamed, every other op buffered.
-async fn handler(event: LambdaEvent<Value>) -> Result<FunctionResponse<Value, Body>, Diagnostic> {
+async fn handler(
+    mut event: LambdaEvent<Value>,
+) -> Result<FunctionResponse<Value, Body>, Diagnostic> {
+    event.payload = from_url_event(event.payload);
     if event.payload.get("op").and_then(Value::as_str) == Some("stream") {
         return stream(&event.payload).map(FunctionResponse::StreamingResponse);
     }
@@ -195,6 +201,27 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     }
 }
 
+/// A function URL's event (payload format 2.0, with `rawPath` and `requestContext`) whose body
+/// is a JSON text: that body is the event, so the same ops run behind a URL.
+fn from_url_event(event: Value) -> Value {
+    let Value::Object(map) = &event else {
+        return event;
+    };
+    if !(map.contains_key("rawPath") && map.contains_key("requestContext"))
+        || map.get("isBase64Encoded") == Some(&Value::Bool(true))
+    {
+        return event;
+    }
+    match map
+        .get("body")
+        .and_then(Value::as_str)
+        .map(serde_json::from_str)
+    {
+        Some(Ok(inner @ Value::Object(_))) => inner,
+        _ => event,
+    }
+}
+
 /// `TESTFN_DEFAULT_OP`, read once.
 fn default_op() -> Option<&'static str> {
     static OP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
@@ -284,4 +311,32 @@ fn pids() -> std::io::Result<Vec<u32>> {
     }
     pids.sort_unstable();
     Ok(pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_events_json_body_is_the_event() {
+        let url = |body: Value, b64: bool| {
+            json!({"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST"}},
+                   "body": body, "isBase64Encoded": b64})
+        };
+        assert_eq!(
+            from_url_event(url(json!(r#"{"op":"noop"}"#), false)),
+            json!({"op": "noop"})
+        );
+        // Not JSON, not an object, base64 or no body: the URL event itself.
+        for e in [
+            url(json!("op=noop"), false),
+            url(json!("[1]"), false),
+            url(json!(r#"{"op":"noop"}"#), true),
+            url(Value::Null, false),
+        ] {
+            assert_eq!(from_url_event(e.clone()), e);
+        }
+        let plain = json!({"op": "echo", "body": r#"{"op":"noop"}"#});
+        assert_eq!(from_url_event(plain.clone()), plain);
+    }
 }
