@@ -14,11 +14,11 @@ mod handlers;
 mod invoke;
 mod listener;
 mod logs;
-mod urls;
-mod stream_invoke;
-mod url;
 #[doc(hidden)]
 pub mod parse;
+mod stream_invoke;
+mod url;
+mod urls;
 
 use std::sync::Arc;
 

@@ -18,8 +18,8 @@ pub use fleetfn_scheduler::InstanceState;
 pub use cost::CostDocument;
 pub use environments::{EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry};
 pub use invoke::{
-    AsyncInvoker, AsyncQueueStatus, EventRequest, InvokeOutcome, InvokeRequest, InvokeStream, Invoker,
-    StreamError, StreamPart, StreamingOutcome,
+    AsyncInvoker, AsyncQueueStatus, EventRequest, InvokeOutcome, InvokeRequest, InvokeStream,
+    Invoker, StreamError, StreamPart, StreamingOutcome,
 };
 pub use status::{
     CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
