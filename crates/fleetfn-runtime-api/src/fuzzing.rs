@@ -56,7 +56,11 @@ pub async fn exchange(input: &[u8], cfg: RuntimeApiConfig, limit: Duration) -> E
     drop(rx.try_recv());
 
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let conn = crate::server::serve_connection(server, Arc::clone(&shared));
+    let conn = crate::server::serve_connection(
+        server,
+        Arc::clone(&shared),
+        crate::server::StreamingUpload::default(),
+    );
     let (mut rd, mut wr) = tokio::io::split(client);
     let mut response = Vec::new();
     let run = async {

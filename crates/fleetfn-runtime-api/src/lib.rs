@@ -6,7 +6,9 @@
 //! `GET /2018-06-01/runtime/invocation/next` long polls open. This crate owns exactly that
 //! endpoint, as a library the agent embeds (one [`RuntimeApi`] per environment):
 //!
-//! * the HTTP/1.1 server (keep-alive, `TCP_NODELAY`) on a loopback port;
+//! * the HTTP/1.1 server (keep-alive, `TCP_NODELAY`) on a loopback port; while a streamed
+//!   `/response` is read, its connection ACKs at once (`TCP_QUICKACK`), so a runtime that keeps
+//!   Nagle's algorithm on does not hold each small write for a delayed ACK;
 //! * the set of parked `/next` long polls, and the hand-off of each invoke to exactly one of them
 //!   ([`RuntimeApi::try_dispatch`]); with no parked `/next` the invoke is rejected at once
 //!   ([`Rejected::NoIdleWorker`]): there is no queue;

@@ -1,7 +1,11 @@
 //! The HTTP/1.1 side: accept loop, routing and the four Runtime API routes.
 
 use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -12,7 +16,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +68,12 @@ pub(crate) async fn accept_loop(
                     return;
                 }
             }
-            let conn = serve_connection(stream, shared);
+            let streaming = StreamingUpload::default();
+            let io = QuickAck {
+                stream,
+                streaming: streaming.clone(),
+            };
+            let conn = serve_connection(io, shared, streaming);
             if let Some(Err(e)) = cancel.run_until_cancelled(conn).await {
                 tracing::debug!(%peer, error = %e, "runtime API connection ended");
             }
@@ -71,14 +81,105 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves the Runtime API on one connection until it closes.
-pub(crate) async fn serve_connection<I>(io: I, shared: Arc<Shared>) -> hyper::Result<()>
+/// Whether a streamed `/response` is being read on a connection: set by its handler, read by
+/// the connection's [`QuickAck`].
+#[derive(Clone, Default)]
+pub(crate) struct StreamingUpload(Arc<AtomicBool>);
+
+impl StreamingUpload {
+    /// Marks the upload as under way until the guard is dropped.
+    fn begin(&self) -> UploadGuard<'_> {
+        self.0.store(true, Ordering::Relaxed);
+        UploadGuard(self)
+    }
+
+    fn active(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct UploadGuard<'a>(&'a StreamingUpload);
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// An accepted Runtime API socket that ACKs at once while a streamed `/response` is read.
+///
+/// A runtime's HTTP client may keep Nagle's algorithm on (`lambda_runtime`'s does): then its
+/// second small write of a streamed body (a function's first chunk after the prelude) waits in
+/// its kernel until the first is ACKed, and Linux delays that ACK (40 ms at least) on a
+/// connection in interactive mode, which every request/answer exchange puts it in. So while
+/// an upload is streamed, `TCP_QUICKACK` is set before each read: it leaves interactive mode
+/// and sends a pending ACK at once. Linux drops it again by itself, hence before every read.
+/// Other requests pay one atomic load per read.
+struct QuickAck {
+    stream: TcpStream,
+    streaming: StreamingUpload,
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.streaming.active()
+            && let Err(e) = socket2::SockRef::from(&this.stream).set_tcp_quickack(true)
+        {
+            tracing::debug!(error = %e, "set TCP_QUICKACK failed");
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves the Runtime API on one connection until it closes. `streaming` is set while a
+/// streamed `/response` is read on it.
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    shared: Arc<Shared>,
+    streaming: StreamingUpload,
+) -> hyper::Result<()>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let svc = service_fn(move |req| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(route(shared, req).await) }
+        let streaming = streaming.clone();
+        async move { Ok::<_, Infallible>(route(shared, &streaming, req).await) }
     });
     http1::Builder::new()
         .keep_alive(true)
@@ -88,7 +189,7 @@ where
         .await
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
+async fn route(shared: Arc<Shared>, streaming: &StreamingUpload, req: Request<Incoming>) -> Resp {
     let Some(rest) = req.uri().path().strip_prefix(API_PREFIX) else {
         if req.uri().path() == crate::CREDENTIALS_PATH {
             return credentials(&shared, &req);
@@ -127,7 +228,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
     }
     match route {
         Route::Next => next(shared).await,
-        Route::Response(id) => response(&shared, &id, req).await,
+        Route::Response(id) => response(&shared, &id, req, streaming).await,
         Route::Error(id) => invocation_error(&shared, &id, req).await,
         Route::InitError => init_error(&shared, req).await,
     }
@@ -216,12 +317,18 @@ async fn next(shared: Arc<Shared>) -> Resp {
     }
 }
 
-async fn response(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
+async fn response(
+    shared: &Shared,
+    id: &str,
+    req: Request<Incoming>,
+    streaming: &StreamingUpload,
+) -> Resp {
     if req
         .headers()
         .get(crate::HDR_RESPONSE_MODE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"))
     {
+        let _quickack = streaming.begin();
         return streamed_response(shared, id, req).await;
     }
     let limit = shared.cfg.max_response_bytes;
