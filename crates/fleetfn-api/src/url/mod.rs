@@ -459,8 +459,11 @@ async fn streamed(outcome: StreamingOutcome, function: &str) -> Result<Response,
         loop {
             match parts.recv().await {
                 Some(StreamPart::Chunk(b)) => {
+                    let searched = buf.len();
                     buf.extend_from_slice(&b);
-                    if let Some(i) = response::find_prelude_end(&buf) {
+                    // Only the new bytes, and the 7 before them a delimiter may start in.
+                    let from = searched.saturating_sub(response::PRELUDE_END.len() - 1);
+                    if let Some(i) = response::find_prelude_end(&buf, from) {
                         let head = response::prelude(&buf[..i]).map_err(|e| refused(&e))?;
                         let rest = buf.split_off(i + response::PRELUDE_END.len()).freeze();
                         return Ok(with_head(
@@ -804,6 +807,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(b, &b"hello world"[..]);
+    }
+
+    #[tokio::test]
+    async fn a_prelude_in_one_byte_chunks_is_searched_in_linear_time() {
+        // 256 KiB of prelude a byte at a time: rescanning the whole buffer on every chunk
+        // (32 G comparisons) would not finish; searching only the new bytes does at once.
+        let mut prelude = br#"{"statusCode":200,"headers":{"x-a":"b"}}"#.to_vec();
+        prelude.resize(256 << 10, b' ');
+        prelude.extend_from_slice(&response::PRELUDE_END);
+        prelude.extend_from_slice(b"body");
+        let mut v: Vec<StreamPart> = prelude.iter().map(|b| chunk(&[*b])).collect();
+        v.push(StreamPart::End(None));
+        let resp = streamed(stream(Some(response::HTTP_INTEGRATION), v), "f")
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-a"], "b");
+        let b = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(b, &b"body"[..]);
     }
 
     #[tokio::test]

@@ -207,10 +207,15 @@ pub(crate) fn prelude(json: &[u8]) -> Result<Head, Malformed> {
     head_of(&s).map(|(head, _)| head)
 }
 
-/// Where [`PRELUDE_END`] starts in `buf`, if it is there.
-pub(crate) fn find_prelude_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(PRELUDE_END.len())
+/// Where [`PRELUDE_END`] starts in `buf`, if it is there, searching from `from` (a caller that
+/// appends chunks passes where the last search stopped, less 7 bytes for a delimiter split
+/// across chunks, so a stream of tiny chunks costs linear time, not quadratic).
+pub(crate) fn find_prelude_end(buf: &[u8], from: usize) -> Option<usize> {
+    let from = from.min(buf.len());
+    buf[from..]
+        .windows(PRELUDE_END.len())
         .position(|w| w == PRELUDE_END)
+        .map(|i| from + i)
 }
 
 #[cfg(test)]
@@ -316,13 +321,17 @@ mod tests {
         let json_len = stream.len();
         stream.extend_from_slice(&PRELUDE_END);
         stream.extend_from_slice(b"body\0bytes");
-        assert_eq!(find_prelude_end(&stream), Some(json_len));
+        assert_eq!(find_prelude_end(&stream, 0), Some(json_len));
+        // From an offset: a delimiter that starts before it is not seen, one at it is.
+        assert_eq!(find_prelude_end(&stream, json_len), Some(json_len));
+        assert_eq!(find_prelude_end(&stream, json_len + 1), None);
+        assert_eq!(find_prelude_end(&stream, usize::MAX), None);
         let head = prelude(&stream[..json_len]).unwrap();
         assert_eq!(head.status, StatusCode::ACCEPTED);
         assert_eq!(head.headers[header::CONTENT_TYPE], "text/plain");
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(head.headers[header::SET_COOKIE], "c=1");
-        assert_eq!(find_prelude_end(b"{}\0\0\0\0\0\0\0"), None);
+        assert_eq!(find_prelude_end(b"{}\0\0\0\0\0\0\0", 0), None);
         // Without a statusCode: 200; without a content type: JSON.
         let head = prelude(b"{}").unwrap();
         assert_eq!(head.status, StatusCode::OK);
