@@ -75,6 +75,12 @@ struct Structured {
     is_base64_encoded: Option<bool>,
 }
 
+/// The most headers (names) and cookies a function's answer may set, each: more is malformed,
+/// as is more than [`MAX_HEADER_BYTES`] of them in all (a `HeaderMap` would panic past ~24k
+/// names; API Gateway caps a response's headers at 10 KB).
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 10 << 10;
+
 /// Headers the endpoint sets itself: what the function says about them is dropped.
 fn hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONTENT_LENGTH
@@ -101,6 +107,24 @@ fn head_of(s: &Structured) -> Result<(Head, Option<&serde_json::Value>), Malform
             .ok_or_else(|| Malformed::Status(format!("{t:?}")))?,
         Some(Scalar::Bool(b)) => return Err(Malformed::Status(b.to_string())),
     };
+    let too_many = || Malformed::Header(format!("more than {MAX_HEADERS} headers or cookies"));
+    if s.headers.as_ref().is_some_and(|h| h.len() > MAX_HEADERS)
+        || s.cookies.as_ref().is_some_and(|c| c.len() > MAX_HEADERS)
+    {
+        return Err(too_many());
+    }
+    let header_bytes: usize = s
+        .headers
+        .iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.to_header_string().len()))
+        .chain(s.cookies.iter().flatten().map(String::len))
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Malformed::Header(format!(
+            "headers and cookies of more than {MAX_HEADER_BYTES} bytes"
+        )));
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in s.headers.iter().flatten() {
         let Some(value) = value else { continue };
@@ -111,11 +135,13 @@ fn head_of(s: &Structured) -> Result<(Head, Option<&serde_json::Value>), Malform
         }
         let v = value.to_header_string();
         let v = HeaderValue::from_str(&v).map_err(|_| Malformed::Header(name.to_string()))?;
-        headers.insert(name, v);
+        headers.try_insert(name, v).map_err(|_| too_many())?;
     }
     for c in s.cookies.iter().flatten() {
         let v = HeaderValue::from_str(c).map_err(|_| Malformed::Header("set-cookie".into()))?;
-        headers.append(header::SET_COOKIE, v);
+        headers
+            .try_append(header::SET_COOKIE, v)
+            .map_err(|_| too_many())?;
     }
     if !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(
@@ -312,6 +338,37 @@ mod tests {
         assert_eq!(
             bad(r#"{"statusCode": 200, "body": "%%%", "isBase64Encoded": true}"#),
             Malformed::Base64
+        );
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_are_malformed_not_a_panic() {
+        let with = |n: usize, value: &str| {
+            let headers: serde_json::Map<_, _> = (0..n)
+                .map(|i| (format!("x-h{i}"), serde_json::Value::from(value)))
+                .collect();
+            serde_json::json!({"statusCode": 200, "headers": headers}).to_string()
+        };
+        // 30k distinct names used to panic in HeaderMap::insert.
+        for (n, value) in [(30_000, "v"), (101, "v"), (50, &"v".repeat(300)[..])] {
+            let e = buffered(&Bytes::from(with(n, value))).unwrap_err();
+            assert!(matches!(e, Malformed::Header(_)), "{n}: {e:?}");
+            let e = prelude(with(n, value).as_bytes()).unwrap_err();
+            assert!(matches!(e, Malformed::Header(_)), "{n}: {e:?}");
+        }
+        let cookies: Vec<String> = (0..101).map(|i| format!("c{i}=1")).collect();
+        let e = buffered(&Bytes::from(
+            serde_json::json!({"statusCode": 200, "cookies": cookies}).to_string(),
+        ))
+        .unwrap_err();
+        assert!(matches!(e, Malformed::Header(_)), "{e:?}");
+        assert_eq!(
+            buffered(&Bytes::from(with(100, "v")))
+                .unwrap()
+                .head
+                .headers
+                .len(),
+            101
         );
     }
 
