@@ -186,9 +186,13 @@ fn parse_invoke_mode(v: &str) -> Result<InvokeMode> {
 
 /// URL targets by URL id, valid for one generation of desired state (and, with a
 /// `resolve_ttl`, for at most that long), as [`crate::invoke`] caches resolutions.
+///
+/// Ids that name no URL are kept apart from the URLs found, in a small map of their own: anyone
+/// can send requests for made-up ids, and those must not push out the entries of real URLs.
 #[derive(Debug, Default)]
 pub(crate) struct UrlCache {
-    entries: Mutex<HashMap<String, UrlEntry>>,
+    found: Mutex<HashMap<String, UrlEntry>>,
+    missing: Mutex<HashMap<String, UrlEntry>>,
 }
 
 #[derive(Debug)]
@@ -198,8 +202,10 @@ struct UrlEntry {
     target: Option<Arc<UrlTarget>>,
 }
 
-/// Bound on cached URL targets; the cache is cleared when it grows past it.
+/// Bound on cached URL targets (only existing URLs fill it); cleared when it grows past it.
 const CACHE_MAX: usize = 10_000;
+/// Bound on cached ids that name no URL; cleared on its own when it grows past it.
+const MISSING_MAX: usize = 1_024;
 
 impl ControlPlane {
     /// The URL of `url_id` as this control plane writes it.
@@ -479,38 +485,47 @@ impl ControlPlane {
         }
         // Read the generation before the store, so a result is never newer than its tag.
         let generation = *self.changed.borrow();
-        let hit = {
-            let map = self.url_cache.entries.lock();
-            map.get(url_id).and_then(|e| {
-                (e.generation == generation
-                    && self
-                        .resolve_ttl
-                        .is_none_or(|ttl| e.at.is_some_and(|at| at.elapsed() < ttl)))
-                .then(|| e.target.clone())
-            })
+        let fresh = |e: &UrlEntry| {
+            e.generation == generation
+                && self
+                    .resolve_ttl
+                    .is_none_or(|ttl| e.at.is_some_and(|at| at.elapsed() < ttl))
         };
+        let cache = &self.url_cache;
+        let hit = cache
+            .found
+            .lock()
+            .get(url_id)
+            .filter(|e| fresh(e))
+            .map(|e| e.target.clone());
+        let hit =
+            hit.or_else(|| (cache.missing.lock().get(url_id).is_some_and(fresh)).then_some(None));
         if let Some(t) = hit {
             return Ok(t.map(|t| (*t).clone()));
         }
         let at = self.resolve_ttl.map(|_| Instant::now());
-        // Errors (the store's) are transient: never cached.
+        // Errors (the store's) are transient: never cached. An unknown id costs one read of
+        // the id index.
         let target = self
             .function_url_target_uncached(url_id)
             .await?
             .map(Arc::new);
+        let entry = UrlEntry {
+            generation,
+            at,
+            target: target.clone(),
+        };
+        let (into, other, max) = match target {
+            Some(_) => (&cache.found, &cache.missing, CACHE_MAX),
+            None => (&cache.missing, &cache.found, MISSING_MAX),
+        };
+        other.lock().remove(url_id);
         {
-            let mut map = self.url_cache.entries.lock();
-            if map.len() >= CACHE_MAX {
+            let mut map = into.lock();
+            if map.len() >= max {
                 map.clear();
             }
-            map.insert(
-                url_id.to_owned(),
-                UrlEntry {
-                    generation,
-                    at,
-                    target: target.clone(),
-                },
-            );
+            map.insert(url_id.to_owned(), entry);
         }
         Ok(target.map(|t| (*t).clone()))
     }
@@ -871,6 +886,43 @@ mod tests {
                 assert_eq!(cp.store.count(table, "").await.unwrap(), 0, "{table:?}");
             }
             assert!(cp.function_url_target("nonsense").await.unwrap().is_none());
+        }
+
+        /// Made-up ids (anyone can send them) never push a real URL's entry out of the cache:
+        /// the URL is deleted behind the cache's back (no generation bump) and still served
+        /// from it after 20,000 unknown ids.
+        #[tokio::test]
+        async fn unknown_ids_do_not_evict_known_urls() {
+            let (_d, cp) = setup().await;
+            let c = cp
+                .create_function_url_config(&fref("f", None), url_req("NONE"))
+                .await
+                .unwrap();
+            let id = id_of(&c);
+            assert!(cp.function_url_target(&id).await.unwrap().is_some());
+            let ops = cp.url_delete_ops("f", None).await.unwrap();
+            cp.store.commit(ops).await.unwrap();
+            for _ in 0..20_000 {
+                let unknown = new_url_id();
+                assert!(cp.function_url_target(&unknown).await.unwrap().is_none());
+            }
+            assert!(cp.url_cache.missing.lock().len() <= MISSING_MAX);
+            assert_eq!(cp.url_cache.found.lock().len(), 1);
+            let t = cp.function_url_target(&id).await.unwrap();
+            assert_eq!(t.map(|t| t.function_name).as_deref(), Some("f"));
+            // This server's own change (a new generation) is seen at once.
+            cp.create_alias(
+                &fref("f", None),
+                CreateAliasRequest {
+                    name: Some("other".into()),
+                    function_version: Some("$LATEST".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert!(cp.function_url_target(&id).await.unwrap().is_none());
+            assert!(cp.url_cache.found.lock().is_empty());
         }
 
         /// Another server's change (it does not bump this one's generation) is seen once the
