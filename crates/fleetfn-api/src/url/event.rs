@@ -21,7 +21,9 @@ pub(crate) struct UrlRequest<'a> {
     pub raw_query: &'a str,
     pub protocol: &'static str,
     pub headers: &'a HeaderMap,
-    /// Headers the endpoint adds (`x-forwarded-for`, `x-forwarded-proto`).
+    /// Headers the endpoint adds: `x-forwarded-for` is appended to what the client sent (as
+    /// AWS does, so only its last entry, the peer the endpoint saw, is to be trusted); any
+    /// other (`x-forwarded-proto`) replaces what the client sent.
     pub extra_headers: &'a [(&'static str, String)],
     pub body: &'a [u8],
     pub source_ip: String,
@@ -101,6 +103,9 @@ pub(crate) struct IamCaller {
     pub user_arn: String,
     pub user_id: String,
 }
+
+/// The one endpoint header that accumulates: the client's list, then the peer.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Everything an event is made of, owned, so a large one can be built on a blocking thread.
 #[derive(Debug)]
@@ -197,13 +202,18 @@ pub(crate) fn build<'a>(req: &'a UrlRequest<'a>, ctx: &'a UrlContext<'a>) -> Url
         );
     }
     for (name, value) in req.extra_headers {
-        headers
-            .entry((*name).to_string())
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(value);
-            })
-            .or_insert_with(|| value.clone());
+        if *name == X_FORWARDED_FOR {
+            headers
+                .entry((*name).to_string())
+                .and_modify(|v| {
+                    v.push(',');
+                    v.push_str(value);
+                })
+                .or_insert_with(|| value.clone());
+        } else {
+            // The endpoint's own scheme and port: a client's `https` must not stay in front.
+            headers.insert((*name).to_string(), value.clone());
+        }
     }
     let mut query_string_parameters: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in Query::parse(Some(req.raw_query)).pairs() {
@@ -416,6 +426,24 @@ mod tests {
                 .unwrap()
                 .contains_key("authorizer")
         );
+        // A client's forwarding headers: its x-forwarded-for is kept with the peer last (the
+        // only trusted entry), its x-forwarded-proto is replaced by the endpoint's.
+        let h = headers(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let forwarded = UrlRequest {
+            headers: &h,
+            extra_headers: &[
+                ("x-forwarded-for", "127.0.0.1".into()),
+                ("x-forwarded-proto", "http".into()),
+            ],
+            source_ip: req.source_ip.clone(),
+            ..req
+        };
+        let ev = serde_json::to_value(build(&forwarded, &ctx)).unwrap();
+        assert_eq!(ev["headers"]["x-forwarded-for"], "10.0.0.1,127.0.0.1");
+        assert_eq!(ev["headers"]["x-forwarded-proto"], "http");
         // No body: neither `body` nor base64.
         let empty = UrlRequest {
             raw_query: "",
