@@ -700,11 +700,7 @@ async fn invoke_streaming(agent: &Agent, id: &str, headers: &HeaderMap, body: By
         Answer::Reply(reply) => return reply_response(reply),
         Answer::Stream(stream) => stream,
     };
-    let mut resp = Response::new(axum::body::Body::new(FramedBody {
-        parts: stream.parts,
-        pending: None,
-        ended: false,
-    }));
+    let mut resp = Response::new(axum::body::Body::new(FramedBody::new(stream.parts)));
     let h = resp.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
@@ -720,13 +716,37 @@ async fn invoke_streaming(agent: &Agent, id: &str, headers: &HeaderMap, body: By
 }
 
 /// The frames of a streamed reply, made from the environment's parts as they come: a DATA
-/// frame's head, then its chunk as is. Dropped with the connection, which drops the parts'
-/// receiver and so abandons the invoke's response.
+/// frame's head, then its chunk as is (a chunk over [`response::MAX_FRAME_LEN`] goes as
+/// several frames). Dropped with the connection, which drops the parts' receiver and so
+/// abandons the invoke's response.
 struct FramedBody {
     parts: tokio::sync::mpsc::Receiver<fleetfn_proto::StreamPart>,
     /// A chunk whose head was just sent.
     pending: Option<Bytes>,
+    /// The rest of a chunk over the frame limit, still to be framed.
+    rest: Option<Bytes>,
     ended: bool,
+}
+
+impl FramedBody {
+    fn new(parts: tokio::sync::mpsc::Receiver<fleetfn_proto::StreamPart>) -> Self {
+        Self {
+            parts,
+            pending: None,
+            rest: None,
+            ended: false,
+        }
+    }
+
+    /// The head of a DATA frame for (up to the frame limit of) `chunk`, which follows it.
+    fn data_head(&mut self, mut chunk: Bytes) -> Bytes {
+        if chunk.len() > response::MAX_FRAME_LEN {
+            self.rest = Some(chunk.split_off(response::MAX_FRAME_LEN));
+        }
+        let head = Bytes::copy_from_slice(&response::data_head(chunk.len()));
+        self.pending = Some(chunk);
+        head
+    }
 }
 
 impl hyper::body::Body for FramedBody {
@@ -741,6 +761,10 @@ impl hyper::body::Body for FramedBody {
         if let Some(chunk) = self.pending.take() {
             return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))));
         }
+        if let Some(rest) = self.rest.take() {
+            let head = self.data_head(rest);
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(head))));
+        }
         if self.ended {
             return Poll::Ready(None);
         }
@@ -749,11 +773,7 @@ impl hyper::body::Body for FramedBody {
             Poll::Ready(p) => p,
         };
         let frame = match part {
-            Some(fleetfn_proto::StreamPart::Chunk(c)) => {
-                let head = Bytes::copy_from_slice(&response::data_head(c.len()));
-                self.pending = Some(c);
-                head
-            }
+            Some(fleetfn_proto::StreamPart::Chunk(c)) => self.data_head(c),
             Some(fleetfn_proto::StreamPart::End(e)) => {
                 self.ended = true;
                 response::end_frame(e.as_ref())
@@ -926,5 +946,50 @@ impl Agent {
     /// A server called (an invoke stream's frames count too): the orphan guard's clock.
     pub(crate) fn touch(&self) {
         *self.last_contact.lock() = tokio::time::Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk over the frame limit goes as several DATA frames the server's decoder takes.
+    #[tokio::test]
+    async fn a_chunk_over_the_frame_limit_is_split() {
+        use hyper::body::Body as _;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let big = Bytes::from(vec![3u8; 2 * response::MAX_FRAME_LEN + 5]);
+        tx.send(fleetfn_proto::StreamPart::Chunk(big.clone()))
+            .await
+            .unwrap();
+        tx.send(fleetfn_proto::StreamPart::End(None)).await.unwrap();
+        drop(tx);
+        let mut body = std::pin::pin!(FramedBody::new(rx));
+        let mut decoder = response::Decoder::default();
+        let mut parts = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            decoder.push(frame.unwrap().data_ref().unwrap());
+            while let Some(p) = decoder.next_part().unwrap() {
+                parts.push(p);
+            }
+        }
+        let lens: Vec<_> = parts
+            .iter()
+            .map(|p| match p {
+                fleetfn_proto::StreamPart::Chunk(c) => Some(c.len()),
+                fleetfn_proto::StreamPart::End(_) => None,
+            })
+            .collect();
+        let max = response::MAX_FRAME_LEN;
+        assert_eq!(lens, [Some(max), Some(max), Some(5), None]);
+        let joined: Vec<u8> = parts
+            .iter()
+            .filter_map(|p| match p {
+                fleetfn_proto::StreamPart::Chunk(c) => Some(c.to_vec()),
+                fleetfn_proto::StreamPart::End(_) => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(joined, big);
     }
 }

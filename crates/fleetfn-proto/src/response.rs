@@ -13,7 +13,9 @@
 //!   `type_len u16 (big endian) | error type | error document` (the function's error, or the
 //!   agent's: `Sandbox.Timedout`, `Runtime.TruncatedResponse`, `Function.ResponseSizeTooLarge`).
 //!
-//! A body that ends without an END frame was cut off.
+//! A body that ends without an END frame was cut off. No frame's content is longer than
+//! [`MAX_FRAME_LEN`]: the agent splits a longer chunk into several DATA frames, and the reader
+//! rejects a longer frame before buffering it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -31,6 +33,10 @@ pub const KIND_DATA: u8 = 0;
 pub const KIND_END: u8 = 1;
 /// Bytes before each frame's content.
 pub const FRAME_HEAD: usize = 5;
+/// The longest content of one frame (16 MiB). The runtime's chunks are far smaller (they are
+/// the HTTP body frames of its `/response`), and an END frame's error document is bounded
+/// by the runtime API's header limits; a DATA chunk over it is split by the sender.
+pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 
 /// A function's error that ends a streamed response (`InvokeComplete`'s `ErrorCode` and
 /// `ErrorDetails`): its type, and the error document the runtime sent.
@@ -57,6 +63,8 @@ pub enum FrameError {
     UnknownKind(u8),
     #[error("malformed END frame: {0}")]
     BadEnd(&'static str),
+    #[error("frame of {len} bytes, over the {max} byte limit")]
+    TooLarge { len: usize, max: usize },
 }
 
 /// The head of a DATA frame of `len` bytes (the chunk follows it as is).
@@ -101,6 +109,13 @@ impl Decoder {
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if kind != KIND_DATA && kind != KIND_END {
             return Err(FrameError::UnknownKind(kind));
+        }
+        // Checked before anything is reserved: the peer declares the length.
+        if len > MAX_FRAME_LEN {
+            return Err(FrameError::TooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            });
         }
         if self.buf.len() < FRAME_HEAD + len {
             self.buf.reserve(FRAME_HEAD + len - self.buf.len());
@@ -183,5 +198,33 @@ mod tests {
         let mut d = Decoder::default();
         d.push(&[KIND_END, 0, 0, 0, 3, 0, 9, b'x']);
         assert!(matches!(d.next_part(), Err(FrameError::BadEnd(_))));
+    }
+
+    #[test]
+    fn a_frame_over_the_cap_is_rejected_before_it_is_buffered() {
+        let mut d = Decoder::default();
+        d.push(&[KIND_DATA, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            d.next_part(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: MAX_FRAME_LEN
+            })
+        );
+        assert!(
+            d.buf.capacity() < 1024,
+            "nothing reserved for the declared length"
+        );
+        let mut d = Decoder::default();
+        d.push(&data_head(MAX_FRAME_LEN + 1));
+        assert!(matches!(d.next_part(), Err(FrameError::TooLarge { .. })));
+        // A frame of exactly the cap is fine.
+        let mut d = Decoder::default();
+        d.push(&data_head(MAX_FRAME_LEN));
+        assert_eq!(d.next_part(), Ok(None));
+        d.push(&vec![7u8; MAX_FRAME_LEN]);
+        assert!(
+            matches!(d.next_part(), Ok(Some(StreamPart::Chunk(c))) if c.len() == MAX_FRAME_LEN)
+        );
     }
 }
