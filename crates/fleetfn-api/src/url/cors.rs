@@ -2,7 +2,9 @@
 //! `Origin` and `Access-Control-Request-Method`) itself without invoking the function, and
 //! adds `Access-Control-Allow-Origin`, `-Expose-Headers` and `-Allow-Credentials` to the
 //! responses of an allowed origin, in place of any the function set (the URL's configured
-//! headers take precedence, as on AWS). A URL without CORS leaves both to the function.
+//! headers take precedence, as on AWS). A URL without CORS leaves both to the function. A
+//! wildcard origin answers the literal `*` and never allows credentials; a list of origins
+//! echoes the allowed one and adds `Vary: Origin`.
 
 use fleetfn_model::url::Cors;
 use http::header::{self, HeaderName};
@@ -20,22 +22,53 @@ pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap, cors: Option<&C
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-/// The `Access-Control-Allow-Origin` value for the request's `Origin`, if it is allowed:
-/// the origin itself, or `*` for a wildcard without credentials.
+/// Whether the URL allows every origin (`*` among its origins).
+fn wildcard(cors: &Cors) -> bool {
+    cors.allow_origins
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o == "*")
+}
+
+/// The `Access-Control-Allow-Origin` value for the request's `Origin`, if it is allowed: the
+/// literal `*` for a wildcard, else the origin itself (a listed one). A wildcard never echoes
+/// the origin, so it never pairs with `Access-Control-Allow-Credentials` (browsers refuse `*`
+/// with credentials, and echoing any origin with them would let every site read a logged-in
+/// user's responses).
 fn allowed_origin(cors: &Cors, headers: &HeaderMap) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
-    let origins = cors.allow_origins.as_deref().unwrap_or_default();
-    if origins.iter().any(|o| o == "*") {
-        if cors.allow_credentials == Some(true) {
-            return Some(origin.clone());
-        }
+    if wildcard(cors) {
         return Some(HeaderValue::from_static("*"));
     }
     let o = origin.to_str().ok()?;
+    let origins = cors.allow_origins.as_deref().unwrap_or_default();
     origins
         .iter()
         .any(|allowed| allowed.eq_ignore_ascii_case(o))
         .then(|| origin.clone())
+}
+
+/// Credentials are allowed only with a listed (echoed) origin.
+fn credentials(cors: &Cors) -> bool {
+    cors.allow_credentials == Some(true) && !wildcard(cors)
+}
+
+/// Adds `Vary: Origin` (to what the function set) when the answer depends on the origin: the
+/// URL lists origins rather than `*`, so caches must not hand one origin's answer to another.
+fn vary_origin(cors: &Cors, resp: &mut HeaderMap) {
+    if wildcard(cors) {
+        return;
+    }
+    let already = resp.get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("origin"))
+        })
+    });
+    if !already {
+        resp.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
 }
 
 fn joined(list: Option<&Vec<String>>) -> Option<HeaderValue> {
@@ -60,18 +93,10 @@ pub(crate) fn preflight(cors: &Cors, req: &HeaderMap) -> HeaderMap {
     if let Some(age) = cors.max_age {
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(age));
     }
-    if cors.allow_credentials == Some(true) {
+    if credentials(cors) {
         h.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
-    if cors
-        .allow_origins
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .all(|o| o != "*")
-    {
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
+    vary_origin(cors, &mut h);
     h
 }
 
@@ -81,6 +106,7 @@ pub(crate) fn apply(cors: Option<&Cors>, req: &HeaderMap, resp: &mut HeaderMap) 
     for name in [ALLOW_ORIGIN, ALLOW_CREDENTIALS, EXPOSE_HEADERS] {
         resp.remove(name);
     }
+    vary_origin(cors, resp);
     let Some(origin) = allowed_origin(cors, req) else {
         return;
     };
@@ -88,7 +114,7 @@ pub(crate) fn apply(cors: Option<&Cors>, req: &HeaderMap, resp: &mut HeaderMap) 
     if let Some(v) = joined(cors.expose_headers.as_ref()) {
         resp.insert(EXPOSE_HEADERS, v);
     }
-    if cors.allow_credentials == Some(true) {
+    if credentials(cors) {
         resp.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
 }
@@ -146,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_allows_every_origin_and_echoes_it_only_with_credentials() {
+    fn a_wildcard_allows_every_origin_as_star_and_never_with_credentials() {
         let c = Cors {
             allow_origins: strings(&["*"]),
             ..Cors::default()
@@ -160,10 +186,16 @@ mod tests {
             allow_credentials: Some(true),
             ..c
         };
-        assert_eq!(
-            preflight(&c, &req("https://a.example"))[ALLOW_ORIGIN],
-            "https://a.example"
-        );
+        // With credentials too: still `*`, and no credentials (never an echoed origin).
+        let h = preflight(&c, &req("https://evil.example"));
+        assert_eq!(h[ALLOW_ORIGIN], "*");
+        assert!(!h.contains_key(ALLOW_CREDENTIALS));
+        let mut resp = HeaderMap::new();
+        resp.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        apply(Some(&c), &req("https://evil.example"), &mut resp);
+        assert_eq!(resp[ALLOW_ORIGIN], "*");
+        assert!(!resp.contains_key(ALLOW_CREDENTIALS));
+        assert!(!resp.contains_key(header::VARY));
     }
 
     #[test]
@@ -177,11 +209,22 @@ mod tests {
         assert_eq!(resp[EXPOSE_HEADERS], "x-request-id");
         assert_eq!(resp[ALLOW_CREDENTIALS], "true");
         assert_eq!(resp["x-other"], "kept");
+        assert_eq!(resp[header::VARY], "Origin");
+        // The function's Vary is kept, Origin added to it once.
+        let mut resp = HeaderMap::new();
+        resp.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        apply(Some(&c), &req("https://app.example.com"), &mut resp);
+        let vary: Vec<_> = resp.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+        apply(Some(&c), &req("https://app.example.com"), &mut resp);
+        assert_eq!(resp.get_all(header::VARY).iter().count(), 2);
         // Another origin: no CORS headers at all, the function's removed.
         let mut resp = HeaderMap::new();
         resp.insert(ALLOW_ORIGIN, HeaderValue::from_static("*"));
         apply(Some(&c), &req("https://evil.example.com"), &mut resp);
-        assert!(resp.is_empty());
+        assert_eq!(resp.len(), 1, "{resp:?}");
+        // Still varies by origin: an allowed one gets another answer.
+        assert_eq!(resp[header::VARY], "Origin");
         // No CORS config: the function's headers stand.
         let mut resp = HeaderMap::new();
         resp.insert(ALLOW_ORIGIN, HeaderValue::from_static("*"));
