@@ -2,7 +2,9 @@
 //! `InvokeWithResponseStream`: each message is a prelude (total length, headers length, CRC32
 //! of those 8 bytes), string headers (`:event-type`, `:content-type`, `:message-type`), the
 //! payload and a CRC32 of everything before it. [`Frames`] turns a streamed (or buffered)
-//! invoke into `PayloadChunk` messages and one `InvokeComplete`.
+//! invoke into `PayloadChunk` messages and one `InvokeComplete`. No message is longer than
+//! [`MAX_MESSAGE`] (the event stream's 16 MiB): a longer chunk is split across messages, and
+//! `InvokeComplete`'s fields are truncated.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,7 +17,24 @@ use tokio::sync::mpsc::Receiver;
 /// The header value type `string` of the event stream encoding.
 const STRING: u8 = 7;
 
-/// One event message (`:message-type: event`) of type `event_type` carrying `payload`.
+/// The longest message, prelude and CRCs included, that event stream decoders take (the
+/// encoding's limit is 16 MiB; botocore allows a payload of up to 24 MiB).
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Room for the prelude, headers and message CRC of our messages (well under 1 KiB).
+const OVERHEAD: usize = 1024;
+
+/// The most function bytes one `PayloadChunk` carries.
+pub(crate) const MAX_CHUNK: usize = MAX_MESSAGE - OVERHEAD;
+
+/// `InvokeComplete` field bounds, in UTF-8 bytes before JSON escaping (which at most
+/// sextuples a byte, `\u0000`): the document stays below [`MAX_CHUNK`] whatever the error.
+const MAX_ERROR_CODE: usize = 1024;
+const MAX_ERROR_DETAILS: usize = 2 * 1024 * 1024;
+const MAX_LOG_RESULT: usize = 64 * 1024;
+
+/// One event message (`:message-type: event`) of type `event_type` carrying `payload`, which
+/// callers keep within [`MAX_CHUNK`] bytes.
 pub(crate) fn event(event_type: &str, content_type: &str, payload: &[u8]) -> Bytes {
     let headers: [(&str, &str); 3] = [
         (":event-type", event_type),
@@ -27,17 +46,21 @@ pub(crate) fn event(event_type: &str, content_type: &str, payload: &[u8]) -> Byt
         .map(|(n, v)| 1 + n.len() + 1 + 2 + v.len())
         .sum();
     let total = 12 + headers_len + payload.len() + 4;
+    assert!(
+        headers_len <= OVERHEAD - 16 && total <= MAX_MESSAGE,
+        "event stream message of {total} bytes: callers split or bound payloads"
+    );
     let mut out = BytesMut::with_capacity(total);
-    // Lengths fit: a chunk is far below 4 GiB and the header names and values are ours.
-    out.put_u32(total as u32);
-    out.put_u32(headers_len as u32);
+    // The lengths fit (checked above); the header names and values are ours, all short.
+    out.put_u32(u32::try_from(total).expect("at most MAX_MESSAGE"));
+    out.put_u32(u32::try_from(headers_len).expect("at most OVERHEAD"));
     let prelude_crc = crc32fast::hash(&out[..8]);
     out.put_u32(prelude_crc);
     for (name, value) in headers {
-        out.put_u8(name.len() as u8);
+        out.put_u8(u8::try_from(name.len()).expect("a short header name"));
         out.put_slice(name.as_bytes());
         out.put_u8(STRING);
-        out.put_u16(value.len() as u16);
+        out.put_u16(u16::try_from(value.len()).expect("a short header value"));
         out.put_slice(value.as_bytes());
     }
     out.put_slice(payload);
@@ -46,9 +69,28 @@ pub(crate) fn event(event_type: &str, content_type: &str, payload: &[u8]) -> Byt
     out.freeze()
 }
 
-/// A `PayloadChunk` with the function's bytes as they are.
+/// A `PayloadChunk` with the function's bytes as they are (at most [`MAX_CHUNK`] of them).
 pub(crate) fn payload_chunk(bytes: &[u8]) -> Bytes {
     event("PayloadChunk", "application/octet-stream", bytes)
+}
+
+/// The first [`MAX_CHUNK`] bytes of `rest` as a `PayloadChunk`, leaving the others in `rest`.
+/// A chunk within the bound is one message as it is (chunks are never merged: latency).
+fn next_payload_chunk(rest: &mut Bytes) -> Bytes {
+    let piece = rest.split_to(rest.len().min(MAX_CHUNK));
+    payload_chunk(&piece)
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncated(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The `InvokeComplete` document: empty when the function finished, else its error.
@@ -75,8 +117,15 @@ impl InvokeComplete {
         }
     }
 
+    /// The message, its fields truncated so that it stays within [`MAX_MESSAGE`].
     pub(crate) fn encode(&self) -> Bytes {
-        let json = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        let cut = |f: &Option<String>, max| f.as_deref().map(|v| truncated(v, max).to_owned());
+        let bounded = Self {
+            error_code: cut(&self.error_code, MAX_ERROR_CODE),
+            error_details: cut(&self.error_details, MAX_ERROR_DETAILS),
+            log_result: cut(&self.log_result, MAX_LOG_RESULT),
+        };
+        let json = serde_json::to_vec(&bounded).unwrap_or_else(|_| b"{}".to_vec());
         event("InvokeComplete", "application/json", &json)
     }
 }
@@ -92,13 +141,20 @@ fn error_type_of(doc: &[u8]) -> Option<String> {
 }
 
 /// The whole event stream of an answer that came back buffered: its payload in one
-/// `PayloadChunk`, then `InvokeComplete`; a function error is reported in `InvokeComplete`
-/// alone (`ErrorCode` the document's `errorType`, else the `X-Amz-Function-Error` value;
-/// `ErrorDetails` the document).
+/// `PayloadChunk` (several past [`MAX_CHUNK`]), then `InvokeComplete`; a function error is
+/// reported in `InvokeComplete` alone (`ErrorCode` the document's `errorType`, else the
+/// `X-Amz-Function-Error` value; `ErrorDetails` the document).
 pub(crate) fn buffered(outcome: &InvokeOutcome) -> Bytes {
     match &outcome.function_error {
         None => {
-            let mut out = BytesMut::from(&payload_chunk(&outcome.payload)[..]);
+            let mut out = BytesMut::new();
+            let mut rest = outcome.payload.clone();
+            while !rest.is_empty() {
+                out.extend_from_slice(&next_payload_chunk(&mut rest));
+            }
+            if outcome.payload.is_empty() {
+                out.extend_from_slice(&payload_chunk(&[]));
+            }
             out.extend_from_slice(&InvokeComplete::default().encode());
             out.freeze()
         }
@@ -111,16 +167,23 @@ pub(crate) fn buffered(outcome: &InvokeOutcome) -> Bytes {
 }
 
 /// The messages of a streamed answer, as its parts arrive: a `PayloadChunk` per non-empty
-/// chunk, then `InvokeComplete`. A stream whose sender went away without its end completes
-/// with `ErrorCode` `Runtime.StreamInterrupted`.
+/// chunk (several, one at a time, for a chunk past [`MAX_CHUNK`]), then `InvokeComplete`. A
+/// stream whose sender went away without its end completes with `ErrorCode`
+/// `Runtime.StreamInterrupted`.
 pub(crate) struct Frames {
     parts: Receiver<StreamPart>,
+    /// What is left of a chunk too long for one message.
+    rest: Bytes,
     done: bool,
 }
 
 impl Frames {
     pub(crate) fn new(parts: Receiver<StreamPart>) -> Self {
-        Self { parts, done: false }
+        Self {
+            parts,
+            rest: Bytes::new(),
+            done: false,
+        }
     }
 }
 
@@ -129,13 +192,20 @@ impl tokio_stream::Stream for Frames {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
+            if !self.rest.is_empty() {
+                return Poll::Ready(Some(Ok(next_payload_chunk(&mut self.rest))));
+            }
             if self.done {
                 return Poll::Ready(None);
             }
             let part = std::task::ready!(self.parts.poll_recv(cx));
             let frame = match part {
                 Some(StreamPart::Chunk(b)) if b.is_empty() => continue,
-                Some(StreamPart::Chunk(b)) => payload_chunk(&b),
+                Some(StreamPart::Chunk(mut b)) => {
+                    let frame = next_payload_chunk(&mut b);
+                    self.rest = b;
+                    frame
+                }
                 Some(StreamPart::End(e)) => {
                     self.done = true;
                     InvokeComplete::from_error(e.as_ref()).encode()
@@ -298,5 +368,92 @@ pub(crate) mod tests {
         let d = decode_all(&frames.concat());
         let doc: serde_json::Value = serde_json::from_slice(&d[0].payload).unwrap();
         assert_eq!(doc["ErrorCode"], "Runtime.StreamInterrupted");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_past_the_message_limit_is_split_and_small_ones_are_kept() {
+        use tokio_stream::StreamExt;
+        let big: Bytes = (0..2 * MAX_CHUNK + 5).map(|i| i as u8).collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tx.send(StreamPart::Chunk(Bytes::from_static(b"a")))
+            .await
+            .unwrap();
+        tx.send(StreamPart::Chunk(big.clone())).await.unwrap();
+        tx.send(StreamPart::Chunk(Bytes::from_static(b"b")))
+            .await
+            .unwrap();
+        tx.send(StreamPart::End(None)).await.unwrap();
+        let frames: Vec<Bytes> = Frames::new(rx).map(|f| f.unwrap()).collect().await;
+        assert_eq!(
+            frames.len(),
+            6,
+            "a, three pieces of the big chunk, b, complete"
+        );
+        assert!(frames.iter().all(|f| f.len() <= MAX_MESSAGE));
+        let d = decode_all(&frames.concat());
+        assert_eq!(d[0].payload, b"a");
+        let pieces: Vec<usize> = d[1..4].iter().map(|m| m.payload.len()).collect();
+        assert_eq!(pieces, [MAX_CHUNK, MAX_CHUNK, 5]);
+        assert_eq!(
+            d[1..4]
+                .iter()
+                .flat_map(|m| m.payload.clone())
+                .collect::<Vec<u8>>(),
+            big
+        );
+        assert!(
+            d[1..4]
+                .iter()
+                .all(|m| m.header(":event-type") == Some("PayloadChunk"))
+        );
+        assert_eq!(d[4].payload, b"b");
+        assert_eq!(d[5].payload, b"{}");
+
+        // A buffered answer past the limit is split the same way.
+        let ok = InvokeOutcome {
+            payload: big.clone(),
+            function_error: None,
+        };
+        let d = decode_all(&buffered(&ok));
+        assert_eq!(d.len(), 4);
+        assert_eq!(
+            d[..3]
+                .iter()
+                .flat_map(|m| m.payload.clone())
+                .collect::<Vec<u8>>(),
+            big
+        );
+        let empty = InvokeOutcome {
+            payload: Bytes::new(),
+            function_error: None,
+        };
+        let d = decode_all(&buffered(&empty));
+        assert_eq!((d.len(), d[0].payload.len()), (2, 0));
+    }
+
+    #[test]
+    fn invoke_complete_stays_within_the_message_limit() {
+        // NULs are escaped to six bytes each: the worst case for the JSON document.
+        let details = "\0".repeat(20 * 1024 * 1024);
+        let e = StreamError {
+            error_type: "T".repeat(100_000),
+            payload: Bytes::from(details.clone()),
+        };
+        let m = InvokeComplete::from_error(Some(&e)).encode();
+        assert!(m.len() <= MAX_MESSAGE, "{}", m.len());
+        let d = decode_all(&m);
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Doc {
+            error_code: String,
+            error_details: String,
+        }
+        let doc: Doc = serde_json::from_slice(&d[0].payload).unwrap();
+        assert_eq!(doc.error_code, "T".repeat(MAX_ERROR_CODE));
+        assert_eq!(doc.error_details.len(), MAX_ERROR_DETAILS);
+        assert!(details.starts_with(&doc.error_details));
+        // A cut never splits a character.
+        assert_eq!(truncated("aé", 2), "a");
+        assert_eq!(truncated("aé", 3), "aé");
     }
 }
