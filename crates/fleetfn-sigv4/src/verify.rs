@@ -538,6 +538,18 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
     /// Finish [`verify`]: the signature over the request and `body_sha256_hex`, then a signed
     /// `x-amz-content-sha256` against the body.
     pub fn verify_body(self, body_sha256_hex: &str) -> Result<Principal, AuthError> {
+        self.finish(body_sha256_hex, true)
+    }
+
+    /// [`Self::verify_body`] for a server where a signature must cover the body: a request
+    /// signed with `UNSIGNED-PAYLOAD` (an `x-amz-content-sha256` header of that value, or a
+    /// presigned URL signed so) is refused, so a request seen on the wire cannot be replayed
+    /// with another body.
+    pub fn verify_signed_body(self, body_sha256_hex: &str) -> Result<Principal, AuthError> {
+        self.finish(body_sha256_hex, false)
+    }
+
+    fn finish(self, body_sha256_hex: &str, allow_unsigned: bool) -> Result<Principal, AuthError> {
         let Self {
             req,
             auth,
@@ -561,6 +573,11 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
         let content_sha256 = header_str(req.headers, &X_AMZ_CONTENT_SHA256);
         let content_sha256 = content_sha256.as_deref().map(str::trim);
         let primary_payload = content_sha256.unwrap_or(body_sha256_hex);
+        if !allow_unsigned && content_sha256 == Some(UNSIGNED_PAYLOAD) {
+            return Err(invalid(
+                "UNSIGNED-PAYLOAD is not accepted here: sign the request over the SHA-256 of its body.",
+            ));
+        }
 
         let mut canonical = Vec::with_capacity(
             256 + req.method.len()
@@ -593,7 +610,11 @@ impl<S: AsRef<str>> HeadVerified<'_, S> {
 
         let sts = string_to_sign(&amz_date, scope, &canonical);
         let mut ok = matches(&sts);
-        if !ok && auth.location == SignatureLocation::QueryString && content_sha256.is_none() {
+        if !ok
+            && allow_unsigned
+            && auth.location == SignatureLocation::QueryString
+            && content_sha256.is_none()
+        {
             // Presigned URLs: botocore signs the body hash, other signers (and
             // S3-style presigning) use UNSIGNED-PAYLOAD. Accept either.
             let mut alt = canonical[..payload_at].to_vec();

@@ -4,6 +4,7 @@
 use fleetfn_sigv4::{
     EMPTY_SHA256, Principal, RequestParts, SignatureLocation, SigningParams, UNSIGNED_PAYLOAD,
     VerifyConfig, host_for_uri, presign_query, sha256_hex, sign_http_request, sign_request, verify,
+    verify_head,
 };
 use http::{HeaderMap, HeaderValue, Request};
 use jiff::Timestamp;
@@ -302,4 +303,65 @@ fn header_name_case_in_signed_headers_is_ignored() {
     h.insert("authorization", auth.parse().unwrap());
     let req = RequestParts::new("GET", "/x", "", &h);
     assert!(verify(&req, EMPTY_SHA256, now(), &VerifyConfig::default(), lookup).is_ok());
+}
+
+#[test]
+fn verify_signed_body_refuses_unsigned_payload_in_headers_and_presigned_urls() {
+    let body = b"{\"a\":1}";
+    let body_sha = sha256_hex(body);
+    let cfg = VerifyConfig::default();
+    let check = |q: &str, h: &HeaderMap, signed: bool| {
+        let req = RequestParts::new("POST", "/x", q, h);
+        let head = verify_head(&req, now(), &cfg, lookup).unwrap();
+        if signed {
+            head.verify_signed_body(&body_sha)
+        } else {
+            head.verify_body(&body_sha)
+        }
+    };
+    let mut host = HeaderMap::new();
+    host.insert("host", HeaderValue::from_static("localhost:9000"));
+    // Header-signed with `x-amz-content-sha256: UNSIGNED-PAYLOAD`: verify_body takes it (any
+    // body), verify_signed_body does not.
+    let mut h = host.clone();
+    h.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_static(UNSIGNED_PAYLOAD),
+    );
+    sign_request("POST", "/x", "", &mut h, UNSIGNED_PAYLOAD, &params(None)).unwrap();
+    assert!(check("", &h, false).is_ok());
+    let e = check("", &h, true).unwrap_err();
+    assert!(e.message().contains("UNSIGNED-PAYLOAD"), "{}", e.message());
+    // Presigned with UNSIGNED-PAYLOAD: the same.
+    let q = presign_query(
+        "POST",
+        "/x",
+        "",
+        "localhost:9000",
+        UNSIGNED_PAYLOAD,
+        60,
+        &params(None),
+    )
+    .unwrap();
+    assert!(check(&q, &host, false).is_ok());
+    assert!(check(&q, &host, true).is_err());
+    // Signed over the body, either way: both accept it.
+    let mut h = host.clone();
+    sign_request("POST", "/x", "", &mut h, &body_sha, &params(None)).unwrap();
+    assert!(check("", &h, true).is_ok());
+    let q = presign_query(
+        "POST",
+        "/x",
+        "",
+        "localhost:9000",
+        &body_sha,
+        60,
+        &params(None),
+    )
+    .unwrap();
+    assert!(check(&q, &host, true).is_ok());
+    // ...and another body is refused.
+    let req = RequestParts::new("POST", "/x", &q, &host);
+    let head = verify_head(&req, now(), &cfg, lookup).unwrap();
+    assert!(head.verify_signed_body(&sha256_hex(b"other")).is_err());
 }

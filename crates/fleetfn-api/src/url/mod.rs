@@ -5,7 +5,8 @@
 //! ([`response`]), as Lambda's URL endpoint does: `BUFFERED` maps the whole answer,
 //! `RESPONSE_STREAM` forwards chunks as the function writes them (after the HTTP prelude of
 //! `application/vnd.awslambda.http-integration-response`). No SigV4 at this listener: an
-//! `AWS_IAM` URL checks the request's signature (service `lambda`, the server's key), a `NONE`
+//! `AWS_IAM` URL checks the request's signature (service `lambda`, the server's key; it must
+//! cover the body: `UNSIGNED-PAYLOAD` is refused on this plain-HTTP listener), a `NONE`
 //! URL needs a resource policy that lets anyone invoke it. CORS per the URL's config
 //! ([`cors`]; a config without `AllowOrigins` is none). Unknown ids answer AWS's
 //! `403 {"Message":null}`, function errors `502 Internal Server Error`.
@@ -321,7 +322,7 @@ async fn serve_url(
         None => None,
         Some(head) => {
             let hash = crate::auth::body_sha256(&bytes).await?;
-            let principal = head.verify_body(&hash).map_err(|e| {
+            let principal = head.verify_signed_body(&hash).map_err(|e| {
                 tracing::debug!(error = %e.message(), "function URL signature refused");
                 UrlError::Forbidden
             })?;
