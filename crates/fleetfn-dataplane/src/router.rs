@@ -108,12 +108,14 @@ trait Mode {
 
     fn buffered(outcome: InvokeOutcome) -> Self::Out;
 
-    /// Takes over a streamed answer; `guard` keeps the invoke in flight until it ends.
+    /// Takes over a streamed answer; `guard` keeps the invoke in flight until it ends, or
+    /// until `deadline` (from the guard's start) passes.
     fn streamed(
         plane: &DataPlane,
         function: &str,
         stream: Self::Stream,
         guard: OwnedInFlight,
+        deadline: std::time::Duration,
     ) -> Self::Out;
 }
 
@@ -153,7 +155,13 @@ impl Mode for Buffered {
         outcome
     }
 
-    fn streamed(_: &DataPlane, _: &str, stream: Self::Stream, _: OwnedInFlight) -> InvokeOutcome {
+    fn streamed(
+        _: &DataPlane,
+        _: &str,
+        stream: Self::Stream,
+        _: OwnedInFlight,
+        _: std::time::Duration,
+    ) -> InvokeOutcome {
         match stream {}
     }
 }
@@ -198,65 +206,107 @@ impl Mode for Streaming {
         StreamingOutcome::Buffered(outcome)
     }
 
-    /// Relays the agent's parts to the caller; the invoke is counted (once) with its
-    /// duration and error when the stream ends, and the time to its first part is observed.
+    /// Relays the agent's parts to the caller. The invoke is counted (once), with its
+    /// duration and error, and leaves its environment's in-flight count when the agent's
+    /// stream ends or `deadline` passes, whichever is first: not when the caller takes the
+    /// end, so a caller that stops reading holds the environment no longer than the invoke
+    /// may run. At the deadline a stream still being relayed is abandoned (dropping the
+    /// agent's stream aborts its request); the end is offered to a slow caller for
+    /// [`END_GRACE`] more. The time to the first part is observed.
     fn streamed(
         plane: &DataPlane,
         function: &str,
         stream: AgentStream,
         guard: OwnedInFlight,
+        deadline: std::time::Duration,
     ) -> StreamingOutcome {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let metrics = Arc::clone(&plane.cfg.metrics);
         let function = function.to_owned();
+        let ends_at = guard.started + deadline;
         let mut parts = stream.parts;
         tokio::spawn(async move {
+            let mut guard = Some(guard);
             let mut first = true;
-            let mut error = false;
             loop {
-                let part = parts.recv().await.unwrap_or_else(|| {
+                let part = match tokio::time::timeout_at(ends_at, parts.recv()).await {
+                    Ok(Some(part)) => part,
                     // The proto client always ends a stream; this is only a safety net.
-                    StreamPart::End(Some(StreamError {
-                        error_type: "Runtime.TruncatedResponse".into(),
-                        payload: bytes::Bytes::from_static(
-                            br#"{"errorMessage":"The response stream ended before its end.","errorType":"Runtime.TruncatedResponse"}"#,
-                        ),
-                    }))
-                });
+                    Ok(None) => stream_end(
+                        "Runtime.TruncatedResponse",
+                        "The response stream ended before its end.",
+                    ),
+                    // The proto client ends it at the same deadline; a stuck agent does not.
+                    Err(_) => stream_end(
+                        "Sandbox.Timedout",
+                        "The response stream did not end in time.",
+                    ),
+                };
                 if first {
                     first = false;
-                    metrics.stream_first_byte(&function, guard.started.elapsed());
-                }
-                let end = match &part {
-                    StreamPart::End(e) => {
-                        error = e.is_some();
-                        true
+                    if let Some(g) = &guard {
+                        metrics.stream_first_byte(&function, g.started.elapsed());
                     }
-                    StreamPart::Chunk(_) => false,
-                };
-                // A reader gone away drops `parts`, which aborts the agent's request.
-                if tx.send(part).await.is_err() || end {
-                    break;
                 }
+                if let StreamPart::End(e) = &part {
+                    if let Some(g) = guard.take() {
+                        finish_stream(g, e.is_some());
+                    }
+                    drop(parts);
+                    let _ = tokio::time::timeout(END_GRACE, tx.send(part)).await;
+                    return;
+                }
+                // A reader gone away (not an error), or one that stopped reading until the
+                // deadline (a timeout), abandons the stream: dropping `parts` aborts the
+                // agent's request.
+                let timed_out = match tokio::time::timeout_at(ends_at, tx.send(part)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => false,
+                    Err(_) => true,
+                };
+                drop(parts);
+                if let Some(g) = guard.take() {
+                    finish_stream(g, timed_out);
+                }
+                return;
             }
-            let stats = &guard.stats;
-            let elapsed = guard.started.elapsed();
-            stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let billed = elapsed.as_micros().div_ceil(1000);
-            stats
-                .billed_ms
-                .fetch_add(u64::try_from(billed).unwrap_or(u64::MAX), Ordering::Relaxed);
-            if error {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            stats.metrics.invoked(elapsed, error);
-            drop(guard);
         });
         StreamingOutcome::Streamed(InvokeStream {
             content_type: stream.content_type,
             parts: rx,
         })
     }
+}
+
+/// How long the end of a stream waits for a caller that stopped reading, once the invoke is
+/// over (it no longer holds its environment then).
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The end of a stream the router makes itself.
+/// `error_type` and `message` are constants that need no JSON escaping.
+fn stream_end(error_type: &'static str, message: &'static str) -> StreamPart {
+    let doc = format!(r#"{{"errorMessage":"{message}","errorType":"{error_type}"}}"#);
+    StreamPart::End(Some(StreamError {
+        error_type: error_type.to_owned(),
+        payload: bytes::Bytes::from(doc),
+    }))
+}
+
+/// Counts a streamed invoke that ended (`error` when it ended in an error, timed out or was
+/// abandoned) and takes it out of flight.
+fn finish_stream(guard: OwnedInFlight, error: bool) {
+    let stats = &guard.stats;
+    let elapsed = guard.started.elapsed();
+    stats.invocations.fetch_add(1, Ordering::Relaxed);
+    let billed = elapsed.as_micros().div_ceil(1000);
+    stats
+        .billed_ms
+        .fetch_add(u64::try_from(billed).unwrap_or(u64::MAX), Ordering::Relaxed);
+    if error {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    stats.metrics.invoked(elapsed, error);
+    drop(guard);
 }
 
 impl DataPlane {
@@ -325,7 +375,7 @@ impl DataPlane {
                     Ok(Err(stream)) => {
                         self.cfg.metrics.router_try(crate::metrics::TRY_DONE);
                         let guard = guard.into_owned(&env.in_flight, &routes.stats);
-                        return Ok(M::streamed(self, &v.function, stream, guard));
+                        return Ok(M::streamed(self, &v.function, stream, guard, deadline));
                     }
                     Err(e) => Err(e),
                 };

@@ -633,8 +633,14 @@ impl AgentClient {
     }
 }
 
+/// How long the end [`relay_stream`] makes itself (a timeout, a cut-off stream) waits for a
+/// reader that stopped reading.
+const STREAM_END_GRACE: Duration = Duration::from_secs(5);
+
 /// Decodes an agent's streamed reply into `tx` until its END frame, the deadline, a broken
-/// connection, or the reader going away (which drops `body`: the request is aborted).
+/// connection, or the reader going away (which drops `body`: the request is aborted). Every
+/// send to `tx` is bounded by the deadline (the last one by [`STREAM_END_GRACE`] more), so a
+/// reader that stops reading never holds the agent's request past it.
 async fn relay_stream(
     mut body: hyper::body::Incoming,
     tx: tokio::sync::mpsc::Sender<crate::StreamPart>,
@@ -698,6 +704,7 @@ async fn relay_stream(
         )),
     };
     if let Some(last) = last {
-        let _ = tx.send(last).await;
+        // A reader that stopped reading is not waited for past the deadline for long.
+        let _ = tokio::time::timeout(STREAM_END_GRACE, tx.send(last)).await;
     }
 }

@@ -168,3 +168,100 @@ async fn buffered_answers_pass_through_and_invoke_collects_streams() {
         0.0
     );
 }
+
+/// A stream far longer than the function's timeout (the fake agent does not end it itself).
+fn endless_stream() -> Answer {
+    Answer::Stream {
+        chunks: 100_000,
+        every: Duration::from_millis(10),
+        error: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_never_reads_holds_its_environment_only_until_the_deadline() {
+    let mut h = Harness::new();
+    h.active_function(&FunctionSpec {
+        max_concurrency: Some(1),
+        timeout_secs: Some(3),
+        ..FunctionSpec::default()
+    })
+    .await;
+    h.provider
+        .script()
+        .answers
+        .insert("f".into(), endless_stream());
+    let envs = h.dp.environments().environments.len();
+    assert!(envs > 0);
+    // One stalled reader per slot: every environment is busy.
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..envs {
+        match h.invoke_stream("f:1", "x").await.expect("a stream") {
+            StreamingOutcome::Streamed(s) => stalled.push(s),
+            other => panic!("expected a stream, got {other:?}"),
+        }
+    }
+    assert_eq!(in_flight(&h), u32::try_from(envs).unwrap());
+    let e = h.invoke_stream("f:1", "x").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooManyRequests, "{}", e.message);
+    // The router's deadline is the timeout plus 10 s; nobody reads meanwhile.
+    let deadline = Duration::from_secs(3 + 10);
+    tokio::time::sleep_until(started + deadline - Duration::from_millis(20)).await;
+    assert_eq!(in_flight(&h), u32::try_from(envs).unwrap());
+    tokio::time::sleep_until(started + deadline + Duration::from_millis(1)).await;
+    assert_eq!(
+        in_flight(&h),
+        0,
+        "released at the deadline, though nobody read"
+    );
+    assert_eq!(h.metric("fleetfn_invocations_total", "f", "1"), envs as f64);
+    assert_eq!(h.metric("fleetfn_errors_total", "f", "1"), envs as f64);
+    let busy = h.metric("fleetfn_duration_seconds_sum", "f", "1");
+    assert!(
+        (busy - 13.0 * envs as f64).abs() < 0.1,
+        "busy time stops at the deadline: {busy}"
+    );
+    // Other callers are admitted again.
+    match h.invoke_stream("f:1", "x").await.expect("admitted") {
+        StreamingOutcome::Streamed(mut s) => {
+            assert!(matches!(s.parts.recv().await, Some(StreamPart::Chunk(_))));
+        }
+        other => panic!("expected a stream, got {other:?}"),
+    }
+    // The stalled readers get what was buffered, then the stream stops (abandoned).
+    let mut s = stalled.pop().unwrap();
+    let mut chunks = 0;
+    while let Some(part) = s.parts.recv().await {
+        assert!(matches!(part, StreamPart::Chunk(_)), "{part:?}");
+        chunks += 1;
+    }
+    assert!(chunks > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_ended_leaves_flight_before_its_caller_reads_the_end() {
+    let mut h = Harness::new();
+    h.active_function(&FunctionSpec::default()).await;
+    h.provider
+        .script()
+        .answers
+        .insert("f".into(), stream_answer(None));
+    let StreamingOutcome::Streamed(mut stream) = h.invoke_stream("f:1", "x").await.unwrap() else {
+        panic!("expected a stream");
+    };
+    // The function's three chunks and its end fit the buffers: the caller has read nothing.
+    tokio::time::sleep(Duration::from_millis(301)).await;
+    assert_eq!(in_flight(&h), 0);
+    assert_eq!(h.metric("fleetfn_invocations_total", "f", "1"), 1.0);
+    assert_eq!(h.metric("fleetfn_errors_total", "f", "1"), 0.0);
+    assert_eq!(h.metric("fleetfn_duration_seconds_sum", "f", "1"), 0.3);
+    // Everything is still delivered.
+    for i in 0..3 {
+        assert_eq!(
+            stream.parts.recv().await,
+            Some(StreamPart::Chunk(format!("chunk-{i}").into()))
+        );
+    }
+    assert_eq!(stream.parts.recv().await, Some(StreamPart::End(None)));
+}
