@@ -4,6 +4,7 @@
 //! `cookies`, repeated query parameters joined by `,`, a text body as it is and any other one
 //! in base64, `authorizer.iam` for `AWS_IAM` URLs).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -55,7 +56,8 @@ pub(crate) struct UrlEvent<'a> {
     pub query_string_parameters: BTreeMap<String, String>,
     pub request_context: RequestContext<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    /// A text body is borrowed from the request, not copied.
+    pub body: Option<Cow<'a, str>>,
     pub is_base64_encoded: bool,
 }
 
@@ -149,6 +151,35 @@ impl EventInput {
         };
         serde_json::to_vec(&build(&req, &ctx))
     }
+
+    /// How many bytes the body takes in the encoded event (its JSON string, without the
+    /// quotes): a bound the whole payload exceeds, known without building it. Linear and
+    /// allocation-free, so a body whose event must be too large is refused before its event
+    /// is built (6 MB of control characters as text would be ~36 MB of JSON escapes).
+    pub(crate) fn encoded_body_len(&self) -> usize {
+        let content_type = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let n = self.body.len();
+        if is_text(content_type) && std::str::from_utf8(&self.body).is_ok() {
+            json_escaped_len(&self.body)
+        } else {
+            n.div_ceil(3) * 4
+        }
+    }
+}
+
+/// The length of `text` as serde_json writes it inside a JSON string: `"`, `\` and the
+/// short escapes take 2 bytes, other control characters 6 (`\u00XX`), everything else 1.
+fn json_escaped_len(text: &[u8]) -> usize {
+    text.iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Whether a body of this `Content-Type` reaches the function as text: `text/*` and the JSON,
@@ -233,9 +264,11 @@ pub(crate) fn build<'a>(req: &'a UrlRequest<'a>, ctx: &'a UrlContext<'a>) -> Url
         (None, false)
     } else {
         match std::str::from_utf8(req.body) {
-            Ok(text) if is_text(content_type) => (Some(text.to_string()), false),
+            Ok(text) if is_text(content_type) => (Some(Cow::Borrowed(text)), false),
             _ => (
-                Some(base64::engine::general_purpose::STANDARD.encode(req.body)),
+                Some(Cow::Owned(
+                    base64::engine::general_purpose::STANDARD.encode(req.body),
+                )),
                 true,
             ),
         }
@@ -505,5 +538,43 @@ mod tests {
             iam: None,
         };
         assert!(build(&req, &ctx).is_base64_encoded);
+    }
+
+    #[test]
+    fn the_encoded_body_length_is_known_before_the_event_is_built() {
+        let input = |ct: &'static str, body: &[u8]| EventInput {
+            method: http::Method::POST,
+            raw_path: "/".into(),
+            raw_query: String::new(),
+            protocol: "HTTP/1.1",
+            headers: headers(&[("content-type", ct)]),
+            extra_headers: vec![],
+            body: bytes::Bytes::copy_from_slice(body),
+            source_ip: String::new(),
+            account_id: "0".into(),
+            url_id: "u".into(),
+            domain_name: "d".into(),
+            request_id: "r".into(),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            iam: None,
+        };
+        let all_ascii: Vec<u8> = (0u8..0x80).chain("é\"\\".bytes()).collect();
+        for (ct, body) in [
+            ("text/plain", &all_ascii[..]),
+            ("application/json", b"{\"a\": \"\\u0001\"}\n"),
+            ("text/plain", &[0xff, 0xfe, 0x01][..]),
+            ("application/octet-stream", &[0u8; 7][..]),
+            ("application/octet-stream", &[1u8; 9][..]),
+        ] {
+            let i = input(ct, body);
+            let ev: serde_json::Value = serde_json::from_slice(&i.encode().unwrap()).unwrap();
+            let encoded = serde_json::to_string(&ev["body"]).unwrap().len() - 2;
+            assert_eq!(i.encoded_body_len(), encoded, "{ct} {body:?}");
+        }
+        // 1 MB of control characters as text: 6 MB of escapes.
+        assert_eq!(
+            input("text/plain", &[1u8; 1 << 20]).encoded_body_len(),
+            6 << 20
+        );
     }
 }

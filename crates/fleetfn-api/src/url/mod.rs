@@ -47,6 +47,11 @@ use crate::{AppState, Shared};
 /// `/_fleetfn/url/<url-id>/<the function's path>`.
 pub const PATH_PREFIX: &str = "/_fleetfn/url/";
 
+/// How long a request's body may take to arrive once its head has (the listener's header-read
+/// timeout covers only the head): a client trickling a body would otherwise hold its buffer,
+/// and a body permit, for ever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest HTTP prelude a streamed answer may start with.
 const MAX_PRELUDE_BYTES: usize = 1 << 20;
 
@@ -64,6 +69,54 @@ struct UrlInner {
     api: Shared,
     domain: String,
     metrics: Option<Arc<Metrics>>,
+    bodies: BodyPermits,
+}
+
+/// Bodies above 1 MiB (or of unknown length) are read only with a permit, held until their
+/// event is built: anonymous clients of a public URL cannot make the endpoint buffer more than
+/// [`BodyPermits::DEFAULT_PERMITS`] such bodies (each up to 6 MB, plus its event) at once. A
+/// request that finds none answers 429 at once, unread. The URL endpoint's own permits, so its
+/// clients do not use up the API's.
+#[derive(Debug)]
+struct BodyPermits {
+    sem: tokio::sync::Semaphore,
+    permits: usize,
+    threshold: u64,
+}
+
+impl BodyPermits {
+    const DEFAULT_PERMITS: usize = 8;
+    const DEFAULT_THRESHOLD: u64 = 1 << 20;
+
+    fn new(permits: usize, threshold: u64) -> Self {
+        Self {
+            sem: tokio::sync::Semaphore::new(permits),
+            permits,
+            threshold,
+        }
+    }
+
+    /// A permit for a body of `len` bytes (`None`: unknown, up to 6 MB); `Ok(None)` when it is
+    /// small enough to need none.
+    fn acquire(
+        &self,
+        len: Option<u64>,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, UrlError> {
+        if len.unwrap_or(MAX_SYNC_PAYLOAD_BYTES as u64) <= self.threshold {
+            return Ok(None);
+        }
+        self.sem.try_acquire().map(Some).map_err(|_| {
+            LambdaError::throttled(
+                "ConcurrentRequestBodyLimitExceeded",
+                1,
+                format!(
+                    "Rate Exceeded. The function URL endpoint is already receiving {} request bodies larger than {} bytes; retry in a second",
+                    self.permits, self.threshold
+                ),
+            )
+            .into()
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -78,6 +131,7 @@ pub fn url_router(api: AppState, endpoint: UrlEndpoint) -> Router {
             api: Shared(Arc::new(api)),
             domain: endpoint.domain.to_ascii_lowercase(),
             metrics: endpoint.metrics,
+            bodies: BodyPermits::new(BodyPermits::DEFAULT_PERMITS, BodyPermits::DEFAULT_THRESHOLD),
         })))
 }
 
@@ -133,6 +187,8 @@ enum UrlError {
     Forbidden,
     #[error("the request is larger than 6 MB")]
     TooLarge,
+    #[error("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs())]
+    BodyTimeout,
     #[error("the function failed, or answered with what is not an HTTP response")]
     FunctionFailed,
     #[error(transparent)]
@@ -179,6 +235,19 @@ impl IntoResponse for UrlError {
                     )),
                 );
                 // Refused unread: do not drain what the client still sends.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp
+            }
+            UrlError::BodyTimeout => {
+                let mut resp = json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeoutException",
+                    Some(&format!(
+                        "The request body did not arrive within {} seconds",
+                        BODY_READ_TIMEOUT.as_secs()
+                    )),
+                );
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 resp
@@ -295,29 +364,7 @@ async fn serve_url(
             })?,
         ),
     };
-    if HttpBody::size_hint(&body)
-        .exact()
-        .is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64)
-    {
-        return Err(UrlError::TooLarge);
-    }
-    let bytes = match http_body_util::Limited::new(body, MAX_SYNC_PAYLOAD_BYTES)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(UrlError::TooLarge);
-        }
-        Err(e) => {
-            return Err(
-                LambdaError::bad_content(format!("Could not read the request body: {e}")).into(),
-            );
-        }
-    };
+    let (bytes, permit) = read_body(body, &u.bodies).await?;
     let iam = match head {
         None => None,
         Some(head) => {
@@ -361,12 +408,18 @@ async fn serve_url(
         now: jiff::Timestamp::now(),
         iam,
     };
-    let payload = off_thread(bytes.len(), move || input.encode())
-        .await?
-        .map_err(|e| LambdaError::service(format!("encoding the URL event: {e}")))?;
-    if payload.len() > MAX_SYNC_PAYLOAD_BYTES {
-        return Err(UrlError::TooLarge);
-    }
+    // An event whose body alone must exceed the limit is refused before it is built.
+    let payload = off_thread(bytes.len(), move || {
+        if input.encoded_body_len() > MAX_SYNC_PAYLOAD_BYTES {
+            return Ok(None);
+        }
+        input.encode().map(Some)
+    })
+    .await?
+    .map_err(|e| LambdaError::service(format!("encoding the URL event: {e}")))?
+    .filter(|p| p.len() <= MAX_SYNC_PAYLOAD_BYTES)
+    .ok_or(UrlError::TooLarge)?;
+    drop((bytes, permit));
     let fref = FunctionRef {
         name: target.function_name.clone(),
         qualifier: target.qualifier.clone(),
@@ -409,6 +462,36 @@ async fn serve_url(
     };
     cors::apply(cors, &parts.headers, resp.headers_mut());
     Ok(resp)
+}
+
+/// The request body, read within [`BODY_READ_TIMEOUT`] and 6 MB, with the permit a large one
+/// needs (to be held until its event is built). Refusals close the connection unread.
+async fn read_body(
+    body: Body,
+    permits: &BodyPermits,
+) -> Result<(Bytes, Option<tokio::sync::SemaphorePermit<'_>>), UrlError> {
+    let declared = HttpBody::size_hint(&body).exact();
+    if declared.is_some_and(|n| n > MAX_SYNC_PAYLOAD_BYTES as u64) {
+        return Err(UrlError::TooLarge);
+    }
+    let permit = permits.acquire(declared)?;
+    let read = http_body_util::Limited::new(body, MAX_SYNC_PAYLOAD_BYTES).collect();
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Err(_) => return Err(UrlError::BodyTimeout),
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(UrlError::TooLarge);
+        }
+        Ok(Err(e)) => {
+            return Err(
+                LambdaError::bad_content(format!("Could not read the request body: {e}")).into(),
+            );
+        }
+    };
+    Ok((bytes, permit))
 }
 
 /// Runs `f` inline for a small input, else on a blocking thread: a 6 MB body's base64 and JSON
@@ -688,6 +771,66 @@ mod tests {
         let small = input(Bytes::from_static(b"x"));
         let (_, turns) = turns_while(off_thread(1, move || small.encode())).await;
         assert_eq!(turns, 0);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_need_one_of_the_endpoints_permits_held_until_released() {
+        let permits = BodyPermits::new(1, 1 << 20);
+        // Small (or empty) bodies need none.
+        assert!(permits.acquire(Some(1 << 20)).unwrap().is_none());
+        let held = permits.acquire(Some(2 << 20)).unwrap();
+        assert!(held.is_some());
+        // A second large body, or one of unknown length: 429 at once.
+        for len in [Some(2 << 20), None] {
+            let resp = permits.acquire(len).unwrap_err().into_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(
+                resp.headers()["x-amzn-ErrorType"],
+                "TooManyRequestsException"
+            );
+        }
+        // read_body holds one for a chunked body and gives it back with the bytes.
+        drop(held);
+        let chunked = || {
+            Body::from_stream(tokio_stream::iter([Ok::<_, std::io::Error>(Bytes::from(
+                "abc",
+            ))]))
+        };
+        let (bytes, permit) = read_body(chunked(), &permits).await.unwrap();
+        assert_eq!(bytes, "abc");
+        assert!(permit.is_some());
+        assert!(matches!(
+            read_body(chunked(), &permits).await,
+            Err(UrlError::Lambda(_))
+        ));
+        drop(permit);
+        assert!(read_body(chunked(), &permits).await.is_ok());
+        // Too large by Content-Length: refused before a permit or a byte.
+        let big = Body::from(vec![0u8; MAX_SYNC_PAYLOAD_BYTES + 1]);
+        assert!(matches!(
+            read_body(big, &permits).await,
+            Err(UrlError::TooLarge)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_times_out_and_frees_its_permit() {
+        let permits = BodyPermits::new(1, 0);
+        // One chunk, then nothing, for ever.
+        let trickle = tokio_stream::StreamExt::chain(
+            tokio_stream::iter([Ok::<_, std::io::Error>(Bytes::from("a"))]),
+            tokio_stream::pending(),
+        );
+        let start = tokio::time::Instant::now();
+        let e = read_body(Body::from_stream(trickle), &permits)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, UrlError::BodyTimeout), "{e}");
+        assert_eq!(start.elapsed(), BODY_READ_TIMEOUT);
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(resp.headers()[header::CONNECTION], "close");
+        assert_eq!(permits.sem.available_permits(), 1);
     }
 
     #[tokio::test]
