@@ -29,7 +29,9 @@ use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
 pub use error::{ApiError, render};
-pub use listener::{ListenerConfig, serve, serve_tls, serve_with_peers};
+pub use listener::{
+    DEFAULT_MAX_PEER_CONNECTIONS, ListenerConfig, serve, serve_tls, serve_with_peers,
+};
 pub use logs::FOLLOW_END_TYPE;
 pub use url::{PATH_PREFIX as URL_PATH_PREFIX, UrlEndpoint, url_router};
 

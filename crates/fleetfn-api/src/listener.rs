@@ -3,9 +3,13 @@
 //! whenever a connection waits for the head of its next request, so a client that opens a
 //! connection (or keeps one) and never finishes a request head is dropped after it.
 //! [`serve_tls`] is the same over TLS (every connection; the handshake is bounded by the same
-//! timeout).
+//! timeout). [`serve_with_peers`] (the function URL endpoint, open to anonymous clients) also
+//! caps its open connections: at the cap it stops accepting until one closes, so a flood of
+//! idle connections cannot use up the process's file descriptors (and starve the API's
+//! listener).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +18,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// The default cap on open connections of [`serve_with_peers`].
+pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 4096;
 
 /// Timeouts of the API listener.
 #[derive(Debug, Clone, Copy)]
@@ -43,18 +51,30 @@ pub async fn serve(
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Plain(listener), app, cfg, false, shutdown).await;
+    serve_on(Incoming::Plain(listener), app, cfg, false, None, shutdown).await;
 }
 
 /// [`serve`] that hands each request its peer's address (axum's
-/// `ConnectInfo<SocketAddr>` extension), for the function URL endpoint's `sourceIp`.
+/// `ConnectInfo<SocketAddr>` extension), for the function URL endpoint's `sourceIp`, with at
+/// most `max_connections` open at once (see [`DEFAULT_MAX_PEER_CONNECTIONS`]): further clients
+/// wait in the kernel's backlog until one closes.
 pub async fn serve_with_peers(
     listener: TcpListener,
     app: Router,
     cfg: ListenerConfig,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Plain(listener), app, cfg, true, shutdown).await;
+    let cap = Arc::new(Semaphore::new(max_connections));
+    serve_on(
+        Incoming::Plain(listener),
+        app,
+        cfg,
+        true,
+        Some(cap),
+        shutdown,
+    )
+    .await;
 }
 
 /// [`serve`] over TLS: `listener` hands out connections with their handshake done.
@@ -64,7 +84,7 @@ pub async fn serve_tls(
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Tls(listener), app, cfg, false, shutdown).await;
+    serve_on(Incoming::Tls(listener), app, cfg, false, None, shutdown).await;
 }
 
 enum Incoming {
@@ -77,6 +97,7 @@ async fn serve_on(
     app: Router,
     cfg: ListenerConfig,
     peers: bool,
+    cap: Option<Arc<Semaphore>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -102,6 +123,14 @@ async fn serve_on(
         };
         match &mut listener {
             Incoming::Plain(tcp_listener) => {
+                // A connection slot first: at the cap, accept nothing until one closes.
+                let slot = match &cap {
+                    None => None,
+                    Some(cap) => tokio::select! {
+                        slot = cap.clone().acquire_owned() => slot.ok(),
+                        () = &mut shutdown => break,
+                    },
+                };
                 let (tcp, peer) = tokio::select! {
                     accepted = tcp_listener.accept() => match accepted {
                         Ok(accepted) => accepted,
@@ -122,6 +151,7 @@ async fn serve_on(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "API connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             Incoming::Tls(tls_listener) => {
@@ -141,4 +171,53 @@ async fn serve_on(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn get(c: &mut TcpStream) -> String {
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serve_with_peers_accepts_no_more_than_its_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with_peers(
+            listener,
+            app,
+            ListenerConfig {
+                header_read_timeout: Duration::from_secs(3600),
+            },
+            1,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        assert!(get(&mut first).await.starts_with("HTTP/1.1 200"));
+        // The second connection waits in the backlog while the first is open (kept alive)...
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_secs(60), get(&mut second)).await;
+        assert!(waiting.is_err(), "served past the cap: {waiting:?}");
+        // ...and is served once the first closes.
+        drop(first);
+        let mut buf = [0u8; 1024];
+        let n = second.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        let _ = stop.send(());
+        drop(second);
+        server.await.unwrap();
+    }
 }

@@ -119,8 +119,14 @@ pub fn spawn(
         },
     );
     Ok(tokio::spawn(async move {
-        fleetfn_api::serve_with_peers(listener, app, cfg, async move { stop.cancelled().await })
-            .await;
+        fleetfn_api::serve_with_peers(
+            listener,
+            app,
+            cfg,
+            fleetfn_api::DEFAULT_MAX_PEER_CONNECTIONS,
+            async move { stop.cancelled().await },
+        )
+        .await;
     }))
 }
 
