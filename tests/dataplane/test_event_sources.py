@@ -149,8 +149,11 @@ def test_filter_criteria_drop_what_matches_no_filter(lam, server, cp, sqs):
     assert json.loads(m["FilterCriteria"]["Filters"][0]["Pattern"]) == {"body": {"kind": ["keep"]}}
     wait_state(lam, m["UUID"], "Enabled")
     h.poll(lambda: ev.queue_count(sqs, url), lambda n: n == 0, "the queue empty", timeout=60)
-    got = sorted(x[4:] for x in ev.log_messages(server.endpoint, name) if x.startswith("GOT "))
-    assert got == sorted(keep), got
+    got = [x[4:] for x in ev.log_messages(server.endpoint, name) if x.startswith("GOT ")]
+    # Every kept message ran and no dropped one did. A message may run twice (delivery is at
+    # least once, and moto's threaded server can hand one message to two concurrent pollers:
+    # the second poller's deletes then fail with ReceiptHandleIsInvalid).
+    assert sorted(set(got)) == sorted(keep), got
     lam.delete_event_source_mapping(UUID=m["UUID"])
 
 

@@ -18,7 +18,7 @@ URLs", and what AWS answers to unknown URLs and failed functions):
   and message CRC).
 
 The shared Python function answers URL events by `?op=` (tests/dataplane/functions/python/app.py);
-the shared Rust test function cannot read a URL event (a function error).
+the shared Rust test function fails on a URL event whose body is not JSON (a function error).
 """
 
 from __future__ import annotations
@@ -281,12 +281,13 @@ def test_malformed_answers_and_function_errors_are_502(py_url, lam, server, shar
         r = url.request("GET", f"/?op={op}")
         assert (r.status_code, r.text) == (502, "Internal Server Error"), (op, r.status_code, r.text)
         request_id_of(r)
-    # The Rust test function cannot read a URL event at all (its InvalidEvent error).
+    # The Rust test function fails on a URL event whose body is not a JSON object (its
+    # InvalidEvent error).
     rust = shared_active("rust").name
     cfg = lam.create_function_url_config(FunctionName=rust, AuthType="NONE")
     make_public(lam, rust)
     try:
-        r = Url(server, cfg).request("POST", "/", json={"op": "echo"})
+        r = Url(server, cfg).request("POST", "/", data="op=echo", headers={"content-type": "text/plain"})
         assert (r.status_code, r.text) == (502, "Internal Server Error"), (r.status_code, r.text)
     finally:
         make_private(lam, rust)

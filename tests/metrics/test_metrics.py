@@ -324,14 +324,16 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def start_bare(fleetfn_bin: Path, tmp_path: Path, metrics_listen: str) -> tuple[subprocess.Popen, Path]:
-    """`fleetfn serve --no-data-plane` on a free API port with the given --metrics-listen."""
+    """`fleetfn serve --no-data-plane` on a free API port with the given --metrics-listen (and no
+    function URL listener, so the API is the only other port)."""
     err = tmp_path / "stderr.log"
     env = dict(os.environ, FLEETFN_ACCESS_KEY_ID=h.ACCESS_KEY, FLEETFN_SECRET_ACCESS_KEY=h.SECRET_KEY)
     env.pop("FLEETFN_METRICS_LISTEN", None)
     with open(err, "wb") as e:
         proc = subprocess.Popen(
             [str(fleetfn_bin), "serve", "--listen", "127.0.0.1:0", "--no-data-plane",
-             "--data-dir", str(tmp_path / "data"), "--metrics-listen", metrics_listen],
+             "--data-dir", str(tmp_path / "data"), "--metrics-listen", metrics_listen,
+             "--url-listen", "off"],
             stdout=subprocess.DEVNULL, stderr=e, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     return proc, err
 
