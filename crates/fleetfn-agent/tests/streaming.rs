@@ -141,3 +141,37 @@ async fn the_timeout_ends_a_stream_and_a_crash_cuts_it() {
         "Runtime.TruncatedResponse"
     );
 }
+
+/// A reader that never reads (a stalled server connection) does not hold the invoke past the
+/// function's timeout: the relay's sends are bounded by it, and the invoke leaves the
+/// environment's active count then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_never_reads_holds_the_invoke_only_until_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = testfn_code_dir(dir.path());
+    let p = provider(dir.path(), &dir.path().join("rt"));
+    let mut s = spec("stream-stalled", "provided.al2023", &code, 1);
+    s.timeout_secs = 1;
+    let env = start_ready(s, &p).await;
+
+    // 200 chunks 20 ms apart (4 s) fill the buffers long before the 1 s timeout.
+    let started = std::time::Instant::now();
+    let out = env
+        .invoke_streaming(input(
+            "n-1",
+            &json!({"op": "stream", "chunks": 200, "ms": 20}),
+        ))
+        .await
+        .expect("admitted");
+    let StreamedOutput::Streamed(stalled) = out else {
+        panic!("expected a stream, got {out:?}");
+    };
+    assert_eq!(env.active_invokes(), 1);
+    guarded("the invoke to end", env.wait_active(|n| n == 0)).await;
+    let held = started.elapsed();
+    assert!(
+        held < std::time::Duration::from_millis(3000),
+        "held {held:?}, past the 1 s timeout"
+    );
+    drop(stalled);
+}
