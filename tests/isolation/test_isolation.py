@@ -84,10 +84,12 @@ def test_host_services_other_environments_and_metadata_are_out_of_reach(runtime,
                                                                            host_service, internet):
     links = env_links()
     api_port = int(server.endpoint.rsplit(":", 1)[1])
-    loopback_ports = sorted({api_port, server.metrics_port, host_service} | listening_ports())
+    # The function URL listener is the host's too: an environment reaches URLs only as any other
+    # client would, never on the host's loopback.
+    named = [api_port, server.metrics_port, server.url_port, host_service]
+    loopback_ports = sorted(set(named) | listening_ports())
     if runtime != "python":  # Python scans every port; the others a representative set.
-        loopback_ports = [api_port, server.metrics_port, host_service] + [p for p in loopback_ports if p not in
-                                                                          (api_port, server.metrics_port, host_service)][:6]
+        loopback_ports = named + [p for p in loopback_ports if p not in named][:6]
     targets = [("127.0.0.1", p) for p in loopback_ports]
     targets += [(addr, host_service) for addr in host_addresses()]            # incl. 198.19.0.1, eth0
     targets += [(host_end, host_service) for host_end, _ in links[: (len(links) if runtime == "python" else 3)]]
@@ -97,6 +99,7 @@ def test_host_services_other_environments_and_metadata_are_out_of_reach(runtime,
 
     # Controls: everything named above is reachable from the host.
     assert can_connect("127.0.0.1", api_port) and can_connect("127.0.0.1", server.metrics_port)
+    assert can_connect("127.0.0.1", server.url_port)
     assert can_connect(INET_HOST, host_service) and can_connect("127.0.0.1", host_service)
     with urllib.request.urlopen(f"http://{METADATA}/", timeout=5) as r:
         assert b"secret-role-credentials" in r.read()
