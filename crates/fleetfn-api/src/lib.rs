@@ -10,6 +10,8 @@ mod cluster;
 mod error;
 mod events;
 mod eventstream;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod invoke;
 mod listener;

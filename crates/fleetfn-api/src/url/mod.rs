@@ -13,7 +13,7 @@
 
 mod cors;
 mod event;
-mod response;
+pub(crate) mod response;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
