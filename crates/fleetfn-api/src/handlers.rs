@@ -108,13 +108,18 @@ impl Query {
             .collect()
     }
     pub(crate) fn max_items(&self) -> Result<Option<u32>, LambdaError> {
+        self.max_items_up_to(10000)
+    }
+    /// `MaxItems` of an operation whose model caps it at `max` (the range is checked by the
+    /// service; here only that it is a number, with the model's bound in the message).
+    pub(crate) fn max_items_up_to(&self, max: u32) -> Result<Option<u32>, LambdaError> {
         match self.get("MaxItems") {
             None => Ok(None),
             Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
                 LambdaError::validation(
                     v,
                     "maxItems",
-                    "Member must be an integer between 1 and 10000",
+                    &format!("Member must be an integer between 1 and {max}"),
                 )
             }),
         }

@@ -97,12 +97,7 @@ pub async fn list_function_url_configs(
         )
         .into());
     }
-    let max = match q.get("MaxItems") {
-        None => None,
-        Some(v) => Some(v.parse::<u32>().map_err(|_| {
-            LambdaError::validation(v, "maxItems", "Member must be an integer between 1 and 50")
-        })?),
-    };
+    let max = q.max_items_up_to(50)?;
     Ok(json(
         StatusCode::OK,
         &s.cp
