@@ -10,7 +10,7 @@
 //! fails when any test was still ignored. A test that runs without its prerequisite fails
 //! through [`require`] with the reason and the way out.
 //!
-//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`], [`JAVA`] ([`TAGS`]).
+//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`], [`JAVA`], [`CHROMIUM`] ([`TAGS`]).
 
 pub mod postgres;
 
@@ -38,8 +38,12 @@ pub const POSTGRES: &str = "postgres";
 /// installs).
 pub const JAVA: &str = "java";
 
+/// Chromium and its WebDriver (`chromium`, `chromedriver`): only the Python browser suite
+/// (tests/console) needs it; no Rust test does.
+pub const CHROMIUM: &str = "chromium";
+
 /// Every tag, as `scripts/test-rust` knows them (it refuses an opt-out of an unknown tag).
-pub const TAGS: [&str; 7] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES, JAVA];
+pub const TAGS: [&str; 8] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES, JAVA, CHROMIUM];
 
 /// The tags named in [`OPT_OUT_VAR`].
 pub fn opted_out_tags() -> Vec<String> {
