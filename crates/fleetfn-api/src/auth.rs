@@ -3,6 +3,11 @@
 //! closed rather than drained), the body size limit, a permit for a large body (at most
 //! [`UploadPermits`] of them are buffered at once), then the signature over the body. The verified
 //! body is handed on as bytes.
+//!
+//! A request with no SigV4 at all (no `Authorization` header, no presigned-URL parameters) but
+//! the web console's session cookie is authenticated by its session and CSRF token instead
+//! ([`crate::console::Console::authorize`]); it then goes through the same limits and permits,
+//! and reaches the handler as a signed request would.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -17,6 +22,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::Shared;
+use crate::console::Console;
 use crate::error::render;
 
 /// The admin key pair requests must be signed with.
@@ -184,12 +190,23 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
     }
     let rp = RequestParts::from_parts(&parts);
     let creds = &state.credentials;
-    let cfg = VerifyConfig::new(state.cp.scope().region.clone(), "lambda");
-    let head = match verify_head(&rp, jiff::Timestamp::now(), &cfg, |akid: &str| {
-        (akid == creds.access_key_id).then_some(creds.secret_access_key.as_str())
-    }) {
-        Ok(h) => h,
-        Err(e) => return refuse_unread(&auth_error(&e)),
+    // `None`: a console session (checked in full here, nothing to verify over the body).
+    let head = if Console::wants_cookie_auth(&parts) {
+        if let Err(e) = state
+            .console
+            .authorize(&parts.headers, tokio::time::Instant::now())
+        {
+            return refuse_unread(&e);
+        }
+        None
+    } else {
+        let cfg = VerifyConfig::new(state.cp.scope().region.clone(), "lambda");
+        match verify_head(&rp, jiff::Timestamp::now(), &cfg, |akid: &str| {
+            (akid == creds.access_key_id).then_some(creds.secret_access_key.as_str())
+        }) {
+            Ok(h) => Some(h),
+            Err(e) => return refuse_unread(&auth_error(&e)),
+        }
     };
     let permit = match state.uploads.acquire(declared, limit) {
         Ok(p) => p,
@@ -208,15 +225,17 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
             )));
         }
     };
-    let hash = match body_sha256(&bytes).await {
-        Ok(h) => h,
-        Err(e) => return render(&e),
-    };
-    let verified = head.verify_body(&hash);
-    drop(permit);
-    if let Err(e) = verified {
-        return render(&auth_error(&e));
+    if let Some(head) = head {
+        let hash = match body_sha256(&bytes).await {
+            Ok(h) => h,
+            Err(e) => return render(&e),
+        };
+        let verified = head.verify_body(&hash);
+        if let Err(e) = verified {
+            return render(&auth_error(&e));
+        }
     }
+    drop(permit);
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }

@@ -7,6 +7,7 @@
 
 mod auth;
 mod cluster;
+pub mod console;
 mod error;
 mod events;
 mod eventstream;
@@ -30,6 +31,7 @@ use fleetfn_contracts::{AsyncInvoker, Invoker};
 use fleetfn_server::ControlPlane;
 
 pub use auth::{Credentials, UploadPermits};
+pub use console::Console;
 pub use error::{ApiError, render};
 pub use listener::{
     DEFAULT_MAX_PEER_CONNECTIONS, ListenerConfig, serve, serve_tls, serve_with_peers,
@@ -51,6 +53,9 @@ pub struct AppState {
     pub logs: Option<fleetfn_logs::LogStore>,
     /// Permits for buffering large request bodies (code uploads).
     pub uploads: Arc<UploadPermits>,
+    /// The web console's sessions (`/console/`); `Console::new(true)` on a TLS listener marks
+    /// its cookie `Secure`.
+    pub console: Arc<Console>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -235,6 +240,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/fleetfn/health", get(handlers::health))
         .merge(join)
+        .merge(console::router())
         .merge(lambda)
         .layer(axum::middleware::from_fn(handlers::request_id))
         .with_state(state)

@@ -273,6 +273,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
+        console: Default::default(),
     };
     let url_server = url
         .listener

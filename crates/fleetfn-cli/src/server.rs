@@ -191,6 +191,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
+        console: Arc::new(fleetfn_api::Console::new(tls.is_some())),
     };
     let url_server = url
         .listener
@@ -299,6 +300,21 @@ impl Invoker for CurrentPlane {
 
     fn environments(&self) -> EnvironmentsDocument {
         self.get().map(|dp| dp.environments()).unwrap_or_default()
+    }
+
+    fn series(
+        &self,
+        function: &str,
+        versions: Option<&[String]>,
+        since: Option<u64>,
+    ) -> fleetfn_contracts::SeriesDocument {
+        match self.get() {
+            Some(dp) => dp.series(function, versions, since),
+            None => fleetfn_contracts::SeriesDocument::empty(
+                function,
+                jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
+            ),
+        }
     }
 
     fn cost(

@@ -282,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
         invoker: Some(invoker.clone()),
         logs: None,
         uploads: Default::default(),
+        console: Default::default(),
     });
 
     // Desired state: a capacity provider, a function, its $LATEST.PUBLISHED marked Active.
