@@ -9,7 +9,7 @@ use bytes::Bytes;
 use fleetfn_model::Result;
 use fleetfn_server::VersionRecord;
 
-use crate::{CostDocument, EnvironmentsDocument, StatusDocument};
+use crate::{CostDocument, EnvironmentsDocument, SeriesDocument, StatusDocument};
 
 /// What the data plane is asked to run.
 #[derive(Debug, Clone)]
@@ -87,6 +87,24 @@ pub trait Invoker: Send + Sync {
     /// The fleet at a glance (`GET /fleetfn/v1/status`, documented in docs/STATUS.md).
     fn status(&self) -> Pin<Box<dyn Future<Output = Result<StatusDocument>> + Send + '_>> {
         Box::pin(async { Ok(StatusDocument::empty(true)) })
+    }
+
+    /// The function's one-second samples of the last 15 minutes from the data plane's memory
+    /// (`GET /fleetfn/v1/functions/{function}/series`): of `versions` (as the store spells
+    /// them, `"1"` or `"$LATEST.PUBLISHED"`; `None`: every version that has samples), only the
+    /// samples after the unix second `since`. The caller has checked that the function exists.
+    /// By default there are none.
+    fn series(
+        &self,
+        function: &str,
+        versions: Option<&[String]>,
+        since: Option<u64>,
+    ) -> SeriesDocument {
+        let _ = (versions, since);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SeriesDocument::empty(function, now)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The contracts between the data plane and its users, with no HTTP in them: the [`Invoker`]
 //! the API hands invokes and fleetfn extensions to, and the typed documents it serves under
 //! `/fleetfn/v1/` — [`StatusDocument`] (`/status`, docs/STATUS.md), [`EnvironmentsDocument`]
-//! (`/environments`) and [`CostDocument`] (`/cost`). The data plane builds them, the API
+//! (`/environments`), [`CostDocument`] (`/cost`) and [`SeriesDocument`]
+//! (`/functions/{name}/series`). The data plane builds them, the API
 //! serializes them, the CLI deserializes them into the same structs. Keys are PascalCase; fields
 //! may be added, never renamed.
 #![forbid(unsafe_code)]
@@ -9,6 +10,7 @@
 mod cost;
 mod environments;
 mod invoke;
+mod series;
 mod status;
 
 // The states the documents carry besides the model's lifecycle states.
@@ -21,6 +23,7 @@ pub use invoke::{
     AsyncInvoker, AsyncQueueStatus, EventRequest, InvokeOutcome, InvokeRequest, InvokeStream,
     Invoker, StreamError, StreamPart, StreamingOutcome,
 };
+pub use series::{SeriesDocument, ThrottleSeries, VersionSeries};
 pub use status::{
     CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
     LaunchError, StatusDocument, Throttles,

@@ -126,6 +126,12 @@ pub struct FunctionStatus {
     /// Throttles of the last 60 s.
     #[serde(default)]
     pub throttles_last_minute: u64,
+    /// The throttles of the last 60 s by reason (`Total` is `ThrottlesLastMinute`).
+    #[serde(default)]
+    pub throttles_last_minute_by_reason: Throttles,
+    /// Invokes per second over the last 10 s (from the one-second series).
+    #[serde(default)]
+    pub invocations_per_second: f64,
     pub throttles: Throttles,
     pub environments: Vec<EnvironmentStatus>,
 }

@@ -2,11 +2,13 @@
 //! answers of a server built before these types existed (a capacity provider over three zones,
 //! one function published and invoked); the `-busy`, `-failed`, `-no-requests` and `-empty`
 //! variants are those answers with the optional parts filled or emptied, and the
-//! `-no-data-plane` ones what `fleetfn serve --no-data-plane` answers.
+//! `-no-data-plane` ones what `fleetfn serve --no-data-plane` answers. `status*.json` gained
+//! `InvocationsPerSecond` and `ThrottlesLastMinuteByReason` later; `series.json` is the example
+//! of the web console's contract, `series-empty.json` a server without a data plane.
 
 use std::collections::BTreeSet;
 
-use fleetfn_contracts::{CostDocument, EnvironmentsDocument, StatusDocument};
+use fleetfn_contracts::{CostDocument, EnvironmentsDocument, SeriesDocument, StatusDocument};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -43,6 +45,13 @@ const COST: &[(&str, &str)] = &[
         include_str!("fixtures/cost-no-requests.json"),
     ),
     ("cost-empty.json", include_str!("fixtures/cost-empty.json")),
+];
+const SERIES: &[(&str, &str)] = &[
+    ("series.json", include_str!("fixtures/series.json")),
+    (
+        "series-empty.json",
+        include_str!("fixtures/series-empty.json"),
+    ),
 ];
 
 /// Every key path of a document (`Functions[].Throttles.CPU`), with whether its value is null.
@@ -133,6 +142,21 @@ fn cost_round_trips() {
 }
 
 #[test]
+fn series_round_trips() {
+    round_trip::<SeriesDocument>(SERIES);
+}
+
+#[test]
+fn series_keys_are_the_contracts() {
+    same_keys::<SeriesDocument>(SERIES);
+    let doc: SeriesDocument = parse("series.json", SERIES[0].1);
+    let v = &doc.versions[0];
+    assert_eq!(v.t, [1_796_399_998, 1_796_399_999]);
+    assert_eq!(v.duration_p50_ms, [Some(1.2), None]);
+    assert_eq!(v.throttles.concurrency, [0, 2]);
+}
+
+#[test]
 fn status_keys_are_todays() {
     same_keys::<StatusDocument>(STATUS);
 }
@@ -167,6 +191,11 @@ fn the_filled_in_variants_differ_where_they_should() {
         fleetfn_contracts::Throttles::from_counts([10, 2, 1, 0])
     );
     assert!(!f.environments[0].current && plain.functions[0].environments[0].current);
+    assert_eq!(
+        f.throttles_last_minute_by_reason,
+        fleetfn_contracts::Throttles::from_counts([2, 1, 0, 0])
+    );
+    assert!((f.invocations_per_second - 2.5).abs() < 1e-12);
     let failed: EnvironmentsDocument = parse("environments-failed.json", ENVIRONMENTS[1].1);
     assert_eq!(
         failed.environments[0].failure.as_ref().unwrap().reason_code,
@@ -183,7 +212,13 @@ fn documents_of_older_servers_still_parse() {
     // Before `Invocations`, `Errors` and `Current` were added (docs/STATUS.md's first example).
     let mut doc: Value = serde_json::from_str(STATUS[0].1).unwrap();
     let f = doc["Functions"][0].as_object_mut().unwrap();
-    for k in ["Invocations", "Errors", "ThrottlesLastMinute"] {
+    for k in [
+        "Invocations",
+        "Errors",
+        "ThrottlesLastMinute",
+        "ThrottlesLastMinuteByReason",
+        "InvocationsPerSecond",
+    ] {
         f.remove(k);
     }
     for e in doc["Functions"][0]["Environments"].as_array_mut().unwrap() {
@@ -196,6 +231,8 @@ fn documents_of_older_servers_still_parse() {
         (0, 0, 0)
     );
     assert!(f.environments.iter().all(|e| e.current));
+    assert_eq!(f.throttles_last_minute_by_reason.total, 0);
+    assert!(f.invocations_per_second.abs() < f64::EPSILON);
 }
 
 #[test]

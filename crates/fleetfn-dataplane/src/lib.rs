@@ -9,8 +9,9 @@
 //! Layout: [`DataPlane`] here; `deployer/` (run loop, instance and environment lifecycle, the
 //! agent-report watcher, convergence) on top; below it `scaling`, `router`, `status`,
 //! `accounting` and `metrics`, which share only `state` (the state behind the lock), `routing`
-//! (the per-version routing table), `stats` (the router's counters), `version` (pure functions
-//! of a version record), `backoff` and `instances`. No module below the deployer imports it.
+//! (the per-version routing table), `stats` (the router's counters), `series` (the one-second
+//! ring per version and the duration histogram), `version` (pure functions of a version record),
+//! `backoff` and `instances`. No module below the deployer imports it.
 #![forbid(unsafe_code)]
 
 mod accounting;
@@ -22,6 +23,7 @@ mod metrics;
 mod router;
 mod routing;
 mod scaling;
+mod series;
 mod state;
 mod static_provider;
 mod stats;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use fleetfn_contracts::{
     CostDocument, EnvironmentEntry, EnvironmentFailure, EnvironmentsDocument, InstanceEntry,
-    InvokeOutcome, InvokeRequest, InvokeStream, Invoker, StatusDocument, StreamError, StreamPart,
-    StreamingOutcome,
+    InvokeOutcome, InvokeRequest, InvokeStream, Invoker, SeriesDocument, StatusDocument,
+    StreamError, StreamPart, StreamingOutcome,
 };
 use fleetfn_model::{LambdaError, Result};
 use fleetfn_proto::{AgentApi, AgentStream, BoxFuture, ClientError, InvokeReply, StreamedReply};
@@ -306,6 +306,7 @@ fn finish_stream(guard: OwnedInFlight, error: bool) {
         stats.errors.fetch_add(1, Ordering::Relaxed);
     }
     stats.metrics.invoked(elapsed, error);
+    stats.durations.record(elapsed);
     drop(guard);
 }
 
@@ -388,7 +389,8 @@ impl DataPlane {
                         function_error,
                     }) => {
                         stats.invocations.fetch_add(1, Ordering::Relaxed);
-                        let billed = guard.started.elapsed().as_micros().div_ceil(1000);
+                        let elapsed = guard.started.elapsed();
+                        let billed = elapsed.as_micros().div_ceil(1000);
                         stats.billed_ms.fetch_add(
                             u64::try_from(billed).unwrap_or(u64::MAX),
                             Ordering::Relaxed,
@@ -396,9 +398,8 @@ impl DataPlane {
                         if function_error.is_some() {
                             stats.errors.fetch_add(1, Ordering::Relaxed);
                         }
-                        stats
-                            .metrics
-                            .invoked(guard.started.elapsed(), function_error.is_some());
+                        stats.metrics.invoked(elapsed, function_error.is_some());
+                        stats.durations.record(elapsed);
                         return Ok(M::buffered(InvokeOutcome {
                             payload,
                             function_error,
@@ -426,7 +427,9 @@ impl DataPlane {
                         tracing::warn!(error = %e, env = %env.env_id, "invoke to agent failed");
                         stats.invocations.fetch_add(1, Ordering::Relaxed);
                         stats.errors.fetch_add(1, Ordering::Relaxed);
-                        stats.metrics.invoked(guard.started.elapsed(), true);
+                        let elapsed = guard.started.elapsed();
+                        stats.metrics.invoked(elapsed, true);
+                        stats.durations.record(elapsed);
                         return Err(LambdaError::service(format!(
                             "The execution environment of {}:{} on instance {} did not answer (the instance may have been lost); the invoke may or may not have run: {e}",
                             v.function, v.version, env.instance.id
@@ -515,6 +518,15 @@ impl Invoker for DataPlane {
         since: jiff::Timestamp,
     ) -> Pin<Box<dyn Future<Output = Result<CostDocument>> + Send + '_>> {
         Box::pin(self.cost_document(since))
+    }
+
+    fn series(
+        &self,
+        function: &str,
+        versions: Option<&[String]>,
+        since: Option<u64>,
+    ) -> SeriesDocument {
+        self.series_document(function, versions, since)
     }
 
     fn environments(&self) -> EnvironmentsDocument {

@@ -3,6 +3,7 @@
 //! in-flight from the router's busy time, with throttled requests counted as unmet demand), its
 //! `[min, max]` and its provider's CPU target, handed to `fleetfn_scheduler::decide`. The answer
 //! is the version's desired environment count, which the deployer places and converges to.
+//! The same tick adds each version's second to its one-second series (`series`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -84,7 +85,11 @@ impl DataPlane {
             }
         }
         let now = Instant::now();
-        let mut s = self.state.write();
+        let mut guard = self.state.write();
+        // Borrowed as a plain reference: a version's scaler entry and its series are both
+        // updated in the loop below.
+        let s: &mut crate::state::State = &mut guard;
+        let second = s.series_clock.second(now);
         let mut seen = HashSet::new();
         // One pass over the environments: per (version, publish) the Ready and starting counts,
         // the Ready ones' CPU utilizations and their max concurrency.
@@ -116,11 +121,16 @@ impl DataPlane {
             let stats = s.stats(&vkey);
             let busy = stats.busy_ns.load(Ordering::Relaxed);
             let served = stats.invocations.load(Ordering::Relaxed);
-            let throttled: u64 = stats
-                .throttles
-                .iter()
-                .map(|t| t.load(Ordering::Relaxed))
-                .sum();
+            let throttled_by: [u64; fleetfn_model::ThrottleReason::COUNT] =
+                std::array::from_fn(|i| stats.throttles[i].load(Ordering::Relaxed));
+            let throttled: u64 = throttled_by.iter().sum();
+            let counters = crate::series::Counters {
+                invocations: served,
+                errors: stats.errors.load(Ordering::Relaxed),
+                throttles: throttled_by,
+                busy_ns: busy,
+                durations: stats.durations.counts(),
+            };
             let entry = s.scale.entry(vkey.clone()).or_insert(VersionScale {
                 desired: min,
                 low_for: Duration::ZERO,
@@ -131,14 +141,18 @@ impl DataPlane {
                 avg_cpu: 0.0,
                 saturation: 0.0,
             });
-            entry.throttle_history.push_back((now, throttled));
+            entry.throttle_history.push_back((now, throttled_by));
             while entry.throttle_history.len() >= 2
                 && now.saturating_duration_since(entry.throttle_history[1].0) >= MINUTE
             {
                 entry.throttle_history.pop_front();
             }
-            entry.throttles_last_minute =
-                throttled.saturating_sub(entry.throttle_history.front().map_or(0, |x| x.1));
+            entry.throttles_last_minute = throttled.saturating_sub(
+                entry
+                    .throttle_history
+                    .front()
+                    .map_or(0, |x| x.1.iter().sum()),
+            );
             let (prev_served, prev_throttled) = entry.last_counts;
             entry.last_counts = (served, throttled);
             let busy_fraction = match entry.last_tick {
@@ -169,6 +183,15 @@ impl DataPlane {
                 // Nothing to measure yet: hold (at least the minimum).
                 entry.desired = entry.desired.clamp(min, max_bound);
                 entry.low_for = Duration::ZERO;
+                let gauges = crate::series::Gauges {
+                    cpu_utilization: avg_cpu,
+                    desired: entry.desired,
+                    ready,
+                };
+                s.series
+                    .entry(vkey)
+                    .or_default()
+                    .record(second, now, &counters, gauges);
                 continue;
             }
             let snapshot = VersionSnapshot {
@@ -198,11 +221,21 @@ impl DataPlane {
             if entry.desired != before {
                 tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
             }
+            let gauges = crate::series::Gauges {
+                cpu_utilization: avg_cpu,
+                desired: entry.desired,
+                ready,
+            };
+            s.series
+                .entry(vkey)
+                .or_default()
+                .record(second, now, &counters, gauges);
         }
-        self.meter.lock().tick(&s, now, &versions, true);
+        self.meter.lock().tick(s, now, &versions, true);
         s.scale.retain(|k, _| seen.contains(k));
-        crate::metrics::retain_versions(&mut s, |k| seen.contains(k));
-        crate::metrics::publish(&s, &versions);
+        s.series.retain(|k, _| seen.contains(k));
+        crate::metrics::retain_versions(s, |k| seen.contains(k));
+        crate::metrics::publish(s, &versions);
         Ok(())
     }
 }

@@ -110,9 +110,10 @@ pub(crate) struct VersionScale {
     pub last_tick: Option<(Instant, u64)>,
     /// Served and throttled invokes at the last tick.
     pub last_counts: (u64, u64),
-    /// (tick, throttles so far) over the last minute, oldest first, with one older sample as the
-    /// baseline.
-    pub throttle_history: std::collections::VecDeque<(Instant, u64)>,
+    /// (tick, throttles so far by reason) over the last minute, oldest first, with one older
+    /// sample as the baseline.
+    pub throttle_history:
+        std::collections::VecDeque<(Instant, [u64; fleetfn_model::ThrottleReason::COUNT])>,
     /// Throttles in the last minute.
     pub throttles_last_minute: u64,
     pub avg_cpu: f64,
@@ -141,6 +142,11 @@ pub(crate) struct State {
     /// Capacity provider name → last launch failure.
     pub launch_failures: HashMap<String, LaunchFailure>,
     pub scale: HashMap<String, VersionScale>,
+    /// Version key → its last 15 minutes in one-second samples (filled by the scaler's tick,
+    /// dropped with the version).
+    pub series: HashMap<String, crate::series::SeriesRing>,
+    /// The unix seconds of those samples.
+    pub series_clock: crate::series::SeriesClock,
     /// Capacity provider → launches its last placement asked for but could not start (the
     /// provider is backing off after a failed launch).
     pub deferred_launches: HashMap<String, usize>,

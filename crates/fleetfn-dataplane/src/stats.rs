@@ -1,6 +1,6 @@
 //! The per-version counters the router updates on the request path (invocations, errors,
 //! throttles by reason, busy and billed time), read by the scaler, the metering, status and
-//! metrics. Depends on no other module of the crate.
+//! metrics and the one-second series. Depends on no other module of the crate but `series`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -16,6 +16,8 @@ pub(crate) struct VersionStats {
     pub throttles: [AtomicU64; ThrottleReason::COUNT],
     /// Sum of invoke durations (ns): average concurrency = Δbusy / Δt.
     pub busy_ns: AtomicU64,
+    /// Invoke durations in log buckets (the one-second series' percentiles).
+    pub durations: crate::series::DurationHistogram,
     /// Sum of served invokes' durations rounded up to the millisecond (Lambda's billing unit).
     pub billed_ms: AtomicU64,
     /// Placement cannot give the version what the scaler wants (`MaxVCpuCount` or host budget).

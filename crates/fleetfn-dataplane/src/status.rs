@@ -1,13 +1,14 @@
 //! `GET /fleetfn/v1/status`: capacity providers with their instances, and every published
-//! version with its environments, scaler state and throttles. The document is described in
-//! docs/STATUS.md; fields may be added, never renamed.
+//! version with its environments, scaler state and throttles; and `GET
+//! /fleetfn/v1/functions/{function}/series`, a function's one-second series from memory. The
+//! documents are described in docs/STATUS.md; fields may be added, never renamed.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use fleetfn_contracts::{
     CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
-    LaunchError, StatusDocument, Throttles,
+    LaunchError, SeriesDocument, StatusDocument, Throttles, VersionSeries,
 };
 use fleetfn_server::records::version_key;
 
@@ -27,6 +28,7 @@ impl DataPlane {
         let versions = self.cp.deployable_versions().await?;
         let host = self.provider.capacity();
         let s = self.state.read();
+        let second = s.series_clock.second(tokio::time::Instant::now());
         let mut env_count: HashMap<&str, usize> = HashMap::new();
         let mut alloc: HashMap<&str, (f64, u64)> = HashMap::new();
         for e in s.envs.values() {
@@ -119,6 +121,17 @@ impl DataPlane {
             // acts on a new config at once).
             let desired =
                 bounds(v).map_or(0, |b| desired_within(b, scale.map(|sc| sc.desired), b.0));
+            // Over the last minute by reason: the newest count less the baseline.
+            let by_reason_last_minute = scale.map_or([0; ThrottleReason::COUNT], |sc| {
+                match (sc.throttle_history.front(), sc.throttle_history.back()) {
+                    (Some(first), Some(last)) => {
+                        std::array::from_fn(|i| last.1[i].saturating_sub(first.1[i]))
+                    }
+                    _ => [0; ThrottleReason::COUNT],
+                }
+            });
+            let invocations_per_second =
+                s.series.get(&vkey).map_or(0.0, |r| round3(r.rate(second)));
             let c = &v.config;
             functions.push(FunctionStatus {
                 function_name: v.function.clone(),
@@ -138,6 +151,8 @@ impl DataPlane {
                 invocations,
                 errors,
                 throttles_last_minute: scale.map_or(0, |x| x.throttles_last_minute),
+                throttles_last_minute_by_reason: Throttles::from_counts(by_reason_last_minute),
+                invocations_per_second,
                 throttles: Throttles::from_counts(by),
                 environments: envs
                     .iter()
@@ -167,5 +182,64 @@ impl DataPlane {
             functions,
             async_queue: None,
         })
+    }
+
+    /// The one-second samples of `function`'s `versions` (as the store spells them; `None`:
+    /// all that have any) after the unix second `since`, within the last 15 minutes.
+    pub(crate) fn series_document(
+        &self,
+        function: &str,
+        versions: Option<&[String]>,
+        since: Option<u64>,
+    ) -> SeriesDocument {
+        let s = self.state.read();
+        let now = s.series_clock.second(tokio::time::Instant::now());
+        let window = now.saturating_sub(crate::series::RING_SECONDS as u64);
+        let after = since.map_or(window, |x| x.max(window));
+        let keys: Vec<String> = match versions {
+            Some(vs) => vs.iter().map(|v| version_key(function, v)).collect(),
+            None => {
+                let prefix = format!("{function}/");
+                let mut keys: Vec<String> = s
+                    .series
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                // Numbered versions in order (their keys are zero-padded), then `$LATEST.PUBLISHED`.
+                keys.sort_by_key(|k| (k[prefix.len()..].starts_with('$'), k.clone()));
+                keys
+            }
+        };
+        let mut doc = SeriesDocument::empty(function, now);
+        for key in keys {
+            let Some(ring) = s.series.get(&key) else {
+                continue;
+            };
+            let version = display_version(key.split_once('/').map_or("", |x| x.1));
+            let mut out = VersionSeries {
+                version,
+                ..VersionSeries::default()
+            };
+            let th = &mut out.throttles;
+            for x in ring.since(after) {
+                out.t.push(x.t);
+                out.invocations.push(x.invocations);
+                out.errors.push(x.errors);
+                th.concurrency
+                    .push(x.throttles[ThrottleReason::Concurrency.index()]);
+                th.cpu.push(x.throttles[ThrottleReason::Cpu.index()]);
+                th.memory.push(x.throttles[ThrottleReason::Memory.index()]);
+                th.disk.push(x.throttles[ThrottleReason::Disk.index()]);
+                out.duration_p50_ms.push(x.p50_ms.map(round3));
+                out.duration_p99_ms.push(x.p99_ms.map(round3));
+                out.cpu_utilization.push(round3(x.cpu_utilization));
+                out.in_flight.push(round3(x.in_flight));
+                out.desired_environments.push(x.desired);
+                out.ready_environments.push(x.ready);
+            }
+            doc.versions.push(out);
+        }
+        doc
     }
 }

@@ -11,5 +11,6 @@ mod lost;
 mod rollout;
 mod routing;
 mod scaling;
+mod series;
 mod static_provider;
 mod streaming;
