@@ -19,6 +19,7 @@ mod listener;
 mod logs;
 #[doc(hidden)]
 pub mod parse;
+mod series;
 mod stream_invoke;
 mod url;
 mod urls;
@@ -200,6 +201,10 @@ pub fn router(state: AppState) -> Router {
         .route("/fleetfn/v1/environments", get(h::list_environments))
         .route("/fleetfn/v1/status", get(h::status))
         .route("/fleetfn/v1/functions/{function}/logs", get(logs::get_logs))
+        .route(
+            "/fleetfn/v1/functions/{function}/series",
+            get(series::get_series),
+        )
         .route("/fleetfn/v1/cost", get(h::cost))
         .route(
             "/fleetfn/v1/join-tokens",

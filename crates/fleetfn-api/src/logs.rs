@@ -112,7 +112,10 @@ impl Params {
 
 /// The versions whose logs to read: `None` for all of them. Unknown functions, versions and
 /// aliases are `ResourceNotFoundException`.
-async fn versions_of(s: &AppState, fref: &FunctionRef) -> Result<Option<Vec<String>>, LambdaError> {
+pub(crate) async fn versions_of(
+    s: &AppState,
+    fref: &FunctionRef,
+) -> Result<Option<Vec<String>>, LambdaError> {
     let cfg = s.cp.get_function_configuration(fref).await?;
     match fref.qualifier.as_deref() {
         None => Ok(None),

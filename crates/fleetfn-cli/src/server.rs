@@ -302,6 +302,21 @@ impl Invoker for CurrentPlane {
         self.get().map(|dp| dp.environments()).unwrap_or_default()
     }
 
+    fn series(
+        &self,
+        function: &str,
+        versions: Option<&[String]>,
+        since: Option<u64>,
+    ) -> fleetfn_contracts::SeriesDocument {
+        match self.get() {
+            Some(dp) => dp.series(function, versions, since),
+            None => fleetfn_contracts::SeriesDocument::empty(
+                function,
+                jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
+            ),
+        }
+    }
+
     fn cost(
         &self,
         since: jiff::Timestamp,
