@@ -205,6 +205,13 @@ pub(crate) fn clf_time(ts: jiff::Timestamp) -> String {
     ts.strftime("%d/%b/%Y:%H:%M:%S +0000").to_string()
 }
 
+/// The web console's session cookie: browsers send it to every port of the API's host, this
+/// listener's included, and it must never reach a function.
+fn is_console_cookie(c: &str) -> bool {
+    c.split_once('=')
+        .is_some_and(|(name, _)| name.trim() == crate::console::COOKIE_NAME)
+}
+
 /// The event of `req` to the URL described by `ctx`.
 pub(crate) fn build<'a>(req: &'a UrlRequest<'a>, ctx: &'a UrlContext<'a>) -> UrlEvent<'a> {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -220,7 +227,7 @@ pub(crate) fn build<'a>(req: &'a UrlRequest<'a>, ctx: &'a UrlContext<'a>) -> Url
                 cookies.extend(
                     v.split(';')
                         .map(str::trim)
-                        .filter(|c| !c.is_empty())
+                        .filter(|c| !c.is_empty() && !is_console_cookie(c))
                         .map(str::to_string),
                 );
             }
@@ -365,6 +372,36 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn the_console_session_cookie_never_reaches_a_function() {
+        let h = headers(&[
+            ("cookie", "a=1; fleetfn_console=secret-session"),
+            ("cookie", "fleetfn_console =x;b=2"),
+        ]);
+        let req = UrlRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            protocol: "HTTP/1.1",
+            headers: &h,
+            extra_headers: &[],
+            body: b"",
+            source_ip: "127.0.0.1".into(),
+        };
+        let ctx = UrlContext {
+            account_id: "123456789012",
+            url_id: "u",
+            domain_name: "u.lambda-url.us-east-1.localhost",
+            request_id: "id",
+            now: jiff::Timestamp::UNIX_EPOCH,
+            iam: None,
+        };
+        let event = serde_json::to_string(&build(&req, &ctx)).unwrap();
+        let got: serde_json::Value = serde_json::from_str(&event).unwrap();
+        assert_eq!(got["cookies"], serde_json::json!(["a=1", "b=2"]));
+        assert!(!event.contains("fleetfn_console"), "{event}");
     }
 
     #[test]
