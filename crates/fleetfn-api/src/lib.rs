@@ -77,7 +77,8 @@ impl std::ops::Deref for Shared {
     }
 }
 
-/// The whole API: `/fleetfn/health` without auth, everything else behind SigV4.
+/// The whole API: `/fleetfn/health` and the console's page and sign-in (`/console`) without
+/// auth, everything else behind SigV4 or a console session (`auth::authenticate`).
 pub fn router(state: AppState) -> Router {
     use handlers as h;
     let state = Shared(Arc::new(state));
