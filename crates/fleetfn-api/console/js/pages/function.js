@@ -48,7 +48,7 @@ function field(label, control, hint) {
 function table(id, caption, columns) {
   const tbody = h('tbody');
   const t = h('table', { id, class: 'data' },
-    h('caption', { text: caption }),
+    h('caption', { class: 'sr-only', text: caption }),
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: c })))),
     tbody);
   return { table: t, tbody };
@@ -108,10 +108,11 @@ export function splitLines(pending, chunk) {
   return { lines: parts.filter((l) => l.trim() !== ''), rest };
 }
 
-/** Published versions ("1", "2", …) newest first. */
+/** Published versions: numbered ones newest first, then `$LATEST.PUBLISHED` (not `$LATEST`). */
 export function publishedVersions(configs) {
-  return configs.map((c) => c.Version).filter((v) => /^\d+$/.test(v))
-    .sort((a, b) => Number(b) - Number(a));
+  const vs = configs.map((c) => c.Version);
+  const numbered = vs.filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  return vs.includes('$LATEST.PUBLISHED') ? [...numbered, '$LATEST.PUBLISHED'] : numbered;
 }
 
 /** "2: 90% · 3: 10%" for an alias (primary version's weight is the rest). */
@@ -141,6 +142,23 @@ export function decodeBase64Text(b64) {
   const bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
   return new TextDecoder().decode(bytes);
+}
+
+/** A log line as a record (a line that is not JSON becomes `{message}`). */
+export function parseRecord(line) {
+  try {
+    const r = JSON.parse(line);
+    return r && typeof r === 'object' && !Array.isArray(r) ? r : { message: String(line) };
+  } catch {
+    return { message: line };
+  }
+}
+
+/** A record's text: its message, else the record as JSON. */
+export function messageOf(rec) {
+  const m = rec.message;
+  if (typeof m === 'string') return m.replace(/\n+$/, '');
+  return m === undefined ? JSON.stringify(rec) : JSON.stringify(m);
 }
 
 function clockOf(ts) {
@@ -185,7 +203,6 @@ class FunctionPage {
     this.series = emptySeries();
     this.seriesBusy = false;
     this.seriesNow = null;
-    this.seriesError = '';
     this.logs = { controller: null, reader: null, cursor: null, gen: 0, atBottom: true };
     this.timers = new Set();
     this.fmt = Object.assign({
@@ -270,7 +287,7 @@ class FunctionPage {
       h('section', { class: 'panel', 'aria-labelledby': 'versions-h' },
         h('div', { class: 'panel-head' }, h('h2', { id: 'versions-h', text: 'Versions' })),
         h('div', { class: 'table-wrap' }, versions.table),
-        h('h3', { text: 'Aliases' }),
+        h('h3', { class: 'subhead', text: 'Aliases' }),
         h('div', { class: 'table-wrap' }, aliases.table)),
       this.buildScaling()));
 
@@ -308,7 +325,7 @@ class FunctionPage {
   buildInvoke() {
     this.invokeQualifier = h('select', { id: 'invoke-qualifier' });
     this.invokePayload = h('textarea', { id: 'invoke-payload', rows: 6, spellcheck: 'false', class: 'code' });
-    this.invokePayload.value = '{}';
+    this.invokePayload.value = '{\n  "key": "value"\n}';
     this.invokeSubmit = h('button', { id: 'invoke-submit', type: 'submit', class: 'btn btn-primary', text: 'Invoke' });
     this.invokeStatus = h('p', { id: 'invoke-status', class: 'status-line', role: 'status' });
     this.invokeResult = h('pre', { id: 'invoke-result', class: 'code output', tabindex: 0, 'aria-label': 'Response payload' });
@@ -330,8 +347,9 @@ class FunctionPage {
         h('div', { class: 'form-actions' }, this.invokeSave, this.invokeDelete)),
       h('div', { class: 'form-actions' }, this.invokeSubmit),
       this.invokeStatus,
-      h('h3', { text: 'Response' }), this.invokeResult,
-      h('h3', { text: 'Log tail' }), this.invokeLog);
+      this.invokeOutput = h('div', { class: 'invoke-output', hidden: true },
+        h('h3', { text: 'Response' }), this.invokeResult,
+        h('h3', { text: 'Log tail' }), this.invokeLog));
     this.invokeForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       this.invoke();
@@ -536,7 +554,7 @@ class FunctionPage {
       const state = this.versionState(v);
       const sha = v.CodeSha256 || '';
       return h('tr', { dataset: { version: v.Version } },
-        h('th', { scope: 'row', text: v.Version }),
+        h('td', { class: 'version', text: v.Version }),
         h('td', { class: 'state' }, h('span', { class: `badge ${tone(state)}`, text: state })),
         h('td', { class: 'mono sha', title: sha, text: sha ? `${sha.slice(0, 12)}…` : '–' }),
         h('td', { title: v.LastModified || '', text: v.LastModified ? this.fmt.ago(v.LastModified) : '–' }));
@@ -567,7 +585,7 @@ class FunctionPage {
         return;
       }
       this.aliasesBody.replaceChildren(...this.aliases.map((a) => h('tr', { dataset: { alias: a.Name } },
-        h('th', { scope: 'row', text: a.Name }),
+        h('td', { class: 'alias', text: a.Name }),
         h('td', { text: a.FunctionVersion }),
         h('td', { class: 'weights', text: routingText(a) }))));
     } catch (e) {
@@ -582,7 +600,7 @@ class FunctionPage {
 
     // Charts: published versions; default (and follow) the newest.
     const prevChart = this.chartVersion;
-    fillSelect(this.chartVersionSel, published.map((v) => [v, `Version ${v}`]),
+    fillSelect(this.chartVersionSel, published.map((v) => [v, label(v)]),
       this.chartPinned && published.includes(prevChart) ? prevChart : newest);
     if (!published.length) {
       fillSelect(this.chartVersionSel, [['', 'no published version']], '');
@@ -595,7 +613,7 @@ class FunctionPage {
 
     // Scaling: published versions and aliases.
     const prevScaling = this.scalingQualifier.value;
-    const scalingOpts = [...published.map((v) => [v, `Version ${v}`]),
+    const scalingOpts = [...published.map((v) => [v, label(v)]),
       ...this.aliases.map((a) => [a.Name, `Alias ${a.Name}`])];
     if (!scalingOpts.length) scalingOpts.push(['', 'publish a version first']);
     fillSelect(this.scalingQualifier, scalingOpts, prevScaling || newest || '');
@@ -605,9 +623,9 @@ class FunctionPage {
 
     // Invoke: published versions, aliases, then the unpublished ones.
     const prevInvoke = this.invokeQualifier.value;
-    const others = this.versions.map((v) => v.Version).filter((v) => !/^\d+$/.test(v));
+    const others = this.versions.map((v) => v.Version).filter((v) => !published.includes(v));
     fillSelect(this.invokeQualifier, [
-      ...published.map((v) => [v, `Version ${v}`]),
+      ...published.map((v) => [v, label(v)]),
       ...this.aliases.map((a) => [a.Name, `Alias ${a.Name}`]),
       ...others.map((v) => [v, v]),
     ], prevInvoke || newest || others[0] || '');
@@ -722,7 +740,7 @@ class FunctionPage {
       if (!row) {
         row = {
           tr: h('tr', { dataset: { environment: id, version: f.Version } }),
-          id: h('th', { scope: 'row', class: 'mono', text: id }),
+          id: h('td', { class: 'mono', text: id }),
           version: h('td', { class: 'version' }),
           zone: h('td', { class: 'zone' }),
           instance: h('td', { class: 'instance mono' }),
@@ -781,6 +799,8 @@ class FunctionPage {
     if (this.chartVersionSel.value !== (v || '')) this.chartVersionSel.value = v || '';
     this.series = emptySeries();
     this.seriesNow = null;
+    this.seriesRetryAt = 0;
+    this.seriesFailures = 0;
     this.seriesGen = (this.seriesGen || 0) + 1;
     this.drawCharts();
     if (this.chartVersion && this.alive() && this.started) this.pollSeries();
@@ -789,6 +809,7 @@ class FunctionPage {
   async pollSeries() {
     this.started = true;
     if (!this.alive() || !this.chartVersion || this.seriesBusy) return;
+    if (this.seriesRetryAt && Date.now() < this.seriesRetryAt) return;
     this.seriesBusy = true;
     const gen = this.seriesGen;
     const version = this.chartVersion;
@@ -801,11 +822,17 @@ class FunctionPage {
       const v = (r.Versions || []).find((x) => x.Version === version) || (r.Versions || [])[0];
       this.seriesNow = Number.isFinite(r.Now) ? r.Now : Math.floor(Date.now() / 1000);
       mergeSeries(buf, v, this.seriesNow);
-      this.seriesError = '';
+      this.seriesFailures = 0;
+      this.seriesRetryAt = 0;
       setText(this.chartNote, '');
       this.drawCharts();
     } catch (e) {
-      if (gen === this.seriesGen) setText(this.chartNote, `Charts unavailable: ${errorText(e)}`);
+      if (gen === this.seriesGen) {
+        // Back off (2 s, 4 s, … 30 s) so a missing ring does not fill the browser log.
+        this.seriesFailures = (this.seriesFailures || 0) + 1;
+        this.seriesRetryAt = Date.now() + Math.min(30000, 1000 * 2 ** this.seriesFailures);
+        setText(this.chartNote, `Charts unavailable: ${errorText(e)}`);
+      }
     } finally {
       this.seriesBusy = false;
     }
@@ -925,15 +952,21 @@ class FunctionPage {
     setClass(this.invokeStatus, 'status-line', '');
     setText(this.invokeResult, '');
     setText(this.invokeLog, '');
+    this.invokeOutput.hidden = true;
     const started = performance.now();
     try {
       const query = q ? { Qualifier: q } : undefined;
+      // Functions on a capacity provider refuse `X-Amz-Log-Type: Tail` (as in AWS): their log
+      // lines are read from the logs API by the invoke's request id instead.
+      const tail = !this.onCapacityProvider();
+      const headers = { 'Content-Type': 'application/json' };
+      if (tail) headers['X-Amz-Log-Type'] = 'Tail';
       const resp = await this.call('POST', `/2015-03-31/functions/${this.enc}/invocations`, {
-        query, raw: true, body: payload,
-        headers: { 'X-Amz-Log-Type': 'Tail', 'Content-Type': 'application/json' },
+        query, raw: true, body: payload, headers,
       });
       const ms = Math.round(performance.now() - started);
       const text = await resp.text();
+      this.invokeOutput.hidden = false;
       if (!resp.ok) {
         let msg = text;
         let type = '';
@@ -960,15 +993,19 @@ class FunctionPage {
         shown = JSON.stringify(JSON.parse(text), null, 2);
       } catch { /* not JSON: as it came */ }
       setText(this.invokeResult, shown);
-      const tail = resp.headers.get('X-Amz-Log-Result');
-      if (tail) {
+      const logResult = resp.headers.get('X-Amz-Log-Result');
+      const requestId = resp.headers.get('X-Amzn-RequestId') || '';
+      if (logResult) {
         try {
-          setText(this.invokeLog, decodeBase64Text(tail));
+          setText(this.invokeLog, decodeBase64Text(logResult));
         } catch {
-          setText(this.invokeLog, tail);
+          setText(this.invokeLog, logResult);
         }
+      } else if (requestId) {
+        setText(this.invokeLog, `Reading the log of request ${requestId}…`);
+        await this.showRequestLog(requestId, executed || q);
       } else {
-        setText(this.invokeLog, '(no log tail)');
+        setText(this.invokeLog, '(no log)');
       }
     } catch (e) {
       setText(this.invokeStatus, e && e.status ? `${e.status} ${errorText(e)}` : errorText(e));
@@ -976,6 +1013,33 @@ class FunctionPage {
     } finally {
       this.invokeSubmit.disabled = false;
     }
+  }
+
+  onCapacityProvider() {
+    const c = this.config || {};
+    return Boolean(c.CapacityProviderConfig && c.CapacityProviderConfig.LambdaManagedInstancesCapacityProviderConfig);
+  }
+
+  /** Shows an invoke's log lines (up to its REPORT line, which ends them; waits up to ~5 s). */
+  async showRequestLog(requestId, qualifier) {
+    const query = { RequestId: requestId, Limit: '200' };
+    if (qualifier) query.Qualifier = qualifier;
+    let lines = [];
+    for (let attempt = 0; attempt < 20 && this.alive(); attempt++) {
+      try {
+        const resp = await this.call('GET', `/fleetfn/v1/functions/${this.enc}/logs`, { query, raw: true });
+        const { lines: raw, rest } = splitLines('', await resp.text());
+        lines = (rest ? [...raw, rest] : raw).map(parseRecord);
+      } catch (e) {
+        setText(this.invokeLog, `Could not read the request's log: ${errorText(e)}`);
+        return;
+      }
+      if (lines.some((r) => r.type === 'platform.report')) break;
+      await this.sleep(250);
+    }
+    setText(this.invokeLog, lines.length
+      ? lines.map((r) => `${clockOf(r.timestamp)}  ${messageOf(r)}`).join('\n')
+      : `No log lines for request ${requestId} yet.`);
   }
 
   // ----- logs --------------------------------------------------------------------------------
@@ -1061,13 +1125,8 @@ class FunctionPage {
           pending = split.rest;
           const records = [];
           for (const line of split.lines) {
-            let rec;
-            try {
-              rec = JSON.parse(line);
-            } catch {
-              rec = { message: line };
-            }
-            if (rec && rec.type === 'fleetfn.followEnd') {
+            const rec = parseRecord(line);
+            if (rec.type === 'fleetfn.followEnd') {
               l.cursor = rec.cursor;
               ended = true;
             } else {
@@ -1101,14 +1160,7 @@ class FunctionPage {
   }
 
   appendLogLines(lines) {
-    const records = lines.map((line) => {
-      try {
-        return JSON.parse(line);
-      } catch {
-        return { message: line };
-      }
-    });
-    this.appendLogRecords(records);
+    this.appendLogRecords(lines.map(parseRecord));
   }
 
   appendLogRecords(records) {
@@ -1127,8 +1179,7 @@ class FunctionPage {
     const rec = r && typeof r === 'object' ? r : { message: String(r) };
     const level = String(rec.level || 'INFO').toLowerCase();
     const reqId = typeof rec.requestId === 'string' ? rec.requestId : '';
-    let message = rec.message;
-    if (typeof message !== 'string') message = message === undefined ? JSON.stringify(rec) : JSON.stringify(message);
+    const message = messageOf(rec);
     const idEl = reqId
       ? h('button', { type: 'button', class: 'log-request', title: `Show only request ${reqId}`, text: reqId.slice(0, 8) })
       : h('span', { class: 'log-request' });
@@ -1144,7 +1195,7 @@ class FunctionPage {
     return h('div', { class: cls.join(' '), dataset: { requestId: reqId } },
       h('time', { class: 'log-time', datetime: rec.timestamp || '', title: rec.timestamp || '', text: clockOf(rec.timestamp) }),
       idEl,
-      h('span', { class: 'log-msg', text: message.replace(/\n+$/, '') }));
+      h('span', { class: 'log-msg', text: message }));
   }
 
   // ----- code upload -------------------------------------------------------------------------
@@ -1194,6 +1245,10 @@ export function tone(state) {
   if (['failed', 'exited', 'inactive', 'terminated'].includes(s)) return 'bad';
   if (['pending', 'starting', 'draining', 'inprogress', 'deleting'].includes(s)) return 'warn';
   return '';
+}
+
+function label(v) {
+  return /^\d+$/.test(v) ? `Version ${v}` : v;
 }
 
 function order(v) {
