@@ -289,13 +289,10 @@ class FunctionPage {
         h('div', { class: 'table-wrap' }, versions.table),
         h('h3', { class: 'subhead', text: 'Aliases' }),
         h('div', { class: 'table-wrap' }, aliases.table)),
-      this.buildScaling()));
+      h('div', { class: 'fn-stack' }, this.buildScaling(), this.buildCode())));
 
-    // Test invoke and logs
-    root.append(h('div', { class: 'grid grid-2 fn-columns' }, this.buildInvoke(), this.buildLogs()));
-
-    // Code upload
-    root.append(this.buildCode());
+    // Test invoke, then the logs (full width: a line holds the whole request id).
+    root.append(this.buildInvoke(), this.buildLogs());
   }
 
   buildScaling() {
@@ -312,7 +309,7 @@ class FunctionPage {
         field('Maximum environments', this.scalingMax, 'Empty: no maximum')),
       this.scalingApplied, this.scalingError,
       h('div', { class: 'form-actions' }, this.scalingSubmit));
-    this.scalingQualifier.addEventListener('change', () => this.loadScaling());
+    this.scalingQualifier.addEventListener('change', () => this.loadScaling(true));
     this.scalingForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       this.saveScaling();
@@ -337,6 +334,7 @@ class FunctionPage {
     this.invokeSaved.addEventListener('change', () => this.loadSavedEvent());
     this.invokeSave.addEventListener('click', () => this.saveEvent());
     this.invokeDelete.addEventListener('click', () => this.deleteSavedEvent());
+    this.invokeHint = h('p', { class: 'note', text: 'The response and the log lines of the invoke show here.' });
     this.invokeForm = h('form', { id: 'invoke-form', class: 'form', novalidate: true },
       h('div', { class: 'row' },
         field('Qualifier', this.invokeQualifier),
@@ -345,11 +343,10 @@ class FunctionPage {
       h('div', { class: 'row row-end' },
         field('Save as', this.invokeSaveName),
         h('div', { class: 'form-actions' }, this.invokeSave, this.invokeDelete)),
-      h('div', { class: 'form-actions' }, this.invokeSubmit),
-      this.invokeStatus,
-      this.invokeOutput = h('div', { class: 'invoke-output', hidden: true },
-        h('h3', { text: 'Response' }), this.invokeResult,
-        h('h3', { text: 'Log tail' }), this.invokeLog));
+      h('div', { class: 'form-actions' }, this.invokeSubmit));
+    this.invokeOutput = h('div', { class: 'invoke-output', hidden: true },
+      h('h3', { text: 'Response' }), this.invokeResult,
+      h('h3', { text: 'Log' }), this.invokeLog);
     this.invokeForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       this.invoke();
@@ -357,7 +354,8 @@ class FunctionPage {
     this.refreshSavedEvents();
     return h('section', { class: 'panel', 'aria-labelledby': 'invoke-h' },
       h('div', { class: 'panel-head' }, h('h2', { id: 'invoke-h', text: 'Test invoke' })),
-      this.invokeForm);
+      h('div', { class: 'grid grid-2' }, this.invokeForm,
+        h('div', { class: 'invoke-side' }, this.invokeStatus, this.invokeHint, this.invokeOutput)));
   }
 
   buildLogs() {
@@ -431,7 +429,6 @@ class FunctionPage {
     }
     await Promise.all([this.loadVersions(), this.loadAliases()]);
     this.fillQualifiers();
-    this.loadScaling();
     this.drawCharts();
     this.ctx.poll(() => this.pollStatus(), 2000);
     this.ctx.poll(() => this.pollSeries(), 1000);
@@ -619,7 +616,7 @@ class FunctionPage {
     fillSelect(this.scalingQualifier, scalingOpts, prevScaling || newest || '');
     this.scalingQualifier.disabled = !published.length;
     this.scalingSubmit.disabled = !published.length;
-    if (this.scalingQualifier.value !== prevScaling) this.loadScaling();
+    if (this.scalingQualifier.value !== prevScaling) this.loadScaling(true);
 
     // Invoke: published versions, aliases, then the unpublished ones.
     const prevInvoke = this.invokeQualifier.value;
@@ -633,8 +630,9 @@ class FunctionPage {
 
   // ----- scaling -----------------------------------------------------------------------------
 
-  async loadScaling() {
+  async loadScaling(force = false) {
     const q = this.scalingQualifier.value;
+    const before = [this.scalingMin.value, this.scalingMax.value];
     setText(this.scalingError, '');
     if (!q) {
       setText(this.scalingApplied, '');
@@ -645,9 +643,13 @@ class FunctionPage {
       if (q !== this.scalingQualifier.value) return;
       const req = r.RequestedFunctionScalingConfig || {};
       const app = r.AppliedFunctionScalingConfig || {};
+      // Fill the fields unless they were edited while the request was out.
+      const untouched = this.scalingMin.value === before[0] && this.scalingMax.value === before[1];
       const show = (c) => `min ${c.MinExecutionEnvironments ?? '–'}, max ${c.MaxExecutionEnvironments ?? 'none'}`;
-      this.scalingMin.value = req.MinExecutionEnvironments ?? app.MinExecutionEnvironments ?? '';
-      this.scalingMax.value = req.MaxExecutionEnvironments ?? app.MaxExecutionEnvironments ?? '';
+      if (untouched || force) {
+        this.scalingMin.value = req.MinExecutionEnvironments ?? app.MinExecutionEnvironments ?? '';
+        this.scalingMax.value = req.MaxExecutionEnvironments ?? app.MaxExecutionEnvironments ?? '';
+      }
       setText(this.scalingApplied, `Applied: ${show(app)}. Requested: ${show(req)}.`);
     } catch (e) {
       setText(this.scalingApplied, '');
@@ -679,7 +681,7 @@ class FunctionPage {
         query: { Qualifier: q }, body: { FunctionScalingConfig: cfg },
       });
       this.ctx.toast(`Scaling of ${this.name}:${q} set`);
-      await this.loadScaling();
+      await this.loadScaling(true);
     } catch (e) {
       setText(this.scalingError, e.message || String(e));
     } finally {
@@ -967,6 +969,7 @@ class FunctionPage {
       const ms = Math.round(performance.now() - started);
       const text = await resp.text();
       this.invokeOutput.hidden = false;
+      this.invokeHint.hidden = true;
       if (!resp.ok) {
         let msg = text;
         let type = '';
@@ -1181,7 +1184,7 @@ class FunctionPage {
     const reqId = typeof rec.requestId === 'string' ? rec.requestId : '';
     const message = messageOf(rec);
     const idEl = reqId
-      ? h('button', { type: 'button', class: 'log-request', title: `Show only request ${reqId}`, text: reqId.slice(0, 8) })
+      ? h('button', { type: 'button', class: 'log-request', title: 'Show only this request', text: reqId })
       : h('span', { class: 'log-request' });
     if (reqId) {
       idEl.addEventListener('click', () => {

@@ -54,6 +54,8 @@ test('NDJSON chunks split into whole lines, the rest kept for the next chunk', (
 test('versions, routing weights, base64 and tones', () => {
   assert.deepEqual(publishedVersions([{ Version: '$LATEST' }, { Version: '2' }, { Version: '10' }, { Version: '1' }]),
     ['10', '2', '1']);
+  assert.deepEqual(publishedVersions([{ Version: '$LATEST' }, { Version: '$LATEST.PUBLISHED' }, { Version: '3' }]),
+    ['3', '$LATEST.PUBLISHED']);
   assert.equal(routingText({ FunctionVersion: '1' }), '1: 100%');
   assert.equal(routingText({ FunctionVersion: '1', RoutingConfig: { AdditionalVersionWeights: { 2: 0.1 } } }),
     '1: 90% · 2: 10%');
