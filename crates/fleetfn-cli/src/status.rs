@@ -354,6 +354,7 @@ pub fn render(doc: &StatusDocument, color: bool) -> String {
             "DESIRED",
             "MIN/MAX",
             "IN-FLIGHT",
+            "INV/S",
             "CPU",
             "THROTTLES",
         ]
@@ -398,12 +399,24 @@ pub fn render(doc: &StatusDocument, color: bool) -> String {
             } else {
                 format!("{in_flight}")
             }),
+            Cell::plain(rate(f.invocations_per_second)),
             Cell::plain(cpu_bar(f.cpu_utilization)),
             Cell::colored(throttles, throttle_c),
         ]);
     }
     table(&mut out, "  ", &rows, color);
     out
+}
+
+/// Invokes per second: `0`, `0.4`, `12.0`, `1250`.
+fn rate(x: f64) -> String {
+    if x <= 0.0 || !x.is_finite() {
+        "0".into()
+    } else if x < 1000.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// `0`, or `12 (Concurrency 10, CPU 2)`: the total and its non-zero reasons.
@@ -507,8 +520,8 @@ Capacity providers
     subnet-c  (no instances)
 
 Function versions
-  VERSION  PROVIDER  STATE   READY  DESIRED  MIN/MAX  IN-FLIGHT  CPU                THROTTLES
-  hello:1  cp1       Active  1/1    3        3/-      0/16       [----------]   4%  0
+  VERSION  PROVIDER  STATE   READY  DESIRED  MIN/MAX  IN-FLIGHT  INV/S  CPU                THROTTLES
+  hello:1  cp1       Active  1/1    3        3/-      0/16       0      [----------]   4%  0
 ";
 
     #[test]
@@ -546,6 +559,7 @@ Function versions
         f.max_execution_environments = Some(9);
         f.throttles = Throttles::from_counts([10, 2, 0, 0]);
         f.throttles_last_minute = 3;
+        f.invocations_per_second = 12.34;
         f.environments[0].in_flight = 5;
         doc.capacity_providers[0].launch_error = Some(fleetfn_contracts::LaunchError {
             message: "no capacity".into(),
@@ -563,6 +577,7 @@ Function versions
         );
         assert!(got.contains("3/9"), "{got}");
         assert!(got.contains("5/16"), "{got}");
+        assert!(got.contains("  12.3  "), "{got}");
         assert!(
             got.contains("12 (Concurrency 10, CPU 2); 3 in the last minute"),
             "{got}"
