@@ -298,9 +298,11 @@ function stopPolls() {
   polls.clear();
 }
 
-document.addEventListener('visibilitychange', () => {
-  if (!document.hidden) for (const p of polls) p.wake();
-});
+if (typeof document !== 'undefined') {
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) for (const p of polls) p.wake();
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Routing
@@ -314,7 +316,8 @@ const routes = [
   { re: /^\/new\/function\/?$/, nav: 'nav-new-function', load: () => import('./pages/forms.js'), fn: 'renderNewFunction', title: () => 'New function' },
 ];
 
-function match(hash) {
+/** The route of a location hash and its decoded params, or null. */
+export function match(hash) {
   const path = (hash || '').replace(/^#/, '').split('?')[0] || '/';
   for (const r of routes) {
     const m = r.re.exec(path);
@@ -525,7 +528,10 @@ async function boot() {
   await route();
 }
 
-boot().catch((e) => {
-  const view = document.getElementById('view');
-  if (view) view.textContent = `The console could not start: ${e?.message || e}`;
-});
+// Importable without a DOM (node unit tests of fmt, match and the helpers).
+if (typeof document !== 'undefined') {
+  boot().catch((e) => {
+    const view = document.getElementById('view');
+    if (view) view.textContent = `The console could not start: ${e?.message || e}`;
+  });
+}
