@@ -479,8 +479,8 @@ class FunctionPage {
       ['Last modified', c.LastModified ? this.fmt.ago(c.LastModified) : '–'],
       ['Handler', c.Handler || '–'],
     ];
-    this.meta.replaceChildren(...items.map(([k, v]) => h('div', {}, h('dt', { text: k }),
-      h('dd', { title: k === 'Last modified' ? c.LastModified : undefined }, v))));
+    this.meta.replaceChildren(...items.flatMap(([k, v]) => [h('dt', { text: k }),
+      h('dd', { title: k === 'Last modified' ? c.LastModified : undefined }, v)]));
   }
 
   async publish() {
@@ -600,6 +600,7 @@ class FunctionPage {
     fillSelect(this.chartVersionSel, published.map((v) => [v, label(v)]),
       this.chartPinned && published.includes(prevChart) ? prevChart : newest);
     if (!published.length) {
+      setText(this.chartNote, 'Publish a version to see its live charts: the data plane keeps them per published version.');
       fillSelect(this.chartVersionSel, [['', 'no published version']], '');
       this.chartVersionSel.disabled = true;
     } else {
