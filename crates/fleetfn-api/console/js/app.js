@@ -176,7 +176,9 @@ export const fmt = {
     if (x === null || x === undefined || Number.isNaN(Number(x))) return '–';
     const v = Number(x);
     if (v === 0) return '$0.00';
-    if (Math.abs(v) < 0.01) return `$${v.toPrecision(2)}`;
+    // Never exponent notation: "<$0.0001" below a hundredth of a cent, two significant digits below a cent.
+    if (Math.abs(v) < 0.0001) return v < 0 ? '-<$0.0001' : '<$0.0001';
+    if (Math.abs(v) < 0.01) return `$${Number(v.toPrecision(2))}`;
     return `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   },
   ago(iso) {

@@ -112,7 +112,7 @@ function versionRow(f, rate, fmt) {
       : h('span', { class: 'muted', text: '–' })),
     h('td', { class: 'rate num', text: fmt.num(rate, 1) }),
     h('td', { class: 'cpu' }, bar(f.CpuUtilization, fmt.pct(f.CpuUtilization))),
-    h('td', { class: 'throttles num', text: String(th.Total) }),
+    h('td', { class: `throttles num${th.Total ? ' hot' : ''}`, text: String(th.Total) }),
     h('td', { class: 'errors num', text: fmt.num(f.Errors) }));
 }
 
