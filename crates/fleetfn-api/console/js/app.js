@@ -176,8 +176,8 @@ export const fmt = {
     if (x === null || x === undefined || Number.isNaN(Number(x))) return '–';
     const v = Number(x);
     if (v === 0) return '$0.00';
-    // Never exponent notation: "<$0.0001" below a hundredth of a cent, two significant digits below a cent.
-    if (Math.abs(v) < 0.0001) return v < 0 ? '-<$0.0001' : '<$0.0001';
+    // Never exponent notation (JS prints it below 1e-6): "<$0.000001" there, two significant digits below a cent.
+    if (Math.abs(v) < 0.000001) return v < 0 ? '-<$0.000001' : '<$0.000001';
     if (Math.abs(v) < 0.01) return `$${Number(v.toPrecision(2))}`;
     return `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   },

@@ -179,7 +179,7 @@ test('fmt helpers', () => {
   assert.equal(fmt.usd(0), '$0.00');
   assert.equal(fmt.usd(0.0000107), '$0.000011');
   assert.equal(fmt.usd(1234.5), '$1,234.50');
-  assert.equal(fmt.usd(4.7e-7), '<$0.0001');
+  assert.equal(fmt.usd(4.7e-7), '<$0.000001');
   assert.equal(fmt.usd(0.00012345), '$0.00012');
   const past = new Date(Date.now() - 125000).toISOString();
   assert.equal(fmt.ago(past), '2 min ago');
