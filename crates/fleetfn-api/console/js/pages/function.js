@@ -850,9 +850,9 @@ class FunctionPage {
     const draw = (id, title, unit, series, extra = {}) =>
       c.lineChart(this.chartEls[id], { id: `chart-${id}`, title, unit, series, t, now, ...extra });
     draw('invocations', 'Invocations', '/s', [{ name: 'invocations', values: b.Invocations, color: 0 }]);
-    draw('errors', 'Errors', '/s', [{ name: 'errors', values: b.Errors, color: 3 }]);
+    draw('errors', 'Errors', '/s', [{ name: 'errors', values: b.Errors, color: 4 }]);
     draw('throttles', 'Throttles by reason', '/s',
-      THROTTLE_REASONS.map((r, i) => ({ name: r, values: b.Throttles[r], color: [3, 4, 5, 1][i] })));
+      THROTTLE_REASONS.map((r, i) => ({ name: r, values: b.Throttles[r], color: [3, 1, 5, 2][i] })));
     draw('duration', 'Duration', 'ms', [
       { name: 'p50', values: b.DurationP50Ms, color: 0 },
       { name: 'p99', values: b.DurationP99Ms, color: 4 }]);
