@@ -108,7 +108,7 @@ function versionRow(f, rate, fmt) {
     h('td', { class: 'state' }, badge(f.State)),
     h('td', { class: 'envs num', text: `${ready}/${desired}`, title: 'ready / desired execution environments' }),
     h('td', { class: 'zones-cell' }, zones.size
-      ? [...zones.entries()].map(([z, c]) => h('span', { class: 'tag', title: `${c.ready} ready of ${c.all} in ${z}`, text: `${z}: ${c.ready}/${c.all}` }))
+      ? [...zones.entries()].flatMap(([z, c], i) => [i ? ' ' : null, h('span', { class: 'tag', title: `${c.ready} ready of ${c.all} in ${z}`, text: `${z}: ${c.ready}/${c.all}` })])
       : h('span', { class: 'muted', text: '–' })),
     h('td', { class: 'rate num', text: fmt.num(rate, 1) }),
     h('td', { class: 'cpu' }, bar(f.CpuUtilization, fmt.pct(f.CpuUtilization))),

@@ -6,6 +6,11 @@ import { h, morph, bar, badge, table, hashFor, parseFunctionArn } from '../app.j
 
 const enc = encodeURIComponent;
 
+/** Tags separated by spaces (so their text reads as a list, not one run-on word). */
+function tags(list) {
+  return list.flatMap((t, i) => [i ? ' ' : null, h('span', { class: 'tag', text: t })]);
+}
+
 function policyView(cfg, fmt) {
   const sc = cfg.CapacityProviderScalingConfig || {};
   const policies = sc.ScalingPolicies || [];
@@ -18,13 +23,13 @@ function policyView(cfg, fmt) {
         text: `${p.PredefinedMetricType || 'metric'} → target ${fmt.num(p.TargetValue)}`,
       })))
       : h('span', { class: 'muted', text: sc.ScalingMode === 'Manual' ? 'none' : 'automatic (no explicit policy)' })),
-    h('dt', { text: 'Architectures' }), h('dd', {}, (req.Architectures || ['x86_64']).map((a) => h('span', { class: 'tag', text: a }))),
+    h('dt', { text: 'Architectures' }), h('dd', {}, tags(req.Architectures || ['x86_64'])),
     h('dt', { text: 'Allowed instance types' }), h('dd', {}, req.AllowedInstanceTypes?.length
-      ? req.AllowedInstanceTypes.map((t) => h('span', { class: 'tag', text: t })) : h('span', { class: 'muted', text: 'any' })),
+      ? tags(req.AllowedInstanceTypes) : h('span', { class: 'muted', text: 'any' })),
     req.ExcludedInstanceTypes?.length ? [h('dt', { text: 'Excluded instance types' }),
-      h('dd', {}, req.ExcludedInstanceTypes.map((t) => h('span', { class: 'tag', text: t })))] : null,
-    h('dt', { text: 'Subnets' }), h('dd', {}, (cfg.VpcConfig?.SubnetIds || []).map((s) => h('span', { class: 'tag', text: s }))),
-    h('dt', { text: 'Security groups' }), h('dd', {}, (cfg.VpcConfig?.SecurityGroupIds || []).map((s) => h('span', { class: 'tag', text: s }))),
+      h('dd', {}, tags(req.ExcludedInstanceTypes))] : null,
+    h('dt', { text: 'Subnets' }), h('dd', {}, tags(cfg.VpcConfig?.SubnetIds || [])),
+    h('dt', { text: 'Security groups' }), h('dd', {}, tags(cfg.VpcConfig?.SecurityGroupIds || [])),
     h('dt', { text: 'Operator role' }), h('dd', { class: 'mono', text: cfg.PermissionsConfig?.CapacityProviderOperatorRoleArn || '–' }),
     h('dt', { text: 'Last modified' }), h('dd', { text: cfg.LastModified ? fmt.ago(cfg.LastModified) : '–', title: cfg.LastModified || '' }));
 }
@@ -87,7 +92,8 @@ export async function render(root, params, ctx) {
     } catch (e) {
       if (e.status === 404) {
         missing = true;
-        state.textContent = 'Not found';
+        state.textContent = deleting ? 'Deleted' : 'Not found';
+        del.hidden = true;
         morph(body, h('div', {}, h('section', { class: 'empty-state' },
           h('h2', { text: deleting ? 'Deleted' : 'No such capacity provider' }),
           h('p', { text: e.message }),
