@@ -24,6 +24,7 @@ else /tmp/fleetfn-test-artifacts/console), a failing test's page as FAILED-<test
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -127,15 +128,17 @@ def publish_v1(lam, endpoint: str, names: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def fleet(lam, server, testfn_zip):
-    provider = h.uniq("console-cp")
+    # For the README's picture (FLEETFN_CONSOLE_README_SHOT, a fresh server): names a person would pick.
+    readme = bool(os.environ.get("FLEETFN_CONSOLE_README_SHOT"))
+    provider = "general-purpose" if readme else h.uniq("console-cp")
     h.create_active_cp(lam, provider, VpcConfig={"SubnetIds": list(dp.ZONES),
                                                  "SecurityGroupIds": list(h.SECURITY_GROUPS)})
     arn = h.cp_arn_for(provider)
     # Both uploads at once.
     with ThreadPoolExecutor(2) as pool:
-        basic_f = pool.submit(dp.create_lmi_function, lam, arn, "rust", name=h.uniq("console-basic"),
+        basic_f = pool.submit(dp.create_lmi_function, lam, arn, "rust", name="orders-api" if readme else h.uniq("console-basic"),
                               zip_bytes=testfn_zip, timeout=10)
-        load_f = pool.submit(dp.create_lmi_function, lam, arn, "rust", name=h.uniq("console-load"),
+        load_f = pool.submit(dp.create_lmi_function, lam, arn, "rust", name="thumbnailer" if readme else h.uniq("console-load"),
                              zip_bytes=testfn_zip, concurrency=2, timeout=10)
         basic, load = basic_f.result(), load_f.result()
     publish_v1(lam, server.endpoint, [basic, load])
