@@ -320,11 +320,13 @@ const routes = [
 
 /** The route of a location hash and its decoded params, or null. */
 export function match(hash) {
-  const path = (hash || '').replace(/^#/, '').split('?')[0] || '/';
+  const [rawPath, query] = (hash || '').replace(/^#/, '').split('?');
+  const path = rawPath || '/';
   for (const r of routes) {
     const m = r.re.exec(path);
     if (!m) continue;
-    const params = {};
+    // `#/new/function?provider=cp1`: query parameters, then the path's own (which win).
+    const params = Object.fromEntries(new URLSearchParams(query || ''));
     (r.keys || []).forEach((k, i) => {
       try {
         params[k] = decodeURIComponent(m[i + 1]);
@@ -505,7 +507,9 @@ function showSignIn(message) {
 function signedIn() {
   const s = api.session();
   document.body.classList.remove('signed-out');
-  document.getElementById('whoami').textContent = s?.AccessKeyId || '';
+  const who = document.getElementById('whoami');
+  who.textContent = s?.AccessKeyId || '';
+  if (s?.ExpiresAt) who.title = `Session ends ${new Date(s.ExpiresAt).toLocaleString()}`;
 }
 
 // ---------------------------------------------------------------------------------------------

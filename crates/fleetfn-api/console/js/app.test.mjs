@@ -161,6 +161,8 @@ test('routes: every page of the contract, names decoded, unknown is null', () =>
   assert.equal(match('#/new/provider').route.fn, 'renderNewProvider');
   assert.equal(match('#/new/function').route.fn, 'renderNewFunction');
   assert.equal(match('#/functions/%E0%A4%A').params.name, '%E0%A4%A', 'a bad escape is kept as is');
+  assert.deepEqual(match('#/new/function?provider=cp%201').params, { provider: 'cp 1' });
+  assert.deepEqual(match('#/functions/a?name=b').params, { name: 'a' }, 'the path wins over the query');
   assert.equal(match('#/nope'), null);
   assert.equal(match('#/functions/a/b'), null);
 });

@@ -116,9 +116,27 @@ function versionRow(f, rate, fmt) {
     h('td', { class: 'errors num', text: fmt.num(f.Errors) }));
 }
 
+// ListFunctions is a store read: the overview asks it every 10 s, not on every 2 s status poll.
+const LIST_EVERY_MS = 10000;
+
+/** Functions with no published version (the status lists published versions only). */
+function unpublishedPanel(list, functions) {
+  const published = new Set(functions.map((f) => f.FunctionName));
+  const rest = list.filter((f) => !published.has(f.FunctionName));
+  if (!rest.length) return null;
+  return h('section', { class: 'panel', 'aria-labelledby': 'h-unpublished' },
+    h('h2', { id: 'h-unpublished', text: 'Functions without a published version' }),
+    h('p', { class: 'note', text: 'A capacity provider runs published versions only: publish one from the function\u2019s page.' }),
+    h('ul', { id: 'overview-unpublished', class: 'plain inline-list' }, rest.map((f) => h('li', { dataset: { function: f.FunctionName, key: f.FunctionName } },
+      h('a', { href: hashFor('functions', f.FunctionName), text: f.FunctionName }),
+      ' ', h('span', { class: 'muted', text: f.Runtime || '' })))));
+}
+
 export async function render(root, params, ctx) {
   const { fmt } = ctx;
   const prev = new Map();
+  let listed = [];
+  let listedAt = 0;
   const body = h('div', { class: 'overview-body' }, h('p', { class: 'loading', text: 'Loading the fleet…' }));
   root.append(
     h('div', { class: 'page-head' },
@@ -132,6 +150,14 @@ export async function render(root, params, ctx) {
   ctx.poll(async () => {
     const st = await ctx.api.call('GET', '/fleetfn/v1/status');
     const now = Date.now();
+    if (now - listedAt >= LIST_EVERY_MS) {
+      listedAt = now;
+      try {
+        listed = (await ctx.api.call('GET', '/2015-03-31/functions', { query: { MaxItems: 50 } })).Functions || [];
+      } catch {
+        // The list is a convenience; the status above is the page.
+      }
+    }
     const functions = st.Functions || [];
     const providers = st.CapacityProviders || [];
     const rates = functions.map((f) => rateOf(f, prev, now));
@@ -177,6 +203,7 @@ export async function render(root, params, ctx) {
           rows: functions.map((f, i) => versionRow(f, rates[i], fmt)),
           empty: 'No published versions yet. Create a function and publish it.',
         })),
+      unpublishedPanel(listed, functions),
       h('section', { class: 'panel', 'aria-labelledby': 'h-providers' },
         h('h2', { id: 'h-providers', text: 'Capacity providers' }),
         h('div', { id: 'overview-providers', class: 'providers' },

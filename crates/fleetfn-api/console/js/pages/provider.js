@@ -58,7 +58,8 @@ export async function render(root, params, ctx) {
       h('div', {},
         h('div', { class: 'crumbs' }, h('a', { href: '#/', text: 'Overview' }), ' / Capacity provider'),
         h('div', { class: 'provider-head' }, title, state)),
-      h('div', { class: 'page-actions' }, del)),
+      h('div', { class: 'page-actions' },
+        h('a', { class: 'btn', href: `#/new/function?provider=${enc(name)}`, text: 'New function here' }), del)),
     error,
     body);
 
