@@ -30,7 +30,8 @@ export async function render(root, params, ctx) {
   const { api, fmt } = ctx;
   const select = h('select', { id: 'cost-window', name: 'Since' },
     WINDOWS.map(([v, label]) => h('option', { value: v, text: label })));
-  select.value = '24h';
+  // The window is in the address (`#/cost?Since=7d`), so a reload or a shared link keeps it.
+  select.value = WINDOWS.some(([v]) => v === params?.Since) ? params.Since : '24h';
   const body = h('div', {}, h('p', { class: 'loading', text: 'Loading costs…' }));
   const sub = h('p', { class: 'sub', text: 'Here vs AWS Lambda vs AWS Lambda Managed Instances for the same traffic' });
   root.append(
@@ -120,6 +121,7 @@ export async function render(root, params, ctx) {
   }
 
   select.addEventListener('change', () => {
+    history.replaceState(null, '', `#/cost?Since=${select.value}`);
     load().catch((e) => ctx.toast(e.message, 'error'));
   });
   ctx.poll(async () => {
