@@ -77,6 +77,13 @@ def api_message(call) -> str:
 # --------------------------------------------------------------------------------------
 
 
+# The focused element draws an outline or a ring (box-shadow) when reached by keyboard.
+FOCUS_SHOWN = """
+    const e = document.activeElement, s = getComputedStyle(e);
+    return e.matches(':focus-visible')
+      && ((s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none');"""
+
+
 def test_sign_in_with_the_keyboard_sets_a_strict_httponly_session_cookie(console):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
@@ -91,6 +98,7 @@ def test_sign_in_with_the_keyboard_sets_a_strict_httponly_session_cookie(console
     ActionChains(console.driver).send_keys(Keys.TAB).perform()
     assert console.js("return document.activeElement.id") == "signin-secret", (
         "Tab from the key id field should reach the secret field")
+    assert console.js(FOCUS_SHOWN), "the focused secret field shows no focus indicator (outline or ring)"
     ActionChains(console.driver).send_keys(h.SECRET_KEY + Keys.ENTER).perform()
     console.wait_text("#whoami", lambda t: h.ACCESS_KEY in t, f"to show {h.ACCESS_KEY}")
     assert not console.visible("#signin-form")
@@ -449,9 +457,11 @@ def test_scale_to_zero_and_back(console, fleet, lam):
     def apply(minimum: int, maximum: int):
         """Submit until the API holds it (a change still rolling out is a 409 the form shows)."""
         def done():
-            cfg = lam.get_function_scaling_config(FunctionName=fn, Qualifier="1").get("AppliedFunctionScalingConfig") \
-                or lam.get_function_scaling_config(FunctionName=fn, Qualifier="1").get("RequestedFunctionScalingConfig", {})
-            return (cfg.get("MinExecutionEnvironments"), cfg.get("MaxExecutionEnvironments")) == (minimum, maximum)
+            # Requested while it rolls out, Applied once it has.
+            doc = lam.get_function_scaling_config(FunctionName=fn, Qualifier="1")
+            return any((c.get("MinExecutionEnvironments"), c.get("MaxExecutionEnvironments")) == (minimum, maximum)
+                       for c in (doc.get("RequestedFunctionScalingConfig") or {},
+                                 doc.get("AppliedFunctionScalingConfig") or {}))
         deadline = time.monotonic() + 30
         while True:
             console.js("const e = document.querySelector('#scaling-error'); if (e) e.textContent = ''")
