@@ -362,7 +362,8 @@ class FunctionPage {
     this.logsFollow = h('input', { id: 'logs-follow', type: 'checkbox', checked: true });
     this.logsRequestId = h('input', { id: 'logs-request-id', type: 'search', placeholder: 'request id', autocomplete: 'off', spellcheck: 'false' });
     this.logsState = h('span', { class: 'note', role: 'status' });
-    this.logsBox = h('div', { id: 'logs', class: 'logs', role: 'log', tabindex: 0, 'aria-label': 'Function logs' });
+    // role=log is polite by default: at hundreds of lines a second that would drown a screen reader.
+    this.logsBox = h('div', { id: 'logs', class: 'logs', role: 'log', 'aria-live': 'off', tabindex: 0, 'aria-label': 'Function logs' });
     this.logsBox.addEventListener('scroll', () => {
       const b = this.logsBox;
       this.logs.atBottom = b.scrollTop + b.clientHeight >= b.scrollHeight - 8;
@@ -424,7 +425,13 @@ class FunctionPage {
   async start() {
     const ok = await this.loadFunction();
     if (!ok) {
-      for (const b of [this.publishBtn, this.scalingSubmit, this.invokeSubmit, this.codeSubmit]) b.disabled = true;
+      // Nothing to show about a function that could not be read: the error, and a way back.
+      while (this.headError.nextSibling) this.headError.nextSibling.remove();
+      this.publishBtn.hidden = true;
+      this.deleteBtn.hidden = true;
+      this.root.append(h('section', { class: 'empty-state' },
+        h('p', { text: 'The function could not be read.' }),
+        h('p', {}, h('a', { href: '#/', class: 'btn', text: 'Back to the overview' }))));
       return;
     }
     await Promise.all([this.loadVersions(), this.loadAliases()]);
@@ -1185,7 +1192,8 @@ class FunctionPage {
     const reqId = typeof rec.requestId === 'string' ? rec.requestId : '';
     const message = messageOf(rec);
     const idEl = reqId
-      ? h('button', { type: 'button', class: 'log-request', title: 'Show only this request', text: reqId })
+      // Out of the tab order (500 of them); keyboard users filter with #logs-request-id.
+      ? h('button', { type: 'button', class: 'log-request', tabindex: -1, title: 'Show only this request', text: reqId })
       : h('span', { class: 'log-request' });
     if (reqId) {
       idEl.addEventListener('click', () => {
