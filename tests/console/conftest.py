@@ -46,6 +46,13 @@ from consolekit import ACTIVE_WAIT, SERVER_ARGS, WINDOW, Console, artifacts_dir,
 # --------------------------------------------------------------------------------------
 
 
+def pytest_sessionstart(session):
+    # The directory is this suite's own: last run's pictures (and failures) go.
+    for old in artifacts_dir().iterdir():
+        if old.suffix in (".png", ".html"):
+            old.unlink()
+
+
 def pytest_terminal_summary(terminalreporter):
     shots = sorted(artifacts_dir().glob("*.png"))
     if shots:

@@ -575,7 +575,7 @@ def test_every_page_without_console_errors(console, fleet, server):
         console.assert_no_errors(f"the {name} page")
     # The cost page's windows.
     console.click("#nav-cost")
-    assert console.el("#cost-window").get_attribute("value") == "24h"
+    assert console.wait_visible("#cost-window").get_attribute("value") == "24h"
     for window in ("1h", "7d"):
         console.choose("#cost-window", window)
         console.wait(lambda: cost_rows_match(console, fleet, window), f"the cost table for {window}")
