@@ -139,7 +139,10 @@ class Console:
         self.wait(lambda: self._try_click(css), f"{css} to take a click")
 
     def _try_click(self, css: str) -> bool:
-        self.el(css).click()
+        el = self.el(css)
+        # Centred, so the sticky header cannot cover it (WebDriver scrolls it only to an edge).
+        self.js("arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})", el)
+        el.click()
         return True
 
     def fill(self, css: str, value: str) -> None:

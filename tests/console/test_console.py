@@ -64,6 +64,15 @@ def record_states(con, css: str) -> None:
         rec();""", css)
 
 
+def confirm_then(con, button: str, ok: bool) -> None:
+    """Clicks `button`, waits for the #confirm dialog, answers it, waits for it to close."""
+    con.click(button)
+    con.wait(lambda: con.js("const d = document.querySelector('#confirm'); return !!(d && d.open)"),
+             f"#confirm to open after {button}")
+    con.click("#confirm-ok" if ok else "#confirm-cancel")
+    con.wait(lambda: not con.js("return document.querySelector('#confirm').open"), "#confirm to close")
+
+
 def api_message(call) -> str:
     try:
         call()
@@ -210,6 +219,18 @@ def test_create_capacity_provider_through_the_form(console, fleet, lam, server):
     console.wait(lambda: console.count(f'#overview-providers [data-provider="{name}"]') == 1,
                  f"the overview to list {name}")
 
+    # Delete it from its page, through the confirm dialog (Cancel first: nothing happens).
+    console.go(f"#/providers/{name}")
+    console.wait_text("#provider-title", lambda t: name in t, f"to name {name}")
+    confirm_then(console, "#delete-provider", ok=False)
+    assert lam.get_capacity_provider(CapacityProviderName=name)["CapacityProvider"]["State"] == "Active"
+    confirm_then(console, "#delete-provider", ok=True)
+    h.gone(lambda: lam.get_capacity_provider(CapacityProviderName=name), f"capacity provider {name} to be deleted")
+    fleet.made_providers.remove(name)
+    console.click("#nav-overview")
+    console.wait(lambda: console.count(f'#overview-providers [data-provider="{name}"]') == 0,
+                 "the overview without the deleted provider")
+
 
 def test_create_function_from_a_zip_and_publish_pending_to_active(console, fleet, lam, testfn_zip_path, tmp_path):
     console.expect_http_error(r"/2015-03-31/functions", 409)
@@ -282,6 +303,15 @@ def test_create_function_from_a_zip_and_publish_pending_to_active(console, fleet
     h.poll(lambda: lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"],
            lambda sha: sha == h.code_sha256(small.read_bytes()), "the uploaded code to be $LATEST's", 30)
     assert not console.text("#code-error"), console.text("#code-error")
+
+    # Delete the function from its page, through the confirm dialog.
+    confirm_then(console, "#delete-function", ok=False)
+    assert lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
+    confirm_then(console, "#delete-function", ok=True)
+    console.wait(lambda: console.js("return location.hash") in ("#/", ""), "the overview after deleting")
+    h.gone(lambda: lam.get_function(FunctionName=name), f"function {name} to be deleted")
+    console.wait(lambda: console.count(f'#overview-functions tr[data-function="{name}"]') == 0,
+                 "the overview without the deleted function")
 
 
 # --------------------------------------------------------------------------------------
