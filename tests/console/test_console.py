@@ -570,7 +570,32 @@ def overflow(con) -> int:
     return con.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
-def test_every_page_without_console_errors(console, fleet, server):
+def env_rows(con) -> dict:
+    return con.js("""
+        const out = {};
+        for (const r of document.querySelectorAll('#environments tr[data-environment]')) {
+          const c = s => (r.querySelector(s) || {textContent: ''}).textContent.trim();
+          out[r.dataset.environment] = {state: c('.state'), zone: c('.zone'), instance: c('.instance'),
+                                        inflight: c('.inflight'), cpu: c('.cpu'), memory: c('.memory')};
+        }
+        return out;""")
+
+
+def envs_match_api(con, fleet) -> bool:
+    """The function page's environments are the API's, with their zone, instance and n/max."""
+    api = {e["EnvironmentId"]: e for e in dp.environments(fleet.endpoint, fleet.basic, "1")
+           if e["State"] in ("Starting", "Ready", "Draining")}
+    rows = env_rows(con)
+    if set(rows) != set(api) or not rows:
+        return False
+    return all(r["zone"] == api[i]["Zone"] and r["instance"] == api[i]["InstanceId"]
+               and re.fullmatch(rf"\d+\s*/\s*{api[i]['MaxConcurrency']}", r["inflight"])
+               and NUMBER.search(r["cpu"]) and NUMBER.search(r["memory"]) for i, r in rows.items())
+
+
+def test_every_page_without_console_errors(console, fleet, lam, server):
+    if not any(a["Name"] == "live" for a in lam.list_aliases(FunctionName=fleet.basic)["Aliases"]):
+        lam.create_alias(FunctionName=fleet.basic, Name="live", FunctionVersion="1")
     console.sign_in()
     status = h.raw_request(fleet.endpoint, "GET", "/fleetfn/v1/status").json()
     instances = next(c for c in status["CapacityProviders"] if c["Name"] == fleet.provider)["Instances"]
@@ -581,11 +606,16 @@ def test_every_page_without_console_errors(console, fleet, server):
          and console.text(f'#overview-functions tr[data-function="{fleet.basic}"][data-version="1"] .state') == "Active"),
         ("function", f"#/functions/{fleet.basic}", "#versions",
          lambda: console.text('#versions tr[data-version="1"] .state') == "Active"
-         and console.count("#environments tr[data-environment]") > 0
+         and envs_match_api(console, fleet)
+         and "1" in (console.text('#aliases tr[data-alias="live"]') or "")
          and console.attr("#chart-invocations", "data-points") not in (None, "")),
         ("provider", f"#/providers/{fleet.provider}", "#provider-instances",
-         lambda: console.count("#provider-instances tr[data-instance]") > 0
-         and bool(console.text("#provider-headroom")) and bool(console.text("#provider-zones"))),
+         lambda: sorted(console.js("return [...document.querySelectorAll('#provider-instances tr[data-instance]')]"
+                                   ".map(r => r.dataset.instance)"))
+         == sorted(i["InstanceId"] for i in next(c for c in h.raw_request(fleet.endpoint, "GET", "/fleetfn/v1/status")
+                                                  .json()["CapacityProviders"] if c["Name"] == fleet.provider)["Instances"])
+         and all(z in (console.text("#provider-zones") or "") for z in dp.ZONES)
+         and "400" in (console.text("#provider-headroom") or "")),
         ("cost", "#nav-cost", "#cost-table", lambda: cost_rows_match(console, fleet, "24h")),
         ("new-provider", "#nav-new-provider", "#provider-form", lambda: True),
         ("new-function", "#nav-new-function", "#function-form",
