@@ -38,7 +38,7 @@ from fleetfn_testkit import dataplane as dp
 from fleetfn_testkit import prereq
 from fleetfn_testkit.server import FleetfnServer
 
-from consolekit import ACTIVE_WAIT, SERVER_ARGS, WINDOW, Console, artifacts_dir, browser_paths, make_driver
+from consolekit import ACTIVE_WAIT, SAVED, SERVER_ARGS, WINDOW, Console, artifacts_dir, browser_paths, make_driver
 
 
 # --------------------------------------------------------------------------------------
@@ -46,23 +46,19 @@ from consolekit import ACTIVE_WAIT, SERVER_ARGS, WINDOW, Console, artifacts_dir,
 # --------------------------------------------------------------------------------------
 
 
-def pytest_sessionstart(session):
-    # The directory is this suite's own: last run's pictures (and failures) go.
-    for old in artifacts_dir().iterdir():
-        if old.suffix in (".png", ".html"):
-            old.unlink()
-
-
 def pytest_terminal_summary(terminalreporter):
-    shots = sorted(artifacts_dir().glob("*.png"))
-    if shots:
-        terminalreporter.line(f"console screenshots ({len(shots)}): {artifacts_dir()}")
+    if SAVED:
+        terminalreporter.line(f"console screenshots ({len(SAVED)}): {artifacts_dir()}")
 
 
 @pytest.fixture(scope="session")
 def chrome_binaries() -> tuple[str, str]:
     chromium, driver, missing = browser_paths()
     prereq.require("chromium", missing)
+    # The directory is this suite's own: the last run's pictures (and failures) go.
+    for old in artifacts_dir().iterdir():
+        if old.suffix in (".png", ".html"):
+            old.unlink()
     return chromium, driver
 
 

@@ -20,6 +20,7 @@ WINDOW = (1280, 900)
 WAIT = 20.0            # seconds for anything the page shows after a poll (≤ 2 s) or an API call
 ACTIVE_WAIT = 90.0     # a version from publish to Active (environments start), as tests/dataplane
 COOKIE = "fleetfn_console"
+SAVED: list[Path] = []  # screenshots taken in this session
 NETWORK_ERROR = re.compile(r"^(\S+) - Failed to load resource: the server responded with a status of (\d+)")
 
 
@@ -200,6 +201,7 @@ class Console:
     def screenshot(self, name: str) -> Path:
         path = artifacts_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
         self.driver.save_screenshot(str(path))
+        SAVED.append(path)
         return path
 
     def full_screenshot(self, name: str, width: int | None = None, path: Path | None = None) -> Path:
@@ -212,6 +214,7 @@ class Console:
             "clip": {"x": 0, "y": 0, "width": w, "height": int(size["height"]), "scale": 1}})
         path = path or artifacts_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
         path.write_bytes(base64.b64decode(shot["data"]))
+        SAVED.append(path)
         return path
 
     def expect_http_error(self, path_regex: str, status: int) -> None:
