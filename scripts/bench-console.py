@@ -257,7 +257,19 @@ def open_function_page(driver: webdriver.Chrome, endpoint: str, name: str, new_w
     state = driver.execute_script("return document.visibilityState")
     if state != "visible":
         sys.exit(f"a console window is {state!r}: the console does not poll there, the measure would be wrong")
+    # Room for every request of a window in the resource timing buffer (250 by default).
+    driver.execute_script("performance.setResourceTimingBufferSize(1000000)")
     return driver.current_window_handle
+
+
+def api_requests(driver: webdriver.Chrome, handles: list[str]) -> int:
+    """API requests the windows made so far (resource timing entries under the API's paths)."""
+    n = 0
+    for h in handles:
+        driver.switch_to.window(h)
+        n += driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => !e.name.includes('/console/')).length")
+    return n
 
 
 def check_windows(driver: webdriver.Chrome, handles: list[str]) -> None:
@@ -285,7 +297,9 @@ def measure(usage: Usage, window: float, label: str) -> dict:
     server, whole = Usage.delta(a, b)
     row = {"label": label, "seconds": elapsed, "server_ms_per_s": server * 1000 / elapsed,
            "tree_ms_per_s": whole * 1000 / elapsed, "rss": rss_bytes(usage.pid), "rss_peak": peak}
-    print(f"  {label}: server {row['server_ms_per_s']:.2f} ms/s, tree {row['tree_ms_per_s']:.2f} ms/s, "
+    load = os.getloadavg()[0]
+    row["load1"] = load
+    print(f"  {label}: load {load:.2f}, server {row['server_ms_per_s']:.2f} ms/s, tree {row['tree_ms_per_s']:.2f} ms/s, "
           f"RSS {row['rss'] / MIB:.1f} MiB", flush=True)
     return row
 
@@ -332,8 +346,10 @@ def main() -> None:
                 handles.append(open_function_page(driver, endpoint, name, new_window=bool(handles)))
             time.sleep(args.settle)
             check_windows(driver, handles)
+            before = api_requests(driver, handles)
             row = measure(usage, args.window, f"{n} tab{'s' if n > 1 else ''}")
             row["tabs"] = n
+            row["requests_per_s"] = (api_requests(driver, handles) - before) / row["seconds"]
             rows.append(row)
             check_windows(driver, handles)
         driver.quit()
@@ -350,13 +366,13 @@ def main() -> None:
     idle = rows[0]
     print()
     print(f"{'step':<14} {'serve CPU ms/s':>15} {'per tab':>8} {'tree CPU ms/s':>14} {'per tab':>8} "
-          f"{'serve RSS MiB':>14} {'growth':>7}")
+          f"{'serve RSS MiB':>14} {'growth':>7} {'API req/s':>10}")
     for r in rows:
         n = r.get("tabs", 0)
         per = lambda k: f"{(r[k] - idle[k]) / n:8.2f}" if n else f"{'':8}"
         print(f"{r['label']:<14} {r['server_ms_per_s']:15.2f} {per('server_ms_per_s')} "
               f"{r['tree_ms_per_s']:14.2f} {per('tree_ms_per_s')} {r['rss'] / MIB:14.1f} "
-              f"{(r['rss'] - idle['rss']) / MIB:+7.1f}")
+              f"{(r['rss'] - idle['rss']) / MIB:+7.1f} {r.get('requests_per_s', 0):10.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
