@@ -20,6 +20,10 @@ Prerequisite tag `chromium` (fleetfn_testkit.prereq): Chromium and chromedriver 
 `chromium` and `chromium-driver`; override with FLEETFN_CHROMIUM / FLEETFN_CHROMEDRIVER).
 Screenshots go to $FLEETFN_TEST_ARTIFACTS/console (default $CARGO_TARGET_DIR/test-artifacts/console,
 else /tmp/fleetfn-test-artifacts/console), a failing test's page as FAILED-<test>.png with its HTML.
+
+The README's picture (docs/console-overview.png) is taken once, by hand, on a fresh server:
+`FLEETFN_CONSOLE_README_SHOT=$PWD/docs/console-overview.png python -m pytest tests/console -k load`
+(the fleet then gets plain names, orders-api three versions and thumbnailer the load).
 """
 
 from __future__ import annotations
