@@ -64,12 +64,21 @@ def record_states(con, css: str) -> None:
         rec();""", css)
 
 
-def confirm_then(con, button: str, ok: bool) -> None:
-    """Clicks `button`, waits for the #confirm dialog, answers it, waits for it to close."""
+def confirm_then(con, button: str, ok: bool | str) -> None:
+    """Clicks `button`, waits for the #confirm dialog (which takes the focus), answers it
+    (True: #confirm-ok, False: #confirm-cancel, "escape": the Escape key), waits for it to close."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
     con.click(button)
     con.wait(lambda: con.js("const d = document.querySelector('#confirm'); return !!(d && d.open)"),
              f"#confirm to open after {button}")
-    con.click("#confirm-ok" if ok else "#confirm-cancel")
+    assert con.js("return !!document.activeElement.closest('#confirm')"), (
+        "the open confirm dialog does not hold the keyboard focus")
+    if ok == "escape":
+        ActionChains(con.driver).send_keys(Keys.ESCAPE).perform()
+    else:
+        con.click("#confirm-ok" if ok else "#confirm-cancel")
     con.wait(lambda: not con.js("return document.querySelector('#confirm').open"), "#confirm to close")
 
 
@@ -304,8 +313,8 @@ def test_create_function_from_a_zip_and_publish_pending_to_active(console, fleet
            lambda sha: sha == h.code_sha256(small.read_bytes()), "the uploaded code to be $LATEST's", 30)
     assert not console.text("#code-error"), console.text("#code-error")
 
-    # Delete the function from its page, through the confirm dialog.
-    confirm_then(console, "#delete-function", ok=False)
+    # Delete the function from its page, through the confirm dialog (Escape first: nothing happens).
+    confirm_then(console, "#delete-function", ok="escape")
     assert lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
     confirm_then(console, "#delete-function", ok=True)
     console.wait(lambda: console.js("return location.hash") in ("#/", ""), "the overview after deleting")
