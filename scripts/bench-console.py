@@ -246,7 +246,8 @@ def sign_in(driver: webdriver.Chrome, endpoint: str) -> None:
     wait.until(lambda d: ACCESS_KEY in (d.find_element(By.ID, "whoami").text or ""))
 
 
-def open_function_page(driver: webdriver.Chrome, endpoint: str, name: str, new_window: bool) -> str:
+def open_function_page(driver: webdriver.Chrome, endpoint: str, name: str, new_window: bool,
+                       follow_logs: bool = True) -> str:
     if new_window:
         driver.switch_to.new_window("window")
     driver.get(f"{endpoint}/console/#/functions/{name}")
@@ -257,6 +258,10 @@ def open_function_page(driver: webdriver.Chrome, endpoint: str, name: str, new_w
     state = driver.execute_script("return document.visibilityState")
     if state != "visible":
         sys.exit(f"a console window is {state!r}: the console does not poll there, the measure would be wrong")
+    if not follow_logs:
+        box = driver.find_element(By.ID, "logs-follow")
+        if box.is_selected():
+            box.click()
     # Room for every request of a window in the resource timing buffer (250 by default).
     driver.execute_script("performance.setResourceTimingBufferSize(1000000)")
     return driver.current_window_handle
@@ -310,6 +315,8 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="seconds measured per step (default 60)")
     ap.add_argument("--settle", type=float, default=15.0, help="seconds waited before each window (default 15)")
     ap.add_argument("--tabs", default="1,5", help="open tab counts after the idle baseline (default 1,5)")
+    ap.add_argument("--no-follow", action="store_true",
+                    help="turn the function page's log follow off in every tab (to split its cost)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = ap.parse_args()
     if args.bin_dir:
@@ -343,7 +350,8 @@ def main() -> None:
         handles: list[str] = []
         for n in counts:
             while len(handles) < n:
-                handles.append(open_function_page(driver, endpoint, name, new_window=bool(handles)))
+                handles.append(open_function_page(driver, endpoint, name, new_window=bool(handles),
+                                                  follow_logs=not args.no_follow))
             time.sleep(args.settle)
             check_windows(driver, handles)
             before = api_requests(driver, handles)
