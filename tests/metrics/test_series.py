@@ -186,3 +186,21 @@ def test_errors_say_what_to_fix(lam, endpoint, res):
     # Unsigned: refused like the rest of the API.
     resp = h.raw_request(endpoint, "GET", f"/fleetfn/v1/functions/{name}/series", sign=False)
     assert resp.status_code in (401, 403), (resp.status_code, resp.text)
+
+
+def test_a_server_without_a_data_plane_has_no_samples(tmp_path):
+    from fleetfn_testkit.server import FleetfnServer, find_binary
+
+    srv = FleetfnServer(find_binary(), tmp_path / "data", tmp_path / "logs", name="series-no-dp",
+                        data_plane=False, extra_args=["--metrics-listen", "off"])
+    srv.start()
+    try:
+        lam = h.make_client(srv.endpoint)
+        name = h.uniq("nodp")
+        h.create_function(lam, name)
+        doc = series_ok(srv.endpoint, name)
+        check_shape(doc, name)
+        assert doc["Versions"] == [], doc
+        assert series(srv.endpoint, h.uniq("nosuch")).status_code == 404
+    finally:
+        srv.stop()
