@@ -3,7 +3,9 @@
 //! in-flight from the router's busy time, with throttled requests counted as unmet demand), its
 //! `[min, max]` and its provider's CPU target, handed to `fleetfn_scheduler::decide`. The answer
 //! is the version's desired environment count, which the deployer places and converges to.
-//! The same tick adds each version's second to its one-second series (`series`).
+//! The same tick adds each version's second to its one-second series (`series`). A follower
+//! (a server that only routes) runs the same per-version sampling once a second over the
+//! invokes it routed, without deciding anything (`DataPlane::follower_tick`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -15,16 +17,12 @@ use fleetfn_server::records::version_key;
 use tokio::time::Instant;
 
 use crate::DataPlane;
-use crate::state::VersionScale;
+use crate::state::{State, VersionScale};
 use crate::version::{bounds, rolling_out};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// Largest multiple of the served load that throttles may add to the demand in one tick.
 const MAX_DEMAND_FACTOR: f64 = 2.0;
-
-/// Per (version, publish): Ready count, starting count, the Ready ones' CPU utilizations, and
-/// their max concurrency.
-type Group = (u32, u32, Vec<f64>, u32);
 
 /// The provider's CPU target (a fraction) from its scaling config.
 fn target_cpu(p: &fleetfn_model::types::CapacityProvider) -> f64 {
@@ -66,6 +64,134 @@ pub(crate) fn effective_saturation(busy_fraction: f64, served: u64, throttled: u
     busy_fraction * factor
 }
 
+/// One version's environments as a tick reads them (of its current publish).
+#[derive(Debug)]
+struct Group {
+    ready: u32,
+    starting: u32,
+    /// The Ready ones' CPU utilizations (from the agents' reports).
+    utils: Vec<f64>,
+    /// Their max concurrency (at least 1).
+    max_concurrency: u32,
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Self {
+            ready: 0,
+            starting: 0,
+            utils: Vec::new(),
+            max_concurrency: 1,
+        }
+    }
+}
+
+/// One pass over the environments: per (version key, publish hash) its [`Group`].
+fn groups(s: &State) -> HashMap<(String, String), Group> {
+    let mut groups: HashMap<(String, String), Group> = HashMap::new();
+    for e in s.envs.values() {
+        let g = groups
+            .entry((e.version_key.clone(), e.publish_hash.clone()))
+            .or_default();
+        match e.state {
+            EnvState::Ready => {
+                g.ready += 1;
+                g.utils.push(e.cpu.util.unwrap_or(0.0));
+                g.max_concurrency = e.max_concurrency.max(1);
+            }
+            EnvState::Starting => g.starting += 1,
+            _ => {}
+        }
+    }
+    groups
+}
+
+/// The per-version half of a tick, the same on the leader and on a follower: reads the
+/// version's counters (what this data plane routed), updates its [`VersionScale`] (the
+/// throttles of the last minute, the average CPU of its Ready environments, the concurrency
+/// saturation), lets `size` set its desired count (the leader's scaler decision, a follower's
+/// estimate), and adds the second to the version's series. A new entry starts at `initial`.
+/// Reads a few atomics per version: nothing on the invoke path.
+fn sample_version(
+    s: &mut State,
+    vkey: &str,
+    now: Instant,
+    second: u64,
+    g: &Group,
+    initial: u32,
+    size: impl FnOnce(&mut VersionScale),
+) {
+    let stats = s.stats(vkey);
+    let busy = stats.busy_ns.load(Ordering::Relaxed);
+    let served = stats.invocations.load(Ordering::Relaxed);
+    let throttled_by: [u64; fleetfn_model::ThrottleReason::COUNT] =
+        std::array::from_fn(|i| stats.throttles[i].load(Ordering::Relaxed));
+    let throttled: u64 = throttled_by.iter().sum();
+    let counters = crate::series::Counters {
+        invocations: served,
+        errors: stats.errors.load(Ordering::Relaxed),
+        throttles: throttled_by,
+        busy_ns: busy,
+        durations: stats.durations.counts(),
+    };
+    let entry = s.scale.entry(vkey.to_string()).or_insert(VersionScale {
+        desired: initial,
+        low_for: Duration::ZERO,
+        last_tick: None,
+        last_counts: (served, throttled),
+        throttle_history: std::collections::VecDeque::new(),
+        throttles_last_minute: 0,
+        avg_cpu: 0.0,
+        saturation: 0.0,
+    });
+    entry.throttle_history.push_back((now, throttled_by));
+    while entry.throttle_history.len() >= 2
+        && now.saturating_duration_since(entry.throttle_history[1].0) >= MINUTE
+    {
+        entry.throttle_history.pop_front();
+    }
+    entry.throttles_last_minute = throttled.saturating_sub(
+        entry
+            .throttle_history
+            .front()
+            .map_or(0, |x| x.1.iter().sum()),
+    );
+    let (prev_served, prev_throttled) = entry.last_counts;
+    entry.last_counts = (served, throttled);
+    let busy_fraction = match entry.last_tick {
+        Some((t, b)) if g.ready > 0 => {
+            let dt = now.saturating_duration_since(t).as_secs_f64();
+            #[allow(clippy::cast_precision_loss)]
+            let avg_in_flight = busy.saturating_sub(b) as f64 / 1e9 / dt.max(1e-3);
+            avg_in_flight / f64::from(g.ready * g.max_concurrency)
+        }
+        _ => 0.0,
+    };
+    entry.last_tick = Some((now, busy));
+    entry.saturation = effective_saturation(
+        busy_fraction,
+        served.saturating_sub(prev_served),
+        throttled.saturating_sub(prev_throttled),
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let avg_cpu = if g.utils.is_empty() {
+        0.0
+    } else {
+        g.utils.iter().sum::<f64>() / g.utils.len() as f64
+    };
+    entry.avg_cpu = avg_cpu;
+    size(entry);
+    let gauges = crate::series::Gauges {
+        cpu_utilization: avg_cpu,
+        desired: entry.desired,
+        ready: g.ready,
+    };
+    s.series
+        .entry(vkey.to_string())
+        .or_default()
+        .record(second, now, &counters, gauges);
+}
+
 impl DataPlane {
     pub(crate) async fn scale_tick(&self, elapsed: Duration) -> fleetfn_model::Result<()> {
         let versions = self.cp.deployable_versions().await?;
@@ -86,28 +212,10 @@ impl DataPlane {
         }
         let now = Instant::now();
         let mut guard = self.state.write();
-        // Borrowed as a plain reference: a version's scaler entry and its series are both
-        // updated in the loop below.
-        let s: &mut crate::state::State = &mut guard;
+        let s: &mut State = &mut guard;
         let second = s.series_clock.second(now);
         let mut seen = HashSet::new();
-        // One pass over the environments: per (version, publish) the Ready and starting counts,
-        // the Ready ones' CPU utilizations and their max concurrency.
-        let mut groups: HashMap<(String, String), Group> = HashMap::new();
-        for e in s.envs.values() {
-            let g = groups
-                .entry((e.version_key.clone(), e.publish_hash.clone()))
-                .or_insert((0, 0, Vec::new(), 1));
-            match e.state {
-                EnvState::Ready => {
-                    g.0 += 1;
-                    g.2.push(e.cpu.util.unwrap_or(0.0));
-                    g.3 = e.max_concurrency.max(1);
-                }
-                EnvState::Starting => g.1 += 1,
-                _ => {}
-            }
-        }
+        let mut groups = groups(s);
         for v in &versions {
             let vkey = version_key(&v.function, &v.version);
             let Some((min, max)) = bounds(v) else {
@@ -115,121 +223,47 @@ impl DataPlane {
             };
             seen.insert(vkey.clone());
             let rolling_out = rolling_out(v);
-            let (ready, starting, utils, max_conc) = groups
+            let g = groups
                 .remove(&(vkey.clone(), v.publish_hash.clone()))
-                .unwrap_or((0, 0, Vec::new(), 1));
-            let stats = s.stats(&vkey);
-            let busy = stats.busy_ns.load(Ordering::Relaxed);
-            let served = stats.invocations.load(Ordering::Relaxed);
-            let throttled_by: [u64; fleetfn_model::ThrottleReason::COUNT] =
-                std::array::from_fn(|i| stats.throttles[i].load(Ordering::Relaxed));
-            let throttled: u64 = throttled_by.iter().sum();
-            let counters = crate::series::Counters {
-                invocations: served,
-                errors: stats.errors.load(Ordering::Relaxed),
-                throttles: throttled_by,
-                busy_ns: busy,
-                durations: stats.durations.counts(),
-            };
-            let entry = s.scale.entry(vkey.clone()).or_insert(VersionScale {
-                desired: min,
-                low_for: Duration::ZERO,
-                last_tick: None,
-                last_counts: (served, throttled),
-                throttle_history: std::collections::VecDeque::new(),
-                throttles_last_minute: 0,
-                avg_cpu: 0.0,
-                saturation: 0.0,
-            });
-            entry.throttle_history.push_back((now, throttled_by));
-            while entry.throttle_history.len() >= 2
-                && now.saturating_duration_since(entry.throttle_history[1].0) >= MINUTE
-            {
-                entry.throttle_history.pop_front();
-            }
-            entry.throttles_last_minute = throttled.saturating_sub(
-                entry
-                    .throttle_history
-                    .front()
-                    .map_or(0, |x| x.1.iter().sum()),
-            );
-            let (prev_served, prev_throttled) = entry.last_counts;
-            entry.last_counts = (served, throttled);
-            let busy_fraction = match entry.last_tick {
-                Some((t, b)) if ready > 0 => {
-                    let dt = now.saturating_duration_since(t).as_secs_f64();
-                    #[allow(clippy::cast_precision_loss)]
-                    let avg_in_flight = busy.saturating_sub(b) as f64 / 1e9 / dt.max(1e-3);
-                    avg_in_flight / f64::from(ready * max_conc)
-                }
-                _ => 0.0,
-            };
-            entry.last_tick = Some((now, busy));
-            let saturation = effective_saturation(
-                busy_fraction,
-                served.saturating_sub(prev_served),
-                throttled.saturating_sub(prev_throttled),
-            );
-            #[allow(clippy::cast_precision_loss)]
-            let avg_cpu = if utils.is_empty() {
-                0.0
-            } else {
-                utils.iter().sum::<f64>() / utils.len() as f64
-            };
-            entry.avg_cpu = avg_cpu;
-            entry.saturation = saturation;
+                .unwrap_or_default();
+            let (ready, starting) = (g.ready, g.starting);
             let max_bound = max.unwrap_or(u32::MAX).max(min);
-            if rolling_out || ready == 0 {
-                // Nothing to measure yet: hold (at least the minimum).
-                entry.desired = entry.desired.clamp(min, max_bound);
-                entry.low_for = Duration::ZERO;
-                let gauges = crate::series::Gauges {
-                    cpu_utilization: avg_cpu,
-                    desired: entry.desired,
-                    ready,
+            sample_version(s, &vkey, now, second, &g, min, |entry| {
+                if rolling_out || ready == 0 {
+                    // Nothing to measure yet: hold (at least the minimum).
+                    entry.desired = entry.desired.clamp(min, max_bound);
+                    entry.low_for = Duration::ZERO;
+                    return;
+                }
+                let snapshot = VersionSnapshot {
+                    current: ready,
+                    avg_cpu: entry.avg_cpu,
+                    saturation: entry.saturation,
+                    min,
+                    max,
+                    target_cpu: v
+                        .capacity_provider
+                        .as_ref()
+                        .and_then(|cp| targets.get(cp).copied())
+                        .unwrap_or(fleetfn_scheduler::scaler::AUTO_TARGET_CPU),
+                    low_for: entry.low_for,
+                    scale_in_after: self.cfg.scale_in_after,
                 };
-                s.series
-                    .entry(vkey)
-                    .or_default()
-                    .record(second, now, &counters, gauges);
-                continue;
-            }
-            let snapshot = VersionSnapshot {
-                current: ready,
-                avg_cpu,
-                saturation,
-                min,
-                max,
-                target_cpu: v
-                    .capacity_provider
-                    .as_ref()
-                    .and_then(|cp| targets.get(cp).copied())
-                    .unwrap_or(fleetfn_scheduler::scaler::AUTO_TARGET_CPU),
-                low_for: entry.low_for,
-                scale_in_after: self.cfg.scale_in_after,
-            };
-            let d = decide(&snapshot, elapsed);
-            let before = entry.desired;
-            if starting > 0 {
-                // A scale-out is under way: never shrink before it lands.
-                entry.desired = d.desired.max(entry.desired).clamp(min, max_bound);
-                entry.low_for = Duration::ZERO;
-            } else {
-                entry.desired = d.desired;
-                entry.low_for = d.low_for;
-            }
-            if entry.desired != before {
-                tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
-            }
-            let gauges = crate::series::Gauges {
-                cpu_utilization: avg_cpu,
-                desired: entry.desired,
-                ready,
-            };
-            s.series
-                .entry(vkey)
-                .or_default()
-                .record(second, now, &counters, gauges);
+                let d = decide(&snapshot, elapsed);
+                let before = entry.desired;
+                if starting > 0 {
+                    // A scale-out is under way: never shrink before it lands.
+                    entry.desired = d.desired.max(entry.desired).clamp(min, max_bound);
+                    entry.low_for = Duration::ZERO;
+                } else {
+                    entry.desired = d.desired;
+                    entry.low_for = d.low_for;
+                }
+                if entry.desired != before {
+                    let (avg_cpu, saturation) = (entry.avg_cpu, entry.saturation);
+                    tracing::info!(function = %v.function, version = %v.version, from = before, to = entry.desired, ready, avg_cpu, saturation, "scaling");
+                }
+            });
         }
         self.meter.lock().tick(s, now, &versions, true);
         s.scale.retain(|k, _| seen.contains(k));
@@ -237,6 +271,46 @@ impl DataPlane {
         crate::metrics::retain_versions(s, |k| seen.contains(k));
         crate::metrics::publish(s, &versions);
         Ok(())
+    }
+
+    /// A follower's tick (about once a second): the same per-version sampling as the leader's
+    /// [`DataPlane::scale_tick`] over the invokes this server routed and the environments it
+    /// mirrors, so its series and its status' rates are its own; and the metering of those
+    /// invokes. It decides nothing: a version's desired count is the environments of its
+    /// current publish it sees placed (Ready or Starting) within the applied `[Min, Max]`,
+    /// which is the leader's decision as it lands (a report later).
+    pub(crate) async fn follower_tick(&self) {
+        let versions = match self.cp.deployable_versions().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "follower tick: cannot read the versions");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut guard = self.state.write();
+        let s: &mut State = &mut guard;
+        let second = s.series_clock.second(now);
+        let mut seen = HashSet::new();
+        let mut groups = groups(s);
+        for v in &versions {
+            let vkey = version_key(&v.function, &v.version);
+            let Some((min, max)) = bounds(v) else {
+                continue;
+            };
+            seen.insert(vkey.clone());
+            let g = groups
+                .remove(&(vkey.clone(), v.publish_hash.clone()))
+                .unwrap_or_default();
+            let placed = g.ready + g.starting;
+            let max_bound = max.unwrap_or(u32::MAX).max(min);
+            sample_version(s, &vkey, now, second, &g, min, |entry| {
+                entry.desired = placed.clamp(min, max_bound);
+            });
+        }
+        self.meter.lock().tick(s, now, &versions, false);
+        s.scale.retain(|k, _| seen.contains(k));
+        s.series.retain(|k, _| seen.contains(k));
     }
 }
 

@@ -20,7 +20,8 @@ use crate::{DataPlane, Instance};
 const FIRST_REPORT_WITHIN: Duration = Duration::from_secs(2);
 /// How often a follower looks for agents claimed or released by the leader.
 pub(crate) const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-/// How often a follower meters the requests it routed (the leader's scaler tick period).
+/// How often a follower samples and meters the requests it routed (the leader's scaler tick
+/// period).
 const METER_EVERY: Duration = Duration::from_secs(1);
 
 /// An environment the agent reports with its placement, as the data plane tracks it.
@@ -147,16 +148,17 @@ impl DataPlane {
     }
 
     /// A follower's loop: [`DataPlane::follow_once`] every [`FOLLOW_EVERY`] until `stop`, and
-    /// metering of the requests it routed (flushed like the leader's).
+    /// once a second [`DataPlane::follower_tick`] (its series, and metering of the requests it
+    /// routed, flushed like the leader's).
     pub(crate) async fn follow(&self, stop: CancellationToken) {
         let mut last_meter = Instant::now();
         let mut last_flush = Instant::now();
         loop {
             self.follow_once().await;
-            // Invokes this server routed count in the cost report too.
+            // Invokes this server routed: its own series and status rates, and the cost report.
             if last_meter.elapsed() >= METER_EVERY {
                 last_meter = Instant::now();
-                self.meter_routed().await;
+                self.follower_tick().await;
             }
             if last_flush.elapsed() >= crate::accounting::FLUSH_EVERY {
                 last_flush = Instant::now();
