@@ -1,8 +1,9 @@
 //! The one-second series behind `GET /fleetfn/v1/functions/{function}/series` (the web
 //! console's live charts): a [`DurationHistogram`] the router adds each invoke's duration to
 //! (one relaxed atomic add, no lock, no allocation), and per version a [`SeriesRing`] of the
-//! last [`RING_SECONDS`] one-second [`Sample`]s, which the scaler's tick (about once a second)
-//! fills from the deltas of the version's counters. Reading it touches no store.
+//! last [`RING_SECONDS`] one-second [`Sample`]s, which the scaler's tick (about once a second;
+//! a follower's own tick on a server that does not lead) fills from the deltas of the version's
+//! counters. Reading it touches no store.
 //!
 //! Time: a sample's `t` is the unix second of the tick on the [`SeriesClock`] (the wall clock
 //! read once when the data plane starts, advanced by the monotonic clock, so it never goes

@@ -143,7 +143,7 @@ pub(crate) struct State {
     pub launch_failures: HashMap<String, LaunchFailure>,
     pub scale: HashMap<String, VersionScale>,
     /// Version key → its last 15 minutes in one-second samples (filled by the scaler's tick,
-    /// dropped with the version).
+    /// or a follower's, and dropped with the version).
     pub series: HashMap<String, crate::series::SeriesRing>,
     /// The unix seconds of those samples.
     pub series_clock: crate::series::SeriesClock,
