@@ -83,9 +83,9 @@ function signedOut() {
 /**
  * Calls an API route. `query`: object → URLSearchParams (undefined/null values left out);
  * `body`: object → JSON, string/Blob/ArrayBuffer as is; `raw: true` returns the Response
- * (2xx only). Returns parsed JSON, or null for an empty answer. Non-2xx throws ApiError.
+ * (2xx only); `signal`: an AbortSignal passed to fetch. Returns parsed JSON, or null for an empty answer. Non-2xx throws ApiError.
  */
-export async function call(method, path, { query, body, headers, raw } = {}) {
+export async function call(method, path, { query, body, headers, raw, signal } = {}) {
   let url = path;
   if (query) {
     const q = new URLSearchParams();
@@ -105,8 +105,10 @@ export async function call(method, path, { query, body, headers, raw } = {}) {
   }
   let res;
   try {
-    res = await fetch(url, { method, headers: h, body: payload, credentials: 'same-origin', cache: 'no-store' });
+    res = await fetch(url, { method, headers: h, body: payload, credentials: 'same-origin', cache: 'no-store', signal });
   } catch (e) {
+    // An aborted request (the caller's `signal`) stays an AbortError, for the caller to ignore.
+    if (e?.name === 'AbortError') throw e;
     throw new ApiError(0, 'NetworkError', `The server did not answer (${e.message || 'network error'}). Is fleetfn running?`);
   }
   if (!res.ok) {
