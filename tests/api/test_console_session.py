@@ -145,6 +145,16 @@ def test_a_wrong_key_or_a_foreign_origin_is_refused(endpoint):
     assert "Set-Cookie" not in r.headers
 
 
+def test_a_chunked_sign_in_is_refused_unread(endpoint):
+    def chunks():
+        yield b'{"AccessKeyId": '
+    r = requests.post(f"{endpoint}/console/session", data=chunks(), timeout=10,
+                      headers={"Origin": endpoint, "Content-Type": "application/json"})
+    assert r.status_code == 411, r.text
+    assert r.headers["Connection"] == "close"
+    assert "Content-Length" in h.raw_error_message(r)
+
+
 def test_ten_failed_sign_ins_a_minute_then_429(server_factory):
     srv = server_factory.new(name="consolelimit")
     for _ in range(10):

@@ -154,9 +154,71 @@ fn auth_error(e: &fleetfn_sigv4::AuthError) -> LambdaError {
     LambdaError::new(kind, e.message())
 }
 
+/// How long the unauthenticated endpoints that read a body (console sign-in, agent join) wait
+/// for all of it: a client that declares a body and never sends it is answered 408 after this.
+pub(crate) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why [`read_body_within`] gave no body.
+#[derive(Debug)]
+pub(crate) enum BodyReadError {
+    /// Past the limit.
+    TooLarge,
+    /// Not all of it within [`BODY_READ_TIMEOUT`].
+    TimedOut,
+    /// The connection failed.
+    Failed(axum::Error),
+}
+
+/// Reads a body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].
+pub(crate) async fn read_body_within(body: Body, limit: usize) -> Result<Bytes, BodyReadError> {
+    let read = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Err(_) => Err(BodyReadError::TimedOut),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyReadError::TooLarge)
+        }
+        Ok(Err(e)) => Err(BodyReadError::Failed(axum::Error::new(e))),
+    }
+}
+
+/// 408 `RequestTimeoutException` for a body that did not arrive within [`BODY_READ_TIMEOUT`];
+/// the connection closes after it.
+pub(crate) fn body_timed_out(what: &str) -> Response {
+    let message = format!(
+        "The {what} body did not arrive within {} seconds of its headers: send the whole body at once.",
+        BODY_READ_TIMEOUT.as_secs()
+    );
+    let body = serde_json::json!({
+        "Type": "User",
+        "message": message,
+        "Message": message,
+        "__type": "RequestTimeoutException",
+    });
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-amzn-ErrorType",
+        http::HeaderValue::from_static("RequestTimeoutException"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 /// An answer given before the body was read: the connection closes after it, so a client still
 /// sending costs nothing more (hyper does not drain an unread body).
-fn refuse_unread(e: &LambdaError) -> Response {
+pub(crate) fn refuse_unread(e: &LambdaError) -> Response {
     let mut resp = render(e);
     resp.headers_mut().insert(
         http::header::CONNECTION,

@@ -13,6 +13,7 @@ use fleetfn_model::{ErrorKind, LambdaError};
 use fleetfn_server::cluster::{CreateJoinToken, JoinRequest};
 use http::{HeaderMap, StatusCode};
 
+use crate::auth::{BodyReadError, body_timed_out, read_body_within, refuse_unread};
 use crate::error::ApiError;
 use crate::handlers::body;
 use crate::{AppState, Shared};
@@ -50,8 +51,24 @@ pub async fn remove_agent(State(s): State<Shared>, Path(id): Path<String>) -> Ap
 }
 
 /// `Authorization: Bearer <join token>`, then the offer; 403 AccessDeniedException for a token
-/// that is missing or not valid.
-pub async fn join(State(s): State<Shared>, headers: HeaderMap, b: Bytes) -> ApiResult {
+/// that is missing or not valid. Anyone may call it, so its body is read within
+/// [`crate::auth::BODY_READ_TIMEOUT`] (408 and the connection closed otherwise) and at most
+/// [`MAX_JOIN_BYTES`] of it.
+pub async fn join(State(s): State<Shared>, req: axum::extract::Request) -> ApiResult {
+    let (parts, raw) = req.into_parts();
+    let headers = &parts.headers;
+    let too_large = || {
+        LambdaError::new(
+            ErrorKind::RequestEntityTooLarge,
+            format!("A join request must be at most {MAX_JOIN_BYTES} bytes"),
+        )
+    };
+    if axum::body::HttpBody::size_hint(&raw)
+        .exact()
+        .is_some_and(|n| n > MAX_JOIN_BYTES as u64)
+    {
+        return Ok(refuse_unread(&too_large()));
+    }
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -62,6 +79,16 @@ pub async fn join(State(s): State<Shared>, headers: HeaderMap, b: Bytes) -> ApiR
                 "A join needs `Authorization: Bearer <join token>` (fleetfn token create).",
             )
         })?;
+    let b = match read_body_within(raw, MAX_JOIN_BYTES).await {
+        Ok(b) => b,
+        Err(BodyReadError::TimedOut) => return Ok(body_timed_out("join request")),
+        Err(BodyReadError::TooLarge) => return Ok(refuse_unread(&too_large())),
+        Err(BodyReadError::Failed(e)) => {
+            return Err(
+                LambdaError::bad_content(format!("Could not read the join request: {e}")).into(),
+            );
+        }
+    };
     let req: JoinRequest = body(&b)?;
     let joined = s.cp.join_agent(token, req, now()).await?;
     Ok((StatusCode::CREATED, Json(joined)).into_response())
@@ -96,4 +123,47 @@ pub async fn agent_package(
 ) -> ApiResult {
     authenticate_agent(&s, &headers).await?;
     crate::handlers::package_response(&s, &hex).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::{Method, Request, header};
+
+    use crate::console::Console;
+    use crate::console::tests::{NeverBody, app};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_join_body_that_never_comes_is_answered_408_after_10_seconds() {
+        let app = app(Console::default());
+        let start = tokio::time::Instant::now();
+        let a = app
+            .call(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/fleetfn/v1/agents/join")
+                    .header(header::AUTHORIZATION, "Bearer anything")
+                    .body(Body::new(NeverBody(100)))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(start.elapsed(), crate::auth::BODY_READ_TIMEOUT);
+        assert_eq!(a.status, http::StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(a.headers[header::CONNECTION], "close");
+        assert_eq!(a.headers["x-amzn-errortype"], "RequestTimeoutException");
+        // Declared too large: refused at once.
+        let a = app
+            .call(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/fleetfn/v1/agents/join")
+                    .header(header::AUTHORIZATION, "Bearer anything")
+                    .body(Body::new(NeverBody(super::MAX_JOIN_BYTES as u64 + 1)))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(a.headers[header::CONNECTION], "close");
+        assert_eq!(start.elapsed(), crate::auth::BODY_READ_TIMEOUT);
+    }
 }

@@ -73,4 +73,4 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

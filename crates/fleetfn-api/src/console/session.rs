@@ -21,14 +21,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fleetfn_model::{ErrorKind, LambdaError};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::auth::Credentials;
+use crate::auth::{BodyReadError, Credentials, body_timed_out, read_body_within, refuse_unread};
 use crate::error::render;
 
 /// The session cookie's name.
@@ -243,30 +242,39 @@ impl Console {
     }
 }
 
-/// `POST /console/session`: sign in.
+/// `POST /console/session`: sign in. The body must declare its length (at most
+/// [`MAX_SIGN_IN_BYTES`]) and arrive within [`crate::auth::BODY_READ_TIMEOUT`]; a refusal
+/// before it is read closes the connection.
 pub(crate) async fn sign_in(State(s): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if let Err(e) = same_origin(&parts.headers) {
-        return no_store(render(&e));
+        return no_store(refuse_unread(&e));
     }
-    let bytes: Bytes = match http_body_util::Limited::new(body, MAX_SIGN_IN_BYTES)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            let e = if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                LambdaError::new(
-                    ErrorKind::RequestEntityTooLarge,
-                    format!("A console sign-in must be smaller than {MAX_SIGN_IN_BYTES} bytes"),
-                )
-            } else {
-                LambdaError::bad_content(format!("Could not read the sign-in request: {e}"))
-            };
-            return no_store(render(&e));
+    let too_large = || {
+        LambdaError::new(
+            ErrorKind::RequestEntityTooLarge,
+            format!("A console sign-in must be at most {MAX_SIGN_IN_BYTES} bytes"),
+        )
+    };
+    match axum::body::HttpBody::size_hint(&body).exact() {
+        None => {
+            let mut resp = refuse_unread(&LambdaError::bad_content(
+                "A console sign-in needs a Content-Length: send the JSON object in one piece, not chunked.",
+            ));
+            *resp.status_mut() = StatusCode::LENGTH_REQUIRED;
+            return no_store(resp);
+        }
+        Some(n) if n > MAX_SIGN_IN_BYTES as u64 => return no_store(refuse_unread(&too_large())),
+        Some(_) => {}
+    }
+    let bytes: Bytes = match read_body_within(body, MAX_SIGN_IN_BYTES).await {
+        Ok(b) => b,
+        Err(BodyReadError::TimedOut) => return no_store(body_timed_out("console sign-in")),
+        Err(BodyReadError::TooLarge) => return no_store(refuse_unread(&too_large())),
+        Err(BodyReadError::Failed(e)) => {
+            return no_store(render(&LambdaError::bad_content(format!(
+                "Could not read the sign-in request: {e}"
+            ))));
         }
     };
     let body: SignIn = match serde_json::from_slice(&bytes) {

@@ -21,12 +21,12 @@ const HOST: &str = "127.0.0.1:9000";
 const KEY: &str = "AKIDCONSOLETEST";
 const SECRET: &str = "console-test-secret";
 
-struct App {
-    router: Router,
+pub(crate) struct App {
+    pub(crate) router: Router,
     _dir: tempfile::TempDir,
 }
 
-fn app(console: Console) -> App {
+pub(crate) fn app(console: Console) -> App {
     // The sealing key is per process: every test's control plane uses the same one.
     static ENV_KEY: OnceLock<EnvKey> = OnceLock::new();
     let dir = tempfile::tempdir().unwrap();
@@ -57,10 +57,10 @@ fn app(console: Console) -> App {
     App { router, _dir: dir }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
@@ -104,7 +104,7 @@ fn request(method: Method, path: &str) -> http::request::Builder {
 }
 
 impl App {
-    async fn call(&self, req: Request<Body>) -> Answer {
+    pub(crate) async fn call(&self, req: Request<Body>) -> Answer {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -166,6 +166,84 @@ fn assert_console_headers(a: &Answer) {
     assert_eq!(a.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     assert_eq!(a.header(header::REFERRER_POLICY), "no-referrer");
     assert_eq!(a.header(header::X_FRAME_OPTIONS), "DENY");
+}
+
+/// A body that declares `len` bytes and never sends one.
+pub(crate) struct NeverBody(pub(crate) u64);
+
+impl http_body::Body for NeverBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0)
+    }
+}
+
+/// A body of unknown length (chunked) that never sends a byte.
+struct ChunkedNeverBody;
+
+impl http_body::Body for ChunkedNeverBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+fn sign_in_request(host: &str, body: Body) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/console/session")
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("http://{host}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sign_in_body_that_never_comes_is_answered_408_after_10_seconds() {
+    let app = app(Console::default());
+    let start = tokio::time::Instant::now();
+    let a = app
+        .call(sign_in_request(HOST, Body::new(NeverBody(4096))))
+        .await;
+    assert_eq!(start.elapsed(), crate::auth::BODY_READ_TIMEOUT);
+    assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(a.header(header::CONNECTION), "close");
+    assert_eq!(a.error().kind, "RequestTimeoutException");
+    assert_console_headers(&a);
+
+    // No declared length, or more than the limit: refused at once, body unread.
+    let a = app
+        .call(sign_in_request(HOST, Body::new(ChunkedNeverBody)))
+        .await;
+    assert_eq!(a.status, StatusCode::LENGTH_REQUIRED);
+    assert_eq!(a.header(header::CONNECTION), "close");
+    assert!(a.error().message.contains("Content-Length"));
+    let a = app
+        .call(sign_in_request(
+            HOST,
+            Body::new(NeverBody(MAX_SIGN_IN_BYTES as u64 + 1)),
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.header(header::CONNECTION), "close");
+    assert_eq!(start.elapsed(), crate::auth::BODY_READ_TIMEOUT, "no wait");
+    // Nothing counted as a failed sign-in, nothing opened.
+    app.sign_in().await;
 }
 
 #[tokio::test]
