@@ -145,6 +145,29 @@ def test_a_wrong_key_or_a_foreign_origin_is_refused(endpoint):
     assert "Set-Cookie" not in r.headers
 
 
+def test_a_foreign_host_name_is_refused_unless_allowed(server_factory):
+    """DNS rebinding: a page of another site, under a name of its own that resolves to this
+    server, is same-origin with itself; the Host check refuses it unless the operator allowed
+    the name with --console-host."""
+    srv = server_factory.new(name="consolehost", extra_args=["--console-host", "console.test"])
+    body = {"AccessKeyId": h.ACCESS_KEY, "SecretAccessKey": h.SECRET_KEY}
+    for host, status in [("evil.example:9600", 403), ("console.test:9600", 200),
+                         ("localhost:9600", 200), ("[::1]:9600", 200)]:
+        r = requests.post(f"{srv.endpoint}/console/session", json=body, timeout=10,
+                          headers={"Host": host, "Origin": f"http://{host}"})
+        assert r.status_code == status, (host, r.text)
+        if status == 403:
+            assert h.raw_error_code(r) == "AccessDeniedException"
+            assert "--console-host evil.example" in h.raw_error_message(r)
+            assert "Set-Cookie" not in r.headers
+    pair, doc = session(srv.endpoint)
+    r = console_call(srv.endpoint, "GET", "/2015-03-31/functions/", pair, doc["CsrfToken"],
+                     headers={"Host": "evil.example:9600"})
+    assert r.status_code == 403, r.text
+    r = console_call(srv.endpoint, "GET", "/2015-03-31/functions/", pair, doc["CsrfToken"])
+    assert r.status_code == 200, r.text
+
+
 def test_a_chunked_sign_in_is_refused_unread(endpoint):
     def chunks():
         yield b'{"AccessKeyId": '

@@ -254,10 +254,7 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
     let creds = &state.credentials;
     // `None`: a console session (checked in full here, nothing to verify over the body).
     let head = if Console::wants_cookie_auth(&parts) {
-        if let Err(e) = state
-            .console
-            .authorize(&parts.headers, tokio::time::Instant::now())
-        {
+        if let Err(e) = state.console.authorize(&parts, tokio::time::Instant::now()) {
             return refuse_unread(&e);
         }
         None

@@ -278,6 +278,8 @@ pub struct ServeArgs {
     /// per CPU. Code uploads are parsed and hashed on separate blocking threads either way.
     #[arg(long, default_value_t = 1, env = "FLEETFN_THREADS")]
     pub threads: usize,
+    #[command(flatten)]
+    pub console: serve::ConsoleArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -350,6 +352,8 @@ pub struct ServerArgs {
     /// --tls-cert are called over https and verified with it (for their advertised IP).
     #[arg(long, value_name = "FILE", env = "FLEETFN_AGENT_CA")]
     pub agent_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub console: serve::ConsoleArgs,
 }
 
 pub fn default_data_dir() -> PathBuf {

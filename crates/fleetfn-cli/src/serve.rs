@@ -28,6 +28,29 @@ pub(crate) async fn shutdown_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
+/// The web console's host names (`fleetfn serve` and `fleetfn server`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsoleArgs {
+    /// A host name the web console answers for besides IP addresses, localhost and
+    /// *.localhost (repeatable; the env variable is comma-separated): the name a browser opens
+    /// the console at, e.g. behind a reverse proxy. Other names are refused so that a page of
+    /// another site cannot reach the console through DNS rebinding.
+    #[arg(
+        long = "console-host",
+        value_name = "NAME",
+        env = "FLEETFN_CONSOLE_HOSTS",
+        value_delimiter = ','
+    )]
+    pub console_hosts: Vec<String>,
+}
+
+impl ConsoleArgs {
+    /// The console's state: `Secure` cookies on a TLS listener, the allowed host names.
+    pub fn console(&self, tls: bool) -> Arc<fleetfn_api::Console> {
+        Arc::new(fleetfn_api::Console::new(tls).with_allowed_hosts(self.console_hosts.clone()))
+    }
+}
+
 pub(crate) fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(v)
         .map_err(|_| anyhow::anyhow!("{flag} takes a number of seconds ≥ 0, not {v}"))
@@ -273,7 +296,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
-        console: Default::default(),
+        console: args.console.console(false),
     };
     let url_server = url
         .listener

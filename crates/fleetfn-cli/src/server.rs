@@ -191,7 +191,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.max_concurrent_uploads,
             fleetfn_api::UploadPermits::DEFAULT_THRESHOLD,
         )),
-        console: Arc::new(fleetfn_api::Console::new(tls.is_some())),
+        console: args.console.console(tls.is_some()),
     };
     let url_server = url
         .listener

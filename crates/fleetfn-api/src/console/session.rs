@@ -12,6 +12,7 @@
 //! are `tokio::time::Instant`s, so tests run on paused time.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -20,7 +21,7 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fleetfn_model::{ErrorKind, LambdaError};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use parking_lot::Mutex;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,9 @@ const TOKEN_BYTES: usize = 32;
 #[derive(Debug)]
 pub struct Console {
     secure_cookie: bool,
+    /// Host names (lowercase, no port) the console answers for besides IP literals,
+    /// `localhost` and `*.localhost` (`--console-host`).
+    allowed_hosts: Vec<String>,
     inner: Mutex<Inner>,
 }
 
@@ -119,8 +123,25 @@ impl Console {
     pub fn new(secure_cookie: bool) -> Self {
         Self {
             secure_cookie,
+            allowed_hosts: Vec::new(),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// Also answers for these host names (`--console-host`): a request whose `Host` is neither
+    /// an IP literal, `localhost`, a name under `.localhost` nor one of these is refused, so a
+    /// page of another site cannot reach the console under a name of its own that resolves to
+    /// this server (DNS rebinding).
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|h| {
+                let h = h.trim().to_ascii_lowercase();
+                h.strip_suffix('.').map(str::to_string).unwrap_or(h)
+            })
+            .filter(|h| !h.is_empty())
+            .collect();
+        self
     }
 
     /// Sessions currently held (expired ones included until they are met or evicted).
@@ -209,6 +230,40 @@ impl Console {
         Some(s.clone())
     }
 
+    /// Refuses a request whose host this console does not answer for (see
+    /// [`Console::with_allowed_hosts`]) or that names a foreign `Origin`.
+    fn guard(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), LambdaError> {
+        let authority = request_authority(headers, uri);
+        self.check_host(authority)?;
+        same_origin(headers, authority)
+    }
+
+    fn check_host(&self, authority: Option<&str>) -> Result<(), LambdaError> {
+        let host = authority.map(host_of).unwrap_or_default();
+        let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let ok = name.parse::<Ipv4Addr>().is_ok()
+            || name
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .is_some_and(|h| h.parse::<Ipv6Addr>().is_ok())
+            || name == "localhost"
+            || name.ends_with(".localhost")
+            || self.allowed_hosts.contains(&name);
+        if ok {
+            return Ok(());
+        }
+        Err(LambdaError::new(
+            ErrorKind::AccessDenied,
+            if host.is_empty() {
+                "The console needs the request's Host: open it at this server's IP address or localhost.".to_string()
+            } else {
+                format!(
+                    "The console does not answer for the host {host:?}: only IP addresses, localhost and names the operator allowed are accepted, so a page of another site cannot reach it under a name that resolves to this server. Open it at an IP address or localhost, or start the server with `--console-host {host}` (or FLEETFN_CONSOLE_HOSTS) to allow this name."
+                )
+            },
+        ))
+    }
+
     /// Ends the session of `token` (nothing if there is none).
     fn end(&self, token: &str) {
         self.inner.lock().sessions.remove(&digest(token));
@@ -222,15 +277,20 @@ impl Console {
             && session_cookie(&parts.headers).is_some()
     }
 
-    /// The cookie path of the API's authentication: a live session, its CSRF token in
-    /// [`CSRF_HEADER`], and no foreign `Origin`. Refusals are `AccessDeniedException`s that
-    /// name the console session, so the console shows its sign-in view.
-    pub(crate) fn authorize(&self, headers: &HeaderMap, now: Instant) -> Result<(), LambdaError> {
-        same_origin(headers)?;
-        let session = session_cookie(headers)
+    /// The cookie path of the API's authentication: a host the console answers for, no
+    /// foreign `Origin`, a live session and its CSRF token in [`CSRF_HEADER`]. Refusals are
+    /// `AccessDeniedException`s that name the console session, so the console shows its
+    /// sign-in view.
+    pub(crate) fn authorize(
+        &self,
+        parts: &http::request::Parts,
+        now: Instant,
+    ) -> Result<(), LambdaError> {
+        self.guard(&parts.headers, &parts.uri)?;
+        let session = session_cookie(&parts.headers)
             .and_then(|t| self.lookup(t, now))
             .ok_or_else(no_session)?;
-        check_csrf(&session, headers)
+        check_csrf(&session, &parts.headers)
     }
 
     fn set_cookie(&self, token: &str, max_age: u64) -> HeaderValue {
@@ -247,7 +307,7 @@ impl Console {
 /// before it is read closes the connection.
 pub(crate) async fn sign_in(State(s): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(e) = same_origin(&parts.headers) {
+    if let Err(e) = s.console.guard(&parts.headers, &parts.uri) {
         return no_store(refuse_unread(&e));
     }
     let too_large = || {
@@ -303,7 +363,10 @@ pub(crate) async fn sign_in(State(s): State<Shared>, req: Request) -> Response {
 }
 
 /// `GET /console/session`: the session's document again (a reloaded page needs its CSRF token).
-pub(crate) async fn get_session(State(s): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn get_session(State(s): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(e) = s.console.guard(&headers, &uri) {
+        return no_store(render(&e));
+    }
     match session_cookie(&headers).and_then(|t| s.console.lookup(t, Instant::now())) {
         Some(session) => document(StatusCode::OK, &session.document()),
         None => {
@@ -319,8 +382,8 @@ pub(crate) async fn get_session(State(s): State<Shared>, headers: HeaderMap) -> 
 
 /// `DELETE /console/session`: sign out (cookie and CSRF token). Without a live session there is
 /// nothing to end and the cookie is cleared all the same.
-pub(crate) async fn sign_out(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(e) = same_origin(&headers) {
+pub(crate) async fn sign_out(State(s): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(e) = s.console.guard(&headers, &uri) {
         return no_store(render(&e));
     }
     if let Some(token) = session_cookie(&headers)
@@ -377,12 +440,34 @@ fn check_csrf(session: &Session, headers: &HeaderMap) -> Result<(), LambdaError>
     }
 }
 
-/// A request that names its origin must come from this server's own: `http(s)://<Host>`.
-fn same_origin(headers: &HeaderMap) -> Result<(), LambdaError> {
+/// The authority a request was sent to: its `Host`, or (HTTP/2) the URI's.
+fn request_authority<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    match headers.get(header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => uri.authority().map(http::uri::Authority::as_str),
+    }
+}
+
+/// The host of an authority, without its port: `[::1]:9600` → `[::1]`, `a.example:1` →
+/// `a.example`.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end])
+    } else {
+        authority
+            .split_once(':')
+            .map_or(authority, |(host, _)| host)
+    }
+}
+
+/// A request that names its origin must come from this server's own: `http(s)://<authority>`.
+fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), LambdaError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+    let host = authority.map(str::as_bytes);
     let origin = origin.as_bytes();
     let matches = host.is_some_and(|host| {
         [&b"http://"[..], b"https://"].iter().any(|scheme| {
@@ -492,7 +577,52 @@ mod tests {
     }
 
     #[test]
+    fn the_host_must_be_an_ip_literal_localhost_or_allowed() {
+        let c = Console::default().with_allowed_hosts(["Console.Example.".to_string()]);
+        for ok in [
+            "127.0.0.1:9600",
+            "127.0.0.1",
+            "10.1.2.3:80",
+            "[::1]:9600",
+            "[::1]",
+            "localhost:9600",
+            "LOCALHOST",
+            "localhost.",
+            "app.localhost:9600",
+            "console.example:9600",
+            "console.example",
+        ] {
+            assert!(c.check_host(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:9600",
+            "evil.example",
+            "localhost.evil.example",
+            "evillocalhost",
+            "127.0.0.1.evil.example",
+            "[::1",
+            "[evil]:9600",
+            "console.example.evil",
+            "",
+        ] {
+            let e = c.check_host(Some(bad)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::AccessDenied, "{bad}");
+            if !bad.is_empty() {
+                assert!(e.message.contains("--console-host"), "{}", e.message);
+            }
+        }
+        assert!(c.check_host(None).is_err());
+        // The URI's authority stands in for a missing Host (HTTP/2).
+        let uri: Uri = "http://127.0.0.1:9600/console/session".parse().unwrap();
+        assert_eq!(
+            request_authority(&HeaderMap::new(), &uri),
+            Some("127.0.0.1:9600")
+        );
+    }
+
+    #[test]
     fn origin_must_be_the_requests_own() {
+        let same_origin = |h: &HeaderMap| same_origin(h, request_authority(h, &Uri::default()));
         let mut h = HeaderMap::new();
         assert!(same_origin(&h).is_ok());
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9000"));

@@ -247,6 +247,76 @@ async fn a_sign_in_body_that_never_comes_is_answered_408_after_10_seconds() {
 }
 
 #[tokio::test]
+async fn the_console_answers_only_for_ip_literals_localhost_and_allowed_names() {
+    let app = app(Console::default().with_allowed_hosts(["console.example".to_string()]));
+    let body = || {
+        Body::from(serde_json::json!({"AccessKeyId": KEY, "SecretAccessKey": SECRET}).to_string())
+    };
+    // A rebinding page: its own name, its own origin; refused before its body is read.
+    let a = app.call(sign_in_request("evil.example:9600", body())).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.headers.get(header::SET_COOKIE).is_none());
+    assert_eq!(a.header(header::CONNECTION), "close");
+    let e = a.error();
+    assert_eq!(e.kind, "AccessDeniedException");
+    assert!(e.message.contains("\"evil.example\""), "{}", e.message);
+    assert!(
+        e.message.contains("--console-host evil.example"),
+        "{}",
+        e.message
+    );
+    for host in [
+        "127.0.0.1:9600",
+        "[::1]:9600",
+        "localhost:9600",
+        "console.example:9600",
+    ] {
+        let a = app.call(sign_in_request(host, body())).await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {:?}", a.body);
+    }
+
+    // The cookie path, GET and DELETE of the session likewise.
+    let (cookie, doc) = app.sign_in().await;
+    let with_host = |method: Method, path: &str, host: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, host)
+            .header(header::ORIGIN, format!("http://{host}"))
+            .header(header::COOKIE, &cookie)
+            .header(CSRF_HEADER, &doc.csrf_token)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (method, path) in [
+        (Method::GET, "/2015-03-31/functions/"),
+        (Method::GET, "/console/session"),
+        (Method::DELETE, "/console/session"),
+    ] {
+        let a = app
+            .call(with_host(method.clone(), path, "evil.example:9600"))
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{method} {path}");
+        let e = a.error();
+        assert_eq!(e.kind, "AccessDeniedException");
+        assert!(e.message.contains("--console-host"), "{}", e.message);
+    }
+    for host in [
+        "127.0.0.1:9600",
+        "[::1]:9600",
+        "localhost:9600",
+        "console.example:9600",
+    ] {
+        let a = app
+            .call(with_host(Method::GET, "/2015-03-31/functions/", host))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {:?}", a.body);
+    }
+    // The session outlived the refused sign-out.
+    assert_eq!(app.get_session(&cookie).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn sign_in_sets_a_strict_session_cookie_and_answers_the_csrf_token() {
     let app = app(Console::default());
     let a = app.sign_in_with(KEY, SECRET).await;
