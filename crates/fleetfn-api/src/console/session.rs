@@ -230,6 +230,13 @@ impl Console {
         Some(s.clone())
     }
 
+    /// The first of the request's session cookies that names a live session, with it. A page
+    /// of another port of this host (a function URL) may have set a cookie of the same name for
+    /// a longer path, which the browser sends first: it is skipped.
+    fn live_session<'h>(&self, headers: &'h HeaderMap, now: Instant) -> Option<(&'h str, Session)> {
+        session_cookies(headers).find_map(|t| self.lookup(t, now).map(|s| (t, s)))
+    }
+
     /// Refuses a request whose host this console does not answer for (see
     /// [`Console::with_allowed_hosts`]) or that names a foreign `Origin`.
     fn guard(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), LambdaError> {
@@ -274,7 +281,7 @@ impl Console {
     pub(crate) fn wants_cookie_auth(parts: &http::request::Parts) -> bool {
         !parts.headers.contains_key(header::AUTHORIZATION)
             && !parts.uri.query().is_some_and(has_presign_params)
-            && session_cookie(&parts.headers).is_some()
+            && session_cookies(&parts.headers).next().is_some()
     }
 
     /// The cookie path of the API's authentication: a host the console answers for, no
@@ -287,8 +294,8 @@ impl Console {
         now: Instant,
     ) -> Result<(), LambdaError> {
         self.guard(&parts.headers, &parts.uri)?;
-        let session = session_cookie(&parts.headers)
-            .and_then(|t| self.lookup(t, now))
+        let (_, session) = self
+            .live_session(&parts.headers, now)
             .ok_or_else(no_session)?;
         check_csrf(&session, &parts.headers)
     }
@@ -351,7 +358,7 @@ pub(crate) async fn sign_in(State(s): State<Shared>, req: Request) -> Response {
         Err(e) => return no_store(render(&e)),
     };
     // Signing in again replaces the session the browser held.
-    if let Some(old) = session_cookie(&parts.headers) {
+    for old in session_cookies(&parts.headers) {
         s.console.end(old);
     }
     let mut resp = document(StatusCode::OK, &doc);
@@ -367,8 +374,8 @@ pub(crate) async fn get_session(State(s): State<Shared>, uri: Uri, headers: Head
     if let Err(e) = s.console.guard(&headers, &uri) {
         return no_store(render(&e));
     }
-    match session_cookie(&headers).and_then(|t| s.console.lookup(t, Instant::now())) {
-        Some(session) => document(StatusCode::OK, &session.document()),
+    match s.console.live_session(&headers, Instant::now()) {
+        Some((_, session)) => document(StatusCode::OK, &session.document()),
         None => {
             let mut resp = render(&LambdaError::new(
                 ErrorKind::MissingAuthenticationToken,
@@ -386,9 +393,7 @@ pub(crate) async fn sign_out(State(s): State<Shared>, uri: Uri, headers: HeaderM
     if let Err(e) = s.console.guard(&headers, &uri) {
         return no_store(render(&e));
     }
-    if let Some(token) = session_cookie(&headers)
-        && let Some(session) = s.console.lookup(token, Instant::now())
-    {
+    if let Some((token, session)) = s.console.live_session(&headers, Instant::now()) {
         if let Err(e) = check_csrf(&session, &headers) {
             return no_store(render(&e));
         }
@@ -486,14 +491,14 @@ fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), Lambd
     }
 }
 
-/// The value of the `fleetfn_console` cookie, if the request has one.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The values of the request's `fleetfn_console` cookies (all `Cookie` headers), in order.
+fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE_NAME && !value.is_empty()).then_some(value)
         })
@@ -565,12 +570,16 @@ mod tests {
     fn the_cookie_is_found_among_others_and_presign_parameters_are_seen() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
-        assert_eq!(session_cookie(&h), None);
+        assert_eq!(session_cookies(&h).count(), 0);
         h.append(
             header::COOKIE,
-            HeaderValue::from_static("x=y;  fleetfn_console=tok; z=1"),
+            HeaderValue::from_static("x=y;  fleetfn_console=tok; z=1; fleetfn_console="),
         );
-        assert_eq!(session_cookie(&h), Some("tok"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("fleetfn_console=two"),
+        );
+        assert_eq!(session_cookies(&h).collect::<Vec<_>>(), ["tok", "two"]);
         assert!(has_presign_params("a=1&X-Amz-Signature=00"));
         assert!(has_presign_params("X%2DAmz%2DAlgorithm=AWS4-HMAC-SHA256"));
         assert!(!has_presign_params("Qualifier=1&X-Amz-Date=2"));

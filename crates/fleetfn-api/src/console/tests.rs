@@ -317,6 +317,46 @@ async fn the_console_answers_only_for_ip_literals_localhost_and_allowed_names() 
 }
 
 #[tokio::test]
+async fn a_tossed_cookie_sent_first_does_not_hide_the_session() {
+    let app = app(Console::default());
+    let (cookie, doc) = app.sign_in().await;
+    // What a function URL on another port could have set for a longer path: sent first.
+    let both = format!("fleetfn_console=bogus; {cookie}");
+    let a = app.list_functions(&both, Some(&doc.csrf_token)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = app.get_session(&both).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json::<SessionDocument>(), doc);
+    // In separate Cookie headers too.
+    let a = app
+        .call(
+            request(Method::GET, "/2015-03-31/functions/")
+                .header(header::COOKIE, "fleetfn_console=bogus")
+                .header(header::COOKIE, &cookie)
+                .header(CSRF_HEADER, &doc.csrf_token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    // Sign-out ends the live one.
+    let a = app
+        .call(
+            request(Method::DELETE, "/console/session")
+                .header(header::COOKIE, &both)
+                .header(CSRF_HEADER, &doc.csrf_token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_session(&cookie).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn sign_in_sets_a_strict_session_cookie_and_answers_the_csrf_token() {
     let app = app(Console::default());
     let a = app.sign_in_with(KEY, SECRET).await;

@@ -89,6 +89,24 @@ fn hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str() == "keep-alive"
 }
 
+/// Whether a `Set-Cookie` value sets the console's session cookie (its name in any case, with
+/// or without a `__Host-`/`__Secure-` prefix). Browsers share cookies across the ports of a
+/// host, so a function URL answer could otherwise set it for the API (a longer `Path` is sent
+/// first) and keep signing the admin out, or crowd out the real one: such cookies are dropped.
+fn sets_console_cookie(set_cookie: &[u8]) -> bool {
+    let name = set_cookie
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let name = name
+        .strip_prefix(b"__host-")
+        .or_else(|| name.strip_prefix(b"__secure-"))
+        .unwrap_or(&name[..]);
+    name == crate::console::COOKIE_NAME.as_bytes()
+}
+
 fn head_of(s: &Structured) -> Result<(Head, Option<&serde_json::Value>), Malformed> {
     let status = match &s.status_code {
         None => StatusCode::OK,
@@ -134,10 +152,16 @@ fn head_of(s: &Structured) -> Result<(Head, Option<&serde_json::Value>), Malform
             continue;
         }
         let v = value.to_header_string();
+        if name == header::SET_COOKIE && sets_console_cookie(v.as_bytes()) {
+            continue;
+        }
         let v = HeaderValue::from_str(&v).map_err(|_| Malformed::Header(name.to_string()))?;
         headers.try_insert(name, v).map_err(|_| too_many())?;
     }
     for c in s.cookies.iter().flatten() {
+        if sets_console_cookie(c.as_bytes()) {
+            continue;
+        }
         let v = HeaderValue::from_str(c).map_err(|_| Malformed::Header("set-cookie".into()))?;
         headers
             .try_append(header::SET_COOKIE, v)
@@ -254,6 +278,45 @@ mod tests {
 
     fn ct(a: &Answer) -> &str {
         a.head.headers[header::CONTENT_TYPE].to_str().unwrap()
+    }
+
+    #[test]
+    fn a_function_cannot_set_the_console_cookie_buffered_or_streamed() {
+        let cookies = [
+            "fleetfn_console=x; Path=/2015-03-31",
+            "FLEETFN_CONSOLE=x",
+            " fleetfn_console =x",
+            "__Host-fleetfn_console=x; Path=/",
+            "__secure-Fleetfn_Console=x",
+            "fleetfn_console",
+            "keep=1; Path=/",
+            "fleetfn_console_other=2",
+        ];
+        let doc = serde_json::json!({
+            "statusCode": 200,
+            "headers": {"Set-Cookie": "fleetfn_console=y; Path=/"},
+            "cookies": cookies,
+        })
+        .to_string();
+        let kept = |h: &HeaderMap| -> Vec<String> {
+            h.get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        let a = map(&doc);
+        assert_eq!(
+            kept(&a.head.headers),
+            ["keep=1; Path=/", "fleetfn_console_other=2"]
+        );
+        let head = prelude(doc.as_bytes()).unwrap();
+        assert_eq!(
+            kept(&head.headers),
+            ["keep=1; Path=/", "fleetfn_console_other=2"]
+        );
+        // A function's own cookie in its headers is kept.
+        let a = map(r#"{"statusCode": 200, "headers": {"set-cookie": "mine=1"}}"#);
+        assert_eq!(kept(&a.head.headers), ["mine=1"]);
     }
 
     #[test]
