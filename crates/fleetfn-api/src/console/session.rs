@@ -215,6 +215,14 @@ impl Console {
         let doc = session.document();
         inner.order.push_back((session.seq, key));
         inner.sessions.insert(key, session);
+        // Ended and expired sessions leave their entries behind: drop them before the queue
+        // outgrows the map by much.
+        if inner.order.len() > 2 * MAX_SESSIONS {
+            let Inner {
+                sessions, order, ..
+            } = &mut *inner;
+            order.retain(|(seq, key)| sessions.get(key).is_some_and(|s| s.seq == *seq));
+        }
         Ok((token, doc))
     }
 
@@ -719,5 +727,20 @@ mod tests {
         c.end(&second);
         c.sign_in(&creds(), &good(), Instant::now()).unwrap();
         assert_eq!(c.session_count(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn the_order_queue_is_compacted_when_sessions_end() {
+        let c = Console::default();
+        let now = Instant::now();
+        let (kept, _) = c.sign_in(&creds(), &good(), now).unwrap();
+        for _ in 0..5 * MAX_SESSIONS {
+            let (t, _) = c.sign_in(&creds(), &good(), now).unwrap();
+            c.end(&t);
+            assert!(c.inner.lock().order.len() <= 2 * MAX_SESSIONS);
+        }
+        assert_eq!(c.session_count(), 1);
+        assert!(c.lookup(&kept, now).is_some());
+        assert_eq!(c.inner.lock().order.len(), 1);
     }
 }
