@@ -166,6 +166,10 @@ def test_a_foreign_host_name_is_refused_unless_allowed(server_factory):
     assert r.status_code == 403, r.text
     r = console_call(srv.endpoint, "GET", "/2015-03-31/functions/", pair, doc["CsrfToken"])
     assert r.status_code == 200, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert r.headers["Vary"] == "Cookie"
     # A bogus cookie sent first (as one tossed by a function URL for a longer path) is skipped.
     r = console_call(srv.endpoint, "GET", "/2015-03-31/functions/",
                      f"{COOKIE}=bogus; {pair}", doc["CsrfToken"])

@@ -284,6 +284,7 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
             )));
         }
     };
+    let cookie_path = head.is_none();
     if let Some(head) = head {
         let hash = match body_sha256(&bytes).await {
             Ok(h) => h,
@@ -295,8 +296,32 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
         }
     }
     drop(permit);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let mut resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if cookie_path {
+        cookie_answer_headers(resp.headers_mut());
+    }
+    resp
+}
+
+/// The headers of every answer to a cookie-authenticated request: it is the admin's data in a
+/// browser, so it is not cached, not sniffed, not readable by other origins' pages, and not
+/// served from a cache to another cookie.
+fn cookie_answer_headers(h: &mut http::HeaderMap) {
+    use http::{HeaderValue, header};
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Cookie"));
 }
 
 #[cfg(test)]

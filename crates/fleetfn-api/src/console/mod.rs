@@ -3,7 +3,8 @@
 //! page calls the same API routes as the AWS CLI, authenticated by the session cookie and its
 //! CSRF token instead of SigV4 (see `crate::auth`). Every answer under `/console` carries a
 //! strict Content-Security-Policy (the page's own scripts, styles and API only; no framing) and
-//! the usual hardening headers.
+//! the usual hardening headers (`nosniff`, no referrer, no framing, same-origin opener and
+//! resource policies).
 
 mod assets;
 mod session;
@@ -66,6 +67,14 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -166,6 +166,8 @@ fn assert_console_headers(a: &Answer) {
     assert_eq!(a.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     assert_eq!(a.header(header::REFERRER_POLICY), "no-referrer");
     assert_eq!(a.header(header::X_FRAME_OPTIONS), "DENY");
+    assert_eq!(a.header("cross-origin-opener-policy"), "same-origin");
+    assert_eq!(a.header("cross-origin-resource-policy"), "same-origin");
 }
 
 /// A body that declares `len` bytes and never sends one.
@@ -451,6 +453,10 @@ async fn the_cookie_authenticates_api_calls_only_with_its_csrf_token() {
     let a = app.list_functions(&cookie, Some(&doc.csrf_token)).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert!(a.json::<Functions>().functions.is_empty());
+    assert_eq!(a.header(header::CACHE_CONTROL), "no-store");
+    assert_eq!(a.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert_eq!(a.header("cross-origin-resource-policy"), "same-origin");
+    assert_eq!(a.header(header::VARY), "Cookie");
 
     // A write goes through too, body and all.
     let provider = serde_json::json!({
@@ -513,6 +519,8 @@ async fn without_cookie_or_with_a_signature_the_sigv4_errors_are_unchanged() {
     let a = app.get("/2015-03-31/functions/").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.error().kind, "MissingAuthenticationTokenException");
+    // The cookie path's headers are not added to answers of other requests.
+    assert!(a.headers.get(header::VARY).is_none());
     // A signature present means SigV4 decides, cookie or not.
     let a = app
         .call(
