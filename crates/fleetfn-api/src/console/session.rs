@@ -187,7 +187,7 @@ impl Console {
             inner.failures.push_back(now);
             return Err(LambdaError::new(
                 ErrorKind::UnrecognizedClient,
-                "The access key id or secret access key is wrong. Sign in with the admin key pair this server was started with (the one the AWS CLI uses against it: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the generated pair in the data directory's credentials.json).",
+                "The access key id or secret access key is wrong. Sign in with the admin key pair this server was started with (FLEETFN_ACCESS_KEY_ID and FLEETFN_SECRET_ACCESS_KEY if they were set when it started, or else the pair in the data directory's credentials.json, printed when it was generated).",
             ));
         }
         let token = random_token()?;
