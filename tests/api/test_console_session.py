@@ -9,6 +9,8 @@ what a browser would send.
 
 import base64
 import json
+import socket
+import time
 
 import requests
 
@@ -176,14 +178,36 @@ def test_a_foreign_host_name_is_refused_unless_allowed(server_factory):
     assert r.status_code == 200, r.text
 
 
-def test_a_chunked_sign_in_is_refused_unread(endpoint):
-    def chunks():
-        yield b'{"AccessKeyId": '
-    r = requests.post(f"{endpoint}/console/session", data=chunks(), timeout=10,
-                      headers={"Origin": endpoint, "Content-Type": "application/json"})
-    assert r.status_code == 411, r.text
-    assert r.headers["Connection"] == "close"
-    assert "Content-Length" in h.raw_error_message(r)
+def raw_sign_in(endpoint, head_lines, timeout):
+    """Sends a sign-in's head (and no body) on a socket of its own; the status line and the
+    head of the answer, and the seconds it took."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        head = ["POST /console/session HTTP/1.1", f"Host: {host}:{port}",
+                "Content-Type: application/json"] + head_lines
+        start = time.monotonic()
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.split(b"\r\n\r\n")[0].decode().lower(), time.monotonic() - start
+
+
+def test_a_sign_in_without_its_body_does_not_hold_the_connection(endpoint):
+    # Chunked (no Content-Length): refused before a byte of body, the connection closed.
+    head, took = raw_sign_in(endpoint, ["Transfer-Encoding: chunked"], timeout=5)
+    assert head.startswith("http/1.1 411"), head
+    assert "connection: close" in head, head
+    assert took < 5
+    # A declared body that never comes: 408 after 10 seconds, the connection closed.
+    head, took = raw_sign_in(endpoint, ["Content-Length: 4096"], timeout=30)
+    assert head.startswith("http/1.1 408"), head
+    assert "connection: close" in head, head
+    assert "x-amzn-errortype: requesttimeoutexception" in head, head
+    assert 9 <= took < 20, took
 
 
 def test_ten_failed_sign_ins_a_minute_then_429(server_factory):
