@@ -118,12 +118,20 @@ def test_the_series_holds_exactly_the_invokes_errors_and_throttles_made(lam, end
     # The status agrees: the throttles of the last minute by reason.
     vs = ch.version_status(endpoint, name, "1")
     by = vs["ThrottlesLastMinuteByReason"]
-    assert by["Concurrency"] == seen["throttle"] and by["Total"] == vs["ThrottlesLastMinute"], vs
+    assert by["Concurrency"] == seen["throttle"] and by["Total"] == vs["ThrottlesLastMinute"], (
+        seen,
+        {k: vs.get(k) for k in ("ThrottlesLastMinute", "ThrottlesLastMinuteByReason", "Throttles", "Invocations", "State")},
+        v["T"],
+        v["Throttles"]["Concurrency"],
+    )
     assert (by["CPU"], by["Memory"], by["Disk"]) == (0, 0, 0), by
 
     # Unqualified: every version with samples (the one published).
     assert sum(only_version(series_ok(endpoint, name), "1")["Invocations"]) == invocations
-    # Since: only the samples after it.
+    # Since: only the samples after it (the ring gains one a second; the invokes may all have
+    # landed in its first, so wait for a second one).
+    v = h.poll(lambda: only_version(series_ok(endpoint, name, Qualifier="1"), "1"),
+               lambda x: len(x["T"]) >= 2, "two samples in the series", timeout=10)
     cut = v["T"][len(v["T"]) // 2]
     later = only_version(series_ok(endpoint, name, Qualifier="1", Since=str(cut)), "1")
     assert later["T"] and all(t > cut for t in later["T"]), (cut, later["T"])

@@ -139,7 +139,13 @@ fn sample_version(
         low_for: Duration::ZERO,
         last_tick: None,
         last_counts: (served, throttled),
-        throttle_history: std::collections::VecDeque::new(),
+        // The version's counters start at zero with it, as its series does: throttles counted
+        // before its first tick (a deploy pass can hold the tick back for seconds) are in its
+        // last minute, not hidden in the baseline.
+        throttle_history: std::collections::VecDeque::from([(
+            now,
+            [0; fleetfn_model::ThrottleReason::COUNT],
+        )]),
         throttles_last_minute: 0,
         avg_cpu: 0.0,
         saturation: 0.0,

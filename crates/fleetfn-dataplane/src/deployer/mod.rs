@@ -29,11 +29,34 @@ impl DataPlane {
     pub(crate) async fn run_deployer(&self, stop: CancellationToken) {
         let mut changes = self.cp.changes();
         let mut reports = self.reports.subscribe();
-        let mut last_tick: Option<Instant> = None;
         let mut last_flush = Instant::now();
         let mut last_sweep = Instant::now();
         let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
         let mut renewing: Option<tokio::task::JoinHandle<()>> = None;
+        // The scaler ticks on a task of its own, every PERIOD: a deploy pass that waits for
+        // instance launches (seconds) neither holds back the scaling of other versions nor
+        // leaves holes in the one-second series.
+        let ticker = {
+            let dp = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut last_tick: Option<Instant> = None;
+                loop {
+                    let now = Instant::now();
+                    let elapsed = last_tick.map_or(Duration::ZERO, |t| now - t);
+                    last_tick = Some(now);
+                    if let Err(e) = dp.scale_tick(elapsed).await {
+                        tracing::warn!(error = %e, "scaler tick failed");
+                    }
+                    // The deploy loop acts on the new desired counts at once.
+                    dp.bump();
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(PERIOD) => {}
+                    }
+                }
+            })
+        };
         loop {
             if self.cfg.roles.is_some() && renewing.as_ref().is_none_or(|h| h.is_finished()) {
                 let dp = self.clone();
@@ -59,19 +82,14 @@ impl DataPlane {
                 let dp = self.clone();
                 tokio::spawn(async move { dp.flush_usage().await });
             }
-            if last_tick.is_none_or(|t| t.elapsed() >= PERIOD) {
-                let now = Instant::now();
-                let elapsed = last_tick.map_or(Duration::ZERO, |t| now - t);
-                last_tick = Some(now);
-                if let Err(e) = self.scale_tick(elapsed).await {
-                    tracing::warn!(error = %e, "scaler tick failed");
-                }
-            }
             if let Err(e) = self.deploy_once().await {
                 tracing::warn!(error = %e, "deploy pass failed");
             }
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => {
+                    ticker.abort();
+                    return;
+                }
                 _ = changes.changed() => {}
                 _ = reports.changed() => {}
                 () = tokio::time::sleep(PERIOD) => {}
