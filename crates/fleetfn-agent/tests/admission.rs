@@ -156,6 +156,7 @@ impl Harness {
                 .collect::<BTreeMap<_, _>>(),
             placement: None,
             credentials: None,
+            layers: Vec::new(),
         };
         self.client.put_environment(env_id, &req).await.unwrap();
     }

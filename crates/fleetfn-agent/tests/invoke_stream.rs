@@ -107,6 +107,7 @@ impl Harness {
             env_vars: BTreeMap::new(),
             placement: None,
             credentials: None,
+            layers: Vec::new(),
         };
         self.client.put_environment(env_id, &req).await.unwrap();
         guarded("the environment turns Ready", async {

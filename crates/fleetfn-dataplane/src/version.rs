@@ -98,6 +98,7 @@ pub(crate) fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest
             .unwrap_or_default(),
         placement: None,
         credentials: None,
+        layers: Vec::new(),
     }
 }
 

@@ -71,6 +71,21 @@ pub struct EnvironmentRequest {
     /// renewed with `PUT /v1/environments/{id}/credentials` before they expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<RoleCredentials>,
+    /// The function's layers, in the order they are extracted into `/opt` (a later layer's
+    /// files replace an earlier one's); each is a zip in the artifact store, like the code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerPackage>,
+}
+
+/// One layer version of a function, as an agent needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerPackage {
+    /// The layer version ARN (`arn:aws:lambda:<region>:<account>:layer:<name>:<version>`).
+    pub arn: String,
+    /// Hex sha256 of the layer's zip in the shared artifact store.
+    pub sha256_hex: String,
+    /// Size of the zip in bytes.
+    pub size: u64,
 }
 
 /// Temporary credentials of an execution role, in the shape of the container credentials

@@ -178,6 +178,7 @@ async fn start_agent(dir: &std::path::Path) -> anyhow::Result<(fleetfn_agent::Ag
         env_vars: Default::default(),
         placement: None,
         credentials: None,
+        layers: Vec::new(),
     };
     client.put_environment(ENV_ID, &req).await?;
     let mut after = None;

@@ -166,6 +166,7 @@ fn env_request() -> EnvironmentRequest {
         env_vars: BTreeMap::new(),
         placement: None,
         credentials: None,
+        layers: Vec::new(),
     }
 }
 
