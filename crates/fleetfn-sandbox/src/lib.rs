@@ -37,4 +37,4 @@ pub use jail::{SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
 pub use lease::{DEFAULT_LEASE_DIR, Lease, LeaseDir, SlotLease};
 pub use net::{EnvNetwork, Ipv4Cidr, NetError, NetIsolation};
 pub use probe::{Isolation, probe, probe_with_root};
-pub use spec::{CgroupSpec, Namespaces, Rlimits, SandboxSpec, SpecError};
+pub use spec::{CgroupSpec, ExtensionProcess, Namespaces, Rlimits, SandboxSpec, SpecError};

@@ -3,7 +3,8 @@
 //!
 //! Layout: a small tmpfs on `rootfs_dir` holds mount points only; host `/usr`, `/bin`, `/lib`,
 //! `/lib64`, `/sbin`, `/etc` (those that exist; host symlinks recreated as symlinks), the code at
-//! `/var/task` and the extra binds are bound read-only, nosuid and nodev; `/tmp` is a size-capped
+//! `/var/task`, the layers at `/opt`, the extra binds and the environment's `/etc/resolv.conf`
+//! and `/etc/hosts` are bound read-only, nosuid and nodev; `/tmp` is a size-capped
 //! tmpfs; `/dev` is a tmpfs with `null`, `zero`, `random`, `urandom` bound from the host plus the
 //! `fd`/`stdin`/`stdout`/`stderr` symlinks; `/proc` is a fresh procfs of the new pid namespace.
 //! Then `pivot_root` and the root tmpfs is remounted read-only.
@@ -15,7 +16,7 @@ use nix::mount::MsFlags;
 
 use crate::error::JailError;
 use crate::host::{FileKind, Host, MountArgs};
-use crate::spec::{SYSTEM_DIRS, SandboxSpec, TASK_DIR};
+use crate::spec::{OPT_DIR, SYSTEM_DIRS, SandboxSpec, TASK_DIR};
 
 /// Device nodes bound from the host into `/dev`.
 pub const DEVICES: [&str; 4] = ["null", "zero", "random", "urandom"];
@@ -157,26 +158,33 @@ pub fn plan(spec: &SandboxSpec, host: &dyn Host) -> Result<Vec<RootfsOp>, JailEr
         }
     }
 
-    if let Some(resolv) = &spec.resolv_conf {
-        // Only over a regular file: a symlinked /etc/resolv.conf would point the bind at a
-        // path outside the new root.
-        let etc_resolv = Path::new("/etc/resolv.conf");
-        if host.lstat_kind(etc_resolv).ok() != Some(FileKind::File) {
+    for (what, etc_file, host_file) in [
+        ("resolv.conf", "/etc/resolv.conf", &spec.resolv_conf),
+        ("hosts", "/etc/hosts", &spec.hosts_file),
+    ] {
+        let Some(host_file) = host_file else { continue };
+        // Only over a regular file: a symlinked /etc file would point the bind at a path
+        // outside the new root.
+        let etc_file = Path::new(etc_file);
+        if host.lstat_kind(etc_file).ok() != Some(FileKind::File) {
             return Err(JailError::new(
-                "resolv.conf",
-                "the host's /etc/resolv.conf is not a regular file, so it cannot be replaced",
+                what,
+                format!(
+                    "the host's {} is not a regular file, so it cannot be replaced",
+                    etc_file.display()
+                ),
             ));
         }
-        stat(host, "resolv.conf", resolv)?;
+        stat(host, what, host_file)?;
         ops.push(mount(
-            Some(resolv),
-            under(root, etc_resolv),
+            Some(host_file),
+            under(root, etc_file),
             None,
             MsFlags::MS_BIND,
             None,
         ));
         ops.push(remount_ro(
-            under(root, etc_resolv),
+            under(root, etc_file),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         ));
     }
@@ -184,6 +192,18 @@ pub fn plan(spec: &SandboxSpec, host: &dyn Host) -> Result<Vec<RootfsOp>, JailEr
     let task = under(root, Path::new(TASK_DIR));
     ops.push(RootfsOp::Mkdir(task.clone()));
     bind_ro(&mut ops, &spec.code_dir, task);
+
+    if let Some(opt) = &spec.opt_dir {
+        if stat(host, "opt", opt)? != FileKind::Dir {
+            return Err(JailError::new(
+                format!("opt {}", opt.display()),
+                "not a directory",
+            ));
+        }
+        let target = under(root, Path::new(OPT_DIR));
+        ops.push(RootfsOp::Mkdir(target.clone()));
+        bind_ro(&mut ops, opt, target);
+    }
 
     for (source, target) in &spec.extra_ro_binds {
         let target = under(root, target);
@@ -451,6 +471,64 @@ mod tests {
             is_mount_on(op, &format!("{r}/opt/conf/extra.conf"))
         });
         assert!(mkdir < create && create < bind);
+    }
+
+    #[test]
+    fn layers_at_opt_and_hosts_file_are_bound_read_only() {
+        let mut spec = sample();
+        spec.opt_dir = Some("/srv/fleetfn/layers/l1".into());
+        spec.hosts_file = Some("/srv/fleetfn/envs/e1/hosts".into());
+        spec.extra_ro_binds = vec![("/opt/fleetfn/python3.12".into(), "/var/runtime/r0".into())];
+        let host = host()
+            .dir("/srv/fleetfn/layers/l1")
+            .file("/srv/fleetfn/envs/e1/hosts", "127.0.0.1 localhost\n")
+            .file("/etc/hosts", "host's");
+        let text: Vec<String> = plan(&spec, &host)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let r = "/srv/fleetfn/envs/e1/root";
+        let expected = [
+            format!("bind /srv/fleetfn/envs/e1/hosts on {r}/etc/hosts"),
+            format!("remount {r}/etc/hosts read-only"),
+            format!("mkdir {r}/var/task"),
+            format!("bind /srv/fleetfn/code/abc on {r}/var/task"),
+            format!("remount {r}/var/task read-only"),
+            format!("mkdir {r}/opt"),
+            format!("bind /srv/fleetfn/layers/l1 on {r}/opt"),
+            format!("remount {r}/opt read-only"),
+            format!("mkdir {r}/var/runtime/r0"),
+            format!("bind /opt/fleetfn/python3.12 on {r}/var/runtime/r0"),
+            format!("remount {r}/var/runtime/r0 read-only"),
+        ];
+        let start = text
+            .iter()
+            .position(|t| *t == expected[0])
+            .expect("hosts bind in plan");
+        assert_eq!(text[start..start + expected.len()], expected);
+        let etc = text
+            .iter()
+            .position(|t| *t == format!("bind /etc on {r}/etc"))
+            .unwrap();
+        assert!(etc < start, "the hosts file goes on top of the /etc bind");
+
+        // A symlinked host /etc/hosts cannot be covered; a missing source names the step.
+        let linked = self::host()
+            .dir("/srv/fleetfn/layers/l1")
+            .file("/srv/fleetfn/envs/e1/hosts", "")
+            .symlink("/etc/hosts", "/run/hosts");
+        assert_eq!(
+            plan(&spec, &linked).unwrap_err().to_string(),
+            "hosts: the host's /etc/hosts is not a regular file, so it cannot be replaced"
+        );
+        let no_layers = self::host()
+            .file("/srv/fleetfn/envs/e1/hosts", "")
+            .file("/etc/hosts", "");
+        assert_eq!(
+            plan(&spec, &no_layers).unwrap_err().step,
+            "opt /srv/fleetfn/layers/l1"
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub const TASK_DIR: &str = "/var/task";
 /// Host directories bound read-only into the new root (those that exist; host symlinks such as
 /// `/bin -> usr/bin` are recreated as symlinks).
 pub const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc"];
-/// Sandbox paths an `extra_ro_binds` target may not be at or under.
+/// Where [`SandboxSpec::opt_dir`] (the function's merged layers) appears inside the sandbox.
+pub const OPT_DIR: &str = "/opt";
+/// Sandbox paths an `extra_ro_binds` target may not be at or under (plus [`OPT_DIR`] when
+/// `opt_dir` is set). Runtime trees go elsewhere, e.g. under `/var/runtime`.
 const RESERVED: [&str; 10] = [
     "/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc", "/proc", "/dev", "/tmp", TASK_DIR,
 ];
@@ -40,9 +43,9 @@ pub struct SandboxSpec {
     pub cwd: PathBuf,
     /// Host directory with the function code, bound read-only at `/var/task`.
     pub code_dir: PathBuf,
-    /// `(host path, sandbox path)` pairs bound read-only (runtime trees, layers). Targets must not
-    /// be at or under `/usr`, `/bin`, `/lib`, `/lib64`, `/sbin`, `/etc`, `/proc`, `/dev`, `/tmp`
-    /// or `/var/task`.
+    /// `(host path, sandbox path)` pairs bound read-only (runtime trees). Targets must not be at
+    /// or under `/usr`, `/bin`, `/lib`, `/lib64`, `/sbin`, `/etc`, `/proc`, `/dev`, `/tmp` or
+    /// `/var/task`, nor under `/opt` when `opt_dir` is set (`/var/runtime/...` is fine).
     #[serde(default)]
     pub extra_ro_binds: Vec<(PathBuf, PathBuf)>,
     /// Size of the environment's own `/tmp` tmpfs, in MiB (charged to its memory cgroup).
@@ -77,6 +80,29 @@ pub struct SandboxSpec {
     /// Host file bound read-only on `/etc/resolv.conf` (the environment's resolvers).
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
+    /// Host directory bound read-only at `/opt` (the function's layers, extracted in order).
+    #[serde(default)]
+    pub opt_dir: Option<PathBuf>,
+    /// Host file bound read-only on `/etc/hosts` (e.g. naming `sandbox.localdomain`).
+    #[serde(default)]
+    pub hosts_file: Option<PathBuf>,
+    /// External extensions. When non-empty the helper's child does not exec `argv` directly: it
+    /// stays as a small init ([`crate::init`]) that starts these first, starts `argv` only once
+    /// the gate byte arrives on stdin, and ends the sandbox when an extension exits.
+    #[serde(default)]
+    pub extensions: Vec<ExtensionProcess>,
+}
+
+/// One external extension: an executable the sandbox's init starts before the runtime, with
+/// the runtime's environment, working directory and uid, stdin `/dev/null`, stdout and stderr
+/// inherited, and no arguments besides `argv[0]` = `path`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionProcess {
+    /// The extension's name (its file name in `/opt/extensions`), used in messages.
+    pub name: String,
+    /// Absolute path of the executable inside the sandbox, e.g. `/opt/extensions/<name>`.
+    pub path: PathBuf,
 }
 
 fn yes() -> bool {
@@ -275,6 +301,29 @@ fn check_cgroup_name(what: &str, name: &str) -> Result<(), SpecError> {
     check_name(what, name).map_err(SpecError)
 }
 
+/// An extension's name is a file name (no `/`, no control characters, not `.`/`..`) and its
+/// path is clean and absolute.
+fn check_extension(ext: &ExtensionProcess) -> Result<(), SpecError> {
+    let name = &ext.name;
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "extension name {name:?} must be a file name (no '/' or control characters)"
+        )));
+    }
+    if !is_clean_absolute(&ext.path) {
+        return Err(invalid(format!(
+            "extension {name} path {} must be a clean absolute path",
+            ext.path.display()
+        )));
+    }
+    no_nul("extension path", &ext.path.to_string_lossy())
+}
+
 impl SandboxSpec {
     /// Reads a spec from JSON.
     pub fn from_json(json: &str) -> Result<Self, SpecError> {
@@ -323,7 +372,12 @@ impl SandboxSpec {
         if self.rootfs_dir == Path::new("/") {
             return Err(invalid("rootfs_dir must not be /"));
         }
-        for (what, path) in [("netns", &self.netns), ("resolv_conf", &self.resolv_conf)] {
+        for (what, path) in [
+            ("netns", &self.netns),
+            ("resolv_conf", &self.resolv_conf),
+            ("opt_dir", &self.opt_dir),
+            ("hosts_file", &self.hosts_file),
+        ] {
             if path.as_ref().is_some_and(|p| !is_clean_absolute(p)) {
                 return Err(invalid(format!("{what} must be a clean absolute path")));
             }
@@ -336,12 +390,19 @@ impl SandboxSpec {
                     target.display()
                 )));
             }
-            if target == Path::new("/") || RESERVED.iter().any(|r| target.starts_with(r)) {
+            let opt_reserved = self.opt_dir.is_some() && target.starts_with(OPT_DIR);
+            if target == Path::new("/")
+                || opt_reserved
+                || RESERVED.iter().any(|r| target.starts_with(r))
+            {
                 return Err(invalid(format!(
                     "bind target {} is reserved",
                     target.display()
                 )));
             }
+        }
+        for ext in &self.extensions {
+            check_extension(ext)?;
         }
         if self.tmp_size_mb == 0 {
             return Err(invalid("tmp_size_mb must be positive"));
@@ -382,6 +443,9 @@ pub(crate) mod tests {
             netns: None,
             seccomp: true,
             resolv_conf: None,
+            opt_dir: None,
+            hosts_file: None,
+            extensions: Vec::new(),
         }
     }
 
@@ -396,6 +460,8 @@ pub(crate) mod tests {
         assert!(spec.no_new_privs);
         assert!(spec.seccomp, "the syscall filter is on unless turned off");
         assert_eq!(spec.netns, None);
+        assert_eq!((spec.opt_dir, spec.hosts_file), (None, None));
+        assert!(spec.extensions.is_empty());
         assert_eq!(spec.rlimits.nofile, 1024);
         let cgroup = spec.cgroup.unwrap();
         assert_eq!(cgroup.root, Path::new("/sys/fs/cgroup"));
@@ -405,11 +471,39 @@ pub(crate) mod tests {
 
     #[test]
     fn round_trips_and_rejects_unknown_fields() {
-        let spec = sample();
+        let mut spec = sample();
+        spec.opt_dir = Some("/srv/fleetfn/layers/l1".into());
+        spec.hosts_file = Some("/srv/fleetfn/envs/e1/hosts".into());
+        spec.extensions = vec![ExtensionProcess {
+            name: "telemetry".into(),
+            path: "/opt/extensions/telemetry".into(),
+        }];
         let json = spec.to_json().unwrap();
         assert_eq!(SandboxSpec::from_json(&json).unwrap(), spec);
         let err = SandboxSpec::from_json(r#"{"argv":[],"bogus":1}"#).unwrap_err();
         assert!(err.0.contains("bogus"), "{err}");
+    }
+
+    fn ext(name: &str, path: &str) -> ExtensionProcess {
+        ExtensionProcess {
+            name: name.into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn opt_is_reserved_only_with_an_opt_dir_and_var_runtime_is_allowed() {
+        let mut spec = sample();
+        spec.extra_ro_binds = vec![
+            ("/x".into(), "/opt/fleetfn/r0".into()),
+            ("/y".into(), "/var/runtime/r1".into()),
+        ];
+        assert_eq!(spec.validate(), Ok(()));
+        spec.opt_dir = Some("/srv/layers".into());
+        assert!(spec.validate().unwrap_err().0.contains("/opt/fleetfn/r0"));
+        spec.extra_ro_binds.remove(0);
+        spec.extensions = vec![ext("my-ext.sh", "/opt/extensions/my-ext.sh")];
+        assert_eq!(spec.validate(), Ok(()));
     }
 
     #[test]
@@ -438,6 +532,31 @@ pub(crate) mod tests {
             (|s| s.tmp_size_mb = 0, "tmp_size_mb"),
             (|s| s.netns = Some("proc/1/ns/net".into()), "netns"),
             (|s| s.resolv_conf = Some("/x/../etc".into()), "resolv_conf"),
+            (|s| s.opt_dir = Some("layers".into()), "opt_dir"),
+            (|s| s.hosts_file = Some("/a/../hosts".into()), "hosts_file"),
+            (
+                |s| {
+                    s.opt_dir = Some("/layers".into());
+                    s.extra_ro_binds
+                        .push(("/x".into(), "/opt/fleetfn/r0".into()));
+                },
+                "reserved",
+            ),
+            (
+                |s| s.extensions.push(ext("a/b", "/opt/extensions/a")),
+                "file name",
+            ),
+            (|s| s.extensions.push(ext("..", "/opt/x")), "file name"),
+            (|s| s.extensions.push(ext("a\nb", "/opt/x")), "file name"),
+            (|s| s.extensions.push(ext("", "/opt/x")), "file name"),
+            (
+                |s| s.extensions.push(ext("a", "extensions/a")),
+                "clean absolute",
+            ),
+            (
+                |s| s.extensions.push(ext("a", "/opt/extensions/../a")),
+                "clean absolute",
+            ),
             (|s| s.uid = 0, "uid"),
             (
                 |s| s.cgroup = Some(CgroupSpec::new("../escape")),

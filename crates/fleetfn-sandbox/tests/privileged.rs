@@ -111,6 +111,9 @@ impl Fixture {
             netns: None,
             seccomp: true,
             resolv_conf: None,
+            opt_dir: None,
+            hosts_file: None,
+            extensions: Vec::new(),
         }
     }
 
