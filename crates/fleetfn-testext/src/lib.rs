@@ -61,7 +61,7 @@ pub enum Record<'a> {
     },
     /// One telemetry item as the crate parsed it (`time`, `type`, `record`), re-serialized.
     Telemetry {
-        item: &'a lambda_extension::LambdaTelemetry,
+        item: &'a lambda_extension::LambdaTelemetry<serde_json::Value>,
     },
     /// One POST of the Telemetry API: how many items it carried.
     Batch { items: usize },
@@ -186,7 +186,8 @@ mod tests {
     #[test]
     fn telemetry_items_keep_the_wire_shape() {
         let wire = r#"{"time":"2022-10-12T00:00:00.000Z","type":"platform.start","record":{"requestId":"r-9","version":"$LATEST"}}"#;
-        let item: lambda_extension::LambdaTelemetry = serde_json::from_str(wire).unwrap();
+        let item: lambda_extension::LambdaTelemetry<serde_json::Value> =
+            serde_json::from_str(wire).unwrap();
         let line = serde_json::to_value(Record::Telemetry { item: &item }).unwrap();
         assert_eq!(line["kind"], "telemetry");
         assert_eq!(line["item"]["type"], "platform.start");

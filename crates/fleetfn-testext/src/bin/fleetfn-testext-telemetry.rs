@@ -2,6 +2,9 @@
 //! processor. Registers for `SHUTDOWN`, subscribes to `platform`, `function` and `extension`
 //! telemetry (buffering 100 ms so a test does not wait long) and records every item, and the
 //! size of every batch, to `<dir>/fleetfn-testext-telemetry.jsonl` (see the crate docs).
+//! `function` and `extension` records are taken as any JSON (a line as a string in the text log
+//! format, an object in the JSON format), as the crate documents for JSON logs; the platform
+//! records are parsed by the crate's own typed schema, so a malformed one fails the batch.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ async fn main() -> Result<(), Error> {
 
     let telemetry = {
         let recorder = Arc::clone(&recorder);
-        service_fn(move |items: Vec<LambdaTelemetry>| {
+        service_fn(move |items: Vec<LambdaTelemetry<serde_json::Value>>| {
             let recorder = Arc::clone(&recorder);
             async move {
                 recorder.record(&Record::Batch { items: items.len() })?;
@@ -59,6 +62,7 @@ async fn main() -> Result<(), Error> {
             max_items: 1000,
         })
         .with_telemetry_port_number(telemetry_port_from_env())
+        .with_telemetry_record_type::<serde_json::Value>()
         .with_telemetry_processor(SharedService::new(telemetry))
         .register()
         .await?;
