@@ -7,6 +7,7 @@ pub mod arn;
 pub mod destination;
 pub mod error;
 pub mod filter;
+pub mod layers;
 pub mod limits;
 pub mod policy;
 pub mod runtimes;

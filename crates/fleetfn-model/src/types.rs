@@ -369,8 +369,9 @@ pub struct FunctionConfiguration {
     pub logging_config: LoggingConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_provider_config: Option<CapacityProviderConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub layers: Option<Vec<serde_json::Value>>,
+    /// The layer versions the function uses, in extraction order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<crate::layers::Layer>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

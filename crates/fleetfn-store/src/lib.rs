@@ -66,6 +66,10 @@ pub enum Table {
     FunctionUrlIds,
     /// Resource-based policies by `function/qualifier` (unqualified as `$LATEST`).
     Policies,
+    /// Lambda layers by name: the next version number (never reused after a delete).
+    Layers,
+    /// Layer versions by `name/version` (zero-padded), with their permissions policy.
+    LayerVersions,
 }
 
 impl Table {
@@ -88,6 +92,8 @@ impl Table {
             Self::FunctionUrls => "function_urls",
             Self::FunctionUrlIds => "function_url_ids",
             Self::Policies => "policies",
+            Self::Layers => "layers",
+            Self::LayerVersions => "layer_versions",
         }
     }
 }
