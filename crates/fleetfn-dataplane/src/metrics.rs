@@ -265,6 +265,7 @@ mod tests {
                 applied: applied(3, 3),
             },
             capacity_provider: Some("cp".into()),
+            layers: Vec::new(),
         };
         let vkey = version_key(&v.function, &v.version);
         let mut s = State::default();

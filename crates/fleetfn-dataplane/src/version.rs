@@ -98,7 +98,16 @@ pub(crate) fn env_request(v: &VersionRecord, region: &str) -> EnvironmentRequest
             .unwrap_or_default(),
         placement: None,
         credentials: None,
-        layers: Vec::new(),
+        // The snapshot taken at publish: a layer version deleted since still runs here.
+        layers: v
+            .layers
+            .iter()
+            .map(|l| fleetfn_proto::LayerPackage {
+                arn: l.arn.clone(),
+                sha256_hex: l.sha256_hex.clone(),
+                size: l.size,
+            })
+            .collect(),
     }
 }
 

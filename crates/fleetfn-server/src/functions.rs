@@ -92,6 +92,8 @@ pub(crate) fn capacity_provider_name_of(cfg: &FunctionConfiguration) -> Option<S
 pub(crate) struct Package {
     pub bytes: Arc<Vec<u8>>,
     pub digest: Digest,
+    /// Total unzipped size of its files.
+    pub unzipped: u64,
 }
 
 /// Decodes, checks and hashes a package on a blocking thread: up to ≈ 70 MB of base64 is tens
@@ -119,11 +121,12 @@ fn decode_zip_now(b64: &str) -> Result<Package> {
         max_unzipped_bytes: MAX_UNZIPPED_BYTES,
         ..Limits::default()
     };
-    validate_zip(&bytes, &limits).map_err(|e| LambdaError::invalid(e.to_string()))?;
+    let summary = validate_zip(&bytes, &limits).map_err(|e| LambdaError::invalid(e.to_string()))?;
     let digest = Digest::of(&bytes);
     Ok(Package {
         bytes: Arc::new(bytes),
         digest,
+        unzipped: summary.total_uncompressed_size(),
     })
 }
 
@@ -384,11 +387,6 @@ impl ControlPlane {
         {
             validate::one_of(m, "tracingConfig.mode", &["Active", "PassThrough"])?;
         }
-        if req.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(LambdaError::invalid(
-                "Layers are not supported by fleetfn yet; include dependencies in the .zip package.",
-            ));
-        }
         if req
             .file_system_configs
             .as_ref()
@@ -431,6 +429,9 @@ impl ControlPlane {
             .and_then(|c| c.zip_file.take())
             .unwrap_or_default();
         let package = decode_zip(zip_b64).await?;
+        let layers = self
+            .resolve_function_layers(req.layers.as_deref().unwrap_or_default(), package.unzipped)
+            .await?;
 
         if let Some((existing, _)) = self
             .get_record::<FunctionRecord>(Table::Functions, &name)
@@ -488,7 +489,7 @@ impl ControlPlane {
             ephemeral_storage: ephemeral,
             logging_config: logging_with_defaults(req.logging_config.clone(), &name, with_cp),
             capacity_provider_config: cp_config,
-            layers: None,
+            layers: crate::layers::wire_layers(&layers),
         };
         let mut record = FunctionRecord {
             latest: latest.clone(),
@@ -498,6 +499,8 @@ impl ControlPlane {
             concurrency_explicit,
             last_numbered: None,
             deleting: false,
+            code_unzipped: Some(package.unzipped),
+            layers,
         };
         let mut ops = Vec::new();
         let mut response = latest;
@@ -757,6 +760,10 @@ impl ControlPlane {
             rec.latest.architectures = vec![arch];
         }
         let package = decode_zip(req.zip_file.take().unwrap_or_default()).await?;
+        let total = package.unzipped + rec.layers.iter().map(|l| l.unzipped).sum::<u64>();
+        if total > MAX_UNZIPPED_BYTES {
+            return Err(crate::layers::too_large_with_layers(total));
+        }
         if req.dry_run == Some(true) {
             let mut preview = rec.latest.clone();
             preview.code_sha256 = package.digest.base64();
@@ -767,6 +774,7 @@ impl ControlPlane {
         rec.code_hex = digest.hex();
         rec.latest.code_sha256 = digest.base64();
         rec.latest.code_size = package.bytes.len() as u64;
+        rec.code_unzipped = Some(package.unzipped);
         rec.latest.last_modified = now_lambda();
         rec.latest.revision_id = new_revision_id();
         rec.latest.last_update_status = LastUpdateStatus::Successful;
@@ -863,11 +871,6 @@ impl ControlPlane {
             validate::int_between(e.size, "ephemeralStorage.size", 512, 10240)?;
             cfg.ephemeral_storage = e.clone();
         }
-        if req.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(LambdaError::invalid(
-                "Layers are not supported by fleetfn yet; include dependencies in the .zip package.",
-            ));
-        }
         let with_cp = cfg.capacity_provider_config.is_some();
         if let Some(l) = &req.logging_config {
             check_logging(l, with_cp)?;
@@ -934,6 +937,11 @@ impl ControlPlane {
                 rec.concurrency_explicit = explicit;
             }
             (None, None) => {}
+        }
+        if let Some(arns) = &req.layers {
+            let code_unzipped = self.code_unzipped(&rec).await?;
+            rec.layers = self.resolve_function_layers(arns, code_unzipped).await?;
+            rec.latest.layers = crate::layers::wire_layers(&rec.layers);
         }
         let cfg = &mut rec.latest;
         cfg.last_modified = now_lambda();

@@ -14,6 +14,7 @@ mod event_sources;
 mod function_urls;
 mod functions;
 mod invoke;
+mod layers;
 mod permissions;
 mod reconcile;
 pub mod records;
@@ -30,7 +31,7 @@ pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
 pub use event_sources::{EventSourceMappingRecord, esm_state};
 pub use function_urls::{UrlTarget, default_url_base, function_url, is_url_id};
 pub use invoke::pick_weighted;
-pub use records::{CapacityProviderRecord, FunctionRecord, VersionRecord};
+pub use records::{CapacityProviderRecord, FunctionRecord, LayerSnapshot, VersionRecord};
 pub use secrets::EnvKey;
 pub use service::{ControlPlane, ControlPlaneConfig, Page};
 

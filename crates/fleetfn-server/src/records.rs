@@ -48,6 +48,27 @@ pub struct FunctionRecord {
     /// Set by DeleteFunction on capacity-provider functions; the reconciler finishes the job.
     #[serde(default)]
     pub deleting: bool,
+    /// Unzipped size of the code package (`None` in records from before it was kept: read
+    /// from the package when needed).
+    #[serde(default)]
+    pub code_unzipped: Option<u64>,
+    /// The layer versions of `$LATEST`, in extraction order (`latest.layers` is their wire form).
+    #[serde(default)]
+    pub layers: Vec<LayerSnapshot>,
+}
+
+/// A layer version as a function (and each version published from it) keeps it: enough to run
+/// it after the layer version itself is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSnapshot {
+    /// The layer version ARN.
+    pub arn: String,
+    /// Hex sha256 of the layer's zip in the artifact store.
+    pub sha256_hex: String,
+    /// Zip size in bytes (`CodeSize`).
+    pub size: u64,
+    /// Unzipped size in bytes (counted against the function's unzipped limit).
+    pub unzipped: u64,
 }
 
 /// Scaling config of one published version: what was asked for, and what is in effect.
@@ -71,6 +92,9 @@ pub struct VersionRecord {
     pub scaling: ScalingState,
     /// Capacity provider name the version runs on.
     pub capacity_provider: Option<String>,
+    /// The layer versions it was published with, in extraction order.
+    #[serde(default)]
+    pub layers: Vec<LayerSnapshot>,
 }
 
 pub const LATEST: &str = "$LATEST";
@@ -82,6 +106,11 @@ pub fn version_key(function: &str, version: &str) -> String {
         Ok(n) => format!("{function}/{n:012}"),
         Err(_) => format!("{function}/{version}"),
     }
+}
+
+/// Store key of a layer version: the number zero-padded so versions sort numerically.
+pub fn layer_version_key(layer: &str, version: u64) -> String {
+    format!("{layer}/{version:012}")
 }
 
 pub fn alias_key(function: &str, alias: &str) -> String {

@@ -207,6 +207,7 @@ impl ControlPlane {
             publish_hash: hash.clone(),
             scaling,
             capacity_provider: cp.clone(),
+            layers: rec.layers.clone(),
         };
         let mut ops = Vec::new();
         let expect = previous
@@ -463,6 +464,8 @@ mod tests {
             concurrency_explicit: false,
             last_numbered: None,
             deleting: false,
+            code_unzipped: None,
+            layers: Vec::new(),
         }
     }
 
