@@ -5,10 +5,13 @@
 //!
 //! 1. *Supervisor, before fork*: joins the cgroup, unshares the namespaces, makes `/` private.
 //! 2. *Fork*: the child is pid 1 of the new pid namespace.
-//! 3. *Child*: parent-death SIGKILL, new root and `pivot_root`, hostname, rlimits, empty
+//! 3. *Child*: stdin `/dev/null` (unless there are extensions: see [`crate::init`]),
+//!    parent-death SIGKILL, new root and `pivot_root`, hostname, rlimits, empty
 //!    capability bounding set, `setgroups([])`/`setgid`/`setuid` (then checks root cannot be
 //!    regained), parent-death SIGKILL again (credential changes clear it) and a check that the
-//!    supervisor is still alive, no_new_privs, `chdir`, default signal dispositions, `execve`.
+//!    supervisor is still alive, no_new_privs, `chdir`, seccomp, default signal dispositions,
+//!    `execve` — or, when the spec has extensions, [`crate::init`] (which starts them, then the
+//!    runtime once the agent writes the gate byte on stdin).
 //! 4. *Supervisor*: forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to the child, waits, and exits with
 //!    its status (128 + signal for signal deaths).
 //!
@@ -18,7 +21,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -52,18 +55,67 @@ fn step(name: &'static str) -> impl FnOnce(std::io::Error) -> JailError {
 
 /// Reads a spec from `spec_file`, or from stdin when `None`.
 pub fn load_spec(spec_file: Option<&Path>) -> Result<SandboxSpec, JailError> {
-    let json = match spec_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| JailError::new(format!("spec {}", path.display()), e))?,
-        None => {
-            let mut json = String::new();
-            std::io::stdin()
-                .read_to_string(&mut json)
-                .map_err(step("spec stdin"))?;
-            json
+    load(spec_file).map(|(spec, _)| spec)
+}
+
+/// [`load_spec`], plus the stdin bytes that followed the spec (the gate, for [`crate::init`]).
+fn load(spec_file: Option<&Path>) -> Result<(SandboxSpec, Vec<u8>), JailError> {
+    match spec_file {
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| JailError::new(format!("spec {}", path.display()), e))?;
+            let spec = SandboxSpec::from_json(&json).map_err(|e| JailError::new("spec", e))?;
+            Ok((spec, Vec::new()))
         }
-    };
-    SandboxSpec::from_json(&json).map_err(|e| JailError::new("spec", e))
+        None => read_spec(&mut Stdin0),
+    }
+}
+
+/// File descriptor 0 without a buffer: nothing past the spec is read into one.
+struct Stdin0;
+
+impl Read for Stdin0 {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(nix::unistd::read(0, buf)?)
+    }
+}
+
+/// Reads one JSON spec from `input` and returns it with the bytes read after it. Reading stops
+/// as soon as a whole JSON value has arrived (the agent sends it as one line and keeps stdin
+/// open for the gate byte when there are extensions) or at end of file (a spec written whole,
+/// then closed, as without extensions).
+pub(crate) fn read_spec(input: &mut impl Read) -> Result<(SandboxSpec, Vec<u8>), JailError> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(JailError::new("spec stdin", e)),
+        };
+        if n == 0 {
+            // Incomplete or empty: let the parser say what is wrong.
+            let json = String::from_utf8_lossy(&buf);
+            let spec = SandboxSpec::from_json(&json).map_err(|e| JailError::new("spec", e))?;
+            return Ok((spec, Vec::new()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut values = serde_json::Deserializer::from_slice(&buf).into_iter::<SandboxSpec>();
+        match values.next() {
+            Some(Ok(spec)) => {
+                let rest = buf[values.byte_offset()..].to_vec();
+                return Ok((spec, rest));
+            }
+            Some(Err(e)) if e.is_eof() => {}
+            Some(Err(e)) => {
+                return Err(JailError::new(
+                    "spec",
+                    crate::spec::SpecError(format!("invalid spec JSON: {e}")),
+                ));
+            }
+            None => {}
+        }
+    }
 }
 
 fn fail(err: &JailError) -> ! {
@@ -73,8 +125,8 @@ fn fail(err: &JailError) -> ! {
 
 /// [`load_spec`] then [`jail_main`]: the whole `fleetfn jail [--spec-file F]` subcommand.
 pub fn jail_main_from(spec_file: Option<&Path>) -> ! {
-    match load_spec(spec_file) {
-        Ok(spec) => jail_main(spec),
+    match load(spec_file) {
+        Ok((spec, pending)) => jail_main_pending(spec, &pending),
         Err(err) => fail(&err),
     }
 }
@@ -83,15 +135,23 @@ pub fn jail_main_from(spec_file: Option<&Path>) -> ! {
 /// with the runtime's status. Call it only from a single-threaded process (before any tokio
 /// runtime or thread exists): it forks. It checks `/proc/self/status` and refuses otherwise.
 pub fn jail_main(spec: SandboxSpec) -> ! {
+    jail_main_pending(spec, &[])
+}
+
+/// [`jail_main`] with the stdin bytes already read past the spec.
+fn jail_main_pending(spec: SandboxSpec, pending: &[u8]) -> ! {
     let host = LinuxHost;
-    match run(&spec, &host) {
+    match run(&spec, &host, pending) {
         Ok(code) => std::process::exit(code),
         Err(err) => fail(&err),
     }
 }
 
-fn run(spec: &SandboxSpec, host: &LinuxHost) -> Result<i32, JailError> {
+fn run(spec: &SandboxSpec, host: &LinuxHost, pending: &[u8]) -> Result<i32, JailError> {
     spec.validate().map_err(|e| JailError::new("spec", e))?;
+    if spec.extensions.is_empty() && !pending.iter().all(u8::is_ascii_whitespace) {
+        return Err(JailError::new("spec", "trailing bytes after the JSON spec"));
+    }
     check_single_threaded(host)?;
     prepare_supervisor(spec, host, std::process::id())?;
 
@@ -116,7 +176,7 @@ fn run(spec: &SandboxSpec, host: &LinuxHost) -> Result<i32, JailError> {
     match unsafe { fork() }.map_err(|e| JailError::new("fork", e))? {
         ForkResult::Child => {
             drop(alive_write);
-            let Err(err) = child(spec, host, &old_mask, &alive_read);
+            let Err(err) = child(spec, host, &old_mask, &alive_read, pending);
             fail(&err)
         }
         ForkResult::Parent { child } => {
@@ -260,12 +320,14 @@ fn cstring(what: &str, s: &str) -> Result<CString, JailError> {
     CString::new(s).map_err(|e| JailError::new(what.to_owned(), e))
 }
 
-/// The child: set up, restore signal state, exec. Returns only on failure.
+/// The child: set up, restore signal state, exec (or, with extensions, run [`crate::init`]).
+/// Returns only on failure.
 fn child(
     spec: &SandboxSpec,
     host: &LinuxHost,
     old_mask: &SigSet,
     supervisor_alive: &OwnedFd,
+    pending: &[u8],
 ) -> Result<Infallible, JailError> {
     let argv = spec
         .argv
@@ -285,13 +347,20 @@ fn child(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| JailError::new("open /dev/null", e))?;
-    nix::unistd::dup2(null, 0).map_err(|e| JailError::new("stdin from /dev/null", e))?;
-    let _ = nix::unistd::close(null);
+    if spec.extensions.is_empty() {
+        nix::unistd::dup2(null, 0).map_err(|e| JailError::new("stdin from /dev/null", e))?;
+        let _ = nix::unistd::close(null);
+    }
     prepare_child(spec, host)?;
     // If the supervisor died before the parent-death signal was re-armed, nobody would kill
     // this process with it: stop here. EAGAIN means the write end is still open.
     if nix::unistd::read(supervisor_alive.as_raw_fd(), &mut [0u8; 1]) == Ok(0) {
         return Err(JailError::new("supervisor", "exited during setup"));
+    }
+    if !spec.extensions.is_empty() {
+        // SAFETY: `open` just returned this descriptor and nothing else owns it.
+        let null = unsafe { OwnedFd::from_raw_fd(null) };
+        return crate::init::run(spec, &argv, &env, pending, &null, old_mask);
     }
     // The helper is a Rust program (SIGPIPE ignored) started by an agent whose own ignored
     // signals it inherited; ignored signals survive exec. The runtime gets default
@@ -306,7 +375,7 @@ fn child(
 
 /// Sets every signal (1..=64, real-time ones included) to SIG_DFL. Uses the raw system call
 /// because glibc refuses to touch the two real-time signals it reserves (32, 33).
-fn reset_signal_dispositions() {
+pub(crate) fn reset_signal_dispositions() {
     // A kernel `struct sigaction` with every field zero means SIG_DFL, no flags, empty mask,
     // whatever the architecture's field order; 32 bytes covers every layout.
     let default = [0u64; 4];
@@ -372,6 +441,8 @@ mod tests {
     use std::path::PathBuf;
 
     use nix::sched::CloneFlags;
+
+    use std::io::Read;
 
     use super::*;
     use crate::cgroups::test_util::{get, v1_root};
@@ -552,6 +623,67 @@ mod tests {
         (spec.uid, spec.gid) = (0, 0);
         let err = verify_dropped(&spec, &host()).unwrap_err();
         assert_eq!(err.to_string(), "verify uid drop: root could be regained");
+    }
+
+    /// Hands out its input in the given pieces, then EOF (or a panic, if `eof` is false: the
+    /// reader must not ask for more once a whole spec has arrived).
+    struct Pieces {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        eof: bool,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.pieces.pop_front() {
+                Some(piece) => {
+                    buf[..piece.len()].copy_from_slice(&piece);
+                    Ok(piece.len())
+                }
+                None if self.eof => Ok(0),
+                None => panic!("read past the spec: it would block on a live pipe"),
+            }
+        }
+    }
+
+    fn pieces(parts: &[&[u8]], eof: bool) -> Pieces {
+        Pieces {
+            pieces: parts.iter().map(|p| p.to_vec()).collect(),
+            eof,
+        }
+    }
+
+    #[test]
+    fn spec_is_read_up_to_its_end_leaving_the_gate_unread() {
+        let json = sample().to_json().unwrap();
+        // Today's agent: the whole spec, then EOF.
+        let (spec, rest) = read_spec(&mut pieces(&[json.as_bytes()], true)).unwrap();
+        assert_eq!((spec, rest), (sample(), Vec::new()));
+        // One line, the pipe kept open; the gate byte may come in the same read.
+        let line = format!("{json}\n");
+        let (spec, rest) = read_spec(&mut pieces(&[line.as_bytes()], false)).unwrap();
+        assert_eq!((spec, rest), (sample(), b"\n".to_vec()));
+        let (_, rest) = read_spec(&mut pieces(&[format!("{line}G").as_bytes()], false)).unwrap();
+        assert_eq!(rest, b"\nG");
+        // Byte by byte, and pretty-printed over several lines.
+        let bytes: Vec<&[u8]> = json.as_bytes().chunks(1).collect();
+        assert_eq!(read_spec(&mut pieces(&bytes, false)).unwrap().0, sample());
+        let pretty = serde_json::to_string_pretty(&sample()).unwrap();
+        let halves: Vec<&[u8]> = pretty.as_bytes().chunks(pretty.len() / 2 + 1).collect();
+        assert_eq!(read_spec(&mut pieces(&halves, false)).unwrap().0, sample());
+    }
+
+    #[test]
+    fn bad_or_cut_specs_fail_with_the_parser_message() {
+        let err = read_spec(&mut pieces(&[b"{\"argv\": [", b"\"/x\""], true)).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("fleetfn-sandbox: spec: invalid spec JSON: EOF"),
+            "{err}"
+        );
+        let err = read_spec(&mut pieces(&[b"{\"bogus\": 1}\n"], false)).unwrap_err();
+        assert!(err.message().contains("bogus"), "{err}");
+        let err = read_spec(&mut pieces(&[], true)).unwrap_err();
+        assert!(err.message().contains("EOF"), "{err}");
     }
 
     #[test]
