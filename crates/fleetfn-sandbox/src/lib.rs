@@ -4,8 +4,10 @@
 //! `fleetfn jail` subcommand runs to join a cgroup, unshare namespaces, build a read-only root
 //! with the code at `/var/task` and a private `/tmp`, drop to an unprivileged uid and exec the
 //! runtime; the [`Cgroups`] manager the agent uses to create, limit, measure, kill, remove and
-//! sweep instance slices and environment cgroups (v1 and v2); and the start-up [`probe()`] of
-//! what the host allows.
+//! sweep instance slices and environment cgroups (v1 and v2); the start-up [`probe()`] of
+//! what the host allows; the small [`init`] that runs a function's external extensions next to
+//! its runtime; and [`net::connect_in`], a TCP connection from inside an environment's network
+//! namespace.
 //!
 //! Must not: fork from a multithreaded process (only [`jail_main`] forks, and it refuses to run
 //! with more than one thread), depend on tokio, or know about Lambda semantics beyond paths.
@@ -20,6 +22,7 @@
 pub mod cgroups;
 pub mod error;
 pub mod host;
+pub mod init;
 pub mod jail;
 pub mod lease;
 pub mod net;
@@ -33,6 +36,7 @@ pub use cgroups::{
 };
 pub use error::JailError;
 pub use host::{Host, LinuxHost, RecordingHost};
+pub use init::{EXTENSION_EXIT_CODE, GATE_BYTE, STOPPING_BYTE, parse_extension_exit};
 pub use jail::{SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
 pub use lease::{DEFAULT_LEASE_DIR, Lease, LeaseDir, SlotLease};
 pub use net::{EnvNetwork, Ipv4Cidr, NetError, NetIsolation};

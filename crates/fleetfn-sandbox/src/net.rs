@@ -13,16 +13,24 @@
 //! to other environments, to link-local addresses (the instance metadata service at
 //! 169.254.169.254) and over IPv6, unless an operator allows a destination.
 //!
+//! [`connect_in`] makes TCP connections the other way, from the agent to a listener of the
+//! environment's (a Telemetry API subscriber at `sandbox.localdomain:<port>`), on a
+//! short-lived thread that joins the namespace; only the namespace's loopback is reachable.
+//!
 //! The namespace dies with the last of: its runtime processes, the fd [`EnvNetwork`] holds, the
 //! listener. The veth pair goes with it.
 
 use std::fmt;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::time::Duration;
+
+/// How long [`connect_in`] waits for a connection to be accepted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Interface group of the host ends of environment veths ("FL").
 pub const ENV_GROUP: u32 = 0x464c;
@@ -270,6 +278,35 @@ pub fn install_firewall(allow: &[Ipv4Cidr]) -> Result<(), NetError> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io_step("ip_forward"))
 }
 
+/// A TCP connection to `addr` made inside the network namespace `netns` (e.g.
+/// [`EnvNetwork::ns_fd`]): a short-lived thread joins the namespace, connects (waiting at most
+/// [`CONNECT_TIMEOUT`]) and hands the stream back; the socket stays in that namespace for its
+/// whole life, whichever thread uses it. The stream is in blocking mode (set it nonblocking for
+/// an async runtime). Only loopback addresses (`127.0.0.0/8`, `::1`) are accepted: the agent
+/// reaches into an environment, never through it. Needs `CAP_SYS_ADMIN` (the agent is root
+/// when environments have namespaces).
+pub fn connect_in(netns: impl AsFd, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{addr} is not a loopback address: connections into an environment reach only its loopback (127.0.0.0/8, ::1)"
+            ),
+        ));
+    }
+    let netns = netns.as_fd();
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("netns-connect".into())
+            .spawn_scoped(scope, move || {
+                nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the connecting thread panicked")))
+    })
+}
+
 /// Sets `IFF_UP` on `lo` of the calling thread's network namespace.
 fn loopback_up() -> std::io::Result<()> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
@@ -473,6 +510,17 @@ impl EnvNetwork {
         ))
     }
 
+    /// The namespace, for [`connect_in`] (`try_clone_to_owned` gives a handle that keeps the
+    /// namespace alive on its own).
+    pub fn ns_fd(&self) -> BorrowedFd<'_> {
+        self.ns.as_fd()
+    }
+
+    /// [`connect_in`] this environment's namespace.
+    pub fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        connect_in(self.ns_fd(), addr)
+    }
+
     /// Socket owner lookups inside the namespace (for the Runtime API's peer check).
     pub fn sock_diag(&self) -> std::sync::Arc<SockDiag> {
         std::sync::Arc::clone(&self.diag)
@@ -567,6 +615,22 @@ mod tests {
         reply[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         assert_eq!(parse_diag_reply(&reply), None);
         assert_eq!(parse_diag_reply(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn connect_in_refuses_anything_but_loopback() {
+        // Refused before any namespace is touched, so this needs no privilege.
+        let me = std::fs::File::open("/proc/self/ns/net").unwrap();
+        for addr in [
+            "198.18.0.2:8080",
+            "10.0.0.1:80",
+            "[::ffff:127.0.0.1]:80",
+            "[fe80::1]:1",
+        ] {
+            let err = connect_in(&me, addr.parse().unwrap()).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{addr}");
+            assert!(err.to_string().contains("not a loopback address"), "{err}");
+        }
     }
 
     #[test]
