@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use fleetfn_proto::EnvInsights;
+
 use crate::error::Resource;
 
 /// CPU ceiling: CPU time over the last window ≥ 95 % of `vcpus × cpu_scale` host CPUs.
@@ -70,6 +72,9 @@ pub struct ResourceView {
     pub tmp_used_bytes: Option<u64>,
     /// The resource at its ceiling (admission refuses invokes), with its use in percent.
     pub saturated: Option<(Resource, u32)>,
+    /// CPU split, peak memory and network counters for the Lambda Insights metrics
+    /// ([`crate::insights`]).
+    pub insights: EnvInsights,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -84,6 +89,8 @@ pub(crate) struct Sampled {
     /// `f64` bits.
     cpu_utilization: AtomicU64,
     tmp_used_bytes: AtomicU64,
+    /// [`EnvInsights`], field by field.
+    insights: [AtomicU64; 5],
 }
 
 fn code(r: Resource) -> u32 {
@@ -118,6 +125,7 @@ impl Sampled {
             cpu_usage_ns: AtomicU64::new(UNKNOWN),
             cpu_utilization: AtomicU64::new(UNKNOWN),
             tmp_used_bytes: AtomicU64::new(UNKNOWN),
+            insights: std::array::from_fn(|_| AtomicU64::new(UNKNOWN)),
         }
     }
 
@@ -132,6 +140,16 @@ impl Sampled {
             view.cpu_utilization.map(f64::to_bits),
         );
         store(&self.tmp_used_bytes, view.tmp_used_bytes);
+        let i = &view.insights;
+        for (a, v) in self.insights.iter().zip([
+            i.cpu_user_ns,
+            i.cpu_system_ns,
+            i.memory_peak_bytes,
+            i.net_rx_bytes,
+            i.net_tx_bytes,
+        ]) {
+            store(a, v);
+        }
         let verdict = view
             .saturated
             .map_or(0, |(r, p)| (code(r) << 16) | p.min(u32::from(u16::MAX)));
@@ -152,6 +170,13 @@ impl Sampled {
             cpu_utilization: load(&self.cpu_utilization).map(f64::from_bits),
             tmp_used_bytes: load(&self.tmp_used_bytes),
             saturated: self.verdict(),
+            insights: EnvInsights {
+                cpu_user_ns: load(&self.insights[0]),
+                cpu_system_ns: load(&self.insights[1]),
+                memory_peak_bytes: load(&self.insights[2]),
+                net_rx_bytes: load(&self.insights[3]),
+                net_tx_bytes: load(&self.insights[4]),
+            },
         }
     }
 }
@@ -219,6 +244,13 @@ mod tests {
             cpu_utilization: Some(0.97),
             tmp_used_bytes: None,
             saturated: Some((Resource::Disk, 93)),
+            insights: EnvInsights {
+                cpu_user_ns: Some(7),
+                cpu_system_ns: Some(0),
+                memory_peak_bytes: Some(1 << 20),
+                net_rx_bytes: None,
+                net_tx_bytes: Some(u64::MAX - 1),
+            },
         };
         s.publish(&view);
         assert_eq!(s.view(), view);

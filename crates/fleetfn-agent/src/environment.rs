@@ -197,8 +197,13 @@ fn ceiling_rejection(
 /// verdict. `last_cpu` carries the previous CPU reading for the utilization window.
 async fn sample_resources(inner: &Arc<Inner>, last_cpu: &mut Option<(tokio::time::Instant, u64)>) {
     let i = Arc::clone(inner);
-    let Ok((usage, tmp_used)) =
-        tokio::task::spawn_blocking(move || (i.accounting.sample(), i.tmp_used_bytes())).await
+    let Ok((usage, tmp_used, insights)) = tokio::task::spawn_blocking(move || {
+        let usage = i.accounting.sample();
+        let peak = i.accounting.last_peak_memory_bytes();
+        let insights = crate::insights::read(&crate::insights::Roots::system(), i.pid, peak);
+        (usage, i.tmp_used_bytes(), insights)
+    })
+    .await
     else {
         return;
     };
@@ -227,6 +232,7 @@ async fn sample_resources(inner: &Arc<Inner>, last_cpu: &mut Option<(tokio::time
         cpu_utilization,
         tmp_used_bytes: tmp_used,
         saturated,
+        insights,
     });
     let resource = saturated.map(|(r, _)| r);
     inner.saturation.send_if_modified(|cur| {

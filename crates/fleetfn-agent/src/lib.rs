@@ -41,6 +41,7 @@
 pub mod admission;
 mod environment;
 mod error;
+mod insights;
 mod instance;
 mod logs;
 mod packages;

@@ -276,7 +276,7 @@ impl ResourceAccounting for ProcTreeAccounting {
 }
 
 /// Nanoseconds per clock tick of `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux ABI).
-fn clock_tick_ns() -> u64 {
+pub(crate) fn clock_tick_ns() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
         Ok(Some(hz)) if hz > 0 => 1_000_000_000 / u64::try_from(hz).unwrap_or(100),
         _ => 10_000_000,

@@ -359,6 +359,7 @@ impl Agent {
                     tmp_used_bytes: usage.tmp_used_bytes,
                     tmp_limit_bytes: u64::from(s.req.ephemeral_storage_mb) * 1024 * 1024,
                     placement: s.req.placement.clone(),
+                    insights: usage.insights,
                 })
                 .collect()
         };

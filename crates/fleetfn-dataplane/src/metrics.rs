@@ -1,15 +1,18 @@
 //! The data plane's side of the Prometheus metrics (`fleetfn-metrics`): per-version handles the
 //! router updates (cached in `VersionStats`, so an invoke hashes no labels), and every gauge
-//! rebuilt from the data plane's state once per scaler tick ([`publish`]).
+//! rebuilt from the data plane's state once per scaler tick ([`publish`]). The Lambda Insights
+//! counters (CPU time by mode, network bytes) grow by what each environment used between two
+//! of its agent's reports ([`usage_delta`], applied by the report watcher), so they keep
+//! counting across environments that come and go.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use fleetfn_metrics::{
-    CapacityGauges, EnvironmentState, GaugeSnapshot, InstanceLabels, ProviderGauges,
-    ProviderLabels, ProviderTypeLabels, TryOutcome, VersionGauges,
+    CapacityGauges, EnvironmentState, EnvironmentUsage, GaugeSnapshot, InstanceLabels,
+    ProviderGauges, ProviderLabels, ProviderTypeLabels, TryOutcome, VersionGauges,
 };
-use fleetfn_proto::{ClientError, EnvState, InvokeReply};
+use fleetfn_proto::{ClientError, EnvInsights, EnvState, InvokeReply};
 use fleetfn_scheduler::InstanceState;
 use fleetfn_scheduler::placement::{MILLI, usable};
 use fleetfn_server::VersionRecord;
@@ -63,6 +66,23 @@ fn mean(sum: f64, n: usize) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// What an environment used between two reports: each counter's growth from `prev` to `cur`.
+/// A counter first reported counts from zero (the environment's start); one that is absent
+/// or went backwards (a reading from another source) adds nothing.
+pub(crate) fn usage_delta(prev: &EnvInsights, cur: &EnvInsights) -> EnvironmentUsage {
+    let grew = |p: Option<u64>, c: Option<u64>| match (p, c) {
+        (_, None) => 0,
+        (None, Some(c)) => c,
+        (Some(p), Some(c)) => c.saturating_sub(p),
+    };
+    EnvironmentUsage {
+        cpu_user: std::time::Duration::from_nanos(grew(prev.cpu_user_ns, cur.cpu_user_ns)),
+        cpu_system: std::time::Duration::from_nanos(grew(prev.cpu_system_ns, cur.cpu_system_ns)),
+        network_rx_bytes: grew(prev.net_rx_bytes, cur.net_rx_bytes),
+        network_tx_bytes: grew(prev.net_tx_bytes, cur.net_tx_bytes),
+    }
+}
+
 /// One version's environments, folded.
 #[derive(Default)]
 struct EnvFold {
@@ -72,6 +92,12 @@ struct EnvFold {
     ready_cpu: (f64, usize),
     ready_memory: (f64, usize),
     ready_by_publish: HashMap<String, i64>,
+    /// Highest peak memory of any environment (Lambda Insights `used_memory_max`).
+    memory_max: Option<u64>,
+    /// Fullest `/tmp` of a Ready environment, and `EphemeralStorage`.
+    tmp_used: Option<u64>,
+    tmp_size: Option<u64>,
+    memory_size: Option<u64>,
 }
 
 /// One capacity provider's instances of one type, folded.
@@ -100,7 +126,19 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
             .unwrap_or(0)] += 1;
         f.max_in_flight = f.max_in_flight.max(e.in_flight.load(Ordering::Relaxed));
         f.max_concurrency = f.max_concurrency.max(e.max_concurrency);
+        if let Some(peak) = e.usage.insights.memory_peak_bytes {
+            f.memory_max = f.memory_max.max(Some(peak));
+        }
+        if e.usage.tmp_limit_bytes > 0 {
+            f.tmp_size = Some(e.usage.tmp_limit_bytes);
+        }
+        if e.memory_mib > 0 {
+            f.memory_size = Some(e.memory_mib * MIB);
+        }
         if e.state == EnvState::Ready {
+            if let Some(t) = e.usage.tmp_used_bytes {
+                f.tmp_used = f.tmp_used.max(Some(t));
+            }
             f.ready_cpu.0 += e.cpu.util.unwrap_or(0.0);
             f.ready_cpu.1 += 1;
             if let Some(m) = e.memory_bytes
@@ -134,10 +172,23 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
         let desired = v.and_then(|v| bounds(v)).map_or(0, |b| {
             desired_within(b, s.scale.get(vkey).map(|sc| sc.desired), b.0)
         });
-        let limit = v.map_or(f.max_concurrency, |v| env_request(v, "").max_concurrency);
         let actual = v
             .and_then(|v| f.ready_by_publish.get(&v.publish_hash).copied())
             .unwrap_or(0);
+        // The version's current configuration first (what new environments get), else what
+        // its environments run with.
+        let request = v.map(|v| env_request(v, ""));
+        let limit = request
+            .as_ref()
+            .map_or(f.max_concurrency, |r| r.max_concurrency);
+        let memory_size = request
+            .as_ref()
+            .map(|r| u64::from(r.memory_mb) * MIB)
+            .or(f.memory_size);
+        let tmp_size = request
+            .as_ref()
+            .map(|r| u64::from(r.ephemeral_storage_mb) * MIB)
+            .or(f.tmp_size);
         out.versions.push(VersionGauges {
             labels: labels(vkey),
             environments: f.states,
@@ -147,6 +198,10 @@ pub(crate) fn snapshot(s: &State, versions: &[VersionRecord]) -> GaugeSnapshot {
             memory_utilization: mean(f.ready_memory.0, f.ready_memory.1),
             desired_environments: gauge(desired),
             actual_environments: actual,
+            memory_max_bytes: f.memory_max.map(gauge),
+            memory_size_bytes: memory_size.filter(|b| *b > 0).map(gauge),
+            tmp_used_bytes: f.tmp_used.map(gauge),
+            tmp_size_bytes: tmp_size.filter(|b| *b > 0).map(gauge),
         });
     }
 
@@ -294,6 +349,51 @@ mod tests {
         // A raised minimum counts at once too.
         v.scaling.applied = applied(5, 8);
         assert_eq!(desired(&s, &v), 5);
+    }
+
+    #[test]
+    fn usage_grows_by_what_each_report_adds() {
+        let r = |u: u64, s: u64, rx: Option<u64>| EnvInsights {
+            cpu_user_ns: Some(u),
+            cpu_system_ns: Some(s),
+            memory_peak_bytes: Some(1),
+            net_rx_bytes: rx,
+            net_tx_bytes: rx.map(|x| x * 2),
+        };
+        let ms = std::time::Duration::from_millis;
+        // The first report counts from the environment's start.
+        let first = usage_delta(&EnvInsights::default(), &r(5_000_000, 1_000_000, Some(10)));
+        assert_eq!(
+            first,
+            EnvironmentUsage {
+                cpu_user: ms(5),
+                cpu_system: ms(1),
+                network_rx_bytes: 10,
+                network_tx_bytes: 20,
+            }
+        );
+        let next = usage_delta(
+            &r(5_000_000, 1_000_000, Some(10)),
+            &r(7_000_000, 1_000_000, Some(15)),
+        );
+        assert_eq!(
+            (
+                next.cpu_user,
+                next.cpu_system,
+                next.network_rx_bytes,
+                next.network_tx_bytes
+            ),
+            (ms(2), ms(0), 5, 10)
+        );
+        // Backwards (another source) or unmeasured: nothing.
+        let back = usage_delta(
+            &r(7_000_000, 1_000_000, Some(15)),
+            &r(1_000_000, 2_000_000, None),
+        );
+        assert_eq!(
+            (back.cpu_user, back.cpu_system, back.network_rx_bytes),
+            (ms(0), ms(1), 0)
+        );
     }
 
     #[test]

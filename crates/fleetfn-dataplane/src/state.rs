@@ -47,6 +47,25 @@ impl CpuSampler {
     }
 }
 
+/// What an environment used as its agent last reported, for the per-version Lambda Insights
+/// series (`metrics.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct EnvUsage {
+    pub insights: fleetfn_proto::EnvInsights,
+    pub tmp_used_bytes: Option<u64>,
+    pub tmp_limit_bytes: u64,
+}
+
+impl EnvUsage {
+    pub(crate) fn of(st: &fleetfn_proto::EnvironmentStatus) -> Self {
+        Self {
+            insights: st.insights,
+            tmp_used_bytes: st.tmp_used_bytes,
+            tmp_limit_bytes: st.tmp_limit_bytes,
+        }
+    }
+}
+
 /// One environment the data plane asked an agent to run.
 #[derive(Debug, Clone)]
 pub(crate) struct Env {
@@ -67,6 +86,8 @@ pub(crate) struct Env {
     pub memory_bytes: Option<u64>,
     pub cpu_usage_ns: Option<u64>,
     pub cpu: CpuSampler,
+    /// `/tmp`, CPU split, peak memory and network as last reported (Lambda Insights metrics).
+    pub usage: EnvUsage,
     /// When its execution-role credentials are renewed next; `None`: not yet given (a new
     /// environment, or one adopted), so the next renewal pass gives them.
     pub credentials_renew_at: Option<tokio::time::Instant>,
@@ -304,6 +325,7 @@ pub(crate) mod tests {
             memory_bytes: None,
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
+            usage: EnvUsage::default(),
             credentials_renew_at: None,
             role: None,
         }

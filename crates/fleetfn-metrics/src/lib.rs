@@ -81,6 +81,42 @@ pub struct EnvironmentLabels {
     pub state: EnvironmentState,
 }
 
+/// CPU time of a version's environments in one mode (Lambda Insights `cpu_user_time`,
+/// `cpu_system_time`; their sum is `cpu_total_time`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuMode {
+    User,
+    System,
+}
+
+impl EncodeLabelValue for CpuMode {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            Self::User => "user",
+            Self::System => "system",
+        };
+        EncodeLabelValue::encode(&s, encoder)
+    }
+}
+
+/// A version's CPU time in one mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CpuModeLabels {
+    #[prometheus(flatten)]
+    pub version: VersionLabels,
+    pub mode: CpuMode,
+}
+
+/// What a version's environments used between two agent reports (the Lambda Insights
+/// counters): CPU time by mode and network bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EnvironmentUsage {
+    pub cpu_user: Duration,
+    pub cpu_system: Duration,
+    pub network_rx_bytes: u64,
+    pub network_tx_bytes: u64,
+}
+
 /// A function (the asynchronous-invocation metrics, which AWS reports per function).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct FunctionLabels {
@@ -245,6 +281,7 @@ pub struct TryLabels {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+type FloatCounter = Counter<f64, AtomicU64>;
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -312,12 +349,21 @@ pub struct Metrics {
     duration: HistogramFamily<VersionLabels>,
     init_duration: HistogramFamily<VersionLabels>,
 
+    // Per function version: what its environments used (agent reports, ≈ 1 s).
+    environment_cpu_seconds: Family<CpuModeLabels, FloatCounter>,
+    environment_rx: Family<VersionLabels, Counter>,
+    environment_tx: Family<VersionLabels, Counter>,
+
     // Per function version: gauges refreshed by the scaler tick.
     environments: Family<EnvironmentLabels, Gauge>,
     concurrency: Family<VersionLabels, Gauge>,
     concurrency_limit: Family<VersionLabels, Gauge>,
     environment_cpu: Family<VersionLabels, FloatGauge>,
     environment_memory: Family<VersionLabels, FloatGauge>,
+    environment_memory_max: Family<VersionLabels, Gauge>,
+    environment_memory_size: Family<VersionLabels, Gauge>,
+    environment_tmp_used: Family<VersionLabels, Gauge>,
+    environment_tmp_size: Family<VersionLabels, Gauge>,
     desired_environments: Family<VersionLabels, Gauge>,
     actual_environments: Family<VersionLabels, Gauge>,
 
@@ -417,6 +463,28 @@ impl Metrics {
             init_duration.clone(),
         );
 
+        let environment_cpu_seconds = Family::default();
+        r.register_with_unit(
+            "execution_environment_cpu",
+            "CPU time the version's environments used, by mode (user, system), from their cgroup or process tree; the sum of both is Lambda Insights cpu_total_time",
+            Unit::Seconds,
+            environment_cpu_seconds.clone(),
+        );
+        let environment_rx = Family::default();
+        r.register_with_unit(
+            "execution_environment_network_receive",
+            "Bytes the version's environments received in their network namespace, loopback included (Lambda Insights rx_bytes)",
+            Unit::Bytes,
+            environment_rx.clone(),
+        );
+        let environment_tx = Family::default();
+        r.register_with_unit(
+            "execution_environment_network_transmit",
+            "Bytes the version's environments sent from their network namespace, loopback included (Lambda Insights tx_bytes)",
+            Unit::Bytes,
+            environment_tx.clone(),
+        );
+
         let environments = Family::default();
         r.register(
             "execution_environments",
@@ -446,6 +514,34 @@ impl Metrics {
             "execution_environment_memory_utilization",
             "Average memory use of the version's Ready environments as a fraction of MemorySize (CloudWatch ExecutionEnvironmentMemoryUtilization, in percent there)",
             environment_memory.clone(),
+        );
+        let environment_memory_max = Family::default();
+        r.register_with_unit(
+            "execution_environment_memory_max",
+            "Highest memory use of any of the version's environments since it started (Lambda Insights used_memory_max)",
+            Unit::Bytes,
+            environment_memory_max.clone(),
+        );
+        let environment_memory_size = Family::default();
+        r.register_with_unit(
+            "execution_environment_memory_size",
+            "Memory of each of the version's environments: MemorySize (Lambda Insights total_memory)",
+            Unit::Bytes,
+            environment_memory_size.clone(),
+        );
+        let environment_tmp_used = Family::default();
+        r.register_with_unit(
+            "execution_environment_tmp_used",
+            "Bytes in use in /tmp of the version's fullest environment (Lambda Insights tmp_used)",
+            Unit::Bytes,
+            environment_tmp_used.clone(),
+        );
+        let environment_tmp_size = Family::default();
+        r.register_with_unit(
+            "execution_environment_tmp_size",
+            "Size of each of the version's environments' /tmp: EphemeralStorage (Lambda Insights tmp_max)",
+            Unit::Bytes,
+            environment_tmp_size.clone(),
         );
         let desired_environments = Family::default();
         r.register(
@@ -606,11 +702,18 @@ impl Metrics {
             throttles_by_reason,
             duration,
             init_duration,
+            environment_cpu_seconds,
+            environment_rx,
+            environment_tx,
             environments,
             concurrency,
             concurrency_limit,
             environment_cpu,
             environment_memory,
+            environment_memory_max,
+            environment_memory_size,
+            environment_tmp_used,
+            environment_tmp_size,
             desired_environments,
             actual_environments,
             provider_cpu,
@@ -667,6 +770,15 @@ impl Metrics {
                 .map(|r| self.throttles_by_reason[r.index()].get_or_create_owned(&labels)),
             duration: self.duration.get_or_create_owned(&labels),
             init_duration: self.init_duration.get_or_create_owned(&labels),
+            cpu_seconds: [CpuMode::User, CpuMode::System].map(|mode| {
+                self.environment_cpu_seconds
+                    .get_or_create_owned(&CpuModeLabels {
+                        version: labels.clone(),
+                        mode,
+                    })
+            }),
+            network_rx_bytes: self.environment_rx.get_or_create_owned(&labels),
+            network_tx_bytes: self.environment_tx.get_or_create_owned(&labels),
             labels,
         }
     }
@@ -681,6 +793,14 @@ impl Metrics {
         }
         self.duration.remove(labels);
         self.init_duration.remove(labels);
+        for mode in [CpuMode::User, CpuMode::System] {
+            self.environment_cpu_seconds.remove(&CpuModeLabels {
+                version: labels.clone(),
+                mode,
+            });
+        }
+        self.environment_rx.remove(labels);
+        self.environment_tx.remove(labels);
         self.remove_version_gauges(labels);
     }
 
@@ -696,6 +816,10 @@ impl Metrics {
             &self.concurrency_limit,
             &self.desired_environments,
             &self.actual_environments,
+            &self.environment_memory_max,
+            &self.environment_memory_size,
+            &self.environment_tmp_used,
+            &self.environment_tmp_size,
         ] {
             f.remove(labels);
         }
@@ -813,6 +937,22 @@ impl Metrics {
             self.environment_memory
                 .get_or_create(&v.labels)
                 .set(v.memory_utilization);
+            for (f, n) in [
+                (&self.environment_memory_max, v.memory_max_bytes),
+                (&self.environment_memory_size, v.memory_size_bytes),
+                (&self.environment_tmp_used, v.tmp_used_bytes),
+                (&self.environment_tmp_size, v.tmp_size_bytes),
+            ] {
+                match n {
+                    Some(n) => {
+                        f.get_or_create(&v.labels).set(n);
+                    }
+                    // Not measured (yet): no series rather than a zero that reads as measured.
+                    None => {
+                        f.remove(&v.labels);
+                    }
+                }
+            }
             self.desired_environments
                 .get_or_create(&v.labels)
                 .set(v.desired_environments);
@@ -890,6 +1030,10 @@ pub struct VersionMetrics {
     throttles_by_reason: [Counter; ThrottleReason::COUNT],
     duration: Histogram,
     init_duration: Histogram,
+    /// Indexed user, system.
+    cpu_seconds: [FloatCounter; 2],
+    network_rx_bytes: Counter,
+    network_tx_bytes: Counter,
 }
 
 impl Default for VersionMetrics {
@@ -903,6 +1047,9 @@ impl Default for VersionMetrics {
             throttles_by_reason: Default::default(),
             duration: duration_histogram(),
             init_duration: init_duration_histogram(),
+            cpu_seconds: Default::default(),
+            network_rx_bytes: Counter::default(),
+            network_tx_bytes: Counter::default(),
         }
     }
 }
@@ -937,6 +1084,14 @@ impl VersionMetrics {
     pub fn initialized(&self, init: Duration) {
         self.init_duration.observe(init.as_secs_f64());
     }
+
+    /// Adds what one of the version's environments used since its previous report.
+    pub fn used(&self, u: &EnvironmentUsage) {
+        self.cpu_seconds[0].inc_by(u.cpu_user.as_secs_f64());
+        self.cpu_seconds[1].inc_by(u.cpu_system.as_secs_f64());
+        self.network_rx_bytes.inc_by(u.network_rx_bytes);
+        self.network_tx_bytes.inc_by(u.network_tx_bytes);
+    }
 }
 
 /// The gauges of one version at one refresh.
@@ -952,6 +1107,14 @@ pub struct VersionGauges {
     pub memory_utilization: f64,
     pub desired_environments: i64,
     pub actual_environments: i64,
+    /// Highest peak memory of the version's environments; `None` when none was measured.
+    pub memory_max_bytes: Option<i64>,
+    /// `MemorySize` in bytes; `None` when unknown.
+    pub memory_size_bytes: Option<i64>,
+    /// `/tmp` in use in the fullest environment; `None` when none was measured.
+    pub tmp_used_bytes: Option<i64>,
+    /// `EphemeralStorage` in bytes; `None` when unknown.
+    pub tmp_size_bytes: Option<i64>,
 }
 
 /// The gauges of a capacity provider's instances of one type.

@@ -19,6 +19,19 @@ const FAMILIES: &[(&str, &str)] = &[
     ("fleetfn_execution_environment_concurrency_limit", "gauge"),
     ("fleetfn_execution_environment_cpu_utilization", "gauge"),
     ("fleetfn_execution_environment_memory_utilization", "gauge"),
+    ("fleetfn_execution_environment_memory_max_bytes", "gauge"),
+    ("fleetfn_execution_environment_memory_size_bytes", "gauge"),
+    ("fleetfn_execution_environment_tmp_used_bytes", "gauge"),
+    ("fleetfn_execution_environment_tmp_size_bytes", "gauge"),
+    ("fleetfn_execution_environment_cpu_seconds", "counter"),
+    (
+        "fleetfn_execution_environment_network_receive_bytes",
+        "counter",
+    ),
+    (
+        "fleetfn_execution_environment_network_transmit_bytes",
+        "counter",
+    ),
     ("fleetfn_scaler_desired_environments", "gauge"),
     ("fleetfn_scaler_actual_environments", "gauge"),
     ("fleetfn_capacity_provider_cpu_utilization", "gauge"),
@@ -85,6 +98,10 @@ fn snapshot(instances_state: InstanceState) -> GaugeSnapshot {
             memory_utilization: 0.5,
             desired_environments: 3,
             actual_environments: 2,
+            memory_max_bytes: Some(300 << 20),
+            memory_size_bytes: Some(1 << 30),
+            tmp_used_bytes: Some(4096),
+            tmp_size_bytes: Some(512 << 20),
         }],
         capacity: vec![CapacityGauges {
             labels: pt.clone(),
@@ -113,6 +130,13 @@ fn snapshot(instances_state: InstanceState) -> GaugeSnapshot {
     }
 }
 
+const USAGE: EnvironmentUsage = EnvironmentUsage {
+    cpu_user: Duration::from_millis(1500),
+    cpu_system: Duration::from_millis(250),
+    network_rx_bytes: 1000,
+    network_tx_bytes: 300,
+};
+
 /// One of every event: invokes, errors, throttles of each reason, an init, tries of every
 /// outcome (outcome i counted i + 1 times), and a gauge snapshot.
 fn exercise(m: &Metrics) {
@@ -127,6 +151,7 @@ fn exercise(m: &Metrics) {
     v.throttled(ThrottleReason::Memory);
     v.throttled(ThrottleReason::Disk);
     v.initialized(Duration::from_millis(700));
+    v.used(&USAGE);
     for (i, o) in TryOutcome::ALL.into_iter().enumerate() {
         for _ in 0..=i {
             m.router_try(o);
@@ -208,6 +233,15 @@ fn every_family_moves_when_its_event_happens() {
             vec!["fleetfn_init_duration_seconds"],
         ),
         (
+            "environment usage",
+            Box::new(|_, v| v.used(&USAGE)),
+            vec![
+                "fleetfn_execution_environment_cpu_seconds",
+                "fleetfn_execution_environment_network_receive_bytes",
+                "fleetfn_execution_environment_network_transmit_bytes",
+            ],
+        ),
+        (
             "gauge refresh",
             Box::new(|m, _| m.publish(&snapshot(InstanceState::Running))),
             gauges,
@@ -283,6 +317,34 @@ fn every_family_moves_when_its_event_happens() {
     assert_eq!(at(&format!("fleetfn_scaler_desired_environments{l}")), 3.0);
     assert_eq!(
         at(
+            r#"fleetfn_execution_environment_cpu_seconds_total{function="hello",version="1",mode="user"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        at(
+            r#"fleetfn_execution_environment_cpu_seconds_total{function="hello",version="1",mode="system"}"#
+        ),
+        0.5
+    );
+    assert_eq!(
+        at(&format!(
+            "fleetfn_execution_environment_network_receive_bytes_total{l}"
+        )),
+        2000.0
+    );
+    assert_eq!(
+        at(&format!(
+            "fleetfn_execution_environment_memory_max_bytes{l}"
+        )),
+        314_572_800.0
+    );
+    assert_eq!(
+        at(&format!("fleetfn_execution_environment_tmp_size_bytes{l}")),
+        536_870_912.0
+    );
+    assert_eq!(
+        at(
             r#"fleetfn_capacity_provider_memory_allocated_bytes{capacity_provider="cp1",instance_type="c7i.large"}"#
         ),
         6_442_450_944.0
@@ -323,6 +385,23 @@ fn publish_removes_what_is_gone_and_keeps_what_continues() {
             .count(),
         0,
         "{s:?}"
+    );
+}
+
+#[test]
+fn unmeasured_resource_gauges_have_no_series() {
+    let m = Metrics::new();
+    m.publish(&snapshot(InstanceState::Running));
+    let mut snap = snapshot(InstanceState::Running);
+    snap.versions[0].memory_max_bytes = None;
+    snap.versions[0].tmp_used_bytes = None;
+    m.publish(&snap);
+    let s = samples(&m.render().unwrap());
+    assert!(family_samples(&s, "fleetfn_execution_environment_memory_max_bytes").is_empty());
+    assert!(family_samples(&s, "fleetfn_execution_environment_tmp_used_bytes").is_empty());
+    assert_eq!(
+        family_samples(&s, "fleetfn_execution_environment_tmp_size_bytes").len(),
+        1
     );
 }
 

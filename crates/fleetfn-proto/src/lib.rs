@@ -176,6 +176,35 @@ pub struct EnvironmentStatus {
     /// The placement the environment was started with ([`EnvironmentRequest::placement`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// CPU time split, peak memory and network counters (the Lambda Insights metrics);
+    /// all absent from agents that predate them.
+    #[serde(default)]
+    pub insights: EnvInsights,
+}
+
+/// What an environment used since it started, as last sampled (≈ 1 s), for the per-function
+/// metrics Lambda Insights reports (docs/METRICS.md). Each is `None` where the agent cannot
+/// measure it; the counters only grow while the environment lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvInsights {
+    /// CPU time in user mode, ns (`cpu_user_time`): the cgroup's `cpu.stat` `user_usec`, or
+    /// `utime + cutime` summed over the process tree.
+    #[serde(default)]
+    pub cpu_user_ns: Option<u64>,
+    /// CPU time in kernel mode, ns (`cpu_system_time`): `system_usec`, or `stime + cstime`.
+    #[serde(default)]
+    pub cpu_system_ns: Option<u64>,
+    /// Highest memory use seen, bytes (`used_memory_max`): the cgroup's `memory.peak` (or
+    /// the highest sampled charge), or the summed `VmHWM` of the process tree.
+    #[serde(default)]
+    pub memory_peak_bytes: Option<u64>,
+    /// Bytes received by the environment's network namespace, loopback included (`rx_bytes`);
+    /// `None` when the environment shares the agent's network.
+    #[serde(default)]
+    pub net_rx_bytes: Option<u64>,
+    /// Bytes sent by it (`tx_bytes`).
+    #[serde(default)]
+    pub net_tx_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,5 +272,6 @@ mod tests {
             (e.cpu_utilization, e.tmp_used_bytes, e.tmp_limit_bytes),
             (None, None, 0)
         );
+        assert_eq!(e.insights, EnvInsights::default());
     }
 }

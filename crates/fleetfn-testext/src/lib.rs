@@ -5,7 +5,7 @@
 //! (the crate takes the extension's name from its file name):
 //!
 //! - `fleetfn-testext-events`: registers for the events named by `FLEETFN_TESTEXT_EVENTS`
-//!   (comma-separated, default [`DEFAULT_EVENTS`]) with an events processor;
+//!   (comma-separated, default [`DEFAULT_EVENTS`], `SHUTDOWN`) with an events processor;
 //! - `fleetfn-testext-telemetry`: registers for `SHUTDOWN` and subscribes to the Telemetry API
 //!   (`platform`, `function`, `extension`) with the crate's telemetry processor, listening on
 //!   [`TELEMETRY_PORT`] (`FLEETFN_TESTEXT_TELEMETRY_PORT` overrides it).
@@ -25,8 +25,11 @@ use serde::Serialize;
 
 /// Where the records go unless `FLEETFN_TESTEXT_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/tmp/fleetfn-testext";
-/// The events `fleetfn-testext-events` registers for unless `FLEETFN_TESTEXT_EVENTS` is set.
-pub const DEFAULT_EVENTS: &str = "INVOKE,SHUTDOWN";
+/// The events `fleetfn-testext-events` registers for unless `FLEETFN_TESTEXT_EVENTS` is set:
+/// Lambda Managed Instances deliver only `SHUTDOWN` to extensions (registering `INVOKE` is
+/// refused with `Extension.InvalidEventType`), so the crate's default (`INVOKE,SHUTDOWN`) is
+/// replaced, as extensions running on LMI do.
+pub const DEFAULT_EVENTS: &str = "SHUTDOWN";
 /// The telemetry listener's port (the crate's default, 9003, stays free for other extensions).
 pub const TELEMETRY_PORT: u16 = 9013;
 

@@ -41,6 +41,7 @@ fn adopted_env(inst: &Arc<Instance>, st: &EnvironmentStatus) -> Option<Env> {
         memory_bytes: st.memory_bytes,
         cpu_usage_ns: st.cpu_usage_ns,
         cpu: CpuSampler::default(),
+        usage: crate::state::EnvUsage::of(st),
         credentials_renew_at: None,
         role: None,
     })

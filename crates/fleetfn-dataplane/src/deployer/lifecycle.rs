@@ -142,6 +142,7 @@ impl DataPlane {
             memory_bytes: None,
             cpu_usage_ns: None,
             cpu: CpuSampler::default(),
+            usage: crate::state::EnvUsage::default(),
             credentials_renew_at: None,
             role: Some(target.clone()),
         };

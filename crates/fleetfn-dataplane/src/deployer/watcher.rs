@@ -58,6 +58,8 @@ fn apply_report(
     let mut changed_versions = HashSet::new();
     // (version key, init ms) of environments that just turned Ready.
     let mut inits = Vec::new();
+    // (version key, what it used since the previous report) of every reported environment.
+    let mut usage_deltas = Vec::new();
     for env in s.envs.values_mut().filter(|e| e.instance.id == instance_id) {
         match seen.get(env.env_id.as_str()) {
             Some(st) => {
@@ -75,6 +77,12 @@ fn apply_report(
                 env.cpu_usage_ns = st.cpu_usage_ns;
                 env.cpu
                     .observe(now, st.cpu_usage_ns, env.vcpus * host_scale);
+                let usage = crate::state::EnvUsage::of(st);
+                let delta = crate::metrics::usage_delta(&env.usage.insights, &usage.insights);
+                if delta != fleetfn_metrics::EnvironmentUsage::default() {
+                    usage_deltas.push((env.version_key.clone(), delta));
+                }
+                env.usage = usage;
             }
             // Starting: the agent may not have it yet; Failed without the agent: its role could
             // not be assumed (the deployer stops it).
@@ -102,6 +110,9 @@ fn apply_report(
         s.stats(&vkey)
             .metrics
             .initialized(Duration::from_millis(ms));
+    }
+    for (vkey, delta) in usage_deltas {
+        s.stats(&vkey).metrics.used(&delta);
     }
     applied
 }
@@ -224,6 +235,7 @@ mod tests {
             tmp_used_bytes: None,
             tmp_limit_bytes: 0,
             placement: None,
+            insights: fleetfn_proto::EnvInsights::default(),
         }
     }
 

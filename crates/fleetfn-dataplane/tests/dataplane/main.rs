@@ -7,6 +7,7 @@ mod support;
 mod adopt;
 mod credentials;
 mod deploy;
+mod insights;
 mod lost;
 mod rollout;
 mod routing;

@@ -1,5 +1,5 @@
 //! `fleetfn-testext-events`: an external extension on `lambda-extension`'s events processor.
-//! Registers for `FLEETFN_TESTEXT_EVENTS` (default `INVOKE,SHUTDOWN`) and records the register
+//! Registers for `FLEETFN_TESTEXT_EVENTS` (default `SHUTDOWN`, all LMI delivers) and records the register
 //! answer and every event to `<dir>/fleetfn-testext-events.jsonl` (see the crate docs).
 
 use std::sync::Arc;

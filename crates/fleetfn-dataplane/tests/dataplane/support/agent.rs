@@ -107,6 +107,8 @@ pub struct FakeEnv {
     pub started: Instant,
     pub ready_at: Option<Instant>,
     pub in_flight: u32,
+    /// Invokes it was sent (whatever their answer).
+    pub invocations: u64,
     cpu_ns: u64,
     cpu_at: Instant,
 }
@@ -345,6 +347,19 @@ impl FakeAgent {
                 tmp_used_bytes: Some(0),
                 tmp_limit_bytes: u64::from(e.request.ephemeral_storage_mb) << 20,
                 placement: e.request.placement.clone(),
+                // A quarter of the CPU in the kernel; 100 bytes each way per invoke.
+                insights: fleetfn_proto::EnvInsights {
+                    cpu_user_ns: Some(e.cpu_ns - e.cpu_ns / 4),
+                    cpu_system_ns: Some(e.cpu_ns / 4),
+                    memory_peak_bytes: Some(
+                        memory
+                            .get(&e.request.function_name)
+                            .copied()
+                            .unwrap_or(64 << 20),
+                    ),
+                    net_rx_bytes: Some(e.invocations * 100),
+                    net_tx_bytes: Some(e.invocations * 100),
+                },
             });
         }
         AgentReport {
@@ -431,6 +446,7 @@ impl AgentApi for FakeAgent {
                         started: now,
                         ready_at: None,
                         in_flight: 0,
+                        invocations: 0,
                         cpu_ns: 0,
                         cpu_at: now,
                     },
@@ -524,6 +540,9 @@ impl AgentApi for FakeAgent {
             let answer = {
                 let mut st = self.state();
                 let own = st.answer.clone();
+                if let Some(e) = st.envs.get_mut(env_id) {
+                    e.invocations += 1;
+                }
                 let env = st.envs.get(env_id).map(|e| {
                     (
                         e.request.function_name.clone(),
