@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -358,9 +358,11 @@ fn child(
         return Err(JailError::new("supervisor", "exited during setup"));
     }
     if !spec.extensions.is_empty() {
-        // SAFETY: `open` just returned this descriptor and nothing else owns it.
-        let null = unsafe { OwnedFd::from_raw_fd(null) };
-        return crate::init::run(spec, &argv, &env, pending, &null, old_mask);
+        let _ = nix::unistd::close(null);
+        // Opened again inside the new root, so the children see it as `/dev/null`.
+        let null = std::fs::File::open("/dev/null")
+            .map_err(|e| JailError::new("open /dev/null", e))?;
+        return crate::init::run(spec, &argv, &env, pending, &null.into(), old_mask);
     }
     // The helper is a Rust program (SIGPIPE ignored) started by an agent whose own ignored
     // signals it inherited; ignored signals survive exec. The runtime gets default

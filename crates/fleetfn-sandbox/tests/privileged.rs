@@ -13,13 +13,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use fleetfn_sandbox::{
-    CgroupLimits, CgroupSpec, Cgroups, Controller, Isolation, LinuxHost, Namespaces,
-    SETUP_FAILURE_EXIT_CODE, SandboxSpec, probe,
+    CgroupLimits, CgroupSpec, Cgroups, Controller, EXTENSION_EXIT_CODE, ExtensionProcess,
+    Isolation, LinuxHost, Namespaces, SETUP_FAILURE_EXIT_CODE, SandboxSpec, parse_extension_exit,
+    probe,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -803,6 +804,442 @@ mod needs_root {
         );
         let peer = accepted.join().unwrap();
         assert!(peer.ip().is_loopback());
+    }
+
+    /// Writes executable `/bin/sh` scripts into `<opt>/extensions/` and returns the opt dir
+    /// and the spec's extension list.
+    fn extensions_opt(fx: &Fixture, scripts: &[(&str, &str)]) -> (PathBuf, Vec<ExtensionProcess>) {
+        let opt = fx.dir.path().join("opt");
+        let dir = opt.join("extensions");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut list = Vec::new();
+        for (name, body) in scripts {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            list.push(ExtensionProcess {
+                name: (*name).to_owned(),
+                path: PathBuf::from(format!("/opt/extensions/{name}")),
+            });
+        }
+        (opt, list)
+    }
+
+    /// A helper running an init: the spec was sent as one line, stdin is kept for the gate.
+    struct Gated {
+        child: Child,
+        stdin: Option<ChildStdin>,
+        lines: mpsc::Receiver<String>,
+        stderr: Option<std::thread::JoinHandle<String>>,
+    }
+
+    impl Gated {
+        fn spawn(spec: &SandboxSpec) -> Self {
+            let mut child = Command::new(HELPER)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let line = format!("{}\n", serde_json::to_string(spec).unwrap());
+            stdin.write_all(line.as_bytes()).unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut err = child.stderr.take().unwrap();
+            let stderr = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut err, &mut text);
+                text
+            });
+            Self {
+                child,
+                stdin: Some(stdin),
+                lines,
+                stderr: Some(stderr),
+            }
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            let stdin = self.stdin.as_mut().expect("stdin still open");
+            stdin.write_all(bytes).unwrap();
+            stdin.flush().unwrap();
+        }
+
+        /// Waits for the line `wanted` on stdout; returns the lines before it.
+        fn wait_for_line(&self, wanted: &str) -> Vec<String> {
+            let mut seen = Vec::new();
+            loop {
+                match self.lines.recv_timeout(TIMEOUT) {
+                    Ok(line) if line == wanted => return seen,
+                    Ok(line) => seen.push(line),
+                    Err(e) => panic!("no {wanted:?} line ({e}); saw {seen:?}"),
+                }
+            }
+        }
+
+        /// Every stdout line still to come, up to end of file.
+        fn rest_of_lines(&self) -> Vec<String> {
+            let mut lines = Vec::new();
+            while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
+                lines.push(line);
+            }
+            lines
+        }
+
+        /// The lines that arrived so far, without waiting.
+        fn lines_so_far(&self) -> Vec<String> {
+            self.lines.try_iter().collect()
+        }
+
+        /// Waits for the helper to exit; returns its status and stderr.
+        fn finish(&mut self) -> (ExitStatus, String) {
+            for _ in 0..TIMEOUT.as_millis() / 20 {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    let stderr = self.stderr.take().unwrap().join().unwrap();
+                    return (status, stderr);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("helper {} did not exit within {TIMEOUT:?}", self.child.id());
+        }
+
+        fn pid(&self) -> Pid {
+            Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+        }
+    }
+
+    impl Drop for Gated {
+        fn drop(&mut self) {
+            if self.child.try_wait().ok().flatten().is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
+    /// Command lines of `uid`'s live processes.
+    fn cmdlines_of(uid: u32) -> Vec<String> {
+        processes_of(uid)
+            .into_iter()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn init_starts_extensions_then_the_runtime_at_the_gate() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-gate", &iso);
+        let ext = |name: &str| {
+            format!(
+                r#"echo "uid=$(id -u) cwd=$(pwd) stdin=$(readlink /proc/self/fd/0) var=$TEST_VAR" > /tmp/{name}
+echo {name}-up
+exec sleep 600"#
+            )
+        };
+        let (opt, extensions) =
+            extensions_opt(&fx, &[("ext-a", &ext("ext-a")), ("ext-b", &ext("ext-b"))]);
+        let uid = 20_301;
+        let mut spec = fx.spec(
+            "e-gate",
+            uid,
+            r#"echo runtime-script-started
+            echo a=$(cat /tmp/ext-a)
+            echo b=$(cat /tmp/ext-b)
+            echo stdin=$(readlink /proc/self/fd/0)
+            echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
+            echo procs=$(ls /proc | grep -cE '^[0-9]+$')
+            exit 7"#,
+        );
+        spec.env.push(("TEST_VAR".into(), "same-env".into()));
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        let mut up = Vec::new();
+        while up.len() < 2 {
+            let line = gated
+                .lines
+                .recv_timeout(TIMEOUT)
+                .expect("extension up lines");
+            up.push(line);
+        }
+        up.sort();
+        assert_eq!(up, ["ext-a-up", "ext-b-up"]);
+        // Both extensions run; the runtime does not until the gate byte comes.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            gated.lines_so_far().is_empty(),
+            "output before the gate byte"
+        );
+        let cmdlines = cmdlines_of(uid);
+        assert!(
+            !cmdlines
+                .iter()
+                .any(|c| c.contains("runtime-script-started")),
+            "the runtime started before the gate: {cmdlines:?}"
+        );
+        assert_eq!(
+            cmdlines
+                .iter()
+                .filter(|c| c.starts_with("sleep 600"))
+                .count(),
+            2,
+            "{cmdlines:?}"
+        );
+        gated.send(b"G");
+        gated.wait_for_line("runtime-script-started");
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(7), "the runtime's status: {stderr}");
+        let v: BTreeMap<String, String> = gated
+            .rest_of_lines()
+            .iter()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let same = format!("uid={uid} cwd=/var/task stdin=/dev/null var=same-env");
+        assert_eq!(v["a"], same, "{v:?}");
+        assert_eq!(v["b"], same, "{v:?}");
+        assert_eq!(v["stdin"], "/dev/null");
+        // Init is pid 1 (the helper), not the runtime.
+        assert_eq!(v["pid1"].trim(), HELPER, "{v:?}");
+        // Init, two extensions, the runtime and its command substitution's processes.
+        assert!(v["procs"].parse::<u32>().unwrap() <= 8, "{v:?}");
+        // The runtime's exit took the extensions with it.
+        wait_until_no_process_of(uid);
+    }
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn an_extension_crash_ends_the_sandbox_with_124() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-crash", &iso);
+        // Before the gate: ext-a exits at once, ext-b would run forever.
+        let (opt, extensions) = extensions_opt(
+            &fx,
+            &[
+                ("ext-a", "echo ext-a-up; exit 3"),
+                ("ext-b", "exec sleep 600"),
+            ],
+        );
+        let uid = 20_302;
+        let mut spec = fx.spec("e-crash1", uid, "echo runtime-started");
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(EXTENSION_EXIT_CODE), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "fleetfn-sandbox: extension ext-a exited: exit code 3"
+        );
+        assert_eq!(
+            parse_extension_exit(stderr.trim()),
+            Some(("ext-a".to_owned(), "exit code 3".to_owned()))
+        );
+        assert_eq!(
+            gated.rest_of_lines(),
+            ["ext-a-up"],
+            "the runtime never started"
+        );
+        wait_until_no_process_of(uid);
+
+        // While the runtime runs: ext-b dies of a signal once the runtime says so.
+        let fx = Fixture::new("ext-crash2", &iso);
+        let (opt, extensions) = extensions_opt(
+            &fx,
+            &[
+                ("ext-a", "exec sleep 600"),
+                (
+                    "ext-b",
+                    "while [ ! -e /tmp/crash ]; do sleep 0.02; done; kill -SEGV $$",
+                ),
+            ],
+        );
+        let mut spec = fx.spec(
+            "e-crash2",
+            uid,
+            "echo runtime-up; touch /tmp/crash; exec sleep 600",
+        );
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        gated.send(b"G");
+        gated.wait_for_line("runtime-up");
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(124), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "fleetfn-sandbox: extension ext-b exited: killed by SIGSEGV"
+        );
+        // The runtime and the other extension were killed with it.
+        wait_until_no_process_of(uid);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn stdin_closed_before_the_gate_aborts_the_sandbox() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-eof", &iso);
+        let (opt, extensions) = extensions_opt(&fx, &[("ext-a", "echo ext-a-up; exec sleep 600")]);
+        let uid = 20_303;
+        let mut spec = fx.spec("e-eof", uid, "echo runtime-started");
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        gated.wait_for_line("ext-a-up");
+        drop(gated.stdin.take());
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(SETUP_FAILURE_EXIT_CODE), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "fleetfn-sandbox: gate: stdin closed before the gate byte"
+        );
+        assert!(gated.rest_of_lines().is_empty());
+        wait_until_no_process_of(uid);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn sigterm_goes_to_the_runtime_only() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-term", &iso);
+        let (opt, extensions) = extensions_opt(
+            &fx,
+            &[
+                (
+                    "ext-a",
+                    "trap 'echo ext-a-got-term' TERM; echo ext-a-up; while :; do sleep 0.05; done",
+                ),
+                // Leaves (exit 0) once the runtime says the environment stops: allowed then.
+                (
+                    "ext-b",
+                    "echo ext-b-up; while [ ! -e /tmp/stop ]; do sleep 0.02; done; echo ext-b-left",
+                ),
+            ],
+        );
+        let uid = 20_304;
+        let mut spec = fx.spec(
+            "e-term",
+            uid,
+            // The runtime lingers after the signal so a misdirected one would show.
+            r#"trap 'echo runtime-got-term; touch /tmp/stop; sleep 0.5; exit 0' TERM
+            echo runtime-up
+            while :; do sleep 0.05; done"#,
+        );
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        let mut up = vec![
+            gated.lines.recv_timeout(TIMEOUT).unwrap(),
+            gated.lines.recv_timeout(TIMEOUT).unwrap(),
+        ];
+        up.sort();
+        assert_eq!(up, ["ext-a-up", "ext-b-up"]);
+        gated.send(b"G");
+        gated.wait_for_line("runtime-up");
+        kill(gated.pid(), Signal::SIGTERM).unwrap();
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        assert_eq!(stderr.trim(), "", "no extension crash reported");
+        let mut lines = gated.rest_of_lines();
+        lines.sort();
+        assert_eq!(lines, ["ext-b-left", "runtime-got-term"]);
+        wait_until_no_process_of(uid);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn layers_at_opt_are_read_only_and_hosts_names_the_sandbox() {
+        let iso = host(false);
+        let fx = Fixture::new("opt-hosts", &iso);
+        let opt = fx.dir.path().join("layers");
+        std::fs::create_dir_all(opt.join("bin")).unwrap();
+        std::fs::write(
+            opt.join("bin/layer-tool"),
+            "#!/bin/sh\necho layer-tool-ran\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            opt.join("bin/layer-tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(&opt, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let runtime_tree = fx.dir.path().join("runtime");
+        std::fs::create_dir_all(&runtime_tree).unwrap();
+        std::fs::write(runtime_tree.join("version"), "r1\n").unwrap();
+        let hosts = fx.dir.path().join("hosts");
+        std::fs::write(
+            &hosts,
+            "127.0.0.1 localhost sandbox.localdomain sandbox\n::1 localhost\n",
+        )
+        .unwrap();
+        let mut spec = fx.spec(
+            "e-opt",
+            20_305,
+            r#"echo tool=$(/opt/bin/layer-tool)
+            if touch /opt/x 2>/dev/null; then echo opt=writable; else echo opt=readonly; fi
+            echo host=$(getent hosts sandbox.localdomain | awk '{print $1}')
+            echo short=$(getent hosts sandbox | awk '{print $1}')
+            echo runtime=$(cat /var/runtime/r0/version)
+            if echo x >> /etc/hosts 2>/dev/null; then echo hosts=writable; else echo hosts=readonly; fi"#,
+        );
+        spec.opt_dir = Some(opt.clone());
+        spec.hosts_file = Some(hosts);
+        spec.extra_ro_binds = vec![(runtime_tree, "/var/runtime/r0".into())];
+        let out = run(&spec);
+        assert!(out.status.success(), "{out:?}");
+        let v = values(&out);
+        assert_eq!(v["tool"], "layer-tool-ran", "{v:?}");
+        assert_eq!(v["opt"], "readonly");
+        assert_eq!(v["host"], "127.0.0.1");
+        assert_eq!(v["short"], "127.0.0.1");
+        assert_eq!(v["runtime"], "r1");
+        assert_eq!(v["hosts"], "readonly");
+        assert!(!opt.join("x").exists());
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn connect_in_reaches_the_namespace_and_not_the_host() {
+        host(false);
+        let leases = fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR);
+        let slot = leases
+            .acquire_slot(fleetfn_sandbox::net::slot_count(), std::process::id() + 7)
+            .unwrap();
+        let mut net = fleetfn_sandbox::EnvNetwork::create(slot.slot(), false).unwrap();
+        // A listener inside the namespace (the Runtime API's, at 127.0.0.1:9001).
+        let inside = net.take_listener().unwrap();
+        let served = std::thread::spawn(move || {
+            let (mut stream, _) = inside.accept().unwrap();
+            stream.write_all(b"from inside\n").unwrap();
+        });
+        let stream =
+            fleetfn_sandbox::net::connect_in(net.ns_fd(), "127.0.0.1:9001".parse().unwrap())
+                .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        assert_eq!(line, "from inside\n");
+        served.join().unwrap();
+        // A host-only listener: the namespace's loopback has nothing on that port.
+        let host_only = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = host_only.local_addr().unwrap().port();
+        let err = net
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        // Nothing but loopback is accepted, not even the environment's own address.
+        let err = net.connect("198.18.0.2:9001".parse().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }
 
     mod needs_nft {
