@@ -959,6 +959,10 @@ exec sleep 600"#
             echo stdin=$(readlink /proc/self/fd/0)
             echo pid1=$(tr '\0' ' ' < /proc/1/cmdline)
             echo procs=$(ls /proc | grep -cE '^[0-9]+$')
+            # An orphan (its parent subshell is gone) that exits: init must reap it.
+            ( sleep 0.1 & )
+            sleep 0.6
+            echo zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l)
             exit 7"#,
         );
         spec.env.push(("TEST_VAR".into(), "same-env".into()));
@@ -1014,6 +1018,7 @@ exec sleep 600"#
         assert_eq!(v["pid1"].trim(), HELPER, "{v:?}");
         // Init, two extensions, the runtime and its command substitution's processes.
         assert!(v["procs"].parse::<u32>().unwrap() <= 8, "{v:?}");
+        assert_eq!(v["zombies"], "0", "orphans are reaped: {v:?}");
         // The runtime's exit took the extensions with it.
         wait_until_no_process_of(uid);
     }
@@ -1081,6 +1086,65 @@ exec sleep 600"#
             "fleetfn-sandbox: extension ext-b exited: killed by SIGSEGV"
         );
         // The runtime and the other extension were killed with it.
+        wait_until_no_process_of(uid);
+
+        // An extension that cannot be executed says why, then counts as exited.
+        let fx = Fixture::new("ext-crash3", &iso);
+        let (opt, mut extensions) = extensions_opt(&fx, &[("ext-a", "exec sleep 600")]);
+        extensions.push(ExtensionProcess {
+            name: "missing".into(),
+            path: "/opt/extensions/missing".into(),
+        });
+        let mut spec = fx.spec("e-crash3", uid, "echo runtime-started");
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(124), "{stderr}");
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            [
+                "fleetfn-sandbox: exec extension /opt/extensions/missing: ENOENT: No such file or directory",
+                "fleetfn-sandbox: extension missing exited: exit code 127",
+            ]
+        );
+        wait_until_no_process_of(uid);
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn init_without_a_pid_namespace_kills_what_it_started() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-nopid", &iso);
+        let (opt, extensions) = extensions_opt(
+            &fx,
+            &[
+                ("ext-a", "echo ext-a-up; exec sleep 600"),
+                (
+                    "ext-b",
+                    "while [ ! -e /tmp/crash ]; do sleep 0.02; done; exit 9",
+                ),
+            ],
+        );
+        let uid = 20_306;
+        let mut spec = fx.spec(
+            "e-nopid",
+            uid,
+            "echo runtime-up; touch /tmp/crash; exec sleep 600",
+        );
+        spec.namespaces.pid = false;
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let mut gated = Gated::spawn(&spec);
+        gated.wait_for_line("ext-a-up");
+        gated.send(b"G\n");
+        gated.wait_for_line("runtime-up");
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(124), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "fleetfn-sandbox: extension ext-b exited: exit code 9"
+        );
         wait_until_no_process_of(uid);
     }
 
