@@ -44,6 +44,23 @@ pub const FUNCTION_ERROR_UNHANDLED: &str = "Unhandled";
 /// How long the runtime gets between `SIGTERM` and `SIGKILL` when it is stopped.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
+/// Error type of the invokes in flight when an external extension of their environment
+/// exited (the environment is then replaced), and of an extension's crash during init.
+pub const ERROR_TYPE_EXTENSION_CRASH: &str = "Extension.Crash";
+
+/// How long external extensions get to finish after their `SHUTDOWN` event (Lambda: 2 s
+/// with external extensions), before the runtime gets `SIGTERM`.
+pub const EXTENSIONS_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// How long the agent waits for the sandbox's line naming the extension that exited, once
+/// the sandbox has exited with [`fleetfn_sandbox::EXTENSION_EXIT_CODE`].
+const EXTENSION_LINE_GRACE: Duration = Duration::from_secs(1);
+
+/// The environment's `/etc/hosts` (in its directory), as Lambda's: extensions address their
+/// Telemetry API listeners as `sandbox.localdomain`.
+const HOSTS_FILE: &str = "hosts";
+const HOSTS: &str = "127.0.0.1 localhost sandbox.localdomain sandbox\n::1 localhost\n";
+
 /// How long the agent keeps reading a dead runtime's stdout/stderr (a process that left the
 /// process group may still hold them).
 /// How long an invoke waits for a runtime worker that is between its last answer and its next
@@ -125,6 +142,14 @@ struct Inner {
     saturation: watch::Sender<Option<Resource>>,
     env_dir: PathBuf,
     cancel: CancellationToken,
+    /// External extensions (names in `/opt/extensions`), started before the runtime.
+    extensions: Vec<String>,
+    /// Lets the runtime start once the extensions are ready; tells the sandbox when the
+    /// environment stops. `None` without extensions.
+    gate: Option<crate::process::Gate>,
+    /// The extension whose exit ended the sandbox, and how it ended (read from the sandbox's
+    /// stderr line).
+    extension_exit: watch::Sender<Option<(String, String)>>,
     /// The launcher's reservation (network namespace, uid slot): last, so it is released
     /// after everything above.
     _hold: Option<crate::process::Hold>,
@@ -136,6 +161,17 @@ impl Inner {
             return;
         }
         if let Err(e) = signal_group(self.pid, sig) {
+            tracing::warn!(env_id = self.spec.env_id, pid = self.pid, ?sig, error = %e, "signalling the runtime failed");
+        }
+    }
+
+    /// Signals the launched process alone (the sandbox's supervisor), not its group.
+    fn signal_leader(&self, sig: Signal) {
+        if self.reaped.load(Ordering::SeqCst) {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).unwrap_or(i32::MAX));
+        if let Err(e) = nix::sys::signal::kill(pid, sig) {
             tracing::warn!(env_id = self.spec.env_id, pid = self.pid, ?sig, error = %e, "signalling the runtime failed");
         }
     }
@@ -272,17 +308,34 @@ impl Environment {
         let prepared = provider.prepare(&spec.runtime).await?;
         let env_dir = provider.config().env_root.join(&spec.env_id);
         let tmp_dir = env_dir.join("tmp");
-        {
-            let (env_dir, tmp) = (env_dir.clone(), tmp_dir.clone());
+        let extensions = {
+            let (dir, tmp) = (env_dir.clone(), tmp_dir.clone());
+            let opt = spec.opt_dir.clone();
             tokio::task::spawn_blocking(move || {
-                remove_dir_if_present(&env_dir)?;
-                std::fs::create_dir_all(&tmp)
+                remove_dir_if_present(&dir)?;
+                std::fs::create_dir_all(&tmp)?;
+                std::fs::write(dir.join(HOSTS_FILE), HOSTS)?;
+                opt.map_or_else(|| Ok(Vec::new()), |o| crate::layers::list_extensions(&o))
             })
             .await
             .map_err(|e| StartError::io("preparing the environment directory", e.into()))?
-            .map_err(|e| StartError::io(format!("creating {}", tmp_dir.display()), e))?;
-        }
-        match launch(spec, provider, &prepared, env_dir.clone(), &tmp_dir).await {
+            .map_err(|e| {
+                StartError::io(
+                    format!("preparing the environment directory {}", env_dir.display()),
+                    e,
+                )
+            })?
+        };
+        match launch(
+            spec,
+            provider,
+            &prepared,
+            env_dir.clone(),
+            &tmp_dir,
+            extensions,
+        )
+        .await
+        {
             Ok(env) => Ok(env),
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || remove_dir_if_present(&env_dir)).await;
@@ -653,7 +706,23 @@ impl Environment {
             _ = tokio::time::timeout(grace, drained) => {}
             _ = wait_exited(&mut exit_rx) => {}
         }
-        inner.signal(Signal::SIGTERM);
+        if let Some(gate) = &inner.gate {
+            // Extensions first (SHUTDOWN with its deadline): the sandbox ends them all once
+            // the runtime exits. From now on an extension that exits does not end it.
+            gate.stopping();
+            let deadline = now_ms()
+                .saturating_add(u64::try_from(EXTENSIONS_SHUTDOWN.as_millis()).unwrap_or(u64::MAX));
+            extensions_shutdown(&inner.api, deadline);
+            let mut exit_rx = inner.state.subscribe();
+            tokio::select! {
+                _ = tokio::time::timeout(EXTENSIONS_SHUTDOWN, extensions_shut_down(&inner.api)) => {}
+                _ = wait_exited(&mut exit_rx) => {}
+            }
+            // The sandbox's supervisor passes it to the runtime only.
+            inner.signal_leader(Signal::SIGTERM);
+        } else {
+            inner.signal(Signal::SIGTERM);
+        }
         match tokio::time::timeout(TERM_GRACE, wait_exited(&mut state)).await {
             Ok(r) => r,
             Err(_) => {
@@ -949,8 +1018,33 @@ async fn launch(
     prepared: &PreparedRuntime,
     env_dir: PathBuf,
     tmp_dir: &Path,
+    extensions: Vec<String>,
 ) -> Result<Environment, StartError> {
     let launcher = provider.launcher();
+    if extensions.len() > crate::layers::MAX_EXTENSIONS {
+        return Err(InitFailure::new(
+            InitReasonCode::TooManyExtensions,
+            format!(
+                "The function's layers have {} extensions in /opt/extensions ({}); Lambda runs at most {}.",
+                extensions.len(),
+                extensions.join(", "),
+                crate::layers::MAX_EXTENSIONS
+            ),
+        )
+        .into());
+    }
+    if !extensions.is_empty()
+        && let Some(why) = launcher.extensions_unsupported()
+    {
+        return Err(InitFailure::new(
+            InitReasonCode::ExtensionInitError,
+            format!(
+                "The function's layers have extensions ({}), but {why}.",
+                extensions.join(", ")
+            ),
+        )
+        .into());
+    }
     let mut reservation = {
         let launcher = Arc::clone(&launcher);
         let env_id = spec.env_id.clone();
@@ -983,6 +1077,10 @@ async fn launch(
         api.set_credentials(&token, credentials_document(c));
         token
     });
+    if !extensions.is_empty() {
+        extensions_begin(&api, &spec, &extensions);
+    }
+    let hosts_file = env_dir.join(HOSTS_FILE);
     let cmd = launch_command(
         &spec,
         prepared,
@@ -991,6 +1089,8 @@ async fn launch(
             tmp_dir,
             log_stream: &log_stream,
             credentials_token: credentials_token.as_deref(),
+            hosts_file: Some(&hosts_file),
+            extensions: &extensions,
         },
     )?;
     let launched = launcher
@@ -1011,6 +1111,7 @@ async fn launch(
         None => (LogSink::disabled(), None),
     };
     let ids = Arc::new(InFlightIds::default());
+    let extension_exit = watch::Sender::new(None);
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         pumps.push(tokio::spawn(logs::pump(
@@ -1018,16 +1119,21 @@ async fn launch(
             "stdout",
             logs.clone(),
             Arc::clone(&ids),
+            None,
         )));
     }
     if let Some(err) = child.stderr.take() {
+        // Only the sandbox's init prints that line, and only with extensions.
+        let watch_exit = (!extensions.is_empty()).then(|| extension_exit.clone());
         pumps.push(tokio::spawn(logs::pump(
             err,
             "stderr",
             logs.clone(),
             Arc::clone(&ids),
+            watch_exit,
         )));
     }
+    let gate = launched.gate;
     let accounting = launched
         .accounting
         .unwrap_or_else(|| Arc::new(ProcTreeAccounting::new(pid)));
@@ -1064,6 +1170,9 @@ async fn launch(
         saturation: watch::Sender::new(None),
         env_dir,
         cancel: CancellationToken::new(),
+        extensions,
+        gate,
+        extension_exit,
         _hold: hold,
     });
     tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
@@ -1103,6 +1212,8 @@ fn spawn_error(prepared: &PreparedRuntime, program: &Path, e: std::io::Error) ->
 enum InitOutcome {
     Ready,
     InitError(InitError),
+    /// An extension posted `/extension/init/error` (its error type and message).
+    ExtensionInitError(String, String),
     Exited(std::io::Result<ExitStatus>),
     TimedOut,
     Cancelled,
@@ -1122,9 +1233,21 @@ async fn monitor(
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_cpu = None;
+    // With extensions the runtime starts only once every one of them is ready.
+    let mut gate_closed = inner.gate.is_some();
 
     let outcome = loop {
         tokio::select! {
+            r = extensions_ready(&inner.api), if gate_closed => match r {
+                Ok(()) => {
+                    gate_closed = false;
+                    if let Some(g) = &inner.gate {
+                        g.open();
+                    }
+                    tracing::info!(env_id = inner.spec.env_id, extensions = ?inner.extensions, "extensions ready; runtime starting");
+                }
+                Err((t, m)) => break InitOutcome::ExtensionInitError(t, m),
+            },
             r = inner.api.ready() => break match r {
                 Ok(()) => InitOutcome::Ready,
                 Err(e) => InitOutcome::InitError(e),
@@ -1145,12 +1268,23 @@ async fn monitor(
     let failure = match outcome {
         InitOutcome::Ready => None,
         InitOutcome::InitError(e) => Some(init_error_failure(&e)),
+        InitOutcome::ExtensionInitError(error_type, message) => Some(InitFailure::new(
+            InitReasonCode::ExtensionInitError,
+            format!("{error_type}: {message}"),
+        )),
         InitOutcome::Exited(st) => {
             inner.reaped.store(true, Ordering::SeqCst);
             let _ = signal_group(inner.pid, Signal::SIGKILL);
             let init_error = inner.api.init_error().borrow().clone();
             if let Some(e) = init_error {
                 Some(init_error_failure(&e))
+            } else if let Some((name, how)) = extension_exited(&inner, st.as_ref().ok()).await {
+                Some(InitFailure::new(
+                    InitReasonCode::ExtensionInitError,
+                    format!(
+                        "{ERROR_TYPE_EXTENSION_CRASH}: The extension {name} exited before it was ready ({how})."
+                    ),
+                ))
             } else if inner.stopping.load(Ordering::SeqCst) {
                 finish(&inner, ExitReason::Stopped, pumps).await;
                 return;
@@ -1162,6 +1296,14 @@ async fn monitor(
                 ))
             }
         }
+        InitOutcome::TimedOut if gate_closed => Some(InitFailure::new(
+            InitReasonCode::InitTimeout,
+            format!(
+                "The extensions did not finish init within {:.2} seconds: each of {} must register and poll /2020-01-01/extension/event/next",
+                init_timeout.as_secs_f64(),
+                inner.extensions.join(", ")
+            ),
+        )),
         InitOutcome::TimedOut => Some(InitFailure::new(
             InitReasonCode::InitTimeout,
             format!(
@@ -1224,16 +1366,27 @@ async fn monitor(
     let how = status
         .as_ref()
         .map_or_else(|e| format!("wait failed: {e}"), |s| describe_exit(*s));
-    let message = format!("Runtime exited with error: {how}");
+    let extension = if inner.stopping.load(Ordering::SeqCst) {
+        None
+    } else {
+        extension_exited(&inner, status.as_ref().ok()).await
+    };
     let out_of_memory = status.as_ref().is_ok_and(|s| killed_by_sigkill(*s))
         && match inner.accounting.oom_killed() {
             Some(killed) => killed,
             None => inner.peak_memory_mb() >= u64::from(inner.spec.memory_mb),
         };
-    let error_type = if out_of_memory {
-        ERROR_TYPE_OUT_OF_MEMORY
-    } else {
-        ERROR_TYPE_EXIT
+    let (error_type, message) = match extension {
+        // LMI: an extension that crashes makes the environment unhealthy; it is replaced.
+        Some((name, ext_how)) => (
+            ERROR_TYPE_EXTENSION_CRASH,
+            format!("Extension {name} exited with error: {ext_how}"),
+        ),
+        None if out_of_memory => (
+            ERROR_TYPE_OUT_OF_MEMORY,
+            format!("Runtime exited with error: {how}"),
+        ),
+        None => (ERROR_TYPE_EXIT, format!("Runtime exited with error: {how}")),
     };
     let failed = inner.api.fail_all_in_flight(error_type, &message);
     inner.api.shutdown();
@@ -1253,6 +1406,49 @@ async fn monitor(
         }
     };
     finish(&inner, reason, pumps).await;
+}
+
+// ---- The Extensions API of the environment's endpoint (fleetfn-runtime-api) ----
+
+/// Tells the endpoint which external extensions are starting, and what they are told.
+fn extensions_begin(api: &RuntimeApi, spec: &EnvironmentSpec, names: &[String]) {
+    let _ = (api, spec, names);
+}
+
+/// Every expected extension registered and polled its first event; `Err((type, message))`
+/// when one posted `/extension/init/error`.
+async fn extensions_ready(api: &RuntimeApi) -> Result<(), (String, String)> {
+    let _ = api;
+    Ok(())
+}
+
+/// Sends `SHUTDOWN` (spindown) to the registered extensions.
+fn extensions_shutdown(api: &RuntimeApi, deadline_ms: u64) {
+    let _ = (api, deadline_ms);
+}
+
+/// Every registered extension is done with its `SHUTDOWN`.
+async fn extensions_shut_down(api: &RuntimeApi) {
+    let _ = api;
+}
+
+/// When the sandbox ended because an external extension exited: which one, and how (the
+/// sandbox's stderr line, waited for briefly: the pipe may be read after the exit is seen).
+async fn extension_exited(inner: &Inner, status: Option<&ExitStatus>) -> Option<(String, String)> {
+    if inner.extensions.is_empty()
+        || status.and_then(ExitStatus::code) != Some(fleetfn_sandbox::EXTENSION_EXIT_CODE)
+    {
+        return None;
+    }
+    let mut rx = inner.extension_exit.subscribe();
+    let seen = tokio::time::timeout(EXTENSION_LINE_GRACE, rx.wait_for(Option::is_some)).await;
+    match seen {
+        Ok(Ok(v)) => v.clone(),
+        _ => Some((
+            "(unknown)".to_owned(),
+            format!("exit code {}", fleetfn_sandbox::EXTENSION_EXIT_CODE),
+        )),
+    }
 }
 
 fn init_error_failure(e: &InitError) -> InitFailure {
@@ -1353,7 +1549,9 @@ fn function_error_body(request_id: &str, header_type: &str, body: Bytes) -> (Byt
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    let is_exit = header_type == ERROR_TYPE_EXIT || header_type == ERROR_TYPE_OUT_OF_MEMORY;
+    let is_exit = header_type == ERROR_TYPE_EXIT
+        || header_type == ERROR_TYPE_OUT_OF_MEMORY
+        || header_type == ERROR_TYPE_EXTENSION_CRASH;
     if is_exit {
         let message = parsed
             .as_ref()
@@ -1483,6 +1681,7 @@ mod tests {
             logs: None,
             init_timeout: None,
             credentials: None,
+            opt_dir: None,
         };
         assert!(validate_spec(&spec).is_ok());
         assert_eq!(spec.init_timeout(), Duration::from_secs(130));

@@ -21,6 +21,11 @@ pub enum InitReasonCode {
     /// `InternalError`: the agent itself failed (I/O on its own directories, binding the
     /// Runtime API endpoint).
     InternalError,
+    /// `FunctionError.ExtensionInitError`: an external extension posted
+    /// `/extension/init/error`, exited before it was ready, or cannot run here.
+    ExtensionInitError,
+    /// `FunctionError.TooManyExtensions`: more than Lambda's 10 external extensions.
+    TooManyExtensions,
 }
 
 impl InitReasonCode {
@@ -32,6 +37,8 @@ impl InitReasonCode {
             Self::InitTimeout => "FunctionError.InitTimeout",
             Self::InvalidRuntime => "InvalidRuntime",
             Self::InternalError => "InternalError",
+            Self::ExtensionInitError => "FunctionError.ExtensionInitError",
+            Self::TooManyExtensions => "FunctionError.TooManyExtensions",
         }
     }
 }

@@ -43,6 +43,7 @@ mod environment;
 mod error;
 mod insights;
 mod instance;
+mod layers;
 mod logs;
 mod packages;
 mod process;
@@ -61,11 +62,12 @@ pub use error::{InitFailure, InitReasonCode, Rejected, Resource, StartError};
 pub use fleetfn_logs::LogLimits;
 pub use fleetfn_runtime_api::ERROR_TYPE_EXIT;
 pub use instance::{AGENT_LEAF, InstanceShape, InstanceSlice};
+pub use layers::{LayerCache, LayerDir, LayerError, MAX_EXTENSIONS};
 pub use logs::MAX_LINE_BYTES;
 pub use packages::PackageSource;
 pub use process::{
-    DirectLauncher, Hold, LaunchCommand, Launched, Launcher, ProcTreeAccounting, Reservation,
-    ResourceAccounting, SandboxInputs, TmpStorage,
+    DirectLauncher, Gate, GateSignal, Hold, LaunchCommand, Launched, Launcher, ProcTreeAccounting,
+    Reservation, ResourceAccounting, SandboxInputs, TmpStorage,
 };
 pub use runtime::{
     AWSLAMBDARIC_REQUIREMENT, HostRuntimes, Interpreter, MIN_NODE_MAJOR, NODE_BOOTSTRAP,

@@ -519,12 +519,17 @@ impl InFlightIds {
     }
 }
 
-/// Reads `reader` line by line into `sink` until EOF.
+/// The line the sandbox's init prints when an extension's exit ends the sandbox.
+const EXTENSION_EXIT_PREFIX: &[u8] = b"fleetfn-sandbox: extension ";
+
+/// Reads `reader` line by line into `sink` until EOF. With `extension_exit`, a line of the
+/// sandbox naming the extension whose exit ended it is published there (and logged too).
 pub(crate) async fn pump(
     reader: impl AsyncRead + Unpin,
     stream: &'static str,
     sink: LogSink,
     in_flight: Arc<InFlightIds>,
+    extension_exit: Option<tokio::sync::watch::Sender<Option<(String, String)>>>,
 ) {
     let mut reader = BufReader::new(reader);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -553,6 +558,13 @@ pub(crate) async fn pump(
             let cut = utf8_cut(&buf);
             carry.extend_from_slice(&buf[cut..]);
             buf.truncate(cut);
+        }
+        if let Some(tx) = &extension_exit
+            && buf.starts_with(EXTENSION_EXIT_PREFIX)
+            && let Some(parsed) =
+                fleetfn_sandbox::parse_extension_exit(&String::from_utf8_lossy(&buf))
+        {
+            tx.send_replace(Some(parsed));
         }
         if sink.enabled() {
             if complete {
@@ -1003,7 +1015,7 @@ mod tests {
         let ids = Arc::new(InFlightIds::default());
         ids.insert("only");
         let input: &[u8] = b"one\n{\"level\":\"ERROR\",\"message\":\"two\"}\r\n\nthree";
-        pump(input, "stderr", sink.clone(), Arc::clone(&ids)).await;
+        pump(input, "stderr", sink.clone(), Arc::clone(&ids), None).await;
         sink.try_send(platform_record(
             "platform.start",
             Some("only"),
@@ -1039,6 +1051,7 @@ mod tests {
             "stdout",
             sink.clone(),
             Arc::new(InFlightIds::default()),
+            None,
         )
         .await;
         sink.flush().await;

@@ -54,6 +54,13 @@ pub struct SandboxInputs {
     pub cpu_scale: f64,
     /// `EphemeralStorage` in MiB (size of `/tmp`).
     pub tmp_size_mb: u32,
+    /// The merged layers, bound read-only at `/opt`.
+    pub opt_dir: Option<PathBuf>,
+    /// The environment's hosts file, bound read-only at `/etc/hosts`.
+    pub hosts_file: Option<PathBuf>,
+    /// External extensions (names of files in `/opt/extensions`) the sandbox starts before
+    /// the runtime; the runtime itself waits for [`Launched::gate`].
+    pub extensions: Vec<String>,
 }
 
 /// A launched runtime process.
@@ -68,6 +75,41 @@ pub struct Launched {
     pub tmp: TmpStorage,
     /// Released when the environment is gone (see [`Reservation::hold`]).
     pub hold: Option<Hold>,
+    /// With external extensions: what lets the runtime start once they are ready.
+    pub gate: Option<Gate>,
+}
+
+/// The start signal of a runtime whose extensions start first: [`Gate::open`] lets the
+/// runtime start; a gate dropped unopened aborts the environment. [`Gate::stopping`] says the
+/// environment is stopping (its extensions may then exit without ending it).
+#[derive(Debug)]
+pub struct Gate(std::sync::mpsc::Sender<GateSignal>);
+
+/// What a [`Gate`] tells its launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateSignal {
+    /// Start the runtime.
+    Open,
+    /// The environment is stopping.
+    Stopping,
+}
+
+impl Gate {
+    /// A gate and what its launcher reads (until the gate is dropped).
+    pub fn new() -> (Self, std::sync::mpsc::Receiver<GateSignal>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Self(tx), rx)
+    }
+
+    /// Lets the runtime start.
+    pub fn open(&self) {
+        let _ = self.0.send(GateSignal::Open);
+    }
+
+    /// The environment is stopping.
+    pub fn stopping(&self) {
+        let _ = self.0.send(GateSignal::Stopping);
+    }
 }
 
 /// Where an environment's `/tmp` lives, so its use can be measured off the invoke path.
@@ -95,6 +137,16 @@ pub trait Launcher: Send + Sync + fmt::Debug {
     /// group, killed when the returned child is dropped. `reservation` is what [`Self::reserve`]
     /// returned for the same environment (without its listener, which is being served).
     fn launch(&self, cmd: &LaunchCommand, reservation: Reservation) -> io::Result<Launched>;
+
+    /// Why this launcher cannot run external extensions (`None`: it can, and a command with
+    /// [`SandboxInputs::extensions`] starts them, then waits for [`Launched::gate`] before
+    /// the runtime).
+    fn extensions_unsupported(&self) -> Option<String> {
+        Some(
+            "external extensions (the executables in /opt/extensions) run only in fleetfn's sandbox, which gives each environment its own network (extensions listen on fixed ports such as 8080 at sandbox.localdomain); this agent starts environments as plain processes (run fleetfn as root to sandbox them), so remove the extension layer or run it on a sandboxed agent"
+                .to_owned(),
+        )
+    }
 }
 
 /// Whatever a launcher keeps for an environment's life (its network namespace, its uid slot);
@@ -167,6 +219,7 @@ impl Launcher for DirectLauncher {
             accounting: None,
             tmp: TmpStorage::HostDir,
             hold: reservation.hold,
+            gate: None,
         })
     }
 }

@@ -1396,6 +1396,11 @@ pub(crate) struct LaunchContext<'a> {
     pub log_stream: &'a str,
     /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`, when the environment has role credentials.
     pub credentials_token: Option<&'a str>,
+    /// The environment's `/etc/hosts` (written by the environment), for a sandbox to bind.
+    pub hosts_file: Option<&'a Path>,
+    /// The external extensions' names (files of `/opt/extensions`), started before the
+    /// runtime.
+    pub extensions: &'a [String],
 }
 
 /// The launch command of an environment: program, args and its complete environment.
@@ -1456,6 +1461,10 @@ pub(crate) fn launch_command(
             )
         }
     };
+    let (program, args) = match prepared {
+        PreparedRuntime::Provided { .. } => (program, args),
+        _ => exec_wrapper(spec, program, args)?,
+    };
     // The interpreter's install tree (…/versions/3.13.0 for …/bin/python3.13).
     let interpreter_tree = match prepared {
         PreparedRuntime::Python { interpreter, .. } => {
@@ -1481,8 +1490,61 @@ pub(crate) fn launch_command(
             vcpus: spec.vcpus,
             cpu_scale: spec.cpu_scale,
             tmp_size_mb: spec.ephemeral_storage_mb,
+            opt_dir: spec.opt_dir.clone(),
+            hosts_file: ctx.hosts_file.map(Path::to_path_buf),
+            extensions: ctx.extensions.to_vec(),
         },
     })
+}
+
+/// `AWS_LAMBDA_EXEC_WRAPPER` (Lambda's wrapper scripts, for the managed runtimes only): the
+/// wrapper runs with the runtime's command line as its arguments and ends by exec'ing it. Its
+/// path is a sandbox path (`/opt/...` from a layer, `/var/task/...` from the code), mapped to
+/// the host directory when the environment has no sandbox to bind it there.
+fn exec_wrapper(
+    spec: &EnvironmentSpec,
+    program: PathBuf,
+    args: Vec<String>,
+) -> Result<(PathBuf, Vec<String>), InitFailure> {
+    let Some(wrapper) = spec
+        .env_vars
+        .get("AWS_LAMBDA_EXEC_WRAPPER")
+        .map(|w| w.trim())
+        .filter(|w| !w.is_empty())
+    else {
+        return Ok((program, args));
+    };
+    let bad =
+        |why: &str| InitFailure::entry_point(format!("AWS_LAMBDA_EXEC_WRAPPER {wrapper}: {why}"));
+    let wrapper_path = Path::new(wrapper);
+    if !wrapper_path.is_absolute() {
+        return Err(bad(
+            "the wrapper must be an absolute path, such as /opt/wrapper",
+        ));
+    }
+    let host = if let Ok(rest) = wrapper_path.strip_prefix("/opt") {
+        spec.opt_dir.as_ref().map(|o| o.join(rest))
+    } else if let Ok(rest) = wrapper_path.strip_prefix("/var/task") {
+        Some(spec.code_dir.join(rest))
+    } else {
+        None
+    };
+    let checked = host.clone().unwrap_or_else(|| wrapper_path.to_path_buf());
+    match std::fs::metadata(&checked) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+        Ok(m) if m.is_file() => return Err(bad("the wrapper is not executable")),
+        Ok(_) => return Err(bad("the wrapper is not a file")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(bad(
+                "no such file (is the layer that provides it added to the function?)",
+            ));
+        }
+        Err(e) => return Err(bad(&format!("cannot be read: {e}"))),
+    }
+    let mut wrapped = Vec::with_capacity(args.len() + 1);
+    wrapped.push(program.display().to_string());
+    wrapped.extend(args);
+    Ok((checked, wrapped))
 }
 
 /// The environment of the runtime process: platform defaults the function may override, the
@@ -1500,9 +1562,16 @@ pub(crate) fn lambda_env(
         PreparedRuntime::Java { java, .. } => java.path.parent(),
         PreparedRuntime::Provided { .. } => None,
     };
+    // The layers' `/opt`: a host directory without a sandbox (a sandboxing launcher maps it
+    // back to `/opt`), `/opt` itself when there are no layers.
+    let opt = spec
+        .opt_dir
+        .as_deref()
+        .map_or_else(|| "/opt".to_owned(), |d| d.display().to_string());
+    // As on Lambda: the layers' `bin` last.
     let path = match bin_dir {
-        Some(b) => format!("{}:{BASE_PATH}", b.display()),
-        None => BASE_PATH.to_owned(),
+        Some(b) => format!("{}:{BASE_PATH}:{opt}/bin", b.display()),
+        None => format!("{BASE_PATH}:{opt}/bin"),
     };
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: String| {
@@ -1517,7 +1586,7 @@ pub(crate) fn lambda_env(
     set("HOME", ctx.tmp_dir.display().to_string());
     set(
         "LD_LIBRARY_PATH",
-        format!("/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{code}:{code}/lib:/opt/lib"),
+        format!("/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{code}:{code}/lib:{opt}/lib"),
     );
     for (k, v) in &spec.env_vars {
         if !FORBIDDEN_FUNCTION_VARS.contains(&k.as_str()) {
@@ -1569,13 +1638,19 @@ pub(crate) fn lambda_env(
         );
         set("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.to_owned());
     }
-    if let PreparedRuntime::Node {
-        sdk_dir: Some(sdk), ..
-    } = prepared
-    {
-        // As on Lambda: the runtime's modules after the function's own `node_modules` (which
-        // `require` searches first, from the requiring file's directory up).
-        let mut np = format!("{}/node_modules:{runtime_dir}:{code}", sdk.display());
+    if let PreparedRuntime::Node { sdk_dir, .. } = prepared {
+        // As on Lambda: the layers' modules (the runtime's major version first), then the
+        // runtime's, all after the function's own `node_modules` (which `require` searches
+        // first, from the requiring file's directory up).
+        let mut np = String::new();
+        if let Some(major) = node_major_of(&spec.runtime) {
+            np.push_str(&format!("{opt}/nodejs/node{major}/node_modules:"));
+        }
+        np.push_str(&format!("{opt}/nodejs/node_modules:"));
+        if let Some(sdk) = sdk_dir {
+            np.push_str(&format!("{}/node_modules:", sdk.display()));
+        }
+        np.push_str(&format!("{runtime_dir}:{code}"));
         if let Some(user) = user_node_path.filter(|p| !p.is_empty()) {
             np.push(':');
             np.push_str(&user);
@@ -1587,8 +1662,13 @@ pub(crate) fn lambda_env(
     {
         set("JAVA_HOME", home.display().to_string());
     }
-    if let PreparedRuntime::Python { .. } = prepared {
-        let mut pp = format!("{code}:{runtime_dir}");
+    if let PreparedRuntime::Python { runtime, .. } = prepared {
+        // As Lambda orders `sys.path`: the function, the layers (their site directory, then
+        // `python/`), then the runtime, so a layer's boto3 replaces the runtime's.
+        let version = runtime.strip_prefix("python").unwrap_or(runtime);
+        let mut pp = format!(
+            "{code}:{opt}/python/lib/python{version}/site-packages:{opt}/python:{runtime_dir}"
+        );
         if let Some(user) = user_pythonpath.filter(|p| !p.is_empty()) {
             pp.push(':');
             pp.push_str(&user);
@@ -1628,6 +1708,7 @@ mod tests {
             logs: None,
             init_timeout: None,
             credentials: None,
+            opt_dir: None,
         }
     }
 
@@ -1637,6 +1718,8 @@ mod tests {
             tmp_dir: tmp,
             log_stream: "2026/01/01/[3]env-1",
             credentials_token: None,
+            hosts_file: None,
+            extensions: &[],
         }
     }
 
@@ -1672,7 +1755,12 @@ mod tests {
         assert_eq!(env["_HANDLER"], "app.handler");
         assert_eq!(env["LAMBDA_TASK_ROOT"], "/code");
         assert_eq!(env["LAMBDA_RUNTIME_DIR"], "/rt/python3.13");
-        assert_eq!(env["PYTHONPATH"], "/code:/rt/python3.13:/extra");
+        assert_eq!(
+            env["PYTHONPATH"],
+            "/code:/opt/python/lib/python3.13/site-packages:/opt/python:/rt/python3.13:/extra"
+        );
+        assert!(env["PATH"].ends_with(":/opt/bin"), "{}", env["PATH"]);
+        assert!(env["LD_LIBRARY_PATH"].ends_with(":/opt/lib"));
         assert_eq!(env["TMPDIR"], "/envs/env-1/tmp");
         assert_eq!(env["HOME"], "/envs/env-1/tmp");
         assert!(!env.contains_key("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
@@ -1707,7 +1795,7 @@ mod tests {
         assert!(!env.contains_key("AWS_ACCESS_KEY_ID"));
         assert_eq!(
             env["NODE_PATH"],
-            "/rt/nodejs/sdk/node_modules:/rt/nodejs:/code"
+            "/opt/nodejs/node22/node_modules:/opt/nodejs/node_modules:/rt/nodejs/sdk/node_modules:/rt/nodejs:/code"
         );
         assert_eq!(requirement_name("awslambdaric>=4.2,<5"), "awslambdaric");
         assert_eq!(requirement_name("boto3==1.40.0"), "boto3");
@@ -1770,6 +1858,76 @@ mod tests {
         s.handler = None;
         let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
         assert_eq!(err.reason_code, crate::InitReasonCode::InvalidEntryPoint);
+    }
+
+    #[test]
+    fn layers_on_the_paths_and_the_exec_wrapper() {
+        let dir = tempfile::tempdir().unwrap();
+        let opt = dir.path().join("opt");
+        std::fs::create_dir_all(opt.join("bin")).unwrap();
+        let prepared = PreparedRuntime::Python {
+            runtime: "python3.12".into(),
+            interpreter: Interpreter {
+                path: "/py/bin/python3.12".into(),
+                version: "3.12.1".into(),
+            },
+            runtime_dir: "/rt/python3.12".into(),
+        };
+        let mut s = spec("python3.12", Path::new("/code"));
+        s.env_vars.remove("PYTHONPATH");
+        s.opt_dir = Some(opt.clone());
+        let tmp = PathBuf::from("/envs/env-1/tmp");
+        let o = opt.display();
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        // Without a sandbox the paths name the layers' host directory.
+        assert_eq!(
+            cmd.env["PYTHONPATH"],
+            format!("/code:{o}/python/lib/python3.12/site-packages:{o}/python:/rt/python3.12")
+        );
+        assert!(cmd.env["PATH"].ends_with(&format!(":{o}/bin")));
+        assert!(cmd.env["LD_LIBRARY_PATH"].ends_with(&format!(":{o}/lib")));
+        assert_eq!(cmd.sandbox.opt_dir.as_deref(), Some(opt.as_path()));
+
+        // The wrapper runs with the runtime's command line as its arguments.
+        s.env_vars
+            .insert("AWS_LAMBDA_EXEC_WRAPPER".into(), "/opt/bin/wrapper".into());
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert_eq!(err.reason_code, crate::InitReasonCode::InvalidEntryPoint);
+        assert!(err.reason.contains("no such file"), "{}", err.reason);
+        let wrapper = opt.join("bin/wrapper");
+        std::fs::write(&wrapper, "#!/bin/sh\nexec \"$@\"\n").unwrap();
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert!(err.reason.contains("not executable"), "{}", err.reason);
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        assert_eq!(cmd.program, wrapper);
+        assert_eq!(
+            cmd.args,
+            ["/py/bin/python3.12", "-m", "awslambdaric", "app.handler"]
+        );
+        assert_eq!(cmd.env["AWS_LAMBDA_EXEC_WRAPPER"], "/opt/bin/wrapper");
+        s.env_vars
+            .insert("AWS_LAMBDA_EXEC_WRAPPER".into(), "wrapper".into());
+        let err = launch_command(&s, &prepared, &ctx(&tmp)).unwrap_err();
+        assert!(err.reason.contains("absolute path"), "{}", err.reason);
+
+        // provided.* ignores it (as on Lambda: the bootstrap is the function's own).
+        let code = dir.path().join("code");
+        std::fs::create_dir_all(&code).unwrap();
+        std::fs::write(code.join("bootstrap"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            code.join("bootstrap"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        s.code_dir = code.clone();
+        let provided = PreparedRuntime::Provided {
+            runtime: "provided.al2023".into(),
+            runtime_dir: "/rt/provided".into(),
+        };
+        let cmd = launch_command(&s, &provided, &ctx(&tmp)).unwrap();
+        assert_eq!(cmd.program, code.join("bootstrap"));
+        assert!(cmd.args.is_empty());
     }
 
     #[test]

@@ -11,16 +11,21 @@ use std::sync::Arc;
 
 use fleetfn_sandbox::net::{self, EnvNetwork, NetIsolation};
 use fleetfn_sandbox::{
-    CgroupSpec, Cgroups, Isolation, Lease, LeaseDir, Namespaces, Rlimits, SandboxSpec, SlotLease,
+    CgroupSpec, Cgroups, ExtensionProcess, Isolation, Lease, LeaseDir, Namespaces, Rlimits,
+    SandboxSpec, SlotLease,
 };
 
 use crate::instance::{AGENT_LEAF, InstanceSlice, quota_us};
 use crate::process::{
-    LaunchCommand, Launched, Launcher, Reservation, ResourceAccounting, TmpStorage, runtime_command,
+    Gate, GateSignal, LaunchCommand, Launched, Launcher, Reservation, ResourceAccounting,
+    TmpStorage, runtime_command,
 };
 
-/// Where a runtime's host directories appear inside the sandbox.
-const SANDBOX_RUNTIME_ROOT: &str = "/opt/fleetfn";
+/// Where a runtime's host directories appear inside the sandbox when they cannot keep their
+/// host path (`/opt` is the layers').
+const SANDBOX_RUNTIME_ROOT: &str = "/var/runtime";
+/// Where the function's merged layers appear inside the sandbox.
+const SANDBOX_OPT: &str = fleetfn_sandbox::spec::OPT_DIR;
 /// The agents' cgroup slice (instance slices and, without one, environment cgroups go here).
 pub const SLICE: &str = "fleetfn";
 /// Host roots the sandbox binds read-only anyway; paths under them need no extra bind.
@@ -285,17 +290,22 @@ impl Launcher for SandboxLauncher {
             ),
             (inputs.tmp_dir.display().to_string(), "/tmp".to_string()),
         ];
+        if let Some(opt) = &inputs.opt_dir {
+            map.push((opt.display().to_string(), SANDBOX_OPT.to_string()));
+        }
         let mut binds = Vec::new();
         for (i, dir) in inputs.runtime_dirs.iter().enumerate() {
             if is_system_path(dir) || !dir.exists() {
                 continue;
             }
             // Same path inside when allowed (interpreters may have their install prefix baked
-            // in); trees under /tmp or /var/task move to /opt/fleetfn.
+            // in); trees under /tmp, /var/task or the layers' /opt move to /var/runtime.
             if dir.starts_with("/tmp")
                 || dir.starts_with("/var/task")
                 || dir.starts_with("/proc")
                 || dir.starts_with("/dev")
+                || dir.starts_with(SANDBOX_RUNTIME_ROOT)
+                || (inputs.opt_dir.is_some() && dir.starts_with(SANDBOX_OPT))
             {
                 let inside = format!("{SANDBOX_RUNTIME_ROOT}/r{i}");
                 map.push((dir.display().to_string(), inside.clone()));
@@ -352,6 +362,18 @@ impl Launcher for SandboxLauncher {
             netns: hold.net.as_ref().map(EnvNetwork::ns_path),
             seccomp: true,
             resolv_conf: None,
+            opt_dir: inputs.opt_dir.clone(),
+            hosts_file: inputs.hosts_file.clone(),
+            extensions: inputs
+                .extensions
+                .iter()
+                .map(|name| ExtensionProcess {
+                    name: name.clone(),
+                    path: Path::new(SANDBOX_OPT)
+                        .join(crate::layers::EXTENSIONS_DIR)
+                        .join(name),
+                })
+                .collect(),
         };
         if !self.net.dns.is_empty() {
             let path = env_dir.join("resolv.conf");
@@ -366,8 +388,16 @@ impl Launcher for SandboxLauncher {
         }
         self.isolation.fit(&mut spec);
         // The spec (with the function's environment variables) goes through a pipe, never to
-        // disk; the helper reads it to the end and gives the runtime /dev/null as stdin.
-        let json = serde_json::to_vec(&spec).map_err(io::Error::other)?;
+        // disk; the helper reads it to the end and gives the runtime /dev/null as stdin. With
+        // extensions it is one line, and the pipe stays open for the gate (and stop) bytes.
+        let mut json = serde_json::to_vec(&spec).map_err(io::Error::other)?;
+        let (gate, gate_rx) = if spec.extensions.is_empty() {
+            (None, None)
+        } else {
+            json.push(b'\n');
+            let (g, rx) = Gate::new();
+            (Some(g), Some(rx))
+        };
         let (spec_read, spec_write) = std::io::pipe()?;
         let child = runtime_command(&self.binary)
             .arg("jail")
@@ -378,7 +408,21 @@ impl Launcher for SandboxLauncher {
             .spawn(move || {
                 let mut w = spec_write;
                 // A helper that died early closes the pipe: EPIPE ends the write.
-                let _ = std::io::Write::write_all(&mut w, &json);
+                if std::io::Write::write_all(&mut w, &json).is_err() {
+                    return;
+                }
+                let Some(rx) = gate_rx else { return };
+                // Until the environment drops its gate: an unopened gate closes the pipe,
+                // which aborts the sandbox before its runtime starts.
+                while let Ok(signal) = rx.recv() {
+                    let byte = match signal {
+                        GateSignal::Open => fleetfn_sandbox::init::GATE_BYTE,
+                        GateSignal::Stopping => fleetfn_sandbox::init::STOPPING_BYTE,
+                    };
+                    if std::io::Write::write_all(&mut w, &[byte]).is_err() {
+                        return;
+                    }
+                }
             })?;
         let mut hold: Option<crate::process::Hold> = Some(hold);
         let accounting: Option<Arc<dyn ResourceAccounting>> =
@@ -404,6 +448,15 @@ impl Launcher for SandboxLauncher {
             accounting,
             tmp,
             hold,
+            gate,
+        })
+    }
+
+    /// The sandbox's init starts them ([`fleetfn_sandbox::init`]), each environment has its
+    /// own network (when the host allows namespaces) and `/opt`.
+    fn extensions_unsupported(&self) -> Option<String> {
+        (!self.isolation.namespaces.mount).then(|| {
+            "external extensions (the executables in /opt/extensions) need the layers bound at /opt, and this host cannot give environments a private mount namespace".to_owned()
         })
     }
 }
@@ -446,7 +499,7 @@ mod tests {
             ("/data/envs/e-1/tmp".to_string(), "/tmp".to_string()),
             (
                 "/data/runtimes/python3.13".to_string(),
-                "/opt/fleetfn/r0".to_string(),
+                "/var/runtime/r0".to_string(),
             ),
         ];
         map.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
@@ -455,7 +508,7 @@ mod tests {
                 "/data/artifacts/extracted/abc:/data/runtimes/python3.13",
                 &map
             ),
-            "/var/task:/opt/fleetfn/r0"
+            "/var/task:/var/runtime/r0"
         );
         assert_eq!(rewrite("/data/envs/e-1/tmp", &map), "/tmp");
         assert!(is_system_path(Path::new("/usr/bin/node")));

@@ -74,6 +74,8 @@ pub struct Agent {
     term: Arc<std::sync::atomic::AtomicU64>,
     /// Where that term is kept across restarts (joined agents).
     term_file: Option<Arc<std::path::PathBuf>>,
+    /// The functions' merged layers (each environment's `/opt`).
+    layers: Arc<crate::LayerCache>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -110,7 +112,12 @@ impl Agent {
         provider: RuntimeProvider,
     ) -> Result<Self, fleetfn_artifacts::StoreError> {
         let artifacts = ArtifactStore::open(&cfg.artifacts_dir)?;
+        // Beside the environments' directories, under a name no environment id can take.
+        let layers = Arc::new(crate::LayerCache::new(
+            provider.config().env_root.join("+layers"),
+        ));
         Ok(Self {
+            layers,
             cfg: Arc::new(cfg),
             provider: Arc::new(provider),
             artifacts,
@@ -231,6 +238,19 @@ impl Agent {
                     return;
                 }
             };
+            // Held until the environment is gone: the last environment of a layer set
+            // removes its merged directory.
+            let layers = match agent
+                .layers
+                .prepare(&agent.artifacts, &req.layers, agent.packages.as_ref())
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    agent.fail(&env_id, e.reason_code(), e.to_string());
+                    return;
+                }
+            };
             let spec = EnvironmentSpec {
                 env_id: env_id.clone(),
                 function_name: req.function_name.clone(),
@@ -250,6 +270,7 @@ impl Agent {
                 logs: agent.log_target(&env_id, &req),
                 init_timeout: None,
                 credentials: req.credentials.clone(),
+                opt_dir: layers.as_ref().map(|l| l.path().to_path_buf()),
             };
             let env = match Environment::start(spec, &agent.provider).await {
                 Ok(env) => Arc::new(env),
@@ -295,6 +316,7 @@ impl Agent {
                     s.failure = Some(failure_of(&reason));
                 }
             });
+            drop(layers);
         });
     }
 

@@ -65,6 +65,10 @@ pub struct EnvironmentSpec {
     /// The execution role's credentials, served to the environment at the container
     /// credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`); `None`: it gets none.
     pub credentials: Option<fleetfn_proto::RoleCredentials>,
+    /// The function's layers merged into one host directory (its `/opt`: bound there in a
+    /// sandbox, named by the runtime's paths without one). Its executable
+    /// `extensions/*` files are the environment's external extensions. `None`: no layers.
+    pub opt_dir: Option<PathBuf>,
 }
 
 impl EnvironmentSpec {

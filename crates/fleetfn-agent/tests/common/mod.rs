@@ -116,6 +116,7 @@ pub fn spec(env_id: &str, runtime: &str, code_dir: &Path, max_concurrency: u32) 
         logs: None,
         init_timeout: None,
         credentials: None,
+        opt_dir: None,
     }
 }
 
