@@ -228,7 +228,7 @@ def test_layers_are_read_only_at_opt_in_order_and_on_the_paths(lam, layers, func
     out = dp.invoke_ok(lam, name, {"op": "opt"})
     assert {"/opt/python/fleetfn_layer_mod.py", "/opt/bin/fleetfn-layer-tool"} <= set(out["listing"]), out["listing"]
     assert out["writable"] is False and out["writeError"], out
-    assert "Read-only file system" in out["writeError"] or "Permission denied" in out["writeError"], out
+    assert out["optMounts"] and all("ro" in opts for opts in out["optMounts"]), f"/opt is not a read-only mount: {out}"
     assert out["module"] == {"answer": 2, "file": "/opt/python/fleetfn_layer_mod.py"}, out["module"]
     assert out["tool"] == "/opt/bin/fleetfn-layer-tool", out
     assert out["toolOutput"] == "fleetfn-layer-tool from /opt/bin/fleetfn-layer-tool", out
@@ -238,7 +238,7 @@ def test_layers_are_read_only_at_opt_in_order_and_on_the_paths(lam, layers, func
     assert "/opt/lib" in (out["LD_LIBRARY_PATH"] or "").split(":"), out["LD_LIBRARY_PATH"]
     # The function's own code comes first on sys.path, the layers after it (as AWS orders them).
     sys_path = out["sysPath"]
-    assert sys_path.index("/var/task") < sys_path.index("/opt/python"), sys_path
+    assert sys_path.index(out["taskRoot"]) < sys_path.index("/opt/python"), (out["taskRoot"], sys_path)
 
 
 # --------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ POWERTOOLS_VARIABLES = {
 
 
 def test_powertools_logger_metrics_tracer_and_url_routing_under_concurrency(lam, server, endpoint, layers, functions):
-    name = functions.active("ext-pt", extkit.function_zip("powertools"), [layers["powertools"]], concurrency=8,
+    name = functions.active("ext-pt", extkit.function_zip("powertools"), [layers["powertools"]], concurrency=N,
                             variables=POWERTOOLS_VARIABLES)
     base = public_url(lam, server, name)
     who = [f"user{i}" for i in range(N)]

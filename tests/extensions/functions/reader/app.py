@@ -7,7 +7,7 @@ looks at the layers in /opt. The event's `op` picks the behaviour:
   print {text}       prints text (a `function` telemetry record), then {"requestId"}
   print_sleep {text, ms}  prints text, then sleeps ms (so that many invokes are in flight together)
   trigger {ms}       creates /tmp/fleetfn-pyext-exit (fleetfn-pyext's exit-on-trigger), then sleeps ms
-  opt                what the layers gave: /opt listing, whether /opt is writable, PATH, PYTHONPATH,
+  opt                what the layers gave: /opt listing, its mount options, whether it is writable, PATH, PYTHONPATH,
                      sys.path, the layer module's answer and the layer tool on PATH
 """
 
@@ -57,7 +57,18 @@ def opt_report():
         module = {"error": str(err)}
     tool = shutil.which("fleetfn-layer-tool")
     tool_out = subprocess.run([tool], capture_output=True, text=True, timeout=10).stdout.strip() if tool else None
+    opt_mounts = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4] == "/opt":
+                    opt_mounts.append(fields[5].split(","))  # the mount's own options (ro/rw first)
+    except OSError:
+        pass
     return {
+        "taskRoot": os.environ.get("LAMBDA_TASK_ROOT"),
+        "optMounts": opt_mounts,
         "listing": listing,
         "writable": writable,
         "writeError": write_error,
