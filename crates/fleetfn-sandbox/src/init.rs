@@ -429,7 +429,12 @@ pub(crate) fn run(
         }
         let stdin_ready = fds.get(1).is_some_and(|fd| {
             fd.revents().is_some_and(|r| {
-                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                r.intersects(
+                    PollFlags::POLLIN
+                        | PollFlags::POLLHUP
+                        | PollFlags::POLLERR
+                        | PollFlags::POLLNVAL,
+                )
             })
         });
         drop(fds);
