@@ -130,6 +130,11 @@ fn limit_for(method: &http::Method, path: &str) -> Limit {
         || path.trim_end_matches('/').ends_with("/invoke-async")
     {
         Limit::Invoke
+    } else if method == http::Method::POST
+        && path.starts_with("/2018-10-31/layers/")
+        && path.trim_end_matches('/').ends_with("/versions")
+    {
+        Limit::Code("PublishLayerVersion")
     } else if (method == http::Method::POST
         && path.trim_end_matches('/') == "/2015-03-31/functions")
         || path.ends_with("/code")

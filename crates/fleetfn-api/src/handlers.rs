@@ -333,13 +333,23 @@ pub async fn get_function(
     let q = Query::parse(req.uri().query());
     let f = fref(&s, &function, 256, &q)?;
     let mut out = s.cp.get_function(&f).await?;
-    // Like AWS's presigned S3 URL: a download link valid for 10 minutes, signed with the admin key.
-    if let Some(hex) = out
-        .code
-        .location
-        .strip_prefix("fleetfn://artifacts/sha256/")
-        && let Some(host) = req
-            .headers()
+    if let Some(url) = presigned_location(&s, req.headers(), &out.code.location)? {
+        out.code.repository_type = "S3".into();
+        out.code.location = url;
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// A package location of the service (`fleetfn://artifacts/sha256/<hex>`) as AWS's presigned S3
+/// URL would be: a download link valid for 10 minutes, signed with the admin key. `None` for
+/// another location, or a request without `Host`.
+pub(crate) fn presigned_location(
+    s: &AppState,
+    headers: &http::HeaderMap,
+    location: &str,
+) -> Result<Option<String>, LambdaError> {
+    if let Some(hex) = location.strip_prefix("fleetfn://artifacts/sha256/")
+        && let Some(host) = headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
     {
@@ -362,10 +372,9 @@ pub async fn get_function(
             &params,
         )
         .map_err(|e| LambdaError::service(format!("cannot sign the code location: {e}")))?;
-        out.code.repository_type = "S3".into();
-        out.code.location = format!("http://{host}{path}?{query}");
+        return Ok(Some(format!("http://{host}{path}?{query}")));
     }
-    Ok(json(StatusCode::OK, &out))
+    Ok(None)
 }
 
 /// Downloads a code package by its sha256 (the `Code.Location` of GetFunction).

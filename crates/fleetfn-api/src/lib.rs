@@ -15,6 +15,7 @@ mod eventstream;
 pub mod fuzzing;
 mod handlers;
 mod invoke;
+mod layers;
 mod listener;
 mod logs;
 #[doc(hidden)]
@@ -191,6 +192,23 @@ pub fn router(state: AppState) -> Router {
             get(events::get_event_source_mapping)
                 .put(events::update_event_source_mapping)
                 .delete(events::delete_event_source_mapping),
+        )
+        .route("/2018-10-31/layers", get(layers::list_layers))
+        .route(
+            "/2018-10-31/layers/{layer}/versions",
+            post(layers::publish_layer_version).get(layers::list_layer_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}",
+            get(layers::get_layer_version).delete(layers::delete_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}/policy",
+            post(layers::add_layer_version_permission).get(layers::get_layer_version_policy),
+        )
+        .route(
+            "/2018-10-31/layers/{layer}/versions/{version}/policy/{sid}",
+            axum::routing::delete(layers::remove_layer_version_permission),
         )
         .route(
             "/2017-03-31/tags/{resource}",
