@@ -22,7 +22,7 @@
 //! (128 + signal for a signal death). A forwarded signal before the gate kills everything and
 //! exits with 128 + that signal.
 //!
-//! The decisions live in [`InitState`] (pure, unit tested); [`run`] is the system-call loop
+//! The decisions live in `InitState` (pure, unit tested); `run` is the system-call loop
 //! around it (signalfd + poll), exercised by `tests/privileged.rs`.
 
 use std::convert::Infallible;
