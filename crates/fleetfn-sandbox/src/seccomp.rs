@@ -9,7 +9,8 @@
 //! whose flags the filter does check.
 //!
 //! Installed by the helper as the last step before `execve`, after `no_new_privs`, so it covers
-//! the runtime and every process it starts. It is defence in depth: the environment already
+//! the runtime and every process it starts; with external extensions, as the last step before
+//! the sandbox's init ([`crate::init`]) forks the first of them, so it covers them as well. It is defence in depth: the environment already
 //! runs without capabilities, as an unprivileged uid, in its own namespaces.
 
 use std::collections::BTreeMap;
