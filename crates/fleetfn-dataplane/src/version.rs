@@ -166,4 +166,42 @@ mod tests {
         );
         assert_eq!(display_version("000000000000"), "0");
     }
+
+    #[test]
+    fn environments_get_the_layers_the_version_was_published_with() {
+        use fleetfn_server::LayerSnapshot;
+        let layer = |n: u8| LayerSnapshot {
+            arn: format!("arn:aws:lambda:us-east-1:000000000000:layer:l{n}:1"),
+            sha256_hex: format!("{n:064x}"),
+            size: u64::from(n) * 10,
+            unzipped: u64::from(n) * 100,
+        };
+        let v = VersionRecord {
+            function: "f".into(),
+            version: "1".into(),
+            config: fleetfn_model::types::FunctionConfiguration::default(),
+            code_hex: String::new(),
+            publish_hash: String::new(),
+            scaling: fleetfn_server::records::ScalingState::default(),
+            capacity_provider: None,
+            layers: vec![layer(2), layer(1)],
+        };
+        let req = env_request(&v, "us-east-1");
+        // In extraction order, the zip's digest and size (not the unzipped size).
+        assert_eq!(
+            req.layers,
+            vec![
+                fleetfn_proto::LayerPackage {
+                    arn: layer(2).arn,
+                    sha256_hex: layer(2).sha256_hex,
+                    size: 20,
+                },
+                fleetfn_proto::LayerPackage {
+                    arn: layer(1).arn,
+                    sha256_hex: layer(1).sha256_hex,
+                    size: 10,
+                },
+            ]
+        );
+    }
 }
