@@ -884,6 +884,88 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn published_versions_keep_their_layers_after_a_delete() {
+        use fleetfn_model::arn::FunctionRef;
+        use fleetfn_model::types::{
+            CreateFunctionRequest, FunctionCode, PublishVersionRequest,
+            UpdateFunctionConfigurationRequest,
+        };
+        let (_d, cp) = crate::tests::cp().await;
+        let a = cp
+            .publish_layer_version("a", publish_req("a", &[]))
+            .await
+            .unwrap();
+        let b = cp
+            .publish_layer_version("b", publish_req("b", &[]))
+            .await
+            .unwrap();
+        let made = cp
+            .create_function(CreateFunctionRequest {
+                function_name: Some("f".into()),
+                runtime: Some("python3.13".into()),
+                role: Some("arn:aws:iam::000000000000:role/r".into()),
+                handler: Some("app.handler".into()),
+                code: Some(FunctionCode {
+                    zip_file: Some(zip_b64(&[("app.py", "x = 1")])),
+                    ..Default::default()
+                }),
+                layers: Some(vec![
+                    b.layer_version_arn.clone(),
+                    a.layer_version_arn.clone(),
+                ]),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let wire = |v: &LayerVersionResponse| Layer {
+            arn: v.layer_version_arn.clone(),
+            code_size: v.content.code_size,
+        };
+        assert_eq!(made.layers, Some(vec![wire(&b), wire(&a)]));
+        let f = FunctionRef {
+            name: "f".into(),
+            qualifier: None,
+        };
+        let v1 = cp
+            .publish_version(&f, PublishVersionRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(v1.layers, made.layers);
+        cp.delete_layer_version("a", 1).await.unwrap();
+        let (rec, _) = cp.version("f", "1").await.unwrap();
+        assert_eq!(
+            rec.layers
+                .iter()
+                .map(|l| l.arn.as_str())
+                .collect::<Vec<_>>(),
+            [b.layer_version_arn.as_str(), a.layer_version_arn.as_str()]
+        );
+        // The deleted layer's package is still served by digest, for agents starting version 1.
+        assert!(
+            cp.package(&rec.layers[1].sha256_hex)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Removing the layers: the wire form has none, and the next version snapshots none.
+        let cleared = cp
+            .update_function_configuration(
+                &f,
+                UpdateFunctionConfigurationRequest {
+                    layers: Some(Vec::new()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(cleared.layers, None);
+        cp.publish_version(&f, PublishVersionRequest::default())
+            .await
+            .unwrap();
+        assert!(cp.version("f", "2").await.unwrap().0.layers.is_empty());
+    }
+
+    #[tokio::test]
     async fn permissions_with_revisions() {
         let (_d, cp) = crate::tests::cp().await;
         cp.publish_layer_version("p", publish_req("x", &[]))
