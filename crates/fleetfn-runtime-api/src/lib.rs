@@ -62,13 +62,62 @@
 //!   given; `lambda_runtime` parses them as JSON, and a value it cannot parse makes that worker
 //!   loop exit, so the agent should only pass JSON there.
 
+//!
+//! # Extensions, Telemetry and Logs APIs
+//!
+//! The same listener (and peer filter) serves the Extensions API (`/2020-01-01/extension/`),
+//! the Telemetry API (`PUT /2022-07-01/telemetry`) and answers the Logs API
+//! (`/2020-08-15/logs`) the way Lambda Managed Instances does; see [`extensions`](crate::ExtensionContext)
+//! and [`Telemetry`] for the AWS behaviour followed and where it comes from. The agent drives
+//! an environment's extensions with:
+//!
+//! 1. [`RuntimeApi::set_extension_context`] (what `register` answers) and
+//!    [`RuntimeApi::expect_extensions`] (the file names of `/opt/extensions`, before starting
+//!    them: only those may register for `SHUTDOWN`);
+//! 2. [`RuntimeApi::extensions_registered`]: every expected extension registered (LMI starts
+//!    the runtime then); [`RuntimeApi::extensions_ready`]: and every registered extension
+//!    called `/event/next` (init is complete when this and [`RuntimeApi::ready`] hold); both
+//!    fail with the first `/extension/init/error`;
+//! 3. [`RuntimeApi::finish_init`]: closes registration and Telemetry subscriptions and frees
+//!    the init-phase telemetry buffer;
+//! 4. records into [`RuntimeApi::telemetry`] ([`Telemetry::emit`], one atomic load when
+//!    nothing listens: check [`Telemetry::is_active`] before building a record on a hot path);
+//! 5. [`RuntimeApi::watch_extension_errors`] for `/extension/exit/error`;
+//! 6. on stop: [`Telemetry::flush`] (bounded by a timeout), [`RuntimeApi::shutdown_extensions`]
+//!    (`SHUTDOWN` with its deadline), then [`RuntimeApi::extensions_shut_down`] (every extension
+//!    that registered for `SHUTDOWN` asked for its next event again) alongside the processes'
+//!    exits.
+//!
+//! LMI delivers no `INVOKE` events to extensions, so there is nothing to call per invoke.
+
 #![forbid(unsafe_code)]
 
+mod extensions;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod server;
 mod state;
+mod telemetry;
+
+pub use crate::extensions::{
+    ERROR_TYPE_EXTENSION_CRASH, ERROR_TYPE_EXTENSION_EXIT, ERROR_TYPE_EXTENSION_INIT,
+    EXTENSION_PREFIX, ExtensionContext, ExtensionError, ExtensionInfo, ExtensionInitError,
+    ExtensionState, HDR_EVENT_ID, HDR_EXTENSION_ID, HDR_EXTENSION_NAME, LOGS_PATH, MAX_EXTENSIONS,
+    ShutdownReason, TELEMETRY_PATH,
+};
+pub use crate::telemetry::delivery::{LoopbackConnector, TelemetryConnector};
+pub use crate::telemetry::records::{
+    ExtensionRecord, INITIALIZATION_TYPE, InitPhase, InitReport, InitReportMetrics,
+    InitRuntimeDone, InitStart, LogLine, LogsDropped, PlatformEvent, Report, ReportMetrics,
+    RuntimeDone, RuntimeDoneMetrics, Span, Start, Status, TelemetryRecord,
+    TelemetrySubscriptionRecord, TraceContext,
+};
+pub use crate::telemetry::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, DEFAULT_TIMEOUT_MS, INIT_BUFFER_BYTES,
+    INIT_BUFFER_RECORDS, MAX_BYTES_RANGE, MAX_ITEMS_RANGE, SCHEMA_VERSIONS, Subscription,
+    TIMEOUT_MS_RANGE, Telemetry,
+};
 
 use std::future::Future;
 use std::io;
@@ -516,6 +565,68 @@ impl RuntimeApi {
     /// Returns how many invokes were failed.
     pub fn fail_all_in_flight(&self, error_type: &str, message: &str) -> usize {
         self.shared.fail_all(error_type, message)
+    }
+
+    /// What `POST /2020-01-01/extension/register` answers about the function.
+    pub fn set_extension_context(&self, ctx: ExtensionContext) {
+        self.shared.extensions.set_context(ctx);
+    }
+
+    /// The external extensions started (the file names in `/opt/extensions`): they, and only
+    /// they, may register for `SHUTDOWN`; init waits for each of them to register. Other names
+    /// register as internal extensions (no events). Call before starting them.
+    pub fn expect_extensions(&self, names: Vec<String>) {
+        self.shared.extensions.expect(names);
+    }
+
+    /// Resolves once every expected extension registered; `Err` on the first
+    /// `/extension/init/error` (or `exit/error`) during init, or if the endpoint shuts down.
+    /// Pair it with the extensions' processes and the init timeout.
+    pub async fn extensions_registered(&self) -> Result<(), ExtensionInitError> {
+        self.shared.extensions.registered().await
+    }
+
+    /// Resolves once every expected extension registered and every registered extension
+    /// (internal ones too) called `/event/next`; errors as [`RuntimeApi::extensions_registered`].
+    pub async fn extensions_ready(&self) -> Result<(), ExtensionInitError> {
+        self.shared.extensions.ready().await
+    }
+
+    /// Ends init: further registrations get `403 Extension.RegistrationClosed`, Telemetry
+    /// subscriptions `403 Telemetry.SubscriptionClosed`, and the records kept for late
+    /// subscribers are dropped. Idempotent.
+    pub fn finish_init(&self) {
+        self.shared.extensions.finish_init();
+        self.shared.telemetry.close_subscriptions();
+    }
+
+    /// The registered extensions, in registration order (for `platform.extension` records).
+    pub fn extensions(&self) -> Vec<ExtensionInfo> {
+        self.shared.extensions.list()
+    }
+
+    /// The first `/extension/exit/error` an extension posted, `None` until one arrives.
+    pub fn watch_extension_errors(&self) -> watch::Receiver<Option<ExtensionError>> {
+        self.shared.extensions.watch_errors()
+    }
+
+    /// Sends `SHUTDOWN` (`deadline_ms`: Unix epoch milliseconds) to every extension that
+    /// registered for it: at once to a parked `/event/next`, else with its next one. Only the
+    /// first call counts.
+    pub fn shutdown_extensions(&self, reason: ShutdownReason, deadline_ms: u64) {
+        self.shared.extensions.shutdown(reason, deadline_ms);
+    }
+
+    /// Resolves once every registered extension is done with `SHUTDOWN`: it called
+    /// `/event/next` again after receiving it, went away while it was being handed over,
+    /// reported an error, or never registered for it. Bound it by the deadline.
+    pub async fn extensions_shut_down(&self) {
+        self.shared.extensions.shut_down().await
+    }
+
+    /// The environment's telemetry hub.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
     }
 
     /// Stops the server: rejects further dispatches, closes every connection and resolves all

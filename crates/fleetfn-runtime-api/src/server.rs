@@ -194,6 +194,9 @@ async fn route(shared: Arc<Shared>, streaming: &StreamingUpload, req: Request<In
         if req.uri().path() == crate::CREDENTIALS_PATH {
             return credentials(&shared, &req);
         }
+        if crate::extensions::is_extension_path(req.uri().path()) {
+            return crate::extensions::route(&shared, req).await;
+        }
         return not_found();
     };
     enum Route {
@@ -574,7 +577,7 @@ fn truncated(shared: &Shared, id: &str) -> Resp {
     )
 }
 
-fn header_string(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(crate) fn header_string(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -583,7 +586,7 @@ fn header_string(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-enum Body {
+pub(crate) enum Body {
     Complete(Bytes),
     /// Over the limit; the unread rest of the body, if any, is handed back for draining.
     TooLarge(Option<Incoming>),
@@ -591,7 +594,7 @@ enum Body {
 }
 
 /// Reads `body` up to `limit` bytes. Declared lengths over the limit are refused before reading.
-async fn read_limited(mut body: Incoming, limit: usize) -> Body {
+pub(crate) async fn read_limited(mut body: Incoming, limit: usize) -> Body {
     use hyper::body::Body as _;
     let hint = body.size_hint();
     if hint.lower() > limit as u64 {
@@ -639,7 +642,7 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Body {
 
 /// Reads and discards the rest of a body, so the client can finish its upload and keep the
 /// connection.
-async fn drain(mut body: Incoming) {
+pub(crate) async fn drain(mut body: Incoming) {
     while let Some(frame) = body.frame().await {
         if frame.is_err() {
             return;
@@ -647,7 +650,7 @@ async fn drain(mut body: Incoming) {
     }
 }
 
-fn json(status: StatusCode, body: Bytes) -> Resp {
+pub(crate) fn json(status: StatusCode, body: Bytes) -> Resp {
     let len = body.len();
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;

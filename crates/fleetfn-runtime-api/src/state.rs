@@ -67,6 +67,10 @@ pub(crate) struct Shared {
     pub(crate) changed: Notify,
     /// The execution role's credentials document and the token that reads it.
     pub(crate) credentials: parking_lot::RwLock<Option<crate::ServedCredentials>>,
+    /// The Extensions API's registered extensions.
+    pub(crate) extensions: crate::extensions::Extensions,
+    /// The Telemetry API's subscribers.
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 impl Shared {
@@ -78,6 +82,10 @@ impl Shared {
             init_error: watch::Sender::new(None),
             changed: Notify::new(),
             credentials: parking_lot::RwLock::new(None),
+            extensions: crate::extensions::Extensions::default(),
+            telemetry: crate::telemetry::Telemetry::new(Arc::new(
+                crate::telemetry::delivery::LoopbackConnector,
+            )),
         }
     }
 
@@ -226,6 +234,8 @@ impl Shared {
         };
         drop(waiters);
         self.changed.notify_waiters();
+        self.extensions.close();
+        self.telemetry.close();
         self.fail_all(
             ERROR_TYPE_UNAVAILABLE,
             "The runtime API endpoint shut down before the invoke completed.",
