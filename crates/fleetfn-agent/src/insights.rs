@@ -67,7 +67,9 @@ fn read_string(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
 
-/// CPU (user, system) ns of the first process's cgroup that is not the agent's.
+/// CPU (user, system) ns of the first process's CPU-accounting cgroup that is not the
+/// agent's (an environment in the agent's own, or the root, would read the agent's or the
+/// whole host's time).
 fn cgroup_cpu(roots: &Roots, pids: &[u32]) -> Option<(u64, u64)> {
     let own = read_string(
         &roots
@@ -77,16 +79,24 @@ fn cgroup_cpu(roots: &Roots, pids: &[u32]) -> Option<(u64, u64)> {
     )?;
     pids.iter().find_map(|pid| {
         let theirs = read_string(&roots.proc_root.join(pid.to_string()).join("cgroup"))?;
-        if theirs == own {
-            return None;
-        }
         if let Some(path) = v2_path(&theirs) {
+            if Some(path) == v2_path(&own) {
+                return None;
+            }
             let dir = roots.cgroup_root.join(path.trim_start_matches('/'));
             return parse_cpu_stat(&read_string(&dir.join("cpu.stat"))?);
         }
         let (controllers, path) = v1_cpuacct(&theirs)?;
+        if v1_cpuacct(&own).is_some_and(|(_, p)| p == path) {
+            return None;
+        }
         [controllers, "cpuacct"].iter().find_map(|c| {
             let dir = roots.cgroup_root.join(c).join(path.trim_start_matches('/'));
+            // Nanoseconds where the kernel has them (4.7+), else clock ticks.
+            let ns = |f: &str| read_string(&dir.join(f))?.trim().parse::<u64>().ok();
+            if let (Some(u), Some(s)) = (ns("cpuacct.usage_user"), ns("cpuacct.usage_sys")) {
+                return Some((u, s));
+            }
             let (u, s) = parse_cpuacct_stat(&read_string(&dir.join("cpuacct.stat"))?)?;
             Some((u * roots.tick_ns, s * roots.tick_ns))
         })
@@ -309,6 +319,44 @@ Inter-|   Receive                                                |  Transmit
         let roots = fake(dir.path(), false);
         let got = read(&roots, 10, None);
         // (1 + 30) and (1 + 20) ticks of 10 ms.
+        assert_eq!(
+            (got.cpu_user_ns, got.cpu_system_ns),
+            (Some(310_000_000), Some(210_000_000))
+        );
+    }
+
+    #[test]
+    fn a_v1_cpuacct_cgroup_is_read_in_nanoseconds_or_ticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = fake(dir.path(), true);
+        let p = &roots.proc_root;
+        let agent = "4:memory:/agent\n2:cpuacct:/\n0::/\n";
+        std::fs::write(p.join("1/cgroup"), agent).unwrap();
+        std::fs::write(p.join("10/cgroup"), agent).unwrap();
+        std::fs::write(
+            p.join("11/cgroup"),
+            "4:memory:/e1\n2:cpuacct:/fleetfn/e1\n0::/\n",
+        )
+        .unwrap();
+        let acct = roots.cgroup_root.join("cpuacct/fleetfn/e1");
+        std::fs::create_dir_all(&acct).unwrap();
+        std::fs::write(acct.join("cpuacct.stat"), "user 4\nsystem 2\n").unwrap();
+        let got = read(&roots, 10, None);
+        assert_eq!(
+            (got.cpu_user_ns, got.cpu_system_ns),
+            (Some(40_000_000), Some(20_000_000))
+        );
+        std::fs::write(acct.join("cpuacct.usage_user"), "41234567\n").unwrap();
+        std::fs::write(acct.join("cpuacct.usage_sys"), "20000001\n").unwrap();
+        let got = read(&roots, 10, None);
+        assert_eq!(
+            (got.cpu_user_ns, got.cpu_system_ns),
+            (Some(41_234_567), Some(20_000_001))
+        );
+        // In the agent's own cpuacct group (only its memory group differs): the tree counts,
+        // never the group's (here the whole host's) time.
+        std::fs::write(p.join("11/cgroup"), "4:memory:/e1\n2:cpuacct:/\n0::/\n").unwrap();
+        let got = read(&roots, 10, None);
         assert_eq!(
             (got.cpu_user_ns, got.cpu_system_ns),
             (Some(310_000_000), Some(210_000_000))
