@@ -134,6 +134,23 @@ def test_layer_package_is_served_by_digest_like_code(lam, endpoint):
     assert r.status_code in (401, 403), r.text
 
 
+def test_sigv4_and_body_limit(endpoint):
+    """Layer routes are signed like every Lambda route; PublishLayerVersion takes a body as large
+    as a code upload's, and no larger."""
+    for method, path in [("GET", "/2018-10-31/layers"), ("POST", "/2018-10-31/layers/x/versions"),
+                         ("GET", "/2018-10-31/layers/x/versions/1/policy")]:
+        r = h.raw_request(endpoint, method, path, body="{}" if method == "POST" else None, sign=False)
+        assert r.status_code == 403, (path, r.status_code, r.text)
+        assert h.raw_error_code(r) == "MissingAuthenticationTokenException", r.text
+    r = h.raw_request(endpoint, "POST", "/2018-10-31/layers/x/versions", body=b"x" * 69_905_068)
+    assert r.status_code == 413, r.text
+    assert h.raw_error_code(r) == "RequestEntityTooLargeException"
+    assert "PublishLayerVersion" in h.raw_error_message(r)
+    # Other layer operations keep the control-plane limit (6 MB).
+    r = h.raw_request(endpoint, "POST", "/2018-10-31/layers/x/versions/1/policy", body=b"x" * 6_291_457)
+    assert r.status_code == 413, r.text
+
+
 def test_pagination(server_factory):
     """A fresh server: exact pages of ListLayers and ListLayerVersions, and boto3's paginators."""
     srv = server_factory.new(name="layerpages")
