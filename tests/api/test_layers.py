@@ -345,7 +345,7 @@ def test_function_layers(lam, lam_nv):
     h.expect_error(lam, lambda: lam.create_function(**h.function_request(h.uniq("fnmiss"), None, Layers=[missing])),
                    "InvalidParameterValueException", 400, mentions=["does not exist"])
     h.expect_error(lam, lambda: lam.update_function_configuration(FunctionName=fn, Layers=[arns[1], arns[1]]),
-                   "InvalidParameterValueException", 400, mentions=["listed twice"])
+                   "InvalidParameterValueException", 400, mentions=["versions of the same layer"])
     other = publish(lam, arns[1].split(":")[6])["LayerVersionArn"]
     h.expect_error(lam, lambda: lam.update_function_configuration(FunctionName=fn, Layers=[arns[1], other]),
                    "InvalidParameterValueException", 400, mentions=["same layer"])

@@ -651,18 +651,35 @@ impl ControlPlane {
                 arns.len()
             )));
         }
+        // Well formed first, as AWS checks the whole list: each 1–140 characters and the
+        // model's pattern, reported with the list as the value.
+        let parsed = arns
+            .iter()
+            .map(|arn| {
+                (1..=140)
+                    .contains(&arn.len())
+                    .then(|| LayerVersionArn::parse(arn, "layers").ok())
+                    .flatten()
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                LambdaError::validation(
+                    &format!("[{}]", arns.join(", ")),
+                    "layers",
+                    &format!(
+                        "Member must satisfy constraint: [Member must have length less than or equal to 140, Member must have length greater than or equal to 1, Member must satisfy regular expression pattern: {}]",
+                        fleetfn_model::layers::LAYER_VERSION_ARN_PATTERN
+                    ),
+                )
+            })?;
         let mut out: Vec<LayerSnapshot> = Vec::with_capacity(arns.len());
         let mut names: Vec<(String, &str)> = Vec::new();
-        for arn in arns {
-            let a = LayerVersionArn::parse(arn, "layers.member")?;
+        for (arn, a) in arns.iter().zip(parsed) {
+            // AWS words a layer listed twice the same way as two versions of one layer.
             if let Some((_, first)) = names.iter().find(|(n, _)| *n == a.name) {
-                return Err(LambdaError::invalid(if *first == arn.as_str() {
-                    format!("Layer version {arn} is listed twice in Layers; list each layer once.")
-                } else {
-                    format!(
-                        "Two different versions of the same layer are not allowed to be referenced in the same function. {first} and {arn} are versions of the same layer."
-                    )
-                }));
+                return Err(LambdaError::invalid(format!(
+                    "Two different versions of the same layer are not allowed to be referenced in the same function. {first} and {arn} are versions of the same layer."
+                )));
             }
             let not_found = || LambdaError::invalid(format!("Layer version {arn} does not exist."));
             if !a.in_scope(&self.scope) {
@@ -870,16 +887,31 @@ mod tests {
             .resolve_function_layers(&[arns[0].clone(), arns[0].clone()], 10)
             .await
             .unwrap_err();
-        assert!(e.message.contains("listed twice"), "{}", e.message);
+        assert!(
+            e.message.starts_with("Two different versions"),
+            "{}",
+            e.message
+        );
         let e = cp
             .resolve_function_layers(std::slice::from_ref(&arns[0]), MAX_UNZIPPED_BYTES)
             .await
             .unwrap_err();
         assert_eq!(e, too_large_with_layers(MAX_UNZIPPED_BYTES + 1));
         let e = cp
-            .resolve_function_layers(&["nope".into()], 10)
+            .resolve_function_layers(&[arns[0].clone(), "nope".into()], 10)
             .await
             .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Validation);
+        assert!(
+            e.message.starts_with(&format!(
+                "1 validation error detected: Value '[{}, nope]' at 'layers' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 140,",
+                arns[0]
+            )),
+            "{}",
+            e.message
+        );
+        let long = cp.scope.layer_version_arn(&"n".repeat(100), 1);
+        let e = cp.resolve_function_layers(&[long], 10).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Validation);
     }
 
