@@ -333,6 +333,26 @@ fn cookie_answer_headers(h: &mut http::HeaderMap) {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn publish_layer_version_takes_a_code_upload_s_body() {
+        let post = http::Method::POST;
+        for path in [
+            "/2018-10-31/layers/lib/versions",
+            "/2018-10-31/layers/arn:aws:lambda:us-east-1:000000000000:layer:lib/versions/",
+        ] {
+            assert!(
+                matches!(limit_for(&post, path), Limit::Code("PublishLayerVersion")),
+                "{path}"
+            );
+        }
+        for (method, path) in [
+            (http::Method::GET, "/2018-10-31/layers/lib/versions"),
+            (post.clone(), "/2018-10-31/layers/lib/versions/1/policy"),
+        ] {
+            assert!(matches!(limit_for(&method, path), Limit::Control), "{path}");
+        }
+    }
+
     /// Polls `work` beside a task that counts its own turns until `work` is done: on a
     /// current-thread runtime the count is 0 when `work` ran inline (done at its first poll).
     pub(crate) async fn turns_while<T>(work: impl std::future::Future<Output = T>) -> (T, u32) {
