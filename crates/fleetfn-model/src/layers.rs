@@ -329,6 +329,26 @@ impl LayerVersionArn {
     }
 }
 
+/// Whether `s` is an AWS-managed layer ARN (`arn:<partition>:lambda:::awslayer:<name>`), which
+/// the model's pattern allows and no fleetfn installation has.
+pub fn is_aws_managed_layer_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 7
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[1]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && parts[2] == "lambda"
+        && parts[3].is_empty()
+        && parts[4].is_empty()
+        && parts[5] == "awslayer"
+        && !parts[6].is_empty()
+        && parts[6]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Parses `VersionNumber` of a path (a positive long).
 pub fn parse_layer_version_number(input: &str) -> Result<u64> {
     match input.parse::<u64>() {
@@ -392,6 +412,11 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Validation, "{bad}");
             assert!(e.message.contains("regular expression"), "{}", e.message);
         }
+        assert!(is_aws_managed_layer_arn(
+            "arn:aws:lambda:::awslayer:AWSLambda-Python-AWS-SDK"
+        ));
+        assert!(!is_aws_managed_layer_arn("arn:aws:lambda:::awslayer:"));
+        assert!(!is_aws_managed_layer_arn(&s.layer_version_arn("l", 1)));
         assert_eq!(parse_layer_version_number("3").unwrap(), 3);
         for bad in ["0", "-1", "x", ""] {
             assert_eq!(

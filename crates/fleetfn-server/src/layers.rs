@@ -12,7 +12,7 @@ use fleetfn_model::layers::{
     GetLayerVersionPolicyResponse, LAYER_RUNTIMES, Layer, LayerFilter, LayerVersionArn,
     LayerVersionContentOutput, LayerVersionResponse, LayerVersionsListItem, LayersListItem,
     MAX_COMPATIBLE_ARCHITECTURES, MAX_COMPATIBLE_RUNTIMES, MAX_FUNCTION_LAYERS,
-    PublishLayerVersionRequest, parse_layer_name,
+    PublishLayerVersionRequest, is_aws_managed_layer_arn, parse_layer_name,
 };
 use fleetfn_model::limits::MAX_UNZIPPED_BYTES;
 use fleetfn_model::policy::{Conditions, Effect, PolicyDocument, PolicyStatement, Principal};
@@ -397,6 +397,11 @@ impl ControlPlane {
 
     /// GetLayerVersionByArn.
     pub async fn get_layer_version_by_arn(&self, arn: &str) -> Result<LayerVersionResponse> {
+        if is_aws_managed_layer_arn(arn) {
+            return Err(LambdaError::not_found(format!(
+                "Layer version {arn} does not exist: fleetfn has no AWS-managed layers; publish the layer with PublishLayerVersion."
+            )));
+        }
         let a = LayerVersionArn::parse(arn, "arn")?;
         if !a.in_scope(&self.scope) {
             return Err(LambdaError::not_found(format!(
@@ -656,10 +661,15 @@ impl ControlPlane {
         let parsed = arns
             .iter()
             .map(|arn| {
-                (1..=140)
-                    .contains(&arn.len())
-                    .then(|| LayerVersionArn::parse(arn, "layers").ok())
-                    .flatten()
+                if !(1..=140).contains(&arn.len()) {
+                    return None;
+                }
+                match LayerVersionArn::parse(arn, "layers") {
+                    Ok(a) => Some(Some(a)),
+                    // Well formed, but none exists here.
+                    Err(_) if is_aws_managed_layer_arn(arn) => Some(None),
+                    Err(_) => None,
+                }
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
@@ -675,13 +685,16 @@ impl ControlPlane {
         let mut out: Vec<LayerSnapshot> = Vec::with_capacity(arns.len());
         let mut names: Vec<(String, &str)> = Vec::new();
         for (arn, a) in arns.iter().zip(parsed) {
+            let not_found = || LambdaError::invalid(format!("Layer version {arn} does not exist."));
+            let Some(a) = a else {
+                return Err(not_found());
+            };
             // AWS words a layer listed twice the same way as two versions of one layer.
             if let Some((_, first)) = names.iter().find(|(n, _)| *n == a.name) {
                 return Err(LambdaError::invalid(format!(
                     "Two different versions of the same layer are not allowed to be referenced in the same function. {first} and {arn} are versions of the same layer."
                 )));
             }
-            let not_found = || LambdaError::invalid(format!("Layer version {arn} does not exist."));
             if !a.in_scope(&self.scope) {
                 return Err(not_found());
             }
@@ -909,6 +922,15 @@ mod tests {
             )),
             "{}",
             e.message
+        );
+        let managed = "arn:aws:lambda:::awslayer:AWSLambda-Python-AWS-SDK".to_string();
+        let e = cp
+            .resolve_function_layers(std::slice::from_ref(&managed), 10)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("Layer version {managed} does not exist.")
         );
         let long = cp.scope.layer_version_arn(&"n".repeat(100), 1);
         let e = cp.resolve_function_layers(&[long], 10).await.unwrap_err();
