@@ -27,6 +27,10 @@ use crate::records::{FunctionRecord, LayerSnapshot, layer_version_key};
 use crate::service::{ControlPlane, Page, RACE_ATTEMPTS, new_revision_id};
 use crate::validate;
 
+/// How many times PublishLayerVersion retries after another publish of the layer took the
+/// number it read.
+const PUBLISH_ATTEMPTS: usize = 100;
+
 /// A layer: the number its next version gets (kept after its versions are deleted, so a
 /// number is never reused).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,7 +344,9 @@ impl ControlPlane {
         let package = decode_zip(zip).await?;
         let digest = self.put_package(&package).await?;
         let created_date = now_lambda();
-        for _ in 0..RACE_ATTEMPTS {
+        // Concurrent publishes of one layer race for its counter; each lost race costs two
+        // small reads, so a burst of publishers all get a number instead of a conflict.
+        for _ in 0..PUBLISH_ATTEMPTS {
             let existing = self.get_record::<LayerRecord>(Table::Layers, &name).await?;
             let (version, expect) = match &existing {
                 Some((l, rev)) => (l.next_version, Expect::Revision(*rev)),
@@ -834,6 +840,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all.items[0].latest_matching_version.version, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_publishes_all_get_a_number() {
+        let (_d, cp) = crate::tests::cp().await;
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let cp = cp.clone();
+                tokio::spawn(async move {
+                    cp.publish_layer_version("busy", publish_req(&i.to_string(), &[]))
+                        .await
+                        .map(|v| v.version)
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap().unwrap());
+        }
+        got.sort_unstable();
+        assert_eq!(got, (1..=24).collect::<Vec<u64>>());
     }
 
     #[tokio::test]
