@@ -260,6 +260,28 @@ def runtime():
         + req("GET", f"{P}/invocation/next"),
     )
     write("runtime_api", "truncated-body", f"POST {P}/invocation/{RID}/response HTTP/1.1\r\n{H}Content-Length: 100\r\n\r\nabc")
+    # Extensions / Telemetry / Logs APIs, as fuzzing::EXTENSION_ID (registered) and others.
+    XID = "0f4f3a2e-6c1b-4d7e-9a55-3b0d4b2f6a10"
+    X = f"Lambda-Extension-Identifier: {XID}\r\n"
+    E = "/2020-01-01/extension"
+    write("runtime_api", "ext-register", req("POST", f"{E}/register", b'{"events":["SHUTDOWN"]}',
+          "Lambda-Extension-Name: other-ext\r\nLambda-Extension-Accept-Feature: accountId\r\n"))
+    write("runtime_api", "ext-register-internal", req("POST", f"{E}/register", b'{"events":[]}',
+          "Lambda-Extension-Name: internal\r\n"))
+    write("runtime_api", "ext-next", req("GET", f"{E}/event/next", extra=X))
+    write("runtime_api", "ext-init-error", req("POST", f"{E}/init/error", b'{"errorMessage":"x","errorType":"Extension.Bad"}',
+          X + "Lambda-Extension-Function-Error-Type: Extension.Bad\r\n"))
+    write("runtime_api", "ext-exit-error", req("POST", f"{E}/exit/error", b"", X + "Lambda-Extension-Function-Error-Type: x\r\n"))
+    sub = json.dumps({
+        "schemaVersion": "2025-01-29",
+        "types": ["platform", "function", "extension"],
+        "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+        "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:8080/t"},
+    }).encode()
+    write("runtime_api", "telemetry-subscribe", req("PUT", "/2022-07-01/telemetry", sub, X))
+    write("runtime_api", "telemetry-tcp", req("PUT", "/2022-07-01/telemetry",
+          b'{"schemaVersion":"2022-07-01","types":["function"],"destination":{"protocol":"TCP","port":9}}', X))
+    write("runtime_api", "logs-api", req("PUT", "/2020-08-15/logs", b'{"schemaVersion":"2021-03-18"}', X))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 //! The Runtime API endpoint (fleetfn-runtime-api's server.rs and state.rs): the bytes of one
 //! runtime connection (any number of pipelined requests: method, path, headers, body) served
 //! in memory by `fuzzing::exchange` (feature `fuzzing`), with the same hyper settings and
-//! routing as a real endpoint and one invoke in flight (`fuzzing::REQUEST_ID`). The clock is
-//! paused, so a `/next` that parks or a body that never ends costs no real time.
+//! routing as a real endpoint, one invoke in flight (`fuzzing::REQUEST_ID`) and one registered
+//! extension (`fuzzing::EXTENSION_ID`), so the Extensions API, Telemetry API and Logs API
+//! routes are reached past their identity checks (telemetry destinations are never connected
+//! to). The clock is paused, so a `/next` that parks or a body that never ends costs no real
+//! time.
 //!
 //! Checks: no panic, no hang; once the connection is gone no `/next` stays parked; the invoke
 //! is either still in flight or resolved exactly once; a `/response` outcome is within
@@ -64,6 +67,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    assert!(
+        ex.extensions <= fleetfn_runtime_api::MAX_EXTENSIONS,
+        "more extensions than AWS allows"
+    );
+    assert!(ex.subscribers <= 1, "only the registered extension can subscribe");
     if let Some(e) = &ex.init_error {
         assert!(e.body.len() <= MAX_ERROR.max(OWN_MESSAGE + e.error_type.len()));
     }

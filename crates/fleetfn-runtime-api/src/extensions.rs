@@ -243,6 +243,22 @@ impl Extensions {
             .collect()
     }
 
+    /// Registers `name` (external, for `SHUTDOWN`) under a fixed id.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn insert_registered(&self, id: &str, name: &str) {
+        self.state.lock().list.push(Ext {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            external: true,
+            wants_shutdown: true,
+            state: ExtensionState::Registered,
+            waiter: None,
+            shutdown_sent: false,
+            done: false,
+        });
+        self.bump();
+    }
+
     pub(crate) fn watch_errors(&self) -> watch::Receiver<Option<ExtensionError>> {
         self.errors.subscribe()
     }

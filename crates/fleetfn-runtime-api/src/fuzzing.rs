@@ -1,7 +1,10 @@
 //! An in-memory way into the endpoint's HTTP handling for the fuzz targets in `fuzz/` (cargo
 //! feature `fuzzing`; not a public API). [`exchange`] serves one HTTP/1.1 connection whose
 //! client sends the given bytes, through the same hyper server settings and routing as
-//! [`RuntimeApi::bind`](crate::RuntimeApi::bind), with one invoke ([`REQUEST_ID`]) in flight.
+//! [`RuntimeApi::bind`](crate::RuntimeApi::bind), with one invoke ([`REQUEST_ID`]) in flight
+//! and one registered external extension ([`EXTENSION_ID`], so the Extensions and Telemetry
+//! API routes are reachable past the identity checks). Telemetry destinations are never
+//! connected to (the connector refuses).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,32 @@ use crate::{InitError, Invocation, Outcome, RuntimeApiConfig};
 
 /// The request id of the invoke in flight during an [`exchange`].
 pub const REQUEST_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
+
+/// The `Lambda-Extension-Identifier` of the extension registered during an [`exchange`]
+/// (name [`EXTENSION_NAME`], registered for `SHUTDOWN`).
+pub const EXTENSION_ID: &str = "0f4f3a2e-6c1b-4d7e-9a55-3b0d4b2f6a10";
+
+/// The name of that extension; `other-ext` is expected too but not registered.
+pub const EXTENSION_NAME: &str = "fuzz-ext";
+
+/// Refuses every connection: fuzz inputs must not reach the network.
+struct NoNetwork;
+
+impl crate::TelemetryConnector for NoNetwork {
+    fn connect(
+        &self,
+        _port: u16,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send + '_>,
+    > {
+        Box::pin(async {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "no network while fuzzing",
+            ))
+        })
+    }
+}
 
 /// What one [`exchange`] did.
 #[derive(Debug)]
@@ -31,6 +60,10 @@ pub struct Exchange {
     pub parked: usize,
     /// Invokes still in flight at the end (0 or 1).
     pub in_flight: usize,
+    /// Extensions registered at the end (at most [`crate::MAX_EXTENSIONS`]).
+    pub extensions: usize,
+    /// Telemetry subscribers at the end (0 or 1: only [`EXTENSION_ID`] can subscribe).
+    pub subscribers: usize,
 }
 
 /// Serves `input` as the bytes one client connection sends, until the server closes the
@@ -38,6 +71,13 @@ pub struct Exchange {
 /// left to do), then closes the connection from the client's side.
 pub async fn exchange(input: &[u8], cfg: RuntimeApiConfig, limit: Duration) -> Exchange {
     let shared = Arc::new(Shared::new(cfg));
+    shared.telemetry.set_connector(Arc::new(NoNetwork));
+    shared
+        .extensions
+        .expect(vec![EXTENSION_NAME.to_owned(), "other-ext".to_owned()]);
+    shared
+        .extensions
+        .insert_registered(EXTENSION_ID, EXTENSION_NAME);
     // One invoke in flight, as if a `/next` had already taken it.
     let (tx, mut rx) = oneshot::channel();
     shared.park(tx);
@@ -84,14 +124,19 @@ pub async fn exchange(input: &[u8], cfg: RuntimeApiConfig, limit: Duration) -> E
     // On time out, dropping `run` closes the connection; parked `/next`s unpark themselves.
     let closed_by_server = tokio::time::timeout(limit, run).await.is_ok();
 
-    Exchange {
+    let ex = Exchange {
         response,
         closed_by_server,
         outcome: ticket.rx.try_recv().ok(),
         init_error: shared.init_error.borrow().clone(),
         parked: shared.parked(),
         in_flight: shared.in_flight(),
-    }
+        extensions: shared.extensions.list().len(),
+        subscribers: shared.telemetry.subscribers(),
+    };
+    // Ends the telemetry delivery tasks a subscription started.
+    shared.close();
+    ex
 }
 
 #[cfg(test)]
@@ -127,6 +172,24 @@ mod tests {
             Some(Outcome::Response(Bytes::from_static(b"ok")))
         );
         assert_eq!((ex.parked, ex.in_flight), (0, 0));
+    }
+
+    #[test]
+    fn the_registered_extension_can_subscribe_and_register_others() {
+        let sub = r#"{"schemaVersion":"2025-01-29","types":["platform"],"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:9"}}"#;
+        let reg = r#"{"events":["SHUTDOWN"]}"#;
+        let ex = run(format!(
+            "PUT /2022-07-01/telemetry HTTP/1.1\r\nhost: x\r\nlambda-extension-identifier: {EXTENSION_ID}\r\n\
+             content-length: {}\r\n\r\n{sub}\
+             POST /2020-01-01/extension/register HTTP/1.1\r\nhost: x\r\nlambda-extension-name: other-ext\r\n\
+             content-length: {}\r\n\r\n{reg}",
+            sub.len(),
+            reg.len()
+        )
+        .as_bytes());
+        let text = String::from_utf8_lossy(&ex.response);
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+        assert_eq!((ex.extensions, ex.subscribers), (2, 1));
     }
 
     #[test]
