@@ -61,15 +61,30 @@
 //! * `Lambda-Runtime-Client-Context` and `Lambda-Runtime-Cognito-Identity` are passed through as
 //!   given; `lambda_runtime` parses them as JSON, and a value it cannot parse makes that worker
 //!   loop exit, so the agent should only pass JSON there.
-
 //!
 //! # Extensions, Telemetry and Logs APIs
 //!
-//! The same listener (and peer filter) serves the Extensions API (`/2020-01-01/extension/`),
-//! the Telemetry API (`PUT /2022-07-01/telemetry`) and answers the Logs API
-//! (`/2020-08-15/logs`) the way Lambda Managed Instances does; see [`extensions`](crate::ExtensionContext)
-//! and [`Telemetry`] for the AWS behaviour followed and where it comes from. The agent drives
-//! an environment's extensions with:
+//! The same listener (and peer filter) serves the Extensions API (`/2020-01-01/extension/`)
+//! and the Telemetry API (`PUT /2022-07-01/telemetry`), and answers the Logs API
+//! (`/2020-08-15/logs`), as Lambda Managed Instances does. AWS's own LMI implementation
+//! (aws-lambda-runtime-interface-emulator, `internal/lambda-managed-instances/`) is the
+//! reference for behaviour and error types:
+//!
+//! * extensions register for `SHUTDOWN` only (`INVOKE`: `403 Extension.InvalidEventType`; one
+//!   environment serves many invokes at once, so LMI sends no per-invoke events); names not
+//!   announced with [`RuntimeApi::expect_extensions`] register as internal extensions, with no
+//!   events; at most [`MAX_EXTENSIONS`]; every other refusal is a `403` with AWS's `errorType`;
+//! * Telemetry subscriptions take schema `2025-01-29` (records in LMI's shapes, e.g.
+//!   `initializationType` `lambda-managed-instances`) and also `2022-12-13`/`2022-07-01`
+//!   (records in the shapes clients of those parse: the unchanged `lambda-extension` crate
+//!   sends `2022-07-01`); buffering and destination are validated like AWS (`400
+//!   ValidationError`); delivery is per subscriber, in order, batched by `maxItems`/`maxBytes`/
+//!   `timeoutMs`, over one kept-alive connection made by a [`TelemetryConnector`]; a slow
+//!   subscriber holds at most three batches, the rest is dropped and reported with
+//!   `platform.logsDropped`; records from before a subscription (init) are replayed to it;
+//! * the Logs API is not served on LMI: `404 Logs.NotSupported`.
+//!
+//! The agent drives an environment's extensions with:
 //!
 //! 1. [`RuntimeApi::set_extension_context`] (what `register` answers) and
 //!    [`RuntimeApi::expect_extensions`] (the file names of `/opt/extensions`, before starting
