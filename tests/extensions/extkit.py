@@ -283,6 +283,11 @@ def wait_logs(endpoint: str, name: str, until: Callable[[list[dict]], bool], des
         if until(recs):
             return recs
         if time.monotonic() >= deadline:
+            unfiltered = ""
+            if request_id:
+                everything = logs(endpoint, name)
+                unfiltered = (f"; the function's last records whatever their request: "
+                              f"{[(r.get('requestId'), str(r.get('message', ''))[:160]) for r in everything[-30:]]}")
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {desc}; got {len(recs)} log records: "
-                        f"{[str(r.get('message', ''))[:120] for r in recs[-20:]]}")
+                        f"{[str(r.get('message', ''))[:120] for r in recs[-20:]]}{unfiltered}")
         time.sleep(0.2)

@@ -15,7 +15,7 @@ layer, under concurrent invokes of Lambda Managed Instances functions.
   Metrics EMF documents, Tracer disabled, LambdaFunctionUrlResolver routing function-URL
   requests, under concurrent requests in one environment.
 - Failures: an extension that exits at init, one that reports an init error and one registering
-  for INVOKE fail the publish (State Failed, StateReasonCode ExtensionInitError); one that exits
+  for INVOKE fail the publish (State Failed, StateReasonCode FunctionError.ExtensionInitError); one that exits
   later takes its environment down: the invokes in flight get `Extension.Crash`, and the
   environment is replaced.
 - Layer contents: read-only at /opt, extracted in order (a later layer wins), /opt/python on
@@ -28,7 +28,7 @@ root.
 from __future__ import annotations
 
 import json
-import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -178,7 +178,7 @@ def failed_publish(functions, layers, layer_keys: list[str], variables: dict) ->
                               variables=variables)
     cfg = pub.final
     assert cfg["State"] == "Failed", f"expected the publish to fail: {cfg['State']} {cfg.get('StateReason')}"
-    assert cfg["StateReasonCode"] == "ExtensionInitError", cfg
+    assert cfg["StateReasonCode"] == "FunctionError.ExtensionInitError", cfg
     print(f"{variables}: {cfg['StateReasonCode']}: {cfg['StateReason']}")
     return cfg
 
@@ -262,11 +262,22 @@ def concurrently(calls: list) -> list:
         return list(pool.map(lambda c: c(), calls))
 
 
+def get_when_capacity(url: str, timeout: float = 30.0) -> requests.Response:
+    """GET, again after a 429 (LMI throttles instead of queueing, e.g. while an environment's
+    workers are still starting to poll), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.get(url, timeout=60)
+        if r.status_code != 429 or time.monotonic() >= deadline:
+            return r
+        time.sleep(0.2)
+
+
 def test_lambda_web_adapter_serves_concurrent_requests(lam, server, layers, functions):
     name = functions.active("ext-lwa", extkit.function_zip("webapp"), [layers["web_adapter"]], handler="run.sh",
                             variables={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap", "AWS_LWA_PORT": "8080"})
     base = public_url(lam, server, name)
-    answers = concurrently([lambda i=i: requests.get(f"{base}/hello?i={i}&ms=1000", timeout=60) for i in range(N)])
+    answers = concurrently([lambda i=i: get_when_capacity(f"{base}/hello?i={i}&ms=1000") for i in range(N)])
     rids = set()
     for i, r in enumerate(answers):
         assert r.status_code == 200, (i, r.status_code, r.text[:300])
@@ -293,7 +304,7 @@ def test_powertools_logger_metrics_tracer_and_url_routing_under_concurrency(lam,
                             variables=POWERTOOLS_VARIABLES)
     base = public_url(lam, server, name)
     who = [f"user{i}" for i in range(N)]
-    answers = concurrently([lambda w=w: requests.get(f"{base}/hello/{w}?ms=500", timeout=60) for w in who])
+    answers = concurrently([lambda w=w: get_when_capacity(f"{base}/hello/{w}?ms=500") for w in who])
     by_rid = {}
     for w, r in zip(who, answers):
         assert r.status_code == 200, (w, r.status_code, r.text[:500])
@@ -309,28 +320,45 @@ def test_powertools_logger_metrics_tracer_and_url_routing_under_concurrency(lam,
     missing = requests.get(f"{base}/nope", timeout=30)
     assert missing.status_code == 404, missing.text
 
+    # Powertools writes its own JSON lines; fleetfn keeps such a line as the record itself, so
+    # Logger's fields (function_request_id, who, ...) and the EMF document (_aws) are top-level
+    # fields of the records. Which request a line belongs to is what Logger says: with 16
+    # workers printing at once, only the line itself knows.
+    def documents(recs):
+        return [r for r in recs if isinstance(r, dict)]
+
+    def complete(recs):
+        docs = documents(recs)
+        said = {d.get("function_request_id") for d in docs if d.get("message") == "hello"}
+        miss = set(by_rid) - said
+        return set(by_rid) <= said and sum("_aws" in d for d in docs) >= N
+
+    merged = []
+
+    def complete_or_merged(recs):
+        # A line holding two JSON documents: two workers' writes interleaved on the shared
+        # stdout (print() writes the text and its newline separately); those lines are lost
+        # for CloudWatch's metric extraction and for request attribution.
+        merged[:] = [r for r in recs if isinstance(r.get("message"), str) and "}{" in r["message"]]
+        return complete(recs) or bool(merged)
+
+    recs = extkit.wait_logs(endpoint, name, complete_or_merged,
+                            f"Logger's hello and an EMF document for all {N} requests")
+    assert not merged, (f"{len(merged)} log records hold several JSON lines run together (the runtime's worker "
+                        f"processes' writes interleaved): {[r['message'][:300] for r in merged]}")
+    docs = documents(recs)
     for rid, (w, _) in by_rid.items():
-        def complete(recs):
-            return any('"_aws"' in str(r.get("message")) for r in recs) and any(
-                '"hello"' in str(r.get("message")) for r in recs)
-        recs = extkit.wait_logs(endpoint, name, complete, f"the Logger and EMF lines of {rid}", request_id=rid)
-        docs = []
-        for r in recs:
-            msg = r.get("message")
-            if isinstance(msg, dict):
-                docs.append(msg)
-            elif isinstance(msg, str) and msg.startswith("{"):
-                try:
-                    docs.append(json.loads(msg))
-                except ValueError:
-                    pass
-        hello = [d for d in docs if d.get("message") == "hello"]
-        assert len(hello) == 1, docs
-        assert hello[0]["function_request_id"] == rid and hello[0]["who"] == w, hello[0]
-        assert hello[0]["level"] == "INFO" and hello[0]["service"] == "fleetfn-pt", hello[0]
-        emf = [d for d in docs if "_aws" in d]
-        assert len(emf) == 1, docs
-        cw = emf[0]["_aws"]["CloudWatchMetrics"][0]
-        assert cw["Namespace"] == "FleetfnTest" and {"Name": "Hellos", "Unit": "Count"} in cw["Metrics"], emf[0]
-        assert emf[0]["Hellos"] in ([1.0], 1.0, [1], 1), emf[0]
-        assert not any("xray" in str(r.get("message")).lower() and r.get("level") in ("ERROR", "WARN") for r in recs), recs
+        hello = [d for d in docs if d.get("message") == "hello" and d.get("function_request_id") == rid]
+        assert len(hello) == 1, hello
+        assert hello[0]["who"] == w and hello[0]["level"] == "INFO" and hello[0]["service"] == "fleetfn-pt", hello[0]
+        assert hello[0]["function_name"] == name and hello[0]["cold_start"] in (True, False), hello[0]
+    emf = [d for d in docs if "_aws" in d]
+    assert len(emf) == N, f"{len(emf)} EMF documents for {N} requests that added a metric: {emf}"
+    for doc in emf:
+        cw = doc["_aws"]["CloudWatchMetrics"][0]
+        assert cw["Namespace"] == "FleetfnTest" and {"Name": "Hellos", "Unit": "Count"} in cw["Metrics"], doc
+        assert doc["Hellos"] in ([1.0], 1.0, [1], 1) and doc["service"] == "fleetfn-pt", doc
+        assert isinstance(doc["_aws"]["Timestamp"], int), doc
+    # Tracer disabled cleanly: nothing about X-Ray or a missing daemon in the logs.
+    noise = [r for r in recs if "xray" in json.dumps(r).lower() or "daemon" in json.dumps(r).lower()]
+    assert not noise, noise
