@@ -12,8 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use fleetfn_proto::{StreamError, StreamPart};
 use fleetfn_runtime_api::{
-    ERROR_TYPE_EXIT, InitError, Invocation, Outcome, Rejected as ApiRejected, RuntimeApi,
-    RuntimeApiConfig, StreamPart as ApiPart,
+    ERROR_TYPE_EXIT, ExtensionContext, ExtensionInitError, ExtensionRecord, InitError, InitPhase,
+    InitReport, InitReportMetrics, InitRuntimeDone, InitStart, Invocation, Outcome, PlatformEvent,
+    Rejected as ApiRejected, ReportMetrics, RuntimeApi, RuntimeApiConfig, RuntimeDone,
+    RuntimeDoneMetrics, ShutdownReason, Status, StreamPart as ApiPart, TelemetryConnector,
+    TelemetryRecord, TraceContext,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -46,7 +49,7 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// Error type of the invokes in flight when an external extension of their environment
 /// exited (the environment is then replaced), and of an extension's crash during init.
-pub const ERROR_TYPE_EXTENSION_CRASH: &str = "Extension.Crash";
+pub const ERROR_TYPE_EXTENSION_CRASH: &str = fleetfn_runtime_api::ERROR_TYPE_EXTENSION_CRASH;
 
 /// How long external extensions get to finish after their `SHUTDOWN` event (Lambda: 2 s
 /// with external extensions), before the runtime gets `SIGTERM`.
@@ -150,6 +153,8 @@ struct Inner {
     /// The extension whose exit ended the sandbox, and how it ended (read from the sandbox's
     /// stderr line).
     extension_exit: watch::Sender<Option<(String, String)>>,
+    /// Connections into the environment's network (telemetry deliveries), closed with it.
+    connect: Option<crate::process::Connect>,
     /// The launcher's reservation (network namespace, uid slot): last, so it is released
     /// after everything above.
     _hold: Option<crate::process::Hold>,
@@ -637,6 +642,13 @@ impl Environment {
         let deadline_ms =
             now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         let request_id = input.request_id;
+        // One atomic load when no extension subscribed to telemetry.
+        let telemetry = inner.api.telemetry();
+        let traced = if telemetry.is_active() {
+            Some(input.trace_id.clone().map(TraceContext::new))
+        } else {
+            None
+        };
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload: input.payload,
@@ -657,6 +669,16 @@ impl Environment {
             ApiRejected::Closed => Rejected::Exited,
         })?;
         let started = Instant::now();
+        if let Some(tracing) = traced {
+            telemetry.emit(TelemetryRecord::Platform(PlatformEvent::Start(
+                fleetfn_runtime_api::Start {
+                    request_id: request_id.clone(),
+                    version: Some(inner.spec.version.clone()),
+                    function_arn: Some(inner.spec.qualified_arn.clone()),
+                    tracing,
+                },
+            )));
+        }
         let guard = ActiveGuard::new(&self.inner, &request_id);
         inner.logs.try_send_invoke(
             &request_id,
@@ -712,10 +734,17 @@ impl Environment {
             gate.stopping();
             let deadline = now_ms()
                 .saturating_add(u64::try_from(EXTENSIONS_SHUTDOWN.as_millis()).unwrap_or(u64::MAX));
-            extensions_shutdown(&inner.api, deadline);
+            // The last telemetry first, so subscribers have it before their SHUTDOWN.
+            let telemetry = inner.api.telemetry();
+            if telemetry.is_active() {
+                let _ = tokio::time::timeout(EXTENSIONS_SHUTDOWN / 2, telemetry.flush()).await;
+            }
+            inner
+                .api
+                .shutdown_extensions(ShutdownReason::Spindown, deadline);
             let mut exit_rx = inner.state.subscribe();
             tokio::select! {
-                _ = tokio::time::timeout(EXTENSIONS_SHUTDOWN, extensions_shut_down(&inner.api)) => {}
+                _ = tokio::time::timeout(EXTENSIONS_SHUTDOWN, inner.api.extensions_shut_down()) => {}
                 _ = wait_exited(&mut exit_rx) => {}
             }
             // The sandbox's supervisor passes it to the runtime only.
@@ -831,6 +860,19 @@ fn finish_invoke(
             max_used_mb,
         },
     );
+    let telemetry = inner.api.telemetry();
+    if telemetry.is_active() {
+        emit_invoke_done(
+            inner,
+            &request_id,
+            status,
+            error_type.as_deref(),
+            duration_ms,
+            billed_ms,
+            max_used_mb,
+            payload.len(),
+        );
+    }
     InvokeOutput {
         request_id,
         payload,
@@ -843,6 +885,60 @@ fn finish_invoke(
         billed_duration_ms: billed_ms,
         max_memory_used_mb: max_used_mb,
     }
+}
+
+/// An invoke's `platform.runtimeDone` and `platform.report` for telemetry subscribers.
+#[allow(clippy::too_many_arguments)]
+fn emit_invoke_done(
+    inner: &Inner,
+    request_id: &str,
+    status: &str,
+    error_type: Option<&str>,
+    duration_ms: f64,
+    billed_ms: u64,
+    max_used_mb: u64,
+    produced_bytes: usize,
+) {
+    // A platform failure (the runtime or an extension died) is `failure`, as on Lambda.
+    let status = match (status, error_type) {
+        (_, Some(ERROR_TYPE_EXIT | ERROR_TYPE_OUT_OF_MEMORY | ERROR_TYPE_EXTENSION_CRASH)) => {
+            Status::Failure
+        }
+        ("success", _) => Status::Success,
+        ("timeout", _) => Status::Timeout,
+        _ => Status::Error,
+    };
+    let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
+    let telemetry = inner.api.telemetry();
+    telemetry.emit(TelemetryRecord::Platform(PlatformEvent::RuntimeDone(
+        RuntimeDone {
+            request_id: request_id.to_owned(),
+            status,
+            error_type: error_type.map(str::to_owned),
+            metrics: Some(RuntimeDoneMetrics {
+                duration_ms,
+                produced_bytes: produced_bytes as u64,
+            }),
+            spans: Vec::new(),
+            tracing: None,
+        },
+    )));
+    telemetry.emit(TelemetryRecord::Platform(PlatformEvent::Report(
+        fleetfn_runtime_api::Report {
+            request_id: request_id.to_owned(),
+            status,
+            error_type: error_type.map(str::to_owned),
+            metrics: ReportMetrics {
+                duration_ms,
+                billed_duration_ms: Some(billed_ms),
+                memory_size_mb: Some(u64::from(inner.spec.memory_mb)),
+                max_memory_used_mb: Some(max_used_mb),
+                init_duration_ms: None,
+            },
+            spans: Vec::new(),
+            tracing: None,
+        },
+    )));
 }
 
 /// Reads a streamed response whole for a caller who wants it so: up to the synchronous
@@ -1065,6 +1161,26 @@ async fn launch(
         reservation.peer_filter.take(),
     )
     .map_err(|e| StartError::io("binding the Runtime API endpoint", e))?;
+    let connect = reservation.connect.take();
+    if let Some(c) = &connect {
+        // Telemetry deliveries reach the extensions' listeners in the environment's network.
+        api.telemetry()
+            .set_connector(Arc::new(EnvTelemetryConnector(Arc::clone(c))));
+    }
+    // Kept for subscribers until init ends (extensions subscribe during init).
+    api.telemetry()
+        .emit(TelemetryRecord::Platform(PlatformEvent::InitStart(
+            InitStart {
+                phase: InitPhase::Init,
+                runtime_version: Some(spec.runtime.clone()),
+                runtime_version_arn: None,
+                function_name: spec.function_name.clone(),
+                function_version: spec.version.clone(),
+                instance_id: spec.env_id.clone(),
+                instance_max_memory: u64::from(spec.memory_mb) * MIB,
+                tracing: None,
+            },
+        )));
     let log_stream = log_stream_name(&spec);
     // The environment's key to its credentials endpoint (only its own processes reach its
     // Runtime API listener; the token keeps anything else on a shared loopback out).
@@ -1077,9 +1193,7 @@ async fn launch(
         api.set_credentials(&token, credentials_document(c));
         token
     });
-    if !extensions.is_empty() {
-        extensions_begin(&api, &spec, &extensions);
-    }
+    extensions_begin(&api, &spec, &extensions);
     let hosts_file = env_dir.join(HOSTS_FILE);
     let cmd = launch_command(
         &spec,
@@ -1120,6 +1234,7 @@ async fn launch(
             logs.clone(),
             Arc::clone(&ids),
             None,
+            Some(api.telemetry().clone()),
         )));
     }
     if let Some(err) = child.stderr.take() {
@@ -1131,6 +1246,7 @@ async fn launch(
             logs.clone(),
             Arc::clone(&ids),
             watch_exit,
+            Some(api.telemetry().clone()),
         )));
     }
     let gate = launched.gate;
@@ -1173,6 +1289,7 @@ async fn launch(
         extensions,
         gate,
         extension_exit,
+        connect,
         _hold: hold,
     });
     tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
@@ -1212,8 +1329,8 @@ fn spawn_error(prepared: &PreparedRuntime, program: &Path, e: std::io::Error) ->
 enum InitOutcome {
     Ready,
     InitError(InitError),
-    /// An extension posted `/extension/init/error` (its error type and message).
-    ExtensionInitError(String, String),
+    /// An extension posted `/extension/init/error`.
+    ExtensionInitError(ExtensionInitError),
     Exited(std::io::Result<ExitStatus>),
     TimedOut,
     Cancelled,
@@ -1233,24 +1350,37 @@ async fn monitor(
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_cpu = None;
-    // With extensions the runtime starts only once every one of them is ready.
+    // As Lambda's init: external extensions register, then the runtime starts; init ends
+    // when the runtime polls `/next` and every registered extension (internal ones too)
+    // polls `/event/next`.
     let mut gate_closed = inner.gate.is_some();
+    let mut runtime_ready = false;
+    let mut extensions_ready = false;
 
     let outcome = loop {
         tokio::select! {
-            r = extensions_ready(&inner.api), if gate_closed => match r {
+            r = inner.api.extensions_registered(), if gate_closed => match r {
                 Ok(()) => {
                     gate_closed = false;
                     if let Some(g) = &inner.gate {
                         g.open();
                     }
-                    tracing::info!(env_id = inner.spec.env_id, extensions = ?inner.extensions, "extensions ready; runtime starting");
+                    tracing::info!(env_id = inner.spec.env_id, extensions = ?inner.extensions, "extensions registered; runtime starting");
                 }
-                Err((t, m)) => break InitOutcome::ExtensionInitError(t, m),
+                Err(e) => break InitOutcome::ExtensionInitError(e),
             },
-            r = inner.api.ready() => break match r {
-                Ok(()) => InitOutcome::Ready,
-                Err(e) => InitOutcome::InitError(e),
+            r = inner.api.extensions_ready(), if !extensions_ready => match r {
+                Ok(()) if runtime_ready => break InitOutcome::Ready,
+                Ok(()) => extensions_ready = true,
+                Err(e) => break InitOutcome::ExtensionInitError(e),
+            },
+            r = inner.api.ready(), if !runtime_ready => match r {
+                Ok(()) => {
+                    runtime_ready = true;
+                    // Asked again: the runtime's own (internal) extensions registered meanwhile.
+                    extensions_ready = false;
+                }
+                Err(e) => break InitOutcome::InitError(e),
             },
             st = child.wait() => break InitOutcome::Exited(st),
             () = &mut deadline => break InitOutcome::TimedOut,
@@ -1268,16 +1398,16 @@ async fn monitor(
     let failure = match outcome {
         InitOutcome::Ready => None,
         InitOutcome::InitError(e) => Some(init_error_failure(&e)),
-        InitOutcome::ExtensionInitError(error_type, message) => Some(InitFailure::new(
-            InitReasonCode::ExtensionInitError,
-            format!("{error_type}: {message}"),
-        )),
+        InitOutcome::ExtensionInitError(e) => Some(extension_init_failure(&e)),
         InitOutcome::Exited(st) => {
             inner.reaped.store(true, Ordering::SeqCst);
             let _ = signal_group(inner.pid, Signal::SIGKILL);
             let init_error = inner.api.init_error().borrow().clone();
             if let Some(e) = init_error {
                 Some(init_error_failure(&e))
+            } else if let Some(e) = reported_extension_error(&inner.api).await {
+                // It posted /extension/init/error and exited before the agent saw the post.
+                Some(extension_init_failure(&e))
             } else if let Some((name, how)) = extension_exited(&inner, st.as_ref().ok()).await {
                 Some(InitFailure::new(
                     InitReasonCode::ExtensionInitError,
@@ -1296,14 +1426,16 @@ async fn monitor(
                 ))
             }
         }
-        InitOutcome::TimedOut if gate_closed => Some(InitFailure::new(
-            InitReasonCode::InitTimeout,
-            format!(
-                "The extensions did not finish init within {:.2} seconds: each of {} must register and poll /2020-01-01/extension/event/next",
-                init_timeout.as_secs_f64(),
-                inner.extensions.join(", ")
-            ),
-        )),
+        InitOutcome::TimedOut if gate_closed || (runtime_ready && !extensions_ready) => {
+            Some(InitFailure::new(
+                InitReasonCode::InitTimeout,
+                format!(
+                    "The extensions did not finish init within {:.2} seconds: each must register and poll /2020-01-01/extension/event/next ({})",
+                    init_timeout.as_secs_f64(),
+                    extension_states(&inner.api, &inner.extensions)
+                ),
+            ))
+        }
         InitOutcome::TimedOut => Some(InitFailure::new(
             InitReasonCode::InitTimeout,
             format!(
@@ -1325,6 +1457,17 @@ async fn monitor(
             "error"
         };
         log_init_report(&inner, init_ms, status);
+        let init_status = if status == "timeout" {
+            Status::Timeout
+        } else {
+            Status::Error
+        };
+        emit_init_done(
+            &inner,
+            init_status,
+            Some(init_error_type(&failure)),
+            init_ms,
+        );
         tracing::warn!(env_id = inner.spec.env_id, %failure, "environment init failed");
         if !inner.reaped.load(Ordering::SeqCst) {
             if status == "timeout" {
@@ -1339,6 +1482,9 @@ async fn monitor(
 
     let _ = inner.init_duration.set(init_elapsed);
     log_init_report(&inner, init_ms, "success");
+    emit_init_done(&inner, Status::Success, None, init_ms);
+    // Registration and telemetry subscriptions close with init (as on LMI).
+    inner.api.finish_init();
     inner.state.send_if_modified(|s| {
         if matches!(s, EnvState::Starting) {
             *s = EnvState::Ready;
@@ -1408,28 +1554,77 @@ async fn monitor(
     finish(&inner, reason, pumps).await;
 }
 
-// ---- The Extensions API of the environment's endpoint (fleetfn-runtime-api) ----
-
-/// Tells the endpoint which external extensions are starting, and what they are told.
-fn extensions_begin(api: &RuntimeApi, spec: &EnvironmentSpec, names: &[String]) {
-    let _ = (api, spec, names);
+/// What init is told about extensions: the function (for `register`'s answer) and, before
+/// they start, the external ones, which alone may register for events.
+fn extensions_begin(api: &RuntimeApi, spec: &EnvironmentSpec, external: &[String]) {
+    // arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    let account_id = spec
+        .qualified_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
+    api.set_extension_context(ExtensionContext {
+        function_name: spec.function_name.clone(),
+        function_version: spec.version.clone(),
+        handler: spec.handler.clone().unwrap_or_default(),
+        account_id,
+    });
+    if !external.is_empty() {
+        api.expect_extensions(external.to_vec());
+    }
 }
 
-/// Every expected extension registered and polled its first event; `Err((type, message))`
-/// when one posted `/extension/init/error`.
-async fn extensions_ready(api: &RuntimeApi) -> Result<(), (String, String)> {
-    let _ = api;
-    Ok(())
+/// An `/extension/init/error` already posted, if any (asked without waiting).
+async fn reported_extension_error(api: &RuntimeApi) -> Option<ExtensionInitError> {
+    match tokio::time::timeout(Duration::ZERO, api.extensions_ready()).await {
+        Ok(Err(e @ ExtensionInitError::Reported(_))) => Some(e),
+        _ => None,
+    }
 }
 
-/// Sends `SHUTDOWN` (spindown) to the registered extensions.
-fn extensions_shutdown(api: &RuntimeApi, deadline_ms: u64) {
-    let _ = (api, deadline_ms);
+/// `ExtensionInitError` with the extension's own error type and message.
+fn extension_init_failure(e: &ExtensionInitError) -> InitFailure {
+    let reason = match e {
+        ExtensionInitError::Reported(r) => {
+            #[derive(serde::Deserialize)]
+            struct Doc {
+                #[serde(rename = "errorMessage")]
+                error_message: Option<String>,
+            }
+            let message = serde_json::from_slice::<Doc>(&r.body)
+                .ok()
+                .and_then(|d| d.error_message)
+                .unwrap_or_else(|| String::from_utf8_lossy(&r.body).trim().to_owned());
+            let message = if message.is_empty() {
+                "no message".to_owned()
+            } else {
+                message
+            };
+            format!("{}: {message} (extension {})", r.error_type, r.name)
+        }
+        ExtensionInitError::Closed => format!(
+            "{}: the environment's endpoint closed during extension init",
+            e.error_type()
+        ),
+    };
+    InitFailure::new(InitReasonCode::ExtensionInitError, reason)
 }
 
-/// Every registered extension is done with its `SHUTDOWN`.
-async fn extensions_shut_down(api: &RuntimeApi) {
-    let _ = api;
+/// Which extensions registered and which are ready, for a timeout's reason.
+fn extension_states(api: &RuntimeApi, external: &[String]) -> String {
+    let registered = api.extensions();
+    let mut parts: Vec<String> = external
+        .iter()
+        .filter(|n| !registered.iter().any(|r| &r.name == *n))
+        .map(|n| format!("{n}: not registered"))
+        .collect();
+    parts.extend(
+        registered
+            .iter()
+            .map(|r| format!("{}: {}", r.name, r.state.as_str())),
+    );
+    parts.join(", ")
 }
 
 /// When the sandbox ended because an external extension exited: which one, and how (the
@@ -1471,6 +1666,81 @@ fn init_error_failure(e: &InitError) -> InitFailure {
     )
 }
 
+/// The end of init for telemetry subscribers: each extension's `platform.extension`, then
+/// `platform.initRuntimeDone` and `platform.initReport`.
+fn emit_init_done(inner: &Inner, status: Status, error_type: Option<String>, init_ms: f64) {
+    let telemetry = inner.api.telemetry();
+    if !telemetry.is_active() {
+        return;
+    }
+    for e in inner.api.extensions() {
+        telemetry.emit(TelemetryRecord::Platform(PlatformEvent::Extension(
+            ExtensionRecord {
+                name: e.name,
+                state: e.state.as_str().to_owned(),
+                events: e.events,
+                error_type: None,
+            },
+        )));
+    }
+    telemetry.emit(TelemetryRecord::Platform(PlatformEvent::InitRuntimeDone(
+        InitRuntimeDone {
+            phase: InitPhase::Init,
+            status,
+            error_type: error_type.clone(),
+            spans: Vec::new(),
+        },
+    )));
+    telemetry.emit(TelemetryRecord::Platform(PlatformEvent::InitReport(
+        InitReport {
+            phase: InitPhase::Init,
+            status,
+            error_type,
+            metrics: InitReportMetrics {
+                duration_ms: (init_ms * 100.0).round() / 100.0,
+            },
+            spans: Vec::new(),
+        },
+    )));
+}
+
+/// The `errorType` of a failed init: the runtime's or extension's own error type when the
+/// reason starts with one (`Runtime.ImportModuleError: ...`), else what the reason code says.
+fn init_error_type(f: &InitFailure) -> String {
+    let named = f
+        .reason
+        .split_once(": ")
+        .map(|(t, _)| t)
+        .filter(|t| t.contains('.') && !t.contains(' '));
+    match (named, f.reason_code) {
+        (Some(t), _) => t.to_owned(),
+        (None, InitReasonCode::RuntimeInitError) => ERROR_TYPE_EXIT.to_owned(),
+        (None, code) => code.as_str().to_owned(),
+    }
+}
+
+/// Telemetry deliveries made from inside the environment's network namespace.
+struct EnvTelemetryConnector(crate::process::Connect);
+
+impl TelemetryConnector for EnvTelemetryConnector {
+    fn connect(
+        &self,
+        port: u16,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send + '_>,
+    > {
+        let c = Arc::clone(&self.0);
+        Box::pin(async move {
+            let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+            let stream = tokio::task::spawn_blocking(move || c.connect(addr))
+                .await
+                .map_err(std::io::Error::other)??;
+            stream.set_nonblocking(true)?;
+            tokio::net::TcpStream::from_std(stream)
+        })
+    }
+}
+
 fn log_init_report(inner: &Inner, init_ms: f64, status: &str) {
     inner.logs.try_send(platform_record(
         "platform.initReport",
@@ -1509,6 +1779,9 @@ async fn kill_and_reap(inner: &Inner, child: &mut Child) {
 /// Releases everything once the runtime is gone, then publishes the final state.
 async fn finish(inner: &Inner, reason: ExitReason, pumps: Vec<JoinHandle<()>>) {
     inner.api.shutdown();
+    if let Some(c) = &inner.connect {
+        c.close();
+    }
     for mut pump in pumps {
         if tokio::time::timeout(DRAIN_OUTPUT, &mut pump).await.is_err() {
             pump.abort();

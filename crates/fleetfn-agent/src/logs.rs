@@ -530,6 +530,7 @@ pub(crate) async fn pump(
     sink: LogSink,
     in_flight: Arc<InFlightIds>,
     extension_exit: Option<tokio::sync::watch::Sender<Option<(String, String)>>>,
+    telemetry: Option<fleetfn_runtime_api::Telemetry>,
 ) {
     let mut reader = BufReader::new(reader);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -565,6 +566,22 @@ pub(crate) async fn pump(
                 fleetfn_sandbox::parse_extension_exit(&String::from_utf8_lossy(&buf))
         {
             tx.send_replace(Some(parsed));
+        }
+        if let Some(t) = &telemetry
+            && t.is_active()
+        {
+            // The sandbox's init shares the pipes with the extensions and the runtime: their
+            // lines cannot be told apart, so every line is the function's.
+            let end = buf
+                .iter()
+                .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                .map_or(0, |i| i + 1);
+            if end > 0 {
+                let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+                t.emit(fleetfn_runtime_api::TelemetryRecord::Function(
+                    fleetfn_runtime_api::LogLine::json(text),
+                ));
+            }
         }
         if sink.enabled() {
             if complete {
@@ -1015,7 +1032,7 @@ mod tests {
         let ids = Arc::new(InFlightIds::default());
         ids.insert("only");
         let input: &[u8] = b"one\n{\"level\":\"ERROR\",\"message\":\"two\"}\r\n\nthree";
-        pump(input, "stderr", sink.clone(), Arc::clone(&ids), None).await;
+        pump(input, "stderr", sink.clone(), Arc::clone(&ids), None, None).await;
         sink.try_send(platform_record(
             "platform.start",
             Some("only"),
@@ -1051,6 +1068,7 @@ mod tests {
             "stdout",
             sink.clone(),
             Arc::new(InFlightIds::default()),
+            None,
             None,
         )
         .await;

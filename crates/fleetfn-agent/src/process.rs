@@ -164,6 +164,20 @@ pub struct Reservation {
     /// Held for the environment's life (its network namespace, its uid slot); released only
     /// after its processes are killed.
     pub hold: Option<Hold>,
+    /// Opens a TCP connection to an address of the environment's own network (the Telemetry
+    /// API's deliveries to its extensions); `None`: the agent's network is the environment's.
+    pub connect: Option<Connect>,
+}
+
+/// Connects to addresses inside an environment's network.
+pub type Connect = Arc<dyn EnvConnect>;
+
+/// Connections into an environment's own network.
+pub trait EnvConnect: Send + Sync + fmt::Debug {
+    /// A connected stream to `addr` (blocking, with a short timeout).
+    fn connect(&self, addr: std::net::SocketAddr) -> io::Result<std::net::TcpStream>;
+    /// Lets go of the network (the environment is gone): every later connect fails.
+    fn close(&self);
 }
 
 impl fmt::Debug for Reservation {
@@ -185,6 +199,7 @@ impl Reservation {
             listener: Some(listener),
             peer_filter: None,
             hold: None,
+            connect: None,
         })
     }
 }

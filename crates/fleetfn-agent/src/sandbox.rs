@@ -153,6 +153,31 @@ fn peer_filter(uid: u32, diag: Arc<net::SockDiag>) -> fleetfn_runtime_api::PeerF
     })
 }
 
+/// Connections made inside an environment's network namespace, until it is closed (the
+/// namespace must not outlive the environment: its slot's addresses get reused).
+#[derive(Debug)]
+struct NsConnect(parking_lot::Mutex<Option<std::os::fd::OwnedFd>>);
+
+impl crate::process::EnvConnect for NsConnect {
+    fn connect(&self, addr: std::net::SocketAddr) -> io::Result<std::net::TcpStream> {
+        // A clone, so the lock is not held across the (up to 1 s) connect.
+        let ns = self
+            .0
+            .lock()
+            .as_ref()
+            .map(std::os::fd::OwnedFd::try_clone)
+            .transpose()?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "the environment is gone")
+            })?;
+        net::connect_in(&ns, addr)
+    }
+
+    fn close(&self) {
+        self.0.lock().take();
+    }
+}
+
 /// Where an environment's slot search starts: a hash of its id (FNV-1a), so concurrent
 /// starts rarely contend for the same slot.
 fn slot_hint(env_id: &str) -> u32 {
@@ -262,6 +287,13 @@ impl Launcher for SandboxLauncher {
                 Arc::new(net::SockDiag::open()?),
             )
         };
+        // Deliveries to the environment's extensions go to its own loopback.
+        let connect: Option<crate::process::Connect> = match &network {
+            Some(n) => Some(Arc::new(NsConnect(parking_lot::Mutex::new(Some(
+                n.ns_fd().try_clone_to_owned()?,
+            ))))),
+            None => None,
+        };
         let hold = EnvHold {
             net: network,
             _cgroup: cgroup,
@@ -273,6 +305,7 @@ impl Launcher for SandboxLauncher {
             listener: Some(listener),
             peer_filter: Some(peer_filter(uid, diag)),
             hold: Some(Box::new(hold)),
+            connect,
         })
     }
 
