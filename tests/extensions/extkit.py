@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from botocore.exceptions import ClientError
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import dataplane as dp
@@ -211,6 +212,22 @@ def single_environment(lam, endpoint: str, name: str) -> dict:
     """Scale the published version to exactly one environment, so every invoke shares its /tmp."""
     dp.set_scaling(lam, name, QUALIFIER, 1, 1)
     return dp.wait_single_ready(endpoint, name, QUALIFIER, timeout=90)
+
+
+def wait_full_concurrency(lam, name: str, n: int, timeout: float = 60.0) -> None:
+    """Until n short invokes sent together all run: an environment is Ready once its runtime
+    polls, and the Python runtime's worker processes come up one by one after that (LMI
+    throttles rather than queues meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        results = dp.Batch(lam, name, [{"op": "sleep", "ms": 300}] * n).results(timeout=60)
+        failed = [r for r in results if isinstance(r, Exception) or r.status != 200 or r.function_error]
+        if not failed:
+            return
+        if time.monotonic() >= deadline or any(not isinstance(r, ClientError) or h.error_code(r) !=
+                                                "TooManyRequestsException" for r in failed):
+            pytest.fail(f"{name} did not take {n} invokes together within {timeout:.0f}s: {failed[:3]}")
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -69,6 +70,7 @@ def observed(lam, endpoint, layers, functions):
     once every request id's platform.report reached both subscribers."""
     name = functions.active("ext-telemetry", extkit.function_zip("reader"),
                             [layers["rust_extensions"], layers["pyext"]], concurrency=N)
+    extkit.wait_full_concurrency(lam, name, N)
     markers = [f"marker-{i}-{uuid.uuid4().hex}" for i in range(N)]
     batch = dp.Batch(lam, name, [{"op": "print_sleep", "text": m, "ms": 1500} for m in markers])
     dp.wait_in_flight(endpoint, name, Q, N, batch)
@@ -94,6 +96,7 @@ def check_telemetry(observed, ext: str):
     items = extkit.telemetry(observed["records"][ext])
     rids, markers = observed["rids"], observed["markers"]
     types = {i["type"] for i in items}
+    print(f"{ext}: {len(items)} telemetry items: {dict(Counter(i['type'] for i in items))}")
     assert "platform.initStart" in types, f"{ext} got no init-phase record (subscribers get the init buffer): {types}"
     for kind in ("platform.start", "platform.report"):
         ids = [extkit.request_id_of(i) for i in extkit.of_type(items, kind)]
@@ -104,6 +107,9 @@ def check_telemetry(observed, ext: str):
     started = {extkit.request_id_of(i) for i in extkit.of_type(items, "platform.start")}
     done = [extkit.request_id_of(i) for i in extkit.of_type(items, "platform.runtimeDone")]
     assert set(done) <= started, done
+    if done:
+        for rid in rids:
+            assert done.count(rid) == 1, f"{ext}: platform.runtimeDone for {rid} seen {done.count(rid)} times"
     for rep in extkit.of_type(items, "platform.report"):
         if extkit.request_id_of(rep) in invoked:
             metrics = rep["record"]["metrics"]
@@ -162,10 +168,19 @@ def test_extension_stdout_and_shutdown_reach_the_logs(lam, endpoint, observed):
     dp.set_scaling(lam, name, Q, 0, 0)
     dp.wait_envs(endpoint, name, Q, lambda es: not any(e["State"] in dp.LIVE_STATES for e in es),
                  "the environment to stop", timeout=60)
+    exts = (RUST_EVENTS, RUST_TELEMETRY, PYEXT)
+
+    def count(recs, text):
+        return {ext: sum(str(r.get("message")).startswith(f"{ext}: {text}") for r in recs) for ext in exts}
+
+    # Every environment that ran (three at first, then one) stopped: each extension that
+    # registered in it got SHUTDOWN (reason spindown) and said so before it was stopped.
     recs = extkit.wait_logs(endpoint, name,
-                            lambda recs: sum(": SHUTDOWN spindown" in str(r.get("message")) for r in recs) >= 3,
-                            "SHUTDOWN spindown at all three extensions")
-    print([r.get("message") for r in recs if "SHUTDOWN" in str(r.get("message"))])
+                            lambda recs: count(recs, "SHUTDOWN spindown") == count(recs, "registered"),
+                            "SHUTDOWN spindown at every extension of every environment")
+    registered = count(recs, "registered")
+    assert all(n >= 1 for n in registered.values()) and len(set(registered.values())) == 1, registered
+    print(f"registrations and SHUTDOWNs per extension: {registered}")
 
 
 # --------------------------------------------------------------------------------------
