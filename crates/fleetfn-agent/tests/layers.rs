@@ -82,6 +82,35 @@ if MODE == "init_error":
         {"Lambda-Extension-Identifier": eid, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"},
     )
     time.sleep(60)
+if MODE == "telemetry":
+    import http.server
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            batch = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            for event in batch:
+                record = event["record"]
+                rid = record.get("requestId", "") if isinstance(record, dict) else ""
+                print(f"TELEMETRY {event['type']} {rid}".rstrip(), flush=True)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 4243), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    call(
+        "PUT",
+        "/2022-07-01/telemetry",
+        json.dumps({
+            "schemaVersion": "2025-01-29",
+            "types": ["platform"],
+            "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+            "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243"},
+        }).encode(),
+        {"Lambda-Extension-Identifier": eid, "Content-Type": "application/json"},
+    )
 # Late too: the environment must not be ready before this extension polls its first event.
 time.sleep(0.5)
 with open("/tmp/ext-polling", "w") as f:
@@ -456,6 +485,45 @@ mod needs_root {
                 .any(|m| m.trim_end() == "pyext: event SHUTDOWN spindown"),
             "{messages:?}"
         );
+        h.stop().await;
+    }
+
+    /// A Telemetry API subscriber (platform events, over HTTP to `sandbox.localdomain`) gets
+    /// the init records kept from before it subscribed and every invoke's records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn a_telemetry_subscriber_gets_init_and_invoke_records() {
+        let h = Harness::start(true).await;
+        h.put(
+            "tel",
+            &h.code,
+            vec![h.tools.clone(), h.extension.clone()],
+            "telemetry",
+        )
+        .await;
+        h.ready("tel").await;
+        let ids: Vec<String> = (0..5).map(|i| format!("tel-{i}")).collect();
+        for id in &ids {
+            h.call("tel", id, &json!({"op": "echo"})).await;
+        }
+        // Stopping flushes telemetry before the extension's SHUTDOWN.
+        h.agent.stop_all(Duration::from_secs(2)).await;
+        let messages = h.log_messages();
+        let got = |line: &str| messages.iter().any(|m| m.trim_end() == line);
+        for line in [
+            "TELEMETRY platform.initStart",
+            "TELEMETRY platform.initRuntimeDone",
+            "TELEMETRY platform.initReport",
+            "TELEMETRY platform.extension",
+        ] {
+            assert!(got(line), "{line} missing: {messages:?}");
+        }
+        for id in &ids {
+            for kind in ["platform.start", "platform.report"] {
+                let line = format!("TELEMETRY {kind} {id}");
+                assert!(got(&line), "{line} missing: {messages:?}");
+            }
+        }
         h.stop().await;
     }
 
