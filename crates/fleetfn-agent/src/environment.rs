@@ -732,13 +732,13 @@ impl Environment {
             // Extensions first (SHUTDOWN with its deadline): the sandbox ends them all once
             // the runtime exits. From now on an extension that exits does not end it.
             gate.stopping();
-            let deadline = now_ms()
-                .saturating_add(u64::try_from(EXTENSIONS_SHUTDOWN.as_millis()).unwrap_or(u64::MAX));
             // The last telemetry first, so subscribers have it before their SHUTDOWN.
             let telemetry = inner.api.telemetry();
             if telemetry.is_active() {
                 let _ = tokio::time::timeout(EXTENSIONS_SHUTDOWN / 2, telemetry.flush()).await;
             }
+            let deadline = now_ms()
+                .saturating_add(u64::try_from(EXTENSIONS_SHUTDOWN.as_millis()).unwrap_or(u64::MAX));
             inner
                 .api
                 .shutdown_extensions(ShutdownReason::Spindown, deadline);
@@ -1524,10 +1524,21 @@ async fn monitor(
         };
     let (error_type, message) = match extension {
         // LMI: an extension that crashes makes the environment unhealthy; it is replaced.
-        Some((name, ext_how)) => (
-            ERROR_TYPE_EXTENSION_CRASH,
-            format!("Extension {name} exited with error: {ext_how}"),
-        ),
+        Some((name, ext_how)) => {
+            // It may have said why first (`/extension/exit/error`).
+            let reported = inner
+                .api
+                .watch_extension_errors()
+                .borrow()
+                .as_ref()
+                .filter(|e| e.name == name)
+                .map(|e| format!(" (it reported {})", e.error_type))
+                .unwrap_or_default();
+            (
+                ERROR_TYPE_EXTENSION_CRASH,
+                format!("Extension {name} exited with error: {ext_how}{reported}"),
+            )
+        }
         None if out_of_memory => (
             ERROR_TYPE_OUT_OF_MEMORY,
             format!("Runtime exited with error: {how}"),
