@@ -1360,6 +1360,26 @@ fn probe_node(configured: Option<&Path>, search: &OsStr) -> Result<Interpreter, 
     Ok(Interpreter { path, version })
 }
 
+/// The `bootstrap` of `provided.*`, looked for where Lambda looks: the code's, else a layer's
+/// (`/opt/bootstrap`: a custom runtime shipped as a layer).
+fn find_bootstrap(code_dir: &Path, opt_dir: Option<&Path>) -> Result<PathBuf, InitFailure> {
+    let code = check_bootstrap(code_dir);
+    match (&code, opt_dir) {
+        (Err(e), Some(opt)) if e.reason == BOOTSTRAP_SEARCH => {
+            let path = opt.join("bootstrap");
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(path),
+                Ok(m) if m.is_file() => Err(InitFailure::entry_point(format!(
+                    "{BOOTSTRAP_SEARCH}; /opt/bootstrap is not executable (mode {:04o}): set the execute bit before zipping the layer",
+                    m.permissions().mode() & 0o7777
+                ))),
+                _ => code,
+            }
+        }
+        _ => code,
+    }
+}
+
 /// Checks the package's `bootstrap` for `provided.*`.
 fn check_bootstrap(code_dir: &Path) -> Result<PathBuf, InitFailure> {
     let path = code_dir.join("bootstrap");
@@ -1422,7 +1442,10 @@ pub(crate) fn launch_command(
             })
     };
     let (program, args) = match prepared {
-        PreparedRuntime::Provided { .. } => (check_bootstrap(&spec.code_dir)?, Vec::new()),
+        PreparedRuntime::Provided { .. } => (
+            find_bootstrap(&spec.code_dir, spec.opt_dir.as_deref())?,
+            Vec::new(),
+        ),
         PreparedRuntime::Python { interpreter, .. } => {
             let handler = handler("module.function, such as app.handler")?;
             (
@@ -1997,6 +2020,28 @@ mod tests {
         std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
         let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
         assert_eq!(cmd.program, bootstrap);
+        // Without one in the code, a layer's /opt/bootstrap (a custom runtime layer).
+        let opt = dir.path().join("opt");
+        std::fs::create_dir_all(&opt).unwrap();
+        let layered = tempfile::tempdir().unwrap();
+        let mut s2 = spec("provided.al2023", layered.path());
+        s2.opt_dir = Some(opt.clone());
+        let err = launch_command(&s2, &prepared, &ctx(&tmp)).unwrap_err();
+        assert_eq!(err.reason, BOOTSTRAP_SEARCH);
+        std::fs::write(opt.join("bootstrap"), "#!/bin/sh\n").unwrap();
+        let err = launch_command(&s2, &prepared, &ctx(&tmp)).unwrap_err();
+        assert!(
+            err.reason.contains("/opt/bootstrap is not executable"),
+            "{}",
+            err.reason
+        );
+        std::fs::set_permissions(
+            opt.join("bootstrap"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let cmd = launch_command(&s2, &prepared, &ctx(&tmp)).unwrap();
+        assert_eq!(cmd.program, opt.join("bootstrap"));
         // No runtime of ours on PYTHONPATH for provided.*: the function's own value stands.
         assert_eq!(cmd.env["PYTHONPATH"], "/extra");
     }
