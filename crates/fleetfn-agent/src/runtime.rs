@@ -1477,6 +1477,13 @@ pub(crate) fn launch_command(
                     // The heap from the environment's memory (its cgroup limit), not 25 %.
                     "-XX:MaxRAMPercentage=75".to_owned(),
                     format!("-Djava.io.tmpdir={}", ctx.tmp_dir.display()),
+                    // The layers' jars (`/opt/java/lib`) after the function's, as on Lambda.
+                    format!(
+                        "-Dfleetfn.layers.lib={}/java/lib",
+                        spec.opt_dir
+                            .as_deref()
+                            .map_or_else(|| "/opt".to_owned(), |d| d.display().to_string())
+                    ),
                     "-cp".to_owned(),
                     jar.display().to_string(),
                     JAVA_MAIN.to_owned(),
@@ -1871,6 +1878,7 @@ mod tests {
             [
                 "-XX:MaxRAMPercentage=75",
                 "-Djava.io.tmpdir=/envs/env-1/tmp",
+                "-Dfleetfn.layers.lib=/opt/java/lib",
                 "-cp",
                 "/rt/java/fleetfn-java-runtime.jar",
                 "dev.fleetfn.runtime.Bootstrap"

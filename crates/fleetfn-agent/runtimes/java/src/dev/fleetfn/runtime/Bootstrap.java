@@ -48,7 +48,7 @@ public final class Bootstrap {
         ClassLoader loader;
         HandlerAdapter handler;
         try {
-            loader = functionClassLoader(new File(root));
+            loader = functionClassLoader(new File(root), layerLib());
             Thread.currentThread().setContextClassLoader(loader);
             handler = HandlerAdapter.load(System.getenv("_HANDLER"), loader);
         } catch (HandlerAdapter.InitFailure f) {
@@ -81,15 +81,30 @@ public final class Bootstrap {
         }
     }
 
+    /** The layers' jar directory (`/opt/java/lib`, as the agent passes it), or null. */
+    static File layerLib() {
+        String dir = System.getProperty("fleetfn.layers.lib");
+        return dir == null || dir.isEmpty() ? null : new File(dir);
+    }
+
     /**
-     * The function's class path: LAMBDA_TASK_ROOT (classes and resources) and its lib/*.jar,
-     * sorted by name. The parent is this runtime's loader, so the Lambda interfaces are always
-     * fleetfn's, even when the function bundles aws-lambda-java-core.
+     * The function's class path, as Lambda's: LAMBDA_TASK_ROOT (classes and resources), its
+     * lib/*.jar, then the layers' java/lib/*.jar (`layerLib`, may be null), each sorted by name.
+     * The parent is this runtime's loader, so the Lambda interfaces are always fleetfn's, even
+     * when the function bundles aws-lambda-java-core.
      */
-    static ClassLoader functionClassLoader(File root) throws IOException {
+    static ClassLoader functionClassLoader(File root, File layerLib) throws IOException {
         List<URL> urls = new ArrayList<>();
         urls.add(root.getAbsoluteFile().toURI().toURL());
-        File[] jars = new File(root, "lib").listFiles();
+        addJars(urls, new File(root, "lib"));
+        if (layerLib != null) {
+            addJars(urls, layerLib);
+        }
+        return new URLClassLoader("function", urls.toArray(new URL[0]), Bootstrap.class.getClassLoader());
+    }
+
+    private static void addJars(List<URL> urls, File dir) throws IOException {
+        File[] jars = dir.listFiles();
         if (jars != null) {
             Arrays.sort(jars);
             for (File jar : jars) {
@@ -98,7 +113,6 @@ public final class Bootstrap {
                 }
             }
         }
-        return new URLClassLoader("function", urls.toArray(new URL[0]), Bootstrap.class.getClassLoader());
     }
 
     /** Logs and reports an init failure, then exits with status 1. */
