@@ -89,6 +89,8 @@ def _stripped(binary: Path) -> bytes:
     st = binary.stat()
     out = cache_dir() / f"{binary.name}.{st.st_size}.{int(st.st_mtime)}.stripped"
     if not out.exists():
+        for old in cache_dir().glob(f"{binary.name}.*.stripped"):  # copies of earlier builds
+            old.unlink(missing_ok=True)
         tmp = out.with_suffix(f".tmp{os.getpid()}")
         subprocess.run([strip, "--strip-debug", "-o", str(tmp), str(binary)], check=True)
         tmp.rename(out)
@@ -160,6 +162,7 @@ def lwa_binary() -> Path:
             if res.returncode != 0:
                 pytest.fail(f"cargo install lambda_web_adapter {LWA_VERSION} failed ({res.returncode}): "
                             f"{res.stderr[-3000:]}", pytrace=False)
+            shutil.rmtree(env["CARGO_TARGET_DIR"], ignore_errors=True)  # the binary is what is kept
     return binary
 
 
