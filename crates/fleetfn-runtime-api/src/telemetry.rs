@@ -112,7 +112,7 @@ impl Telemetry {
     #[inline]
     pub fn emit(&self, record: TelemetryRecord) {
         if self.is_active() {
-            self.inner.emit_at(SystemTime::now(), record);
+            self.inner.emit_at(SystemTime::now(), record, false);
         }
     }
 
@@ -120,7 +120,7 @@ impl Telemetry {
     #[inline]
     pub fn emit_at(&self, time: SystemTime, record: TelemetryRecord) {
         if self.is_active() {
-            self.inner.emit_at(time, record);
+            self.inner.emit_at(time, record, false);
         }
     }
 
@@ -250,7 +250,9 @@ impl Telemetry {
 }
 
 impl Inner {
-    fn emit_at(&self, time: SystemTime, record: TelemetryRecord) {
+    /// `force`: queue even past a subscriber's bound (only `platform.logsDropped`, at most one
+    /// per batch taken: dropping it would lose the count it reports).
+    fn emit_at(&self, time: SystemTime, record: TelemetryRecord, force: bool) {
         let category = record.category() as u8;
         let mut st = self.state.lock();
         let mut rendered: [Option<Bytes>; 2] = [None, None];
@@ -262,7 +264,7 @@ impl Inner {
             let event = slot
                 .get_or_insert_with(|| Bytes::from(records::render(time, &record, sub.shape)))
                 .clone();
-            sub.push(event, false);
+            sub.push(event, force);
         }
         if let Some(init) = &mut st.init {
             let len = record.approx_len();
@@ -287,6 +289,7 @@ impl Host for Inner {
             self.emit_at(
                 SystemTime::now(),
                 TelemetryRecord::Platform(records::PlatformEvent::LogsDropped(record)),
+                true,
             );
         }
     }
@@ -501,4 +504,49 @@ fn http_destination(uri: Option<&str>, problems: &mut Vec<String>) -> Option<Des
         path,
         host: format!("{host}:{port}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `platform.logsDropped` is queued even when the subscriber is at its bound again:
+    /// dropping it would lose the count it carries.
+    #[test]
+    fn logs_dropped_is_queued_past_the_bound() {
+        let t = Telemetry::new(Arc::new(delivery::LoopbackConnector));
+        let buffering = Buffering {
+            max_items: 1000,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_secs(1),
+        };
+        let sub = Arc::new(Subscriber::new(
+            "id".into(),
+            "ext".into(),
+            Category::Platform as u8 | Category::Function as u8,
+            Shape::Lmi,
+            buffering,
+            Destination::Tcp { port: 9 },
+            CancellationToken::new(),
+        ));
+        t.inner.state.lock().subscribers.push(Arc::clone(&sub));
+        for i in 0..2001 {
+            t.emit(TelemetryRecord::Function(records::LogLine::Text(format!(
+                "{i}"
+            ))));
+        }
+        // 2000 queued (two batches), one dropped.
+        let target = sub.request_flush();
+        assert_eq!(target, 2000);
+        t.inner.dropped(LogsDropped {
+            reason: "r".into(),
+            dropped_records: 7,
+            dropped_bytes: 70,
+        });
+        assert_eq!(sub.request_flush(), 2001, "the drop report was queued");
+        t.emit(TelemetryRecord::Function(records::LogLine::Text(
+            "x".into(),
+        )));
+        assert_eq!(sub.request_flush(), 2001, "ordinary records still are not");
+    }
 }

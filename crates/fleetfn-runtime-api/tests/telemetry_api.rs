@@ -472,7 +472,10 @@ async fn batches_go_out_at_max_items_or_after_timeout_ms() {
     }
     let b2 = sink.batch().await;
     assert_eq!((b1.events().len(), b2.events().len()), (1000, 1000));
-    assert!(start.elapsed() < Duration::from_secs(30), "full batches go at once");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "full batches go at once"
+    );
     assert_eq!(b1.path, "/telemetry");
     assert_eq!(b1.host, format!("sandbox.localdomain:{}", sink.port));
     let b3 = sink.batch().await;
@@ -861,4 +864,96 @@ async fn lmi_schema_records_carry_lmi_shapes() {
     assert_eq!(events[6].kind, "platform.report");
     let r: ReportRecord = serde_json::from_value(events[6].record.clone()).unwrap();
     assert_eq!(r.metrics.duration_ms, 12.25);
+}
+
+/// Cost of the records of one invoke (`platform.start`, one function line, `platform.report`)
+/// with one subscriber, and of `emit` with none. A measurement, not a check: run with
+/// `cargo test --release -p fleetfn-runtime-api --test telemetry_api -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn emit_cost() {
+    const INVOKES: u32 = 20_000;
+    let records = |i: u32| {
+        let id = format!("8476a536-e9f4-11e8-9739-{i:012}");
+        [
+            TelemetryRecord::Platform(PlatformEvent::Start(Start {
+                request_id: id.clone(),
+                version: Some("1".into()),
+                function_arn: None,
+                tracing: None,
+            })),
+            TelemetryRecord::Function(LogLine::Text(format!(
+                "START handling {id} with a typical log line"
+            ))),
+            TelemetryRecord::Platform(PlatformEvent::Report(Report {
+                request_id: id,
+                status: Status::Success,
+                error_type: None,
+                metrics: ReportMetrics {
+                    duration_ms: 1.234,
+                    ..ReportMetrics::default()
+                },
+                spans: Vec::new(),
+                tracing: None,
+            })),
+        ]
+    };
+
+    let idle = Env::start().await;
+    idle.api.finish_init();
+    let t0 = std::time::Instant::now();
+    for i in 0..INVOKES {
+        if idle.api.telemetry().is_active() {
+            for r in records(i) {
+                idle.api.telemetry().emit(r);
+            }
+        }
+    }
+    let per_idle = t0.elapsed() / INVOKES;
+
+    let env = Env::start().await;
+    let mut sink = Sink::start(false).await;
+    env.subscribe_ok(subscription(
+        "2025-01-29",
+        &["platform", "function"],
+        r#"{"timeoutMs":25}"#,
+        &sink.uri(),
+    ))
+    .await;
+    env.api.finish_init();
+    let _ = sink.events(1).await; // the subscription record
+    let t0 = std::time::Instant::now();
+    for i in 0..INVOKES {
+        for r in records(i) {
+            env.api.telemetry().emit(r);
+        }
+        if i % 500 == 499 {
+            // Let delivery keep up, as invokes spread over time would.
+            env.api.telemetry().flush().await;
+        }
+    }
+    let emitting = t0.elapsed();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Dropped {
+        dropped_records: usize,
+    }
+    let (mut n, mut dropped) = (0, 0);
+    while n + dropped < 3 * INVOKES as usize {
+        for e in sink.batch().await.events() {
+            if e.kind == "platform.logsDropped" {
+                dropped += serde_json::from_value::<Dropped>(e.record)
+                    .unwrap()
+                    .dropped_records;
+            } else {
+                n += 1;
+            }
+        }
+    }
+    let delivered = t0.elapsed();
+    println!(
+        "no subscriber: {per_idle:?} per invoke; one subscriber: {:?} per invoke emitted and delivered ({n} records, {dropped} dropped), {:?} until the last batch was read",
+        emitting / INVOKES,
+        delivered / INVOKES
+    );
 }
