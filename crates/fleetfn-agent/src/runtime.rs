@@ -476,7 +476,14 @@ impl RuntimeProvider {
             pip_args: self.cfg.pip_args.clone(),
         };
         let dir = run_blocking(format!("installing the {runtime} runtime"), move || {
-            job.run()
+            let dir = job.run()?;
+            write_if_changed(&dir, "sitecustomize.py", PYTHON_SITECUSTOMIZE).map_err(|e| {
+                InitFailure::new(
+                    crate::InitReasonCode::InternalError,
+                    format!("writing {}/sitecustomize.py: {e}", dir.display()),
+                )
+            })?;
+            Ok(dir)
         })
         .await?;
         ready.insert(runtime.to_owned(), dir.clone());
@@ -772,6 +779,48 @@ fn node_major_of(runtime: &str) -> Option<u32> {
 }
 
 /// Writes the bootstrap to `<root>/bootstrap.mjs` unless it is already there unchanged.
+/// `sitecustomize.py` of the Python runtimes (in their runtime directory, on `PYTHONPATH`
+/// after the function's and the layers' directories, so theirs would win): `print()` makes one
+/// `write` per call. awslambdaric flushes after every write, and the runtime's worker
+/// processes share one stdout pipe, so `print`'s separate writes of the text and of its
+/// newline let another worker's line land in between: two lines run together, an empty one.
+pub const PYTHON_SITECUSTOMIZE: &str = r#"# Written by fleetfn: one write per print() call, so the lines of the runtime's worker
+# processes, which share one stdout pipe, do not run together.
+import builtins as _builtins
+import sys as _sys
+
+_print = _builtins.print
+
+
+def print(*args, sep=" ", end="\n", file=None, flush=False):
+    sep = " " if sep is None else sep
+    end = "\n" if end is None else end
+    if not (isinstance(sep, str) and isinstance(end, str)):
+        return _print(*args, sep=sep, end=end, file=file, flush=flush)
+    out = _sys.stdout if file is None else file
+    if out is None:
+        return None
+    out.write(sep.join(map(str, args)) + end)
+    if flush:
+        out.flush()
+    return None
+
+
+print.__doc__ = _print.__doc__
+_builtins.print = print
+"#;
+
+/// Writes `contents` to `<dir>/<name>` unless it is already there unchanged (tmp + rename).
+fn write_if_changed(dir: &Path, name: &str, contents: &str) -> io::Result<()> {
+    let path = dir.join(name);
+    if std::fs::read_to_string(&path).is_ok_and(|s| s == contents) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, &path)
+}
+
 fn write_node_bootstrap(root: &Path) -> io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
     let path = root.join("bootstrap.mjs");

@@ -160,6 +160,53 @@ mod needs_python {
         env.stop(Duration::from_secs(1)).await;
     }
 
+    /// The worker processes share one stdout pipe and awslambdaric flushes after each write:
+    /// `print()` must make one write per line (fleetfn's `sitecustomize`), or lines of
+    /// concurrent invokes run together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn prints_of_concurrent_workers_stay_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = python_provider(dir.path()).await;
+        let code = code_dir(
+            dir.path(),
+            "def handler(event, context):\n\
+         \x20   for i in range(300):\n\
+         \x20       print('LINE', event['w'], i, 'x' * 200)\n\
+         \x20   return {}\n",
+        );
+        let logs = dir.path().join("logs");
+        let mut s = spec("py-print", RUNTIME, &code, 4);
+        s.handler = Some("app.handler".into());
+        s.logs = Some(log_target(&logs));
+        let env = Arc::new(Environment::start(s, &p).await.unwrap());
+        guarded("ready", env.ready()).await.unwrap();
+        guarded("4 parked", env.wait_parked(|n| n == 4)).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..4 {
+            let env = Arc::clone(&env);
+            tasks
+                .spawn(async move { env.invoke(input(&format!("p-{w}"), &json!({"w": w}))).await });
+        }
+        while let Some(r) = guarded("invokes", tasks.join_next()).await {
+            let out = r.unwrap().expect("admitted");
+            assert_eq!(out.function_error, None, "{:?}", out.payload);
+        }
+        env.stop(Duration::from_secs(1)).await;
+        let lines: Vec<String> = log_records(&logs)
+            .iter()
+            .filter_map(|r| r["message"].as_str().map(str::to_owned))
+            .filter(|m| m.contains("LINE"))
+            .collect();
+        let whole = whole_count(&lines);
+        assert_eq!(
+            whole,
+            4 * 300,
+            "lines ran together: {:?}",
+            bad_lines(&lines)
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
     async fn an_unloadable_handler_is_a_runtime_init_error() {
@@ -186,4 +233,23 @@ mod needs_python {
             "{err:?}"
         );
     }
+}
+
+/// Whether `m` is exactly one `LINE <w> <i> xxx…` line.
+fn is_whole(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(' ').collect();
+    parts.len() == 4
+        && parts[0] == "LINE"
+        && parts[1].parse::<u32>().is_ok()
+        && parts[2].parse::<u32>().is_ok()
+        && parts[3].len() == 200
+        && parts[3].bytes().all(|b| b == b'x')
+}
+
+fn whole_count(lines: &[String]) -> usize {
+    lines.iter().filter(|m| is_whole(m)).count()
+}
+
+fn bad_lines(lines: &[String]) -> Vec<&String> {
+    lines.iter().filter(|m| !is_whole(m)).take(3).collect()
 }
