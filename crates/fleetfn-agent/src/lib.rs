@@ -29,7 +29,14 @@
 //!   remove the scratch directory;
 //! * writes their logs: each stdout/stderr line as a JSON object, plus `START`, `END`,
 //!   `REPORT` and init records, in the environment's segments of its version's log directory
-//!   (`fleetfn-logs`: rotated, capped per version).
+//!   (`fleetfn-logs`: rotated, capped per version);
+//! * gives them their layers ([`LayerCache`]: merged in order into one `/opt` per layer set)
+//!   and runs the external extensions found in `/opt/extensions` in the sandbox, in Lambda's
+//!   order (extensions register, the runtime starts, init ends when all poll), with
+//!   `FunctionError.ExtensionInitError` for a failed extension init, `Extension.Crash` (and an
+//!   `Exited` environment) for a later exit, and `SHUTDOWN` before the runtime's `SIGTERM`;
+//! * feeds the Telemetry API of their endpoint (platform records, function lines), at the cost
+//!   of one atomic load per record when nothing subscribed.
 //!
 //! Sandboxing (cgroups, namespaces, a read-only `/var/task`) plugs in as a [`Launcher`]
 //! ([`SandboxLauncher`], environments' cgroups under the instance's [`InstanceSlice`]);
