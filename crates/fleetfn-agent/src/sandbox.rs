@@ -347,6 +347,15 @@ impl Launcher for SandboxLauncher {
                 binds.push((dir.clone(), dir.clone()));
             }
         }
+        // The log socket of the runtime's workers, at a fixed place inside (connecting to a
+        // socket needs no write access to its mount).
+        if let Some(sock) = &inputs.log_socket
+            && self.isolation.namespaces.mount
+        {
+            let inside = crate::log_socket::SANDBOX_PATH;
+            map.push((sock.display().to_string(), inside.to_string()));
+            binds.push((sock.clone(), PathBuf::from(inside)));
+        }
         map.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
         let mut argv = vec![rewrite(&cmd.program.display().to_string(), &map)];
         argv.extend(cmd.args.iter().map(|a| rewrite(a, &map)));
@@ -367,6 +376,10 @@ impl Launcher for SandboxLauncher {
                 io::Error::other("the environment was not reserved by the sandbox launcher")
             })?;
         let uid = hold.uid();
+        if let Some(sock) = &inputs.log_socket {
+            // Only the environment's uid may connect (the socket is mode 0600).
+            std::os::unix::fs::chown(sock, Some(uid), Some(uid))?;
+        }
         let rootfs_dir = env_dir.join("rootfs");
         std::fs::create_dir_all(&rootfs_dir)?;
         let cgroup = self.cgroups.as_ref().map(|c| CgroupSpec {
@@ -407,6 +420,7 @@ impl Launcher for SandboxLauncher {
                         .join(name),
                 })
                 .collect(),
+            extension_output: Vec::new(),
         };
         if !self.net.dns.is_empty() {
             let path = env_dir.join("resolv.conf");

@@ -6,7 +6,10 @@
 //! pid 1 of the environment's pid namespace and:
 //!
 //! 1. forks and execs every extension (`argv` = its path, the runtime's environment, working
-//!    directory and uid, stdin `/dev/null`, stdout and stderr inherited);
+//!    directory and uid, stdin `/dev/null`, stdout and stderr inherited, or, with
+//!    [`SandboxSpec::extension_output`], both on the extension's own descriptor that the agent
+//!    passed with [`pass_extension_outputs`], so the agent tells the extensions' lines from the
+//!    function's; init closes its copies once they are started, and the runtime never has them);
 //! 2. waits for the gate byte [`GATE_BYTE`] on its stdin, where the agent sent the spec as one
 //!    JSON line before (whitespace is skipped). EOF first aborts the sandbox (exit
 //!    [`SETUP_FAILURE_EXIT_CODE`] with a `fleetfn-sandbox: gate: ...` line);
@@ -51,6 +54,53 @@ pub const GATE_BYTE: u8 = b'G';
 pub const STOPPING_BYTE: u8 = b'S';
 /// Exit status of an extension's child whose `execve` failed (it also prints why).
 const EXEC_FAILED: i32 = 127;
+/// Makes `cmd` (the agent's `fleetfn jail` command) inherit `outputs` (the write ends of the
+/// extensions' output pipes, extension `i`'s at `i`) at their current descriptor numbers and
+/// returns those numbers, for [`SandboxSpec::extension_output`]. Only the child started by
+/// `cmd` gets them (close-on-exec is cleared after its fork, never in the agent, whose other
+/// children must not inherit them); the agent's copies close when `cmd` is dropped, so its read
+/// ends see EOF once the extensions (and whatever inherited their output) are gone.
+pub fn pass_extension_outputs(
+    cmd: &mut std::process::Command,
+    outputs: Vec<OwnedFd>,
+) -> Vec<RawFd> {
+    use std::os::unix::process::CommandExt;
+    let numbers: Vec<RawFd> = outputs.iter().map(AsRawFd::as_raw_fd).collect();
+    if outputs.is_empty() {
+        return numbers;
+    }
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which
+    // is async-signal-safe, on descriptors it owns; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &outputs {
+                if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    numbers
+}
+
+/// Checks that the extension output descriptors are open (the helper fails early and clearly
+/// when the agent named them without passing them).
+pub(crate) fn check_extension_outputs(spec: &SandboxSpec) -> Result<(), JailError> {
+    for (fd, ext) in spec.extension_output.iter().zip(&spec.extensions) {
+        // SAFETY: F_GETFD only reads the flags of a descriptor number; no memory involved.
+        if unsafe { libc::fcntl(*fd, libc::F_GETFD) } < 0 {
+            return Err(JailError::new(
+                "extension output",
+                format!(
+                    "descriptor {fd} for extension {}'s output is not open (pass it with pass_extension_outputs)",
+                    ext.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,13 +281,15 @@ fn exit_child(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Forks a child that takes `null` as stdin, gets default signal dispositions and `old_mask`,
+/// Forks a child that takes `null` as stdin (and `output`, when given, as stdout and stderr),
+/// gets default signal dispositions and `old_mask`,
 /// and execs `argv[0]` with `env`; when exec fails it prints `exec_step: error` and exits with
 /// `exec_failed`.
 fn spawn(
     argv: &[CString],
     env: &[CString],
     null: RawFd,
+    output: Option<RawFd>,
     old_mask: &SigSet,
     exec_step: &str,
     exec_failed: i32,
@@ -249,6 +301,10 @@ fn spawn(
         ForkResult::Child => {
             let result = (|| -> nix::Result<Infallible> {
                 nix::unistd::dup2(null, 0)?;
+                if let Some(output) = output {
+                    nix::unistd::dup2(output, 1)?;
+                    nix::unistd::dup2(output, 2)?;
+                }
                 // Without a pid namespace nothing else would kill it when init dies.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 reset_signal_dispositions();
@@ -363,7 +419,7 @@ pub(crate) fn run(
     }
 
     let mut state = InitState::new(Vec::new());
-    for ext in &spec.extensions {
+    for (i, ext) in spec.extensions.iter().enumerate() {
         let path = ext.path.to_string_lossy();
         let ext_argv = [CString::new(path.as_bytes())
             .map_err(|e| JailError::new(format!("extension {}", ext.name), e))?];
@@ -371,6 +427,7 @@ pub(crate) fn run(
             &ext_argv,
             env,
             null.as_raw_fd(),
+            spec.extension_output.get(i).copied(),
             old_mask,
             &format!("exec extension {path}"),
             EXEC_FAILED,
@@ -382,6 +439,10 @@ pub(crate) fn run(
                 finish(&state, Some(&line), SETUP_FAILURE_EXIT_CODE)
             }
         }
+    }
+    // The extensions have theirs: the pipes end with them, not with init.
+    for fd in &spec.extension_output {
+        let _ = nix::unistd::close(*fd);
     }
 
     let mut events: Vec<Event> = pending.iter().map(|b| Event::Stdin(*b)).collect();
@@ -396,6 +457,7 @@ pub(crate) fn run(
                         argv,
                         env,
                         null.as_raw_fd(),
+                        None,
                         old_mask,
                         &exec_step,
                         SETUP_FAILURE_EXIT_CODE,

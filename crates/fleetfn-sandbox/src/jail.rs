@@ -152,6 +152,7 @@ fn run(spec: &SandboxSpec, host: &LinuxHost, pending: &[u8]) -> Result<i32, Jail
     if spec.extensions.is_empty() && !pending.iter().all(u8::is_ascii_whitespace) {
         return Err(JailError::new("spec", "trailing bytes after the JSON spec"));
     }
+    crate::init::check_extension_outputs(spec)?;
     check_single_threaded(host)?;
     prepare_supervisor(spec, host, std::process::id())?;
 
@@ -181,6 +182,10 @@ fn run(spec: &SandboxSpec, host: &LinuxHost, pending: &[u8]) -> Result<i32, Jail
         }
         ForkResult::Parent { child } => {
             drop(alive_read);
+            // Only the extensions write on their output pipes.
+            for fd in &spec.extension_output {
+                let _ = nix::unistd::close(*fd);
+            }
             let code = supervise(child, &old_mask);
             drop(alive_write);
             code

@@ -36,7 +36,9 @@ pub use cgroups::{
 };
 pub use error::JailError;
 pub use host::{Host, LinuxHost, RecordingHost};
-pub use init::{EXTENSION_EXIT_CODE, GATE_BYTE, STOPPING_BYTE, parse_extension_exit};
+pub use init::{
+    EXTENSION_EXIT_CODE, GATE_BYTE, STOPPING_BYTE, parse_extension_exit, pass_extension_outputs,
+};
 pub use jail::{SETUP_FAILURE_EXIT_CODE, jail_main, jail_main_from, load_spec};
 pub use lease::{DEFAULT_LEASE_DIR, Lease, LeaseDir, SlotLease};
 pub use net::{EnvNetwork, Ipv4Cidr, NetError, NetIsolation};

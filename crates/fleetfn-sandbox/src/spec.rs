@@ -91,6 +91,13 @@ pub struct SandboxSpec {
     /// the gate byte arrives on stdin, and ends the sandbox when an extension exits.
     #[serde(default)]
     pub extensions: Vec<ExtensionProcess>,
+    /// The extensions' own output channel: when non-empty (one per extension), extension `i`'s
+    /// stdout and stderr are the helper's inherited descriptor `extension_output[i]` (the write
+    /// end of a pipe the agent reads, passed with [`crate::init::pass_extension_outputs`])
+    /// instead of the helper's stdout and stderr, so the agent can tell their lines from the
+    /// runtime's. The runtime never gets these descriptors.
+    #[serde(default)]
+    pub extension_output: Vec<i32>,
 }
 
 /// One external extension: an executable the sandbox's init starts before the runtime, with
@@ -404,6 +411,23 @@ impl SandboxSpec {
         for ext in &self.extensions {
             check_extension(ext)?;
         }
+        if !self.extension_output.is_empty() {
+            if self.extension_output.len() != self.extensions.len() {
+                return Err(invalid(format!(
+                    "extension_output has {} descriptors for {} extensions (one each)",
+                    self.extension_output.len(),
+                    self.extensions.len()
+                )));
+            }
+            let distinct: std::collections::BTreeSet<_> = self.extension_output.iter().collect();
+            if distinct.len() != self.extension_output.len()
+                || self.extension_output.iter().any(|fd| *fd < 3)
+            {
+                return Err(invalid(
+                    "extension_output descriptors must be distinct and above stderr (2)",
+                ));
+            }
+        }
         if self.tmp_size_mb == 0 {
             return Err(invalid("tmp_size_mb must be positive"));
         }
@@ -446,6 +470,7 @@ pub(crate) mod tests {
             opt_dir: None,
             hosts_file: None,
             extensions: Vec::new(),
+            extension_output: Vec::new(),
         }
     }
 
@@ -556,6 +581,22 @@ pub(crate) mod tests {
             (
                 |s| s.extensions.push(ext("a", "/opt/extensions/../a")),
                 "clean absolute",
+            ),
+            (|s| s.extension_output = vec![5], "one each"),
+            (
+                |s| {
+                    s.extensions.push(ext("a", "/opt/extensions/a"));
+                    s.extension_output = vec![2];
+                },
+                "above stderr",
+            ),
+            (
+                |s| {
+                    s.extensions.push(ext("a", "/opt/extensions/a"));
+                    s.extensions.push(ext("b", "/opt/extensions/b"));
+                    s.extension_output = vec![7, 7];
+                },
+                "distinct",
             ),
             (|s| s.uid = 0, "uid"),
             (

@@ -115,6 +115,7 @@ impl Fixture {
             opt_dir: None,
             hosts_file: None,
             extensions: Vec::new(),
+            extension_output: Vec::new(),
         }
     }
 
@@ -835,7 +836,12 @@ mod needs_root {
 
     impl Gated {
         fn spawn(spec: &SandboxSpec) -> Self {
-            let mut child = Command::new(HELPER)
+            Self::spawn_with(spec, Command::new(HELPER))
+        }
+
+        /// [`Gated::spawn`] with a command already set up (e.g. passing descriptors).
+        fn spawn_with(spec: &SandboxSpec, mut cmd: Command) -> Self {
+            let mut child = cmd
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -1022,6 +1028,111 @@ exec sleep 600"#
         // The runtime's exit took the extensions with it.
         wait_until_no_process_of(uid);
     }
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn extensions_write_on_their_own_output_descriptors() {
+        use std::os::fd::{AsFd, OwnedFd};
+        use std::os::unix::fs::MetadataExt;
+
+        let iso = host(false);
+        let fx = Fixture::new("ext-output", &iso);
+        let ext = |name: &str| {
+            format!(
+                r#"echo {name}-out
+echo {name}-err >&2
+touch /tmp/{name}-up
+exec sleep 600"#
+            )
+        };
+        let (opt, extensions) =
+            extensions_opt(&fx, &[("ext-a", &ext("ext-a")), ("ext-b", &ext("ext-b"))]);
+        let mut spec = fx.spec(
+            "e-output",
+            20_311,
+            r#"while [ ! -e /tmp/ext-a-up ] || [ ! -e /tmp/ext-b-up ]; do sleep 0.05; done
+            echo runtime-out
+            echo runtime-err >&2
+            for f in /proc/$$/fd/*; do echo "fd=$(readlink $f)"; done
+            echo runtime-done"#,
+        );
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        let (readers, writers): (Vec<_>, Vec<OwnedFd>) = (0..2)
+            .map(|_| {
+                let (r, w) = std::io::pipe().unwrap();
+                (r, OwnedFd::from(w))
+            })
+            .unzip();
+        let inodes: Vec<String> = readers
+            .iter()
+            .map(|r| {
+                let fd = r.as_fd().try_clone_to_owned().unwrap();
+                format!(
+                    "pipe:[{}]",
+                    std::fs::File::from(fd).metadata().unwrap().ino()
+                )
+            })
+            .collect();
+        let mut cmd = Command::new(HELPER);
+        spec.extension_output = fleetfn_sandbox::pass_extension_outputs(&mut cmd, writers);
+        let mut gated = Gated::spawn_with(&spec, cmd);
+        // The agent's copies of the write ends closed with the command: each read below ends
+        // at EOF once the sandbox (its only other holder) is gone.
+        let collected: Vec<_> = readers
+            .into_iter()
+            .map(|mut r| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut r, &mut text).unwrap();
+                    text
+                })
+            })
+            .collect();
+        gated.send(b"G");
+        let mut lines = gated.wait_for_line("runtime-out");
+        lines.extend(gated.rest_of_lines());
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        let outputs: Vec<String> = collected.into_iter().map(|t| t.join().unwrap()).collect();
+        // Each extension's stdout and stderr on its own descriptor, nothing of the runtime's.
+        assert_eq!(outputs[0], "ext-a-out\next-a-err\n");
+        assert_eq!(outputs[1], "ext-b-out\next-b-err\n");
+        // The runtime's output stays on the helper's stdout and stderr, without theirs.
+        assert!(lines.contains(&"runtime-done".to_owned()), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("ext-")), "{lines:?}");
+        assert_eq!(stderr.trim(), "runtime-err", "{stderr}");
+        // The runtime holds none of the extensions' pipes.
+        let fds: Vec<&String> = lines.iter().filter(|l| l.starts_with("fd=")).collect();
+        assert!(!fds.is_empty());
+        for inode in &inodes {
+            assert!(
+                !fds.iter().any(|l| l.ends_with(inode.as_str())),
+                "{fds:?} has {inode}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    fn unpassed_extension_output_descriptors_fail_the_setup() {
+        let iso = host(false);
+        let fx = Fixture::new("ext-output-missing", &iso);
+        let (opt, extensions) = extensions_opt(&fx, &[("ext-a", "exec sleep 600")]);
+        let mut spec = fx.spec("e-output-missing", 20_312, "exit 0");
+        spec.opt_dir = Some(opt);
+        spec.extensions = extensions;
+        spec.extension_output = vec![900];
+        let mut gated = Gated::spawn(&spec);
+        let (status, stderr) = gated.finish();
+        assert_eq!(status.code(), Some(SETUP_FAILURE_EXIT_CODE), "{stderr}");
+        assert!(
+            stderr.contains(
+                "extension output: descriptor 900 for extension ext-a's output is not open"
+            ),
+            "{stderr}"
+        );
+    }
+
     #[test]
     #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
     fn an_extension_crash_ends_the_sandbox_with_124() {
