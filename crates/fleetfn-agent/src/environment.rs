@@ -155,6 +155,8 @@ struct Inner {
     extension_exit: watch::Sender<Option<(String, String)>>,
     /// Connections into the environment's network (telemetry deliveries), closed with it.
     connect: Option<crate::process::Connect>,
+    /// Ends accepting on the log socket of the runtime's workers (when it has one).
+    log_stop: CancellationToken,
     /// The launcher's reservation (network namespace, uid slot): last, so it is released
     /// after everything above.
     _hold: Option<crate::process::Hold>,
@@ -1195,6 +1197,15 @@ async fn launch(
     });
     extensions_begin(&api, &spec, &extensions);
     let hosts_file = env_dir.join(HOSTS_FILE);
+    // Python's workers put connections to it on their stdout and stderr: a stream each.
+    let log_socket = match prepared {
+        PreparedRuntime::Python { .. } => crate::log_socket::LogSocket::bind(&env_dir)
+            .inspect_err(|e| {
+                tracing::warn!(env_id = spec.env_id, error = %e, "no log socket; the runtime's workers share its stdout")
+            })
+            .ok(),
+        _ => None,
+    };
     let cmd = launch_command(
         &spec,
         prepared,
@@ -1205,6 +1216,7 @@ async fn launch(
             credentials_token: credentials_token.as_deref(),
             hosts_file: Some(&hosts_file),
             extensions: &extensions,
+            log_socket: log_socket.as_ref().map(crate::log_socket::LogSocket::path),
         },
     )?;
     let launched = launcher
@@ -1249,6 +1261,16 @@ async fn launch(
             Some(api.telemetry().clone()),
         )));
     }
+    let log_stop = CancellationToken::new();
+    if let Some(sock) = log_socket {
+        pumps.push(tokio::spawn(sock.serve(
+            crate::log_socket::max_connections(spec.max_concurrency),
+            logs.clone(),
+            Arc::clone(&ids),
+            Some(api.telemetry().clone()),
+            log_stop.clone(),
+        )));
+    }
     let gate = launched.gate;
     let accounting = launched
         .accounting
@@ -1290,6 +1312,7 @@ async fn launch(
         gate,
         extension_exit,
         connect,
+        log_stop,
         _hold: hold,
     });
     tokio::spawn(monitor(Arc::clone(&inner), child, pumps, Instant::now()));
@@ -1793,6 +1816,7 @@ async fn finish(inner: &Inner, reason: ExitReason, pumps: Vec<JoinHandle<()>>) {
     if let Some(c) = &inner.connect {
         c.close();
     }
+    inner.log_stop.cancel();
     for mut pump in pumps {
         if tokio::time::timeout(DRAIN_OUTPUT, &mut pump).await.is_err() {
             pump.abort();

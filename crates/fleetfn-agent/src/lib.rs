@@ -51,6 +51,7 @@ mod error;
 mod insights;
 mod instance;
 mod layers;
+mod log_socket;
 mod logs;
 mod packages;
 mod process;

@@ -685,8 +685,9 @@ fn complete_json_record(
     Value::Object(obj)
 }
 
-/// A request id carried elsewhere in a runtime's JSON line: `AWSRequestId`, or the
-/// `lambda_runtime` tracing span (`span.requestId`, `spans[].requestId`).
+/// A request id carried elsewhere in a runtime's JSON line: `AWSRequestId`, Powertools
+/// Logger's `function_request_id`, or the `lambda_runtime` tracing span (`span.requestId`,
+/// `spans[].requestId`).
 fn embedded_request_id(obj: &Map<String, Value>) -> Option<String> {
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     str_of(obj.get("AWSRequestId"))
@@ -743,6 +744,7 @@ struct ReportText<'a> {
 }
 
 impl std::fmt::Display for ReportText<'_> {
+        .or_else(|| str_of(obj.get("function_request_id")))
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -894,6 +896,10 @@ mod tests {
     fn read_all(dir: &std::path::Path) -> Vec<Value> {
         let mut lines = Vec::new();
         for seg in fleetfn_logs::list_segments(dir).unwrap() {
+        // Powertools Logger: the request id as `function_request_id`, over a guess.
+        let line = br#"{"level":"INFO","message":"m","function_request_id":"p7"}"#;
+        let r = record(line, "stdout", Some("other"), false);
+        assert_eq!(r["requestId"], "p7");
             for l in std::fs::read_to_string(&seg.path).unwrap().lines() {
                 lines.push(serde_json::from_str(l).unwrap());
             }

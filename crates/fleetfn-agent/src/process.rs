@@ -61,6 +61,9 @@ pub struct SandboxInputs {
     /// External extensions (names of files in `/opt/extensions`) the sandbox starts before
     /// the runtime; the runtime itself waits for [`Launched::gate`].
     pub extensions: Vec<String>,
+    /// The environment's log socket (`_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET`, a host path),
+    /// for a sandbox to give to the environment's uid and bind into its mount namespace.
+    pub log_socket: Option<PathBuf>,
 }
 
 /// A launched runtime process.

@@ -109,7 +109,8 @@ const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Variables a function may not set (they would change how the runtime talks to the agent).
 /// `_LAMBDA_TELEMETRY_LOG_FD` makes awslambdaric write framed logs to an fd we never open (and
-/// crashes the python3.14 client in multi-concurrent mode).
+/// crashes the python3.14 client in multi-concurrent mode); the log socket is the agent's
+/// (set for Python runtimes, see [`crate::log_socket`]).
 const FORBIDDEN_FUNCTION_VARS: &[&str] = &[
     "_LAMBDA_TELEMETRY_LOG_FD",
     "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
@@ -1470,6 +1471,8 @@ pub(crate) struct LaunchContext<'a> {
     /// The external extensions' names (files of `/opt/extensions`), started before the
     /// runtime.
     pub extensions: &'a [String],
+    /// The log socket the Python runtime's workers connect their stdout and stderr to.
+    pub log_socket: Option<&'a Path>,
 }
 
 /// The launch command of an environment: program, args and its complete environment.
@@ -1572,6 +1575,7 @@ pub(crate) fn launch_command(
             opt_dir: spec.opt_dir.clone(),
             hosts_file: ctx.hosts_file.map(Path::to_path_buf),
             extensions: ctx.extensions.to_vec(),
+            log_socket: ctx.log_socket.map(Path::to_path_buf),
         },
     })
 }
@@ -1753,6 +1757,10 @@ pub(crate) fn lambda_env(
             pp.push_str(&user);
         }
         set("PYTHONPATH", pp);
+        if let Some(sock) = ctx.log_socket {
+            // awslambdaric's workers connect their stdout and stderr here (AWS's LMI way).
+            set(crate::log_socket::SOCKET_ENV, sock.display().to_string());
+        }
     }
     env
 }
@@ -1799,6 +1807,7 @@ mod tests {
             credentials_token: None,
             hosts_file: None,
             extensions: &[],
+            log_socket: None,
         }
     }
 
@@ -1847,6 +1856,31 @@ mod tests {
         assert_eq!(env["MY_VAR"], "x");
         assert!(env["PATH"].starts_with("/py/bin:"));
         assert!(!env.contains_key("_LAMBDA_TELEMETRY_LOG_FD"));
+        assert!(!env.contains_key(crate::log_socket::SOCKET_ENV));
+
+        // The agent's log socket, never the function's.
+        let mut s = s;
+        s.env_vars.insert(
+            crate::log_socket::SOCKET_ENV.to_owned(),
+            "/tmp/evil.sock".to_owned(),
+        );
+        let sock = PathBuf::from("/envs/env-1/logs.sock");
+        let cmd = launch_command(
+            &s,
+            &prepared,
+            &LaunchContext {
+                log_socket: Some(&sock),
+                ..ctx(&tmp)
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            cmd.env[crate::log_socket::SOCKET_ENV],
+            "/envs/env-1/logs.sock"
+        );
+        assert_eq!(cmd.sandbox.log_socket.as_deref(), Some(sock.as_path()));
+        let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
+        assert!(!cmd.env.contains_key(crate::log_socket::SOCKET_ENV));
     }
 
     #[test]
