@@ -478,10 +478,10 @@ impl RuntimeProvider {
         };
         let dir = run_blocking(format!("installing the {runtime} runtime"), move || {
             let dir = job.run()?;
-            write_if_changed(&dir, "sitecustomize.py", PYTHON_SITECUSTOMIZE).map_err(|e| {
+            remove_old_sitecustomize(&dir).map_err(|e| {
                 InitFailure::new(
                     crate::InitReasonCode::InternalError,
-                    format!("writing {}/sitecustomize.py: {e}", dir.display()),
+                    format!("removing {}/sitecustomize.py: {e}", dir.display()),
                 )
             })?;
             Ok(dir)
@@ -779,49 +779,24 @@ fn node_major_of(runtime: &str) -> Option<u32> {
         .ok()
 }
 
-/// Writes the bootstrap to `<root>/bootstrap.mjs` unless it is already there unchanged.
-/// `sitecustomize.py` of the Python runtimes (in their runtime directory, on `PYTHONPATH`
-/// after the function's and the layers' directories, so theirs would win): `print()` makes one
-/// `write` per call. awslambdaric flushes after every write, and the runtime's worker
-/// processes share one stdout pipe, so `print`'s separate writes of the text and of its
-/// newline let another worker's line land in between: two lines run together, an empty one.
-pub const PYTHON_SITECUSTOMIZE: &str = r#"# Written by fleetfn: one write per print() call, so the lines of the runtime's worker
-# processes, which share one stdout pipe, do not run together.
-import builtins as _builtins
-import sys as _sys
+/// First line of the `sitecustomize.py` earlier fleetfn versions wrote into the Python
+/// runtimes' directories (one write per `print()`, so workers sharing one stdout pipe did
+/// not run lines together). The workers' own log streams ([`crate::log_socket`]) replace it.
+const OLD_SITECUSTOMIZE_MARK: &str = "# Written by fleetfn: ";
 
-_print = _builtins.print
-
-
-def print(*args, sep=" ", end="\n", file=None, flush=False):
-    sep = " " if sep is None else sep
-    end = "\n" if end is None else end
-    if not (isinstance(sep, str) and isinstance(end, str)):
-        return _print(*args, sep=sep, end=end, file=file, flush=flush)
-    out = _sys.stdout if file is None else file
-    if out is None:
-        return None
-    out.write(sep.join(map(str, args)) + end)
-    if flush:
-        out.flush()
-    return None
-
-
-print.__doc__ = _print.__doc__
-_builtins.print = print
-"#;
-
-/// Writes `contents` to `<dir>/<name>` unless it is already there unchanged (tmp + rename).
-fn write_if_changed(dir: &Path, name: &str, contents: &str) -> io::Result<()> {
-    let path = dir.join(name);
-    if std::fs::read_to_string(&path).is_ok_and(|s| s == contents) {
-        return Ok(());
+/// Removes the `sitecustomize.py` an earlier fleetfn wrote into runtime directory `dir`, so it
+/// no longer shadows (nor adds to) the function's own.
+fn remove_old_sitecustomize(dir: &Path) -> io::Result<()> {
+    let path = dir.join("sitecustomize.py");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.starts_with(OLD_SITECUSTOMIZE_MARK) => std::fs::remove_file(&path),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, &path)
 }
 
+/// Writes the bootstrap to `<root>/bootstrap.mjs` unless it is already there unchanged.
 fn write_node_bootstrap(root: &Path) -> io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
     let path = root.join("bootstrap.mjs");
@@ -1797,6 +1772,19 @@ mod tests {
             credentials: None,
             opt_dir: None,
         }
+    }
+
+    #[test]
+    fn only_fleetfns_old_sitecustomize_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sitecustomize.py");
+        remove_old_sitecustomize(dir.path()).unwrap();
+        std::fs::write(&path, "# Written by fleetfn: one write per print() call\n").unwrap();
+        remove_old_sitecustomize(dir.path()).unwrap();
+        assert!(!path.exists());
+        std::fs::write(&path, "import mine\n").unwrap();
+        remove_old_sitecustomize(dir.path()).unwrap();
+        assert!(path.exists());
     }
 
     fn ctx(tmp: &Path) -> LaunchContext<'_> {

@@ -160,23 +160,14 @@ mod needs_python {
         env.stop(Duration::from_secs(1)).await;
     }
 
-    /// The worker processes share one stdout pipe and awslambdaric flushes after each write:
-    /// `print()` must make one write per line (fleetfn's `sitecustomize`), or lines of
-    /// concurrent invokes run together.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
-    async fn prints_of_concurrent_workers_stay_whole_lines() {
+    /// Runs `handler_py` (writing `lines` lines `<tag> <w> <i> <fill × len>` each) in 4
+    /// workers at once and asserts that every line reached the log whole.
+    async fn concurrent_lines_stay_whole(name: &str, handler_py: &str, shape: LineShape) {
         let dir = tempfile::tempdir().unwrap();
         let p = python_provider(dir.path()).await;
-        let code = code_dir(
-            dir.path(),
-            "def handler(event, context):\n\
-         \x20   for i in range(300):\n\
-         \x20       print('LINE', event['w'], i, 'x' * 200)\n\
-         \x20   return {}\n",
-        );
+        let code = code_dir(dir.path(), handler_py);
         let logs = dir.path().join("logs");
-        let mut s = spec("py-print", RUNTIME, &code, 4);
+        let mut s = spec(name, RUNTIME, &code, 4);
         s.handler = Some("app.handler".into());
         s.logs = Some(log_target(&logs));
         let env = Arc::new(Environment::start(s, &p).await.unwrap());
@@ -185,8 +176,10 @@ mod needs_python {
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..4 {
             let env = Arc::clone(&env);
-            tasks
-                .spawn(async move { env.invoke(input(&format!("p-{w}"), &json!({"w": w}))).await });
+            tasks.spawn(async move {
+                env.invoke(input(&format!("{w}-{w}"), &json!({"w": w})))
+                    .await
+            });
         }
         while let Some(r) = guarded("invokes", tasks.join_next()).await {
             let out = r.unwrap().expect("admitted");
@@ -196,15 +189,64 @@ mod needs_python {
         let lines: Vec<String> = log_records(&logs)
             .iter()
             .filter_map(|r| r["message"].as_str().map(str::to_owned))
-            .filter(|m| m.contains("LINE"))
+            .filter(|m| m.contains(shape.tag))
             .collect();
-        let whole = whole_count(&lines);
-        assert_eq!(
-            whole,
-            4 * 300,
-            "lines ran together: {:?}",
-            bad_lines(&lines)
-        );
+        let whole = lines.iter().filter(|m| shape.is_whole(m)).count();
+        let bad: Vec<String> = lines
+            .iter()
+            .filter(|m| !shape.is_whole(m))
+            .take(3)
+            .map(|m| m.chars().take(300).collect())
+            .collect();
+        assert_eq!(whole, 4 * shape.lines, "lines ran together: {bad:?}");
+    }
+
+    /// Each worker writes to log streams of its own (the log socket), so `print()`'s separate
+    /// writes of text and newline (awslambdaric flushes after each) never interleave with
+    /// another worker's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn prints_of_concurrent_workers_stay_whole_lines() {
+        concurrent_lines_stay_whole(
+            "py-print",
+            "def handler(event, context):\n\
+         \x20   for i in range(300):\n\
+         \x20       print('LINE', event['w'], i, 'x' * 200)\n\
+         \x20   return {}\n",
+            LineShape {
+                tag: "LINE",
+                lines: 300,
+                fill: b'x',
+                len: 200,
+            },
+        )
+        .await;
+    }
+
+    /// Lines longer than a pipe's atomic write (`PIPE_BUF`, 4096 bytes), written in pieces
+    /// with `sys.stdout.write` and `sys.stderr.write`, stay whole too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
+    async fn long_lines_of_concurrent_workers_stay_whole() {
+        concurrent_lines_stay_whole(
+            "py-long",
+            "import sys\n\
+         def handler(event, context):\n\
+         \x20   for i in range(40):\n\
+         \x20       out = sys.stdout if i % 2 else sys.stderr\n\
+         \x20       out.write('LONG %d %d ' % (event['w'], i))\n\
+         \x20       for _ in range(10):\n\
+         \x20           out.write('y' * 1000)\n\
+         \x20       out.write('\\n')\n\
+         \x20   return {}\n",
+            LineShape {
+                tag: "LONG",
+                lines: 40,
+                fill: b'y',
+                len: 10_000,
+            },
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,21 +277,23 @@ mod needs_python {
     }
 }
 
-/// Whether `m` is exactly one `LINE <w> <i> xxx…` line.
-fn is_whole(m: &str) -> bool {
-    let parts: Vec<&str> = m.split(' ').collect();
-    parts.len() == 4
-        && parts[0] == "LINE"
-        && parts[1].parse::<u32>().is_ok()
-        && parts[2].parse::<u32>().is_ok()
-        && parts[3].len() == 200
-        && parts[3].bytes().all(|b| b == b'x')
+/// The lines a test handler writes: `<tag> <w> <i> <fill × len>`, `lines` per worker.
+struct LineShape {
+    tag: &'static str,
+    lines: usize,
+    fill: u8,
+    len: usize,
 }
 
-fn whole_count(lines: &[String]) -> usize {
-    lines.iter().filter(|m| is_whole(m)).count()
-}
-
-fn bad_lines(lines: &[String]) -> Vec<&String> {
-    lines.iter().filter(|m| !is_whole(m)).take(3).collect()
+impl LineShape {
+    /// Whether `m` is exactly one such line.
+    fn is_whole(&self, m: &str) -> bool {
+        let parts: Vec<&str> = m.split(' ').collect();
+        parts.len() == 4
+            && parts[0] == self.tag
+            && parts[1].parse::<u32>().is_ok()
+            && parts[2].parse::<u32>().is_ok()
+            && parts[3].len() == self.len
+            && parts[3].bytes().all(|b| b == self.fill)
+    }
 }
