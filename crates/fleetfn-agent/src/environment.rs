@@ -1261,6 +1261,19 @@ async fn launch(
             Some(api.telemetry().clone()),
         )));
     }
+    for (name, fd) in launched.extension_output {
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(rx) => pumps.push(tokio::spawn(logs::pump_extension(
+                rx,
+                name,
+                logs.clone(),
+                api.telemetry().clone(),
+            ))),
+            Err(e) => {
+                tracing::warn!(env_id = spec.env_id, extension = name, error = %e, "cannot read the extension's output")
+            }
+        }
+    }
     let log_stop = CancellationToken::new();
     if let Some(sock) = log_socket {
         pumps.push(tokio::spawn(sock.serve(

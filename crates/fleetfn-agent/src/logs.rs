@@ -570,8 +570,8 @@ pub(crate) async fn pump(
         if let Some(t) = &telemetry
             && t.is_active()
         {
-            // The sandbox's init shares the pipes with the extensions and the runtime: their
-            // lines cannot be told apart, so every line is the function's.
+            // Extensions write on their own pipes (`pump_extension`): these lines are the
+            // function's (and the sandbox's init's).
             let end = buf
                 .iter()
                 .rposition(|b| !matches!(b, b'\n' | b'\r'))
@@ -594,6 +594,59 @@ pub(crate) async fn pump(
                 sink.send_line(line, stream, in_flight.only(), partial)
                     .await;
             }
+        }
+        if eof {
+            break;
+        }
+    }
+}
+
+/// `stream` of an external extension's lines in the function's log.
+pub(crate) const EXTENSION_STREAM: &str = "extension";
+
+/// Reads extension `name`'s own output pipe (its stdout and stderr, see
+/// `fleetfn_sandbox::SandboxSpec::extension_output`) line by line until EOF, with the same line
+/// handling as [`pump`]: each line goes to the function's log (stream [`EXTENSION_STREAM`],
+/// never attributed to a request, as Lambda shows extension lines in the function's log
+/// stream) and, while telemetry is active, to Telemetry API subscribers as an `extension`
+/// record.
+pub(crate) async fn pump_extension(
+    reader: impl AsyncRead + Unpin,
+    name: String,
+    sink: LogSink,
+    telemetry: fleetfn_runtime_api::Telemetry,
+) {
+    let mut reader = BufReader::new(reader);
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut buf = std::mem::take(&mut carry);
+        let room = MAX_LINE_BYTES.saturating_sub(buf.len() as u64).max(1);
+        let eof = match (&mut reader).take(room).read_until(b'\n', &mut buf).await {
+            Ok(n) => n == 0,
+            Err(e) => {
+                tracing::debug!(extension = name, error = %e, "reading extension output failed");
+                true
+            }
+        };
+        let partial = buf.last() != Some(&b'\n') && buf.len() as u64 >= MAX_LINE_BYTES;
+        if partial {
+            let cut = utf8_cut(&buf);
+            carry.extend_from_slice(&buf[cut..]);
+            buf.truncate(cut);
+        }
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        if !buf.is_empty() {
+            if telemetry.is_active() {
+                telemetry.emit(fleetfn_runtime_api::TelemetryRecord::Extension {
+                    name: name.clone(),
+                    line: fleetfn_runtime_api::LogLine::json(
+                        String::from_utf8_lossy(&buf).into_owned(),
+                    ),
+                });
+            }
+            sink.send_line(buf, EXTENSION_STREAM, None, partial).await;
         }
         if eof {
             break;

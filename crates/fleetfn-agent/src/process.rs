@@ -80,6 +80,9 @@ pub struct Launched {
     pub hold: Option<Hold>,
     /// With external extensions: what lets the runtime start once they are ready.
     pub gate: Option<Gate>,
+    /// With external extensions in a sandbox: the read end of each one's own output pipe (its
+    /// stdout and stderr), by name, so its lines are told from the function's.
+    pub extension_output: Vec<(String, std::os::fd::OwnedFd)>,
 }
 
 /// The start signal of a runtime whose extensions start first: [`Gate::open`] lets the
@@ -238,6 +241,7 @@ impl Launcher for DirectLauncher {
             tmp: TmpStorage::HostDir,
             hold: reservation.hold,
             gate: None,
+            extension_output: Vec::new(),
         })
     }
 }

@@ -434,6 +434,17 @@ impl Launcher for SandboxLauncher {
             spec.resolv_conf = Some(path);
         }
         self.isolation.fit(&mut spec);
+        let mut command = runtime_command(&self.binary);
+        // Each extension writes on its own pipe (not the runtime's stdout and stderr).
+        let mut extension_output = Vec::new();
+        let mut output_writers = Vec::new();
+        for ext in &spec.extensions {
+            let (read, write) = std::io::pipe()?;
+            extension_output.push((ext.name.clone(), std::os::fd::OwnedFd::from(read)));
+            output_writers.push(std::os::fd::OwnedFd::from(write));
+        }
+        spec.extension_output =
+            fleetfn_sandbox::pass_extension_outputs(command.as_std_mut(), output_writers);
         // The spec (with the function's environment variables) goes through a pipe, never to
         // disk; the helper reads it to the end and gives the runtime /dev/null as stdin. With
         // extensions it is one line, and the pipe stays open for the gate (and stop) bytes.
@@ -446,10 +457,9 @@ impl Launcher for SandboxLauncher {
             (Some(g), Some(rx))
         };
         let (spec_read, spec_write) = std::io::pipe()?;
-        let child = runtime_command(&self.binary)
-            .arg("jail")
-            .stdin(spec_read)
-            .spawn()?;
+        let child = command.arg("jail").stdin(spec_read).spawn()?;
+        // The agent's copies of the write ends go with the command.
+        drop(command);
         std::thread::Builder::new()
             .name("sandbox-spec".into())
             .spawn(move || {
@@ -496,6 +506,7 @@ impl Launcher for SandboxLauncher {
             tmp,
             hold,
             gate,
+            extension_output,
         })
     }
 

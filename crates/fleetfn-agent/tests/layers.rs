@@ -32,6 +32,7 @@ const TOKEN: &str = "test-token";
 const BOOTSTRAP: &str = r#"#!/bin/sh
 set -e
 date +%s%N > /tmp/runtime-start
+if [ "$EXT_MODE" = telemetry_lines ]; then echo "bootstrap: a function line"; fi
 tool > /tmp/tool-out
 exec ./testfn
 "#;
@@ -82,7 +83,7 @@ if MODE == "init_error":
         {"Lambda-Extension-Identifier": eid, "Lambda-Extension-Function-Error-Type": "Extension.ConfigInvalid"},
     )
     time.sleep(60)
-if MODE == "telemetry":
+if MODE in ("telemetry", "telemetry_lines"):
     import http.server
 
     class Receiver(http.server.BaseHTTPRequestHandler):
@@ -90,6 +91,11 @@ if MODE == "telemetry":
             batch = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             for event in batch:
                 record = event["record"]
+                if event["type"] in ("function", "extension"):
+                    # What this prints comes back as extension records: not printed again.
+                    if not str(record).startswith("TELEMETRY"):
+                        print(f"TELEMETRY {event['type']} {record}", flush=True)
+                    continue
                 rid = record.get("requestId", "") if isinstance(record, dict) else ""
                 print(f"TELEMETRY {event['type']} {rid}".rstrip(), flush=True)
             self.send_response(200)
@@ -105,7 +111,7 @@ if MODE == "telemetry":
         "/2022-07-01/telemetry",
         json.dumps({
             "schemaVersion": "2025-01-29",
-            "types": ["platform"],
+            "types": ["platform", "function", "extension"] if MODE == "telemetry_lines" else ["platform"],
             "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
             "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243"},
         }).encode(),
@@ -524,6 +530,55 @@ mod needs_root {
                 assert!(got(&line), "{line} missing: {messages:?}");
             }
         }
+        h.stop().await;
+    }
+
+    /// Extensions write on their own pipes: a subscriber to `function` and `extension` gets the
+    /// extension's line as an `extension` record and the function's as a `function` one, and
+    /// the function's log has the extension's line without a request id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn extension_lines_are_extension_records_and_function_lines_function_records() {
+        let h = Harness::start(true).await;
+        h.put(
+            "lines",
+            &h.code,
+            vec![h.tools.clone(), h.extension.clone()],
+            "telemetry_lines",
+        )
+        .await;
+        h.ready("lines").await;
+        h.call("lines", "lines-0", &json!({"op": "echo"})).await;
+        h.agent.stop_all(Duration::from_secs(2)).await;
+        let messages = h.log_messages();
+        let got = |line: &str| messages.iter().any(|m| m.trim_end() == line);
+        for line in [
+            "TELEMETRY extension pyext: registered for layered",
+            "TELEMETRY function bootstrap: a function line",
+        ] {
+            assert!(got(line), "{line} missing: {messages:?}");
+        }
+        for line in [
+            "TELEMETRY function pyext: registered for layered",
+            "TELEMETRY extension bootstrap: a function line",
+        ] {
+            assert!(!got(line), "{line} is the other kind: {messages:?}");
+        }
+        let records = log_records(&h.logs.join("layered").join("1"));
+        let line_record = |message: &str| {
+            records
+                .iter()
+                .find(|r| r["message"] == message)
+                .unwrap_or_else(|| panic!("no {message:?} record: {records:?}"))
+                .clone()
+        };
+        let ext = line_record("pyext: registered for layered");
+        assert_eq!(ext["stream"], "extension", "{ext}");
+        assert!(ext.get("requestId").is_none(), "{ext}");
+        assert_eq!(
+            line_record("bootstrap: a function line")["stream"],
+            "stdout"
+        );
         h.stop().await;
     }
 
