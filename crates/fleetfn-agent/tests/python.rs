@@ -161,10 +161,19 @@ mod needs_python {
     }
 
     /// Runs `handler_py` (writing `lines` lines `<tag> <w> <i> <fill × len>` each) in 4
-    /// workers at once and asserts that every line reached the log whole.
-    async fn concurrent_lines_stay_whole(name: &str, handler_py: &str, shape: LineShape) {
+    /// workers at once (in fleetfn's sandbox when `sandboxed`) and asserts that every line
+    /// reached the log whole.
+    pub(super) async fn concurrent_lines_stay_whole(
+        name: &str,
+        handler_py: &str,
+        shape: LineShape,
+        sandboxed: bool,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let p = python_provider(dir.path()).await;
+        let mut p = python_provider(dir.path()).await;
+        if sandboxed {
+            p = p.with_launcher(sandbox_launcher());
+        }
         let code = code_dir(dir.path(), handler_py);
         let logs = dir.path().join("logs");
         let mut s = spec(name, RUNTIME, &code, 4);
@@ -219,6 +228,7 @@ mod needs_python {
                 fill: b'x',
                 len: 200,
             },
+            false,
         )
         .await;
     }
@@ -228,25 +238,7 @@ mod needs_python {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
     async fn long_lines_of_concurrent_workers_stay_whole() {
-        concurrent_lines_stay_whole(
-            "py-long",
-            "import sys\n\
-         def handler(event, context):\n\
-         \x20   for i in range(40):\n\
-         \x20       out = sys.stdout if i % 2 else sys.stderr\n\
-         \x20       out.write('LONG %d %d ' % (event['w'], i))\n\
-         \x20       for _ in range(10):\n\
-         \x20           out.write('y' * 1000)\n\
-         \x20       out.write('\\n')\n\
-         \x20   return {}\n",
-            LineShape {
-                tag: "LONG",
-                lines: 40,
-                fill: b'y',
-                len: 10_000,
-            },
-        )
-        .await;
+        concurrent_lines_stay_whole("py-long", LONG_LINES_PY, LONG_LINES, false).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,6 +267,64 @@ mod needs_python {
             "{err:?}"
         );
     }
+}
+
+/// Writes 40 lines of 10,000 bytes per invoke, each in 12 pieces, to stdout and stderr in turn.
+const LONG_LINES_PY: &str = "import sys\n\
+         def handler(event, context):\n\
+         \x20   for i in range(40):\n\
+         \x20       out = sys.stdout if i % 2 else sys.stderr\n\
+         \x20       out.write('LONG %d %d ' % (event['w'], i))\n\
+         \x20       for _ in range(10):\n\
+         \x20           out.write('y' * 1000)\n\
+         \x20       out.write('\\n')\n\
+         \x20   return {}\n";
+
+const LONG_LINES: LineShape = LineShape {
+    tag: "LONG",
+    lines: 40,
+    fill: b'y',
+    len: 10_000,
+};
+
+mod needs_root {
+    use super::*;
+
+    /// In the sandbox the log socket is bound at /var/runtime and belongs to the
+    /// environment's uid: the workers' long lines stay whole there too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups, python3.13 and awslambdaric; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn long_lines_of_concurrent_sandboxed_workers_stay_whole() {
+        needs_python::concurrent_lines_stay_whole("py-long-sb", LONG_LINES_PY, LONG_LINES, true)
+            .await;
+    }
+}
+
+/// The sandboxing launcher; the test fails, saying why, when this host cannot sandbox.
+fn sandbox_launcher() -> Arc<fleetfn_agent::SandboxLauncher> {
+    use fleetfn_sandbox::{CgroupLayout, LinuxHost, Namespaces};
+    let iso = fleetfn_sandbox::probe(&LinuxHost);
+    let found = if !iso.root {
+        Err(format!("not root ({iso})"))
+    } else if iso.namespaces != Namespaces::all() {
+        Err(format!("namespaces cannot be unshared ({iso})"))
+    } else if !iso.cgroups.as_ref().is_some_and(CgroupLayout::can_limit) {
+        Err(format!("no usable memory+cpu cgroups ({iso})"))
+    } else {
+        Ok(iso)
+    };
+    let iso = fleetfn_testutil::require(fleetfn_testutil::ROOT, found);
+    let net = fleetfn_agent::NetworkConfig {
+        isolation: fleetfn_sandbox::net::probe(iso.root, false),
+        dns: Vec::new(),
+        leases: fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
+    };
+    Arc::new(fleetfn_agent::SandboxLauncher::new(
+        sandbox_helper_binary().to_path_buf(),
+        iso,
+        None,
+        net,
+    ))
 }
 
 /// The lines a test handler writes: `<tag> <w> <i> <fill × len>`, `lines` per worker.
