@@ -744,6 +744,7 @@ fn complete_json_record(
 fn embedded_request_id(obj: &Map<String, Value>) -> Option<String> {
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     str_of(obj.get("AWSRequestId"))
+        .or_else(|| str_of(obj.get("function_request_id")))
         .or_else(|| str_of(obj.get("span").and_then(|s| s.get("requestId"))))
         .or_else(|| {
             obj.get("spans")?
@@ -797,7 +798,6 @@ struct ReportText<'a> {
 }
 
 impl std::fmt::Display for ReportText<'_> {
-        .or_else(|| str_of(obj.get("function_request_id")))
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -896,6 +896,10 @@ mod tests {
         assert_eq!(r["requestId"], "r9");
         assert_eq!(r["message"], "working");
         assert_eq!(r["timestamp"], TS);
+        // Powertools Logger: the request id as `function_request_id`, over a guess.
+        let line = br#"{"level":"INFO","message":"m","function_request_id":"p7"}"#;
+        let r = record(line, "stdout", Some("other"), false);
+        assert_eq!(r["requestId"], "p7");
     }
 
     #[test]
@@ -949,10 +953,6 @@ mod tests {
     fn read_all(dir: &std::path::Path) -> Vec<Value> {
         let mut lines = Vec::new();
         for seg in fleetfn_logs::list_segments(dir).unwrap() {
-        // Powertools Logger: the request id as `function_request_id`, over a guess.
-        let line = br#"{"level":"INFO","message":"m","function_request_id":"p7"}"#;
-        let r = record(line, "stdout", Some("other"), false);
-        assert_eq!(r["requestId"], "p7");
             for l in std::fs::read_to_string(&seg.path).unwrap().lines() {
                 lines.push(serde_json::from_str(l).unwrap());
             }
