@@ -119,6 +119,14 @@ def check_telemetry(observed, ext: str):
     for rid in rids:
         hits = [t for t in texts if markers[rid] in t]
         assert len(hits) == 1, f"{ext}: the line printed by {rid} arrived {len(hits)} times as a function record"
+    # The extensions' own lines (printed while they registered, during init) are `extension`
+    # records, never `function` ones.
+    ext_texts = [extkit.function_text(i) for i in extkit.of_type(items, "extension")]
+    for name in (RUST_EVENTS, RUST_TELEMETRY, PYEXT):
+        assert any(t.startswith(f"{name}: registered") for t in ext_texts), \
+            f"{ext}: no extension record of {name}'s registration line: {ext_texts[:10]}"
+        assert not any(t.startswith(f"{name}: ") for t in texts), \
+            f"{ext}: {name}'s lines arrived as function records: {[t for t in texts if t.startswith(name)][:3]}"
     # Time order within each request: start before report.
     for rid in rids:
         start = next(i for i in extkit.of_type(items, "platform.start") if extkit.request_id_of(i) == rid)
@@ -217,6 +225,8 @@ def test_extension_exiting_later_fails_in_flight_invokes_and_environment_is_repl
     name = functions.active("ext-crash", extkit.function_zip("reader"), [layers["pyext"]], concurrency=4,
                             variables={"FLEETFN_PYEXT_MODE": "exit-on-trigger"})
     old = dp.wait_single_ready(endpoint, name, Q)
+    # The trigger is the 4th invoke in flight: every Python worker must be up to take it.
+    extkit.wait_full_concurrency(lam, name, 4)
     batch = dp.Batch(lam, name, [{"op": "sleep", "ms": 20000}] * 3)
     dp.wait_in_flight(endpoint, name, Q, 3, batch)
     trigger = dp.invoke(lam, name, {"op": "trigger", "ms": 20000})
