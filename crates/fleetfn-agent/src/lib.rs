@@ -35,8 +35,9 @@
 //!   order (extensions register, the runtime starts, init ends when all poll), with
 //!   `FunctionError.ExtensionInitError` for a failed extension init, `Extension.Crash` (and an
 //!   `Exited` environment) for a later exit, and `SHUTDOWN` before the runtime's `SIGTERM`;
-//! * feeds the Telemetry API of their endpoint (platform records, function lines), at the cost
-//!   of one atomic load per record when nothing subscribed.
+//! * feeds the Telemetry API of their endpoint (platform records, function lines, and extension
+//!   lines, read from each extension's own output pipe, so they are told from the function's),
+//!   at the cost of one atomic load per record when nothing subscribed.
 //!
 //! Sandboxing (cgroups, namespaces, a read-only `/var/task`) plugs in as a [`Launcher`]
 //! ([`SandboxLauncher`], environments' cgroups under the instance's [`InstanceSlice`]);
