@@ -341,20 +341,29 @@ pub enum StreamPart {
 #[derive(Debug)]
 pub struct ResponseStream {
     content_type: Option<String>,
-    rx: tokio::sync::mpsc::Receiver<StreamPart>,
+    rx: tokio::sync::mpsc::Receiver<(StreamPart, Option<ResponseTiming>)>,
     ended: bool,
+    timing: Option<ResponseTiming>,
 }
 
 impl ResponseStream {
     pub(crate) fn new(
         content_type: Option<String>,
-        rx: tokio::sync::mpsc::Receiver<StreamPart>,
+        rx: tokio::sync::mpsc::Receiver<(StreamPart, Option<ResponseTiming>)>,
     ) -> Self {
         Self {
             content_type,
             rx,
             ended: false,
+            timing: None,
         }
+    }
+
+    /// When the runtime sent this stream (its first chunk) and finished it; `None` until
+    /// [`ResponseStream::next`] gave the [`StreamPart::End`], and for a stream the endpoint
+    /// ended itself (shutdown).
+    pub fn timing(&self) -> Option<ResponseTiming> {
+        self.timing
     }
 
     /// The `Content-Type` the runtime declared (e.g.
@@ -369,16 +378,43 @@ impl ResponseStream {
         if self.ended {
             return None;
         }
-        let part = self.rx.recv().await.unwrap_or_else(|| {
-            StreamPart::End(Some(StreamFailure::new(
+        let (part, timing) = self.rx.recv().await.unwrap_or_else(|| {
+            let end = StreamPart::End(Some(StreamFailure::new(
                 ERROR_TYPE_UNAVAILABLE,
                 "The runtime API endpoint shut down while the response was streaming.",
-            )))
+            )));
+            (end, None)
         });
+        if timing.is_some() {
+            self.timing = timing;
+        }
         self.ended = matches!(part, StreamPart::End(_));
         Some(part)
     }
 }
+
+/// When the runtime answered an invoke, for the `responseLatency` / `responseDuration` spans of
+/// its telemetry records: `started` is when it began sending its answer (the `/response` or
+/// `/error` request's headers were read; for a streamed response, its first body chunk), `ended`
+/// when the answer was read to its end. The latency span runs from the caller's
+/// [`RuntimeApi::try_dispatch`] to `started`, the duration span from `started` to `ended`.
+/// Available from [`InvokeTicket::timing`] once the ticket resolved with a buffered outcome, and
+/// from [`ResponseStream::timing`] once a stream gave its [`StreamPart::End`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseTiming {
+    pub started: std::time::Instant,
+    pub ended: std::time::Instant,
+}
+
+impl ResponseTiming {
+    /// `started` to `ended`: how long sending the answer took.
+    pub fn duration(&self) -> std::time::Duration {
+        self.ended.saturating_duration_since(self.started)
+    }
+}
+
+/// What the server hands an invoke's ticket: the outcome and, when the runtime answered it, when.
+pub(crate) type Completion = (Outcome, Option<ResponseTiming>);
 
 /// A `POST /2018-06-01/runtime/init/error` from the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,7 +449,8 @@ pub enum Rejected {
 #[must_use = "an invoke's outcome is only seen through its ticket"]
 pub struct InvokeTicket {
     request_id: Arc<str>,
-    rx: oneshot::Receiver<Outcome>,
+    rx: oneshot::Receiver<Completion>,
+    timing: Option<ResponseTiming>,
 }
 
 impl InvokeTicket {
@@ -426,19 +463,29 @@ impl InvokeTicket {
     pub async fn outcome(self) -> Outcome {
         self.await
     }
+
+    /// When the runtime sent its `/response` or `/error` and when it was read to its end, once
+    /// the ticket resolved (await `&mut ticket` to keep it). `None` before, for an invoke the
+    /// endpoint failed itself (runtime exit, shutdown, a cut-off body), and for
+    /// [`Outcome::Stream`] (see [`ResponseStream::timing`]).
+    pub fn timing(&self) -> Option<ResponseTiming> {
+        self.timing
+    }
 }
 
 impl Future for InvokeTicket {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        Pin::new(&mut self.rx).poll(cx).map(|res| {
-            res.unwrap_or_else(|_| {
-                Outcome::function_error(
-                    ERROR_TYPE_UNAVAILABLE,
-                    "The runtime API endpoint shut down before the invoke completed.",
-                )
-            })
+        Pin::new(&mut self.rx).poll(cx).map(|res| match res {
+            Ok((outcome, timing)) => {
+                self.timing = timing;
+                outcome
+            }
+            Err(_) => Outcome::function_error(
+                ERROR_TYPE_UNAVAILABLE,
+                "The runtime API endpoint shut down before the invoke completed.",
+            ),
         })
     }
 }

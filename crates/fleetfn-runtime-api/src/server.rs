@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -25,7 +25,7 @@ use crate::state::{Delivery, Shared};
 use crate::{
     API_PREFIX, ERROR_TYPE_RESPONSE_TOO_LARGE, ERROR_TYPE_RUNTIME_UNKNOWN,
     ERROR_TYPE_TRUNCATED_RESPONSE, ERROR_TYPE_UNHANDLED, InitError, Outcome, ResponseStream,
-    StreamFailure, StreamPart, error_body,
+    ResponseTiming, StreamFailure, StreamPart, error_body,
 };
 
 const HDR_FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
@@ -334,11 +334,14 @@ async fn response(
         let _quickack = streaming.begin();
         return streamed_response(shared, id, req).await;
     }
+    // The headers were just read: the runtime started sending its answer (responseLatency ends).
+    let started = Instant::now();
     let limit = shared.cfg.max_response_bytes;
     match read_limited(req.into_body(), limit).await {
         Body::Complete(bytes) => match shared.take(id) {
             Some(tx) => {
-                if tx.send(Outcome::Response(bytes)).is_err() {
+                let timing = timing_since(started);
+                if tx.send((Outcome::Response(bytes), timing)).is_err() {
                     tracing::debug!(request_id = id, "response for an abandoned ticket dropped");
                 }
                 accepted()
@@ -349,12 +352,13 @@ async fn response(
             // Fail the invoke right away, then swallow the rest of the upload.
             let known = match shared.take(id) {
                 Some(tx) => {
-                    let _ = tx.send(Outcome::function_error(
+                    let outcome = Outcome::function_error(
                         ERROR_TYPE_RESPONSE_TOO_LARGE,
                         &format!(
                             "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
                         ),
-                    ));
+                    );
+                    let _ = tx.send((outcome, timing_since(started)));
                     true
                 }
                 None => false,
@@ -390,7 +394,10 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
     };
     let (parts_tx, parts_rx) = mpsc::channel(STREAM_BUFFER);
     let mut sink = tx
-        .send(Outcome::Stream(ResponseStream::new(content_type, parts_rx)))
+        .send((
+            Outcome::Stream(ResponseStream::new(content_type, parts_rx)),
+            None,
+        ))
         .is_ok()
         .then_some(parts_tx);
     if sink.is_none() {
@@ -399,6 +406,9 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
     let limit = shared.cfg.max_stream_bytes;
     let mut total = 0u64;
     let mut failure: Option<StreamFailure> = None;
+    // When the first chunk arrived: a streaming runtime sends its headers before it has
+    // anything to say, so its answer starts with its first byte.
+    let mut first_chunk: Option<Instant> = None;
     loop {
         let frame = match body.frame().await {
             None => break,
@@ -410,6 +420,7 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
                         ERROR_TYPE_TRUNCATED_RESPONSE,
                         "The runtime's streamed response was cut off before its end.",
                     )),
+                    first_chunk,
                 )
                 .await;
                 return json(
@@ -430,6 +441,9 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
         if data.is_empty() {
             continue;
         }
+        if first_chunk.is_none() {
+            first_chunk = Some(Instant::now());
+        }
         total = total.saturating_add(data.len() as u64);
         if total > limit {
             end_stream(
@@ -440,13 +454,14 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
                         "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
                     ),
                 )),
+                first_chunk,
             )
             .await;
             drain(body).await;
             return too_large(usize::try_from(limit).unwrap_or(usize::MAX));
         }
         if let Some(s) = &sink
-            && s.send(StreamPart::Chunk(data)).await.is_err()
+            && s.send((StreamPart::Chunk(data), None)).await.is_err()
         {
             tracing::debug!(
                 request_id = id,
@@ -455,14 +470,32 @@ async fn streamed_response(shared: &Shared, id: &str, req: Request<Incoming>) ->
             sink = None;
         }
     }
-    end_stream(sink, failure).await;
+    end_stream(sink, failure, first_chunk).await;
     accepted()
 }
 
-async fn end_stream(sink: Option<mpsc::Sender<StreamPart>>, failure: Option<StreamFailure>) {
+/// Ends a stream now; its timing starts at its first chunk (at its end when it had none).
+async fn end_stream(
+    sink: Option<mpsc::Sender<(StreamPart, Option<ResponseTiming>)>>,
+    failure: Option<StreamFailure>,
+    first_chunk: Option<Instant>,
+) {
     if let Some(s) = sink {
-        let _ = s.send(StreamPart::End(failure)).await;
+        let ended = Instant::now();
+        let timing = ResponseTiming {
+            started: first_chunk.unwrap_or(ended),
+            ended,
+        };
+        let _ = s.send((StreamPart::End(failure), Some(timing))).await;
     }
+}
+
+/// An answer that started at `started` and was read to its end just now.
+fn timing_since(started: Instant) -> Option<ResponseTiming> {
+    Some(ResponseTiming {
+        started,
+        ended: Instant::now(),
+    })
 }
 
 /// The function error the trailers of a streamed response carry, if any. The body trailer is
@@ -500,12 +533,15 @@ fn trailer_failure(trailers: &http::HeaderMap) -> Option<StreamFailure> {
 async fn invocation_error(shared: &Shared, id: &str, req: Request<Incoming>) -> Resp {
     let error_type = header_string(&req, HDR_FUNCTION_ERROR_TYPE)
         .unwrap_or_else(|| ERROR_TYPE_UNHANDLED.to_owned());
+    // As for `/response`: the runtime started sending its answer.
+    let started = Instant::now();
     let limit = shared.cfg.max_error_bytes;
     match read_limited(req.into_body(), limit).await {
         Body::Complete(body) => match shared.take(id) {
             Some(tx) => {
+                let timing = timing_since(started);
                 if tx
-                    .send(Outcome::FunctionError { error_type, body })
+                    .send((Outcome::FunctionError { error_type, body }, timing))
                     .is_err()
                 {
                     tracing::debug!(request_id = id, "error for an abandoned ticket dropped");
@@ -517,12 +553,13 @@ async fn invocation_error(shared: &Shared, id: &str, req: Request<Incoming>) -> 
         Body::TooLarge(rest) => {
             let known = match shared.take(id) {
                 Some(tx) => {
-                    let _ = tx.send(Outcome::function_error(
+                    let outcome = Outcome::function_error(
                         ERROR_TYPE_RESPONSE_TOO_LARGE,
                         &format!(
                             "Error payload size exceeded maximum allowed payload size ({limit} bytes)."
                         ),
-                    ));
+                    );
+                    let _ = tx.send((outcome, timing_since(started)));
                     true
                 }
                 None => false,
@@ -567,10 +604,11 @@ fn truncated(shared: &Shared, id: &str) -> Resp {
     let Some(tx) = shared.take(id) else {
         return invalid_request_id();
     };
-    let _ = tx.send(Outcome::function_error(
+    let outcome = Outcome::function_error(
         ERROR_TYPE_TRUNCATED_RESPONSE,
         "The runtime's response was cut off before its end.",
-    ));
+    );
+    let _ = tx.send((outcome, None));
     json(
         StatusCode::BAD_REQUEST,
         error_body("TruncatedHTTPRequest", "HTTP request detected as truncated"),

@@ -13,7 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::{
-    ERROR_TYPE_UNAVAILABLE, InitError, Invocation, InvokeTicket, Outcome, Rejected,
+    Completion, ERROR_TYPE_UNAVAILABLE, InitError, Invocation, InvokeTicket, Outcome, Rejected,
     RuntimeApiConfig,
 };
 
@@ -51,7 +51,7 @@ struct State {
     /// Parked `/next` long polls; the last one is the newest and is served first (LIFO).
     waiters: Vec<Waiter>,
     next_waiter_id: u64,
-    in_flight: HashMap<Arc<str>, oneshot::Sender<Outcome>>,
+    in_flight: HashMap<Arc<str>, oneshot::Sender<Completion>>,
     closed: bool,
 }
 
@@ -146,9 +146,12 @@ impl Shared {
         drop(st);
         self.changed.notify_waiters();
         if let Some(tx) = tx {
-            let _ = tx.send(Outcome::function_error(
-                ERROR_TYPE_UNAVAILABLE,
-                "The runtime closed its /next request before the invoke was delivered.",
+            let _ = tx.send((
+                Outcome::function_error(
+                    ERROR_TYPE_UNAVAILABLE,
+                    "The runtime closed its /next request before the invoke was delivered.",
+                ),
+                None,
             ));
         }
     }
@@ -192,11 +195,15 @@ impl Shared {
             st.in_flight.insert(Arc::clone(&request_id), tx);
         }
         self.changed.notify_waiters();
-        Ok(InvokeTicket { request_id, rx })
+        Ok(InvokeTicket {
+            request_id,
+            rx,
+            timing: None,
+        })
     }
 
     /// Takes the ticket sender of an in-flight invoke; `None` for unknown or completed ids.
-    pub(crate) fn take(&self, request_id: &str) -> Option<oneshot::Sender<Outcome>> {
+    pub(crate) fn take(&self, request_id: &str) -> Option<oneshot::Sender<Completion>> {
         self.lock().in_flight.remove(request_id)
     }
 
@@ -206,10 +213,11 @@ impl Shared {
         if n > 0 {
             let body = crate::error_body(error_type, message);
             for (_, tx) in drained {
-                let _ = tx.send(Outcome::FunctionError {
+                let outcome = Outcome::FunctionError {
                     error_type: error_type.to_owned(),
                     body: body.clone(),
-                });
+                };
+                let _ = tx.send((outcome, None));
             }
         }
         n
@@ -399,7 +407,7 @@ mod tests {
         shared.close();
         assert_eq!(shared.dispatch(inv("b")).unwrap_err(), Rejected::Closed);
         assert_eq!(shared.parked(), 0);
-        match t.rx.try_recv().expect("resolved") {
+        match t.rx.try_recv().expect("resolved").0 {
             Outcome::FunctionError { error_type, .. } => {
                 assert_eq!(error_type, ERROR_TYPE_UNAVAILABLE)
             }
