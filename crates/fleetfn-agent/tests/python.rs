@@ -287,16 +287,24 @@ const LONG_LINES: LineShape = LineShape {
     len: 10_000,
 };
 
+/// Needs root and Python: left out by either opt-out (`--skip needs_root::`, `--skip needs_python::`).
 mod needs_root {
-    use super::*;
+    pub(super) mod needs_python {
+        use super::super::*;
 
-    /// In the sandbox the log socket is bound at /var/runtime and belongs to the
-    /// environment's uid: the workers' long lines stay whole there too.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs root with namespaces and cgroups, python3.13 and awslambdaric; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
-    async fn long_lines_of_concurrent_sandboxed_workers_stay_whole() {
-        needs_python::concurrent_lines_stay_whole("py-long-sb", LONG_LINES_PY, LONG_LINES, true)
+        /// In the sandbox the log socket is bound at /var/runtime and belongs to the
+        /// environment's uid: the workers' long lines stay whole there too.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs root with namespaces and cgroups, python3.13 and awslambdaric; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root or python)"]
+        async fn long_lines_of_concurrent_sandboxed_workers_stay_whole() {
+            crate::needs_python::concurrent_lines_stay_whole(
+                "py-long-sb",
+                LONG_LINES_PY,
+                LONG_LINES,
+                true,
+            )
             .await;
+        }
     }
 }
 
