@@ -6,7 +6,9 @@
 //! function writes them.
 //!
 //! The socket is a file of the environment's directory (mode `0600`; a sandboxing launcher
-//! gives it to the environment's uid and binds it read-only at [`SANDBOX_PATH`]). Each
+//! gives it to the environment's uid and binds it read-only at [`SANDBOX_PATH`]); when that
+//! path is too long for a socket address (108 bytes), a private directory under `/tmp` holds
+//! it instead, removed with it. Each
 //! accepted connection is read exactly like the runtime's own stdout and stderr
 //! ([`crate::logs::pump`]). A worker's first connection is its stdout, its second its stderr
 //! (told apart by the peer's pid). At most [`max_connections`] are read at once (later ones
@@ -30,6 +32,13 @@ pub const SOCKET_ENV: &str = "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET";
 /// The socket's file in the environment's directory.
 const SOCKET_FILE: &str = "logs.sock";
 
+/// Longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where a socket whose environment directory has too long a path goes (a private directory
+/// per socket).
+const SHORT_ROOT: &str = "/tmp";
+
 /// Where a sandbox with its own mount namespace has the socket.
 pub const SANDBOX_PATH: &str = "/var/runtime/fleetfn-logs.sock";
 
@@ -47,14 +56,48 @@ pub(crate) fn max_connections(max_concurrency: u32) -> usize {
 pub(crate) struct LogSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// The private directory under [`SHORT_ROOT`] holding the socket, when it has one.
+    _short_dir: Option<ShortDir>,
+}
+
+/// A directory removed (with what is in it) when dropped.
+#[derive(Debug)]
+struct ShortDir(PathBuf);
+
+impl ShortDir {
+    /// Creates `<root>/fleetfn-logs-<random>`, mode `0700`.
+    fn create(root: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = root.join(format!("fleetfn-logs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ShortDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl LogSocket {
     /// Binds `<env_dir>/logs.sock` (replacing a leftover file), readable and writable by its
-    /// owner only. Needs a Tokio runtime.
+    /// owner only; in a private directory under `/tmp` when that path is too long. Needs a
+    /// Tokio runtime.
     pub(crate) fn bind(env_dir: &Path) -> io::Result<Self> {
+        Self::bind_with_short_root(env_dir, Path::new(SHORT_ROOT))
+    }
+
+    fn bind_with_short_root(env_dir: &Path, short_root: &Path) -> io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
-        let path = env_dir.join(SOCKET_FILE);
+        let mut path = env_dir.join(SOCKET_FILE);
+        let mut short_dir = None;
+        if path.as_os_str().as_bytes().len() > MAX_SOCKET_PATH {
+            let dir = ShortDir::create(short_root)?;
+            path = dir.0.join(SOCKET_FILE);
+            short_dir = Some(dir);
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -62,7 +105,11 @@ impl LogSocket {
         }
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(Self { listener, path })
+        Ok(Self {
+            listener,
+            path,
+            _short_dir: short_dir,
+        })
     }
 
     /// The socket's host path.
@@ -123,6 +170,7 @@ impl LogSocket {
             }
         }
         drop(self.listener);
+        drop(self._short_dir);
         while streams.join_next().await.is_some() {}
     }
 }
@@ -136,6 +184,30 @@ mod tests {
     fn two_streams_per_worker_and_a_few_more() {
         assert_eq!(max_connections(0), 6);
         assert_eq!(max_connections(4), 12);
+    }
+
+    #[tokio::test]
+    async fn a_long_environment_path_gets_a_short_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path().join("e".repeat(120));
+        std::fs::create_dir_all(&env_dir).unwrap();
+        let short_root = dir.path().join("short");
+        std::fs::create_dir(&short_root).unwrap();
+        let sock = LogSocket::bind_with_short_root(&env_dir, &short_root).unwrap();
+        let path = sock.path().to_path_buf();
+        assert!(path.starts_with(&short_root), "{}", path.display());
+        tokio::net::UnixStream::connect(&path).await.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let parent = path.parent().unwrap().to_path_buf();
+        assert_eq!(
+            std::fs::metadata(&parent).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        drop(sock);
+        assert!(!parent.exists(), "removed with the socket");
+        // A short enough path stays in the environment's directory.
+        let sock = LogSocket::bind_with_short_root(dir.path(), &short_root).unwrap();
+        assert_eq!(sock.path(), dir.path().join(SOCKET_FILE));
     }
 
     #[tokio::test]

@@ -161,16 +161,23 @@ mod needs_python {
     }
 
     /// Runs `handler_py` (writing `lines` lines `<tag> <w> <i> <fill × len>` each) in 4
-    /// workers at once (in fleetfn's sandbox when `sandboxed`) and asserts that every line
-    /// reached the log whole.
+    /// workers at once (in fleetfn's sandbox when `sandboxed`; with environment directories
+    /// too deep for a socket address when `deep`) and asserts that every line reached the log
+    /// whole.
     pub(super) async fn concurrent_lines_stay_whole(
         name: &str,
         handler_py: &str,
         shape: LineShape,
         sandboxed: bool,
+        deep: bool,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut p = python_provider(dir.path()).await;
+        let root = match deep {
+            true => dir.path().join("d".repeat(100)),
+            false => dir.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(&root).unwrap();
+        let mut p = python_provider(&root).await;
         if sandboxed {
             p = p.with_launcher(sandbox_launcher());
         }
@@ -229,16 +236,18 @@ mod needs_python {
                 len: 200,
             },
             false,
+            false,
         )
         .await;
     }
 
     /// Lines longer than a pipe's atomic write (`PIPE_BUF`, 4096 bytes), written in pieces
-    /// with `sys.stdout.write` and `sys.stderr.write`, stay whole too.
+    /// with `sys.stdout.write` and `sys.stderr.write`, stay whole too (here with the socket in
+    /// `/tmp`: the environment's directory is too deep for a socket address).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
     async fn long_lines_of_concurrent_workers_stay_whole() {
-        concurrent_lines_stay_whole("py-long", LONG_LINES_PY, LONG_LINES, false).await;
+        concurrent_lines_stay_whole("py-long", LONG_LINES_PY, LONG_LINES, false, true).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +302,8 @@ mod needs_root {
         use super::super::*;
 
         /// In the sandbox the log socket is bound at /var/runtime and belongs to the
-        /// environment's uid: the workers' long lines stay whole there too.
+        /// environment's uid: the workers' long lines stay whole there too (the socket in
+        /// `/tmp`, the environment's directory being too deep for a socket address).
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[ignore = "needs root with namespaces and cgroups, python3.13 and awslambdaric; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root or python)"]
         async fn long_lines_of_concurrent_sandboxed_workers_stay_whole() {
@@ -301,6 +311,7 @@ mod needs_root {
                 "py-long-sb",
                 LONG_LINES_PY,
                 LONG_LINES,
+                true,
                 true,
             )
             .await;
