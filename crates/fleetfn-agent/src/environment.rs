@@ -14,9 +14,9 @@ use fleetfn_proto::{StreamError, StreamPart};
 use fleetfn_runtime_api::{
     ERROR_TYPE_EXIT, ExtensionContext, ExtensionInitError, ExtensionRecord, InitError, InitPhase,
     InitReport, InitReportMetrics, InitRuntimeDone, InitStart, Invocation, Outcome, PlatformEvent,
-    Rejected as ApiRejected, ReportMetrics, RuntimeApi, RuntimeApiConfig, RuntimeDone,
-    RuntimeDoneMetrics, ShutdownReason, Status, StreamPart as ApiPart, TelemetryConnector,
-    TelemetryRecord, TraceContext,
+    Rejected as ApiRejected, ReportMetrics, ResponseTiming, RuntimeApi, RuntimeApiConfig,
+    RuntimeDone, RuntimeDoneMetrics, ShutdownReason, Span, Status, StreamPart as ApiPart,
+    TelemetryConnector, TelemetryRecord, TraceContext,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -490,17 +490,23 @@ impl Environment {
     pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, Rejected> {
         self.admit().await?;
         let timeout = self.inner.spec.timeout();
-        let begun = self.begin(input, timeout)?;
+        let mut begun = self.begin(input, timeout)?;
         // A function that streams its response is collected for a caller who wants it whole.
         let result = tokio::time::timeout(timeout, async {
-            match begun.ticket.await {
-                Outcome::Stream(stream) => collect_stream(stream).await,
-                buffered => buffered,
+            match (&mut begun.ticket).await {
+                Outcome::Stream(mut stream) => {
+                    let outcome = collect_stream(&mut stream).await;
+                    (outcome, stream.timing())
+                }
+                buffered => (buffered, begun.ticket.timing()),
             }
         })
         .await;
         let ended = match result {
-            Ok(outcome) => Ended::Outcome(outcome),
+            Ok((outcome, timing)) => {
+                begun.guard.timing = timing;
+                Ended::Outcome(outcome)
+            }
             Err(_) => Ended::TimedOut,
         };
         Ok(finish_invoke(
@@ -547,11 +553,11 @@ impl Environment {
     pub async fn invoke_streaming(&self, input: InvokeInput) -> Result<StreamedOutput, Rejected> {
         self.admit().await?;
         let timeout = self.inner.spec.timeout();
-        let begun = self.begin(input, timeout)?;
+        let mut begun = self.begin(input, timeout)?;
         let sleep = tokio::time::sleep(timeout);
         let mut sleep = Box::pin(sleep);
         let outcome = tokio::select! {
-            o = begun.ticket => o,
+            o = &mut begun.ticket => o,
             () = &mut sleep => {
                 return Ok(StreamedOutput::Buffered(finish_invoke(
                     &self.inner,
@@ -562,6 +568,7 @@ impl Environment {
         let mut stream = match outcome {
             Outcome::Stream(s) => s,
             buffered => {
+                begun.guard.timing = begun.ticket.timing();
                 return Ok(StreamedOutput::Buffered(finish_invoke(
                     &self.inner,
                     begun.request_id,
@@ -584,6 +591,7 @@ impl Environment {
         let first = match first {
             // Failed before its first byte: an ordinary function error.
             Some(ApiPart::End(Some(f))) => {
+                begun.guard.timing = stream.timing();
                 return Ok(StreamedOutput::Buffered(finish_invoke(
                     &self.inner,
                     begun.request_id,
@@ -604,7 +612,9 @@ impl Environment {
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             let request_id = begun.request_id;
-            let ended = relay(&request_id, first, stream, &tx, sleep).await;
+            let ended = relay(&request_id, first, &mut stream, &tx, sleep).await;
+            let mut guard = begun.guard;
+            guard.timing = stream.timing();
             let end = match &ended {
                 Relayed::Done(f) => Some(f.clone()),
                 Relayed::TimedOut => Some(Some(StreamError {
@@ -619,14 +629,7 @@ impl Environment {
                 Relayed::TimedOut => Ended::TimedOut,
                 Relayed::Abandoned => Ended::Abandoned,
             };
-            finish_invoke(
-                &inner,
-                request_id,
-                begun.started,
-                begun.guard,
-                timeout,
-                status,
-            );
+            finish_invoke(&inner, request_id, begun.started, guard, timeout, status);
             if let Some(end) = end {
                 // The reader is slow or gone: the end is not waited for long.
                 let _ = tokio::time::timeout(END_GRACE, tx.send(StreamPart::End(end))).await;
@@ -827,6 +830,7 @@ fn finish_invoke(
     ended: Ended,
 ) -> InvokeOutput {
     let duration = started.elapsed();
+    let timing = guard.timing;
     drop(guard);
     let (payload, error_type, timed_out, status) = match ended {
         Ended::Outcome(Outcome::Response(body)) => (body, None, false, "success"),
@@ -873,6 +877,7 @@ fn finish_invoke(
             billed_ms,
             max_used_mb,
             payload.len(),
+            response_spans(started, timing),
         );
     }
     InvokeOutput {
@@ -900,6 +905,7 @@ fn emit_invoke_done(
     billed_ms: u64,
     max_used_mb: u64,
     produced_bytes: usize,
+    spans: Vec<Span>,
 ) {
     // A platform failure (the runtime or an extension died) is `failure`, as on Lambda.
     let status = match (status, error_type) {
@@ -921,7 +927,7 @@ fn emit_invoke_done(
                 duration_ms,
                 produced_bytes: produced_bytes as u64,
             }),
-            spans: Vec::new(),
+            spans: spans.clone(),
             tracing: None,
         },
     )));
@@ -937,16 +943,47 @@ fn emit_invoke_done(
                 max_memory_used_mb: Some(max_used_mb),
                 init_duration_ms: None,
             },
-            spans: Vec::new(),
+            spans,
             tracing: None,
         },
     )));
 }
 
+/// An invoke's `responseLatency` (from its dispatch until the runtime started sending its
+/// answer) and `responseDuration` (sending it) spans, none when the runtime never answered (a
+/// timeout, a crash). Both records carry them: `platform.runtimeDone` as in the `2022-12-13`
+/// schema, `platform.report` as AWS's LMI implementation sends them in `2025-01-29` (it sends
+/// no runtimeDone; aws-lambda-runtime-interface-emulator
+/// `internal/lambda-managed-instances/invoke/metrics.go`, `SendInvokeFinishedEvent`).
+fn response_spans(dispatched: Instant, timing: Option<ResponseTiming>) -> Vec<Span> {
+    let Some(t) = timing else {
+        return Vec::new();
+    };
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let at = |i: Instant| {
+        wall.checked_sub(now.saturating_duration_since(i))
+            .unwrap_or(wall)
+    };
+    // Microseconds as milliseconds, as AWS's buildDuration.
+    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    vec![
+        Span {
+            name: "responseLatency".to_owned(),
+            start: at(dispatched),
+            duration_ms: ms(t.started.saturating_duration_since(dispatched)),
+        },
+        Span {
+            name: "responseDuration".to_owned(),
+            start: at(t.started),
+            duration_ms: ms(t.duration()),
+        },
+    ]
+}
+
 /// Reads a streamed response whole for a caller who wants it so: up to the synchronous
 /// response limit (6 MiB), beyond it `Function.ResponseSizeTooLarge` (and the rest is
 /// discarded). A stream that ends with an error is that function error.
-async fn collect_stream(mut stream: fleetfn_runtime_api::ResponseStream) -> Outcome {
+async fn collect_stream(stream: &mut fleetfn_runtime_api::ResponseStream) -> Outcome {
     let limit = fleetfn_runtime_api::MAX_RESPONSE_BYTES;
     let mut buf = bytes::BytesMut::new();
     while let Some(part) = stream.next().await {
@@ -987,7 +1024,7 @@ enum Relayed {
 async fn relay(
     request_id: &str,
     first: ApiPart,
-    mut stream: fleetfn_runtime_api::ResponseStream,
+    stream: &mut fleetfn_runtime_api::ResponseStream,
     tx: &tokio::sync::mpsc::Sender<StreamPart>,
     mut sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
 ) -> Relayed {
@@ -1028,6 +1065,8 @@ async fn relay(
 struct ActiveGuard {
     inner: Arc<Inner>,
     request_id: String,
+    /// When the runtime sent its answer, once it did (for the telemetry spans).
+    timing: Option<ResponseTiming>,
 }
 
 impl ActiveGuard {
@@ -1037,6 +1076,7 @@ impl ActiveGuard {
         Self {
             inner: Arc::clone(inner),
             request_id: request_id.to_owned(),
+            timing: None,
         }
     }
 }
