@@ -58,6 +58,10 @@
 //! * A ticket dropped by the agent (for example on its invoke timeout) stays in flight, since the
 //!   runtime is still working on it; its later `/response` or `/error` gets `202` and is
 //!   discarded. Only ids that are unknown or already completed get `400`.
+//! * Each answer is timed for the telemetry `responseLatency`/`responseDuration` spans
+//!   ([`ResponseTiming`]: headers read, or a stream's first chunk, to the end of the body; two
+//!   `Instant::now()` per answer, nothing allocated): [`InvokeTicket::timing`] once the ticket
+//!   resolved, [`ResponseStream::timing`] once the stream ended.
 //! * `Lambda-Runtime-Client-Context` and `Lambda-Runtime-Cognito-Identity` are passed through as
 //!   given; `lambda_runtime` parses them as JSON, and a value it cannot parse makes that worker
 //!   loop exit, so the agent should only pass JSON there.
