@@ -1256,7 +1256,7 @@ async fn launch(
             credentials_token: credentials_token.as_deref(),
             hosts_file: Some(&hosts_file),
             extensions: &extensions,
-            log_socket: log_socket.as_ref().map(crate::log_socket::LogSocket::path),
+            log_socket: log_socket.as_ref().map(crate::log_socket::LogSocket::paths),
         },
     )?;
     let launched = launcher

@@ -6,9 +6,10 @@
 //! function writes them.
 //!
 //! The socket is a file of the environment's directory (mode `0600`; a sandboxing launcher
-//! gives it to the environment's uid and binds it read-only at [`SANDBOX_PATH`]); when that
-//! path is too long for a socket address (108 bytes), a private directory under `/tmp` holds
-//! it instead, removed with it. Each
+//! gives it to the environment's uid and binds it read-only at [`SANDBOX_PATH`]). When that
+//! path is too long for a socket address (108 bytes), it is bound, and reached by processes
+//! of the agent's user, through the agent's descriptor of the directory
+//! (`/proc/<agent pid>/fd/<n>/logs.sock`), so nothing lives outside the directory. Each
 //! accepted connection is read exactly like the runtime's own stdout and stderr
 //! ([`crate::logs::pump`]). A worker's first connection is its stdout, its second its stderr
 //! (told apart by the peer's pid). At most [`max_connections`] are read at once (later ones
@@ -35,10 +36,6 @@ const SOCKET_FILE: &str = "logs.sock";
 /// Longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// Where a socket whose environment directory has too long a path goes (a private directory
-/// per socket).
-const SHORT_ROOT: &str = "/tmp";
-
 /// Where a sandbox with its own mount namespace has the socket.
 pub const SANDBOX_PATH: &str = "/var/runtime/fleetfn-logs.sock";
 
@@ -51,70 +48,61 @@ pub(crate) fn max_connections(max_concurrency: u32) -> usize {
     2 * max_concurrency.max(1) as usize + 4
 }
 
+/// Where an environment's log socket is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SocketPaths {
+    /// Its file (what a sandbox binds).
+    pub host: PathBuf,
+    /// What a process of the agent's user connects to: the file, or a path through the
+    /// agent's descriptor of its directory when the file's path is too long.
+    pub connect: PathBuf,
+}
+
 /// An environment's log socket, bound and not yet served.
 #[derive(Debug)]
 pub(crate) struct LogSocket {
     listener: UnixListener,
-    path: PathBuf,
-    /// The private directory under [`SHORT_ROOT`] holding the socket, when it has one.
-    _short_dir: Option<ShortDir>,
-}
-
-/// A directory removed (with what is in it) when dropped.
-#[derive(Debug)]
-struct ShortDir(PathBuf);
-
-impl ShortDir {
-    /// Creates `<root>/fleetfn-logs-<random>`, mode `0700`.
-    fn create(root: &Path) -> io::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = root.join(format!("fleetfn-logs-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for ShortDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    paths: SocketPaths,
+    /// The directory, open while the socket is served, when `/proc` paths reach the socket.
+    _dir: Option<std::fs::File>,
 }
 
 impl LogSocket {
     /// Binds `<env_dir>/logs.sock` (replacing a leftover file), readable and writable by its
-    /// owner only; in a private directory under `/tmp` when that path is too long. Needs a
-    /// Tokio runtime.
+    /// owner only. Needs a Tokio runtime.
     pub(crate) fn bind(env_dir: &Path) -> io::Result<Self> {
-        Self::bind_with_short_root(env_dir, Path::new(SHORT_ROOT))
-    }
-
-    fn bind_with_short_root(env_dir: &Path, short_root: &Path) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
-        let mut path = env_dir.join(SOCKET_FILE);
-        let mut short_dir = None;
-        if path.as_os_str().as_bytes().len() > MAX_SOCKET_PATH {
-            let dir = ShortDir::create(short_root)?;
-            path = dir.0.join(SOCKET_FILE);
-            short_dir = Some(dir);
-        }
-        match std::fs::remove_file(&path) {
+        let host = env_dir.join(SOCKET_FILE);
+        match std::fs::remove_file(&host) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let (listener, connect, dir) = if host.as_os_str().as_bytes().len() <= MAX_SOCKET_PATH {
+            (UnixListener::bind(&host)?, host.clone(), None)
+        } else {
+            let dir = std::fs::File::open(env_dir)?;
+            let fd = dir.as_raw_fd();
+            let listener = UnixListener::bind(format!("/proc/self/fd/{fd}/{SOCKET_FILE}"))?;
+            let connect = PathBuf::from(format!(
+                "/proc/{}/fd/{fd}/{SOCKET_FILE}",
+                std::process::id()
+            ));
+            (listener, connect, Some(dir))
+        };
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600))?;
         Ok(Self {
             listener,
-            path,
-            _short_dir: short_dir,
+            paths: SocketPaths { host, connect },
+            _dir: dir,
         })
     }
 
-    /// The socket's host path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Where the socket is.
+    pub(crate) fn paths(&self) -> &SocketPaths {
+        &self.paths
     }
 
     /// Accepts connections until `stop`, reading each into `sink` as a `stdout` or `stderr`
@@ -170,7 +158,7 @@ impl LogSocket {
             }
         }
         drop(self.listener);
-        drop(self._short_dir);
+        drop(self._dir);
         while streams.join_next().await.is_some() {}
     }
 }
@@ -187,34 +175,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_long_environment_path_gets_a_short_private_directory() {
+    async fn a_long_environment_path_is_reached_through_the_agents_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         let env_dir = dir.path().join("e".repeat(120));
         std::fs::create_dir_all(&env_dir).unwrap();
-        let short_root = dir.path().join("short");
-        std::fs::create_dir(&short_root).unwrap();
-        let sock = LogSocket::bind_with_short_root(&env_dir, &short_root).unwrap();
-        let path = sock.path().to_path_buf();
-        assert!(path.starts_with(&short_root), "{}", path.display());
-        tokio::net::UnixStream::connect(&path).await.unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        let parent = path.parent().unwrap().to_path_buf();
-        assert_eq!(
-            std::fs::metadata(&parent).unwrap().permissions().mode() & 0o777,
-            0o700
+        let sock = LogSocket::bind(&env_dir).unwrap();
+        let paths = sock.paths().clone();
+        assert_eq!(paths.host, env_dir.join(SOCKET_FILE));
+        assert!(paths.host.exists());
+        assert!(
+            paths
+                .connect
+                .starts_with(format!("/proc/{}/fd/", std::process::id())),
+            "{}",
+            paths.connect.display()
         );
+        tokio::net::UnixStream::connect(&paths.connect)
+            .await
+            .unwrap();
         drop(sock);
-        assert!(!parent.exists(), "removed with the socket");
-        // A short enough path stays in the environment's directory.
-        let sock = LogSocket::bind_with_short_root(dir.path(), &short_root).unwrap();
-        assert_eq!(sock.path(), dir.path().join(SOCKET_FILE));
+        assert!(
+            tokio::net::UnixStream::connect(&paths.connect)
+                .await
+                .is_err()
+        );
+        // A short enough path is the file's.
+        let sock = LogSocket::bind(dir.path()).unwrap();
+        assert_eq!(sock.paths().connect, dir.path().join(SOCKET_FILE));
     }
 
     #[tokio::test]
     async fn streams_are_read_until_stop_and_extra_ones_closed() {
         let dir = tempfile::tempdir().unwrap();
         let sock = LogSocket::bind(dir.path()).unwrap();
-        let path = sock.path().to_path_buf();
+        let path = sock.paths().connect.clone();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

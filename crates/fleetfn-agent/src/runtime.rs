@@ -1447,7 +1447,7 @@ pub(crate) struct LaunchContext<'a> {
     /// runtime.
     pub extensions: &'a [String],
     /// The log socket the Python runtime's workers connect their stdout and stderr to.
-    pub log_socket: Option<&'a Path>,
+    pub log_socket: Option<&'a crate::log_socket::SocketPaths>,
 }
 
 /// The launch command of an environment: program, args and its complete environment.
@@ -1550,7 +1550,7 @@ pub(crate) fn launch_command(
             opt_dir: spec.opt_dir.clone(),
             hosts_file: ctx.hosts_file.map(Path::to_path_buf),
             extensions: ctx.extensions.to_vec(),
-            log_socket: ctx.log_socket.map(Path::to_path_buf),
+            log_socket: ctx.log_socket.map(|s| s.host.clone()),
         },
     })
 }
@@ -1734,7 +1734,10 @@ pub(crate) fn lambda_env(
         set("PYTHONPATH", pp);
         if let Some(sock) = ctx.log_socket {
             // awslambdaric's workers connect their stdout and stderr here (AWS's LMI way).
-            set(crate::log_socket::SOCKET_ENV, sock.display().to_string());
+            set(
+                crate::log_socket::SOCKET_ENV,
+                sock.connect.display().to_string(),
+            );
         }
     }
     env
@@ -1852,7 +1855,10 @@ mod tests {
             crate::log_socket::SOCKET_ENV.to_owned(),
             "/tmp/evil.sock".to_owned(),
         );
-        let sock = PathBuf::from("/envs/env-1/logs.sock");
+        let sock = crate::log_socket::SocketPaths {
+            host: PathBuf::from("/envs/env-1/logs.sock"),
+            connect: PathBuf::from("/proc/7/fd/9/logs.sock"),
+        };
         let cmd = launch_command(
             &s,
             &prepared,
@@ -1864,9 +1870,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             cmd.env[crate::log_socket::SOCKET_ENV],
-            "/envs/env-1/logs.sock"
+            "/proc/7/fd/9/logs.sock"
         );
-        assert_eq!(cmd.sandbox.log_socket.as_deref(), Some(sock.as_path()));
+        assert_eq!(cmd.sandbox.log_socket, Some(sock.host.clone()));
         let cmd = launch_command(&s, &prepared, &ctx(&tmp)).unwrap();
         assert!(!cmd.env.contains_key(crate::log_socket::SOCKET_ENV));
     }

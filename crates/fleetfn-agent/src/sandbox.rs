@@ -349,12 +349,12 @@ impl Launcher for SandboxLauncher {
         }
         // The log socket of the runtime's workers, at a fixed place inside (connecting to a
         // socket needs no write access to its mount).
-        if let Some(sock) = &inputs.log_socket
-            && self.isolation.namespaces.mount
-        {
-            let inside = crate::log_socket::SANDBOX_PATH;
-            map.push((sock.display().to_string(), inside.to_string()));
-            binds.push((sock.clone(), PathBuf::from(inside)));
+        let socket_inside = inputs
+            .log_socket
+            .as_ref()
+            .filter(|_| self.isolation.namespaces.mount);
+        if let Some(sock) = socket_inside {
+            binds.push((sock.clone(), PathBuf::from(crate::log_socket::SANDBOX_PATH)));
         }
         map.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
         let mut argv = vec![rewrite(&cmd.program.display().to_string(), &map)];
@@ -362,7 +362,12 @@ impl Launcher for SandboxLauncher {
         let env: Vec<(String, String)> = cmd
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), rewrite(v, &map)))
+            .map(|(k, v)| match k.as_str() {
+                crate::log_socket::SOCKET_ENV if socket_inside.is_some() => {
+                    (k.clone(), crate::log_socket::SANDBOX_PATH.to_owned())
+                }
+                _ => (k.clone(), rewrite(v, &map)),
+            })
             .collect();
         if self.cgroups.is_some() && inputs.env_id == AGENT_LEAF {
             return Err(io::Error::other(format!(

@@ -242,8 +242,8 @@ mod needs_python {
     }
 
     /// Lines longer than a pipe's atomic write (`PIPE_BUF`, 4096 bytes), written in pieces
-    /// with `sys.stdout.write` and `sys.stderr.write`, stay whole too (here with the socket in
-    /// `/tmp`: the environment's directory is too deep for a socket address).
+    /// with `sys.stdout.write` and `sys.stderr.write`, stay whole too (here with an environment
+    /// directory too deep for a socket address: reached through the agent's `/proc` fd).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3.13 and awslambdaric (from PyPI on first use); run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=python)"]
     async fn long_lines_of_concurrent_workers_stay_whole() {
@@ -302,8 +302,8 @@ mod needs_root {
         use super::super::*;
 
         /// In the sandbox the log socket is bound at /var/runtime and belongs to the
-        /// environment's uid: the workers' long lines stay whole there too (the socket in
-        /// `/tmp`, the environment's directory being too deep for a socket address).
+        /// environment's uid: the workers' long lines stay whole there too (bound through the
+        /// agent's `/proc` fd, the environment's directory being too deep for a socket address).
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[ignore = "needs root with namespaces and cgroups, python3.13 and awslambdaric; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root or python)"]
         async fn long_lines_of_concurrent_sandboxed_workers_stay_whole() {
