@@ -365,8 +365,8 @@ fn child(
     if !spec.extensions.is_empty() {
         let _ = nix::unistd::close(null);
         // Opened again inside the new root, so the children see it as `/dev/null`.
-        let null = std::fs::File::open("/dev/null")
-            .map_err(|e| JailError::new("open /dev/null", e))?;
+        let null =
+            std::fs::File::open("/dev/null").map_err(|e| JailError::new("open /dev/null", e))?;
         return crate::init::run(spec, &argv, &env, pending, &null.into(), old_mask);
     }
     // The helper is a Rust program (SIGPIPE ignored) started by an agent whose own ignored
