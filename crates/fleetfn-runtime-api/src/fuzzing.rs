@@ -127,7 +127,7 @@ pub async fn exchange(input: &[u8], cfg: RuntimeApiConfig, limit: Duration) -> E
     let ex = Exchange {
         response,
         closed_by_server,
-        outcome: ticket.rx.try_recv().ok(),
+        outcome: ticket.rx.try_recv().ok().map(|(outcome, _timing)| outcome),
         init_error: shared.init_error.borrow().clone(),
         parked: shared.parked(),
         in_flight: shared.in_flight(),
