@@ -664,14 +664,20 @@ impl Environment {
             cognito_identity: None,
             tenant_id: input.tenant_id,
         };
+        // In flight before the runtime can write a line of it (a line read between the
+        // dispatch and the guard would go unattributed).
+        inner.ids.insert(&request_id);
         let dispatched = inner.api.try_dispatch(invocation);
-        let ticket = dispatched.map_err(|e| match e {
-            ApiRejected::NoIdleWorker => Rejected::Busy {
-                max_concurrency: inner.spec.max_concurrency,
-            },
-            ApiRejected::DuplicateRequestId(id) => Rejected::DuplicateRequestId(id),
-            ApiRejected::InvalidHeaderValue(field) => Rejected::InvalidInput(field),
-            ApiRejected::Closed => Rejected::Exited,
+        let ticket = dispatched.map_err(|e| {
+            inner.ids.forget(&request_id);
+            match e {
+                ApiRejected::NoIdleWorker => Rejected::Busy {
+                    max_concurrency: inner.spec.max_concurrency,
+                },
+                ApiRejected::DuplicateRequestId(id) => Rejected::DuplicateRequestId(id),
+                ApiRejected::InvalidHeaderValue(field) => Rejected::InvalidInput(field),
+                ApiRejected::Closed => Rejected::Exited,
+            }
         })?;
         let started = Instant::now();
         if let Some(tracing) = traced {
@@ -1061,7 +1067,8 @@ async fn relay(
     }
 }
 
-/// Counts an invoke as active while its caller waits.
+/// Counts an invoke as active while its caller waits (its request id, put in flight before
+/// the dispatch, leaves the in-flight ids with it).
 struct ActiveGuard {
     inner: Arc<Inner>,
     request_id: String,
@@ -1071,7 +1078,6 @@ struct ActiveGuard {
 
 impl ActiveGuard {
     fn new(inner: &Arc<Inner>, request_id: &str) -> Self {
-        inner.ids.insert(request_id);
         inner.active.send_modify(|n| *n += 1);
         Self {
             inner: Arc::clone(inner),

@@ -494,6 +494,11 @@ impl InFlightIds {
         s.last = None;
     }
 
+    /// Drops `id`, an invoke the runtime never got, without making it the last one.
+    pub(crate) fn forget(&self, id: &str) {
+        self.0.lock().active.remove(id);
+    }
+
     pub(crate) fn remove(&self, id: &str) {
         let mut s = self.0.lock();
         s.active.remove(id);
