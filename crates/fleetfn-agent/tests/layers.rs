@@ -288,35 +288,11 @@ impl Harness {
         what: &str,
         pred: impl Fn(&EnvironmentStatus) -> bool,
     ) -> EnvironmentStatus {
-        guarded(what, async {
-            let mut after = None;
-            loop {
-                let r = self
-                    .client
-                    .report(after, Duration::from_secs(10))
-                    .await
-                    .unwrap();
-                if let Some(e) = r.environments.iter().find(|e| e.env_id == env_id)
-                    && pred(e)
-                {
-                    return e.clone();
-                }
-                after = Some(r.revision);
-            }
-        })
-        .await
+        wait_for_env(&self.client, env_id, what, pred).await
     }
 
     async fn ready(&self, env_id: &str) {
-        let e = self
-            .wait_for(env_id, "ready or failed", |e| {
-                matches!(
-                    e.state,
-                    EnvState::Ready | EnvState::Failed | EnvState::Exited
-                )
-            })
-            .await;
-        assert_eq!(e.state, EnvState::Ready, "{e:?}");
+        wait_env_ready(&self.client, env_id).await;
     }
 
     async fn failed(&self, env_id: &str) -> fleetfn_proto::Failure {

@@ -24,9 +24,7 @@ use bytes::Bytes;
 use common::*;
 use fleetfn_agent::{Agent, AgentConfig, InstanceShape, RuntimeProvider, RuntimeProviderConfig};
 use fleetfn_artifacts::{ArtifactStore, Digest};
-use fleetfn_proto::{
-    AgentClient, EnvState, EnvironmentRequest, EnvironmentStatus, InvokeReply, LayerPackage,
-};
+use fleetfn_proto::{AgentClient, EnvironmentRequest, InvokeReply, LayerPackage};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token";
@@ -251,41 +249,8 @@ impl Harness {
         self.client.put_environment(env_id, &req).await.unwrap();
     }
 
-    async fn wait_for(
-        &self,
-        env_id: &str,
-        what: &str,
-        pred: impl Fn(&EnvironmentStatus) -> bool,
-    ) -> EnvironmentStatus {
-        guarded(what, async {
-            let mut after = None;
-            loop {
-                let r = self
-                    .client
-                    .report(after, Duration::from_secs(10))
-                    .await
-                    .unwrap();
-                if let Some(e) = r.environments.iter().find(|e| e.env_id == env_id)
-                    && pred(e)
-                {
-                    return e.clone();
-                }
-                after = Some(r.revision);
-            }
-        })
-        .await
-    }
-
     async fn ready(&self, env_id: &str) {
-        let e = self
-            .wait_for(env_id, "ready or failed", |e| {
-                matches!(
-                    e.state,
-                    EnvState::Ready | EnvState::Failed | EnvState::Exited
-                )
-            })
-            .await;
-        assert_eq!(e.state, EnvState::Ready, "{e:?}");
+        wait_env_ready(&self.client, env_id).await;
     }
 
     async fn invoke(&self, env_id: &str, request_id: &str, event: &Value) -> InvokeReply {

@@ -173,3 +173,39 @@ fn manifest_dir() -> std::path::PathBuf {
         std::path::PathBuf::from,
     )
 }
+
+/// Long-polls the agent's reports until `pred` holds for the environment `env_id` (bounded by
+/// [`GUARD`], failing with `what`).
+pub async fn wait_for_env(
+    client: &fleetfn_proto::AgentClient,
+    env_id: &str,
+    what: &str,
+    pred: impl Fn(&fleetfn_proto::EnvironmentStatus) -> bool,
+) -> fleetfn_proto::EnvironmentStatus {
+    guarded(what, async {
+        let mut after = None;
+        loop {
+            let r = client.report(after, Duration::from_secs(10)).await.unwrap();
+            if let Some(e) = r.environments.iter().find(|e| e.env_id == env_id)
+                && pred(e)
+            {
+                return e.clone();
+            }
+            after = Some(r.revision);
+        }
+    })
+    .await
+}
+
+/// Waits until the environment is Ready (or has failed or exited, which fails the test).
+pub async fn wait_env_ready(client: &fleetfn_proto::AgentClient, env_id: &str) {
+    use fleetfn_proto::EnvState;
+    let e = wait_for_env(client, env_id, "ready or failed", |e| {
+        matches!(
+            e.state,
+            EnvState::Ready | EnvState::Failed | EnvState::Exited
+        )
+    })
+    .await;
+    assert_eq!(e.state, EnvState::Ready, "{e:?}");
+}
