@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use fleetfn_agent::{Agent, AgentConfig, InstanceShape, RuntimeProvider, RuntimeProviderConfig};
+use fleetfn_agent::{Agent, RuntimeProvider, RuntimeProviderConfig};
 use fleetfn_artifacts::{ArtifactStore, Digest};
 use fleetfn_proto::{AgentClient, EnvironmentRequest, InvokeReply, LayerPackage};
 use serde_json::{Value, json};
@@ -194,31 +194,11 @@ impl Harness {
             net,
         )));
         let logs = dir.path().join("logs");
-        let agent = Agent::new(
-            AgentConfig {
-                instance_id: "i-test".into(),
-                zone: "z1".into(),
-                token: TOKEN.into(),
-                artifacts_dir: dir.path().join("artifacts"),
-                logs_dir: logs.clone(),
-                log_limits: Default::default(),
-                isolation,
-                instance: InstanceShape::local(),
-                instance_slice: None,
-            },
-            provider,
-        )
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = agent.router();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (agent, client, server) = serve_agent(dir.path(), isolation, provider, TOKEN).await;
         Self {
             _dir: dir,
             agent,
-            client: AgentClient::new(addr, TOKEN),
+            client,
             logs,
             code,
             layer,

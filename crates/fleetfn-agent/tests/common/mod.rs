@@ -209,3 +209,40 @@ pub async fn wait_env_ready(client: &fleetfn_proto::AgentClient, env_id: &str) {
     .await;
     assert_eq!(e.state, EnvState::Ready, "{e:?}");
 }
+
+/// An agent on `provider` with its data under `root` (artifacts, logs in `root/logs`), served
+/// on a free loopback port with the bearer token `token`: the agent, a client for it, and the
+/// server task.
+pub async fn serve_agent(
+    root: &Path,
+    isolation: String,
+    provider: RuntimeProvider,
+    token: &str,
+) -> (
+    fleetfn_agent::Agent,
+    fleetfn_proto::AgentClient,
+    tokio::task::JoinHandle<()>,
+) {
+    let agent = fleetfn_agent::Agent::new(
+        fleetfn_agent::AgentConfig {
+            instance_id: "i-test".into(),
+            zone: "z1".into(),
+            token: token.into(),
+            artifacts_dir: root.join("artifacts"),
+            logs_dir: root.join("logs"),
+            log_limits: Default::default(),
+            isolation,
+            instance: fleetfn_agent::InstanceShape::local(),
+            instance_slice: None,
+        },
+        provider,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = agent.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (agent, fleetfn_proto::AgentClient::new(addr, token), server)
+}
