@@ -21,6 +21,7 @@ mod logs;
 #[doc(hidden)]
 pub mod parse;
 mod series;
+mod stacks;
 mod stream_invoke;
 mod url;
 mod urls;
@@ -225,6 +226,13 @@ pub fn router(state: AppState) -> Router {
             get(series::get_series),
         )
         .route("/fleetfn/v1/cost", get(h::cost))
+        .route("/fleetfn/v1/stacks", get(stacks::list_stacks))
+        .route(
+            "/fleetfn/v1/stacks/{name}",
+            get(stacks::get_stack)
+                .put(stacks::put_stack)
+                .delete(stacks::delete_stack),
+        )
         .route(
             "/fleetfn/v1/join-tokens",
             get(cluster::list_join_tokens).post(cluster::create_join_token),

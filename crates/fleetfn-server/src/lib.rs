@@ -21,6 +21,7 @@ pub mod records;
 mod scaling;
 pub mod secrets;
 mod service;
+pub mod stacks;
 mod tags;
 pub mod usage;
 mod validate;

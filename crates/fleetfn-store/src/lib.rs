@@ -70,6 +70,9 @@ pub enum Table {
     Layers,
     /// Layer versions by `name/version` (zero-padded), with their permissions policy.
     LayerVersions,
+    /// Stack records of `fleetfn deploy` by stack name (opaque JSON; the record's revision is
+    /// the stack's).
+    Stacks,
 }
 
 impl Table {
@@ -94,6 +97,7 @@ impl Table {
             Self::Policies => "policies",
             Self::Layers => "layers",
             Self::LayerVersions => "layer_versions",
+            Self::Stacks => "stacks",
         }
     }
 }
