@@ -47,6 +47,13 @@ pub enum TemplateError {
         .0.join(", ")
     )]
     UnresolvedDependencies(Vec<String>),
+    /// The SAM transform rejected the template; each cause worded like aws-sam-translator's.
+    #[error(
+        "Transform AWS::Serverless-2016-10-31 failed with: Invalid Serverless Application Specification document. Number of errors found: {}. {}",
+        .0.len(),
+        .0.join(" ")
+    )]
+    Sam(Vec<String>),
     /// An intrinsic function failed on the values it was given (e.g. Fn::Select out of range).
     #[error("Template error: {path}: {message}")]
     Evaluation { path: String, message: String },

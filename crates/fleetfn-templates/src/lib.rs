@@ -7,6 +7,15 @@ mod eval;
 pub mod sam;
 pub mod stack;
 mod template;
+mod yaml;
+
+/// Largest template text accepted: 1 MiB (CloudFormation takes 51,200 bytes in a request body and
+/// 1 MB from S3; fleetfn reads files, so it takes the larger).
+pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of mappings and lists in a template.
+pub const MAX_DEPTH: usize = 64;
+/// Most resources in one template (CloudFormation's limit).
+pub const MAX_RESOURCES: usize = 500;
 
 pub use error::TemplateError;
 pub use eval::{
