@@ -18,7 +18,7 @@ import pytest
 OPT_OUT_VAR = "FLEETFN_TEST_OPT_OUT"
 STRICT_VAR = "FLEETFN_TEST_STRICT"
 # As in scripts/test-rust and crates/fleetfn-testutil.
-TAGS = ("root", "nft", "node", "python", "curl", "postgres", "java", "chromium")
+TAGS = ("root", "nft", "node", "python", "curl", "postgres", "java", "chromium", "moto")
 _OPT_OUT_PREFIX = "opted out ("
 
 

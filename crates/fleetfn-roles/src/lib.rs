@@ -5,14 +5,21 @@
 //! data plane uses, so it can run against a fake in unit tests. With the same credentials it
 //! makes the server's own calls to SQS, SNS and EventBridge ([`AwsServices`]) for the
 //! destinations and dead-letter queues of asynchronous invocations, and receives, deletes and
-//! hides again the messages of SQS queues for the pollers of event source mappings.
+//! hides again the messages of SQS queues for the pollers of event source mappings. With a
+//! capacity provider's operator role it launches, finds and terminates EC2 instances
+//! ([`Ec2Client`], behind the [`Ec2Api`] trait).
 #![forbid(unsafe_code)]
 
+mod ec2;
 mod services;
 mod source;
 mod sts;
 mod transport;
 
+pub use ec2::{
+    Ec2Api, Ec2Client, Ec2Config, Ec2Credentials, Ec2Error, Filter, Instance, InstanceState,
+    InstanceTypeInfo, LaunchRequest, Subnet,
+};
 pub use fleetfn_proto::RoleCredentials;
 pub use services::{
     AwsServices, ServiceError, ServicesConfig, SqsMessage, SqsMessageAttribute, SqsQueueAttributes,

@@ -10,7 +10,7 @@
 //! fails when any test was still ignored. A test that runs without its prerequisite fails
 //! through [`require`] with the reason and the way out.
 //!
-//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`], [`JAVA`], [`CHROMIUM`] ([`TAGS`]).
+//! The tags: [`ROOT`], [`NFT`], [`NODE`], [`PYTHON`], [`CURL`], [`POSTGRES`], [`JAVA`], [`CHROMIUM`], [`MOTO`] ([`TAGS`]).
 
 pub mod postgres;
 
@@ -42,8 +42,14 @@ pub const JAVA: &str = "java";
 /// (tests/console) needs it; no Rust test does.
 pub const CHROMIUM: &str = "chromium";
 
+/// `moto_server` (PyPI `moto[server]`, which scripts/test installs in its venv) on `PATH`: the
+/// EC2 and STS endpoint of the EC2 client's tests.
+pub const MOTO: &str = "moto";
+
 /// Every tag, as `scripts/test-rust` knows them (it refuses an opt-out of an unknown tag).
-pub const TAGS: [&str; 8] = [ROOT, NFT, NODE, PYTHON, CURL, POSTGRES, JAVA, CHROMIUM];
+pub const TAGS: [&str; 9] = [
+    ROOT, NFT, NODE, PYTHON, CURL, POSTGRES, JAVA, CHROMIUM, MOTO,
+];
 
 /// The tags named in [`OPT_OUT_VAR`].
 pub fn opted_out_tags() -> Vec<String> {
