@@ -54,6 +54,12 @@ pub enum TemplateError {
         .0.join(" ")
     )]
     Sam(Vec<String>),
+    /// Outputs that reference resources that do not exist or whose Condition is false.
+    #[error(
+        "Template format error: Unresolved resource dependencies [{}] in the Outputs block of the template",
+        .0.join(", ")
+    )]
+    UnresolvedOutputDependencies(Vec<String>),
     /// An intrinsic function failed on the values it was given (e.g. Fn::Select out of range).
     #[error("Template error: {path}: {message}")]
     Evaluation { path: String, message: String },

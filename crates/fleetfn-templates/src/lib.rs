@@ -4,6 +4,8 @@
 
 mod error;
 mod eval;
+mod graph;
+mod params;
 pub mod sam;
 pub mod stack;
 mod template;
@@ -19,7 +21,8 @@ pub const MAX_RESOURCES: usize = 500;
 
 pub use error::TemplateError;
 pub use eval::{
-    Evaluator, Known, NothingKnown, ParamValue, Resolved, ResolvedOutput, StackContext,
+    Evaluator, Known, MAX_EVAL_BYTES, NothingKnown, ParamValue, Resolved, ResolvedOutput,
+    StackContext,
 };
 pub use stack::{StackRecord, StackResource};
 pub use template::{OutputDecl, ParameterDecl, ResourceDecl, Template, parse};

@@ -337,7 +337,7 @@ impl Template {
                     let raw: BTreeMap<String, Value> = section(&key, v)?;
                     for (id, o) in raw {
                         let path = format!("Outputs.{id}");
-                        if !o.get("Value").is_some_and(|v| !v.is_null()) {
+                        if o.get("Value").is_none_or(Value::is_null) {
                             return Err(TemplateError::format(
                                 path,
                                 "Every Outputs member must contain a Value object",

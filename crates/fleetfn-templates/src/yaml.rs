@@ -18,8 +18,6 @@
 //! Aliases and merge keys are rejected (CloudFormation does not support them either), which also
 //! rules out alias-expansion bombs; nesting is limited to [`crate::MAX_DEPTH`].
 
-use std::borrow::Cow;
-
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 use serde_json::{Map, Number, Value};
 
@@ -218,10 +216,10 @@ fn tagged(
 }
 
 fn short_tag(tag: &Tag, span: &Span) -> Result<&'static str, TemplateError> {
-    if tag.handle == "!" {
-        if let Some(long) = intrinsic(&tag.suffix) {
-            return Ok(long);
-        }
+    if tag.handle == "!"
+        && let Some(long) = intrinsic(&tag.suffix)
+    {
+        return Ok(long);
     }
     Err(syntax(format!(
         "{} unknown tag {}{}; the short forms of intrinsic functions are !Ref, !GetAtt, !Sub, \
@@ -240,7 +238,7 @@ fn wrap(long: &str, arg: Value) -> Value {
 }
 
 fn scalar(
-    text: &Cow<'_, str>,
+    text: &str,
     style: ScalarStyle,
     tag: Option<&Tag>,
     span: &Span,
