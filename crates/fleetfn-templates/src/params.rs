@@ -178,7 +178,7 @@ fn check(name: &str, d: &ParameterDecl, kind: Kind, text: &str) -> Result<Value,
         if numeric && n.is_none() {
             return Err(TemplateError::InvalidParameter {
                 name: name.to_owned(),
-                message: format!("must be a number (got '{item}')"),
+                message: "must be a number".into(),
             });
         }
         if let Some(allowed) = &d.allowed_values {
