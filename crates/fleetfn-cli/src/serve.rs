@@ -56,32 +56,64 @@ pub(crate) fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration>
         .map_err(|_| anyhow::anyhow!("{flag} takes a number of seconds ≥ 0, not {v}"))
 }
 
-/// A catalog override file: `{"PricesAsOf": "...", "InstanceTypes": [...]}`.
+/// A catalog override file (`--catalog`): `{"PricesAsOf": "...", "InstanceTypes": [...],
+/// "Prices": {"m8g.large": 0.0898}, "Discounts": [{"Match": "m7g.*", "Kind": "SavingsPlan",
+/// "Rate": 0.30}], "LambdaPrices": {...}}`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct CatalogFile {
     prices_as_of: Option<String>,
+    /// Types to add or replace, with their shape (and price, if known).
     #[serde(default)]
     instance_types: Vec<fleetfn_scheduler::InstanceType>,
+    /// On-demand prices (USD/h) of types the catalog already has (e.g. the unpriced ones).
+    #[serde(default)]
+    prices: std::collections::BTreeMap<String, f64>,
+    /// Pricing instruments: a discounted effective rate per type or family.
+    #[serde(default)]
+    discounts: fleetfn_cost::Discounts,
     /// AWS Lambda prices for `fleetfn cost` (all fields, see `fleetfn_cost::LambdaPrices`).
     lambda_prices: Option<fleetfn_cost::LambdaPrices>,
 }
 
-fn load_catalog(
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<(fleetfn_scheduler::Catalog, fleetfn_cost::LambdaPrices)> {
-    let builtin = fleetfn_scheduler::Catalog::builtin();
+/// The instance catalog and the prices `fleetfn cost` compares with.
+#[derive(Debug, Default)]
+pub(crate) struct Pricing {
+    pub catalog: fleetfn_scheduler::Catalog,
+    pub lambda_prices: fleetfn_cost::LambdaPrices,
+    pub discounts: fleetfn_cost::Discounts,
+}
+
+fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Pricing> {
     let Some(path) = path else {
-        return Ok((builtin, fleetfn_cost::LambdaPrices::default()));
+        return Ok(Pricing::default());
     };
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: CatalogFile = serde_json::from_slice(&raw)
-        .with_context(|| format!("{} is not a catalog file", path.display()))?;
-    let mut c = builtin.with_overrides(file.instance_types);
+    parse_catalog(&raw).with_context(|| format!("{} is not a catalog file", path.display()))
+}
+
+fn parse_catalog(raw: &[u8]) -> anyhow::Result<Pricing> {
+    let file: CatalogFile = serde_json::from_slice(raw)?;
+    let mut catalog = fleetfn_scheduler::Catalog::builtin()
+        .with_overrides(file.instance_types)
+        .with_prices(&file.prices)?;
     if let Some(d) = file.prices_as_of {
-        c.prices_as_of = d;
+        catalog.prices_as_of = d;
     }
-    Ok((c, file.lambda_prices.unwrap_or_default()))
+    // A discount for no type is a typo: say so now, not as a report without the discount.
+    for (i, d) in file.discounts.as_slice().iter().enumerate() {
+        if !catalog.matches_any(&d.pattern) {
+            anyhow::bail!(
+                "Discounts[{i}].Match {:?} names no instance type of the catalog (add the type under InstanceTypes, or fix the name)",
+                d.pattern
+            );
+        }
+    }
+    Ok(Pricing {
+        catalog,
+        lambda_prices: file.lambda_prices.unwrap_or_default(),
+        discounts: file.discounts,
+    })
 }
 
 /// The store `--store`/`FLEETFN_STORE` names, or by default the SQLite file `state.db` in the
@@ -228,7 +260,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         (None, None)
     } else {
-        let (catalog, lambda_prices) = load_catalog(args.catalog.as_deref())?;
+        let pricing = load_catalog(args.catalog.as_deref())?;
         let dataplane = DataPlane::new(
             cp.clone(),
             Arc::new(LocalProvider::new(LocalProviderConfig {
@@ -246,8 +278,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 unix_sockets: args.agent_transport == "unix",
             })),
             DataPlaneConfig {
-                catalog,
-                lambda_prices,
+                catalog: pricing.catalog,
+                lambda_prices: pricing.lambda_prices,
+                discounts: pricing.discounts,
                 scale_in_after: seconds(args.scale_in_after, "--scale-in-after")?,
                 idle_instance_after: seconds(args.idle_instance_after, "--idle-instance-after")?,
                 metrics: metrics.clone(),
@@ -350,4 +383,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod catalog_file_tests {
+    use super::parse_catalog;
+
+    #[test]
+    fn prices_and_discounts_are_read() {
+        let p = parse_catalog(
+            br#"{"PricesAsOf": "2026-11-01", "Prices": {"m8g.large": 0.0898},
+                 "Discounts": [{"Match": "m7g.*", "Kind": "SavingsPlan", "Rate": 0.30},
+                               {"Match": "c7i.large", "Kind": "ReservedInstance", "Rate": 0.4}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.catalog.prices_as_of, "2026-11-01");
+        assert_eq!(p.catalog.get("m8g.large").unwrap().hourly_usd, Some(0.0898));
+        assert_eq!(p.discounts.for_type("m7g.xlarge").unwrap().rate, 0.30);
+        assert_eq!(
+            p.discounts.for_type("c7i.large").unwrap().kind,
+            fleetfn_cost::DiscountKind::ReservedInstance
+        );
+        // Nothing configured: the built-in catalog, no discounts.
+        let d = parse_catalog(b"{}").unwrap();
+        assert!(d.discounts.as_slice().is_empty());
+        assert_eq!(d.catalog, fleetfn_scheduler::Catalog::builtin());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |json: &str| format!("{:#}", parse_catalog(json.as_bytes()).err().unwrap());
+        let e = err(r#"{"Discounts": [{"Match": "m7x.*", "Kind": "SavingsPlan", "Rate": 0.3}]}"#);
+        assert!(
+            e.contains(r#"Discounts[0].Match "m7x.*" names no instance type"#),
+            "{e}"
+        );
+        let e = err(r#"{"Discounts": [{"Match": "m7g.*", "Kind": "SavingsPlan", "Rate": 30}]}"#);
+        assert!(e.contains("Discounts[0].Rate is 30"), "{e}");
+        let e = err(r#"{"Discounts": [{"Match": "m7g.*", "Kind": "Spot", "Rate": 0.3}]}"#);
+        assert!(e.contains("unknown variant `Spot`"), "{e}");
+        let e = err(r#"{"Prices": {"m99.large": 1.0}}"#);
+        assert!(e.contains("cannot price m99.large"), "{e}");
+        let e = err(r#"{"Discount": []}"#);
+        assert!(e.contains("unknown field `Discount`"), "{e}");
+    }
 }

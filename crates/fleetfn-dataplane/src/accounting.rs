@@ -221,6 +221,7 @@ impl DataPlane {
             &requests,
             &self.cfg.catalog,
             &self.cfg.lambda_prices,
+            &self.cfg.discounts,
         );
         Ok(CostDocument {
             since: fleetfn_model::time::lambda_timestamp(

@@ -57,6 +57,8 @@ pub struct DataPlaneConfig {
     pub idle_instance_after: Duration,
     /// AWS Lambda prices for the cost comparison.
     pub lambda_prices: fleetfn_cost::LambdaPrices,
+    /// Pricing instruments (Savings Plans, Reserved Instances) for the cost report.
+    pub discounts: fleetfn_cost::Discounts,
     /// The Prometheus metrics the data plane updates (a fresh registry by default).
     pub metrics: Arc<fleetfn_metrics::Metrics>,
     /// Assumes functions' execution roles for their environments; `None`: environments get no
@@ -71,6 +73,7 @@ impl Default for DataPlaneConfig {
             scale_in_after: fleetfn_scheduler::scaler::SCALE_IN_AFTER,
             idle_instance_after: Duration::from_secs(30),
             lambda_prices: fleetfn_cost::LambdaPrices::default(),
+            discounts: fleetfn_cost::Discounts::default(),
             metrics: Arc::default(),
             roles: None,
         }

@@ -293,7 +293,7 @@ impl StaticProvider {
                 },
                 vcpus: a.doc.vcpus,
                 memory_mib: a.doc.memory_mib,
-                hourly_usd: 0.0,
+                hourly_usd: None,
             })
     }
 }

@@ -12,7 +12,9 @@ pub mod catalog;
 pub mod placement;
 pub mod scaler;
 
-pub use catalog::{Arch, Catalog, InstanceType, PRICES_AS_OF};
+pub use catalog::{
+    Arch, Catalog, CatalogError, DescribedInstanceType, InstanceType, PRICES_AS_OF, SHAPES_SOURCE,
+};
 pub use placement::{
     Assignment, EnvRequest, Instance, InstanceState, Launch, PlacedEnv, PlacementError,
     PlacementInput, Plan, ProviderLimits, Target, Unplaced, place,

@@ -8,7 +8,8 @@
 //! - existing (pending or running) instances are filled first (best fit); a new instance is
 //!   launched only when none fits, choosing the allowed type with the lowest price per
 //!   environment for the version's remaining demand in that zone (for a single environment: the
-//!   cheapest type that fits; ties: fewer vCPUs);
+//!   cheapest type that fits; ties: fewer vCPUs); types without a price come after all priced
+//!   ones, ranked by vCPUs per environment (never by an invented price);
 //! - the vCPUs of all non-terminated instances plus launches never exceed `max_vcpu`
 //!   (`MaxVCpuCount`); a version that cannot get its minimum is reported with
 //!   [`PlacementError::CapacityProviderScalingLimitExceeded`];
@@ -214,7 +215,8 @@ pub fn place(input: &PlacementInput) -> Plan {
         .collect();
     let mut plan = Plan::default();
 
-    // Candidate types for launches: right arch, cheapest first, ties by size then name.
+    // Candidate types for launches: right arch, cheapest first (unpriced after priced, smallest
+    // first), ties by size then name.
     let mut types: Vec<&InstanceType> = input
         .limits
         .instance_types
@@ -222,8 +224,10 @@ pub fn place(input: &PlacementInput) -> Plan {
         .filter(|t| t.arch == input.limits.arch)
         .collect();
     types.sort_by(|a, b| {
-        a.hourly_usd
-            .total_cmp(&b.hourly_usd)
+        let (ua, pa) = a.price_rank();
+        let (ub, pb) = b.price_rank();
+        ua.cmp(&ub)
+            .then(pa.total_cmp(&pb))
             .then(a.vcpus.cmp(&b.vcpus))
             .then(a.memory_mib.cmp(&b.memory_mib))
             .then_with(|| a.name.cmp(&b.name))
@@ -383,12 +387,15 @@ fn place_one(
                     let (m, mib) = usable(t);
                     let per_inst = (m / q.mvcpu.max(1)).min(mib / q.r.memory_mib.max(1));
                     let envs = per_inst.min(pending).max(1) as f64;
-                    (t.hourly_usd / envs, t)
+                    // Unpriced types come after priced ones, ranked by vCPUs per environment.
+                    let (unpriced, rank) = t.price_rank();
+                    ((unpriced, rank / envs), t)
                 })
-                .min_by(|(ca, a), (cb, b)| {
-                    ca.total_cmp(cb)
+                .min_by(|((ua, ca), a), ((ub, cb), b)| {
+                    ua.cmp(ub)
+                        .then(ca.total_cmp(cb))
                         .then(a.vcpus.cmp(&b.vcpus))
-                        .then(a.hourly_usd.total_cmp(&b.hourly_usd))
+                        .then(a.price_rank().1.total_cmp(&b.price_rank().1))
                 })
                 .map(|(_, t)| t)
                 .ok_or(PlacementError::CapacityProviderScalingLimitExceeded)?;

@@ -390,3 +390,29 @@ proptest! {
         prop_assert_eq!(place(&input), place(&input));
     }
 }
+
+#[test]
+fn unpriced_types_come_after_priced_ones_smallest_first() {
+    // m7g (priced up to .8xlarge) and m8g (unpriced): a 2 vCPU / 8 GiB environment fits a
+    // priced m7g.xlarge, so that is launched even though m8g.xlarge has the same shape.
+    let mut l = limits(400, Arch::Arm64);
+    l.instance_types
+        .retain(|t| t.family == "m7g" || t.family == "m8g");
+    let one = |l: ProviderLimits, vcpus: f64, gib: u64| {
+        let input = PlacementInput {
+            limits: l,
+            zones: zones(1),
+            instances: vec![],
+            requests: vec![req("f:1", vcpus, gib, 1, 1)],
+        };
+        place(&input).launches[0].instance_type.name.clone()
+    };
+    assert_eq!(one(l.clone(), 2.0, 8), "m7g.xlarge");
+    // 40 vCPU fits no priced type (m7g.8xlarge has 31 usable): the smallest unpriced that fits.
+    assert_eq!(one(l.clone(), 40.0, 80), "m7g.12xlarge");
+    // Only unpriced types allowed: the smallest that fits, never a guessed price.
+    let mut only_new = l;
+    only_new.instance_types.retain(|t| t.family == "m8g");
+    assert!(only_new.instance_types.iter().all(|t| t.hourly_usd.is_none()));
+    assert_eq!(one(only_new, 2.0, 8), "m8g.xlarge");
+}
