@@ -835,7 +835,7 @@ impl Evaluator {
             ));
         }
         if !self.resource_ref_allowed(name, path, cx)? {
-            return Ok(Some(Value::String(String::new())));
+            return Ok(Some(cx.placeholder(name.to_owned())));
         }
         Ok(Some(match cx.known.physical_id(name) {
             Some(id) => Value::String(id),
@@ -857,7 +857,7 @@ impl Evaluator {
             ));
         }
         if !self.resource_ref_allowed(id, path, cx)? {
-            return Ok(Value::String(String::new()));
+            return Ok(cx.placeholder(format!("{id}.{attr}")));
         }
         Ok(match cx.known.attribute(id, attr) {
             Some(v) => v,

@@ -1,6 +1,12 @@
 //! CloudFormation templates for `fleetfn deploy`: parsing (JSON, and YAML with the short intrinsic
 //! tags), parameters, conditions, mappings, intrinsic functions and the dependency order of
 //! resources. Pure: no network, no files.
+//!
+//! YAML is read with `saphyr-parser` (maintained, YAML 1.2, reports tags, anchors and scalar
+//! styles; `serde_yaml` is deprecated and unmaintained), and plain scalars are resolved the way
+//! CloudFormation does with its YAML 1.1 templates (see `yaml.rs`). Limits against hostile input:
+//! [`MAX_TEMPLATE_BYTES`], [`MAX_DEPTH`], [`MAX_RESOURCES`], [`MAX_EVAL_BYTES`]; YAML aliases are
+//! rejected, as CloudFormation does.
 
 mod error;
 mod eval;
