@@ -485,7 +485,7 @@ impl Evaluator {
             });
         }
         visiting.push(name.to_owned());
-        let v = self.condition_expr(expr, &format!("Conditions.{name}"), visiting, memo)?;
+        let v = self.condition_expr(expr, &format!("Conditions.{name}"), visiting, memo, 0)?;
         visiting.pop();
         memo.insert(name.to_owned(), v);
         Ok(v)
@@ -497,7 +497,17 @@ impl Evaluator {
         path: &str,
         visiting: &mut Vec<String>,
         memo: &mut BTreeMap<String, bool>,
+        depth: usize,
     ) -> Result<bool, TemplateError> {
+        // Named conditions and nested expressions together stay within a bounded stack.
+        if depth + visiting.len() > 2 * crate::MAX_DEPTH {
+            return Err(TemplateError::Limit {
+                message: format!(
+                    "{path}: conditions nest more than {} levels deep",
+                    2 * crate::MAX_DEPTH
+                ),
+            });
+        }
         let bad = || {
             TemplateError::format(
                 path,
@@ -530,7 +540,13 @@ impl Evaluator {
                 let a = args(name, arg, 2..=10, "2 to 10 conditions", path)?;
                 let mut values = Vec::with_capacity(a.len());
                 for (i, c) in a.iter().enumerate() {
-                    values.push(self.condition_expr(c, &format!("{path}[{i}]"), visiting, memo)?);
+                    values.push(self.condition_expr(
+                        c,
+                        &format!("{path}[{i}]"),
+                        visiting,
+                        memo,
+                        depth + 1,
+                    )?);
                 }
                 Ok(if name == "Fn::And" {
                     values.iter().all(|v| *v)
@@ -540,7 +556,15 @@ impl Evaluator {
             }
             "Fn::Not" => {
                 let a = args(name, arg, 1..=1, "one condition", path)?;
-                Ok(!self.condition_expr(&a[0], &format!("{path}[0]"), visiting, memo)?)
+                Ok(
+                    !self.condition_expr(
+                        &a[0],
+                        &format!("{path}[0]"),
+                        visiting,
+                        memo,
+                        depth + 1,
+                    )?,
+                )
             }
             _ => Err(bad()),
         }
@@ -715,7 +739,7 @@ impl Evaluator {
             "Fn::Equals" | "Fn::And" | "Fn::Or" | "Fn::Not" => {
                 let mut wrapper = Map::new();
                 wrapper.insert(name.to_owned(), arg.clone());
-                let v = self.condition_expr(&Value::Object(wrapper), path, &mut Vec::new(), &mut self.conditions.clone())?;
+                let v = self.condition_expr(&Value::Object(wrapper), path, &mut Vec::new(), &mut self.conditions.clone(), 0)?;
                 Ok(Some(Value::Bool(v)))
             }
             "Fn::FindInMap" => {

@@ -535,3 +535,22 @@ fn ignored_sections_are_reported() {
         ev.warnings()
     );
 }
+
+#[test]
+fn deep_condition_chains_are_bounded() {
+    let mut t = String::from("Conditions:\n  C0: !Equals [a, a]\n");
+    for i in 1..200 {
+        t.push_str(&format!("  C{i}: !Not [!Condition C{}]\n", i - 1));
+    }
+    t.push_str("Resources:\n  R: {Type: X::Y::Z, Condition: C199}\n");
+    let err = evaluator(&t, &[]).unwrap_err();
+    assert!(matches!(err, TemplateError::Limit { .. }), "{err}");
+    // A reasonable chain is fine.
+    let mut t = String::from("Conditions:\n  C0: !Equals [a, a]\n");
+    for i in 1..=20 {
+        t.push_str(&format!("  C{i}: !Not [!Condition C{}]\n", i - 1));
+    }
+    t.push_str("Resources:\n  R: {Type: X::Y::Z, Condition: C20}\n");
+    let ev = evaluator(&t, &[]).unwrap();
+    assert_eq!(ev.order(), ["R"]);
+}

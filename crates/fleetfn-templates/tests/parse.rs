@@ -360,3 +360,21 @@ fn transform_and_globals_and_other_sections() {
     assert_eq!(t.other["Metadata"], json!({"a": 1}));
     assert_eq!(t.resources["R"].properties, json!({}));
 }
+
+#[test]
+fn very_deep_nesting_is_an_error_not_a_crash() {
+    for text in [
+        format!("Resources: {}\n", "[".repeat(200_000)),
+        format!("{{\"Resources\": {}}}", "[".repeat(200_000)),
+        format!("Resources: {}\n", "{a: ".repeat(100_000)),
+    ] {
+        let err = parse(&text).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TemplateError::Limit { .. } | TemplateError::Syntax { .. }
+            ),
+            "{err}"
+        );
+    }
+}
