@@ -130,7 +130,24 @@ pub(crate) fn resolve(
                 (s, true)
             }
         };
-        let value = check(name, decl, kind, &text)?;
+        let pattern = match &decl.allowed_pattern {
+            None => None,
+            Some(p) => match regex_lite::RegexBuilder::new(&format!("^(?:{p})$"))
+                .size_limit(1 << 20)
+                .build()
+            {
+                Ok(re) => Some((p.as_str(), re)),
+                Err(e) => {
+                    // CloudFormation uses Java regular expressions; what regex-lite cannot
+                    // compile (look-arounds, back references, ...) is not checked, and said so.
+                    warnings.push(format!(
+                        "Parameter {name}: AllowedPattern is not checked: fleetfn cannot compile it ({e})"
+                    ));
+                    None
+                }
+            },
+        };
+        let value = check(name, decl, kind, &text, pattern.as_ref())?;
         if ssm {
             let shown = if no_echo { "****" } else { text.as_str() };
             warnings.push(format!(
@@ -151,7 +168,13 @@ pub(crate) fn resolve(
     Ok(out)
 }
 
-fn check(name: &str, d: &ParameterDecl, kind: Kind, text: &str) -> Result<Value, TemplateError> {
+fn check(
+    name: &str,
+    d: &ParameterDecl,
+    kind: Kind,
+    text: &str,
+    pattern: Option<&(&str, regex_lite::Regex)>,
+) -> Result<Value, TemplateError> {
     let fail = |message: String| {
         let message = match &d.constraint_description {
             Some(c) => format!("failed to satisfy constraint: {c}"),
@@ -190,18 +213,11 @@ fn check(name: &str, d: &ParameterDecl, kind: Kind, text: &str) -> Result<Value,
                 return Err(fail("must be one of AllowedValues".into()));
             }
         }
-        if let Some(pattern) = &d.allowed_pattern
+        if let Some((pattern, re)) = pattern
             && !numeric
+            && !re.is_match(item)
         {
-            let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                TemplateError::format(
-                    format!("Parameters.{name}.AllowedPattern"),
-                    format!("AllowedPattern is not a valid regular expression: {e}"),
-                )
-            })?;
-            if !re.is_match(item) {
-                return Err(fail(format!("must match pattern {pattern}")));
-            }
+            return Err(fail(format!("must match pattern {pattern}")));
         }
         let bound = |field: &str, v: &Option<Value>| -> Result<Option<f64>, TemplateError> {
             match v {
@@ -216,13 +232,13 @@ fn check(name: &str, d: &ParameterDecl, kind: Kind, text: &str) -> Result<Value,
         };
         let len = item.chars().count() as f64;
         if let Some(min) = bound("MinLength", &d.min_length)?
-            && !numeric
+            && kind == Kind::String
             && len < min
         {
             return Err(fail(format!("must contain at least {min} characters")));
         }
         if let Some(max) = bound("MaxLength", &d.max_length)?
-            && !numeric
+            && kind == Kind::String
             && len > max
         {
             return Err(fail(format!("must contain at most {max} characters")));

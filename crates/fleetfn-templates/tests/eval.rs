@@ -272,6 +272,7 @@ Parameters:
   Subnet: {Type: "AWS::EC2::Subnet::Id", Default: subnet-1}
   Subnets: {Type: "List<AWS::EC2::Subnet::Id>", Default: "subnet-1, subnet-2"}
   Ssm: {Type: "AWS::SSM::Parameter::Value<String>", Default: /my/param}
+  Password: {Type: String, Default: Abc1, AllowedPattern: "(?=.*[A-Z]).{4,}"}
 Resources:
   R: {Type: X::Y::Z}
 "#;
@@ -286,11 +287,15 @@ Resources:
     assert_eq!(values["Subnets"].value, json!(["subnet-1", "subnet-2"]));
     assert_eq!(values["Subnet"].value, "subnet-1");
     assert_eq!(values["Ssm"].value, "/my/param");
-    assert_eq!(ev.warnings().len(), 1);
+    let warnings = ev.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        ev.warnings()[0].contains("no SSM Parameter Store"),
-        "{:?}",
-        ev.warnings()
+        warnings[0].contains("Password: AllowedPattern is not checked"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("no SSM Parameter Store"),
+        "{warnings:?}"
     );
 
     let cases: &[(&[(&str, &str)], &str)] = &[
