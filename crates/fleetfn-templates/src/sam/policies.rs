@@ -1,0 +1,149 @@
+//! Execution roles the SAM transform generates: AWS managed policy names → ARNs (samtranslator's
+//! bundled map), inline policy statements, and the AWS::IAM::Role resource itself.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+
+use super::is_intrinsic;
+
+/// `<path>/<name>` of every AWS managed policy samtranslator knows (partition aws), by name.
+fn managed_policy_paths() -> &'static BTreeMap<&'static str, &'static str> {
+    static MAP: OnceLock<BTreeMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        include_str!("aws_managed_policies.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| (l.rsplit('/').next().unwrap_or(l), l))
+            .collect()
+    })
+}
+
+/// The ARN of an AWS managed policy `name` (`service-role/AWSLambdaBasicExecutionRole` or a bare name
+/// samtranslator knows); an ARN or an unknown name is returned as is (samtranslator's behaviour).
+pub(super) fn managed_policy_arn(name: &str, partition: &str) -> String {
+    match managed_policy_paths().get(name) {
+        Some(path) => format!("arn:{partition}:iam::aws:policy/{path}"),
+        None => name.to_string(),
+    }
+}
+
+/// `arn:<partition>:iam::aws:policy/<path/name>` (samtranslator's generate_aws_managed_policy_arn).
+pub(super) fn aws_policy_arn(path_and_name: &str, partition: &str) -> String {
+    format!("arn:{partition}:iam::aws:policy/{path_and_name}")
+}
+
+/// Lambda's trust policy (samtranslator's lambda_assume_role_policy).
+pub(super) fn lambda_assume_role_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Action": ["sts:AssumeRole"],
+            "Effect": "Allow",
+            "Principal": {"Service": ["lambda.amazonaws.com"]}
+        }]
+    })
+}
+
+/// A role to generate (samtranslator's construct_role_for_resource).
+pub(super) struct RoleSpec<'a> {
+    pub role_id: String,
+    pub assume_role_policy_document: Value,
+    pub managed_policy_arns: Vec<Value>,
+    pub policies: Option<&'a Value>,
+    pub policy_documents: Vec<Value>,
+    pub role_path: Option<Value>,
+    pub permissions_boundary: Option<Value>,
+    pub tags: Vec<Value>,
+    pub partition: &'a str,
+}
+
+/// The role's properties, or samtranslator's message for a Policies entry it cannot place.
+pub(super) fn role_properties(spec: RoleSpec<'_>) -> Result<Map<String, Value>, String> {
+    let mut managed = spec.managed_policy_arns;
+    let mut documents = spec.policy_documents;
+    let entries: Vec<Value> = match spec.policies {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(one) => vec![one.clone()],
+    };
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some(if_) = entry.get("Fn::If").filter(|_| is_intrinsic(entry)) {
+            return Err(format!(
+                "Policy at index {index} in the 'Policies' property uses Fn::If ({if_}), which fleetfn's SAM \
+                 transform does not support; write one Policies entry per case instead."
+            ));
+        }
+        match entry {
+            Value::String(name) => {
+                let arn = json!(managed_policy_arn(name, spec.partition));
+                if !managed.contains(&arn) {
+                    managed.push(arn);
+                }
+            }
+            v if is_intrinsic(v) => {
+                if !managed.contains(v) {
+                    managed.push(v.clone());
+                }
+            }
+            Value::Object(m) if m.contains_key("Statement") => documents.push(json!({
+                "PolicyName": format!("{}Policy{index}", spec.role_id),
+                "PolicyDocument": entry,
+            })),
+            Value::Object(m) if m.len() == 1 => {
+                let name = m.keys().next().map(String::as_str).unwrap_or_default();
+                return Err(format!(
+                    "Policy at index {index} in the 'Policies' property is the policy template '{name}', which \
+                     fleetfn's SAM transform does not expand; write its policy statement instead."
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "Policy at index {index} in the 'Policies' property is not valid"
+                ));
+            }
+        }
+    }
+    let mut props = Map::new();
+    props.insert(
+        "AssumeRolePolicyDocument".into(),
+        spec.assume_role_policy_document,
+    );
+    props.insert("ManagedPolicyArns".into(), Value::Array(managed));
+    if !documents.is_empty() {
+        props.insert("Policies".into(), Value::Array(documents));
+    }
+    if let Some(path) = spec.role_path {
+        props.insert("Path".into(), path);
+    }
+    if let Some(boundary) = spec.permissions_boundary {
+        props.insert("PermissionsBoundary".into(), boundary);
+    }
+    if !spec.tags.is_empty() {
+        props.insert("Tags".into(), Value::Array(spec.tags));
+    }
+    Ok(props)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_policy_names_become_arns() {
+        assert_eq!(
+            managed_policy_arn("AWSLambdaBasicExecutionRole", "aws"),
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        );
+        assert_eq!(
+            managed_policy_arn("AmazonS3ReadOnlyAccess", "aws"),
+            "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+        );
+        assert_eq!(managed_policy_arn("NoSuchPolicy", "aws"), "NoSuchPolicy");
+        assert_eq!(
+            managed_policy_arn("arn:aws:iam::123456789012:policy/mine", "aws"),
+            "arn:aws:iam::123456789012:policy/mine"
+        );
+    }
+}
