@@ -194,6 +194,7 @@ pub fn parse(text: &str) -> Result<Template, TemplateError> {
             limit: MAX_TEMPLATE_BYTES,
         });
     }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value = if text.trim_start().starts_with('{') {
         let v: Value = serde_json::from_str(text).map_err(|e| TemplateError::Syntax {
             format: "JSON",

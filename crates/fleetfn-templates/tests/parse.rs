@@ -378,3 +378,12 @@ fn very_deep_nesting_is_an_error_not_a_crash() {
         );
     }
 }
+
+#[test]
+fn byte_order_mark_and_crlf_line_ends() {
+    let yaml = "\u{feff}Resources:\r\n  R:\r\n    Type: X::Y::Z\r\n    Properties:\r\n      Code: |\r\n        a\r\n        b\r\n";
+    let t = parse(yaml).unwrap();
+    assert_eq!(t.resources["R"].properties, json!({"Code": "a\nb\n"}));
+    let json_text = "\u{feff}{\"Resources\": {\"R\": {\"Type\": \"X::Y::Z\"}}}";
+    assert_eq!(parse(json_text).unwrap().resources["R"].type_, "X::Y::Z");
+}
