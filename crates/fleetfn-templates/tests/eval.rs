@@ -559,3 +559,97 @@ fn deep_condition_chains_are_bounded() {
     let ev = evaluator(&t, &[]).unwrap();
     assert_eq!(ev.order(), ["R"]);
 }
+
+/// The shape `cdk synth` emits: bootstrap SSM parameter, Rules, CDK metadata under a region
+/// condition, an asset in the bootstrap bucket, a role referenced by ARN.
+const CDK: &str = r#"{
+ "Resources": {
+  "FnServiceRoleB9001A96": {
+   "Type": "AWS::IAM::Role",
+   "Properties": {
+    "AssumeRolePolicyDocument": {"Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
+      "Principal": {"Service": "lambda.amazonaws.com"}}], "Version": "2012-10-17"},
+    "ManagedPolicyArns": [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"},
+      ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]]}]
+   },
+   "Metadata": {"aws:cdk:path": "Demo/Fn/ServiceRole/Resource"}
+  },
+  "Fn9270CBC0": {
+   "Type": "AWS::Lambda::Function",
+   "Properties": {
+    "Code": {"S3Bucket": {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"},
+             "S3Key": "0f1e2d.zip"},
+    "Handler": "index.handler",
+    "Role": {"Fn::GetAtt": ["FnServiceRoleB9001A96", "Arn"]},
+    "Runtime": "nodejs22.x"
+   },
+   "DependsOn": ["FnServiceRoleB9001A96"],
+   "Metadata": {"aws:cdk:path": "Demo/Fn/Resource", "aws:asset:path": "asset.0f1e2d",
+                "aws:asset:is-bundled": false, "aws:asset:property": "Code"}
+  },
+  "CDKMetadata": {
+   "Type": "AWS::CDK::Metadata",
+   "Properties": {"Analytics": "v2:deflate64:H4sIAAAAAAAA"},
+   "Metadata": {"aws:cdk:path": "Demo/CDKMetadata/Default"},
+   "Condition": "CDKMetadataAvailable"
+  }
+ },
+ "Conditions": {
+  "CDKMetadataAvailable": {"Fn::Or": [
+   {"Fn::Or": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "af-south-1"]},
+               {"Fn::Equals": [{"Ref": "AWS::Region"}, "ap-east-1"]}]},
+   {"Fn::Or": [{"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]},
+               {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-west-2"]}]}
+  ]}
+ },
+ "Parameters": {
+  "BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>",
+   "Default": "/cdk-bootstrap/hnb659fds/version",
+   "Description": "Version of the CDK Bootstrap resources in this environment, automatically retrieved from SSM Parameter Store. [cdk:skip]"}
+ },
+ "Rules": {
+  "CheckBootstrapVersion": {"Assertions": [{"Assert": {"Fn::Not": [{"Fn::Contains": [["1", "2"],
+    {"Ref": "BootstrapVersion"}]}]}, "AssertDescription": "CDK bootstrap stack version 6 required."}]}
+ }
+}"#;
+
+#[test]
+fn a_cdk_synthesized_template_evaluates() {
+    let ev = evaluator(CDK, &[]).unwrap();
+    assert_eq!(
+        ev.order(),
+        ["CDKMetadata", "FnServiceRoleB9001A96", "Fn9270CBC0"]
+    );
+    let f = ev.properties("Fn9270CBC0", &NothingKnown).unwrap();
+    assert_eq!(
+        f.properties["Code"],
+        json!({"S3Bucket": "cdk-hnb659fds-assets-123456789012-us-east-1", "S3Key": "0f1e2d.zip"})
+    );
+    assert_eq!(
+        f.properties["Role"],
+        "{{after-deploy:FnServiceRoleB9001A96.Arn}}"
+    );
+    let role = ev
+        .properties("FnServiceRoleB9001A96", &NothingKnown)
+        .unwrap();
+    assert_eq!(
+        role.properties["ManagedPolicyArns"],
+        json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
+    );
+    assert_eq!(
+        ev.resource("Fn9270CBC0")
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap()["aws:asset:path"],
+        "asset.0f1e2d"
+    );
+    let warnings = ev.warnings().join("\n");
+    assert!(warnings.contains("Rules section is ignored"), "{warnings}");
+    assert!(warnings.contains("BootstrapVersion"), "{warnings}");
+    // In a region outside the list, the metadata resource is left out.
+    let mut c = ctx();
+    c.region = "eu-central-1".into();
+    let ev = Evaluator::new(&parse(CDK).unwrap(), c, &BTreeMap::new()).unwrap();
+    assert_eq!(ev.order(), ["FnServiceRoleB9001A96", "Fn9270CBC0"]);
+}
