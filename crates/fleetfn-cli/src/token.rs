@@ -26,6 +26,9 @@ pub enum TokenCommand {
         /// A note for people (e.g. which hosts it is for).
         #[arg(long)]
         description: Option<String>,
+        /// One join only: the first agent that joins with it uses it up.
+        #[arg(long)]
+        single_use: bool,
         /// Print the server's JSON answer.
         #[arg(long)]
         json: bool,
@@ -46,11 +49,13 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         TokenCommand::Create {
             ttl,
             description,
+            single_use,
             json,
         } => {
             let req = CreateJoinToken {
                 ttl_seconds: Some(ttl.as_secs().max(1)),
                 description,
+                single_use,
             };
             let body = client
                 .send(

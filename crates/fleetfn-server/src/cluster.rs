@@ -33,6 +33,10 @@ pub struct CreateJoinToken {
     pub ttl_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// One join only: the first agent that joins with it uses it up (the `ec2` provider gives
+    /// each instance it launches a token of its own this way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_use: bool,
 }
 
 /// A join token as listed (never its secret), and as created (`Token` set, that once).
@@ -45,6 +49,12 @@ pub struct JoinTokenDocument {
     pub created_at: String,
     pub expires_at: String,
     pub revoked: bool,
+    /// One join only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_use: bool,
+    /// A single-use token that an agent joined with.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub used: bool,
     /// The whole token, only in the answer to its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -123,6 +133,10 @@ struct TokenRecord {
     created_at: i64,
     expires_at: i64,
     revoked: bool,
+    #[serde(default)]
+    single_use: bool,
+    #[serde(default)]
+    used: bool,
 }
 
 /// The stored agent: the credential as its sha256 (to check the agent's calls) and sealed with
@@ -206,6 +220,8 @@ impl TokenRecord {
             created_at: rfc3339(self.created_at),
             expires_at: rfc3339(self.expires_at),
             revoked: self.revoked,
+            single_use: self.single_use,
+            used: self.used,
             token,
         }
     }
@@ -274,6 +290,8 @@ impl ControlPlane {
             created_at: now,
             expires_at: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             revoked: false,
+            single_use: req.single_use,
+            used: false,
         };
         self.commit(vec![Op::put(Table::JoinTokens, &id, &rec, Expect::Absent)])
             .await?;
@@ -343,7 +361,11 @@ impl ControlPlane {
         else {
             return Err(refused());
         };
-        if !same(&sha256_hex(secret), &rec.secret_sha256) || rec.revoked || now >= rec.expires_at {
+        if !same(&sha256_hex(secret), &rec.secret_sha256)
+            || rec.revoked
+            || rec.used
+            || now >= rec.expires_at
+        {
             return Err(refused());
         }
         check_join(&req)?;
@@ -369,11 +391,26 @@ impl ControlPlane {
             credential_sha256: sha256_hex(&credential),
             credential_sealed: Some(sealed),
         };
-        // With a check of the token as read: a revocation racing this join wins.
+        // With a check of the token as read: a revocation racing this join wins, and of two
+        // joins racing on a single-use token one wins.
+        let token_op = if rec.single_use {
+            let used = TokenRecord {
+                used: true,
+                ..rec.clone()
+            };
+            Op::put(
+                Table::JoinTokens,
+                &rec.id,
+                &used,
+                Expect::Revision(token_rev),
+            )
+        } else {
+            Op::check(Table::JoinTokens, &rec.id, token_rev)
+        };
         let joined = self
             .commit(vec![
                 Op::put(Table::Agents, &agent_id, &stored, Expect::Absent),
-                Op::check(Table::JoinTokens, &rec.id, token_rev),
+                token_op,
             ])
             .await;
         match joined {
@@ -514,6 +551,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_single_use_token_joins_once_even_when_two_joins_race() {
+        let (_dir, cp) = crate::tests::cp().await;
+        let t0 = 1_800_000_000;
+        let created = cp
+            .create_join_token(
+                CreateJoinToken {
+                    ttl_seconds: Some(600),
+                    description: Some("ec2 launch i-1".into()),
+                    single_use: true,
+                },
+                t0,
+            )
+            .await
+            .unwrap();
+        assert!(created.single_use && !created.used);
+        let token = created.token.unwrap();
+        let (a, b) = tokio::join!(
+            cp.join_agent(&token, offer(), t0 + 1),
+            cp.join_agent(&token, offer(), t0 + 1)
+        );
+        let ok: Vec<_> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(ok.len(), 1, "exactly one of two racing joins wins");
+        let agents = cp.list_agents().await.unwrap().agents;
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].token_id, created.token_id);
+        // Used up: a later join is refused like any invalid token.
+        let err = cp.join_agent(&token, offer(), t0 + 2).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AccessDenied);
+        let listed = cp.list_join_tokens().await.unwrap().join_tokens;
+        assert!(listed[0].single_use && listed[0].used);
+    }
+
+    #[tokio::test]
     async fn a_token_joins_until_it_expires_or_is_revoked() {
         let (_dir, cp) = crate::tests::cp().await;
         let t0 = 1_800_000_000;
@@ -522,6 +592,7 @@ mod tests {
                 CreateJoinToken {
                     ttl_seconds: Some(60),
                     description: Some("rack 3".into()),
+                    single_use: false,
                 },
                 t0,
             )
@@ -597,6 +668,7 @@ mod tests {
                     CreateJoinToken {
                         ttl_seconds: Some(ttl),
                         description: None,
+                        single_use: false,
                     },
                     0,
                 )
