@@ -35,6 +35,7 @@ COLUMNS = [
     "DefaultVCpus",
     "SizeInMiB",
     "SupportedArchitectures",
+    "Hypervisor",
 ]
 
 # DescribeInstanceTypes fields whose presence means the type carries an accelerator.
@@ -68,6 +69,7 @@ def main() -> None:
             str(t["VCpuInfo"]["DefaultVCpus"]),
             str(t["MemoryInfo"]["SizeInMiB"]),
             " ".join(t["ProcessorInfo"]["SupportedArchitectures"]),
+            t.get("Hypervisor", ""),
         ]
         assert all("," not in c for c in row), row
         out.write(",".join(row) + "\n")

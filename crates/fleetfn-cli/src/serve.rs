@@ -116,6 +116,15 @@ fn parse_catalog(raw: &[u8]) -> anyhow::Result<Pricing> {
     })
 }
 
+/// What capacity providers may name in `AllowedInstanceTypes`/`ExcludedInstanceTypes`: the
+/// types of `catalog`.
+pub(crate) fn known_instance_types(
+    catalog: &fleetfn_scheduler::Catalog,
+) -> fleetfn_server::KnownInstanceTypes {
+    let catalog = catalog.clone();
+    fleetfn_server::KnownInstanceTypes::new(move |pattern| catalog.matches_any(pattern))
+}
+
 /// The store `--store`/`FLEETFN_STORE` names, or by default the SQLite file `state.db` in the
 /// data dir; the error never shows the URL's password.
 pub(crate) fn store_location(
@@ -235,7 +244,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     // The URL endpoint's address first: FunctionUrls name its port.
     let url = crate::urls::bind(&args.urls, &args.region).await?;
-    let cp = cp.with_url_base(url.base.clone());
+    // The catalog (and prices) now: capacity providers are checked against it.
+    let pricing = load_catalog(args.catalog.as_deref())?;
+    let cp = cp
+        .with_url_base(url.base.clone())
+        .with_instance_types(known_instance_types(&pricing.catalog));
     // `fleetfn serve` runs its control loops without the leader lease: on a database that
     // `fleetfn server`s share it would be a second leader.
     if matches!(location, StoreLocation::Postgres(_))
@@ -260,7 +273,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         (None, None)
     } else {
-        let pricing = load_catalog(args.catalog.as_deref())?;
         let dataplane = DataPlane::new(
             cp.clone(),
             Arc::new(LocalProvider::new(LocalProviderConfig {

@@ -93,7 +93,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .clone()
         .with_url_base(url.base.clone())
         .with_packages_in_store()
-        .with_resolve_ttl(std::time::Duration::from_secs(1));
+        .with_resolve_ttl(std::time::Duration::from_secs(1))
+        .with_instance_types(crate::serve::known_instance_types(
+            &fleetfn_scheduler::Catalog::builtin(),
+        ));
     let id = server_id(args.server_id.as_deref());
     let stop = CancellationToken::new();
     let shared: Arc<dyn Store> = Arc::new(base.store.clone());

@@ -107,6 +107,8 @@ pub struct DescribedInstanceType {
     pub memory_mib: u64,
     /// `ProcessorInfo.SupportedArchitectures` (`x86_64`, `arm64`, `i386`, `arm64_mac`, ...).
     pub architectures: Vec<String>,
+    /// `Hypervisor`: `nitro` or `xen` (absent, empty here, for bare metal).
+    pub hypervisor: String,
 }
 
 /// Why a catalog could not be built or changed.
@@ -158,7 +160,7 @@ pub fn builtin_prices() -> BTreeMap<String, f64> {
 /// Parses the generated CSV (see `scripts/gen-instance-catalog.py`): `#` comment lines, a header
 /// naming the DescribeInstanceTypes fields, then one type per line.
 pub fn parse_described_csv(text: &str) -> Result<Vec<DescribedInstanceType>, CatalogError> {
-    const HEADER: &str = "InstanceType,CurrentGeneration,BareMetal,BurstablePerformanceSupported,Accelerated,DefaultVCpus,SizeInMiB,SupportedArchitectures";
+    const HEADER: &str = "InstanceType,CurrentGeneration,BareMetal,BurstablePerformanceSupported,Accelerated,DefaultVCpus,SizeInMiB,SupportedArchitectures,Hypervisor";
     let mut out = Vec::new();
     let mut header_seen = false;
     for (i, line) in text.lines().enumerate() {
@@ -177,8 +179,19 @@ pub fn parse_described_csv(text: &str) -> Result<Vec<DescribedInstanceType>, Cat
             continue;
         }
         let cols: Vec<&str> = line.split(',').collect();
-        let [name, current, metal, burst, accel, vcpus, mib, archs] = cols[..] else {
-            return Err(bad(format!("expected 8 columns, found {}", cols.len())));
+        let [
+            name,
+            current,
+            metal,
+            burst,
+            accel,
+            vcpus,
+            mib,
+            archs,
+            hypervisor,
+        ] = cols[..]
+        else {
+            return Err(bad(format!("expected 9 columns, found {}", cols.len())));
         };
         let flag = |v: &str| match v {
             "true" => Ok(true),
@@ -198,6 +211,7 @@ pub fn parse_described_csv(text: &str) -> Result<Vec<DescribedInstanceType>, Cat
                 .parse()
                 .map_err(|_| bad(format!("{mib:?} is not a size in MiB")))?,
             architectures: archs.split(' ').map(str::to_owned).collect(),
+            hypervisor: hypervisor.to_owned(),
         });
     }
     if !header_seen {
@@ -232,23 +246,27 @@ impl Catalog {
     }
 
     /// Whether fleetfn offers a described type: the families of Lambda Managed Instances
-    /// (general purpose `m*`, compute `c*`, memory `r*`), x86_64 or arm64 (not `mac`), two vCPUs
-    /// or more (an instance keeps one vCPU for itself), not bare metal (same price per vCPU as the
-    /// largest virtual size, slower to boot, nothing fleetfn uses it for), not burstable
-    /// (CPU credits break the vCPU accounting placement relies on), no accelerators (fleetfn
-    /// schedules no GPU/FPGA/Neuron). Current generation only, unless `priced` (a type with a
-    /// configured price is kept even after EC2 moved it to the previous generation).
-    pub fn offers(t: &DescribedInstanceType, priced: bool) -> bool {
+    /// (general purpose `m*`, compute `c*`, memory `r*`) on the Nitro hypervisor (AWS's
+    /// previous-generation C/M/R types are the Xen ones: c1-c4, m1-m4, r3-r4), x86_64 or arm64
+    /// (not `mac`), two vCPUs or more (an instance keeps one vCPU for itself), not bare metal
+    /// (the price per vCPU of the largest virtual size, slower to boot, nothing fleetfn uses it
+    /// for), not burstable (CPU credits break the vCPU accounting placement relies on), no
+    /// accelerators (fleetfn schedules no GPU/FPGA/Neuron).
+    ///
+    /// `CurrentGeneration` is not used: the public copy marks m5, c5, r5, m6i, r6i and r7g
+    /// previous generation while m5a, c5n, r6id and r7i are current, which is not AWS's
+    /// previous-generation list.
+    pub fn offers(t: &DescribedInstanceType) -> bool {
         let family = t.instance_type.split('.').next().unwrap_or_default();
         let mut chars = family.chars();
         let cmr = matches!(chars.next(), Some('c' | 'm' | 'r'))
             && chars.next().is_some_and(|c| c.is_ascii_digit());
-        cmr && arch_of(&t.architectures).is_some()
+        cmr && t.hypervisor == "nitro"
+            && arch_of(&t.architectures).is_some()
             && t.vcpus >= 2
             && !t.bare_metal
             && !t.burstable
             && !t.accelerated
-            && (t.current_generation || priced)
     }
 
     /// A catalog from DescribeInstanceTypes records (the generated file, or a live EC2
@@ -262,7 +280,7 @@ impl Catalog {
     ) -> Self {
         let mut types: Vec<InstanceType> = described
             .iter()
-            .filter(|d| Self::offers(d, prices.contains_key(&d.instance_type)))
+            .filter(|d| Self::offers(d))
             .filter_map(|d| {
                 Some(InstanceType {
                     name: d.instance_type.clone(),
@@ -288,8 +306,8 @@ impl Catalog {
         }
     }
 
-    /// The built-in catalog: EC2's current-generation C, M and R types from the generated data
-    /// file ([`SHAPES_SOURCE`]), 30 of them priced (approximate us-east-1 on-demand as of
+    /// The built-in catalog: EC2's current-generation (Nitro) C, M and R types from the
+    /// generated data file ([`SHAPES_SOURCE`]), 30 of them priced (approximate us-east-1 on-demand as of
     /// [`PRICES_AS_OF`]: c7i/m7i/r7i/c7g/m7g/r7g `.large` to `.8xlarge`), the rest unpriced.
     pub fn builtin() -> Self {
         BUILTIN.clone()
@@ -436,6 +454,7 @@ mod tests {
             vcpus,
             memory_mib: u64::from(vcpus) * 4096,
             architectures: vec![arch.into()],
+            hypervisor: "nitro".into(),
         }
     }
 
@@ -479,6 +498,8 @@ mod tests {
             "g5.xlarge",
             "c7g.medium",
             "x2gd.large",
+            "m4.large",
+            "c4.xlarge",
         ] {
             assert!(c.get(n).is_none(), "{n}");
         }
@@ -493,10 +514,11 @@ mod tests {
         let m = c.get("m7g.xlarge").unwrap();
         assert_eq!((m.vcpus, m.memory_mib, m.arch), (4, 16 * 1024, Arch::Arm64));
         assert!((m.hourly_usd.unwrap() - 0.1632).abs() < 1e-9);
-        // r7g is previous generation in the source, kept because it is priced.
+        // r7g is previous generation in the source, but Nitro: kept, like m5 (unpriced).
         let r = c.get("r7g.8xlarge").unwrap();
         assert_eq!((r.vcpus, r.memory_mib), (32, 256 * 1024));
-        assert!(c.get("r7g.12xlarge").is_none());
+        assert_eq!(c.get("r7g.12xlarge").unwrap().hourly_usd, None);
+        assert_eq!(c.get("m5.large").unwrap().hourly_usd, None);
         let r = c.get("r7i.8xlarge").unwrap();
         assert_eq!((r.vcpus, r.memory_mib), (32, 256 * 1024));
         assert!((r.hourly_usd.unwrap() - 2.1168).abs() < 1e-9);
@@ -521,10 +543,12 @@ mod tests {
         burst.burstable = true;
         let mut gpu = described("g5.xlarge", 4, "x86_64");
         gpu.accelerated = true;
-        let mut old = described("m5.large", 2, "x86_64");
-        old.current_generation = false;
-        let mut old_priced = described("m5.xlarge", 4, "x86_64");
-        old_priced.current_generation = false;
+        let mut xen = described("m4.large", 2, "x86_64");
+        xen.current_generation = false;
+        xen.hypervisor = "xen".into();
+        // Marked previous generation, but Nitro (the source's flag is not AWS's list): offered.
+        let mut m5 = described("m5.xlarge", 4, "x86_64");
+        m5.current_generation = false;
         let mut both = described("c9i.large", 2, "i386");
         both.architectures.push("x86_64".into());
         let records = vec![
@@ -535,13 +559,13 @@ mod tests {
             metal,
             burst,
             gpu,
-            old,
-            old_priced,
+            xen,
+            m5,
             both,
             described("c8i.xlarge", 4, "x86_64"),
         ];
         let prices = BTreeMap::from([
-            ("m5.xlarge".to_owned(), 0.192),
+            ("m4.large".to_owned(), 0.1),
             ("c8i.xlarge".to_owned(), 0.17),
         ]);
         let c = Catalog::from_described(&records, "test data", "2026-01-01", &prices);
@@ -556,7 +580,7 @@ mod tests {
 
     #[test]
     fn the_csv_parses_and_names_its_errors() {
-        let text = "# source: x\n# generated: 2026-01-01\nInstanceType,CurrentGeneration,BareMetal,BurstablePerformanceSupported,Accelerated,DefaultVCpus,SizeInMiB,SupportedArchitectures\nm8g.large,true,false,false,false,2,8192,arm64\nc9i.large,true,false,false,false,2,4096,i386 x86_64\n";
+        let text = "# source: x\n# generated: 2026-01-01\nInstanceType,CurrentGeneration,BareMetal,BurstablePerformanceSupported,Accelerated,DefaultVCpus,SizeInMiB,SupportedArchitectures,Hypervisor\nm8g.large,true,false,false,false,2,8192,arm64,nitro\nc9i.large,true,false,false,false,2,4096,i386 x86_64,nitro\n";
         let d = parse_described_csv(text).unwrap();
         assert_eq!(d[0], {
             let mut x = described("m8g.large", 2, "arm64");

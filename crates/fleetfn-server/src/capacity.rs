@@ -74,7 +74,33 @@ fn validate_scaling(cfg: &CapacityProviderScalingConfig) -> Result<CapacityProvi
     Ok(out)
 }
 
-fn validate_instance_requirements(req: &InstanceRequirements) -> Result<InstanceRequirements> {
+/// Which instance-type names and patterns capacity providers may use: whether an
+/// `AllowedInstanceTypes`/`ExcludedInstanceTypes` entry (an exact name or a `*` pattern) names at
+/// least one type of the instance catalog. The catalog lives with the data plane; the control
+/// plane only asks.
+#[derive(Clone)]
+pub struct KnownInstanceTypes(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl KnownInstanceTypes {
+    pub fn new(matches_any: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(matches_any))
+    }
+
+    pub fn matches_any(&self, pattern: &str) -> bool {
+        (self.0)(pattern)
+    }
+}
+
+impl std::fmt::Debug for KnownInstanceTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KnownInstanceTypes")
+    }
+}
+
+fn validate_instance_requirements(
+    req: &InstanceRequirements,
+    known: Option<&KnownInstanceTypes>,
+) -> Result<InstanceRequirements> {
     let mut out = req.clone();
     match &req.architectures {
         Some(a) => {
@@ -126,6 +152,18 @@ fn validate_instance_requirements(req: &InstanceRequirements) -> Result<Instance
                         path,
                         "Member must satisfy regular expression pattern: [a-zA-Z0-9\\.\\*\\-]+",
                     ));
+                }
+            }
+            if let Some(known) = known {
+                let field = if path.ends_with("allowedInstanceTypes") {
+                    "AllowedInstanceTypes"
+                } else {
+                    "ExcludedInstanceTypes"
+                };
+                if let Some(t) = list.iter().find(|t| !known.matches_any(t)) {
+                    return Err(LambdaError::invalid(format!(
+                        "{field} contains {t}, which matches no instance type this server can use: give EC2 instance types of the C, M or R families (m7g.large, c7i.*), or add the type to the --catalog file."
+                    )));
                 }
             }
         }
@@ -186,8 +224,10 @@ impl ControlPlane {
             &perms.capacity_provider_operator_role_arn,
             "permissionsConfig.capacityProviderOperatorRoleArn",
         )?;
-        let instance_requirements =
-            validate_instance_requirements(&req.instance_requirements.clone().unwrap_or_default())?;
+        let instance_requirements = validate_instance_requirements(
+            &req.instance_requirements.clone().unwrap_or_default(),
+            self.instance_types.as_ref(),
+        )?;
         let scaling = validate_scaling(
             &req.capacity_provider_scaling_config
                 .clone()
@@ -466,5 +506,81 @@ impl ControlPlane {
             )));
         }
         Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod known_type_tests {
+    use fleetfn_model::ErrorKind;
+    use fleetfn_model::types::{
+        CapacityProviderPermissionsConfig, CapacityProviderVpcConfig,
+        CreateCapacityProviderRequest, InstanceRequirements,
+    };
+
+    use super::KnownInstanceTypes;
+
+    fn req(
+        name: &str,
+        allowed: Option<&[&str]>,
+        excluded: Option<&[&str]>,
+    ) -> CreateCapacityProviderRequest {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        CreateCapacityProviderRequest {
+            capacity_provider_name: Some(name.into()),
+            vpc_config: Some(CapacityProviderVpcConfig {
+                subnet_ids: vec!["subnet-a".into()],
+                security_group_ids: vec![],
+            }),
+            permissions_config: Some(CapacityProviderPermissionsConfig {
+                capacity_provider_operator_role_arn: "arn:aws:iam::000000000000:role/op".into(),
+            }),
+            instance_requirements: Some(InstanceRequirements {
+                architectures: Some(vec!["arm64".into()]),
+                allowed_instance_types: allowed.map(list),
+                excluded_instance_types: excluded.map(list),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_instance_types_are_named() {
+        let (_d, cp) = crate::tests::cp().await;
+        // Without a catalog (a bare control plane), any well-formed name is accepted.
+        cp.create_capacity_provider(req("any", Some(&["m7g.huge"]), None))
+            .await
+            .unwrap();
+        let known = ["m7g.large", "m7g.xlarge", "c7i.large"];
+        let cp = cp.with_instance_types(KnownInstanceTypes::new(move |p| {
+            known.iter().any(|t| {
+                p == *t
+                    || p.strip_suffix('*')
+                        .is_some_and(|prefix| t.starts_with(prefix))
+            })
+        }));
+        cp.create_capacity_provider(req("ok", Some(&["m7g.large", "m7g.*"]), None))
+            .await
+            .unwrap();
+        let e = cp
+            .create_capacity_provider(req("typo", Some(&["m7g.large", "m7g.huge"]), None))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
+        assert!(
+            e.message.starts_with(
+                "AllowedInstanceTypes contains m7g.huge, which matches no instance type"
+            ),
+            "{}",
+            e.message
+        );
+        let e = cp
+            .create_capacity_provider(req("typo2", None, Some(&["z9.*"])))
+            .await
+            .unwrap_err();
+        assert!(
+            e.message.starts_with("ExcludedInstanceTypes contains z9.*"),
+            "{}",
+            e.message
+        );
     }
 }

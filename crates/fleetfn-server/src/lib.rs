@@ -27,6 +27,7 @@ pub mod usage;
 mod validate;
 mod versions;
 
+pub use capacity::KnownInstanceTypes;
 pub use deploy::VersionTransition;
 pub use event_config::{DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS};
 pub use event_sources::{EventSourceMappingRecord, esm_state};

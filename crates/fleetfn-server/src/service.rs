@@ -47,6 +47,8 @@ pub struct ControlPlane {
     /// [`crate::default_url_base`] without a port.
     pub(crate) url_base: Option<Arc<str>>,
     pub(crate) url_cache: Arc<crate::function_urls::UrlCache>,
+    /// The instance types capacity providers may name; `None`: any name is accepted.
+    pub(crate) instance_types: Option<crate::capacity::KnownInstanceTypes>,
 }
 
 /// How many times an operation is recomputed after its write lost a race with a background
@@ -83,7 +85,18 @@ impl ControlPlane {
             resolve_ttl: None,
             url_base: None,
             url_cache: Arc::default(),
+            instance_types: None,
         })
+    }
+
+    /// Refuses capacity providers whose `AllowedInstanceTypes`/`ExcludedInstanceTypes` name a
+    /// type `known` does not match (the data plane's instance catalog).
+    #[must_use]
+    pub fn with_instance_types(self, known: crate::capacity::KnownInstanceTypes) -> Self {
+        Self {
+            instance_types: Some(known),
+            ..self
+        }
     }
 
     /// The same control plane (code packages, change notifications, caches) writing through
