@@ -33,11 +33,11 @@ pub struct SamOptions<'a> {
     pub parameter_overrides: BTreeMap<String, String>,
     /// The content version of a local code path (as written in `CodeUri`), emitted as
     /// `Code.S3ObjectVersion` so that a code change publishes a new version.
-    pub local_code_version: Option<&'a LocalCodeVersion>,
+    pub local_code_version: Option<&'a LocalCodeVersion<'a>>,
 }
 
 /// Gives the content version of a local code path as written in `CodeUri` (None: unknown).
-pub type LocalCodeVersion = dyn Fn(&str) -> Option<String>;
+pub type LocalCodeVersion<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 /// Applies the SAM transform with no parameter overrides and no local code versions; a template
 /// without the transform is returned unchanged. The result has no AWS::Serverless::* resources and no
