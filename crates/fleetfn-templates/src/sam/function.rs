@@ -548,7 +548,29 @@ pub(super) fn transform(
     ));
     resources.extend(version_and_alias);
     resources.extend(url_resources);
+    let events = sqs_events(id, &p, &alias_id)?;
+    if let Some((_, role)) = &mut role
+        && !events.is_empty()
+        && let Some(Value::Array(managed)) = role
+            .properties
+            .as_object_mut()
+            .and_then(|m| m.get_mut("ManagedPolicyArns"))
+    {
+        let arn = json!(policies::aws_policy_arn(
+            "service-role/AWSLambdaSQSQueueExecutionRole",
+            partition
+        ));
+        if !managed.contains(&arn) {
+            managed.push(arn);
+        }
+    }
     resources.extend(role);
+    for (event_id, props) in events {
+        resources.push((
+            event_id,
+            resource(attr(decl, true), "AWS::Lambda::EventSourceMapping", props),
+        ));
+    }
 
     // PropagateTags: every generated resource that has Tags gets the user's tags (replacing them).
     if p.propagate_tags == Some(true)
@@ -619,10 +641,13 @@ fn unsupported(p: &Props) -> Result<(), String> {
              generates as plain CloudFormation."
         ))
     };
-    if let Some(events) = p.events.as_ref().filter(|e| !e.is_empty()) {
-        let (name, event) = events.iter().next().expect("non-empty");
+    for (name, event) in p.events.iter().flatten() {
         let kind = event.get("Type").and_then(Value::as_str).unwrap_or("?");
-        return not(&format!("Events (event '{name}' of type '{kind}')"));
+        if kind != "SQS" {
+            return not(&format!(
+                "Events (event '{name}' of type '{kind}'; fleetfn's SAM transform supports SQS events)"
+            ));
+        }
     }
     if p.deployment_preference.is_some() {
         return not("DeploymentPreference");
@@ -925,6 +950,101 @@ fn function_url(
             format!("{id}URLInvokeAllowPublicAccess"),
             resource(attr(decl, true), "AWS::Lambda::Permission", invoke),
         ));
+    }
+    Ok(out)
+}
+
+/// A JSON object (CloudFormation properties).
+type JsonObject = Map<String, Value>;
+
+/// SQS event properties samtranslator passes to the event source mapping as they are.
+const SQS_EVENT_PROPERTIES: &[&str] = &[
+    "Queue",
+    "BatchSize",
+    "Enabled",
+    "MaximumBatchingWindowInSeconds",
+    "FunctionResponseTypes",
+    "FilterCriteria",
+    "KmsKeyArn",
+    "ScalingConfig",
+    "ProvisionedPollerConfig",
+    "MetricsConfig",
+    "LoggingConfig",
+];
+
+/// `Events` of type SQS → `AWS::Lambda::EventSourceMapping` `<Fn><Event>` on the alias when there
+/// is one (samtranslator's SQS pull event source); the execution role gets
+/// AWSLambdaSQSQueueExecutionRole.
+fn sqs_events(
+    id: &str,
+    p: &Props,
+    alias_id: &Option<String>,
+) -> Result<Vec<(String, JsonObject)>, String> {
+    let mut out = Vec::new();
+    for (name, event) in p.events.iter().flatten() {
+        let invalid = |m: String| format!("Event with id [{name}] is invalid. {m}");
+        let empty = Map::new();
+        let props = match event.get("Properties") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(invalid(
+                    "Properties of a resource must be an object.".into(),
+                ));
+            }
+        };
+        if let Some(key) = props
+            .keys()
+            .find(|k| !SQS_EVENT_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(invalid(format!(
+                "property {key} is not supported for SQS events by fleetfn's SAM transform (it takes {})",
+                SQS_EVENT_PROPERTIES.join(", ")
+            )));
+        }
+        let Some(queue) = props.get("Queue") else {
+            return Err(invalid("Missing required property 'Queue'.".into()));
+        };
+        for (key, ok) in [
+            (
+                "BatchSize",
+                props
+                    .get("BatchSize")
+                    .is_none_or(|v| v.is_u64() || is_intrinsic(v)),
+            ),
+            (
+                "Enabled",
+                props.get("Enabled").is_none_or(Value::is_boolean),
+            ),
+            (
+                "MaximumBatchingWindowInSeconds",
+                props
+                    .get("MaximumBatchingWindowInSeconds")
+                    .is_none_or(|v| v.is_u64() || is_intrinsic(v)),
+            ),
+        ] {
+            if !ok {
+                return Err(invalid(format!("Type of property '{key}' is invalid.")));
+            }
+        }
+        if let Some(filter) = props.get("FilterCriteria").filter(|f| !is_intrinsic(f))
+            && !filter
+                .as_object()
+                .is_some_and(|m| m.keys().all(|k| k == "Filters"))
+        {
+            return Err(invalid("FilterCriteria field has a wrong format".into()));
+        }
+        let target = match alias_id {
+            Some(alias) => json!({ "Ref": alias }),
+            None => json!({ "Ref": id }),
+        };
+        let mut esm = Map::new();
+        esm.insert("FunctionName".into(), target);
+        esm.insert("EventSourceArn".into(), queue.clone());
+        for key in SQS_EVENT_PROPERTIES.iter().skip(1) {
+            put(&mut esm, key, props.get(*key).cloned());
+        }
+        out.push((format!("{id}{name}"), esm));
     }
     Ok(out)
 }

@@ -309,10 +309,25 @@ fn errors_are_worded_like_samtranslator() {
 #[test]
 fn unsupported_sam_features_name_the_resource() {
     let c = causes(&function_with(
-        "      Events:\n        Q: {Type: SQS, Properties: {Queue: arn:aws:sqs:us-east-1:1:q}}",
+        "      Events:\n        Tick: {Type: Schedule, Properties: {Schedule: rate(1 minute)}}",
         "",
     ));
-    assert!(c[0].starts_with("Resource with id [Fn] is invalid. Events (event 'Q' of type 'SQS')"));
+    assert!(
+        c[0].starts_with(
+            "Resource with id [Fn] is invalid. Events (event 'Tick' of type 'Schedule'"
+        ),
+        "{c:?}"
+    );
+    let c = causes(&function_with(
+        "      Events:\n        Q: {Type: SQS, Properties: {BatchSize: 5}}",
+        "",
+    ));
+    assert_eq!(
+        c,
+        [
+            "Resource with id [Fn] is invalid. Event with id [Q] is invalid. Missing required property 'Queue'."
+        ]
+    );
     let c = causes(
         "Transform: AWS::Serverless-2016-10-31\nResources:\n  Api:\n    Type: AWS::Serverless::Api\n    \
          Properties: {StageName: p}\n",
