@@ -117,6 +117,10 @@ pub enum LaunchError {
     /// The list of joined agents or their claims could not be read or written.
     #[error("joined agents: {0}")]
     Directory(String),
+    /// EC2 refused or failed a launch (`InsufficientInstanceCapacity` after every fallback,
+    /// `UnauthorizedOperation`, an agent that never joined...).
+    #[error("{code}: {message}")]
+    Ec2 { code: String, message: String },
 }
 
 /// The provider's own view of its capacity, for status.

@@ -18,6 +18,7 @@ mod accounting;
 mod backoff;
 mod credentials;
 mod deployer;
+mod ec2_provider;
 mod instances;
 mod metrics;
 mod router;
@@ -40,6 +41,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use ec2_provider::{
+    CapacityFailure, Ec2Connector, Ec2Directory, Ec2Provider, Ec2ProviderConfig, StsEc2Connector,
+    user_data,
+};
 pub use instances::{
     BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec, LocalProvider,
     LocalProviderConfig, ProviderCapacity, Sweep, new_instance_id,

@@ -54,6 +54,10 @@ impl DataPlane {
                         match s.instances.get_mut(&id) {
                             Some(slot) => {
                                 slot.state = InstanceState::Running;
+                                // A provider may fall back to another zone or type than asked
+                                // (EC2 without capacity for the first choice).
+                                slot.zone = inst.zone.clone();
+                                slot.instance_type = inst.instance_type.clone();
                                 slot.handle = Some(inst.clone());
                                 slot.empty_since = Some(Instant::now());
                                 true
