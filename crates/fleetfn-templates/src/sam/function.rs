@@ -343,6 +343,7 @@ pub(super) fn transform(
     let mut resources: Vec<(String, ResourceDecl)> = Vec::new();
     let mut refs: Vec<(&'static str, String)> = Vec::new();
     let mut alias_id: Option<String> = None;
+    let mut alias: Option<String> = None;
     let mut version_and_alias: Vec<(String, ResourceDecl)> = Vec::new();
     if truthy(&p.auto_publish_alias) {
         let alias_name = match cx
@@ -461,11 +462,24 @@ pub(super) fn transform(
         refs.push(("Version", version_id));
         refs.push(("Alias", a_id.clone()));
         alias_id = Some(a_id);
+        alias = Some(alias_name);
     }
 
     let mut url_resources: Vec<(String, ResourceDecl)> = Vec::new();
     if let Some(cfg) = p.function_url_config.as_ref().filter(|c| !c.is_empty()) {
         url_resources = function_url(id, decl, cfg, alias_id.as_deref())?;
+    }
+    let mut invoke_config: Option<(String, ResourceDecl)> = None;
+    let mut invoke_policies: Vec<Value> = Vec::new();
+    if let Some(cfg) = p.event_invoke_config.as_ref() {
+        let (props, policies) = event_invoke_config(id, cfg, alias.as_deref(), cx)?;
+        let mut base = attr(decl, false);
+        base.depends_on = alias_id.iter().cloned().collect();
+        invoke_config = Some((
+            format!("{id}EventInvokeConfig"),
+            resource(base, "AWS::Lambda::EventInvokeConfig", props),
+        ));
+        invoke_policies = policies;
     }
 
     // The execution role, unless the template names one.
@@ -514,6 +528,7 @@ pub(super) fn transform(
                     }
                 }));
             }
+            documents.extend(invoke_policies);
             let props = policies::role_properties(RoleSpec {
                 role_id: role_id.clone(),
                 assume_role_policy_document: p
@@ -548,6 +563,7 @@ pub(super) fn transform(
     ));
     resources.extend(version_and_alias);
     resources.extend(url_resources);
+    resources.extend(invoke_config);
     let events = sqs_events(id, &p, &alias_id)?;
     if let Some((_, role)) = &mut role
         && !events.is_empty()
@@ -651,9 +667,6 @@ fn unsupported(p: &Props) -> Result<(), String> {
     }
     if p.deployment_preference.is_some() {
         return not("DeploymentPreference");
-    }
-    if p.event_invoke_config.is_some() {
-        return not("EventInvokeConfig");
     }
     Ok(())
 }
@@ -1047,4 +1060,111 @@ fn sqs_events(
         out.push((format!("{id}{name}"), esm));
     }
     Ok(out)
+}
+
+/// `EventInvokeConfig` → `<Fn>EventInvokeConfig` (qualifier: the alias, else `$LATEST`) and the
+/// role policies for its destinations (samtranslator's `_construct_event_invoke_config`); a
+/// destination must be given (samtranslator would create an SQS queue or SNS topic for a missing one).
+fn event_invoke_config(
+    id: &str,
+    cfg: &JsonObject,
+    alias_name: Option<&str>,
+    cx: &Cx<'_>,
+) -> Result<(JsonObject, Vec<Value>), String> {
+    let resolved = cx.resolve_params(&Value::Object(cfg.clone()));
+    let logical_id = format!("{id}EventInvokeConfig");
+    let mut destinations = Map::new();
+    let mut policies = Vec::new();
+    if let Some(dest) = resolved
+        .get("DestinationConfig")
+        .filter(|d| truthy(&Some((*d).clone())))
+    {
+        let Some(dest) = dest.as_object() else {
+            return Err("Property 'EventInvokeConfig.DestinationConfig' should be a map.".into());
+        };
+        for name in ["OnSuccess", "OnFailure"] {
+            let Some(one) = dest.get(name).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let Some(one) = one.as_object() else {
+                return Err(format!(
+                    "Property 'EventInvokeConfig.DestinationConfig.{name}' should be a map."
+                ));
+            };
+            let kind = one.get("Type");
+            let accepted = ["SQS", "SNS", "EventBridge", "Lambda", "S3Bucket"];
+            let Some(kind) = kind
+                .and_then(Value::as_str)
+                .filter(|k| accepted.contains(k))
+            else {
+                let shown = match kind {
+                    Some(Value::String(k)) => k.clone(),
+                    Some(other) => other.to_string(),
+                    None => "None".into(),
+                };
+                return Err(format!(
+                    "'Type: {shown}' must be one of ['SQS', 'SNS', 'EventBridge', 'Lambda', 'S3Bucket']"
+                ));
+            };
+            let Some(destination) = one.get("Destination").filter(|d| !d.is_null()) else {
+                return Err(format!(
+                    "EventInvokeConfig.DestinationConfig.{name} has no Destination; fleetfn's SAM transform \
+                     does not create the {kind} resource samtranslator would: give its ARN."
+                ));
+            };
+            if destination.get("Fn::If").is_some() && is_intrinsic(destination) {
+                return Err(format!(
+                    "EventInvokeConfig.DestinationConfig.{name}.Destination as Fn::If is not supported by \
+                     fleetfn's SAM transform."
+                ));
+            }
+            destinations.insert(name.into(), json!({ "Destination": destination }));
+            let policy_id = format!("{logical_id}{name}");
+            let (suffix, statements) = match kind {
+                "SQS" => (
+                    "SQSPolicy",
+                    json!([{"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": destination}]),
+                ),
+                "SNS" => (
+                    "SNSPolicy",
+                    json!([{"Action": "sns:publish", "Effect": "Allow", "Resource": destination}]),
+                ),
+                "EventBridge" => (
+                    "EventBridgePolicy",
+                    json!([{"Action": "events:PutEvents", "Effect": "Allow", "Resource": destination}]),
+                ),
+                "Lambda" => (
+                    "LambdaPolicy",
+                    json!([{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": destination}]),
+                ),
+                _ => (
+                    "S3Policy",
+                    json!([
+                        {"Action": "s3:PutObject", "Effect": "Allow",
+                         "Resource": {"Fn::Join": ["/", [destination, "*"]]}},
+                        {"Action": "s3:ListBucket", "Effect": "Allow", "Resource": destination}
+                    ]),
+                ),
+            };
+            policies.push(json!({
+                "PolicyName": format!("{policy_id}{suffix}"),
+                "PolicyDocument": {"Statement": statements},
+            }));
+        }
+    }
+    let mut props = Map::new();
+    props.insert("FunctionName".into(), json!({ "Ref": id }));
+    props.insert("Qualifier".into(), json!(alias_name.unwrap_or("$LATEST")));
+    props.insert("DestinationConfig".into(), Value::Object(destinations));
+    put(
+        &mut props,
+        "MaximumEventAgeInSeconds",
+        resolved.get("MaximumEventAgeInSeconds").cloned(),
+    );
+    put(
+        &mut props,
+        "MaximumRetryAttempts",
+        resolved.get("MaximumRetryAttempts").cloned(),
+    );
+    Ok((props, policies))
 }
