@@ -3,7 +3,8 @@ and cfn-lint run on every template of the suite.
 
 For each template in sam/ (one or more SAM features each: LMI capacity provider and function,
 Globals, InlineCode and a given Role, S3 code forms and role options, AutoPublishAlias forms,
-capacity provider options and resource attributes), `fleetfn template render` and
+capacity provider options and resource attributes, SQS events, EventInvokeConfig) and the
+end-to-end test's sam_e2e/template.yaml, `fleetfn template render` and
 samtranslator's `transform` must give the same Resources (ids, types, attributes, properties) and
 Outputs. The only input difference: a local `CodeUri` path P is given to samtranslator as
 `s3://fleetfn-local/P?versionId=V`, which is what fleetfn's transform means by it (V = the code's
@@ -43,7 +44,8 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STACK = "oracle"
 
-SAM_TEMPLATES = sorted(SAM_DIR.glob("*.yaml"))
+# The feature templates, and the end-to-end test's SAM template (tests/templates/test_deploy.py).
+SAM_TEMPLATES = sorted(SAM_DIR.glob("*.yaml")) + sorted((HERE / "sam_e2e").glob("*.yaml"))
 INVALID_TEMPLATES = sorted((SAM_DIR / "invalid").glob("*.yaml"))
 
 # cfn-lint warnings accepted, by rule, with why.
@@ -158,7 +160,7 @@ def assert_same_template(ours: dict, theirs: dict):
     assert "Transform" not in ours and "Globals" not in ours
 
 
-@pytest.mark.parametrize("path", SAM_TEMPLATES, ids=[p.stem for p in SAM_TEMPLATES])
+@pytest.mark.parametrize("path", SAM_TEMPLATES, ids=[f"{p.parent.name}/{p.stem}" for p in SAM_TEMPLATES])
 def test_transform_equals_samtranslator(fleetfn_binary, path):
     ours = json.loads(render(fleetfn_binary, path).stdout)
     assert_same_template(ours, oracle(path))
