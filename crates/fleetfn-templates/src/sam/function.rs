@@ -162,6 +162,20 @@ const PROPERTIES: &[&str] = &[
     "DurableConfig",
 ];
 
+/// The properties samtranslator types as maps ("Property 'X' should be a map." when they are not).
+const MAP_PROPERTIES: &[&str] = &[
+    "DeadLetterQueue",
+    "AssumeRolePolicyDocument",
+    "Tags",
+    "DeploymentPreference",
+    "EventInvokeConfig",
+    "SnapStart",
+    "FunctionUrlConfig",
+    "CapacityProviderConfig",
+    "FunctionScalingConfig",
+    "DurableConfig",
+];
+
 /// `CapacityProviderConfig` as SAM writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,8 +199,12 @@ fn parse_props(props: &Map<String, Value>) -> Result<Props, String> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let name = path.split(['.', '[']).next().unwrap_or(&path).to_string();
-        // Intrinsics are accepted where samtranslator accepts them; for typed fields say so.
-        format!("Type of property '{name}' is invalid.")
+        let is_map_property = MAP_PROPERTIES.contains(&name.as_str());
+        if is_map_property && !props.get(&name).is_some_and(Value::is_object) {
+            format!("Property '{name}' should be a map.")
+        } else {
+            format!("Type of property '{name}' is invalid.")
+        }
     })
 }
 

@@ -295,6 +295,18 @@ fn errors_are_worded_like_samtranslator() {
              on your resource. Please change the tag key in the input.",
         ),
         (
+            function_with("      Tags: [a]", ""),
+            "Resource with id [Fn] is invalid. Property 'Tags' should be a map.",
+        ),
+        (
+            function_with("      PropagateTags: 'yes'", ""),
+            "Resource with id [Fn] is invalid. Type of property 'PropagateTags' is invalid.",
+        ),
+        (
+            function_with("      Layers: x", ""),
+            "Resource with id [Fn] is invalid. Type of property 'Layers' is invalid.",
+        ),
+        (
             function_with("", "Globals:\n  Nope: {}"),
             "'Globals' section is invalid. 'Nope' is not supported. Must be one of the following values - \
              ['Api', 'CapacityProvider', 'Function', 'HttpApi', 'LayerVersion', 'MicrovmImage', \
@@ -377,5 +389,22 @@ Resources:
     assert_eq!(
         c,
         ["Resource with id [Cp] is invalid. Missing required property 'VpcConfig'."]
+    );
+}
+
+#[test]
+fn sub_references_to_the_alias_are_rewritten() {
+    // samtranslator: {"Fn::Sub": "${Fn.Alias} in ${AWS::Region}"} → "${FnAliaslive} in ${AWS::Region}".
+    let out = render(&format!(
+        "{}Outputs:\n  S: {{Value: !Sub '${{Fn.Alias}} in ${{AWS::Region}}'}}\n  A: {{Value: !GetAtt Fn.Alias.Arn}}\n",
+        function_with("      AutoPublishAlias: live", "")
+    ));
+    assert_eq!(
+        out["Outputs"]["S"]["Value"],
+        json!({"Fn::Sub": "${FnAliaslive} in ${AWS::Region}"})
+    );
+    assert_eq!(
+        out["Outputs"]["A"]["Value"],
+        json!({"Fn::GetAtt": ["FnAliaslive", "Arn"]})
     );
 }
