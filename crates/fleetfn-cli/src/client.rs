@@ -506,7 +506,21 @@ impl Client {
         query: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Bytes, ClientError> {
-        let (parts, body) = self.signed(method, path, query, body)?.into_parts();
+        self.send_with_headers(method, path, query, &[], body).await
+    }
+
+    /// [`Self::send`] with extra request headers (signed with the rest).
+    pub async fn send_with_headers(
+        &self,
+        method: http::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let (parts, body) = self
+            .signed_with(method, path, query, headers, body)?
+            .into_parts();
         let exchange = async {
             let resp = self
                 .http
@@ -602,6 +616,17 @@ impl Client {
         query: &[(&str, &str)],
         body: Bytes,
     ) -> Result<http::Request<Bytes>, ClientError> {
+        self.signed_with(method, path, query, &[], body)
+    }
+
+    fn signed_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<http::Request<Bytes>, ClientError> {
         let prefix = self.base.path().trim_end_matches('/');
         let mut uri = format!(
             "{}://{}{prefix}{path}",
@@ -620,6 +645,9 @@ impl Client {
             .header(http::header::ACCEPT, "application/json");
         if !body.is_empty() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let mut req = builder.body(body).map_err(|e| ClientError::Endpoint {
             url: uri.clone(),

@@ -6,6 +6,7 @@ mod agent;
 mod client;
 mod cost;
 mod credentials;
+mod deploy;
 mod events;
 mod join;
 mod logs;
@@ -14,6 +15,7 @@ mod roles;
 mod serve;
 mod server;
 mod status;
+mod template_cmd;
 mod token;
 mod urls;
 mod wait;
@@ -54,6 +56,13 @@ enum Command {
     Cost(cost::CostArgs),
     /// Join tokens for agents on other hosts: create, list, revoke.
     Token(token::TokenArgs),
+    /// Deploy a CloudFormation, SAM or CDK template as a stack: plan, apply in dependency order,
+    /// roll back on failure (`--dry-run` prints the plan only).
+    Deploy(Box<deploy::DeployArgs>),
+    /// Deployed stacks: list, describe NAME, delete NAME.
+    Stacks(deploy::StacksArgs),
+    /// Templates without a server: `render` prints one after the SAM transform.
+    Template(template_cmd::TemplateArgs),
     /// Internal: the sandbox helper the agent runs for each environment.
     #[command(hide = true)]
     Jail {
@@ -412,6 +421,9 @@ fn main() -> anyhow::Result<()> {
         Command::Wait(args) => client::run_command(wait::run(args)),
         Command::Logs(args) => client::run_command(logs::run(args)),
         Command::Cost(args) => client::run_command(cost::run(args)),
+        Command::Deploy(args) => client::run_command(deploy::run_deploy(*args)),
+        Command::Stacks(args) => client::run_command(deploy::run_stacks(args)),
+        Command::Template(args) => template_cmd::run(args),
         Command::Jail { .. } => unreachable!("handled before start-up"),
     }
 }

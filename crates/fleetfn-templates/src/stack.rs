@@ -48,4 +48,7 @@ pub struct StackResource {
     /// CREATE_COMPLETE, UPDATE_COMPLETE, ...
     #[serde(default)]
     pub status: String,
+    /// The template's DeletionPolicy when applied (`Retain`: kept when removed from the stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
 }
