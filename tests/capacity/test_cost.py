@@ -1,5 +1,6 @@
 """`fleetfn cost`: instance-seconds and requests are accounted in the store, and the report's
-figures are what a hand calculation from the catalog and AWS's prices gives, to the cent."""
+figures are what a hand calculation from the catalog, a 30 % Savings Plan and AWS's prices
+gives, to the cent: the plan discounts the instances, the LMI fee stays on on-demand."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ HOURLY = 0.05  # below every other type, so placement keeps choosing it
 LAMBDA_X86_GB_S = 0.0000166667
 PER_MILLION = 0.20
 LMI_FEE = 0.15
+SAVINGS_PLAN = 0.30  # fraction off on-demand
 
 
 def fleetfn(srv, *args, timeout=30):
@@ -38,6 +40,7 @@ def test_cost_report_matches_a_hand_calculation_and_survives_a_restart(server_fa
         "PricesAsOf": "2026-11-01",
         "InstanceTypes": [{"name": "c7i.large", "family": "c7i", "arch": "x86_64", "vcpus": 2,
                            "memory_mib": 4096, "hourly_usd": HOURLY}],
+        "Discounts": [{"Match": "c7i.*", "Kind": "SavingsPlan", "Rate": SAVINGS_PLAN}],
     }))
     srv = server_factory("cost", ["--vcpu-scale", "0.25", "--catalog", str(catalog)])
     lam = dp_client(srv.endpoint)
@@ -51,6 +54,10 @@ def test_cost_report_matches_a_hand_calculation_and_survives_a_restart(server_fa
             dp.invoke_ok(lam, name, {"op": "sleep", "ms": 100}, Qualifier=ch.QUALIFIER)
         doc = cost_json(srv)
         check_report(doc, cp, n)
+        human = fleetfn(srv, "cost", "--since", "1h")
+        assert human.returncode == 0, human.stderr
+        assert "Discount: Savings Plan 30 % off on-demand for c7i.*" in human.stdout, human.stdout
+        assert "instances: on-demand $" in human.stdout and "(fee $" in human.stdout, human.stdout
 
         # Accounted in the store: a restart keeps the requests (and adds no new ones).
         srv.stop()
@@ -82,15 +89,29 @@ def check_report(doc, cp, n):
     assert {i["InstanceType"] for i in p["Instances"]} == {"c7i.large"}, p["Instances"]
     assert {i["Zone"] for i in p["Instances"]} == set(dp.ZONES), p["Instances"]
     assert 0 < p["InstanceHours"] < 3 * doc["WindowSeconds"] / 3600 + 3 / 3600, (p, doc["WindowSeconds"])
-    # The hand calculation, to the cent (and in fact to the micro-dollar).
-    here = sum(i["Hours"] * HOURLY for i in p["Instances"])
+    # The hand calculation, to the cent (and in fact to the micro-dollar): on-demand X, the
+    # Savings Plan's 0.7 X here, and LMI = 0.7 X + 0.15 X (the fee on on-demand) + requests.
+    on_demand = sum(i["Hours"] * HOURLY for i in p["Instances"])
+    here = on_demand * (1 - SAVINGS_PLAN)
+    assert doc["Discounts"] == [{"Match": "c7i.*", "Kind": "SavingsPlan", "Rate": SAVINGS_PLAN}], doc
+    assert doc["UnpricedInstanceTypes"] == [], doc
     for i in p["Instances"]:
-        assert i["HourlyUsd"] == HOURLY and abs(i["CostUsd"] - i["Hours"] * HOURLY) < 1e-9, i
+        assert i["HourlyUsd"] == HOURLY, i
+        assert i["Discount"] == {"Match": "c7i.*", "Kind": "SavingsPlan", "Rate": SAVINGS_PLAN}, i
+        assert abs(i["OnDemandUsd"] - i["Hours"] * HOURLY) < 1e-9, i
+        assert abs(i["CostUsd"] - i["Hours"] * HOURLY * (1 - SAVINGS_PLAN)) < 1e-9, i
     lam_cost = p["GbSeconds"] * LAMBDA_X86_GB_S + n / 1e6 * PER_MILLION
-    lmi_cost = here * (1 + LMI_FEE) + n / 1e6 * PER_MILLION
-    assert round(p["Cost"]["FleetfnUsd"], 2) == round(here, 2) and abs(p["Cost"]["FleetfnUsd"] - here) < 1e-6
-    assert abs(p["Cost"]["AwsLambdaUsd"] - lam_cost) < 1e-6, (p["Cost"], lam_cost)
-    assert abs(p["Cost"]["AwsLmiUsd"] - lmi_cost) < 1e-6, (p["Cost"], lmi_cost)
+    fee = LMI_FEE * on_demand
+    lmi_cost = here + fee + n / 1e6 * PER_MILLION
+    c = p["Cost"]
+    assert round(c["FleetfnUsd"], 2) == round(here, 2) and abs(c["FleetfnUsd"] - here) < 1e-6, c
+    assert abs(c["OnDemandUsd"] - on_demand) < 1e-6, (c, on_demand)
+    assert abs(c["DiscountUsd"] - (on_demand - here)) < 1e-6, (c, on_demand)
+    assert abs(c["LmiFeeUsd"] - fee) < 1e-6, (c, fee)
+    assert abs(c["AwsLambdaUsd"] - lam_cost) < 1e-6, (c, lam_cost)
+    assert abs(c["AwsLmiUsd"] - lmi_cost) < 1e-6, (c, lmi_cost)
+    # Not the fee on the discounted price.
+    assert abs(c["AwsLmiUsd"] - (here * (1 + LMI_FEE) + n / 1e6 * PER_MILLION)) > 1e-9, c
     # Break-even: the fleet's cost per second over Lambda's cost per request.
     be = (here / doc["WindowSeconds"]) / (lam_cost / n)
     assert abs(p["BreakEvenRequestsPerSecond"] - be) / be < 1e-6, (p, be)
