@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::policies::{self, RoleSpec};
-use super::{Cx, Generated, SAM_TAG_KEY, tag_list};
+use super::{Cx, Generated, SAM_TAG_KEY, is_intrinsic, tag_list};
 use crate::ResourceDecl;
 
 pub(super) const TYPE: &str = "AWS::Serverless::CapacityProvider";
@@ -68,18 +68,122 @@ struct ManagedResourceTags {
     tags: Option<Map<String, Value>>,
 }
 
+/// Every property of [`Props`], in samtranslator's schema order.
+const PROPERTIES: &[&str] = &[
+    "CapacityProviderName",
+    "VpcConfig",
+    "OperatorRole",
+    "Tags",
+    "PropagateTags",
+    "InstanceRequirements",
+    "ScalingConfig",
+    "LoggingConfig",
+    "ManagedResourceTags",
+    "KmsKeyArn",
+];
+
+/// What a nested value may be (besides an intrinsic, which samtranslator always accepts).
+#[derive(Clone, Copy)]
+enum Kind {
+    List,
+    Integer,
+    Number,
+    Map,
+}
+
+/// The nested properties samtranslator's schema knows, with their kinds.
+const NESTED: &[(&str, &[(&str, Kind)])] = &[
+    (
+        "VpcConfig",
+        &[("SecurityGroupIds", Kind::List), ("SubnetIds", Kind::List)],
+    ),
+    (
+        "InstanceRequirements",
+        &[
+            ("Architectures", Kind::List),
+            ("AllowedTypes", Kind::List),
+            ("ExcludedTypes", Kind::List),
+        ],
+    ),
+    (
+        "ScalingConfig",
+        &[
+            ("MaxVCpuCount", Kind::Integer),
+            ("AverageCPUUtilization", Kind::Number),
+        ],
+    ),
+    ("ManagedResourceTags", &[("Tags", Kind::Map)]),
+];
+
+/// Checks the properties against samtranslator's schema with its messages (all of them, joined),
+/// then reads them.
 fn parse(props: &Map<String, Value>) -> Result<Props, String> {
-    if !props.contains_key("VpcConfig") {
+    if let Some(name) = props.keys().find(|k| !PROPERTIES.contains(&k.as_str())) {
+        return Err(format!(
+            "property {name} not defined for resource of type {TYPE}"
+        ));
+    }
+    let Some(vpc) = props.get("VpcConfig") else {
         return Err("Missing required property 'VpcConfig'.".into());
+    };
+    let mut errors = Vec::new();
+    for name in [
+        "VpcConfig",
+        "Tags",
+        "InstanceRequirements",
+        "ScalingConfig",
+        "ManagedResourceTags",
+    ] {
+        if let Some(v) = props.get(name)
+            && !v.is_object()
+        {
+            errors.push(format!("Property '{name}' should be a map."));
+        }
+    }
+    for name in ["CapacityProviderName", "OperatorRole", "KmsKeyArn"] {
+        if let Some(v) = props.get(name)
+            && !(v.is_string() || v.is_object())
+        {
+            errors.push(format!("Type of property '{name}' is invalid."));
+        }
+    }
+    if props.get("PropagateTags").is_some_and(|v| !v.is_boolean()) {
+        errors.push("Type of property 'PropagateTags' is invalid.".into());
+    }
+    if vpc.is_object() && vpc.get("SubnetIds").is_none() {
+        errors.push("Property 'VpcConfig.SubnetIds' is required.".into());
+    }
+    for (outer, fields) in NESTED {
+        let Some(Value::Object(inner)) = props.get(*outer) else {
+            continue;
+        };
+        if is_intrinsic(&Value::Object(inner.clone())) {
+            continue;
+        }
+        for (field, kind) in *fields {
+            let Some(v) = inner.get(*field) else { continue };
+            let (ok, expected) = match kind {
+                Kind::List => (v.is_array(), "list"),
+                Kind::Integer => (v.is_i64() || v.is_u64(), "integer"),
+                Kind::Number => (v.is_number(), "number"),
+                Kind::Map => (true, "map"),
+            };
+            if !ok && !v.is_object() {
+                errors.push(format!(
+                    "Property '{outer}.{field}' value must be dictionary or {expected}."
+                ));
+            }
+        }
+        for key in inner.keys().filter(|k| !fields.iter().any(|(f, _)| f == k)) {
+            errors.push(format!("Property '{outer}.{key}' is an invalid property."));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join(" "));
     }
     serde_path_to_error::deserialize(Value::Object(props.clone())).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." || path.is_empty() {
-            format!("Invalid properties: {inner}.")
-        } else {
-            format!("Property '{path}' is invalid: {inner}.")
-        }
+        format!("Type of property '{path}' is invalid.")
     })
 }
 

@@ -408,3 +408,60 @@ fn sub_references_to_the_alias_are_rewritten() {
         json!({"Fn::GetAtt": ["FnAliaslive", "Arn"]})
     );
 }
+
+#[test]
+fn capacity_provider_errors_are_worded_like_samtranslator() {
+    let cp = |props: &str| {
+        format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n  Cp:\n    Type: AWS::Serverless::CapacityProvider\n    \
+             Properties:\n{props}\n"
+        )
+    };
+    let vpc = "      VpcConfig: {SubnetIds: [a]}\n";
+    let cases = [
+        (
+            format!("{vpc}      Foo: 1"),
+            "property Foo not defined for resource of type AWS::Serverless::CapacityProvider",
+        ),
+        (
+            "      VpcConfig: {SubnetIds: [a], Bad: 1}".to_string(),
+            "Property 'VpcConfig.Bad' is an invalid property.",
+        ),
+        (
+            "      VpcConfig: {}".to_string(),
+            "Property 'VpcConfig.SubnetIds' is required.",
+        ),
+        (
+            "      VpcConfig: {SubnetIds: x}".to_string(),
+            "Property 'VpcConfig.SubnetIds' value must be dictionary or list.",
+        ),
+        (
+            format!("{vpc}      ScalingConfig: {{MaxVCpuCount: x, Bad: 1}}"),
+            "Property 'ScalingConfig.MaxVCpuCount' value must be dictionary or integer. Property \
+             'ScalingConfig.Bad' is an invalid property.",
+        ),
+        (
+            format!("{vpc}      ScalingConfig: {{AverageCPUUtilization: x}}"),
+            "Property 'ScalingConfig.AverageCPUUtilization' value must be dictionary or number.",
+        ),
+        (
+            format!("{vpc}      Tags: x"),
+            "Property 'Tags' should be a map.",
+        ),
+        (
+            format!("{vpc}      PropagateTags: x"),
+            "Type of property 'PropagateTags' is invalid.",
+        ),
+        (
+            format!("{vpc}      ManagedResourceTags: {{Foo: 1}}"),
+            "Property 'ManagedResourceTags.Foo' is an invalid property.",
+        ),
+    ];
+    for (props, expected) in cases {
+        assert_eq!(
+            causes(&cp(&props)),
+            vec![format!("Resource with id [Cp] is invalid. {expected}")],
+            "{props}"
+        );
+    }
+}
