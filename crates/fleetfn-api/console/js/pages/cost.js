@@ -60,9 +60,12 @@ export async function render(root, params, ctx) {
       h('div', { class: 'stat-note', text: perMonth ? `≈ ${fmt.usd(v * perMonth)} per 30 days at this rate` : note }));
     const fresh = h('div', {},
       h('div', { class: 'stats' },
-        stat('Here (fleetfn)', t.FleetfnUsd, 'instances at on-demand prices'),
+        stat('Here (fleetfn)', t.FleetfnUsd, t.DiscountUsd > 0
+          ? `instances at discounted prices: ${fmt.usd(t.OnDemandUsd)} on-demand − ${fmt.usd(t.DiscountUsd)} saved`
+          : 'instances at on-demand prices'),
         stat('AWS Lambda', t.AwsLambdaUsd, 'GB-seconds + requests'),
-        stat('AWS LMI', t.AwsLmiUsd, 'instances + management fee + requests')),
+        stat('AWS LMI', t.AwsLmiUsd, 'instances + management fee (on on-demand) + requests')),
+      doc.UnpricedInstanceTypes?.length ? h('p', { class: 'muted', id: 'cost-unpriced', text: `No price for ${doc.UnpricedInstanceTypes.join(', ')} (counted as $0): set one under "Prices" in the --catalog file of fleetfn serve.` }) : null,
       h('section', { class: 'panel', 'aria-labelledby': 'h-cost' },
         h('h2', { id: 'h-cost', text: 'Per capacity provider' }),
         table({
@@ -109,11 +112,11 @@ export async function render(root, params, ctx) {
                   h('td', {}, h('span', { class: 'tag', text: i.InstanceType })),
                   h('td', { class: 'mono', text: i.Zone }),
                   h('td', { class: 'num', text: fmt.num(i.Hours, 3) }),
-                  h('td', { class: 'num', text: i.HourlyUsd == null ? 'not in catalog' : `$${i.HourlyUsd}` }),
+                  h('td', { class: 'num', text: (i.HourlyUsd == null ? 'no price' : `$${i.HourlyUsd}`) + (i.Discount ? ` (${i.Discount.Kind === 'SavingsPlan' ? 'Savings Plan' : 'Reserved Instance'} −${fmt.pct(i.Discount.Rate)})` : '') }),
                   h('td', { class: 'num', text: fmt.usd(i.CostUsd) }))),
               })) : null);
         }) : h('p', { class: 'empty', text: 'Nothing ran in this window, so there is nothing to compare yet.' }))),
-      h('p', { class: 'muted small', text: `Lambda prices: $${doc.LambdaPrices?.X86GbSecond} per GB-s (x86), $${doc.LambdaPrices?.ArmGbSecond} (arm64), $${doc.LambdaPrices?.PerMillionRequests} per million requests; LMI management fee ${fmt.pct(doc.LambdaPrices?.LmiManagementFee)} of instance cost.` }));
+      h('p', { class: 'muted small', text: `Lambda prices: $${doc.LambdaPrices?.X86GbSecond} per GB-s (x86), $${doc.LambdaPrices?.ArmGbSecond} (arm64), $${doc.LambdaPrices?.PerMillionRequests} per million requests; LMI management fee ${fmt.pct(doc.LambdaPrices?.LmiManagementFee)} of the on-demand instance price, discounts or not.` }));
     // Keep an opened <details> open across refreshes.
     const open = new Set([...body.querySelectorAll('details[open]')].map((d) => d.closest('[data-key]')?.dataset.key));
     morph(body, fresh);
