@@ -133,7 +133,24 @@ pub async fn update(api: &Api<'_>, d: &Desired<'_>, c: &Current<'_>) -> Result<A
     })
 }
 
+/// How long a deletion waits for the versions of just-deleted functions to let go of the
+/// capacity provider (the API refuses while any is attached, and functions detach in the background).
+const DETACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub async fn delete(api: &Api<'_>, c: &Current<'_>) -> Result<(), OpError> {
-    api.call_empty(http::Method::DELETE, &path(c.physical_id), &[], None::<&()>)
-        .await
+    let deadline = tokio::time::Instant::now() + DETACH_TIMEOUT;
+    loop {
+        match api
+            .call_empty(http::Method::DELETE, &path(c.physical_id), &[], None::<&()>)
+            .await
+        {
+            Err(e)
+                if e.kind == "ResourceConflictException"
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
 }
