@@ -1,9 +1,12 @@
 //! Execution roles the SAM transform generates: AWS managed policy names → ARNs (samtranslator's
-//! bundled map), inline policy statements, and the AWS::IAM::Role resource itself.
+//! bundled map), inline policy statements, SAM policy templates (samtranslator's bundled
+//! `policy_templates.json`, version 0.0.1 as shipped with aws-sam-translator 1.115.0, reduced to each
+//! template's parameter names and definition), and the AWS::IAM::Role resource itself.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::is_intrinsic;
@@ -18,6 +21,76 @@ fn managed_policy_paths() -> &'static BTreeMap<&'static str, &'static str> {
             .map(|l| (l.rsplit('/').next().unwrap_or(l), l))
             .collect()
     })
+}
+
+/// A SAM policy template: the parameters it needs and the policy document they go into.
+#[derive(Debug, Deserialize)]
+struct PolicyTemplate {
+    #[serde(rename = "Parameters")]
+    parameters: Vec<String>,
+    #[serde(rename = "Definition")]
+    definition: Value,
+}
+
+fn policy_templates() -> &'static BTreeMap<String, PolicyTemplate> {
+    static MAP: OnceLock<BTreeMap<String, PolicyTemplate>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        serde_json::from_str(include_str!("policy_templates.json"))
+            .expect("the bundled policy templates are valid JSON")
+    })
+}
+
+/// A policy template entry (`{SQSPollerPolicy: {QueueName: q}}`) expanded to its policy document,
+/// as samtranslator's policy templates plugin does; None when `name` is no template.
+fn expand_policy_template(name: &str, values: &Value) -> Option<Result<Value, String>> {
+    let template = policy_templates().get(name)?;
+    let Some(values) = values.as_object() else {
+        return Some(Err(format!(
+            "Must specify valid parameter values for policy template '{name}'"
+        )));
+    };
+    let missing: Vec<String> = template
+        .parameters
+        .iter()
+        .filter(|p| !values.contains_key(p.as_str()))
+        .map(|p| format!("'{p}'"))
+        .collect();
+    if !missing.is_empty() {
+        return Some(Err(format!(
+            "Following required parameters of template '{name}' don't have values: [{}]",
+            missing.join(", ")
+        )));
+    }
+    fn substitute(v: &Value, params: &[String], values: &Map<String, Value>) -> Value {
+        match v {
+            Value::Object(m) => {
+                if m.len() == 1
+                    && let Some(Value::String(r)) = m.get("Ref")
+                    && params.contains(r)
+                    && let Some(value) = values.get(r)
+                {
+                    return value.clone();
+                }
+                Value::Object(
+                    m.iter()
+                        .map(|(k, item)| (k.clone(), substitute(item, params, values)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|item| substitute(item, params, values))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    Some(Ok(substitute(
+        &template.definition,
+        &template.parameters,
+        values,
+    )))
 }
 
 /// The ARN of an AWS managed policy `name` (`service-role/AWSLambdaBasicExecutionRole` or a bare name
@@ -91,12 +164,15 @@ pub(super) fn role_properties(spec: RoleSpec<'_>) -> Result<Map<String, Value>, 
                 "PolicyName": format!("{}Policy{index}", spec.role_id),
                 "PolicyDocument": entry,
             })),
-            Value::Object(m) if m.len() == 1 => {
-                let name = m.keys().next().map(String::as_str).unwrap_or_default();
-                return Err(format!(
-                    "Policy at index {index} in the 'Policies' property is the policy template '{name}', which \
-                     fleetfn's SAM transform does not expand; write its policy statement instead."
-                ));
+            Value::Object(m)
+                if m.len() == 1
+                    && let Some((name, values)) = m.iter().next()
+                    && let Some(expanded) = expand_policy_template(name, values) =>
+            {
+                documents.push(json!({
+                    "PolicyName": format!("{}Policy{index}", spec.role_id),
+                    "PolicyDocument": expanded?,
+                }));
             }
             _ => {
                 return Err(format!(
@@ -129,6 +205,30 @@ pub(super) fn role_properties(spec: RoleSpec<'_>) -> Result<Map<String, Value>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_templates_expand_with_their_parameters() {
+        assert!(policy_templates().len() >= 80);
+        let doc = expand_policy_template("SQSPollerPolicy", &json!({"QueueName": "jobs"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Resource"],
+            json!({"Fn::Sub": [
+                "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${queueName}",
+                {"queueName": "jobs"}
+            ]})
+        );
+        assert_eq!(
+            expand_policy_template("SQSPollerPolicy", &json!({})).unwrap(),
+            Err(
+                "Following required parameters of template 'SQSPollerPolicy' don't have values: \
+                 ['QueueName']"
+                    .to_string()
+            )
+        );
+        assert!(expand_policy_template("NoSuchPolicy", &json!({})).is_none());
+    }
 
     #[test]
     fn managed_policy_names_become_arns() {
