@@ -413,6 +413,11 @@ fn unpriced_types_come_after_priced_ones_smallest_first() {
     // Only unpriced types allowed: the smallest that fits, never a guessed price.
     let mut only_new = l;
     only_new.instance_types.retain(|t| t.family == "m8g");
-    assert!(only_new.instance_types.iter().all(|t| t.hourly_usd.is_none()));
+    assert!(
+        only_new
+            .instance_types
+            .iter()
+            .all(|t| t.hourly_usd.is_none())
+    );
     assert_eq!(one(only_new, 2.0, 8), "m8g.xlarge");
 }
