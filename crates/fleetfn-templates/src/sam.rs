@@ -1,13 +1,15 @@
 //! The SAM transform (`Transform: AWS::Serverless-2016-10-31`), reproducing aws-sam-translator's output
-//! for what fleetfn supports: `AWS::Serverless::Function` (code, Globals, generated execution role,
-//! `CapacityProviderConfig`, `AutoPublishAlias` → Version + Alias, `FunctionUrlConfig` → Url +
-//! Permissions), `AWS::Serverless::CapacityProvider` (+ generated operator role) and `Globals`.
-//! Everything else SAM knows is an error that names the resource and property; plain CloudFormation
-//! resources pass through unchanged.
+//! for what fleetfn supports: `AWS::Serverless::Function` (code, generated execution role with
+//! managed policies, statements and policy templates, `CapacityProviderConfig`, `AutoPublishAlias` →
+//! Version + Alias, `FunctionUrlConfig` → Url + Permissions, `EventInvokeConfig`, SQS `Events` →
+//! event source mappings), `AWS::Serverless::CapacityProvider` (+ generated operator role) and
+//! `Globals`. Everything else SAM knows is an error that names the resource and property, worded like
+//! samtranslator's; plain CloudFormation resources pass through unchanged.
 //!
 //! A `CodeUri` that is a local path becomes `Code: {"S3Bucket": "fleetfn-local", "S3Key": <path>}`
 //! (plus `S3ObjectVersion` when [`SamOptions::local_code_version`] knows it): exactly what
 //! samtranslator emits for `s3://fleetfn-local/<path>[?versionId=..]`. The deploy engine zips it.
+//! tests/templates/test_sam_oracle.py compares the output with aws-sam-translator's.
 
 mod capacity_provider;
 mod function;
