@@ -238,14 +238,22 @@ async fn apply_one<O: Ops>(
     let resolved = src
         .properties(id, known)
         .map_err(|e| OpError::validation(e.to_string()))?;
-    if !resolved.unknowns.is_empty() {
-        return Err(OpError::new(
-            "InternalFailure",
+    if let Some(u) = resolved.unknowns.first() {
+        // Everything referenced was applied before: an unknown is an attribute fleetfn does
+        // not provide.
+        let (target, attr) = u.split_once('.').unwrap_or((u, ""));
+        let available = known
+            .0
+            .get(target)
+            .map(|(_, a)| a.keys().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        return Err(OpError::validation(if attr.is_empty() {
+            format!("Ref {target}: the resource is not deployed by fleetfn")
+        } else {
             format!(
-                "references not resolved when applying: {}",
-                resolved.unknowns.join(", ")
-            ),
-        ));
+                "Fn::GetAtt {target}.{attr}: fleetfn does not provide the attribute {attr}                  (it has: {available})"
+            )
+        }));
     }
     let ty = kind.type_name();
     let record =

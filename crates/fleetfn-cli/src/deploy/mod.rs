@@ -92,11 +92,15 @@ pub struct StacksArgs {
 pub enum StacksCommand {
     /// The deployed stacks: name, status, last update, revision.
     List,
-    /// A stack's record as JSON: resources with physical ids and attributes, outputs,
-    /// parameters (NoEcho ones as ****), the template.
+    /// A stack's record as JSON: resources with physical ids and attributes (`--properties`:
+    /// and the properties applied), outputs, parameters (NoEcho ones as ****), the template.
     Describe {
         /// The stack's name.
         name: String,
+        /// Include each resource's properties as applied (they may hold values of NoEcho
+        /// parameters, which are otherwise never shown).
+        #[arg(long)]
+        properties: bool,
     },
     /// Delete a stack's resources (dependents first) and its record.
     Delete {
@@ -456,12 +460,22 @@ pub async fn run_stacks(args: StacksArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        StacksCommand::Describe { name } => {
+        StacksCommand::Describe { name, properties } => {
             let record = stacks
                 .get(&name)
                 .await?
                 .ok_or_else(|| store::StoreError::NotFound(name.clone()))?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+            let mut json = serde_json::to_value(&record)?;
+            if !properties
+                && let Some(rs) = json.get_mut("Resources").and_then(Value::as_object_mut)
+            {
+                for r in rs.values_mut() {
+                    if let Some(o) = r.as_object_mut() {
+                        o.remove("Properties");
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
         StacksCommand::Delete { name } => {

@@ -335,7 +335,11 @@ pub fn make(
     if strict && !unsupported.is_empty() {
         return Err(PlanError::Strict(unsupported));
     }
-    let in_template: BTreeSet<&String> = order.iter().collect();
+    // A resource whose type is skipped now is no longer part of the stack.
+    let in_template: BTreeSet<&String> = order
+        .iter()
+        .filter(|id| !skipped_ids.contains(*id))
+        .collect();
     let mut removed: Vec<&StackResource> = previous
         .values()
         .filter(|r| !in_template.contains(&r.logical_id))

@@ -602,3 +602,23 @@ async fn the_memory_store_checks_revisions() {
     s.delete("demo", 2).await.unwrap();
     assert!(s.get("demo").await.unwrap().is_none());
 }
+
+#[test]
+fn a_resource_whose_type_became_unsupported_is_deleted() {
+    let mut prev = BTreeMap::new();
+    prev.insert(
+        "X".to_owned(),
+        StackResource {
+            logical_id: "X".into(),
+            resource_type: "AWS::Lambda::Permission".into(),
+            physical_id: "sid".into(),
+            ..Default::default()
+        },
+    );
+    let src = FakeSource::new(&[("X", "AWS::SNS::Topic", json!({}))]);
+    let plan = plan::make(&src, &prev, false, &mut package).unwrap();
+    assert_eq!(
+        actions(&plan),
+        [("X".into(), Action::Skip), ("X".into(), Action::Delete)]
+    );
+}
