@@ -119,6 +119,88 @@ pub(super) fn lambda_assume_role_policy() -> Value {
     })
 }
 
+/// What a Policies entry is (samtranslator's ResourcePolicies types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Managed,
+    Statement,
+    Template,
+    Unknown,
+}
+
+fn not_valid(index: usize) -> String {
+    format!("Policy at index {index} in the 'Policies' property is not valid")
+}
+
+fn is_no_value(v: &Value) -> bool {
+    v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") && is_intrinsic(v)
+}
+
+/// `[condition, then, else]` of an `Fn::If` entry, or None when `v` is no Fn::If.
+fn if_items(v: &Value) -> Option<Result<&Vec<Value>, String>> {
+    let items = v.get("Fn::If").filter(|_| is_intrinsic(v))?;
+    Some(match items {
+        Value::Array(items) if items.len() == 3 => Ok(items),
+        _ => Err("Structure of the SAM template is invalid. Fn::If requires 3 arguments".into()),
+    })
+}
+
+/// The kind of a Policies entry; an Fn::If takes its branches' kind (a NoValue branch aside).
+fn policy_kind(v: &Value) -> Result<Kind, String> {
+    if let Some(items) = if_items(v) {
+        let items = items?;
+        let (then, else_) = (&items[1], &items[2]);
+        let (a, b) = (policy_kind(then)?, policy_kind(else_)?);
+        return if a == b {
+            Ok(a)
+        } else if is_no_value(then) {
+            Ok(b)
+        } else if is_no_value(else_) {
+            Ok(a)
+        } else {
+            Err("Structure of the SAM template is invalid. Different policy types within the same Fn::If \
+                 statement is unsupported. Separate different policy types into different Fn::If statements"
+                .into())
+        };
+    }
+    Ok(match v {
+        Value::String(_) => Kind::Managed,
+        v if is_intrinsic(v) => Kind::Managed,
+        Value::Object(m) if m.contains_key("Statement") => Kind::Statement,
+        Value::Object(m)
+            if m.len() == 1
+                && m.keys()
+                    .next()
+                    .is_some_and(|k| policy_templates().contains_key(k)) =>
+        {
+            Kind::Template
+        }
+        _ => Kind::Unknown,
+    })
+}
+
+/// `f` applied to `v`, or to each branch of an Fn::If `v` that is not AWS::NoValue.
+fn map_if_branches(
+    v: &Value,
+    mut f: impl FnMut(&Value) -> Result<Value, String>,
+) -> Result<Value, String> {
+    match if_items(v) {
+        None => f(v),
+        Some(items) => {
+            let items = items?;
+            let mut out = vec![items[0].clone()];
+            for branch in &items[1..] {
+                out.push(if is_no_value(branch) {
+                    branch.clone()
+                } else {
+                    f(branch)?
+                });
+            }
+            Ok(json!({ "Fn::If": out }))
+        }
+    }
+}
+
 /// A role to generate (samtranslator's construct_role_for_resource).
 pub(super) struct RoleSpec<'a> {
     pub role_id: String,
@@ -142,43 +224,33 @@ pub(super) fn role_properties(spec: RoleSpec<'_>) -> Result<Map<String, Value>, 
         Some(one) => vec![one.clone()],
     };
     for (index, entry) in entries.iter().enumerate() {
-        if let Some(if_) = entry.get("Fn::If").filter(|_| is_intrinsic(entry)) {
-            return Err(format!(
-                "Policy at index {index} in the 'Policies' property uses Fn::If ({if_}), which fleetfn's SAM \
-                 transform does not support; write one Policies entry per case instead."
-            ));
-        }
-        match entry {
-            Value::String(name) => {
-                let arn = json!(managed_policy_arn(name, spec.partition));
+        let name = format!("{}Policy{index}", spec.role_id);
+        match policy_kind(entry)? {
+            Kind::Managed => {
+                let arn = match entry {
+                    Value::String(name) => json!(managed_policy_arn(name, spec.partition)),
+                    v => map_if_branches(v, |branch| match branch {
+                        Value::String(n) => Ok(json!(managed_policy_arn(n, spec.partition))),
+                        other => Ok(other.clone()),
+                    })?,
+                };
                 if !managed.contains(&arn) {
                     managed.push(arn);
                 }
             }
-            v if is_intrinsic(v) => {
-                if !managed.contains(v) {
-                    managed.push(v.clone());
-                }
-            }
-            Value::Object(m) if m.contains_key("Statement") => documents.push(json!({
-                "PolicyName": format!("{}Policy{index}", spec.role_id),
-                "PolicyDocument": entry,
-            })),
-            Value::Object(m)
-                if m.len() == 1
-                    && let Some((name, values)) = m.iter().next()
-                    && let Some(expanded) = expand_policy_template(name, values) =>
-            {
-                documents.push(json!({
-                    "PolicyName": format!("{}Policy{index}", spec.role_id),
-                    "PolicyDocument": expanded?,
-                }));
-            }
-            _ => {
-                return Err(format!(
-                    "Policy at index {index} in the 'Policies' property is not valid"
-                ));
-            }
+            Kind::Statement => documents.push(map_if_branches(entry, |doc| {
+                Ok(json!({"PolicyName": name, "PolicyDocument": doc}))
+            })?),
+            Kind::Template => documents.push(map_if_branches(entry, |template| {
+                let (template_name, values) = template
+                    .as_object()
+                    .and_then(|m| m.iter().next())
+                    .ok_or_else(|| not_valid(index))?;
+                let doc = expand_policy_template(template_name, values)
+                    .ok_or_else(|| not_valid(index))??;
+                Ok(json!({"PolicyName": name, "PolicyDocument": doc}))
+            })?),
+            Kind::Unknown => return Err(not_valid(index)),
         }
     }
     let mut props = Map::new();
