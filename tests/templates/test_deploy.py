@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def assert_gone(lam, server, stack: str, record: dict) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_sam_template_deploy_invoke_update_delete(cli, server, lam):
+def test_sam_template_deploy_invoke_update_delete(cli, server, lam, tmp_path):
     stack = h.uniq("sam")
     cli.deploy(SAM, stack)
     rec = stack_record(server, stack)
@@ -177,21 +178,43 @@ def test_sam_template_deploy_invoke_update_delete(cli, server, lam):
     assert url["AuthType"] == "AWS_IAM"
     assert rec["Outputs"]["FunctionUrl"]["Value"] == url["FunctionUrl"]
 
+    # The template edited as a team would edit it: a variable in Globals changed. With
+    # AutoPublishAliasAllProperties the version's logical id hashes the function's properties,
+    # so SAM itself makes a new Version resource (and drops the old one, DeletionPolicy Delete).
+    edited = tmp_path / "sam_e2e"
+    shutil.copytree(SAM.parent, edited)
+    text = (edited / "template.yaml").read_text()
+    assert "STAGE: test" in text
+    (edited / "template.yaml").write_text(text.replace("STAGE: test", "STAGE: staging"))
     before = snapshot(lam, rec)
-    p = cli.deploy(SAM, stack, "--parameter-overrides", "Greeting=howdy")
+    p = cli.deploy(edited / "template.yaml", stack)
     rec2 = stack_record(server, stack)
     assert rec2["StackStatus"] == "UPDATE_COMPLETE"
     assert rec2["Revision"] > rec["Revision"]
-    new = assert_one_new_version(lam, before, rec2, {"GREETING": "howdy"})
-    assert invoke(lam, fn, "live")["greeting"] == "howdy"
+    new = assert_one_new_version(lam, before, rec2, {"STAGE": "staging"})
+    assert invoke(lam, fn, "live")["stage"] == "staging"
     assert invoke(lam, fn, new)["version"] == new
-    assert "MyCapacityProvider" not in changed_ids(p), out(p)
+    # The printed plan: the function updated, the new version created and the old one deleted,
+    # the alias moved; the capacity provider, the roles and the URL untouched.
+    old_version = next(i for i in rec["Resources"] if i.startswith("MyFunctionVersion"))
+    new_version = next(i for i in rec2["Resources"] if i.startswith("MyFunctionVersion"))
+    assert old_version != new_version
+    assert changed_ids(p) == {"MyFunction", old_version, new_version, "MyFunctionAliaslive"}, out(p)
 
     # Nothing changed: nothing to do, no version.
     published = versions(lam, fn)
-    p = cli.deploy(SAM, stack, "--parameter-overrides", "Greeting=howdy")
+    p = cli.deploy(edited / "template.yaml", stack)
     assert versions(lam, fn) == published
     assert changed_ids(p) == set(), out(p)
+
+    # A parameter the function's environment refers to: the function is updated and fleetfn
+    # publishes a new version behind the alias (its function changed), here too.
+    before = snapshot(lam, rec2)
+    p = cli.deploy(edited / "template.yaml", stack, "--parameter-overrides", "Greeting=howdy")
+    rec2 = stack_record(server, stack)
+    newer = assert_one_new_version(lam, before, rec2, {"GREETING": "howdy"})
+    assert invoke(lam, fn, "live") == {"greeting": "howdy", "stage": "staging", "version": newer,
+                                       "echo": {"from": "test"}}
 
     p = cli.run("stacks", "delete", stack)
     assert p.returncode == 0, out(p)
@@ -214,7 +237,8 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
         assert lid in out(p), out(p)
     assert stack_record(server, stack) is None
 
-    cli.deploy(CFN, stack)
+    p = cli.deploy(CFN, stack)
+    assert "not-a-secret" not in out(p), "a NoEcho parameter's value was printed"
     rec = stack_record(server, stack)
     assert rec["StackStatus"] == "CREATE_COMPLETE"
     assert rec["Parameters"]["ApiToken"] == "****", "a NoEcho parameter was stored"
@@ -231,11 +255,13 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
     before = snapshot(lam, rec)
     # The plan of an update, without applying it.
     p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", "--dry-run")
-    assert "Function" in out(p) and "CapacityProvider" not in changed_ids(p), out(p)
+    assert changed_ids(p) == {"Function", "Version", "LiveAlias"}, out(p)
+    assert "Dry run" in p.stdout
     assert stack_record(server, stack)["Revision"] == rec["Revision"]
     assert snapshot(lam, rec) == before
 
-    cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy")
+    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy")
+    assert changed_ids(p) == {"Function", "Version", "LiveAlias"}, out(p)
     rec2 = stack_record(server, stack)
     v2 = assert_one_new_version(lam, before, rec2, {"GREETING": "howdy"})
     assert invoke(lam, fn, "live") == {"greeting": "howdy", "stage": "test", "version": v2, "echo": {"from": "test"}}
