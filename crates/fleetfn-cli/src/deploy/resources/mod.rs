@@ -388,7 +388,41 @@ impl Api<'_> {
             ),
             None => Bytes::new(),
         };
-        Ok(self.client.send(method, path, query, body).await?)
+        // Lambda refuses an operation while the resource is still changing ("An update is in
+        // progress ... Retry the request") and throttles with 429: both are retried, as the
+        // SDKs and CloudFormation do. A refused request changed nothing, so this is safe.
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            match self
+                .client
+                .send(method.clone(), path, query, body.clone())
+                .await
+            {
+                Err(e) if retryable(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+}
+
+const RETRY_FOR: Duration = Duration::from_secs(60);
+const RETRY_PAUSE: Duration = Duration::from_millis(300);
+
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Api {
+            status,
+            kind,
+            message,
+            ..
+        } => {
+            *status == 429
+                || kind == "ResourceConflictException"
+                    && (message.contains("in progress") || message.contains("Retry"))
+        }
+        _ => false,
     }
 }
 
