@@ -71,6 +71,7 @@ pub fn transform_with(
     let mut errors: Vec<String> = Vec::new();
     let mut out: BTreeMap<String, ResourceDecl> = BTreeMap::new();
     let mut refs: BTreeMap<String, String> = BTreeMap::new();
+    let mut conditions: BTreeMap<String, Value> = BTreeMap::new();
     // Plain resources first, so generated ids that collide with them are reported.
     for (id, decl) in &t.resources {
         if !decl.type_.starts_with("AWS::Serverless::") {
@@ -107,6 +108,7 @@ pub fn transform_with(
         };
         match generated {
             Ok(generated) => {
+                conditions.extend(generated.conditions);
                 for (property, target) in generated.refs {
                     refs.insert(format!("{id}.{property}"), target);
                 }
@@ -138,6 +140,7 @@ pub fn transform_with(
     result.transform.clear();
     result.globals = None;
     result.resources = out;
+    result.conditions.extend(conditions);
     if !refs.is_empty() {
         for decl in result.resources.values_mut() {
             resolve_sam_refs(&mut decl.properties, &refs);
@@ -160,6 +163,8 @@ struct Generated {
     resources: Vec<(String, ResourceDecl)>,
     /// `Id.Property` references the template may use (`Fn.Alias`, `Fn.Version`) → generated ids.
     refs: Vec<(&'static str, String)>,
+    /// Conditions the generated resources need (e.g. `NOT<Cond>` for a role in an Fn::If's else).
+    conditions: Vec<(String, Value)>,
 }
 
 /// The values every resource transform needs.

@@ -363,5 +363,6 @@ pub(super) fn transform(
     Ok(Generated {
         resources,
         refs: Vec::new(),
+        conditions: Vec::new(),
     })
 }

@@ -502,8 +502,14 @@ pub(super) fn transform(
 
     // The execution role, unless the template names one.
     let mut role: Option<(String, ResourceDecl)> = None;
-    match &p.role {
-        None => {
+    // A Role given as Fn::If with an AWS::NoValue branch: the generated role in that branch.
+    let role_if = p
+        .role
+        .as_ref()
+        .filter(|r| r.get("Fn::If").is_some() && is_intrinsic(r));
+    let mut conditions: Vec<(String, Value)> = Vec::new();
+    if p.role.is_none() || role_if.is_some() {
+        {
             let role_id = format!("{id}Role");
             let mut managed = vec![json!(policies::aws_policy_arn(
                 if p.durable_config.is_some() {
@@ -562,17 +568,58 @@ pub(super) fn transform(
                 tags: fn_tags.clone(),
                 partition,
             })?;
-            f.insert("Role".into(), json!({ "Fn::GetAtt": [role_id, "Arn"] }));
-            role = Some((role_id, resource(attr(decl, true), "AWS::IAM::Role", props)));
+            let arn = json!({ "Fn::GetAtt": [role_id, "Arn"] });
+            let mut role_attr = attr(decl, true);
+            let generated = match role_if {
+                None => {
+                    f.insert("Role".into(), arn);
+                    true
+                }
+                Some(r) => {
+                    let resolved = cx.resolve_params(r);
+                    let items = match resolved.get("Fn::If") {
+                        Some(Value::Array(items)) if items.len() == 3 => items.clone(),
+                        _ => {
+                            return Err(
+                                "Malformed 'Role' property: Fn::If requires 3 arguments.".into()
+                            );
+                        }
+                    };
+                    let Value::String(condition) = &items[0] else {
+                        return Err("Malformed 'Role' property: the Fn::If condition must be a \
+                                    condition name."
+                            .into());
+                    };
+                    let no_value =
+                        |v: &Value| v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue");
+                    match (no_value(&items[1]), no_value(&items[2])) {
+                        (true, true) => {
+                            f.insert("Role".into(), arn);
+                            true
+                        }
+                        (true, false) => {
+                            f.insert("Role".into(), json!({"Fn::If": [condition, arn, items[2]]}));
+                            role_attr.condition = Some(condition.clone());
+                            true
+                        }
+                        (false, true) => {
+                            f.insert("Role".into(), json!({"Fn::If": [condition, items[1], arn]}));
+                            let not = format!("NOT{condition}");
+                            conditions.push((
+                                not.clone(),
+                                json!({"Fn::Not": [{"Condition": condition}]}),
+                            ));
+                            role_attr.condition = Some(not);
+                            true
+                        }
+                        (false, false) => false,
+                    }
+                }
+            };
+            if generated {
+                role = Some((role_id, resource(role_attr, "AWS::IAM::Role", props)));
+            }
         }
-        Some(r) if r.get("Fn::If").is_some() && is_intrinsic(r) => {
-            return Err(
-                "A Role given as Fn::If is not supported by fleetfn's SAM transform; give the role ARN, or \
-                 leave Role out to have the execution role generated."
-                    .into(),
-            );
-        }
-        Some(_) => {}
     }
 
     resources.push((
@@ -618,7 +665,11 @@ pub(super) fn transform(
             }
         }
     }
-    Ok(Generated { resources, refs })
+    Ok(Generated {
+        resources,
+        refs,
+        conditions,
+    })
 }
 
 /// samtranslator's `__validation_rules__` for functions.
