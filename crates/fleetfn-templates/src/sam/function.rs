@@ -509,116 +509,112 @@ pub(super) fn transform(
         .filter(|r| r.get("Fn::If").is_some() && is_intrinsic(r));
     let mut conditions: Vec<(String, Value)> = Vec::new();
     if p.role.is_none() || role_if.is_some() {
-        {
-            let role_id = format!("{id}Role");
-            let mut managed = vec![json!(policies::aws_policy_arn(
-                if p.durable_config.is_some() {
-                    "service-role/AWSLambdaBasicDurableExecutionRolePolicy"
-                } else {
-                    "service-role/AWSLambdaBasicExecutionRole"
-                },
-                partition
-            ))];
-            if tracing_on {
-                let xray = if partition == "aws" {
-                    "AWSXrayWriteOnlyAccess"
-                } else {
-                    "AWSXRayDaemonWriteAccess"
-                };
-                managed.push(json!(policies::aws_policy_arn(xray, partition)));
-            }
-            if truthy(&p.vpc_config) {
-                managed.push(json!(policies::aws_policy_arn(
-                    "service-role/AWSLambdaVPCAccessExecutionRole",
-                    partition
-                )));
-            }
-            let mut documents = Vec::new();
-            if let Some(dlq) = &p.dead_letter_queue {
-                let action = if dlq.get("Type") == Some(&json!("SQS")) {
-                    "sqs:SendMessage"
-                } else {
-                    "sns:Publish"
-                };
-                documents.push(json!({
-                    "PolicyName": "DeadLetterQueuePolicy",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [{
-                            "Action": action,
-                            "Resource": dlq.get("TargetArn"),
-                            "Effect": "Allow"
-                        }]
-                    }
-                }));
-            }
-            documents.extend(invoke_policies);
-            let props = policies::role_properties(RoleSpec {
-                role_id: role_id.clone(),
-                assume_role_policy_document: p
-                    .assume_role_policy_document
-                    .clone()
-                    .map(Value::Object)
-                    .unwrap_or_else(policies::lambda_assume_role_policy),
-                managed_policy_arns: managed,
-                policies: p.policies.as_ref(),
-                policy_documents: documents,
-                role_path: p.role_path.clone(),
-                permissions_boundary: p.permissions_boundary.clone(),
-                tags: fn_tags.clone(),
-                partition,
-            })?;
-            let arn = json!({ "Fn::GetAtt": [role_id, "Arn"] });
-            let mut role_attr = attr(decl, true);
-            let generated = match role_if {
-                None => {
-                    f.insert("Role".into(), arn);
-                    true
-                }
-                Some(r) => {
-                    let resolved = cx.resolve_params(r);
-                    let items = match resolved.get("Fn::If") {
-                        Some(Value::Array(items)) if items.len() == 3 => items.clone(),
-                        _ => {
-                            return Err(
-                                "Malformed 'Role' property: Fn::If requires 3 arguments.".into()
-                            );
-                        }
-                    };
-                    let Value::String(condition) = &items[0] else {
-                        return Err("Malformed 'Role' property: the Fn::If condition must be a \
-                                    condition name."
-                            .into());
-                    };
-                    let no_value =
-                        |v: &Value| v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue");
-                    match (no_value(&items[1]), no_value(&items[2])) {
-                        (true, true) => {
-                            f.insert("Role".into(), arn);
-                            true
-                        }
-                        (true, false) => {
-                            f.insert("Role".into(), json!({"Fn::If": [condition, arn, items[2]]}));
-                            role_attr.condition = Some(condition.clone());
-                            true
-                        }
-                        (false, true) => {
-                            f.insert("Role".into(), json!({"Fn::If": [condition, items[1], arn]}));
-                            let not = format!("NOT{condition}");
-                            conditions.push((
-                                not.clone(),
-                                json!({"Fn::Not": [{"Condition": condition}]}),
-                            ));
-                            role_attr.condition = Some(not);
-                            true
-                        }
-                        (false, false) => false,
-                    }
-                }
+        let role_id = format!("{id}Role");
+        let mut managed = vec![json!(policies::aws_policy_arn(
+            if p.durable_config.is_some() {
+                "service-role/AWSLambdaBasicDurableExecutionRolePolicy"
+            } else {
+                "service-role/AWSLambdaBasicExecutionRole"
+            },
+            partition
+        ))];
+        if tracing_on {
+            let xray = if partition == "aws" {
+                "AWSXrayWriteOnlyAccess"
+            } else {
+                "AWSXRayDaemonWriteAccess"
             };
-            if generated {
-                role = Some((role_id, resource(role_attr, "AWS::IAM::Role", props)));
+            managed.push(json!(policies::aws_policy_arn(xray, partition)));
+        }
+        if truthy(&p.vpc_config) {
+            managed.push(json!(policies::aws_policy_arn(
+                "service-role/AWSLambdaVPCAccessExecutionRole",
+                partition
+            )));
+        }
+        let mut documents = Vec::new();
+        if let Some(dlq) = &p.dead_letter_queue {
+            let action = if dlq.get("Type") == Some(&json!("SQS")) {
+                "sqs:SendMessage"
+            } else {
+                "sns:Publish"
+            };
+            documents.push(json!({
+                "PolicyName": "DeadLetterQueuePolicy",
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Action": action,
+                        "Resource": dlq.get("TargetArn"),
+                        "Effect": "Allow"
+                    }]
+                }
+            }));
+        }
+        documents.extend(invoke_policies);
+        let props = policies::role_properties(RoleSpec {
+            role_id: role_id.clone(),
+            assume_role_policy_document: p
+                .assume_role_policy_document
+                .clone()
+                .map(Value::Object)
+                .unwrap_or_else(policies::lambda_assume_role_policy),
+            managed_policy_arns: managed,
+            policies: p.policies.as_ref(),
+            policy_documents: documents,
+            role_path: p.role_path.clone(),
+            permissions_boundary: p.permissions_boundary.clone(),
+            tags: fn_tags.clone(),
+            partition,
+        })?;
+        let arn = json!({ "Fn::GetAtt": [role_id, "Arn"] });
+        let mut role_attr = attr(decl, true);
+        let generated = match role_if {
+            None => {
+                f.insert("Role".into(), arn);
+                true
             }
+            Some(r) => {
+                let resolved = cx.resolve_params(r);
+                let items = match resolved.get("Fn::If") {
+                    Some(Value::Array(items)) if items.len() == 3 => items.clone(),
+                    _ => {
+                        return Err(
+                            "Malformed 'Role' property: Fn::If requires 3 arguments.".into()
+                        );
+                    }
+                };
+                let Value::String(condition) = &items[0] else {
+                    return Err("Malformed 'Role' property: the Fn::If condition must be a \
+                                    condition name."
+                        .into());
+                };
+                let no_value =
+                    |v: &Value| v.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue");
+                match (no_value(&items[1]), no_value(&items[2])) {
+                    (true, true) => {
+                        f.insert("Role".into(), arn);
+                        true
+                    }
+                    (true, false) => {
+                        f.insert("Role".into(), json!({"Fn::If": [condition, arn, items[2]]}));
+                        role_attr.condition = Some(condition.clone());
+                        true
+                    }
+                    (false, true) => {
+                        f.insert("Role".into(), json!({"Fn::If": [condition, items[1], arn]}));
+                        let not = format!("NOT{condition}");
+                        conditions
+                            .push((not.clone(), json!({"Fn::Not": [{"Condition": condition}]})));
+                        role_attr.condition = Some(not);
+                        true
+                    }
+                    (false, false) => false,
+                }
+            }
+        };
+        if generated {
+            role = Some((role_id, resource(role_attr, "AWS::IAM::Role", props)));
         }
     }
 
