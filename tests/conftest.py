@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetfn_testkit import postgres, prereq
+from fleetfn_testkit import netns, postgres, prereq
 from fleetfn_testkit.server import FleetfnServer, ServerFactory, find_binary, started_servers
 
 def pytest_configure(config):
@@ -30,6 +30,18 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return f"fleetfn store: {postgres.store_kind()} ({postgres.STORE_VAR})"
+
+
+@pytest.fixture
+def test_net():
+    """A bridge and network namespaces of this test's own (fleetfn_testkit.netns; removed after
+    it), for agents on hosts of their own (tests/cluster, tests/ec2). Needs root and `ip`."""
+    prereq.require("root", prereq.root_missing(("ip",)))
+    net = netns.TestNet()
+    try:
+        yield net
+    finally:
+        net.close()
 
 
 @pytest.fixture(scope="session")

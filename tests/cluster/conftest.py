@@ -1,20 +1,3 @@
-"""Fixtures shared by tests/cluster: `test_net`, a bridge and network namespaces of the test's own
-(fleetfn_testkit.netns) in which the agents run, each with its own address. Needs root and `ip`;
-without them the tests that use it are skipped with the reason."""
-
-from __future__ import annotations
-
-import pytest
-
-from fleetfn_testkit import netns, prereq
-
-
-@pytest.fixture
-def test_net():
-    """A bridge and network namespaces of this test's own (removed after it)."""
-    prereq.require("root", prereq.root_missing(("ip",)))
-    net = netns.TestNet()
-    try:
-        yield net
-    finally:
-        net.close()
+"""tests/cluster runs its agents in network namespaces of the test's own: the `test_net`
+fixture (tests/conftest.py, fleetfn_testkit.netns). Needs root and `ip`; without them the tests
+that use it fail in strict mode, or are skipped with the reason."""

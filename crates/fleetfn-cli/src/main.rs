@@ -7,6 +7,7 @@ mod client;
 mod cost;
 mod credentials;
 mod deploy;
+mod ec2;
 mod events;
 mod join;
 mod logs;
@@ -361,6 +362,8 @@ pub struct ServerArgs {
     /// --tls-cert are called over https and verified with it (for their advertised IP).
     #[arg(long, value_name = "FILE", env = "FLEETFN_AGENT_CA")]
     pub agent_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub ec2: ec2::Ec2Args,
     #[command(flatten)]
     pub console: serve::ConsoleArgs,
 }

@@ -3,7 +3,9 @@
 //! control loops, writing through a store fenced by its term, so a paused or partitioned former
 //! leader cannot overwrite its successor. A server that stops gives the lease up at once.
 //! Code packages are kept in the store too. The data plane runs on joined agents through the
-//! `static` provider: the leader's places, scales and replaces environments on them; every
+//! `static` provider (or, with `--instance-provider ec2`, on EC2 instances the leader launches
+//! for the capacity providers, whose agents join the same way): the leader's places, scales and
+//! replaces environments on them; every
 //! other server runs a follower that routes invokes to what the agents report. When the
 //! leader changes, the new leader adopts what runs (nothing is started twice), and a server
 //! that stops leaves the agents and their environments running.
@@ -16,7 +18,7 @@ use fleetfn_contracts::{
     CostDocument, EnvironmentsDocument, InvokeOutcome, InvokeRequest, Invoker, StatusDocument,
     StreamingOutcome,
 };
-use fleetfn_dataplane::{DataPlane, DataPlaneConfig, StaticProvider};
+use fleetfn_dataplane::{DataPlane, DataPlaneConfig, InstanceProvider, StaticProvider};
 use fleetfn_model::{LambdaError, Scope};
 use fleetfn_store::lease::{Elector, Fenced, LeaseConfig, Role};
 use fleetfn_store::{Store, StoreLocation};
@@ -135,10 +137,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         crate::events::services(&args.events).await?
     };
+    let idle_instance_after = seconds(args.ec2.idle_instance_after, "--idle-instance-after")?;
+    let ec2 = if args.no_data_plane {
+        None
+    } else {
+        crate::ec2::setup(&args.ec2, &args.region).await?
+    };
     let planes = (!args.no_data_plane).then(|| Planes {
         current: plane.clone(),
         metrics: metrics.clone(),
         agent_tls,
+        ec2,
+        idle_instance_after,
         roles,
         // The leader polls SQS event source mappings, through whichever plane is current.
         sources: crate::events::sources(
@@ -352,6 +362,9 @@ struct Planes {
     metrics: Arc<fleetfn_metrics::Metrics>,
     /// The CA agents' certificates are verified with (`--agent-ca`).
     agent_tls: Option<fleetfn_proto::tls::ClientTls>,
+    /// The `ec2` provider's setup (`--instance-provider ec2`); `None`: joined hosts (`static`).
+    ec2: Option<crate::ec2::Ec2Setup>,
+    idle_instance_after: std::time::Duration,
     roles: Option<Arc<dyn fleetfn_roles::RoleAssumer>>,
     sources: fleetfn_events::sources::EventSources,
 }
@@ -361,16 +374,21 @@ impl Planes {
         DataPlaneConfig {
             metrics: self.metrics.clone(),
             roles: self.roles.clone(),
+            idle_instance_after: self.idle_instance_after,
             ..DataPlaneConfig::default()
         }
     }
 
-    /// Joined agents as instances; a leader's calls carry its `term`.
+    /// Joined agents as instances (EC2 instances this server launched, with the `ec2`
+    /// provider); a leader's calls carry its `term`.
     fn provider(
         &self,
         cp: &fleetfn_server::ControlPlane,
         term: Option<u64>,
-    ) -> Arc<StaticProvider> {
+    ) -> Arc<dyn InstanceProvider> {
+        if let Some(ec2) = &self.ec2 {
+            return ec2.provider(cp, term, self.agent_tls.clone());
+        }
         Arc::new(StaticProvider::new(
             Arc::new(cp.clone()),
             fleetfn_scheduler::Catalog::builtin(),

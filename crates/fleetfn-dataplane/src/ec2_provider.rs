@@ -294,7 +294,7 @@ pub fn user_data(cfg: &Ec2ProviderConfig, token: &str, zone: &str, instance_id: 
     args.extend(cfg.agent_args.iter().cloned());
     let quoted: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&format!(
-        "exec \"$FLEETFN_BIN\" {} --token-file \"$FLEETFN_HOME/join-token\" --data-dir \"$FLEETFN_HOME\" --listen \"$FLEETFN_LISTEN\"{}\n",
+        "exec \"$FLEETFN_BIN\" {} --token-file \"$FLEETFN_HOME/join-token\" --data-dir \"$FLEETFN_HOME\" --artifacts-dir \"$FLEETFN_HOME/artifacts\" --listen \"$FLEETFN_LISTEN\"{}\n",
         quoted.join(" "),
         if cfg.ca_pem.is_some() {
             " --ca-file \"$FLEETFN_HOME/servers-ca.pem\""
@@ -803,6 +803,94 @@ impl InstanceProvider for Ec2Provider {
             self.reconcile().await;
             Sweep::default()
         })
+    }
+
+    /// The claimed agents whose EC2 instance (found by its `fleetfn:instance-id` tag) still
+    /// runs: what a new leader adopts.
+    fn existing(&self) -> BoxFuture<'_, Result<Vec<Instance>, LaunchError>> {
+        Box::pin(async move {
+            let dir = |e: LambdaError| LaunchError::Directory(e.message);
+            let agents = self.dir.agents().await.map_err(dir)?;
+            let claims = self.dir.claims().await.map_err(dir)?;
+            let mut found = Vec::new();
+            let mut launched = HashMap::new();
+            for claim in claims {
+                let Some(a) = agents.iter().find(|a| a.doc.agent_id == claim.agent_id) else {
+                    continue;
+                };
+                let Some(cp) = self
+                    .dir
+                    .capacity_provider(&claim.capacity_provider)
+                    .await
+                    .map_err(dir)?
+                else {
+                    continue;
+                };
+                let role = cp.permissions_config.capacity_provider_operator_role_arn;
+                let ec2 = self.ec2.for_role(&role).map_err(|e| ec2_error(&e))?;
+                let running = ec2
+                    .describe_instances(&[
+                        Filter::new(format!("tag:{TAG_CLUSTER}"), &[&self.cfg.cluster]),
+                        Filter::new(format!("tag:{TAG_INSTANCE_ID}"), &[&claim.instance_id]),
+                        Filter::new("instance-state-name", &["pending", "running"]),
+                    ])
+                    .await
+                    .map_err(|e| ec2_error(&e))?;
+                let Some(vm) = running.first() else {
+                    tracing::warn!(instance = %claim.instance_id, "a claimed agent's EC2 instance no longer runs: not adopted");
+                    continue;
+                };
+                let Ok(addr) = a.doc.address.parse::<SocketAddr>() else {
+                    continue;
+                };
+                let client = match (self.connect)(addr, &a.credential, a.doc.tls) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a claimed agent cannot be reached");
+                        continue;
+                    }
+                };
+                let t = self
+                    .catalog
+                    .get(&claim.instance_type)
+                    .cloned()
+                    .unwrap_or_else(|| InstanceType {
+                        name: claim.instance_type.clone(),
+                        family: "ec2".into(),
+                        arch: if a.doc.architecture == "arm64" {
+                            Arch::Arm64
+                        } else {
+                            Arch::X86_64
+                        },
+                        vcpus: a.doc.vcpus,
+                        memory_mib: a.doc.memory_mib,
+                        hourly_usd: None,
+                    });
+                launched.insert(
+                    claim.instance_id.clone(),
+                    Launched {
+                        ec2_id: vm.id.clone(),
+                        role_arn: role,
+                        agent_id: Some(claim.agent_id.clone()),
+                        vcpus: t.vcpus,
+                        gone: false,
+                    },
+                );
+                found.push(Instance {
+                    id: claim.instance_id,
+                    zone: claim.zone,
+                    capacity_provider: claim.capacity_provider,
+                    instance_type: t,
+                    client,
+                });
+            }
+            *self.launched.lock() = launched;
+            Ok(found)
+        })
+    }
+
+    fn outlives_data_plane(&self) -> bool {
+        true
     }
 }
 

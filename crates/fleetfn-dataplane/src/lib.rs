@@ -49,7 +49,7 @@ pub use instances::{
     BoxFuture, Instance, InstanceProvider, LaunchError, LaunchSpec, LocalProvider,
     LocalProviderConfig, ProviderCapacity, Sweep, new_instance_id,
 };
-pub use static_provider::{AgentDirectory, Connect, StaticProvider};
+pub use static_provider::{AgentDirectory, Connect, StaticProvider, agent_connect};
 
 /// Tunables of the data plane.
 #[derive(Debug, Clone)]

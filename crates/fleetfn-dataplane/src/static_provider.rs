@@ -66,6 +66,28 @@ impl AgentDirectory for ControlPlane {
 pub type Connect =
     Arc<dyn Fn(SocketAddr, &str, bool) -> Result<Arc<dyn AgentApi>, String> + Send + Sync>;
 
+/// Reaches joined agents with their credentials: over TLS, verified with `agent_tls`, those
+/// that joined saying they serve it, over plain HTTP the others; a leader's calls carry its
+/// `term`.
+pub fn agent_connect(term: Option<u64>, agent_tls: Option<ClientTls>) -> Connect {
+    Arc::new(move |addr, credential, tls| {
+        let client = match (tls, &agent_tls) {
+            (false, _) => AgentClient::new(addr, credential),
+            (true, Some(roots)) => AgentClient::new_tls(addr, credential, roots),
+            (true, None) => {
+                return Err(format!(
+                    "agent {addr} serves its API over TLS and this server has no CA to \
+                             verify it with: start it with --agent-ca FILE"
+                ));
+            }
+        };
+        Ok(Arc::new(match term {
+            Some(t) => client.with_term(t),
+            None => client,
+        }))
+    })
+}
+
 #[derive(Debug, Clone)]
 struct Claimed {
     agent_id: String,
@@ -121,26 +143,7 @@ impl StaticProvider {
         term: Option<u64>,
         agent_tls: Option<ClientTls>,
     ) -> Self {
-        Self::with_connect(
-            dir,
-            catalog,
-            Arc::new(move |addr, credential, tls| {
-                let client = match (tls, &agent_tls) {
-                    (false, _) => AgentClient::new(addr, credential),
-                    (true, Some(roots)) => AgentClient::new_tls(addr, credential, roots),
-                    (true, None) => {
-                        return Err(format!(
-                            "agent {addr} serves its API over TLS and this server has no CA to \
-                             verify it with: start it with --agent-ca FILE"
-                        ));
-                    }
-                };
-                Ok(Arc::new(match term {
-                    Some(t) => client.with_term(t),
-                    None => client,
-                }))
-            }),
-        )
+        Self::with_connect(dir, catalog, agent_connect(term, agent_tls))
     }
 
     pub fn with_connect(dir: Arc<dyn AgentDirectory>, catalog: Catalog, connect: Connect) -> Self {

@@ -588,3 +588,30 @@ async fn the_sweep_marks_gone_instances_and_terminates_old_orphans_only() {
     assert_eq!(r.ec2.terminated.lock().len(), 2);
     assert!(!r.p.is_running("i-2"));
 }
+
+#[tokio::test]
+async fn a_new_leader_adopts_the_claimed_instances_that_still_run() {
+    let r = rig(&["m7g.large"]);
+    r.p.launch("i-1", &spec("m7g.large", "subnet-a"))
+        .await
+        .unwrap();
+    r.p.launch("i-2", &spec("m7g.large", "subnet-b"))
+        .await
+        .unwrap();
+    r.ec2.instances.lock()[1].state = InstanceState::Terminated;
+    // Another provider over the same directory and EC2: the next leader's.
+    let connect: Connect = Arc::new(|_, _, _| Ok(Arc::new(FakeAgent) as Arc<dyn AgentApi>));
+    let next = Ec2Provider::new(
+        r.p.cfg.clone(),
+        r.dir.clone(),
+        r.roles.clone(),
+        Catalog::builtin(),
+        connect,
+    );
+    let adopted = next.existing().await.unwrap();
+    let ids: Vec<&str> = adopted.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i-1"]);
+    assert!(next.is_running("i-1"));
+    assert!(!next.is_running("i-2"));
+    assert!(next.outlives_data_plane());
+}

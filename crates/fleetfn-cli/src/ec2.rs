@@ -1,0 +1,172 @@
+//! `fleetfn server --instance-provider ec2`: the options of the `ec2` instance provider and the
+//! provider they make (fleetfn-dataplane's `Ec2Provider`, EC2 through fleetfn-roles). docs/EC2.md
+//! has the walk-through, the operator role's IAM policy and the user-data contract.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetfn_dataplane::{Ec2Provider, Ec2ProviderConfig, StsEc2Connector, agent_connect};
+use fleetfn_roles::{Ec2Config, SourceChain, StsClient, StsConfig};
+
+/// Where the instances of the cluster come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// Hosts that joined with `fleetfn agent --join` (started by someone else).
+    Static,
+    /// EC2 instances this server launches, in the capacity providers' subnets, as their
+    /// operator roles.
+    Ec2,
+}
+
+/// Options of `fleetfn server` for the `ec2` provider.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Ec2Args {
+    /// `static`: joined hosts; `ec2`: EC2 instances launched for the capacity providers.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "static",
+        env = "FLEETFN_INSTANCE_PROVIDER"
+    )]
+    pub instance_provider: ProviderKind,
+    /// The image EC2 instances boot (`ami-…`): any Linux with `fleetfn` on its PATH and
+    /// cloud-init (or anything that runs user data as a shell script).
+    #[arg(long, env = "FLEETFN_EC2_IMAGE_ID", value_name = "AMI")]
+    pub ec2_image_id: Option<String>,
+    /// A server URL the instances' agents join (repeatable; https://, or http:// with
+    /// `--ec2-agent-arg=--allow-plain-http`).
+    #[arg(
+        long = "ec2-join-url",
+        env = "FLEETFN_EC2_JOIN_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub ec2_join_urls: Vec<String>,
+    /// The `fleetfn:cluster` tag of this cluster's instances (several clusters can share an
+    /// account; each reconciles only its own).
+    #[arg(long, env = "FLEETFN_EC2_CLUSTER", default_value = "fleetfn")]
+    pub ec2_cluster: String,
+    /// An instance profile (name or ARN) for the instances' own role.
+    #[arg(long, env = "FLEETFN_EC2_INSTANCE_PROFILE")]
+    pub ec2_instance_profile: Option<String>,
+    /// The CA bundle (PEM) the agents verify the servers' certificates with, passed in the
+    /// user data.
+    #[arg(long, env = "FLEETFN_EC2_SERVERS_CA", value_name = "FILE")]
+    pub ec2_servers_ca: Option<PathBuf>,
+    /// A further argument of `fleetfn agent` on the instances (repeatable).
+    #[arg(long = "ec2-agent-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub ec2_agent_args: Vec<String>,
+    /// Seconds an instance has to boot and join before it is terminated and the launch fails.
+    #[arg(
+        long,
+        env = "FLEETFN_EC2_JOIN_TIMEOUT",
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    pub ec2_join_timeout: u64,
+    /// Seconds before an instance of this cluster that no server knows is terminated as an
+    /// orphan.
+    #[arg(
+        long,
+        env = "FLEETFN_EC2_ORPHAN_GRACE",
+        default_value_t = 900,
+        value_name = "SECONDS"
+    )]
+    pub ec2_orphan_grace: u64,
+    /// Seconds between the leader's looks at the cluster's instances in EC2
+    /// (`DescribeInstances`: instances gone, orphans).
+    #[arg(
+        long,
+        env = "FLEETFN_EC2_DESCRIBE_EVERY",
+        default_value_t = 15,
+        value_name = "SECONDS"
+    )]
+    pub ec2_describe_every: u64,
+    /// Seconds an instance stays empty before it is terminated (any provider: a `static`
+    /// one gives the host back).
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "FLEETFN_IDLE_INSTANCE_AFTER",
+        value_name = "SECONDS"
+    )]
+    pub idle_instance_after: f64,
+}
+
+/// What the `ec2` provider is made of once: its settings, and the connector to EC2 (one client
+/// per operator role, assumed with the server's own credentials).
+#[derive(Debug, Clone)]
+pub struct Ec2Setup {
+    cfg: Ec2ProviderConfig,
+    connector: Arc<StsEc2Connector>,
+}
+
+impl Ec2Setup {
+    /// The provider for a leader (`term`) or a follower, over `cp`.
+    pub fn provider(
+        &self,
+        cp: &fleetfn_server::ControlPlane,
+        term: Option<u64>,
+        agent_tls: Option<fleetfn_proto::tls::ClientTls>,
+    ) -> Arc<Ec2Provider> {
+        Arc::new(Ec2Provider::new(
+            self.cfg.clone(),
+            Arc::new(cp.clone()),
+            self.connector.clone(),
+            fleetfn_scheduler::Catalog::builtin(),
+            agent_connect(term, agent_tls),
+        ))
+    }
+}
+
+/// The `ec2` provider's setup, or `None` for the `static` provider; the options checked.
+pub async fn setup(args: &Ec2Args, region: &str) -> anyhow::Result<Option<Ec2Setup>> {
+    if args.instance_provider == ProviderKind::Static {
+        return Ok(None);
+    }
+    let image = args
+        .ec2_image_id
+        .clone()
+        .context("--instance-provider ec2 needs --ec2-image-id ami-… (an image with fleetfn on its PATH; docs/EC2.md)")?;
+    anyhow::ensure!(
+        !args.ec2_join_urls.is_empty(),
+        "--instance-provider ec2 needs --ec2-join-url URL: where the instances' agents reach the servers"
+    );
+    anyhow::ensure!(
+        args.ec2_join_timeout >= 10,
+        "--ec2-join-timeout must be at least 10 seconds"
+    );
+    let mut cfg = Ec2ProviderConfig::new(&args.ec2_cluster, &image, args.ec2_join_urls.clone());
+    cfg.instance_profile = args.ec2_instance_profile.clone();
+    cfg.agent_args = args.ec2_agent_args.clone();
+    cfg.join_timeout = Duration::from_secs(args.ec2_join_timeout);
+    cfg.orphan_grace = Duration::from_secs(args.ec2_orphan_grace);
+    cfg.describe_every = Duration::from_secs(args.ec2_describe_every.max(1));
+    if let Some(ca) = &args.ec2_servers_ca {
+        cfg.ca_pem = Some(
+            std::fs::read_to_string(ca)
+                .with_context(|| format!("reading --ec2-servers-ca {}", ca.display()))?,
+        );
+    }
+    let source = SourceChain::detect()
+        .await
+        .context("reading the server's AWS credentials for --instance-provider ec2")?
+        .context(
+            "--instance-provider ec2 needs AWS credentials for the server (to assume the capacity \
+             providers' operator roles): none in the environment, the shared files or an EC2 \
+             instance role",
+        )?;
+    let sts = StsClient::new(
+        StsConfig::from_env(region, Duration::from_secs(3600)),
+        Arc::new(source),
+    )
+    .context("setting up the STS client")?;
+    let ec2 = Ec2Config::from_env(region);
+    tracing::info!(endpoint = %ec2.endpoint, image = %image, cluster = %args.ec2_cluster, "instances: EC2, launched as each capacity provider's operator role");
+    Ok(Some(Ec2Setup {
+        cfg,
+        connector: Arc::new(StsEc2Connector::new(ec2, Arc::new(sts))),
+    }))
+}
