@@ -238,7 +238,12 @@ async fn apply_one<O: Ops>(
     let resolved = src
         .properties(id, known)
         .map_err(|e| OpError::validation(e.to_string()))?;
-    if let Some(u) = resolved.unknowns.first() {
+    // A role is only recorded: references to resources fleetfn does not deploy stay placeholders.
+    let unresolved = resolved
+        .unknowns
+        .iter()
+        .find(|u| kind != Kind::IamRole || known.0.contains_key(u.split('.').next().unwrap_or(u)));
+    if let Some(u) = unresolved {
         // Everything referenced was applied before: an unknown is an attribute fleetfn does
         // not provide.
         let (target, attr) = u.split_once('.').unwrap_or((u, ""));
@@ -273,10 +278,16 @@ async fn apply_one<O: Ops>(
         (Kind::Function, None) => Some(package(id, &resolved.properties)?),
         _ => None,
     };
+    // A version without a FunctionScalingConfig of its own gets its function's (which applies
+    // to the function's published versions).
+    let inherited = match kind {
+        Kind::Version => inherit_scaling(&resolved.properties, known, src),
+        _ => None,
+    };
     let desired = Desired {
         logical_id: id,
         kind,
-        properties: &resolved.properties,
+        properties: inherited.as_ref().unwrap_or(&resolved.properties),
         generated_name: &name,
         code: plan.packages.get(id).or(late_package.as_ref()),
     };
@@ -309,6 +320,25 @@ async fn apply_one<O: Ops>(
             Ok((created.clone(), Some(Journal::Created(created))))
         }
     }
+}
+
+/// The version's properties with its function's FunctionScalingConfig, when it has none and
+/// its function is a resource of the stack that has one.
+fn inherit_scaling(props: &Value, known: &KnownMap, src: &dyn Source) -> Option<Value> {
+    if props.get("FunctionScalingConfig").is_some() {
+        return None;
+    }
+    let target = props.get("FunctionName")?.as_str()?;
+    let (function_id, _) = known.0.iter().find(|(id, (physical, attrs))| {
+        src.resource_type(id) == Kind::Function.type_name()
+            && (physical == target || attrs.get("Arn").and_then(Value::as_str) == Some(target))
+    })?;
+    let fprops = src.properties(function_id, known).ok()?.properties;
+    let scaling = fprops.get("FunctionScalingConfig")?.clone();
+    let mut out = props.clone();
+    out.as_object_mut()?
+        .insert("FunctionScalingConfig".into(), scaling);
+    Some(out)
 }
 
 /// Undoes the journal in reverse; returns what could not be undone.

@@ -239,10 +239,12 @@ pub fn make(
             continue;
         };
         let resolved = src.properties(id, &known)?;
+        // A role is only recorded: it may name resources fleetfn does not deploy.
         if let Some(s) = resolved
             .unknowns
             .iter()
             .find(|u| skipped_ids.contains(u.split('.').next().unwrap_or(u)))
+            .filter(|_| kind != Kind::IamRole)
         {
             let target = s.split('.').next().unwrap_or(s);
             return Err(fail(OpError::validation(format!(

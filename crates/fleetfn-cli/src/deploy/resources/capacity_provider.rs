@@ -30,6 +30,9 @@ pub struct Props {
     pub propagate_tags: Option<Value>,
     #[serde(default)]
     pub tags: Option<Vec<Tag>>,
+    /// Passed on as written (the API's newer member).
+    #[serde(default)]
+    pub telemetry_config: Option<Value>,
     pub vpc_config: CapacityProviderVpcConfig,
 }
 
@@ -50,6 +53,7 @@ struct CreateBody<'a> {
     kms_key_arn: Option<&'a str>,
     tags: Option<BTreeMap<String, String>>,
     propagate_tags: Option<&'a Value>,
+    telemetry_config: Option<&'a Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +94,7 @@ pub async fn create(api: &Api<'_>, d: &Desired<'_>) -> Result<Applied, OpError> 
         kms_key_arn: p.kms_key_arn.as_deref(),
         tags: tag_map(&p.tags),
         propagate_tags: p.propagate_tags.as_ref(),
+        telemetry_config: p.telemetry_config.as_ref(),
     };
     let a: Answer = api
         .call(

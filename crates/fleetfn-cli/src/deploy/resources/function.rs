@@ -394,8 +394,12 @@ pub async fn create(api: &Api<'_>, d: &Desired<'_>) -> Result<Applied, OpError> 
         )
         .await?;
     let answer = settle(api, name).await?;
-    if let Some(s) = &p.function_scaling_config {
-        put_scaling(api, name, p.publish_to().map(|_| "$LATEST.PUBLISHED"), s).await?;
+    // The function's scaling applies to its published versions: $LATEST.PUBLISHED here, and
+    // each Version resource of the stack when it is published.
+    if let Some(s) = &p.function_scaling_config
+        && p.publish_to().is_some()
+    {
+        put_scaling(api, name, Some("$LATEST.PUBLISHED"), s).await?;
     }
     Ok(applied(&answer))
 }
@@ -468,9 +472,11 @@ pub async fn update(api: &Api<'_>, d: &Desired<'_>, c: &Current<'_>) -> Result<A
         .await?;
     }
     if let Some(s) = &p.function_scaling_config
-        && old.as_ref().map(|o| &o.function_scaling_config) != Some(&p.function_scaling_config)
+        && p.publish_to().is_some()
+        && (changed
+            || old.as_ref().map(|o| &o.function_scaling_config) != Some(&p.function_scaling_config))
     {
-        put_scaling(api, name, p.publish_to().map(|_| "$LATEST.PUBLISHED"), s).await?;
+        put_scaling(api, name, Some("$LATEST.PUBLISHED"), s).await?;
     }
     Ok(applied(&answer))
 }

@@ -84,6 +84,7 @@ impl Kind {
                 "PermissionsConfig",
                 "InstanceRequirements",
                 "KmsKeyArn",
+                "TelemetryConfig",
             ]),
             Kind::Function => Some(&["FunctionName", "PackageType"]),
             Kind::Version => Some(&[
