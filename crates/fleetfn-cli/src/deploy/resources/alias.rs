@@ -138,3 +138,29 @@ pub async fn delete(api: &Api<'_>, c: &Current<'_>) -> Result<(), OpError> {
     api.call_empty(http::Method::DELETE, &path, &[], None::<&()>)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn routing_weights_become_the_api_map() {
+        let p = super::Props::from_value(&json!({
+            "FunctionName": "f", "FunctionVersion": 2, "Name": "live",
+            "RoutingConfig": {"AdditionalVersionWeights": [
+                {"FunctionVersion": "1", "FunctionWeight": 0.25}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(p.function_version, "2");
+        assert_eq!(
+            p.routing(),
+            Some(json!({"AdditionalVersionWeights": {"1": 0.25}}))
+        );
+        assert!(
+            super::Props::from_value(&json!({"FunctionName": "f", "FunctionVersion": "1",
+                "Name": "x", "ProvisionedConcurrencyConfig": {}}))
+            .is_err()
+        );
+    }
+}

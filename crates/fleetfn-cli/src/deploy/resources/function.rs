@@ -569,3 +569,99 @@ pub async fn settle_qualified(
 async fn settle(api: &Api<'_>, function: &str) -> Result<Answer, OpError> {
     settle_qualified(api, function, None, SETTLE_TIMEOUT, false).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn code_comes_inline_from_a_path_or_from_s3() {
+        assert_eq!(
+            code_source(&json!("src/")).unwrap(),
+            CodeSource::Path("src/".into())
+        );
+        assert_eq!(
+            code_source(&json!({"ZipFile": "x = 1"})).unwrap(),
+            CodeSource::Inline("x = 1".into())
+        );
+        assert_eq!(
+            code_source(
+                &json!({"S3Bucket": LOCAL_BUCKET, "S3Key": "src", "S3ObjectVersion": "ab"})
+            )
+            .unwrap(),
+            CodeSource::Path("src".into())
+        );
+        assert_eq!(
+            code_source(&json!({"S3Bucket": "cdk-assets", "S3Key": "abc.zip"})).unwrap(),
+            CodeSource::S3 {
+                bucket: "cdk-assets".into(),
+                key: "abc.zip".into()
+            }
+        );
+        let e = code_source(&json!({"ImageUri": "repo:tag"})).unwrap_err();
+        assert!(e.message.contains("container images"), "{e}");
+        let e = code_source(&json!({"S3Bucket": "b"})).unwrap_err();
+        assert!(e.message.contains("either ZipFile"), "{e}");
+        let e = code_source(&json!({"ZipFile": "x", "Zip": 1})).unwrap_err();
+        assert!(e.message.contains("Zip"), "{e}");
+    }
+
+    #[test]
+    fn properties_take_cloudformation_scalars_and_refuse_unknown_ones() {
+        let p = Props::from_value(&json!({
+            "Role": "r", "Code": {"ZipFile": "x"}, "MemorySize": "1024", "Timeout": 30.0,
+            "Environment": {"Variables": {"PORT": 8080, "DEBUG": true}},
+            "PublishToLatestPublished": "true",
+            "CapacityProviderConfig": {"LambdaManagedInstancesCapacityProviderConfig": {
+                "CapacityProviderArn": "arn", "PerExecutionEnvironmentMaxConcurrency": "8",
+                "ExecutionEnvironmentMemoryGiBPerVCpu": "4"}}
+        }))
+        .unwrap();
+        assert_eq!((p.memory_size, p.timeout), (Some(1024), Some(30)));
+        let vars = p.environment.clone().unwrap().variables.unwrap();
+        assert_eq!(vars["PORT"], "8080");
+        assert_eq!(vars["DEBUG"], "true");
+        assert_eq!(p.publish_to(), Some("LATEST_PUBLISHED"));
+        let lmi = &p
+            .capacity_provider_config
+            .as_ref()
+            .unwrap()
+            .lambda_managed_instances_capacity_provider_config;
+        assert_eq!(lmi.per_execution_environment_max_concurrency, Some(8));
+        assert_eq!(lmi.memory_gib_per_vcpu, Some(4.0));
+        // The API's member names in the request.
+        let body = serde_json::to_value(ConfigBody::from(&p)).unwrap();
+        assert_eq!(
+            body["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]["ExecutionEnvironmentMemoryGiBPerVCpu"],
+            json!(4.0)
+        );
+
+        let e = Props::from_value(&json!({"Role": "r", "Code": "x", "Memory": 1})).unwrap_err();
+        assert_eq!(e.kind, "ValidationError");
+        assert!(e.message.contains("Memory"), "{e}");
+        let e = Props::from_value(&json!({"Code": "x"})).unwrap_err();
+        assert!(e.message.contains("Role"), "{e}");
+        let e = Props::from_value(&json!({"Role": "r", "Code": "x", "MemorySize": "lots"}))
+            .unwrap_err();
+        assert!(e.message.contains("MemorySize"), "{e}");
+    }
+
+    #[test]
+    fn removed_configuration_goes_back_to_the_defaults() {
+        let old = Props::from_value(&json!({
+            "Role": "r", "Code": "x", "Description": "d", "Timeout": 30, "MemorySize": 2048,
+            "Environment": {"Variables": {"A": "1"}}, "Layers": ["arn:l:1"]
+        }))
+        .unwrap();
+        let new = Props::from_value(&json!({"Role": "r", "Code": "x"})).unwrap();
+        let mut body = ConfigBody::from(&new);
+        body.reset_removed(&old);
+        let v = crate::deploy::resources::drop_nulls(serde_json::to_value(&body).unwrap());
+        assert_eq!(
+            v,
+            json!({"Role": "r", "Description": "", "Timeout": 3, "MemorySize": 128,
+                   "Environment": {"Variables": {}}, "Layers": []})
+        );
+    }
+}
