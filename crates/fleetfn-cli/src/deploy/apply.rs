@@ -48,6 +48,10 @@ pub struct Failure {
     pub error: OpError,
     /// Rollback steps that failed too.
     pub rollback_errors: Vec<String>,
+    /// Resources the rollback could not undo, as they are now (created ones that could not be
+    /// deleted: DELETE_FAILED; updated ones that could not be restored: UPDATE_FAILED), for the
+    /// record so that a later deploy or `stacks delete` still knows them.
+    pub leftovers: Vec<StackResource>,
 }
 
 impl std::fmt::Display for Failure {
@@ -121,12 +125,13 @@ pub async fn apply<O: Ops>(
             Ok(x) => x,
             Err(error) => {
                 progress.event(id, ty, failed_status(step.action), &error.to_string());
-                let rollback_errors = rollback(ops, journal, progress).await;
+                let (rollback_errors, leftovers) = rollback(ops, journal, progress).await;
                 return Err(Failure {
                     logical_id: id.to_owned(),
                     resource_type: ty.to_owned(),
                     error,
                     rollback_errors,
+                    leftovers,
                 });
             }
         };
@@ -341,13 +346,15 @@ fn inherit_scaling(props: &Value, known: &KnownMap, src: &dyn Source) -> Option<
     Some(out)
 }
 
-/// Undoes the journal in reverse; returns what could not be undone.
+/// Undoes the journal in reverse; returns what could not be undone (messages, and the
+/// resources left behind).
 async fn rollback<O: Ops>(
     ops: &O,
     journal: Vec<Journal>,
     progress: &mut dyn Progress,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<StackResource>) {
     let mut errors = Vec::new();
+    let mut leftovers = Vec::new();
     for entry in journal.into_iter().rev() {
         match entry {
             Journal::Created(r) => {
@@ -370,6 +377,10 @@ async fn rollback<O: Ops>(
                             "deleting {} ({}): {e}",
                             r.logical_id, r.physical_id
                         ));
+                        leftovers.push(StackResource {
+                            status: "DELETE_FAILED".into(),
+                            ..r
+                        });
                     }
                 }
             }
@@ -385,6 +396,10 @@ async fn rollback<O: Ops>(
                                         "fetching the previous code of {}: {e}",
                                         before.logical_id
                                     ));
+                                    leftovers.push(StackResource {
+                                        status: "UPDATE_FAILED".into(),
+                                        ..after
+                                    });
                                     continue;
                                 }
                             },
@@ -415,10 +430,14 @@ async fn rollback<O: Ops>(
                             &e.to_string(),
                         );
                         errors.push(format!("restoring {}: {e}", before.logical_id));
+                        leftovers.push(StackResource {
+                            status: "UPDATE_FAILED".into(),
+                            ..after
+                        });
                     }
                 }
             }
         }
     }
-    errors
+    (errors, leftovers)
 }

@@ -400,6 +400,13 @@ pub async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             };
+            // What the rollback left behind stays known (a replacement's new copy that could not
+            // be deleted shares its logical id with the old one: only the message names it).
+            for r in &failure.leftovers {
+                if r.status == "UPDATE_FAILED" || !record.resources.contains_key(&r.logical_id) {
+                    record.resources.insert(r.logical_id.clone(), r.clone());
+                }
+            }
             record.stack_status = status.into();
             record.status_reason = Some(failure.to_string());
             record.last_updated_time = now();

@@ -443,6 +443,57 @@ async fn a_failure_rolls_back_in_reverse() {
 }
 
 #[tokio::test]
+async fn what_a_rollback_cannot_undo_is_reported_with_the_resources_left() {
+    // The version fails and the function cannot be deleted again.
+    #[derive(Default)]
+    struct Stubborn(FakeOps);
+    impl Ops for Stubborn {
+        async fn create(&self, d: &Desired<'_>) -> Result<Applied, OpError> {
+            if d.logical_id == "Ver" {
+                return Err(OpError::new("FunctionError.RuntimeInitError", "crashed"));
+            }
+            self.0.create(d).await
+        }
+        async fn update(&self, d: &Desired<'_>, c: &Current<'_>) -> Result<Applied, OpError> {
+            self.0.update(d, c).await
+        }
+        async fn delete(&self, c: &Current<'_>) -> Result<(), OpError> {
+            if c.logical_id == "Fn" {
+                return Err(OpError::new("ResourceConflictException", "busy"));
+            }
+            self.0.delete(c).await
+        }
+        async fn fetch_code(&self, sha: &str) -> Result<CodePackage, OpError> {
+            self.0.fetch_code(sha).await
+        }
+    }
+    let src = lmi_template("dev");
+    let plan = plan::make(&src, &BTreeMap::new(), false, &mut package).unwrap();
+    let f = apply(
+        &Stubborn::default(),
+        &src,
+        &plan,
+        &BTreeMap::new(),
+        "demo",
+        &mut package,
+        &mut Quiet,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(f.logical_id, "Ver");
+    assert_eq!(f.rollback_errors.len(), 1, "{:?}", f.rollback_errors);
+    assert!(f.rollback_errors[0].starts_with("deleting Fn"));
+    assert_eq!(f.leftovers.len(), 1);
+    assert_eq!(
+        (
+            f.leftovers[0].logical_id.as_str(),
+            f.leftovers[0].status.as_str()
+        ),
+        ("Fn", "DELETE_FAILED")
+    );
+}
+
+#[tokio::test]
 async fn strict_refuses_unknown_types_before_anything_is_applied() {
     let src = lmi_template("dev");
     let err = plan::make(&src, &BTreeMap::new(), true, &mut package).unwrap_err();
