@@ -213,7 +213,7 @@ def ec2_fleet(fleetfn_binary, tmp_path, test_net):
 
 def _deploy(f, allowed=("c7i.large",), envs: int = 3) -> tuple[str, str]:
     lam = h.make_client(f.srv.endpoint)
-    cp = h.create_active_cp(
+    cp = f.cp = h.create_active_cp(
         lam, h.uniq("ec2"), VpcConfig={"SubnetIds": f.subnets, "SecurityGroupIds": [f.sg]},
         PermissionsConfig={"CapacityProviderOperatorRoleArn": ROLE},
         InstanceRequirements={"Architectures": ["x86_64"], "AllowedInstanceTypes": list(allowed)})
@@ -320,3 +320,54 @@ def test_scale_in_terminates_the_instances_in_ec2(ec2_fleet):
     lam.delete_function(FunctionName=name)
     h.poll(lambda: [i for i in f.hv.instances() if i["InstanceId"] in launched and i["State"]["Name"] in LIVE],
            lambda left: left == [], "every instance of the deleted function terminated in EC2", timeout=60)
+
+
+def test_an_image_change_replaces_the_instances_one_by_one_under_load_without_a_failed_invoke(ec2_fleet):
+    f = ec2_fleet
+    name, version = _deploy(f)
+    old = {i["InstanceId"] for i in _live(f)}
+    new_image = [i["ImageId"] for i in f.ec2.describe_images(Owners=["amazon"])["Images"] if i["ImageId"] != f.image][0]
+
+    failures: list[str] = []
+    done = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(k: int):
+        lam = h.make_client(f.srv.endpoint)
+        for n in range(5000):
+            if stop.is_set():
+                return
+            try:
+                event = {"op": "echo", "k": k, "n": n}
+                resp = lam.invoke(FunctionName=name, Qualifier=version, Payload=json.dumps(event).encode())
+                body = json.loads(resp["Payload"].read())
+                ok = resp["StatusCode"] == 200 and "FunctionError" not in resp and body == event
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                ok, body = False, repr(e)
+            with lock:
+                done[0] += 1
+                if not ok:
+                    failures.append(str(body))
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        # The capacity provider's instances should now boot another image.
+        lam = h.make_client(f.srv.endpoint)
+        lam.tag_resource(Resource=f.cp["CapacityProviderArn"], Tags={"fleetfn:ec2-image-id": new_image})
+        h.poll(lambda: _live(f), lambda live: len(live) == 3 and all(i["ImageId"] == new_image for i in live),
+               "three instances of the new image and none of the old", timeout=150)
+        h.poll(lambda: _ready_zones(f, name), lambda z: z == sorted(f.subnets),
+               "three Ready environments, one per subnet", timeout=30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not failures, (len(failures), failures[:5])
+    assert done[0] > 50, done
+    assert not old & {i["InstanceId"] for i in _live(f)}
+    # One at a time: never more than one instance of the old image retiring (four live at most).
+    log = f.srv.logs(2000)
+    assert log.count("replacing an instance") == 3, log[-4000:]

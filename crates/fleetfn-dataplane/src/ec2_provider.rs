@@ -17,6 +17,12 @@
 //! for status ([`Ec2Provider::launch_failures`]). The data plane records the zone and type the
 //! instance got.
 //!
+//! Instances are replaced, one at a time per capacity provider (new environments elsewhere
+//! Ready first, then the old ones drain), when they are older than
+//! [`Ec2ProviderConfig::max_instance_age`] (14 days by default, as LMI rotates instances) or run
+//! another image than the one the capacity provider's instances should boot now: the server's
+//! `--ec2-image-id`, or the capacity provider's `fleetfn:ec2-image-id` tag.
+//!
 //! Every instance is tagged `fleetfn:cluster`, `fleetfn:capacity-provider`, `fleetfn:instance-id`,
 //! `fleetfn:zone` and `fleetfn:image`; the sweep reconciles with `DescribeInstances` over
 //! the cluster's tag: an instance of this cluster that no launch or claim knows is terminated
@@ -56,6 +62,9 @@ pub const TAG_CAPACITY_PROVIDER: &str = "fleetfn:capacity-provider";
 pub const TAG_INSTANCE_ID: &str = "fleetfn:instance-id";
 pub const TAG_ZONE: &str = "fleetfn:zone";
 pub const TAG_IMAGE: &str = "fleetfn:image";
+/// The capacity provider tag naming the image its instances boot (overrides the server-wide
+/// `--ec2-image-id`; changing it replaces the instances, one at a time).
+pub const TAG_IMAGE_OVERRIDE: &str = "fleetfn:ec2-image-id";
 
 /// How the provider launches instances (server-wide; per capacity provider: subnets, security
 /// groups, operator role and instance requirements).
@@ -81,6 +90,8 @@ pub struct Ec2ProviderConfig {
     pub orphan_grace: Duration,
     /// How often the sweep asks EC2 for the cluster's instances.
     pub describe_every: Duration,
+    /// Instances older than this are replaced (rolling, as LMI rotates its instances).
+    pub max_instance_age: Duration,
 }
 
 impl Ec2ProviderConfig {
@@ -97,6 +108,7 @@ impl Ec2ProviderConfig {
             join_timeout: Duration::from_secs(600),
             orphan_grace: Duration::from_secs(900),
             describe_every: Duration::from_secs(15),
+            max_instance_age: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }
@@ -109,6 +121,12 @@ pub trait Ec2Directory: AgentDirectory {
         &'a self,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<CapacityProvider>, LambdaError>>;
+    /// The image a capacity provider's instances boot instead of the server-wide one: the
+    /// value of its `fleetfn:ec2-image-id` tag.
+    fn image_override<'a>(
+        &'a self,
+        cp: &'a CapacityProvider,
+    ) -> BoxFuture<'a, Result<Option<String>, LambdaError>>;
     /// A single-use join token living `ttl`: `(token id, token)`.
     fn single_use_token<'a>(
         &'a self,
@@ -123,6 +141,19 @@ impl Ec2Directory for fleetfn_server::ControlPlane {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<CapacityProvider>, LambdaError>> {
         Box::pin(self.capacity_provider_by_name(name))
+    }
+
+    fn image_override<'a>(
+        &'a self,
+        cp: &'a CapacityProvider,
+    ) -> BoxFuture<'a, Result<Option<String>, LambdaError>> {
+        Box::pin(async move {
+            Ok(self
+                .list_tags(&cp.capacity_provider_arn)
+                .await?
+                .get(TAG_IMAGE_OVERRIDE)
+                .cloned())
+        })
     }
 
     fn single_use_token<'a>(
@@ -214,10 +245,15 @@ pub struct CapacityFailure {
 struct Launched {
     ec2_id: String,
     role_arn: String,
+    capacity_provider: String,
     agent_id: Option<String>,
     vcpus: u32,
     /// EC2 said it is neither pending nor running (or it vanished).
     gone: bool,
+    /// The image it booted.
+    image: String,
+    /// When EC2 launched it.
+    launched_at: Option<jiff::Timestamp>,
 }
 
 /// EC2 instances as instances.
@@ -233,6 +269,9 @@ pub struct Ec2Provider {
     cooling: Mutex<HashMap<(String, String), Instant>>,
     failures: Mutex<Vec<CapacityFailure>>,
     last_describe: Mutex<Option<Instant>>,
+    /// The image each capacity provider's instances should run, as last read (the server-wide
+    /// image, or the provider's `fleetfn:ec2-image-id` tag).
+    images: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Ec2Provider {
@@ -330,7 +369,21 @@ impl Ec2Provider {
             cooling: Mutex::default(),
             failures: Mutex::default(),
             last_describe: Mutex::new(None),
+            images: Mutex::default(),
         }
+    }
+
+    /// The image instances of capacity provider `name` boot now: its `fleetfn:ec2-image-id`
+    /// tag, else the server-wide image.
+    async fn image_for(&self, name: &str, cp: &CapacityProvider) -> Result<String, LaunchError> {
+        let image = self
+            .dir
+            .image_override(cp)
+            .await
+            .map_err(|e| LaunchError::Directory(e.message))?
+            .unwrap_or_else(|| self.cfg.image_id.clone());
+        self.images.lock().insert(name.to_owned(), image.clone());
+        Ok(image)
     }
 
     /// Launches EC2 refused for want of capacity, newest last (at most 20).
@@ -403,7 +456,13 @@ impl Ec2Provider {
         f.drain(..excess);
     }
 
-    fn tags(&self, spec: &LaunchSpec, zone: &str, instance_id: &str) -> BTreeMap<String, String> {
+    fn tags(
+        &self,
+        spec: &LaunchSpec,
+        zone: &str,
+        instance_id: &str,
+        image: &str,
+    ) -> BTreeMap<String, String> {
         BTreeMap::from([
             (TAG_CLUSTER.to_owned(), self.cfg.cluster.clone()),
             (
@@ -412,7 +471,7 @@ impl Ec2Provider {
             ),
             (TAG_INSTANCE_ID.to_owned(), instance_id.to_owned()),
             (TAG_ZONE.to_owned(), zone.to_owned()),
-            (TAG_IMAGE.to_owned(), self.cfg.image_id.clone()),
+            (TAG_IMAGE.to_owned(), image.to_owned()),
             (
                 "Name".to_owned(),
                 format!("fleetfn-{}-{instance_id}", spec.capacity_provider),
@@ -441,6 +500,7 @@ impl Ec2Provider {
             .capacity_provider_operator_role_arn
             .clone();
         let ec2 = self.ec2.for_role(&role).map_err(|e| ec2_error(&e))?;
+        let image = self.image_for(&spec.capacity_provider, &cp).await?;
         let (token_id, token) = self
             .dir
             .single_use_token(
@@ -454,12 +514,12 @@ impl Ec2Provider {
         let mut launched = None;
         for (t, zone) in self.choices(spec, &cp) {
             let req = LaunchRequest {
-                image_id: self.cfg.image_id.clone(),
+                image_id: image.clone(),
                 instance_type: t.name.clone(),
                 subnet_id: zone.clone(),
                 security_group_ids: cp.vpc_config.security_group_ids.clone(),
                 user_data: user_data(&self.cfg, &token, &zone, instance_id),
-                tags: self.tags(spec, &zone, instance_id),
+                tags: self.tags(spec, &zone, instance_id, &image),
                 // One instance per fleetfn instance and choice, even if a call is retried.
                 client_token: format!("{instance_id}-{}-{zone}", t.name),
                 instance_profile: self.cfg.instance_profile.clone(),
@@ -496,9 +556,16 @@ impl Ec2Provider {
             Launched {
                 ec2_id: ec2_instance.id.clone(),
                 role_arn: role.clone(),
+                capacity_provider: spec.capacity_provider.clone(),
                 agent_id: None,
                 vcpus: t.vcpus,
                 gone: false,
+                image: image.clone(),
+                launched_at: ec2_instance
+                    .launch_time
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .or_else(|| Some(jiff::Timestamp::now())),
             },
         );
         match self
@@ -659,6 +726,19 @@ impl Ec2Provider {
                 return;
             }
             *last = Some(Instant::now());
+        }
+        // The image each capacity provider in use should run now.
+        let cps: Vec<String> = {
+            let l = self.launched.lock();
+            let mut c: Vec<String> = l.values().map(|x| x.capacity_provider.clone()).collect();
+            c.sort();
+            c.dedup();
+            c
+        };
+        for name in cps {
+            if let Ok(Some(cp)) = self.dir.capacity_provider(&name).await {
+                let _ = self.image_for(&name, &cp).await;
+            }
         }
         // Every role in use; with none launched yet, nothing to look at.
         let roles: Vec<String> = {
@@ -871,9 +951,16 @@ impl InstanceProvider for Ec2Provider {
                     Launched {
                         ec2_id: vm.id.clone(),
                         role_arn: role,
+                        capacity_provider: claim.capacity_provider.clone(),
                         agent_id: Some(claim.agent_id.clone()),
                         vcpus: t.vcpus,
                         gone: false,
+                        image: vm
+                            .tags
+                            .get(TAG_IMAGE)
+                            .cloned()
+                            .unwrap_or_else(|| vm.image_id.clone()),
+                        launched_at: vm.launch_time.as_deref().and_then(|t| t.parse().ok()),
                     },
                 );
                 found.push(Instance {
@@ -891,6 +978,31 @@ impl InstanceProvider for Ec2Provider {
 
     fn outlives_data_plane(&self) -> bool {
         true
+    }
+
+    fn should_replace(&self, instance_id: &str) -> Option<String> {
+        let l = self.launched.lock().get(instance_id).cloned()?;
+        if l.gone || l.agent_id.is_none() {
+            return None;
+        }
+        if let Some(want) = self.images.lock().get(&l.capacity_provider)
+            && *want != l.image
+        {
+            return Some(format!(
+                "it runs image {}, the capacity provider's is now {want}",
+                l.image
+            ));
+        }
+        let age = l
+            .launched_at
+            .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())?;
+        (age >= self.cfg.max_instance_age).then(|| {
+            format!(
+                "it is {} s old (maximum instance age {} s)",
+                age.as_secs(),
+                self.cfg.max_instance_age.as_secs()
+            )
+        })
     }
 }
 

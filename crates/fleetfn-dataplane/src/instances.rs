@@ -174,6 +174,13 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn outlives_data_plane(&self) -> bool {
         false
     }
+    /// Why a running instance should be replaced (older than the maximum age, an image that is
+    /// no longer the one to boot), or `None`. The data plane replaces such instances one at a
+    /// time per capacity provider: new environments elsewhere first, Ready, then the old ones
+    /// drain and the instance is terminated.
+    fn should_replace(&self, _instance_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// How to start agents.

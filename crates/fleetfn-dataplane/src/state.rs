@@ -121,6 +121,9 @@ pub(crate) struct InstanceSlot {
     /// Since when it has had no environment.
     pub empty_since: Option<Instant>,
     pub cpu: CpuSampler,
+    /// Being replaced (its provider wants it gone: too old, an old image): `Draining`, its
+    /// environments serve until their replacements elsewhere are Ready, then it is terminated.
+    pub retiring: bool,
 }
 
 /// The scaler's memory of one version.
@@ -382,6 +385,7 @@ pub(crate) mod tests {
                 launched_at: String::new(),
                 empty_since: None,
                 cpu: CpuSampler::default(),
+                retiring: false,
             },
         );
         s.remove_instance("i-2");

@@ -109,6 +109,7 @@ impl DataPlane {
                     launched_at: fleetfn_model::time::now_lambda(),
                     empty_since: (!live).then(Instant::now),
                     cpu: CpuSampler::default(),
+                    retiring: false,
                 },
             );
             for st in &environments {

@@ -77,6 +77,9 @@ struct EnvView {
 struct TrimView {
     live: HashMap<String, Vec<StopCandidate>>,
     all: HashMap<String, Vec<(String, String)>>,
+    /// Per placement key: live environments on retiring instances (not scale-in candidates;
+    /// stopped once the key has its desired count Ready elsewhere).
+    retiring: HashMap<String, Vec<String>>,
 }
 
 /// What the deployer wants of one version in this pass.
@@ -274,6 +277,7 @@ impl DataPlane {
         let Some(provider) = self.cp.capacity_provider_by_name(cp_name).await? else {
             return Ok(());
         };
+        self.mark_retiring(cp_name);
         let arch = arch_of(&provider);
         let req = &provider.instance_requirements;
         let limits = ProviderLimits {
@@ -451,7 +455,13 @@ impl DataPlane {
             if !keys.contains(e.version_key.as_str()) {
                 continue;
             }
-            if matches!(e.state, EnvState::Starting | EnvState::Ready) {
+            let on_retiring = s.instances.get(&e.instance.id).is_some_and(|i| i.retiring);
+            if on_retiring && matches!(e.state, EnvState::Starting | EnvState::Ready) {
+                view.retiring
+                    .entry(placement_key(&e.version_key, &e.publish_hash))
+                    .or_default()
+                    .push(e.env_id.clone());
+            } else if matches!(e.state, EnvState::Starting | EnvState::Ready) {
                 view.live
                     .entry(placement_key(&e.version_key, &e.publish_hash))
                     .or_default()
@@ -491,6 +501,17 @@ impl DataPlane {
             })
             .unwrap_or_default();
         let desired = usize::try_from(w.desired).unwrap_or(usize::MAX);
+        // Environments on a retiring instance drain once their replacements serve.
+        if ready >= desired
+            && let Some(old) = view
+                .retiring
+                .get(&placement_key(&w.vkey, &w.v.publish_hash))
+        {
+            for id in old {
+                tracing::info!(env = %id, "environment on a retiring instance replaced: draining it");
+                self.stop_env(id);
+            }
+        }
         if live.len() > desired {
             for id in choose_to_stop(live.clone(), live.len() - desired) {
                 self.stop_env(&id);
@@ -511,6 +532,38 @@ impl DataPlane {
         }
     }
 
+    /// Marks one running instance of the capacity provider as retiring when its provider wants
+    /// it replaced and none of the provider's instances is retiring already (a rolling
+    /// replacement, one instance at a time).
+    fn mark_retiring(&self, cp_name: &str) {
+        let mut s = self.state.write();
+        if s.instances
+            .values()
+            .any(|i| i.capacity_provider == cp_name && i.retiring)
+        {
+            return;
+        }
+        let mut ids: Vec<&String> = s
+            .instances
+            .values()
+            .filter(|i| i.capacity_provider == cp_name && i.state == InstanceState::Running)
+            .map(|i| &i.id)
+            .collect();
+        ids.sort();
+        let found = ids.into_iter().find_map(|id| {
+            self.provider
+                .should_replace(id)
+                .map(|why| (id.clone(), why))
+        });
+        if let Some((id, why)) = found
+            && let Some(slot) = s.instances.get_mut(&id)
+        {
+            tracing::info!(instance = %id, capacity_provider = %cp_name, reason = %why, "replacing an instance: its environments start elsewhere, then it drains");
+            slot.state = InstanceState::Draining;
+            slot.retiring = true;
+        }
+    }
+
     /// Terminates instances with no environment: at once for a provider with nothing to run,
     /// after [`crate::DataPlaneConfig::idle_instance_after`] otherwise.
     fn retire_instances(&self, busy_cps: &HashSet<String>) {
@@ -521,6 +574,15 @@ impl DataPlane {
             let mut s = self.state.write();
             let used: HashSet<String> = s.envs.values().map(|e| e.instance.id.clone()).collect();
             for slot in s.instances.values_mut() {
+                // A retiring instance goes once its environments have drained.
+                if slot.retiring
+                    && slot.state == InstanceState::Draining
+                    && !used.contains(&slot.id)
+                {
+                    slot.retiring = false;
+                    retire.push(slot.id.clone());
+                    continue;
+                }
                 if slot.state != InstanceState::Running {
                     continue;
                 }

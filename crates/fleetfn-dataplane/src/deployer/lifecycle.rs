@@ -39,6 +39,7 @@ impl DataPlane {
                 launched_at: fleetfn_model::time::now_lambda(),
                 empty_since: None,
                 cpu: CpuSampler::default(),
+                retiring: false,
             },
         );
         let dp = self.clone();

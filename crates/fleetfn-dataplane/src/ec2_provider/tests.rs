@@ -74,6 +74,7 @@ struct Dir {
     /// token → token id.
     tokens: Mutex<HashMap<String, String>>,
     cp: Mutex<Option<CapacityProvider>>,
+    image: Mutex<Option<String>>,
 }
 
 impl AgentDirectory for Dir {
@@ -114,6 +115,13 @@ impl Ec2Directory for Dir {
     ) -> BoxFuture<'a, Result<Option<CapacityProvider>, LambdaError>> {
         let cp = self.cp.lock().clone();
         Box::pin(async move { Ok(cp) })
+    }
+    fn image_override<'a>(
+        &'a self,
+        _: &'a CapacityProvider,
+    ) -> BoxFuture<'a, Result<Option<String>, LambdaError>> {
+        let image = self.image.lock().clone();
+        Box::pin(async move { Ok(image) })
     }
     fn single_use_token<'a>(
         &'a self,
@@ -235,7 +243,7 @@ impl Ec2Api for FakeEc2 {
                 subnet_id: Some(req.subnet_id.clone()),
                 image_id: req.image_id.clone(),
                 private_ip: None,
-                launch_time: Some("2020-01-01T00:00:00Z".into()),
+                launch_time: Some(jiff::Timestamp::now().to_string()),
                 tags: req.tags.clone(),
                 imds_v2_required: true,
             };
@@ -614,4 +622,48 @@ async fn a_new_leader_adopts_the_claimed_instances_that_still_run() {
     assert!(next.is_running("i-1"));
     assert!(!next.is_running("i-2"));
     assert!(next.outlives_data_plane());
+}
+
+#[tokio::test]
+async fn instances_of_an_old_image_or_past_the_maximum_age_are_to_be_replaced() {
+    let r = rig(&["m7g.large"]);
+    r.p.launch("i-1", &spec("m7g.large", "subnet-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.p.should_replace("i-1"),
+        None,
+        "fresh, on the current image"
+    );
+    assert_eq!(r.ec2.runs.lock()[0].tags[TAG_IMAGE], "ami-1");
+    // The capacity provider's tag names a new image: read at the next sweep.
+    *r.dir.image.lock() = Some("ami-2".into());
+    r.p.sweep().await;
+    let why = r.p.should_replace("i-1").unwrap();
+    assert!(why.contains("ami-1") && why.contains("ami-2"), "{why}");
+    // Its replacement boots the new image and is not to be replaced.
+    r.p.launch("i-2", &spec("m7g.large", "subnet-a"))
+        .await
+        .unwrap();
+    assert_eq!(r.ec2.runs.lock()[1].image_id, "ami-2");
+    assert_eq!(r.p.should_replace("i-2"), None);
+
+    // Past the maximum age: launched in 2020, as the next leader finds it.
+    for i in r.ec2.instances.lock().iter_mut() {
+        i.launch_time = Some("2020-01-01T00:00:00Z".into());
+    }
+    let mut cfg = r.p.cfg.clone();
+    cfg.max_instance_age = Duration::from_secs(14 * 24 * 3600);
+    let connect: Connect = Arc::new(|_, _, _| Ok(Arc::new(FakeAgent) as Arc<dyn AgentApi>));
+    let aged = Ec2Provider::new(
+        cfg,
+        r.dir.clone(),
+        r.roles.clone(),
+        Catalog::builtin(),
+        connect,
+    );
+    aged.existing().await.unwrap();
+    let why = aged.should_replace("i-2").unwrap();
+    assert!(why.contains("maximum instance age 1209600 s"), "{why}");
+    assert_eq!(aged.should_replace("i-unknown"), None);
 }
