@@ -24,6 +24,7 @@ import pytest
 
 from fleetfn_testkit import api as h
 from fleetfn_testkit import dataplane as dp
+from fleetfn_testkit import prereq
 from fleetfn_testkit.server import FleetfnServer
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +72,12 @@ class Cli:
         if ok:
             assert p.returncode == 0, f"deploy {template.name} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
         return p
+
+
+@pytest.fixture
+def python_functions():
+    """The deployed functions run on python3.13 (FLEETFN_TEST_OPT_OUT=python leaves them out)."""
+    prereq.require("python", None)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +167,7 @@ def assert_gone(lam, server, stack: str, record: dict) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_sam_template_deploy_invoke_update_delete(cli, server, lam, tmp_path):
+def test_sam_template_deploy_invoke_update_delete(cli, server, lam, tmp_path, python_functions):
     stack = h.uniq("sam")
     cli.deploy(SAM, stack)
     rec = stack_record(server, stack)
@@ -229,7 +236,7 @@ def changed_ids(p: subprocess.CompletedProcess) -> set[str]:
     return {m.group(1) for line in p.stdout.splitlines() if (m := PLAN_LINE.match(line))}
 
 
-def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, server, lam):
+def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, server, lam, python_functions):
     stack = h.uniq("cfn")
     # A dry run of a new stack plans every resource and creates nothing.
     p = cli.deploy(CFN, stack, "--dry-run")
@@ -287,7 +294,7 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
     assert_gone(lam, server, stack, rec3)
 
 
-def test_cdk_output_with_an_asset_deploy_update_delete(cli, server, lam):
+def test_cdk_output_with_an_asset_deploy_update_delete(cli, server, lam, python_functions):
     stack = h.uniq("cdk")
     p = cli.deploy(CDK, stack)
     rec = stack_record(server, stack)
