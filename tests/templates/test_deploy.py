@@ -357,7 +357,20 @@ def test_a_value_the_api_refuses_names_the_resource_and_rolls_back(cli, server, 
     cps = [c["CapacityProviderArn"] for c in lam.list_capacity_providers()["CapacityProviders"]]
     assert not [c for c in cps if f":capacity-provider:{stack}" in c], cps
     rec = stack_record(server, stack)
-    assert rec is None or (rec["StackStatus"] == "ROLLBACK_COMPLETE" and not physical(rec, "AWS::Lambda::CapacityProvider")), rec
+    assert rec["StackStatus"] == "ROLLBACK_COMPLETE", rec["StackStatus"]
+    assert "TooSmall" in rec["StatusReason"], rec["StatusReason"]
+    assert not physical(rec, "AWS::Lambda::CapacityProvider"), rec["Resources"]
+
+    # Fixed, the same stack deploys from scratch (a stack that never got created has nothing to
+    # update), and goes away again.
+    p = cli.deploy(BAD_MEMORY, stack, "--parameter-overrides", "MemorySize=2048")
+    rec = stack_record(server, stack)
+    assert rec["StackStatus"] == "CREATE_COMPLETE", out(p)
+    fn = function_name(rec)
+    assert lam.get_function_configuration(FunctionName=fn)["MemorySize"] == 2048
+    p = cli.run("stacks", "delete", stack)
+    assert p.returncode == 0, out(p)
+    assert_gone(lam, server, stack, rec)
 
 
 def test_an_unknown_resource_type_is_skipped_with_a_warning_and_refused_with_strict(cli, server, lam):
