@@ -189,6 +189,7 @@ def ec2_fleet(fleetfn_binary, tmp_path, test_net):
         store_url=pg.database_for(tmp_path / "cluster"), data_plane=True, host=test_net.gateway,
         extra_env={"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "x",
                    "AWS_ENDPOINT_URL_EC2": proxy.url, "AWS_ENDPOINT_URL_STS": moto.url,
+                   "AWS_ENDPOINT_URL_SSM": moto.url,
                    "AWS_EC2_METADATA_DISABLED": "true"})
     # The join URL names the server's own port: chosen before the start.
     srv.port = free_port(test_net.gateway)
@@ -200,7 +201,7 @@ def ec2_fleet(fleetfn_binary, tmp_path, test_net):
     fleet = type("Fleet", (), {})()
     fleet.srv, fleet.ec2, fleet.hv, fleet.proxy = srv, ec2, hv, proxy
     fleet.subnets = [s["SubnetId"] for s in subnets]
-    fleet.sg, fleet.image = sg, image
+    fleet.sg, fleet.image, fleet.moto_url = sg, image, moto.url
     try:
         yield fleet
     finally:
@@ -322,11 +323,16 @@ def test_scale_in_terminates_the_instances_in_ec2(ec2_fleet):
            lambda left: left == [], "every instance of the deleted function terminated in EC2", timeout=60)
 
 
-def test_an_image_change_replaces_the_instances_one_by_one_under_load_without_a_failed_invoke(ec2_fleet):
+def test_an_image_change_through_ssm_replaces_the_instances_one_by_one_under_load_without_a_failed_invoke(ec2_fleet):
     f = ec2_fleet
     name, version = _deploy(f)
     old = {i["InstanceId"] for i in _live(f)}
-    new_image = [i["ImageId"] for i in f.ec2.describe_images(Owners=["amazon"])["Images"] if i["ImageId"] != f.image][0]
+    # The new image is named by AWS's public SSM parameter (moto serves it): resolved by fleetfn.
+    parameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    ssm = boto3.client("ssm", endpoint_url=f.moto_url, region_name="us-east-1",
+                       aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x")
+    new_image = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    assert new_image != f.image
 
     failures: list[str] = []
     done = [0]
@@ -356,7 +362,7 @@ def test_an_image_change_replaces_the_instances_one_by_one_under_load_without_a_
     try:
         # The capacity provider's instances should now boot another image.
         lam = h.make_client(f.srv.endpoint)
-        lam.tag_resource(Resource=f.cp["CapacityProviderArn"], Tags={"fleetfn:ec2-image-id": new_image})
+        lam.tag_resource(Resource=f.cp["CapacityProviderArn"], Tags={"fleetfn:ec2-image-id": f"resolve:ssm:{parameter}"})
         h.poll(lambda: _live(f), lambda live: len(live) == 3 and all(i["ImageId"] == new_image for i in live),
                "three instances of the new image and none of the old", timeout=150)
         h.poll(lambda: _ready_zones(f, name), lambda z: z == sorted(f.subnets),

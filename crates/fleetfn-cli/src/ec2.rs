@@ -32,10 +32,15 @@ pub struct Ec2Args {
     )]
     pub instance_provider: ProviderKind,
     /// The image EC2 instances boot (`ami-…`): any Linux with `fleetfn` on its PATH and
-    /// cloud-init (or anything that runs user data as a shell script). A capacity provider's
+    /// cloud-init (or anything that runs user data as a shell script); `resolve:ssm:NAME` is the
+    /// AMI in SSM parameter NAME, read at each launch and sweep. A capacity provider's
     /// `fleetfn:ec2-image-id` tag overrides it for its instances; changing either replaces the
     /// instances one at a time.
-    #[arg(long, env = "FLEETFN_EC2_IMAGE_ID", value_name = "AMI")]
+    #[arg(
+        long,
+        env = "FLEETFN_EC2_IMAGE_ID",
+        value_name = "AMI|resolve:ssm:NAME"
+    )]
     pub ec2_image_id: Option<String>,
     /// A server URL the instances' agents join (repeatable; https://, or http:// with
     /// `--ec2-agent-arg=--allow-plain-http`).
@@ -135,7 +140,11 @@ pub async fn setup(args: &Ec2Args, region: &str) -> anyhow::Result<Option<Ec2Set
     let image = args
         .ec2_image_id
         .clone()
-        .context("--instance-provider ec2 needs --ec2-image-id ami-… (an image with fleetfn on its PATH; docs/EC2.md)")?;
+        .context("--instance-provider ec2 needs --ec2-image-id ami-… or resolve:ssm:NAME (an image with fleetfn on its PATH; docs/EC2.md)")?;
+    anyhow::ensure!(
+        image.starts_with("ami-") || image.starts_with("resolve:ssm:/"),
+        "--ec2-image-id must be an AMI id (ami-…) or resolve:ssm:/PARAMETER/NAME, not {image:?}"
+    );
     anyhow::ensure!(
         !args.ec2_join_urls.is_empty(),
         "--instance-provider ec2 needs --ec2-join-url URL: where the instances' agents reach the servers"

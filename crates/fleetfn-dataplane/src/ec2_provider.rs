@@ -65,6 +65,9 @@ pub const TAG_IMAGE: &str = "fleetfn:image";
 /// The capacity provider tag naming the image its instances boot (overrides the server-wide
 /// `--ec2-image-id`; changing it replaces the instances, one at a time).
 pub const TAG_IMAGE_OVERRIDE: &str = "fleetfn:ec2-image-id";
+/// An image given as `resolve:ssm:NAME` is the value of SSM parameter NAME (CloudFormation's and
+/// launch templates' syntax).
+pub const SSM_PREFIX: &str = "resolve:ssm:";
 
 /// How the provider launches instances (server-wide; per capacity provider: subnets, security
 /// groups, operator role and instance requirements).
@@ -374,14 +377,27 @@ impl Ec2Provider {
     }
 
     /// The image instances of capacity provider `name` boot now: its `fleetfn:ec2-image-id`
-    /// tag, else the server-wide image.
-    async fn image_for(&self, name: &str, cp: &CapacityProvider) -> Result<String, LaunchError> {
+    /// tag, else the server-wide image; `resolve:ssm:NAME` is the value of SSM parameter NAME
+    /// now (read as the operator role), so publishing a new image there replaces the instances.
+    async fn image_for(
+        &self,
+        name: &str,
+        cp: &CapacityProvider,
+        ec2: &Arc<dyn Ec2Api>,
+    ) -> Result<String, LaunchError> {
         let image = self
             .dir
             .image_override(cp)
             .await
             .map_err(|e| LaunchError::Directory(e.message))?
             .unwrap_or_else(|| self.cfg.image_id.clone());
+        let image = match image.strip_prefix(SSM_PREFIX) {
+            Some(parameter) => ec2
+                .get_parameter(parameter)
+                .await
+                .map_err(|e| ec2_error(&e))?,
+            None => image,
+        };
         self.images.lock().insert(name.to_owned(), image.clone());
         Ok(image)
     }
@@ -500,7 +516,7 @@ impl Ec2Provider {
             .capacity_provider_operator_role_arn
             .clone();
         let ec2 = self.ec2.for_role(&role).map_err(|e| ec2_error(&e))?;
-        let image = self.image_for(&spec.capacity_provider, &cp).await?;
+        let image = self.image_for(&spec.capacity_provider, &cp, &ec2).await?;
         let (token_id, token) = self
             .dir
             .single_use_token(
@@ -736,8 +752,13 @@ impl Ec2Provider {
             c
         };
         for name in cps {
-            if let Ok(Some(cp)) = self.dir.capacity_provider(&name).await {
-                let _ = self.image_for(&name, &cp).await;
+            if let Ok(Some(cp)) = self.dir.capacity_provider(&name).await
+                && let Ok(ec2) = self
+                    .ec2
+                    .for_role(&cp.permissions_config.capacity_provider_operator_role_arn)
+                && let Err(e) = self.image_for(&name, &cp, &ec2).await
+            {
+                tracing::warn!(capacity_provider = %name, error = %e, "cannot read the image its instances should run");
             }
         }
         // Every role in use; with none launched yet, nothing to look at.

@@ -1,7 +1,7 @@
 //! EC2 over the query protocol (API version 2016-11-15): the calls an instance provider makes to
 //! launch, find and terminate the instances of a capacity provider, and to read instance types'
 //! shapes — `DescribeSubnets`, `RunInstances`, `DescribeInstances`, `TerminateInstances`,
-//! `DescribeInstanceTypes` — signed with the capacity provider's operator role ([`Ec2Credentials`]:
+//! `DescribeInstanceTypes`, and SSM `GetParameter` for an image published as a parameter — signed with the capacity provider's operator role ([`Ec2Credentials`]:
 //! STS `AssumeRole` with the server's own credentials, renewed before it expires).
 //!
 //! Hand-written like the crate's STS, SQS and SNS clients instead of `aws-sdk-ec2`: that crate is
@@ -36,19 +36,26 @@ pub struct Ec2Config {
     pub endpoint: String,
     /// The signing region.
     pub region: String,
+    /// `https://ssm.<region>.amazonaws.com`, or an override (`AWS_ENDPOINT_URL_SSM`): where an
+    /// image named by an SSM parameter is read.
+    pub ssm_endpoint: String,
 }
 
 impl Ec2Config {
-    /// The endpoint of `region`, or `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL` as the AWS SDKs
-    /// read them.
+    /// The endpoints of `region`, or `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL_SSM` /
+    /// `AWS_ENDPOINT_URL` as the AWS SDKs read them.
     pub fn from_env(region: &str) -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let endpoint = env("AWS_ENDPOINT_URL_EC2")
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+        let ssm = env("AWS_ENDPOINT_URL_SSM")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://ssm.{region}.amazonaws.com"));
         Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
+            ssm_endpoint: ssm.trim_end_matches('/').to_owned(),
         }
     }
 }
@@ -289,6 +296,9 @@ pub trait Ec2Api: Send + Sync + std::fmt::Debug {
         &'a self,
         names: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<InstanceTypeInfo>, Ec2Error>>;
+    /// The value of an SSM parameter (`GetParameter`): an image published as one, such as
+    /// `/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`.
+    fn get_parameter<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, Ec2Error>>;
 }
 
 /// The credentials EC2 calls are signed with.
@@ -528,6 +538,57 @@ impl Ec2Api for Ec2Client {
             Ok(out)
         })
     }
+
+    fn get_parameter<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, Ec2Error>> {
+        Box::pin(async move {
+            let unavailable = |detail: String| Ec2Error::Unavailable {
+                endpoint: self.cfg.ssm_endpoint.clone(),
+                action: "GetParameter",
+                detail,
+            };
+            let creds = self.creds.current().await?;
+            let url = format!("{}/", self.cfg.ssm_endpoint);
+            let post = SignedPost {
+                url: &url,
+                region: &self.cfg.region,
+                service: "ssm",
+                content_type: "application/x-amz-json-1.1",
+                target: Some("AmazonSSM.GetParameter"),
+                body: serde_json::json!({ "Name": name }).to_string(),
+            };
+            let (status, answer) = post
+                .send(&self.http, &creds, CALL_TIMEOUT)
+                .await
+                .map_err(unavailable)?;
+            if !status.is_success() {
+                return Err(match crate::transport::json_error(&answer) {
+                    Some(e) => Ec2Error::Refused {
+                        action: "GetParameter",
+                        status: status.as_u16(),
+                        code: e.code,
+                        message: e.message,
+                    },
+                    None => unavailable(excerpt(status, &answer)),
+                });
+            }
+            let doc: GetParameterAnswer = serde_json::from_slice(&answer)
+                .map_err(|e| unavailable(format!("reading the GetParameter answer: {e}")))?;
+            Ok(doc.parameter.value)
+        })
+    }
+}
+
+/// `GetParameter`'s answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParameterAnswer {
+    parameter: SsmParameter,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SsmParameter {
+    value: String,
 }
 
 /// The form of a `RunInstances` call for `req`.

@@ -149,6 +149,7 @@ struct FakeEc2 {
     boots: Mutex<bool>,
     runs: Mutex<Vec<LaunchRequest>>,
     terminated: Mutex<Vec<String>>,
+    parameters: Mutex<HashMap<String, String>>,
 }
 
 impl FakeEc2 {
@@ -160,6 +161,7 @@ impl FakeEc2 {
             boots: Mutex::new(true),
             runs: Mutex::default(),
             terminated: Mutex::default(),
+            parameters: Mutex::default(),
         }
     }
 
@@ -300,6 +302,23 @@ impl Ec2Api for FakeEc2 {
         _: &'a [String],
     ) -> fleetfn_roles::BoxFuture<'a, Result<Vec<InstanceTypeInfo>, Ec2Error>> {
         Box::pin(async { Ok(vec![]) })
+    }
+    fn get_parameter<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> fleetfn_roles::BoxFuture<'a, Result<String, Ec2Error>> {
+        Box::pin(async move {
+            self.parameters
+                .lock()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Ec2Error::Refused {
+                    action: "GetParameter",
+                    status: 400,
+                    code: "ParameterNotFound".into(),
+                    message: format!("Parameter {name} not found."),
+                })
+        })
     }
 }
 
@@ -666,4 +685,33 @@ async fn instances_of_an_old_image_or_past_the_maximum_age_are_to_be_replaced() 
     let why = aged.should_replace("i-2").unwrap();
     assert!(why.contains("maximum instance age 1209600 s"), "{why}");
     assert_eq!(aged.should_replace("i-unknown"), None);
+}
+
+#[tokio::test]
+async fn an_image_named_by_an_ssm_parameter_follows_the_parameter() {
+    let r = rig(&["m7g.large"]);
+    let param = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64";
+    r.ec2.parameters.lock().insert(param.into(), "ami-a".into());
+    *r.dir.image.lock() = Some(format!("resolve:ssm:{param}"));
+    r.p.launch("i-1", &spec("m7g.large", "subnet-a"))
+        .await
+        .unwrap();
+    assert_eq!(r.ec2.runs.lock()[0].image_id, "ami-a");
+    assert_eq!(r.ec2.runs.lock()[0].tags[TAG_IMAGE], "ami-a");
+    r.p.sweep().await;
+    assert_eq!(r.p.should_replace("i-1"), None);
+    // A new image published under the parameter: the instance is to be replaced.
+    r.ec2.parameters.lock().insert(param.into(), "ami-b".into());
+    r.p.sweep().await;
+    assert!(r.p.should_replace("i-1").unwrap().contains("ami-b"));
+    // A parameter that does not exist fails the launch with SSM's code.
+    *r.dir.image.lock() = Some("resolve:ssm:/nope".into());
+    let err =
+        r.p.launch("i-2", &spec("m7g.large", "subnet-a"))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, LaunchError::Ec2 { code, .. } if code == "ParameterNotFound"),
+        "{err}"
+    );
 }

@@ -280,6 +280,7 @@ mod needs_moto {
             Ec2Config {
                 endpoint: m.url.clone(),
                 region: "us-east-1".into(),
+                ssm_endpoint: m.url.clone(),
             },
             creds,
         )
@@ -380,5 +381,17 @@ mod needs_moto {
         // Every type, page by page.
         let all = ec2.describe_instance_types(&[]).await.unwrap();
         assert!(all.len() > 400, "{} types", all.len());
+
+        // An image published as an SSM parameter (moto has AWS's public ones).
+        let ami = ec2
+            .get_parameter("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+            .await
+            .unwrap();
+        assert!(ami.starts_with("ami-"), "{ami}");
+        let missing = ec2
+            .get_parameter("/fleetfn/no-such-image")
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), "ParameterNotFound", "{missing}");
     }
 }
