@@ -305,6 +305,16 @@ pub fn render(doc: &StatusDocument, color: bool) -> String {
             out.push_str(&line);
             out.push('\n');
         }
+        for f in &cp.capacity_fallbacks {
+            let mut line = String::from("    ");
+            let msg = format!(
+                "no capacity: {} in {}: {} (at {}; fell back to another type or zone)",
+                f.instance_type, f.zone, f.code, f.at
+            );
+            paint(&mut line, &msg, Some(YELLOW), color);
+            out.push_str(&line);
+            out.push('\n');
+        }
         let mut zones: Vec<&str> = cp.zones.iter().map(String::as_str).collect();
         for i in &cp.instances {
             if !zones.contains(&i.zone.as_str()) {
@@ -566,7 +576,18 @@ Function versions
             at: "2026-11-27T10:59:00Z".into(),
             retry_at: "2026-11-27T11:00:04Z".into(),
         });
+        doc.capacity_providers[0].capacity_fallbacks = vec![fleetfn_contracts::CapacityFallback {
+            instance_type: "c7i.large".into(),
+            zone: "subnet-b".into(),
+            code: "InsufficientInstanceCapacity".into(),
+            message: "none left".into(),
+            at: "2026-11-27T10:58:00Z".into(),
+        }];
         let got = render(&doc, false);
+        assert!(
+            got.contains("no capacity: c7i.large in subnet-b: InsufficientInstanceCapacity (at 2026-11-27T10:58:00Z; fell back to another type or zone)"),
+            "{got}"
+        );
         assert!(
             got.contains("launch failed: no capacity (at 2026-11-27T10:59:00Z; retrying at 2026-11-27T11:00:04Z)"),
             "{got}"

@@ -25,6 +25,6 @@ pub use invoke::{
 };
 pub use series::{SeriesDocument, ThrottleSeries, VersionSeries};
 pub use status::{
-    CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus, InstanceStatus,
-    LaunchError, StatusDocument, Throttles,
+    CapacityFallback, CapacityProviderStatus, EnvironmentStatus, FunctionStatus, HostStatus,
+    InstanceStatus, LaunchError, StatusDocument, Throttles,
 };

@@ -69,7 +69,23 @@ pub struct CapacityProviderStatus {
     pub allocated_memory_mib: u64,
     /// The last failed instance launch while it is retried with backoff; `null` otherwise.
     pub launch_error: Option<LaunchError>,
+    /// Launch choices the instance provider had no capacity for recently (EC2's
+    /// `InsufficientInstanceCapacity`...), that it fell back from to another type or zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_fallbacks: Vec<CapacityFallback>,
     pub instances: Vec<InstanceStatus>,
+}
+
+/// `CapacityProviders[].CapacityFallbacks[]`: a (type, zone) the provider had no capacity for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CapacityFallback {
+    pub instance_type: String,
+    pub zone: String,
+    /// EC2's error code.
+    pub code: String,
+    pub message: String,
+    pub at: String,
 }
 
 /// `CapacityProviders[].LaunchError`.

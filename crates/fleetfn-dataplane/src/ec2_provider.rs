@@ -1001,6 +1001,10 @@ impl InstanceProvider for Ec2Provider {
         true
     }
 
+    fn capacity_fallbacks(&self) -> Vec<CapacityFailure> {
+        self.launch_failures()
+    }
+
     fn should_replace(&self, instance_id: &str) -> Option<String> {
         let l = self.launched.lock().get(instance_id).cloned()?;
         if l.gone || l.agent_id.is_none() {

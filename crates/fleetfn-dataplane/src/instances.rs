@@ -181,6 +181,11 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
     fn should_replace(&self, _instance_id: &str) -> Option<String> {
         None
     }
+    /// Launch choices the provider recently had no capacity for and fell back from, for
+    /// status (newest last).
+    fn capacity_fallbacks(&self) -> Vec<crate::CapacityFailure> {
+        Vec::new()
+    }
 }
 
 /// How to start agents.

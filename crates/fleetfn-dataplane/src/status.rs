@@ -39,6 +39,7 @@ impl DataPlane {
             a.0 += e.vcpus;
             a.1 += e.memory_mib;
         }
+        let fallbacks = self.provider.capacity_fallbacks();
         let mut cps = Vec::new();
         for (name, p) in &providers {
             let mut instances: Vec<_> = s
@@ -63,6 +64,17 @@ impl DataPlane {
                     retry_at: fleetfn_model::time::lambda_timestamp(retry_at),
                 }
             });
+            let capacity_fallbacks = fallbacks
+                .iter()
+                .filter(|f| f.capacity_provider == *name)
+                .map(|f| fleetfn_contracts::CapacityFallback {
+                    instance_type: f.instance_type.clone(),
+                    zone: f.zone.clone(),
+                    code: f.code.clone(),
+                    message: f.message.clone(),
+                    at: f.at.clone(),
+                })
+                .collect();
             cps.push(CapacityProviderStatus {
                 name: name.clone(),
                 arn: p.capacity_provider_arn.clone(),
@@ -84,6 +96,7 @@ impl DataPlane {
                 allocated_v_cpus: round3(avcpu),
                 allocated_memory_mib: amem,
                 launch_error,
+                capacity_fallbacks,
                 instances: instances
                     .iter()
                     .map(|i| InstanceStatus {

@@ -133,6 +133,8 @@ export async function render(root, params, ctx) {
       cp.LaunchError ? h('div', { class: 'alert alert-warn', role: 'status' },
         `Instance launch failing: ${cp.LaunchError.Message}`,
         cp.LaunchError.RetryAt ? ` Next retry ${fmt.ago(cp.LaunchError.RetryAt)}.` : '') : null,
+      (cp.CapacityFallbacks || []).length ? h('div', { class: 'alert alert-warn', role: 'status', id: 'provider-fallbacks' },
+        `No capacity recently for ${cp.CapacityFallbacks.map((f) => `${f.InstanceType} in ${f.Zone} (${f.Code})`).join(', ')}; launched another type or zone instead.`) : null,
       h('div', { class: 'stats' },
         h('section', { class: 'stat', id: 'provider-headroom', 'aria-label': 'MaxVCpuCount headroom', dataset: { used: String(used), max: String(max) } },
           h('div', { class: 'stat-label', text: 'vCPU headroom' }),
