@@ -268,6 +268,8 @@ def test_publish_launches_tagged_imdsv2_instances_in_three_subnets_that_join_and
     tokens = h.raw_request(f.srv.endpoint, "GET", "/fleetfn/v1/join-tokens").json()["JoinTokens"]
     assert len(tokens) == 3 and all(t["SingleUse"] and t["Used"] for t in tokens), tokens
     assert _ready_zones(f, name) == sorted(f.subnets)
+    # The instance catalog came from the endpoint's DescribeInstanceTypes.
+    assert "instance types from EC2's DescribeInstanceTypes" in f.srv.logs(400)
     for n in range(6):
         event = {"op": "echo", "n": n}
         assert _invoke(f, name, version, event) == event

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetfn_dataplane::{Ec2Provider, Ec2ProviderConfig, StsEc2Connector, agent_connect};
-use fleetfn_roles::{Ec2Config, SourceChain, StsClient, StsConfig};
+use fleetfn_roles::{
+    Ec2Api, Ec2Client, Ec2Config, Ec2Credentials, SourceChain, StsClient, StsConfig,
+};
+use fleetfn_scheduler::{Catalog, DescribedInstanceType};
 
 /// Where the instances of the cluster come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +115,8 @@ pub struct Ec2Args {
 pub struct Ec2Setup {
     cfg: Ec2ProviderConfig,
     connector: Arc<StsEc2Connector>,
+    /// The instance types as EC2 describes them (the built-in catalog if it could not be read).
+    pub catalog: Catalog,
 }
 
 impl Ec2Setup {
@@ -126,7 +131,7 @@ impl Ec2Setup {
             self.cfg.clone(),
             Arc::new(cp.clone()),
             self.connector.clone(),
-            fleetfn_scheduler::Catalog::builtin(),
+            self.catalog.clone(),
             agent_connect(term, agent_tls),
         ))
     }
@@ -178,15 +183,68 @@ pub async fn setup(args: &Ec2Args, region: &str) -> anyhow::Result<Option<Ec2Set
              providers' operator roles): none in the environment, the shared files or an EC2 \
              instance role",
         )?;
+    let source = Arc::new(source);
     let sts = StsClient::new(
         StsConfig::from_env(region, Duration::from_secs(3600)),
-        Arc::new(source),
+        source.clone(),
     )
     .context("setting up the STS client")?;
     let ec2 = Ec2Config::from_env(region);
+    let catalog = described_catalog(&ec2, source).await;
     tracing::info!(endpoint = %ec2.endpoint, image = %image, cluster = %args.ec2_cluster, "instances: EC2, launched as each capacity provider's operator role");
     Ok(Some(Ec2Setup {
         cfg,
         connector: Arc::new(StsEc2Connector::new(ec2, Arc::new(sts))),
+        catalog,
     }))
+}
+
+/// The instance types of the EC2 endpoint (`DescribeInstanceTypes` with the server's own
+/// credentials), priced where the built-in prices know them; the built-in catalog when EC2
+/// cannot be asked (said once).
+async fn described_catalog(cfg: &Ec2Config, source: Arc<SourceChain>) -> Catalog {
+    let described = async {
+        let client = Ec2Client::new(cfg.clone(), Ec2Credentials::Source(source))?;
+        client.describe_instance_types(&[]).await
+    };
+    match tokio::time::timeout(Duration::from_secs(60), described).await {
+        Ok(Ok(types)) => {
+            let records: Vec<DescribedInstanceType> = types
+                .into_iter()
+                .map(|t| DescribedInstanceType {
+                    instance_type: t.name,
+                    current_generation: t.current_generation,
+                    bare_metal: t.bare_metal,
+                    burstable: t.burstable,
+                    accelerated: t.accelerated,
+                    vcpus: t.vcpus,
+                    memory_mib: t.memory_mib,
+                    architectures: t.architectures,
+                    hypervisor: t.hypervisor,
+                })
+                .collect();
+            let catalog = Catalog::from_described(
+                &records,
+                format!("DescribeInstanceTypes at {}", cfg.endpoint),
+                fleetfn_scheduler::catalog::PRICES_AS_OF,
+                &fleetfn_scheduler::catalog::builtin_prices(),
+            );
+            tracing::info!(
+                described = records.len(),
+                offered = catalog.types.len(),
+                "instance types from EC2's DescribeInstanceTypes"
+            );
+            catalog
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "DescribeInstanceTypes failed: using the built-in instance catalog");
+            Catalog::builtin()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "DescribeInstanceTypes took over 60 s: using the built-in instance catalog"
+            );
+            Catalog::builtin()
+        }
+    }
 }

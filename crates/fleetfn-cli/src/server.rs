@@ -375,6 +375,10 @@ impl Planes {
             metrics: self.metrics.clone(),
             roles: self.roles.clone(),
             idle_instance_after: self.idle_instance_after,
+            catalog: self
+                .ec2
+                .as_ref()
+                .map_or_else(fleetfn_scheduler::Catalog::builtin, |e| e.catalog.clone()),
             ..DataPlaneConfig::default()
         }
     }

@@ -230,6 +230,12 @@ pub struct InstanceTypeInfo {
     pub current_generation: bool,
     /// Whether it is bare metal.
     pub bare_metal: bool,
+    /// Whether it is burstable (CPU credits).
+    pub burstable: bool,
+    /// Whether it has accelerators (GPU, FPGA, Inferentia, Neuron, media).
+    pub accelerated: bool,
+    /// `nitro` or `xen` (empty when EC2 says none, as for bare metal).
+    pub hypervisor: String,
 }
 
 /// One instance to launch.
@@ -717,6 +723,13 @@ impl From<xml::InstanceType> for InstanceTypeInfo {
             architectures: t.processor_info.supported_architectures.item,
             current_generation: t.current_generation.unwrap_or(false),
             bare_metal: t.bare_metal.unwrap_or(false),
+            burstable: t.burstable_performance_supported.unwrap_or(false),
+            accelerated: t.gpu_info.is_some()
+                || t.fpga_info.is_some()
+                || t.inference_accelerator_info.is_some()
+                || t.neuron_info.is_some()
+                || t.media_accelerator_info.is_some(),
+            hypervisor: t.hypervisor.unwrap_or_default(),
         }
     }
 }
@@ -838,6 +851,13 @@ mod xml {
         pub instance_type: String,
         pub current_generation: Option<bool>,
         pub bare_metal: Option<bool>,
+        pub burstable_performance_supported: Option<bool>,
+        pub hypervisor: Option<String>,
+        pub gpu_info: Option<serde::de::IgnoredAny>,
+        pub fpga_info: Option<serde::de::IgnoredAny>,
+        pub inference_accelerator_info: Option<serde::de::IgnoredAny>,
+        pub neuron_info: Option<serde::de::IgnoredAny>,
+        pub media_accelerator_info: Option<serde::de::IgnoredAny>,
         pub processor_info: ProcessorInfo,
         pub v_cpu_info: VCpuInfo,
         pub memory_info: MemoryInfo,

@@ -157,6 +157,9 @@ fn reads_subnets_and_instance_types() {
             architectures: vec!["arm64".into()],
             current_generation: true,
             bare_metal: false,
+            burstable: false,
+            accelerated: false,
+            hypervisor: String::new(),
         }]
     );
 }
@@ -378,6 +381,24 @@ mod needs_moto {
         assert_eq!(m7g.architectures, ["arm64"]);
         let c7i = types.iter().find(|t| t.name == "c7i.xlarge").unwrap();
         assert_eq!((c7i.vcpus, c7i.memory_mib), (4, 8192));
+        assert_eq!(c7i.hypervisor, "nitro");
+        assert!(!c7i.burstable && !c7i.accelerated);
+        let more = ec2
+            .describe_instance_types(&["t3.micro".to_owned(), "g5.xlarge".to_owned()])
+            .await
+            .unwrap();
+        assert!(
+            more.iter()
+                .find(|t| t.name == "t3.micro")
+                .unwrap()
+                .burstable
+        );
+        assert!(
+            more.iter()
+                .find(|t| t.name == "g5.xlarge")
+                .unwrap()
+                .accelerated
+        );
         // Every type, page by page.
         let all = ec2.describe_instance_types(&[]).await.unwrap();
         assert!(all.len() > 400, "{} types", all.len());
