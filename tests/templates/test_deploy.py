@@ -14,6 +14,7 @@ Environment variables: FLEETFN_BIN (fleetfn_testkit.server).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -239,13 +240,14 @@ def changed_ids(p: subprocess.CompletedProcess) -> set[str]:
 def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, server, lam, python_functions):
     stack = h.uniq("cfn")
     # A dry run of a new stack plans every resource and creates nothing.
-    p = cli.deploy(CFN, stack, "--dry-run")
+    token = f"ApiToken=tok-{stack}"  # NoEcho: never printed, never in the record
+    p = cli.deploy(CFN, stack, "--dry-run", "--parameter-overrides", token)
     for lid in ("CapacityProvider", "Function", "Version", "LiveAlias"):
         assert lid in out(p), out(p)
     assert stack_record(server, stack) is None
 
-    p = cli.deploy(CFN, stack)
-    assert "not-a-secret" not in out(p), "a NoEcho parameter's value was printed"
+    p = cli.deploy(CFN, stack, "--parameter-overrides", token)
+    assert f"tok-{stack}" not in out(p), "a NoEcho parameter's value was printed"
     rec = stack_record(server, stack)
     assert rec["StackStatus"] == "CREATE_COMPLETE"
     assert rec["Parameters"]["ApiToken"] == "****", "a NoEcho parameter was stored"
@@ -261,13 +263,13 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
 
     before = snapshot(lam, rec)
     # The plan of an update, without applying it.
-    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", "--dry-run")
+    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", token, "--dry-run")
     assert changed_ids(p) == {"Function", "Version", "LiveAlias"}, out(p)
     assert "Dry run" in p.stdout
     assert stack_record(server, stack)["Revision"] == rec["Revision"]
     assert snapshot(lam, rec) == before
 
-    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy")
+    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", token)
     assert changed_ids(p) == {"Function", "Version", "LiveAlias"}, out(p)
     rec2 = stack_record(server, stack)
     v2 = assert_one_new_version(lam, before, rec2, {"GREETING": "howdy"})
@@ -276,7 +278,7 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
     # A version that fails to publish (the code raises at import): the deploy fails, names the
     # resource, and the stack is back where it was: the function's configuration, the alias.
     before = snapshot(lam, rec2)
-    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", "CrashAtInit=yes", ok=False)
+    p = cli.deploy(CFN, stack, "--parameter-overrides", "Greeting=howdy", token, "CrashAtInit=yes", ok=False)
     assert p.returncode == 1, out(p)
     assert "Version" in out(p) and "Failed" in out(p), out(p)
     rec3 = stack_record(server, stack)
@@ -289,6 +291,8 @@ def test_cloudformation_template_dry_run_update_failed_publish_delete(cli, serve
     assert p.returncode == 0 and stack in p.stdout, out(p)
     p = cli.run("stacks", "describe", stack)
     assert p.returncode == 0 and fn in p.stdout, out(p)
+    assert f"tok-{stack}" not in p.stdout, "stacks describe showed a NoEcho value"
+    assert f"tok-{stack}" not in json.dumps(stack_record(server, stack)["Parameters"])
     p = cli.run("stacks", "delete", stack)
     assert p.returncode == 0, out(p)
     assert_gone(lam, server, stack, rec3)
