@@ -460,6 +460,20 @@ impl DataPlane {
         } else {
             ""
         };
+        // What keeps capacity from being added, when launches for the version's capacity
+        // provider are failing (no instance capacity, an EC2 error).
+        let launching = v
+            .capacity_provider
+            .as_deref()
+            .and_then(|cp| {
+                self.state
+                    .read()
+                    .launch_failures
+                    .get(cp)
+                    .map(|f| f.message.clone())
+            })
+            .map(|m| format!(" Instance launches for its capacity provider are failing: {m}"))
+            .unwrap_or_default();
         let label = reason.label();
         let message = if seen == 0 {
             format!(
@@ -483,7 +497,7 @@ impl DataPlane {
         Err(LambdaError::throttled(
             "ConcurrentInvocationLimitExceeded",
             1,
-            message,
+            format!("{message}{launching}"),
         ))
     }
 

@@ -201,6 +201,42 @@ async fn without_capacity_launches_are_retried_slowly_and_succeed_once_it_return
 }
 
 #[tokio::test(start_paused = true)]
+async fn throttles_while_launches_fail_name_the_launch_error() {
+    let mut h = Harness::new();
+    h.active_function(&FunctionSpec::default()).await;
+    h.provider.set_no_capacity(true);
+    for a in h.provider.running() {
+        h.provider.kill(a.instance_id());
+    }
+    h.until("every environment lost", MINUTE, || async {
+        h.ready("f").is_empty()
+    })
+    .await;
+    h.run_for(Duration::from_secs(5)).await;
+    let err = h.invoke("f:1", "x").await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        fleetfn_model::ErrorKind::TooManyRequests,
+        "{err:?}"
+    );
+    assert!(
+        err.message.contains(
+            "Instance launches for its capacity provider are failing: InsufficientInstanceCapacity"
+        ),
+        "{}",
+        err.message
+    );
+    h.provider.set_no_capacity(false);
+    h.until("environments back", 2 * MINUTE, || async {
+        h.ready("f").len() == 3
+    })
+    .await;
+    h.invoke("f:1", "x")
+        .await
+        .expect("served once capacity returns");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_replacement_that_fails_init_is_retried_with_growing_back_off() {
     let h = Harness::new();
     h.active_function(&FunctionSpec::default()).await;
