@@ -258,6 +258,10 @@ pub struct ServeArgs {
     /// Seconds an instance stays empty before it is terminated.
     #[arg(long, default_value_t = 30.0, env = "FLEETFN_IDLE_INSTANCE_AFTER")]
     pub idle_instance_after: f64,
+    /// Seconds after which an instance (agent process) is replaced, one at a time, its
+    /// environments started on a new one first (LMI rotates its instances; 14 days).
+    #[arg(long, default_value_t = 14.0 * 24.0 * 3600.0, env = "FLEETFN_MAX_INSTANCE_AGE")]
+    pub max_instance_age: f64,
     /// A JSON file overriding or adding instance types and prices:
     /// `{"PricesAsOf": "2026-01-01", "InstanceTypes": [{"name": "c7i.large", "family": "c7i",
     /// "arch": "x86_64", "vcpus": 2, "memory_mib": 4096, "hourly_usd": 0.0893}]}`.

@@ -288,6 +288,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_vcpus: args.max_local_vcpus,
                 log_limits,
                 unix_sockets: args.agent_transport == "unix",
+                max_instance_age: seconds(args.max_instance_age, "--max-instance-age")?,
             })),
             DataPlaneConfig {
                 catalog: pricing.catalog,

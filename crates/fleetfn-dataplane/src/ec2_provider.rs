@@ -1021,13 +1021,7 @@ impl InstanceProvider for Ec2Provider {
         let age = l
             .launched_at
             .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())?;
-        (age >= self.cfg.max_instance_age).then(|| {
-            format!(
-                "it is {} s old (maximum instance age {} s)",
-                age.as_secs(),
-                self.cfg.max_instance_age.as_secs()
-            )
-        })
+        crate::instances::too_old(age, self.cfg.max_instance_age)
     }
 }
 

@@ -209,11 +209,14 @@ pub struct LocalProviderConfig {
     pub log_limits: fleetfn_logs::LogLimits,
     /// Call the agents on a Unix socket in their instance directory instead of loopback TCP.
     pub unix_sockets: bool,
+    /// Agents older than this are replaced (rolling, as LMI rotates instances).
+    pub max_instance_age: Duration,
 }
 
 #[derive(Debug)]
 struct Running {
     vcpus: u32,
+    started: tokio::time::Instant,
     child: Child,
     /// Held open: the agent exits when it reads EOF, so agents never outlive `fleetfn serve`.
     _stdin: Option<ChildStdin>,
@@ -224,6 +227,17 @@ struct Local {
     running: HashMap<String, Running>,
     /// vCPUs of launches in progress.
     launching: u32,
+}
+
+/// Why an instance of `age` is replaced under a maximum of `max`, if it is.
+pub(crate) fn too_old(age: Duration, max: Duration) -> Option<String> {
+    (age >= max).then(|| {
+        format!(
+            "it is {} s old (maximum instance age {} s)",
+            age.as_secs(),
+            max.as_secs()
+        )
+    })
 }
 
 /// Launches agent processes on this machine.
@@ -356,6 +370,7 @@ impl LocalProvider {
             id.to_string(),
             Running {
                 vcpus: t.vcpus,
+                started: tokio::time::Instant::now(),
                 child,
                 _stdin: stdin,
             },
@@ -412,6 +427,17 @@ impl InstanceProvider for LocalProvider {
         })
     }
 
+    fn should_replace(&self, instance_id: &str) -> Option<String> {
+        let age = self
+            .state
+            .lock()
+            .running
+            .get(instance_id)?
+            .started
+            .elapsed();
+        too_old(age, self.cfg.max_instance_age)
+    }
+
     fn is_running(&self, instance_id: &str) -> bool {
         let mut l = self.state.lock();
         match l.running.get_mut(instance_id) {
@@ -445,7 +471,19 @@ mod tests {
             max_vcpus,
             log_limits: fleetfn_logs::LogLimits::default(),
             unix_sockets: false,
+            max_instance_age: Duration::from_secs(14 * 24 * 3600),
         })
+    }
+
+    #[test]
+    fn instances_past_the_maximum_age_are_replaced() {
+        let max = Duration::from_secs(14 * 24 * 3600);
+        assert_eq!(too_old(max - Duration::from_secs(1), max), None);
+        assert_eq!(
+            too_old(max, max).as_deref(),
+            Some("it is 1209600 s old (maximum instance age 1209600 s)")
+        );
+        assert_eq!(provider(8).should_replace("i-unknown"), None);
     }
 
     fn spec(name: &str) -> LaunchSpec {

@@ -10,6 +10,7 @@ mod deploy;
 mod insights;
 mod lost;
 mod rollout;
+mod rotation;
 mod routing;
 mod scaling;
 mod series;

@@ -44,6 +44,8 @@ struct ProviderState {
     outlives: bool,
     /// Capacity provider and type of each instance, for `existing`.
     specs: HashMap<String, LaunchSpec>,
+    /// Instances the provider wants replaced (`should_replace`).
+    replace: std::collections::HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,11 @@ impl FakeProvider {
     }
 
     /// Launches fail with `InsufficientInstanceCapacity` until told otherwise.
+    /// Asks for these instances to be replaced (as an image change or a maximum age would).
+    pub fn want_replaced(&self, ids: &[String]) {
+        self.state().replace.extend(ids.iter().cloned());
+    }
+
     pub fn set_no_capacity(&self, none: bool) {
         self.state().no_capacity = none;
     }
@@ -229,6 +236,13 @@ impl InstanceProvider for FakeProvider {
 
     fn is_running(&self, instance_id: &str) -> bool {
         self.state().running.contains_key(instance_id)
+    }
+
+    fn should_replace(&self, instance_id: &str) -> Option<String> {
+        self.state()
+            .replace
+            .contains(instance_id)
+            .then(|| "the test asked for it".to_string())
     }
 
     fn capacity(&self) -> ProviderCapacity {
