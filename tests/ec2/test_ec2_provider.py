@@ -183,6 +183,9 @@ def ec2_fleet(fleetfn_binary, tmp_path, test_net):
     sg = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     hv = Hypervisor(ec2, test_net, fleetfn_binary, tmp_path / "vms")
+    # Pricing instruments for `fleetfn cost`: a 30 % Savings Plan on c7i.
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"Discounts": [{"Match": "c7i.*", "Kind": "SavingsPlan", "Rate": 0.30}]}))
     pg = postgres.session_server()
     srv = FleetfnServer(
         fleetfn_binary, tmp_path / "data", tmp_path / "logs", name="a", command="server",
@@ -196,7 +199,8 @@ def ec2_fleet(fleetfn_binary, tmp_path, test_net):
     srv.extra_args = ["--metrics-listen", "off", "--instance-provider", "ec2", "--ec2-image-id", image,
                       "--ec2-join-url", f"http://{test_net.gateway}:{srv.port}", "--ec2-cluster", CLUSTER,
                       "--ec2-agent-arg=--allow-plain-http", "--ec2-join-timeout", "60",
-                      "--ec2-orphan-grace", "2", "--ec2-describe-every", "1", "--idle-instance-after", "2"]
+                      "--ec2-orphan-grace", "2", "--ec2-describe-every", "1", "--idle-instance-after", "2",
+                      "--catalog", str(catalog)]
     srv.start(same_port=True)
     fleet = type("Fleet", (), {})()
     fleet.srv, fleet.ec2, fleet.hv, fleet.proxy = srv, ec2, hv, proxy
@@ -273,6 +277,16 @@ def test_publish_launches_tagged_imdsv2_instances_in_three_subnets_that_join_and
     for n in range(6):
         event = {"op": "echo", "n": n}
         assert _invoke(f, name, version, event) == event
+    # `fleetfn cost` of the cluster: the instances at the Savings Plan rate, LMI's fee on
+    # on-demand.
+    doc = h.raw_request(f.srv.endpoint, "GET", "/fleetfn/v1/cost", query={"Since": "1h"}).json()
+    p = [c for c in doc["CapacityProviders"] if c["Name"] == f.cp["CapacityProviderArn"].rsplit(":", 1)[-1]][0]
+    assert {i["InstanceType"] for i in p["Instances"]} == {"c7i.large"}, p
+    on_demand = sum(i["OnDemandUsd"] for i in p["Instances"])
+    assert on_demand > 0, p
+    for i in p["Instances"]:
+        assert i["Discount"]["Rate"] == 0.30 and abs(i["CostUsd"] - 0.7 * i["OnDemandUsd"]) < 1e-9, i
+    assert abs(p["Cost"]["LmiFeeUsd"] - 0.15 * on_demand) < 1e-9, p["Cost"]
 
 
 def test_a_vm_terminated_behind_fleetfns_back_is_replaced_in_its_zone(ec2_fleet):

@@ -366,6 +366,11 @@ pub struct ServerArgs {
     /// --tls-cert are called over https and verified with it (for their advertised IP).
     #[arg(long, value_name = "FILE", env = "FLEETFN_AGENT_CA")]
     pub agent_ca: Option<PathBuf>,
+    /// A JSON file of instance types, prices and discounts (Savings Plans, Reserved Instances)
+    /// for placement and `fleetfn cost`, as for `fleetfn serve` (README: Cost); with
+    /// `--instance-provider ec2` its types replace the described ones.
+    #[arg(long, env = "FLEETFN_CATALOG")]
+    pub catalog: Option<PathBuf>,
     #[command(flatten)]
     pub ec2: ec2::Ec2Args,
     #[command(flatten)]

@@ -84,7 +84,7 @@ pub(crate) struct Pricing {
     pub discounts: fleetfn_cost::Discounts,
 }
 
-fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Pricing> {
+pub(crate) fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Pricing> {
     let Some(path) = path else {
         return Ok(Pricing::default());
     };

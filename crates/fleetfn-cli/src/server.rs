@@ -90,15 +90,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // most a second, so a publish or alias update through any server reaches this one's invokes.
     // The URL endpoint's address first: FunctionUrls name its port.
     let url = crate::urls::bind(&args.urls, &args.region).await?;
+    // Instance types, prices and discounts (`--catalog`): capacity providers are checked
+    // against the types, `fleetfn cost` prices with them.
+    let pricing = crate::serve::load_catalog(args.catalog.as_deref())?;
     let cp = base
         .cp
         .clone()
         .with_url_base(url.base.clone())
         .with_packages_in_store()
         .with_resolve_ttl(std::time::Duration::from_secs(1))
-        .with_instance_types(crate::serve::known_instance_types(
-            &fleetfn_scheduler::Catalog::builtin(),
-        ));
+        .with_instance_types(crate::serve::known_instance_types(&pricing.catalog));
     let id = server_id(args.server_id.as_deref());
     let stop = CancellationToken::new();
     let shared: Arc<dyn Store> = Arc::new(base.store.clone());
@@ -149,6 +150,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         agent_tls,
         ec2,
         idle_instance_after,
+        pricing: Arc::new(pricing),
+        catalog_file: args.catalog.is_some(),
         roles,
         // The leader polls SQS event source mappings, through whichever plane is current.
         sources: crate::events::sources(
@@ -365,6 +368,10 @@ struct Planes {
     /// The `ec2` provider's setup (`--instance-provider ec2`); `None`: joined hosts (`static`).
     ec2: Option<crate::ec2::Ec2Setup>,
     idle_instance_after: std::time::Duration,
+    /// `--catalog`'s types, prices and discounts (the built-in catalog without one).
+    pricing: Arc<crate::serve::Pricing>,
+    /// Whether `--catalog` was given (its types then win over EC2's described ones).
+    catalog_file: bool,
     roles: Option<Arc<dyn fleetfn_roles::RoleAssumer>>,
     sources: fleetfn_events::sources::EventSources,
 }
@@ -375,10 +382,12 @@ impl Planes {
             metrics: self.metrics.clone(),
             roles: self.roles.clone(),
             idle_instance_after: self.idle_instance_after,
-            catalog: self
-                .ec2
-                .as_ref()
-                .map_or_else(fleetfn_scheduler::Catalog::builtin, |e| e.catalog.clone()),
+            catalog: match (&self.ec2, self.catalog_file) {
+                (Some(e), false) => e.catalog.clone(),
+                _ => self.pricing.catalog.clone(),
+            },
+            lambda_prices: self.pricing.lambda_prices.clone(),
+            discounts: self.pricing.discounts.clone(),
             ..DataPlaneConfig::default()
         }
     }
