@@ -94,10 +94,12 @@ pub struct Ec2Args {
         value_name = "SECONDS"
     )]
     pub ec2_describe_every: u64,
-    /// Seconds after which an instance is replaced (rolling: its environments start on a new
-    /// instance first), as LMI rotates instances; 14 days by default.
-    #[arg(long, env = "FLEETFN_EC2_MAX_INSTANCE_AGE", default_value_t = 14 * 24 * 3600, value_name = "SECONDS")]
-    pub ec2_max_instance_age: u64,
+    /// Seconds after which an instance is replaced, one at a time (its environments start on
+    /// another instance first), as LMI rotates instances; 14 days by default. `ec2`: a new EC2
+    /// instance; `static`: another free joined agent of its zone takes over when there is one,
+    /// and the old agent, drained, stays joined.
+    #[arg(long, env = "FLEETFN_MAX_INSTANCE_AGE", default_value_t = 14 * 24 * 3600, value_name = "SECONDS")]
+    pub max_instance_age: u64,
     /// Seconds an instance stays empty before it is terminated (any provider: a `static`
     /// one gives the host back).
     #[arg(
@@ -164,11 +166,7 @@ pub async fn setup(args: &Ec2Args, region: &str) -> anyhow::Result<Option<Ec2Set
     cfg.join_timeout = Duration::from_secs(args.ec2_join_timeout);
     cfg.orphan_grace = Duration::from_secs(args.ec2_orphan_grace);
     cfg.describe_every = Duration::from_secs(args.ec2_describe_every.max(1));
-    anyhow::ensure!(
-        args.ec2_max_instance_age >= 60,
-        "--ec2-max-instance-age must be at least 60 seconds"
-    );
-    cfg.max_instance_age = Duration::from_secs(args.ec2_max_instance_age);
+    cfg.max_instance_age = Duration::from_secs(args.max_instance_age);
     if let Some(ca) = &args.ec2_servers_ca {
         cfg.ca_pem = Some(
             std::fs::read_to_string(ca)

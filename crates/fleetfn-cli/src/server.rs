@@ -93,6 +93,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Instance types, prices and discounts (`--catalog`): capacity providers are checked
     // against the types, `fleetfn cost` prices with them.
     let pricing = crate::serve::load_catalog(args.catalog.as_deref())?;
+    anyhow::ensure!(
+        args.ec2.max_instance_age >= 60,
+        "--max-instance-age must be at least 60 seconds"
+    );
     let cp = base
         .cp
         .clone()
@@ -150,6 +154,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         agent_tls,
         ec2,
         idle_instance_after,
+        max_instance_age: std::time::Duration::from_secs(args.ec2.max_instance_age),
         pricing: Arc::new(pricing),
         catalog_file: args.catalog.is_some(),
         roles,
@@ -368,6 +373,8 @@ struct Planes {
     /// The `ec2` provider's setup (`--instance-provider ec2`); `None`: joined hosts (`static`).
     ec2: Option<crate::ec2::Ec2Setup>,
     idle_instance_after: std::time::Duration,
+    /// `--max-instance-age`: old claims of the `static` provider are handed over.
+    max_instance_age: std::time::Duration,
     /// `--catalog`'s types, prices and discounts (the built-in catalog without one).
     pricing: Arc<crate::serve::Pricing>,
     /// Whether `--catalog` was given (its types then win over EC2's described ones).
@@ -402,12 +409,15 @@ impl Planes {
         if let Some(ec2) = &self.ec2 {
             return ec2.provider(cp, term, self.agent_tls.clone());
         }
-        Arc::new(StaticProvider::new(
-            Arc::new(cp.clone()),
-            fleetfn_scheduler::Catalog::builtin(),
-            term,
-            self.agent_tls.clone(),
-        ))
+        Arc::new(
+            StaticProvider::new(
+                Arc::new(cp.clone()),
+                fleetfn_scheduler::Catalog::builtin(),
+                term,
+                self.agent_tls.clone(),
+            )
+            .with_max_age(self.max_instance_age),
+        )
     }
 
     /// A follower with the routes of every claimed agent, serving.

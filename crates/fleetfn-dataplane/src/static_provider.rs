@@ -93,6 +93,11 @@ struct Claimed {
     agent_id: String,
     vcpus: u32,
     client: Arc<dyn AgentApi>,
+    /// The zone and type it serves as (a free agent that fits them can take over).
+    zone: String,
+    instance_type: InstanceType,
+    /// When it was claimed (its age, for the maximum instance age).
+    claimed_at: Option<jiff::Timestamp>,
 }
 
 /// Joined agents as instances.
@@ -106,6 +111,10 @@ pub struct StaticProvider {
     joined_vcpus: AtomicU32,
     /// Ids of the agents seen by the sweeps.
     known_agents: Mutex<HashSet<String>>,
+    /// Claims older than this are handed over to a free agent of their zone, when one fits.
+    max_age: Option<Duration>,
+    /// Unclaimed agents as the last sweep saw them.
+    free: Mutex<Vec<JoinedAgent>>,
 }
 
 impl std::fmt::Debug for StaticProvider {
@@ -154,7 +163,17 @@ impl StaticProvider {
             claimed: Mutex::default(),
             joined_vcpus: AtomicU32::new(0),
             known_agents: Mutex::default(),
+            max_age: None,
+            free: Mutex::default(),
         }
+    }
+
+    /// Claims older than `max_age` are rotated: the data plane moves their environments to a
+    /// free agent of the same zone (when the last sweep saw one that fits), then releases the
+    /// agent, which drained and stays joined, free for a later claim.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
     }
 
     fn client_for(&self, a: &JoinedAgent) -> Result<Arc<dyn AgentApi>, String> {
@@ -256,6 +275,9 @@ impl StaticProvider {
                     agent_id: a.doc.agent_id.clone(),
                     vcpus: t.vcpus,
                     client: client.clone(),
+                    zone: spec.zone.clone(),
+                    instance_type: t.clone(),
+                    claimed_at: Some(jiff::Timestamp::now()),
                 },
             );
             return Ok(Instance {
@@ -396,6 +418,9 @@ impl InstanceProvider for StaticProvider {
                         agent_id: claim.agent_id.clone(),
                         vcpus: t.vcpus,
                         client: client.clone(),
+                        zone: claim.zone.clone(),
+                        instance_type: t.clone(),
+                        claimed_at: claim.claimed_at.parse().ok(),
                     },
                 );
                 found.push(Instance {
@@ -415,6 +440,22 @@ impl InstanceProvider for StaticProvider {
         true
     }
 
+    fn should_replace(&self, instance_id: &str) -> Option<String> {
+        let max = self.max_age?;
+        let c = self.claimed.lock().get(instance_id).cloned()?;
+        let age = jiff::Timestamp::now()
+            .duration_since(c.claimed_at?)
+            .unsigned_abs();
+        let why = crate::instances::too_old(age, max)?;
+        // Only when another joined agent can take over; otherwise it keeps serving.
+        let successor = self
+            .free
+            .lock()
+            .iter()
+            .any(|a| a.doc.agent_id != c.agent_id && fits(a, &c.zone, &c.instance_type));
+        successor.then(|| format!("its claim is old: {why}"))
+    }
+
     fn sweep(&self) -> BoxFuture<'_, Sweep> {
         Box::pin(async move {
             let Ok((agents, claims)) = self.agents_and_claims().await else {
@@ -426,6 +467,11 @@ impl InstanceProvider for StaticProvider {
                 known.extend(agents.iter().map(|a| a.doc.agent_id.clone()));
                 known.len() > before
             };
+            *self.free.lock() = agents
+                .iter()
+                .filter(|a| !claims.iter().any(|c| c.agent_id == a.doc.agent_id))
+                .cloned()
+                .collect();
             let mut stopped = 0;
             for a in &agents {
                 if claims.iter().any(|c| c.agent_id == a.doc.agent_id) {

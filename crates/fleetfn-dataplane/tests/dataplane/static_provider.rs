@@ -368,3 +368,42 @@ async fn a_sweep_tells_when_agents_joined() {
         .retain(|a| a.doc.agent_id != "a");
     assert!(!p.sweep().await.hosts_joined);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_old_claim_is_rotated_only_when_a_free_agent_of_its_zone_can_take_over() {
+    let fleet = Fleet::new(vec![
+        joined("a1", 20_101, "z1", 2, 4_096, "x86_64"),
+        joined("a2", 20_102, "z1", 2, 4_096, "x86_64"),
+        joined("b1", 20_103, "z2", 2, 4_096, "x86_64"),
+        joined("arm", 20_104, "z2", 2, 4_096, "arm64"),
+    ]);
+    let old = fleet.provider().with_max_age(std::time::Duration::ZERO);
+    old.launch("i-1", &spec("z1", "c7i.large")).await.unwrap();
+    old.launch("i-2", &spec("z2", "c7i.large")).await.unwrap();
+    // Before a sweep has seen the free agents, nothing is rotated.
+    assert_eq!(old.should_replace("i-1"), None);
+    old.sweep().await;
+    let why = old
+        .should_replace("i-1")
+        .expect("a free z1 agent can take over");
+    assert!(why.contains("maximum instance age 0 s"), "{why}");
+    // z2's only other agent is arm64: i-2 keeps serving.
+    assert_eq!(old.should_replace("i-2"), None);
+    assert_eq!(old.should_replace("i-unknown"), None);
+    // Young claims are left alone; without a maximum age nothing is rotated.
+    let young = fleet
+        .provider()
+        .with_max_age(std::time::Duration::from_secs(14 * 24 * 3600));
+    young.existing().await.unwrap();
+    young.sweep().await;
+    assert_eq!(young.should_replace("i-1"), None);
+    // A new leader's provider knows the claims' ages from the directory.
+    let adopted = fleet.provider().with_max_age(std::time::Duration::ZERO);
+    adopted.existing().await.unwrap();
+    adopted.sweep().await;
+    assert!(adopted.should_replace("i-1").is_some());
+    let never = fleet.provider();
+    never.existing().await.unwrap();
+    never.sweep().await;
+    assert_eq!(never.should_replace("i-1"), None);
+}
