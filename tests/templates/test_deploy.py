@@ -393,3 +393,39 @@ def test_an_unknown_resource_type_is_skipped_with_a_warning_and_refused_with_str
     p = cli.run("stacks", "delete", stack)
     assert p.returncode == 0, out(p)
     assert_gone(lam, server, stack, rec)
+
+
+def test_deploys_of_one_stack_at_once_one_wins_and_nothing_is_left_unrecorded(cli, server, lam):
+    stack = h.uniq("race")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEETFN_"))}
+    env.update(HOME=str(cli.home), NO_COLOR="1", AWS_ACCESS_KEY_ID=h.ACCESS_KEY,
+               AWS_SECRET_ACCESS_KEY=h.SECRET_KEY, AWS_DEFAULT_REGION=h.REGION, FLEETFN_ENDPOINT_URL=cli.endpoint)
+    argv = [str(cli.binary), "deploy", "--template", str(WITH_BUCKET), "--stack-name", stack]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(3)]
+    results = [(p.wait(timeout=DEPLOY_TIMEOUT), *p.communicate()) for p in procs]
+    # Three started together: one takes the stack, at least one of the others finds it taken (one
+    # that starts after the winner finished is a no-change update, and succeeds).
+    codes = sorted(rc for rc, _, _ in results)
+    assert codes[0] == 0 and codes[1:] != [0, 0] and set(codes) <= {0, 1}, results
+    for rc, _, err in results:
+        assert rc == 0 or "another deploy" in err, err
+    # The losers stopped before creating anything: the only function of the stack is recorded.
+    rec = stack_record(server, stack)
+    assert rec["StackStatus"] == "CREATE_COMPLETE", rec["StackStatus"]
+    fns = [f["FunctionName"] for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith(f"{stack}-")]
+    assert fns == [function_name(rec)], fns
+
+    # A deploy killed midway leaves the record in progress: the next deploy says so, and --force
+    # takes the stack over.
+    r = h.raw_request(server.endpoint, "PUT", f"/fleetfn/v1/stacks/{stack}",
+                      body=json.dumps(dict(rec, StackStatus="UPDATE_IN_PROGRESS")),
+                      headers={"X-Fleetfn-Stack-Revision": str(rec["Revision"])})
+    assert r.status_code == 200, r.text
+    p = cli.deploy(WITH_BUCKET, stack, ok=False)
+    assert p.returncode == 1 and "UPDATE_IN_PROGRESS" in p.stderr and "--force" in p.stderr, out(p)
+    cli.deploy(WITH_BUCKET, stack, "--force")
+    assert stack_record(server, stack)["StackStatus"] in ("UPDATE_COMPLETE", "CREATE_COMPLETE")
+    p = cli.run("stacks", "delete", stack)
+    assert p.returncode == 0, out(p)
+    assert_gone(lam, server, stack, rec)

@@ -64,6 +64,10 @@ pub struct DeployArgs {
     /// Do not wait for published versions to be Active.
     #[arg(long)]
     pub no_wait: bool,
+    /// Deploy although the stack record says another deploy is in progress (one that was
+    /// killed before it finished: what it changed is then planned against the record before it).
+    #[arg(long)]
+    pub force: bool,
     /// Seconds to wait for each published version to be Active.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     pub wait_timeout: f64,
@@ -279,9 +283,23 @@ pub async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    let is_update = previous
-        .as_ref()
-        .is_some_and(|p| !p.stack_status.starts_with("ROLLBACK"));
+    // Another deploy holds the stack (its *_IN_PROGRESS record): refused before anything is
+    // changed, unless that deploy died and --force says so.
+    if let Some(p) = &previous
+        && p.stack_status.ends_with("_IN_PROGRESS")
+        && !args.force
+        && !args.dry_run
+    {
+        anyhow::bail!(
+            "stack {stack_name} is {} since {}: another deploy is running. If it was killed \
+             before it finished, deploy again with --force",
+            p.stack_status,
+            p.last_updated_time
+        );
+    }
+    let is_update = previous.as_ref().is_some_and(|p| {
+        !p.stack_status.starts_with("ROLLBACK") && p.stack_status != "CREATE_IN_PROGRESS"
+    });
     println!(
         "Plan for stack {stack_name} ({}):",
         if is_update { "update" } else { "create" }
@@ -319,12 +337,36 @@ pub async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
         api: Api { client: &client },
         settings,
     };
-    let read_revision = previous.as_ref().map_or(0, |p| p.revision);
     let created_at = previous
         .as_ref()
         .filter(|_| is_update)
         .map(|p| p.creation_time.clone())
         .unwrap_or_else(now);
+    // The stack is taken first: its record says *_IN_PROGRESS (a compare-and-set on the
+    // revision read), so of two deploys started together one stops here with nothing changed.
+    let in_progress = match (&previous, is_update) {
+        (Some(p), true) => StackRecord {
+            stack_status: "UPDATE_IN_PROGRESS".into(),
+            status_reason: None,
+            last_updated_time: now(),
+            ..p.clone()
+        },
+        _ => StackRecord {
+            stack_name: stack_name.clone(),
+            stack_id: stack_id.clone(),
+            stack_status: "CREATE_IN_PROGRESS".into(),
+            creation_time: created_at.clone(),
+            last_updated_time: now(),
+            template_body: text.clone(),
+            parameters: parameters.clone(),
+            ..Default::default()
+        },
+    };
+    let taken = stacks
+        .put(&in_progress, previous.as_ref().map_or(0, |p| p.revision))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let read_revision = taken.revision;
     let result = apply::apply(
         &ops,
         &ev,
@@ -428,6 +470,17 @@ pub async fn run_deploy(args: DeployArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` to stdout; a reader that went away (`| head`) ends the output quietly instead
+/// of a panic.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn uuid_like() -> String {
     use rand::Rng;
     let mut r = rand::rng();
@@ -458,14 +511,17 @@ pub async fn run_stacks(args: StacksArgs) -> anyhow::Result<()> {
     match args.command {
         StacksCommand::List => {
             let list = stacks.list().await?;
-            println!("{:<32} {:<26} {:<26} REVISION", "NAME", "STATUS", "UPDATED");
+            let mut out = format!(
+                "{:<32} {:<26} {:<26} REVISION\n",
+                "NAME", "STATUS", "UPDATED"
+            );
             for s in list {
-                println!(
-                    "{:<32} {:<26} {:<26} {}",
+                out.push_str(&format!(
+                    "{:<32} {:<26} {:<26} {}\n",
                     s.stack_name, s.stack_status, s.last_updated_time, s.revision
-                );
+                ));
             }
-            Ok(())
+            write_stdout(&out)
         }
         StacksCommand::Describe { name, properties } => {
             let record = stacks
@@ -482,8 +538,7 @@ pub async fn run_stacks(args: StacksArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&json)?);
-            Ok(())
+            write_stdout(&format!("{}\n", serde_json::to_string_pretty(&json)?))
         }
         StacksCommand::Delete { name } => {
             let record = stacks
