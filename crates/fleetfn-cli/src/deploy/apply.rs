@@ -72,6 +72,47 @@ enum Journal {
     },
 }
 
+/// Deletes one recorded resource and reports its `DELETE_COMPLETE` or `DELETE_FAILED` event; one
+/// of a type fleetfn does not handle is left alone, and so is one whose `DeletionPolicy` is
+/// `Retain` when `honour_retain` (reported as `DELETE_SKIPPED`).
+pub(crate) async fn delete_recorded<O: Ops>(
+    ops: &O,
+    r: &StackResource,
+    honour_retain: bool,
+    progress: &mut dyn Progress,
+) -> Result<(), OpError> {
+    let Some(c) = current(r) else { return Ok(()) };
+    if honour_retain && r.deletion_policy.as_deref() == Some("Retain") {
+        progress.event(
+            &r.logical_id,
+            &r.resource_type,
+            "DELETE_SKIPPED",
+            &format!("{} (DeletionPolicy Retain)", r.physical_id),
+        );
+        return Ok(());
+    }
+    match ops.delete(&c).await {
+        Ok(()) => {
+            progress.event(
+                &r.logical_id,
+                &r.resource_type,
+                "DELETE_COMPLETE",
+                &r.physical_id,
+            );
+            Ok(())
+        }
+        Err(e) => {
+            progress.event(
+                &r.logical_id,
+                &r.resource_type,
+                "DELETE_FAILED",
+                &e.to_string(),
+            );
+            Err(e)
+        }
+    }
+}
+
 fn current(r: &StackResource) -> Option<Current<'_>> {
     Some(Current {
         logical_id: &r.logical_id,
@@ -171,45 +212,22 @@ pub async fn apply<O: Ops>(
         .collect();
     doomed.sort_by(|(a, _), (b, _)| deletion_order(a, b));
     for (r, is_removed) in doomed {
-        let Some(c) = current(r) else { continue };
-        if is_removed && r.deletion_policy.as_deref() == Some("Retain") {
-            progress.event(
-                &r.logical_id,
-                &r.resource_type,
-                "DELETE_SKIPPED",
-                &format!("{} (DeletionPolicy Retain)", r.physical_id),
-            );
-            continue;
-        }
-        match ops.delete(&c).await {
-            Ok(()) => progress.event(
-                &r.logical_id,
-                &r.resource_type,
-                "DELETE_COMPLETE",
-                &r.physical_id,
-            ),
-            Err(e) => {
-                progress.event(
-                    &r.logical_id,
-                    &r.resource_type,
-                    "DELETE_FAILED",
-                    &e.to_string(),
-                );
-                warnings.push(format!(
-                    "could not delete {} {} ({}): {e}",
-                    if is_removed {
-                        "removed resource"
-                    } else {
-                        "the replaced copy of"
-                    },
-                    r.logical_id,
-                    r.physical_id
-                ));
+        // The old copy of a replaced resource goes whatever its DeletionPolicy says.
+        if let Err(e) = delete_recorded(ops, r, is_removed, progress).await {
+            warnings.push(format!(
+                "could not delete {} {} ({}): {e}",
                 if is_removed {
-                    let mut kept = r.clone();
-                    kept.status = "DELETE_FAILED".into();
-                    resources.insert(r.logical_id.clone(), kept);
-                }
+                    "removed resource"
+                } else {
+                    "the replaced copy of"
+                },
+                r.logical_id,
+                r.physical_id
+            ));
+            if is_removed {
+                let mut kept = r.clone();
+                kept.status = "DELETE_FAILED".into();
+                resources.insert(r.logical_id.clone(), kept);
             }
         }
     }

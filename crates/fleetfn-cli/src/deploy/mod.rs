@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::client::{self, ConnectArgs};
 use code::CodePackage;
 use resources::function::{CodeSource, code_source};
-use resources::{Api, Kind, LambdaOps, OpError, Settings};
+use resources::{Api, LambdaOps, OpError, Settings};
 use store::{HttpStackStore, StackStore};
 
 const EXAMPLES: &str = "\
@@ -591,41 +591,8 @@ pub async fn delete_resources<O: resources::Ops>(
     plan::sort_for_deletion(&mut all);
     let mut failed = Vec::new();
     for r in all {
-        let Some(kind) = Kind::parse(&r.resource_type) else {
-            continue;
-        };
-        if r.deletion_policy.as_deref() == Some("Retain") {
-            progress.event(
-                &r.logical_id,
-                &r.resource_type,
-                "DELETE_SKIPPED",
-                &format!("{} (DeletionPolicy Retain)", r.physical_id),
-            );
-            continue;
-        }
-        let c = resources::Current {
-            logical_id: &r.logical_id,
-            kind,
-            physical_id: &r.physical_id,
-            properties: &r.properties,
-            attributes: &r.attributes,
-        };
-        match ops.delete(&c).await {
-            Ok(()) => progress.event(
-                &r.logical_id,
-                &r.resource_type,
-                "DELETE_COMPLETE",
-                &r.physical_id,
-            ),
-            Err(e) => {
-                progress.event(
-                    &r.logical_id,
-                    &r.resource_type,
-                    "DELETE_FAILED",
-                    &e.to_string(),
-                );
-                failed.push((r.logical_id.clone(), e));
-            }
+        if let Err(e) = apply::delete_recorded(ops, r, true, progress).await {
+            failed.push((r.logical_id.clone(), e));
         }
     }
     failed
