@@ -951,22 +951,7 @@ impl InstanceProvider for Ec2Provider {
                         continue;
                     }
                 };
-                let t = self
-                    .catalog
-                    .get(&claim.instance_type)
-                    .cloned()
-                    .unwrap_or_else(|| InstanceType {
-                        name: claim.instance_type.clone(),
-                        family: "ec2".into(),
-                        arch: if a.doc.architecture == "arm64" {
-                            Arch::Arm64
-                        } else {
-                            Arch::X86_64
-                        },
-                        vcpus: a.doc.vcpus,
-                        memory_mib: a.doc.memory_mib,
-                        hourly_usd: None,
-                    });
+                let t = crate::static_provider::claimed_type(&self.catalog, &claim, a, "ec2");
                 launched.insert(
                     claim.instance_id.clone(),
                     Launched {

@@ -305,22 +305,33 @@ impl StaticProvider {
     /// The instance type a claim serves as: the catalog's, or (a type the catalog no longer
     /// has) the agent's own size under the claimed name.
     fn claimed_type(&self, claim: &AgentClaim, a: &JoinedAgent) -> InstanceType {
-        self.catalog
-            .get(&claim.instance_type)
-            .cloned()
-            .unwrap_or_else(|| InstanceType {
-                name: claim.instance_type.clone(),
-                family: "static".into(),
-                arch: if a.doc.architecture == "arm64" {
-                    Arch::Arm64
-                } else {
-                    Arch::X86_64
-                },
-                vcpus: a.doc.vcpus,
-                memory_mib: a.doc.memory_mib,
-                hourly_usd: None,
-            })
+        claimed_type(&self.catalog, claim, a, "static")
     }
+}
+
+/// The instance type a claim names: the catalog's, or (a type the catalog no longer has) the
+/// agent's own shape under that name, in `family`, unpriced.
+pub(crate) fn claimed_type(
+    catalog: &Catalog,
+    claim: &AgentClaim,
+    a: &JoinedAgent,
+    family: &str,
+) -> InstanceType {
+    catalog
+        .get(&claim.instance_type)
+        .cloned()
+        .unwrap_or_else(|| InstanceType {
+            name: claim.instance_type.clone(),
+            family: family.into(),
+            arch: if a.doc.architecture == "arm64" {
+                Arch::Arm64
+            } else {
+                Arch::X86_64
+            },
+            vcpus: a.doc.vcpus,
+            memory_mib: a.doc.memory_mib,
+            hourly_usd: None,
+        })
 }
 
 /// Stops environments an agent runs for no instance; how many it stopped.
