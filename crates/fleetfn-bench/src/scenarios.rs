@@ -347,6 +347,9 @@ fn peer_dirs() -> (PathBuf, PathBuf) {
     (base.join("peer-fn"), base.join("peer-target"))
 }
 
+/// The peer's manifest: fleetfn-testfn's dependencies (a test checks it names each of them).
+const PEER_MANIFEST: &str = "[package]\nname = \"noop\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\nhttp = \"1\"\nlambda_runtime = { version = \"1.5\", features = [\"concurrency-tokio\"] }\nlambda_runtime_api_client = \"1.1\"\nnix = { version = \"0.29\", default-features = false, features = [\"mount\", \"ptrace\", \"sched\"] }\nserde_json = \"1\"\ntokio = { version = \"1\", features = [\"full\"] }\n\n[profile.release]\ndebug = 1\n\n[workspace]\n";
+
 /// Writes the peer's Cargo project: the same source as fleetfn-testfn, its own package.
 fn peer_project(ctx: &Ctx) -> anyhow::Result<PathBuf> {
     let (dir, _) = peer_dirs();
@@ -360,7 +363,7 @@ fn peer_project(ctx: &Ctx) -> anyhow::Result<PathBuf> {
             std::fs::write(dir.join("src").join(&name), &src)?;
         }
     }
-    let manifest = "[package]\nname = \"noop\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\nlambda_runtime = { version = \"1.5\", features = [\"concurrency-tokio\"] }\nnix = { version = \"0.29\", default-features = false, features = [\"mount\", \"ptrace\", \"sched\"] }\nserde_json = \"1\"\ntokio = { version = \"1\", features = [\"full\"] }\n\n[profile.release]\ndebug = 1\n\n[workspace]\n";
+    let manifest = PEER_MANIFEST;
     if std::fs::read_to_string(dir.join("Cargo.toml"))
         .ok()
         .as_deref()
@@ -501,7 +504,12 @@ async fn cargo_lambda_runs(
             break;
         }
         if t0.elapsed() > Duration::from_secs(900) {
-            bail!("cargo lambda watch never answered an invoke: {r:?}");
+            let log = std::fs::read_to_string(target.with_extension("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!(
+                "cargo lambda watch never answered an invoke: {r:?}; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1020,4 +1028,36 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
         "per_env_runtime_pss_kib": fn_pss / envs,
         "per_env_fleetfn_overhead_pss_kib": overhead_kib / envs,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PEER_MANIFEST;
+
+    /// The peer builds fleetfn-testfn's source, so its manifest must name every dependency
+    /// fleetfn-testfn has (a missing one makes `cargo lambda watch` fail to compile).
+    #[test]
+    fn the_peer_manifest_names_every_testfn_dependency() {
+        let testfn = include_str!("../../fleetfn-testfn/Cargo.toml");
+        let deps = testfn
+            .split("[dependencies]")
+            .nth(1)
+            .expect("a [dependencies] table")
+            .split("\n[")
+            .next()
+            .expect("its body");
+        let names: Vec<&str> = deps
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split(['=', '.', ' ']).next())
+            .collect();
+        assert!(names.len() >= 5, "parsed {names:?}");
+        for name in names {
+            assert!(
+                PEER_MANIFEST.lines().any(|l| l.starts_with(&format!("{name} ="))),
+                "the peer manifest lacks {name}"
+            );
+        }
+    }
 }
