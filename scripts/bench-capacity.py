@@ -105,7 +105,7 @@ def ready_count(endpoint, name):
 def bench(bin_dir, endpoint, name, payload, concurrency, requests, seconds):
     out = subprocess.run(
         [str(bin_dir / "fleetfn-bench"), "load", "--endpoint", endpoint.removeprefix("http://"), "--function", name,
-         "--qualifier", "$LATEST.PUBLISHED", "--payload", payload, "--concurrency", str(concurrency),
+         "--payload", payload, "--concurrency", str(concurrency),
          "--requests", str(requests), "--warmup", "20", "--max-seconds", str(seconds)],
         env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
         capture_output=True, text=True, timeout=seconds + 60, check=True)

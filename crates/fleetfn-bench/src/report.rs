@@ -30,7 +30,21 @@ pub fn machine() -> Value {
         .nth(1)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    // In a KVM guest the idle driver decides what a wake-up of an idle vCPU costs: with
+    // `haltpoll` the guest polls for up to `guest_halt_poll_ns` before it halts (a VM exit).
+    // Linux's default is 200,000 ns; a guest booted with `haltpoll.guest_halt_poll_ns=0` halts
+    // at once, and every hand-off to an idle vCPU pays the exit (docs/BENCHMARKS.md).
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    let cpuidle = read("/sys/devices/system/cpu/cpuidle/current_driver");
+    let halt_poll_ns = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .and_then(|v| v.parse::<u64>().ok());
     json!({
+        "cpuidle_driver": cpuidle,
+        "guest_halt_poll_ns": halt_poll_ns,
         "cpu": model,
         "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "memory_mib": mem / 1024,
@@ -244,13 +258,18 @@ pub fn markdown(doc: &Value) -> String {
     let m = &doc["machine"];
     let b = &doc["build"];
     s.push_str(&format!(
-        "Run {} on {} ({} CPUs, {} MiB, Linux {}, root: {}); fleetfn {}{} built {} with {}; suite took {:.0} s.\n\n",
+        "Run {} on {} ({} CPUs, {} MiB, Linux {}, root: {}{}); fleetfn {}{} built {} with {}; suite took {:.0} s.\n\n",
         doc["started_at"].as_str().unwrap_or("?"),
         m["cpu"].as_str().unwrap_or("?"),
         m["cpus"],
         m["memory_mib"],
         m["kernel"].as_str().unwrap_or("?"),
         m["root"],
+        match (m["cpuidle_driver"].as_str(), m["guest_halt_poll_ns"].as_u64()) {
+            (Some(d), Some(ns)) => format!(", cpuidle {d}, guest halt polling {ns} ns"),
+            (Some(d), None) => format!(", cpuidle {d}"),
+            _ => String::new(),
+        },
         b["commit"].as_str().unwrap_or("?"),
         if b["dirty"] == true { " (+ uncommitted changes)" } else { "" },
         b["profile"].as_str().unwrap_or("?"),
