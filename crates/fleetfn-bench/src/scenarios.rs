@@ -1055,7 +1055,9 @@ mod tests {
         assert!(names.len() >= 5, "parsed {names:?}");
         for name in names {
             assert!(
-                PEER_MANIFEST.lines().any(|l| l.starts_with(&format!("{name} ="))),
+                PEER_MANIFEST
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} ="))),
                 "the peer manifest lacks {name}"
             );
         }
