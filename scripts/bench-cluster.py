@@ -2,11 +2,13 @@
 """Cluster data-plane benchmarks: one `fleetfn server` on a throwaway PostgreSQL, agents that
 joined it, everything on this host (bounded; needs root for the network namespaces).
 
-1. invoke: p50/p99 of a no-op Rust invoke (fleetfn-testfn `echo`) through the server to an
-   agent in a network namespace of its own (a veth on a test bridge, the server listening on the
-   bridge's address) vs to an agent on loopback; `fleetfn-bench load` closed loop at c=1 and
-   c=8, alternating the two, ROUNDS times each. The client reaches the server at the bridge's
-   address in both, so only the server → agent hop differs.
+1. invoke: p50/p99 of a no-op Rust invoke (fleetfn-testfn `echo`, one environment of 64
+   concurrent invokes) through the server to an agent in a network namespace of its own (a veth
+   on a test bridge, the server listening on the bridge's address) vs to an agent on loopback;
+   `fleetfn-bench load` closed loop at c=1, c=8 and c=32, alternating the two, ROUNDS times
+   each, with the server's and that agent's CPU per invoke (/proc, the function excluded). The
+   client reaches the server at the bridge's address in both, so only the server → agent hop
+   differs.
 2. join: a version waits for capacity in a zone no agent serves; an agent of that zone starts
    (`fleetfn agent --join`, in a namespace of its own); seconds from its start until it has
    joined (serves), and until the version's environment on it is Ready. JOINS rounds.
@@ -39,16 +41,16 @@ LIMIT = 60.0  # seconds any one wait may take
 SIZE = ["--vcpus", "2", "--memory-mib", "4096"]
 
 
-def function_on(lam, zone: str, testfn: Path, wait_active: bool = True) -> str:
+def function_on(lam, zone: str, testfn: Path, wait_active: bool = True, concurrency: int = 8) -> str:
     """A capacity provider over `zone` and a fleetfn-testfn function on it, published, one
-    environment (8 invokes at a time); returns its name."""
+    environment (`concurrency` invokes at a time); returns its name."""
     cp = h.create_active_cp(lam, h.uniq("bench"), VpcConfig={"SubnetIds": [zone], "SecurityGroupIds": h.SECURITY_GROUPS},
                             InstanceRequirements={"Architectures": ["x86_64"], "AllowedInstanceTypes": ["c7i.large"]})
     name = h.uniq("fn")
     zip_bytes = h.make_zip([("bootstrap", testfn.read_bytes(), 0o755)])
     lam.create_function(**h.function_request(
         name, None, runtime="provided.al2023", zip_bytes=zip_bytes,
-        CapacityProviderConfig=h.lmi_config(cp["CapacityProviderArn"], PerExecutionEnvironmentMaxConcurrency=8)))
+        CapacityProviderConfig=h.lmi_config(cp["CapacityProviderArn"], PerExecutionEnvironmentMaxConcurrency=concurrency)))
     h.wait_function_settled(lam, name)
     # As $LATEST.PUBLISHED, the qualifier fleetfn-bench invokes.
     lam.publish_version(FunctionName=name, PublishTo="LATEST_PUBLISHED")
@@ -64,7 +66,14 @@ def ready_in(endpoint: str, name: str) -> bool:
     return any(e["FunctionName"] == name and e["State"] == "Ready" for e in doc["Environments"])
 
 
-def load(bin_dir: Path, endpoint: str, name: str, concurrency: int, requests: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process `pid` itself (all its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(bin_dir: Path, endpoint: str, name: str, concurrency: int, requests: int, pids: tuple[int, int]) -> dict:
+    before = [cpu_seconds(p) for p in pids]
     out = subprocess.run(
         [str(bin_dir / "fleetfn-bench"), "load", "--endpoint", endpoint.removeprefix("http://"), "--function", name,
          "--payload", '{"op": "echo"}', "--concurrency", str(concurrency), "--requests", str(requests),
@@ -74,6 +83,10 @@ def load(bin_dir: Path, endpoint: str, name: str, concurrency: int, requests: in
     if out.returncode != 0:
         raise SystemExit(f"fleetfn-bench load failed: {out.stderr}")
     doc = json.loads(out.stdout)
+    # The warm-up's invokes count too: the CPU is divided by every invoke the server answered.
+    served = doc["count"] + 200
+    server_us, agent_us = ((cpu_seconds(p) - b) * 1e6 / served for p, b in zip(pids, before))
+    doc["server_cpu_us_per_invoke"], doc["agent_cpu_us_per_invoke"] = round(server_us, 1), round(agent_us, 1)
     # Throttles (429, the environment's admission) are counted, anything else is a failure.
     assert set(doc["status_codes"]) <= {"200", "429"}, doc["status_codes"]
     return doc
@@ -108,18 +121,23 @@ def main() -> None:
             agents.append(Agent(binary, srv.endpoint, base / "agent-lo", token, "subnet-lo", SIZE))
             for a in agents:
                 a.wait_listening()
-            names = {"netns": function_on(lam, "subnet-ns", testfn), "loopback": function_on(lam, "subnet-lo", testfn)}
+            names = {"netns": function_on(lam, "subnet-ns", testfn, concurrency=64),
+                     "loopback": function_on(lam, "subnet-lo", testfn, concurrency=64)}
+            pids = {"netns": (srv.proc.pid, agents[0].proc.pid), "loopback": (srv.proc.pid, agents[1].proc.pid)}
             for name in names.values():
                 h.poll(lambda n=name: ready_in(srv.endpoint, n), bool, f"{name} Ready", timeout=LIMIT)
-            runs: dict[str, dict[str, list[dict]]] = {k: {"c1": [], "c8": []} for k in names}
+            levels = {"c1": (1, 3000), "c8": (8, 8000), "c32": (32, 30000)}
+            runs: dict[str, dict[str, list[dict]]] = {k: {c: [] for c in levels} for k in names}
             for _ in range(args.rounds):
                 for where, name in names.items():
-                    runs[where]["c1"].append(load(args.bin_dir, srv.endpoint, name, 1, 3000))
-                    runs[where]["c8"].append(load(args.bin_dir, srv.endpoint, name, 8, 8000))
+                    for c, (concurrency, requests) in levels.items():
+                        runs[where][c].append(load(args.bin_dir, srv.endpoint, name, concurrency, requests, pids[where]))
             invoke = {
                 where: {
                     c: {"p50_us": [d["p50_us"] for d in docs], "p99_us": [d["p99_us"] for d in docs],
                         "req_per_s": [round(d["throughput_rps"]) for d in docs],
+                        "server_cpu_us_per_invoke": [d["server_cpu_us_per_invoke"] for d in docs],
+                        "agent_cpu_us_per_invoke": [d["agent_cpu_us_per_invoke"] for d in docs],
                         "throttled": [d["status_codes"].get("429", 0) for d in docs]}
                     for c, docs in by_c.items()}
                 for where, by_c in runs.items()}
