@@ -363,13 +363,12 @@ fn peer_project(ctx: &Ctx) -> anyhow::Result<PathBuf> {
             std::fs::write(dir.join("src").join(&name), &src)?;
         }
     }
-    let manifest = PEER_MANIFEST;
     if std::fs::read_to_string(dir.join("Cargo.toml"))
         .ok()
         .as_deref()
-        != Some(manifest)
+        != Some(PEER_MANIFEST)
     {
-        std::fs::write(dir.join("Cargo.toml"), manifest)?;
+        std::fs::write(dir.join("Cargo.toml"), PEER_MANIFEST)?;
     }
     if !dir.join("Cargo.lock").exists() {
         std::fs::copy(ctx.repo.join("Cargo.lock"), dir.join("Cargo.lock"))?;
@@ -505,10 +504,10 @@ async fn cargo_lambda_runs(
         }
         if t0.elapsed() > Duration::from_secs(900) {
             let log = std::fs::read_to_string(target.with_extension("log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let lines: Vec<&str> = log.lines().collect();
             bail!(
                 "cargo lambda watch never answered an invoke: {r:?}; the end of its log:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                lines[lines.len().saturating_sub(20)..].join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
