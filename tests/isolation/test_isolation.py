@@ -281,3 +281,41 @@ def test_processes_and_tmp_are_capped(lam, hostile):
     assert out["fill_tmp"]["written_mb"] <= 512, out["fill_tmp"]
     # The environment survived both.
     assert invoke(lam, name, {"op": "probe", "tmp_token": "after-caps"})["tmp_write"] is True
+
+
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def _thread_policies(pid: int) -> set[int]:
+    """The scheduling policy (field 41 of /proc/PID/task/TID/stat) of each thread of `pid`."""
+    policies = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        policies.add(int(fields[41 - 3]))
+    return policies
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def test_fleetfn_runs_sched_batch_and_functions_run_the_normal_policy(server, hostile):
+    # fleetfn's own threads: SCHED_BATCH (docs/DESIGN.md, "CPU scheduling").
+    agents = [k for k in _children(server.proc.pid)
+              if open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[1:2] == [b"agent"]]
+    assert agents, "no agent process under the server"
+    for pid in [server.proc.pid, *agents]:
+        assert _thread_policies(pid) == {SCHED_BATCH}, (pid, _thread_policies(pid))
+    # Every function process (runtimes of three languages), every thread: the normal policy.
+    procs = [pid for pid, _, _, name in _runtime_processes() if name in hostile.values()]
+    assert len(procs) >= 9, f"expected 3 functions x 3 environments, got {procs}"
+    for pid in procs:
+        assert _thread_policies(pid) == {SCHED_OTHER}, (pid, _thread_policies(pid))

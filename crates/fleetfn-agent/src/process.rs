@@ -211,9 +211,11 @@ impl Reservation {
 }
 
 /// A command set up as every launcher must start a runtime: empty environment, stdin from
-/// `/dev/null`, stdout and stderr piped, its own process group, killed when dropped.
+/// `/dev/null`, stdout and stderr piped, its own process group, killed when dropped, and the
+/// normal CPU scheduling policy whatever the agent runs under ([`fleetfn_sandbox::sched`]).
 pub(crate) fn runtime_command(program: &std::path::Path) -> Command {
     let mut c = Command::new(program);
+    fleetfn_sandbox::sched::normal_on_exec(c.as_std_mut());
     c.env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

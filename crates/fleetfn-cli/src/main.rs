@@ -103,6 +103,11 @@ pub struct AgentArgs {
     /// Exit when standard input closes (set by `fleetfn serve`, so agents never outlive it).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
+    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
+    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
+    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    pub scheduling: Scheduling,
     /// Join these servers (comma-separated URLs, tried in order) on start, with the token in
     /// --token-file; the identity it gets is kept in the data dir and reused on restarts.
     #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
@@ -287,6 +292,11 @@ pub struct ServeArgs {
     pub metrics_listen: Option<metrics::MetricsListen>,
     #[command(flatten)]
     pub urls: urls::UrlArgs,
+    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
+    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
+    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
+    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    pub scheduling: Scheduling,
     /// Threads of the API and router: 1 (default) runs them on one thread, which on a host
     /// shared with the functions spends the least CPU per invoke (docs/BENCHMARKS.md); 0 = one
     /// per CPU. Code uploads are parsed and hashed on separate blocking threads either way.
@@ -341,6 +351,11 @@ pub struct ServerArgs {
     pub metrics_listen: Option<metrics::MetricsListen>,
     #[command(flatten)]
     pub urls: urls::UrlArgs,
+    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
+    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
+    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
+    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    pub scheduling: Scheduling,
     /// Threads of the API and router: 0 (default) = one per CPU, for a host of its own; 1
     /// spends the least CPU per invoke (docs/BENCHMARKS.md).
     #[arg(long, default_value_t = 0, env = "FLEETFN_THREADS")]
@@ -385,6 +400,34 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/fleetfn")
 }
 
+/// The CPU scheduling policy of fleetfn's own threads ([`fleetfn_sandbox::sched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduling {
+    Batch,
+    Normal,
+}
+
+impl Scheduling {
+    /// The argument that asks an agent for this policy.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::Batch => "batch",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+/// Puts the calling thread, and every thread it starts from now on, under `scheduling`.
+fn apply_scheduling(scheduling: Scheduling) {
+    let policy = match scheduling {
+        Scheduling::Batch => fleetfn_sandbox::sched::Policy::Batch,
+        Scheduling::Normal => fleetfn_sandbox::sched::Policy::Normal,
+    };
+    if let Err(e) = fleetfn_sandbox::sched::set_own_policy(policy) {
+        tracing::warn!(error = %e, ?scheduling, "could not set the CPU scheduling policy; running with the inherited one");
+    }
+}
+
 /// The API's runtime: one thread, or a multi-thread runtime of `threads` workers (0: one per CPU).
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {
@@ -414,6 +457,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     // One crypto provider for every TLS config of this process.
     fleetfn_proto::tls::install_default_provider();
+    // Before any thread starts, so all of them inherit it.
+    match &cli.command {
+        Command::Serve(a) => apply_scheduling(a.scheduling),
+        Command::Server(a) => apply_scheduling(a.scheduling),
+        Command::Agent(a) => apply_scheduling(a.scheduling),
+        _ => {}
+    }
     match cli.command {
         Command::Serve(args) => runtime(args.threads)?.block_on(serve::run(args)),
         Command::Server(args) => runtime(args.threads)?.block_on(server::run(args)),

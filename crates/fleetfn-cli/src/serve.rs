@@ -289,6 +289,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 log_limits,
                 unix_sockets: args.agent_transport == "unix",
                 max_instance_age: seconds(args.max_instance_age, "--max-instance-age")?,
+                agent_args: vec![
+                    "--scheduling".to_owned(),
+                    args.scheduling.as_arg().to_owned(),
+                ],
             })),
             DataPlaneConfig {
                 catalog: pricing.catalog,

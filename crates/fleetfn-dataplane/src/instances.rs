@@ -211,6 +211,8 @@ pub struct LocalProviderConfig {
     pub unix_sockets: bool,
     /// Agents older than this are replaced (rolling, as LMI rotates instances).
     pub max_instance_age: Duration,
+    /// Further arguments for every agent (its CPU scheduling policy).
+    pub agent_args: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -315,6 +317,7 @@ impl LocalProvider {
             .arg(&self.cfg.logs_dir)
             .arg("--exit-on-stdin-eof")
             .args(self.cfg.log_limits.agent_args())
+            .args(&self.cfg.agent_args)
             .args(
                 socket
                     .iter()
@@ -472,6 +475,7 @@ mod tests {
             log_limits: fleetfn_logs::LogLimits::default(),
             unix_sockets: false,
             max_instance_age: Duration::from_secs(14 * 24 * 3600),
+            agent_args: Vec::new(),
         })
     }
 

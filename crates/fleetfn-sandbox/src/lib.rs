@@ -7,7 +7,8 @@
 //! sweep instance slices and environment cgroups (v1 and v2); the start-up [`probe()`] of
 //! what the host allows; the small [`init`] that runs a function's external extensions next to
 //! its runtime; and [`net::connect_in`], a TCP connection from inside an environment's network
-//! namespace.
+//! namespace; and [`sched`], the CPU scheduling policy of fleetfn's processes (`SCHED_BATCH`) and
+//! its reset for everything a function runs.
 //!
 //! Must not: fork from a multithreaded process (only [`jail_main`] forks, and it refuses to run
 //! with more than one thread), depend on tokio, or know about Lambda semantics beyond paths.
@@ -15,7 +16,7 @@
 //! logic is tested unprivileged with [`RecordingHost`] and cgroup fixture directories.
 //!
 //! This is the only fleetfn crate allowed `unsafe` (fork, signal handlers, prctl,
-//! close_range, `pre_exec`); each block carries a `// SAFETY:` comment.
+//! close_range, `pre_exec`, sched_setscheduler); each block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -28,6 +29,7 @@ pub mod lease;
 pub mod net;
 pub mod probe;
 pub mod rootfs;
+pub mod sched;
 pub mod seccomp;
 pub mod spec;
 
