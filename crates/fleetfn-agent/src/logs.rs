@@ -84,37 +84,70 @@ pub(crate) enum InvokeEvent {
 
 impl InvokeEvent {
     /// Appends its `i`-th record (of [`Self::record_count`]) to `out` as one JSON line (no
-    /// newline), the same document [`platform_record`] builds, without a `Value` in between.
-    fn encode(&self, i: usize, request_id: &str, at: jiff::Timestamp, out: &mut Vec<u8>) {
-        let ts = Stamp(at);
-        let _ = match (self, i) {
-            (Self::Start { version }, _) => serde_json::to_writer(
-                out,
-                &PlatformLine {
-                    level: "INFO",
-                    message: format_args!("START RequestId: {request_id} Version: {version}"),
-                    record: StartRecord {
-                        request_id,
-                        version,
-                    },
-                    request_id,
-                    stream: "platform",
-                    timestamp: ts,
-                    kind: "platform.start",
-                },
+    /// newline): the bytes `serde_json` writes for the document [`platform_record`] builds (keys
+    /// in sorted order), written directly. `stamp` is the record's time as [`Stamps`] formats it.
+    fn encode(&self, i: usize, request_id: &str, stamp: &str, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let (message_start, kind) = match (self, i) {
+            (Self::Start { .. }, _) => ("START", "platform.start"),
+            (Self::Done { .. }, 0) => ("END", "platform.runtimeDone"),
+            (Self::Done { .. }, _) => ("REPORT", "platform.report"),
+        };
+        out.extend_from_slice(b"{\"level\":\"INFO\",\"message\":");
+        // The message, escaped as a whole when any part needs it (a request id or version
+        // with a quote or control character: not ones fleetfn makes).
+        let plain = json_plain(request_id)
+            && match self {
+                Self::Start { version } => json_plain(version),
+                Self::Done { .. } => true,
+            };
+        // Written straight into `out` when nothing needs escaping (the REPORT line's tabs
+        // written as their escapes), else into `text` and escaped as a whole.
+        let mut text = Vec::new();
+        let (message, tab): (&mut Vec<u8>, &str) = if plain {
+            out.push(b'"');
+            (&mut *out, "\\t")
+        } else {
+            (&mut text, "\t")
+        };
+        let _ = match self {
+            Self::Start { version } => write!(
+                message,
+                "{message_start} RequestId: {request_id} Version: {version}"
             ),
-            (Self::Done { status, .. }, 0) => serde_json::to_writer(
-                out,
-                &PlatformLine {
-                    level: "INFO",
-                    message: format_args!("END RequestId: {request_id}"),
-                    record: DoneRecord { request_id, status },
-                    request_id,
-                    stream: "platform",
-                    timestamp: ts,
-                    kind: "platform.runtimeDone",
-                },
+            Self::Done { .. } if i == 0 => {
+                write!(message, "{message_start} RequestId: {request_id}")
+            }
+            Self::Done {
+                duration_ms,
+                billed_ms,
+                memory_mb,
+                max_used_mb,
+                ..
+            } => write!(
+                message,
+                "{message_start} RequestId: {request_id}{tab}Duration: {duration_ms:.2} ms{tab}Billed Duration: {billed_ms} ms{tab}Memory Size: {memory_mb} MB{tab}Max Memory Used: {max_used_mb} MB"
             ),
+        };
+        if plain {
+            out.push(b'"');
+        } else {
+            push_json_str(out, &String::from_utf8_lossy(&text));
+        }
+        out.extend_from_slice(b",\"record\":{");
+        match (self, i) {
+            (Self::Start { version }, _) => {
+                out.extend_from_slice(b"\"requestId\":");
+                push_json_str(out, request_id);
+                out.extend_from_slice(b",\"version\":");
+                push_json_str(out, version);
+            }
+            (Self::Done { status, .. }, 0) => {
+                out.extend_from_slice(b"\"requestId\":");
+                push_json_str(out, request_id);
+                out.extend_from_slice(b",\"status\":");
+                push_json_str(out, status);
+            }
             (
                 Self::Done {
                     status,
@@ -124,34 +157,28 @@ impl InvokeEvent {
                     max_used_mb,
                 },
                 _,
-            ) => serde_json::to_writer(
-                out,
-                &PlatformLine {
-                    level: "INFO",
-                    message: ReportText {
-                        request_id,
-                        duration_ms: *duration_ms,
-                        billed_ms: *billed_ms,
-                        memory_mb: *memory_mb,
-                        max_used_mb: *max_used_mb,
-                    },
-                    record: ReportRecord {
-                        metrics: ReportMetrics {
-                            billed_duration_ms: *billed_ms,
-                            duration_ms: (duration_ms * 100.0).round() / 100.0,
-                            max_memory_used_mb: *max_used_mb,
-                            memory_size_mb: *memory_mb,
-                        },
-                        request_id,
-                        status,
-                    },
-                    request_id,
-                    stream: "platform",
-                    timestamp: ts,
-                    kind: "platform.report",
-                },
-            ),
-        };
+            ) => {
+                let _ = write!(
+                    out,
+                    "\"metrics\":{{\"billedDurationMs\":{billed_ms},\"durationMs\":"
+                );
+                let _ = serde_json::to_writer(&mut *out, &((duration_ms * 100.0).round() / 100.0));
+                let _ = write!(
+                    out,
+                    ",\"maxMemoryUsedMB\":{max_used_mb},\"memorySizeMB\":{memory_mb}}},\"requestId\":"
+                );
+                push_json_str(out, request_id);
+                out.extend_from_slice(b",\"status\":");
+                push_json_str(out, status);
+            }
+        }
+        out.extend_from_slice(b"},\"requestId\":");
+        push_json_str(out, request_id);
+        out.extend_from_slice(b",\"stream\":\"platform\",\"timestamp\":");
+        push_json_str(out, stamp);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\"}");
     }
 
     fn record_count(&self) -> usize {
@@ -162,67 +189,51 @@ impl InvokeEvent {
     }
 }
 
-// The platform line's fields in the order `serde_json::Map` (sorted keys) writes them, so a
-// typed line and one built as a `Value` are the same bytes.
-#[derive(serde::Serialize)]
-struct PlatformLine<'a, M: std::fmt::Display, R: serde::Serialize> {
-    level: &'static str,
-    #[serde(serialize_with = "display")]
-    message: M,
-    record: R,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    stream: &'static str,
-    timestamp: Stamp,
-    #[serde(rename = "type")]
-    kind: &'static str,
+/// Whether `serde_json` writes `s` as a string without escaping anything.
+fn json_plain(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
-#[derive(serde::Serialize)]
-struct StartRecord<'a> {
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    version: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct DoneRecord<'a> {
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    status: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct ReportRecord<'a> {
-    metrics: ReportMetrics,
-    #[serde(rename = "requestId")]
-    request_id: &'a str,
-    status: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct ReportMetrics {
-    #[serde(rename = "billedDurationMs")]
-    billed_duration_ms: u64,
-    #[serde(rename = "durationMs")]
-    duration_ms: f64,
-    #[serde(rename = "maxMemoryUsedMB")]
-    max_memory_used_mb: u64,
-    #[serde(rename = "memorySizeMB")]
-    memory_size_mb: u32,
-}
-
-/// A record's time: RFC 3339 with milliseconds, written without an intermediate `String`.
-struct Stamp(jiff::Timestamp);
-
-impl serde::Serialize for Stamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:.3}", self.0))
+/// Appends `s` as a JSON string, as `serde_json` writes it.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if json_plain(s) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
-fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// Formats record times (`2026-01-02T03:04:05.678Z`, what `{:.3}` of a `jiff::Timestamp`
+/// writes) from a cached date and time of day: only the milliseconds change within a second.
+#[derive(Default)]
+pub(crate) struct Stamps {
+    second: Option<i64>,
+    text: String,
+}
+
+impl Stamps {
+    pub(crate) fn format(&mut self, at: jiff::Timestamp) -> &str {
+        let second = at.as_second();
+        let millis = at.subsec_millisecond();
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ`; anything else (before 1970, after 9999) formatted whole.
+        if self.second != Some(second) || millis < 0 {
+            self.text.clear();
+            let _ = std::fmt::Write::write_fmt(&mut self.text, format_args!("{at:.3}"));
+            self.second = (self.text.len() == 24 && millis >= 0).then_some(second);
+            return &self.text;
+        }
+        let digits = [
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+        ];
+        self.text.truncate(20);
+        self.text.extend(digits.iter().map(|&d| char::from(d)));
+        self.text.push('Z');
+        &self.text
+    }
 }
 
 /// The sending side of an environment's log. Cheap to clone.
@@ -374,6 +385,7 @@ impl Writer {
         };
         let mut warned = false;
         let mut line = Vec::with_capacity(4096);
+        let mut stamps = Stamps::default();
         // After writing a batch, sleep briefly before looking again: under load many invokes'
         // records then share one wake-up and one write instead of costing one each.
         let mut pending: Option<LogMsg> = None;
@@ -399,13 +411,12 @@ impl Writer {
                         permits,
                     } => {
                         self.budget.add_permits(permits as usize);
-                        let ts = format!("{at:.3}");
                         encode_function_line(
                             &mut line,
                             &raw,
                             stream,
                             request_id.as_deref(),
-                            &ts,
+                            stamps.format(at),
                             partial,
                         );
                     }
@@ -419,9 +430,10 @@ impl Writer {
                     } => {
                         // One line each; the last goes out with the others below.
                         let n = event.record_count();
+                        let stamp = stamps.format(at);
                         for i in 0..n {
                             line.clear();
-                            event.encode(i, &request_id, at, &mut line);
+                            event.encode(i, &request_id, stamp, &mut line);
                             if i + 1 < n
                                 && let Some(w) = out.as_mut()
                                 && let Err(e) = w.write_line(&line)
@@ -793,7 +805,8 @@ fn platform_record_at(
     Value::Object(obj)
 }
 
-/// The `REPORT` line's text.
+/// The `REPORT` line's text (the reference the typed lines are tested against).
+#[cfg(test)]
 struct ReportText<'a> {
     request_id: &'a str,
     duration_ms: f64,
@@ -802,6 +815,7 @@ struct ReportText<'a> {
     max_used_mb: u64,
 }
 
+#[cfg(test)]
 impl std::fmt::Display for ReportText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -1036,17 +1050,49 @@ mod tests {
                 max_used_mb: 0,
             },
         ];
-        for event in &events {
-            let want = value_records(event, "r-\u{e9}\n1", at);
-            assert_eq!(event.record_count(), want.len());
-            for (i, w) in want.iter().enumerate() {
-                let mut got = Vec::new();
-                event.encode(i, "r-\u{e9}\n1", at, &mut got);
-                assert_eq!(
-                    String::from_utf8(got).unwrap(),
-                    serde_json::to_string(w).unwrap()
-                );
+        // Ids that need no escaping (fleetfn's own), and ones that do (with a tab, a backslash
+        // before a `t`, a newline, a quote in the version).
+        let ids = [
+            "3f0c8a52-6d4e-4b7a-9c1e-2b7d9e8f0a13",
+            "r-\u{e9}\n1",
+            "a\\tb\tc",
+        ];
+        let stamp = format!("{at:.3}");
+        for id in ids {
+            for event in &events {
+                let want = value_records(event, id, at);
+                assert_eq!(event.record_count(), want.len());
+                for (i, w) in want.iter().enumerate() {
+                    let mut got = Vec::new();
+                    event.encode(i, id, &stamp, &mut got);
+                    assert_eq!(
+                        String::from_utf8(got).unwrap(),
+                        serde_json::to_string(w).unwrap()
+                    );
+                }
             }
+        }
+    }
+
+    #[test]
+    fn stamps_are_what_jiff_writes_with_millisecond_precision() {
+        let mut stamps = Stamps::default();
+        // Within a second, across seconds, days and years, before 1970 and past 9999.
+        for t in [
+            "2026-12-03T17:00:00.123456Z",
+            "2026-12-03T17:00:00.999999Z",
+            "2026-12-03T17:00:00.000001Z",
+            "2026-12-03T17:00:01.5Z",
+            "2026-12-03T23:59:59.999Z",
+            "2026-12-04T00:00:00Z",
+            "2027-01-01T00:00:00.007Z",
+            "1969-12-31T23:59:59.250Z",
+            "1969-12-31T23:59:59.750Z",
+            "9999-12-30T00:00:00.042Z",
+            "2026-12-04T00:00:00.010Z",
+        ] {
+            let at: jiff::Timestamp = t.parse().unwrap();
+            assert_eq!(stamps.format(at), format!("{at:.3}"), "{t}");
         }
     }
 
