@@ -319,3 +319,7 @@ def test_fleetfn_runs_sched_batch_and_functions_run_the_normal_policy(server, ho
     assert len(procs) >= 9, f"expected 3 functions x 3 environments, got {procs}"
     for pid in procs:
         assert _thread_policies(pid) == {SCHED_OTHER}, (pid, _thread_policies(pid))
+        # Nor do they inherit a process-wide setting of fleetfn's allocator: transparent huge
+        # pages stay as the host configures them (PR_SET_THP_DISABLE would survive the exec).
+        with open(f"/proc/{pid}/status") as f:
+            assert "THP_enabled:\t1" in f.read(), pid

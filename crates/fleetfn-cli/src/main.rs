@@ -2,6 +2,11 @@
 //! start-up and shutdown live here; everything else is in the library crates.
 #![forbid(unsafe_code)]
 
+/// mimalloc: on the invoke path glibc's malloc and free (hyper's 8 KiB read buffers miss its
+/// thread cache) were ≈ 15 % of the server's and agents' CPU; docs/BENCHMARKS.md has the pairs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent;
 mod client;
 mod cost;
