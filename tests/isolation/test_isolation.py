@@ -307,13 +307,14 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def test_fleetfn_runs_sched_batch_and_functions_run_the_normal_policy(server, hostile):
-    # fleetfn's own threads: SCHED_BATCH (docs/DESIGN.md, "CPU scheduling").
+def test_agents_run_sched_batch_and_the_server_and_functions_the_normal_policy(server, hostile):
+    # docs/DESIGN.md, "CPU scheduling": the agents' threads SCHED_BATCH, the server's normal.
     agents = [k for k in _children(server.proc.pid)
               if open(f"/proc/{k}/cmdline", "rb").read().split(b"\0")[1:2] == [b"agent"]]
     assert agents, "no agent process under the server"
-    for pid in [server.proc.pid, *agents]:
+    for pid in agents:
         assert _thread_policies(pid) == {SCHED_BATCH}, (pid, _thread_policies(pid))
+    assert _thread_policies(server.proc.pid) == {SCHED_OTHER}, _thread_policies(server.proc.pid)
     # Every function process (runtimes of three languages), every thread: the normal policy.
     procs = [pid for pid, _, _, name in _runtime_processes() if name in hostile.values()]
     assert len(procs) >= 9, f"expected 3 functions x 3 environments, got {procs}"

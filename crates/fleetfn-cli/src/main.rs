@@ -108,10 +108,10 @@ pub struct AgentArgs {
     /// Exit when standard input closes (set by `fleetfn serve`, so agents never outlive it).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
-    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
-    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
-    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
-    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    /// CPU scheduling policy of the agent's threads: `batch` (SCHED_BATCH: their wake-ups do not
+    /// preempt a running thread, so each finds more work queued; docs/DESIGN.md, "CPU
+    /// scheduling") or `normal`. Functions always run `normal`.
+    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_AGENT_SCHEDULING")]
     pub scheduling: Scheduling,
     /// Join these servers (comma-separated URLs, tried in order) on start, with the token in
     /// --token-file; the identity it gets is kept in the data dir and reused on restarts.
@@ -297,11 +297,15 @@ pub struct ServeArgs {
     pub metrics_listen: Option<metrics::MetricsListen>,
     #[command(flatten)]
     pub urls: urls::UrlArgs,
-    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
-    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
-    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
-    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    /// CPU scheduling policy of this process's threads: `normal` (its wake-ups preempt, so a
+    /// throttle or an invoke is answered at once even while the functions keep the CPUs busy)
+    /// or `batch` (docs/DESIGN.md, "CPU scheduling").
+    #[arg(long, value_enum, default_value_t = Scheduling::Normal, env = "FLEETFN_SCHEDULING")]
     pub scheduling: Scheduling,
+    /// CPU scheduling policy of the local agents (their `--scheduling`): `batch` (default) or
+    /// `normal`.
+    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_AGENT_SCHEDULING")]
+    pub agent_scheduling: Scheduling,
     /// Threads of the API and router: 1 (default) runs them on one thread, which on a host
     /// shared with the functions spends the least CPU per invoke (docs/BENCHMARKS.md); 0 = one
     /// per CPU. Code uploads are parsed and hashed on separate blocking threads either way.
@@ -356,10 +360,10 @@ pub struct ServerArgs {
     pub metrics_listen: Option<metrics::MetricsListen>,
     #[command(flatten)]
     pub urls: urls::UrlArgs,
-    /// CPU scheduling policy of fleetfn's own threads: `batch` (SCHED_BATCH: their wake-ups do
-    /// not preempt a running thread, which on a host shared with the functions spends ≈ 10 %
-    /// less CPU per invoke; docs/BENCHMARKS.md) or `normal`. Functions always run `normal`.
-    #[arg(long, value_enum, default_value_t = Scheduling::Batch, env = "FLEETFN_SCHEDULING")]
+    /// CPU scheduling policy of this process's threads: `normal` (its wake-ups preempt, so a
+    /// throttle or an invoke is answered at once even while other work keeps the CPUs busy)
+    /// or `batch` (docs/DESIGN.md, "CPU scheduling").
+    #[arg(long, value_enum, default_value_t = Scheduling::Normal, env = "FLEETFN_SCHEDULING")]
     pub scheduling: Scheduling,
     /// Threads of the API and router: 0 (default) = one per CPU, for a host of its own; 1
     /// spends the least CPU per invoke (docs/BENCHMARKS.md).

@@ -291,7 +291,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_instance_age: seconds(args.max_instance_age, "--max-instance-age")?,
                 agent_args: vec![
                     "--scheduling".to_owned(),
-                    args.scheduling.as_arg().to_owned(),
+                    args.agent_scheduling.as_arg().to_owned(),
                 ],
             })),
             DataPlaneConfig {

@@ -7,7 +7,7 @@
 //! sweep instance slices and environment cgroups (v1 and v2); the start-up [`probe()`] of
 //! what the host allows; the small [`init`] that runs a function's external extensions next to
 //! its runtime; and [`net::connect_in`], a TCP connection from inside an environment's network
-//! namespace; and [`sched`], the CPU scheduling policy of fleetfn's processes (`SCHED_BATCH`) and
+//! namespace; and [`sched`], the CPU scheduling policy of fleetfn's agents (`SCHED_BATCH`) and
 //! its reset for everything a function runs.
 //!
 //! Must not: fork from a multithreaded process (only [`jail_main`] forks, and it refuses to run

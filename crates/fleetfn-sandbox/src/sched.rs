@@ -1,10 +1,10 @@
 //! The CPU scheduling policy of fleetfn's own processes, and of what they start.
 //!
-//! fleetfn's server and agents run `SCHED_BATCH` by default. A thread woken under that policy
-//! does not preempt the thread running on its CPU; it runs when that thread blocks or its slice
-//! ends. Each wake-up of the invoke path (an invoke arriving, a runtime's `/response`) then
-//! finds more work queued. On 2 vCPUs at 32 clients this took fleetfn's CPU per invoke from 66–69
-//! to 59–61 µs, its p99 from 12–13 to 7–8 ms, and c=1 did not change (docs/BENCHMARKS.md).
+//! fleetfn's agents run `SCHED_BATCH` by default (the servers stay normal, so they answer at
+//! once while functions keep the CPUs busy). A thread woken under that policy does not preempt
+//! the thread running on its CPU; it runs when that thread blocks or its slice ends. Each wake-up
+//! of the invoke path (an invoke arriving, a runtime's `/response`) then finds more work queued
+//! (docs/DESIGN.md, "CPU scheduling"; docs/BENCHMARKS.md).
 //! The policy needs no privilege, and it leaves the nice value as it was.
 //!
 //! Functions must not inherit it (AWS runs them under the normal policy). So every process an
