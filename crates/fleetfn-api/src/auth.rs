@@ -247,6 +247,16 @@ pub(crate) async fn body_sha256(bytes: &Bytes) -> Result<String, LambdaError> {
 /// Middleware: verify the head, limit, take a permit for a large body, buffer, verify the
 /// signature over it, pass on.
 pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    authenticated(&state, req, |req| next.run(req)).await
+}
+
+/// [`authenticate`] with the rest of the request's handling as `inner` (the Invoke fast path,
+/// [`crate::fast`], calls it without axum's middleware).
+pub(crate) async fn authenticated<F, Fut>(state: &Shared, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let (parts, body) = req.into_parts();
     let kind = limit_for(&parts.method, parts.uri.path());
     let limit = kind.bytes();
@@ -301,9 +311,7 @@ pub async fn authenticate(State(state): State<Shared>, req: Request, next: Next)
         }
     }
     drop(permit);
-    let mut resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let mut resp = inner(Request::from_parts(parts, Body::from(bytes))).await;
     if cookie_path {
         cookie_answer_headers(resp.headers_mut());
     }

@@ -24,7 +24,11 @@ pub(crate) const X_AMZN_REQUEST_ID: http::HeaderName =
 
 /// Adds `x-amzn-RequestId` to every response.
 pub async fn request_id(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+    with_request_id(next.run(req).await)
+}
+
+/// `resp` with an `x-amzn-RequestId` of its own unless it has one.
+pub(crate) fn with_request_id(mut resp: Response) -> Response {
     if !resp.headers().contains_key(&X_AMZN_REQUEST_ID)
         && let Ok(v) = HeaderValue::from_str(&crate::invoke::new_request_id())
     {

@@ -11,6 +11,7 @@ pub mod console;
 mod error;
 mod events;
 mod eventstream;
+mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
@@ -36,6 +37,7 @@ use fleetfn_server::ControlPlane;
 pub use auth::{Credentials, UploadPermits};
 pub use console::Console;
 pub use error::{ApiError, render};
+pub use fast::Api;
 pub use listener::{
     DEFAULT_MAX_PEER_CONNECTIONS, ListenerConfig, serve, serve_tls, serve_with_peers,
 };
@@ -80,8 +82,9 @@ impl std::ops::Deref for Shared {
 }
 
 /// The whole API: `/fleetfn/health` and the console's page and sign-in (`/console`) without
-/// auth, everything else behind SigV4 or a console session (`auth::authenticate`).
-pub fn router(state: AppState) -> Router {
+/// auth, everything else behind SigV4 or a console session (`auth::authenticate`); `Invoke`
+/// on the fast path of [`Api`].
+pub fn router(state: AppState) -> Api {
     use handlers as h;
     let state = Shared(Arc::new(state));
     let lambda = Router::new()
@@ -269,11 +272,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             cluster::MAX_JOIN_BYTES,
         ));
-    Router::new()
+    let router = Router::new()
         .route("/fleetfn/health", get(handlers::health))
         .merge(join)
         .merge(console::router())
         .merge(lambda)
         .layer(axum::middleware::from_fn(handlers::request_id))
-        .with_state(state)
+        .with_state(state.clone());
+    Api::new(router, state)
 }

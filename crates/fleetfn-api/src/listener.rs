@@ -12,11 +12,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use fleetfn_proto::tls::TlsListener;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+
+use crate::Api;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -47,11 +48,19 @@ impl Default for ListenerConfig {
 /// finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: impl Into<Api>,
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Plain(listener), app, cfg, false, None, shutdown).await;
+    serve_on(
+        Incoming::Plain(listener),
+        app.into(),
+        cfg,
+        false,
+        None,
+        shutdown,
+    )
+    .await;
 }
 
 /// [`serve`] that hands each request its peer's address (axum's
@@ -60,7 +69,7 @@ pub async fn serve(
 /// wait in the kernel's backlog until one closes.
 pub async fn serve_with_peers(
     listener: TcpListener,
-    app: Router,
+    app: impl Into<Api>,
     cfg: ListenerConfig,
     max_connections: usize,
     shutdown: impl Future<Output = ()>,
@@ -68,7 +77,7 @@ pub async fn serve_with_peers(
     let cap = Arc::new(Semaphore::new(max_connections));
     serve_on(
         Incoming::Plain(listener),
-        app,
+        app.into(),
         cfg,
         true,
         Some(cap),
@@ -80,11 +89,19 @@ pub async fn serve_with_peers(
 /// [`serve`] over TLS: `listener` hands out connections with their handshake done.
 pub async fn serve_tls(
     listener: TlsListener,
-    app: Router,
+    app: impl Into<Api>,
     cfg: ListenerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_on(Incoming::Tls(listener), app, cfg, false, None, shutdown).await;
+    serve_on(
+        Incoming::Tls(listener),
+        app.into(),
+        cfg,
+        false,
+        None,
+        shutdown,
+    )
+    .await;
 }
 
 enum Incoming {
@@ -94,7 +111,7 @@ enum Incoming {
 
 async fn serve_on(
     mut listener: Incoming,
-    app: Router,
+    app: Api,
     cfg: ListenerConfig,
     peers: bool,
     cap: Option<Arc<Semaphore>>,
@@ -192,7 +209,7 @@ mod tests {
     async fn serve_with_peers_accepts_no_more_than_its_cap() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_with_peers(
             listener,

@@ -5,7 +5,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use fleetfn_model::Scope;
 use fleetfn_server::{ControlPlane, ControlPlaneConfig, EnvKey};
@@ -18,11 +17,11 @@ use super::*;
 use crate::{AppState, Credentials, UploadPermits};
 
 const HOST: &str = "127.0.0.1:9000";
-const KEY: &str = "AKIDCONSOLETEST";
-const SECRET: &str = "console-test-secret";
+pub(crate) const KEY: &str = "AKIDCONSOLETEST";
+pub(crate) const SECRET: &str = "console-test-secret";
 
 pub(crate) struct App {
-    pub(crate) router: Router,
+    pub(crate) router: crate::Api,
     _dir: tempfile::TempDir,
 }
 

@@ -224,7 +224,7 @@ fn signed(method: &str, path: &str, body: serde_json::Value) -> http::Request<Bo
     http::Request::from_parts(parts, Body::from(b))
 }
 
-async fn call(app: &axum::Router, req: http::Request<Body>) -> anyhow::Result<(u16, Bytes)> {
+async fn call(app: &fleetfn_api::Api, req: http::Request<Body>) -> anyhow::Result<(u16, Bytes)> {
     let resp = app.clone().oneshot(req).await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
