@@ -77,10 +77,9 @@ fn invoke_target<B>(req: &Request<B>) -> Option<&str> {
 
 async fn invoke(state: Shared, function: String, req: axum::extract::Request) -> Response {
     let resp = crate::auth::authenticated(&state, req, |req| async {
-        match crate::invoke::invoke(State(state.clone()), Path(function), req).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        }
+        crate::invoke::invoke(State(state.clone()), Path(function), req)
+            .await
+            .into_response()
     })
     .await;
     let mut resp = crate::handlers::with_request_id(resp);

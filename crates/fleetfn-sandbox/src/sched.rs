@@ -30,14 +30,6 @@ impl Policy {
             Self::Batch => libc::SCHED_BATCH,
         }
     }
-
-    fn from_raw(raw: libc::c_int) -> Option<Self> {
-        match raw {
-            libc::SCHED_OTHER => Some(Self::Normal),
-            libc::SCHED_BATCH => Some(Self::Batch),
-            _ => None,
-        }
-    }
 }
 
 /// `sched_setscheduler(0, policy)`: no allocation, async-signal-safe.
@@ -58,19 +50,6 @@ pub fn set_own_policy(policy: Policy) -> io::Result<()> {
     }
 }
 
-/// The policy of thread or process `pid` (0: the calling thread); `None` for a policy outside
-/// the fair class (real-time, deadline, idle).
-pub fn policy_of(pid: u32) -> io::Result<Option<Policy>> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: sched_getscheduler takes a pid by value and touches no memory of ours.
-    let raw = unsafe { libc::sched_getscheduler(pid) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(Policy::from_raw(raw & !libc::SCHED_RESET_ON_FORK))
-}
-
 /// Makes `cmd`'s child run under the normal policy whatever its parent runs, so a function (or
 /// the `fleetfn jail` helper that execs it) never inherits fleetfn's `SCHED_BATCH`. Best effort:
 /// a child that cannot switch starts all the same.
@@ -89,6 +68,28 @@ pub fn normal_on_exec(cmd: &mut std::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The policy `sched_getscheduler` reports as `raw`; `None` outside the fair class.
+    fn from_raw(raw: libc::c_int) -> Option<Policy> {
+        match raw {
+            libc::SCHED_OTHER => Some(Policy::Normal),
+            libc::SCHED_BATCH => Some(Policy::Batch),
+            _ => None,
+        }
+    }
+
+    /// The policy of thread or process `pid` (0: the calling thread); `None` for a policy outside
+    /// the fair class (real-time, deadline, idle).
+    fn policy_of(pid: u32) -> io::Result<Option<Policy>> {
+        let pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: sched_getscheduler takes a pid by value and touches no memory of ours.
+        let raw = unsafe { libc::sched_getscheduler(pid) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(from_raw(raw & !libc::SCHED_RESET_ON_FORK))
+    }
 
     #[test]
     fn a_child_started_through_normal_on_exec_runs_normal_under_a_batch_parent() {
