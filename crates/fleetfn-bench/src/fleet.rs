@@ -440,15 +440,17 @@ impl Api {
 
     /// A request factory for `POST .../invocations` of `name` with `payload`, signed per request.
     pub fn invoke_request(&self, name: &str, payload: &str) -> MakeRequest {
-        let uri = format!(
+        let uri: http::Uri = format!(
             "http://{}/2015-03-31/functions/{name}/invocations?Qualifier=%24LATEST.PUBLISHED",
             self.addr
-        );
+        )
+        .parse()
+        .expect("invoke uri");
         let payload = Bytes::from(payload.to_owned());
         Arc::new(move || {
             let mut req = http::Request::builder()
                 .method("POST")
-                .uri(&uri)
+                .uri(uri.clone())
                 .header("content-type", "application/json")
                 .body(payload.clone())
                 .expect("request");

@@ -10,11 +10,11 @@ use http::header::{AUTHORIZATION, HOST};
 use jiff::Timestamp;
 
 use crate::canonical::{
-    ALGORITHM, TERMINATOR, encode_unreserved_into, format_amz_date, signing_key, string_to_sign,
-    write_canonical_headers, write_canonical_query, write_canonical_uri,
+    ALGORITHM, TERMINATOR, cached_signing_mac, encode_unreserved_into, format_amz_date,
+    string_to_sign, write_canonical_headers, write_canonical_query, write_canonical_uri,
 };
 use crate::error::SignError;
-use crate::{hmac_sha256, sha256_hex};
+use crate::sha256_hex;
 
 /// Credentials, scope and time for signing.
 #[derive(Debug, Clone, Copy)]
@@ -49,15 +49,19 @@ impl SigningParams<'_> {
         Ok((amz_date, scope))
     }
 
+    /// The signature, with the day's signing key from the cache the verifier uses (a client
+    /// signing many requests derives it once a day, not with four HMACs per request).
     fn signature(&self, amz_date: &str, scope: &str, canonical: &[u8]) -> String {
+        use hmac::Mac;
         let sts = string_to_sign(amz_date, scope, canonical);
-        let key = signing_key(
+        let mut mac = cached_signing_mac(
             self.secret_access_key,
             &amz_date[..8],
             self.region,
             self.service,
         );
-        hex::encode(hmac_sha256(&key, sts.as_bytes()))
+        mac.update(sts.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 
