@@ -1078,7 +1078,7 @@ struct ActiveGuard {
 
 impl ActiveGuard {
     fn new(inner: &Arc<Inner>, request_id: &str) -> Self {
-        inner.active.send_modify(|n| *n += 1);
+        add_active(&inner.active, 1);
         Self {
             inner: Arc::clone(inner),
             request_id: request_id.to_owned(),
@@ -1090,8 +1090,18 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.inner.ids.remove(&self.request_id);
-        self.inner.active.send_modify(|n| *n = n.saturating_sub(1));
+        add_active(&self.inner.active, -1);
     }
+}
+
+/// Changes the active count, waking its watchers only when there are any (a drain or a
+/// test): `send_modify` takes the locks of all eight of the channel's notifiers each time,
+/// twice per invoke. A receiver that subscribes concurrently reads the new value first.
+fn add_active(active: &watch::Sender<usize>, delta: isize) {
+    active.send_if_modified(|n| {
+        *n = n.saturating_add_signed(delta);
+        active.receiver_count() > 0
+    });
 }
 
 async fn wait_exited(rx: &mut watch::Receiver<EnvState>) -> ExitReason {
