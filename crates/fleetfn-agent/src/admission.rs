@@ -1,7 +1,8 @@
 //! Admission ceilings: an environment refuses invokes while its memory, `/tmp` or CPU use is at
 //! a ceiling, so the router tries another environment and a final throttle counts as
-//! `MemoryThrottles`, `DiskThrottles` or `CPUThrottles` (LMI). Use is sampled once a second off
-//! the invoke path ([`crate::Environment`]'s monitor); the invoke path reads one atomic.
+//! `MemoryThrottles`, `DiskThrottles` or `CPUThrottles` (LMI). Use is sampled every 250 ms off
+//! the invoke path (CPU over the last second; [`crate::Environment`]'s monitor); the invoke path
+//! reads one atomic.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;

@@ -71,8 +71,14 @@ const HOSTS: &str = "127.0.0.1 localhost sandbox.localdomain sandbox\n::1 localh
 const REPARK_GRACE: Duration = Duration::from_millis(20);
 const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 
-/// How often resource use is sampled while the runtime lives (also the CPU window).
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often resource use is sampled while the runtime lives.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// CPU use is measured over the last second, refreshed at every sample: an environment at its
+/// CPU ceiling refuses invokes for a quarter of a second at a time, not a whole second (which
+/// shifted its whole share onto the other environments at once).
+const CPU_WINDOW: Duration = Duration::from_secs(1);
+/// `/tmp` and the Lambda Insights counters are read at every this many samples (once a second).
+const FULL_SAMPLE_EVERY: u32 = 4;
 
 /// Most directory entries one sample of a host `/tmp` visits (a lower bound beyond that).
 const MAX_TMP_WALK_ENTRIES: usize = 10_000;
@@ -236,31 +242,81 @@ fn ceiling_rejection(
     })
 }
 
+/// What resource sampling carries from one sample to the next.
+#[derive(Debug, Default)]
+struct Sampler {
+    /// CPU readings (time, cumulative ns) of the last [`CPU_WINDOW`], oldest first.
+    cpu: std::collections::VecDeque<(tokio::time::Instant, u64)>,
+    /// Samples taken since the window last restarted.
+    taken: u32,
+    tmp_used: Option<u64>,
+    insights: fleetfn_proto::EnvInsights,
+}
+
+impl Sampler {
+    /// Forgets the CPU readings (at Ready: init's CPU burst must not read as a saturated
+    /// environment); the next sample is a full one.
+    fn restart(&mut self) {
+        self.cpu.clear();
+        self.taken = 0;
+    }
+}
+
+/// Adds a cumulative CPU reading and gives the CPU time and wall time since the newest
+/// earlier reading that is at least `window` old (older ones are dropped); `None` until one
+/// is.
+fn cpu_over_window(
+    readings: &mut std::collections::VecDeque<(tokio::time::Instant, u64)>,
+    now: tokio::time::Instant,
+    cpu_ns: u64,
+    window: Duration,
+) -> Option<(u64, Duration)> {
+    while readings.len() >= 2 && now.saturating_duration_since(readings[1].0) >= window {
+        readings.pop_front();
+    }
+    let base = readings
+        .front()
+        .copied()
+        .filter(|(then, _)| now.saturating_duration_since(*then) >= window);
+    readings.push_back((now, cpu_ns));
+    base.map(|(then, before)| {
+        (
+            cpu_ns.saturating_sub(before),
+            now.saturating_duration_since(then),
+        )
+    })
+}
+
 /// Takes one resource sample (off the invoke path) and publishes it with its admission
-/// verdict. `last_cpu` carries the previous CPU reading for the utilization window.
-async fn sample_resources(inner: &Arc<Inner>, last_cpu: &mut Option<(tokio::time::Instant, u64)>) {
+/// verdict: memory and CPU every time, `/tmp` and the Insights counters every
+/// [`FULL_SAMPLE_EVERY`] samples.
+async fn sample_resources(inner: &Arc<Inner>, sampler: &mut Sampler) {
+    let full = sampler.taken.is_multiple_of(FULL_SAMPLE_EVERY);
+    sampler.taken = sampler.taken.wrapping_add(1);
     let i = Arc::clone(inner);
-    let Ok((usage, tmp_used, insights)) = tokio::task::spawn_blocking(move || {
+    let Ok((usage, full_read)) = tokio::task::spawn_blocking(move || {
         let usage = i.accounting.sample();
-        let peak = i.accounting.last_peak_memory_bytes();
-        let insights = crate::insights::read(&crate::insights::Roots::system(), i.pid, peak);
-        (usage, i.tmp_used_bytes(), insights)
+        let full_read = full.then(|| {
+            let peak = i.accounting.last_peak_memory_bytes();
+            let insights = crate::insights::read(&crate::insights::Roots::system(), i.pid, peak);
+            (i.tmp_used_bytes(), insights)
+        });
+        (usage, full_read)
     })
     .await
     else {
         return;
     };
+    if let Some((tmp_used, insights)) = full_read {
+        sampler.tmp_used = tmp_used;
+        sampler.insights = insights;
+    }
+    let (tmp_used, insights) = (sampler.tmp_used, sampler.insights);
     let now = tokio::time::Instant::now();
     let spec = &inner.spec;
-    let cpu_utilization = match (usage, *last_cpu) {
-        (Some((_, ns)), Some((then, before))) => admission::cpu_fraction(
-            ns.saturating_sub(before),
-            now.saturating_duration_since(then),
-            spec.cpu_allotment(),
-        ),
-        _ => None,
-    };
-    *last_cpu = usage.map(|(_, ns)| (now, ns));
+    let cpu_utilization = usage
+        .and_then(|(_, ns)| cpu_over_window(&mut sampler.cpu, now, ns, CPU_WINDOW))
+        .and_then(|(used, over)| admission::cpu_fraction(used, over, spec.cpu_allotment()));
     let fractions = Fractions {
         cpu: cpu_utilization,
         memory: usage
@@ -1441,7 +1497,7 @@ async fn monitor(
     tokio::pin!(deadline);
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_cpu = None;
+    let mut sampler = Sampler::default();
     // As Lambda's init: external extensions register, then the runtime starts; init ends
     // when the runtime polls `/next` and every registered extension (internal ones too)
     // polls `/event/next`.
@@ -1477,15 +1533,15 @@ async fn monitor(
             st = child.wait() => break InitOutcome::Exited(st),
             () = &mut deadline => break InitOutcome::TimedOut,
             () = inner.cancel.cancelled() => break InitOutcome::Cancelled,
-            _ = sample.tick() => sample_resources(&inner, &mut last_cpu).await,
+            _ = sample.tick() => sample_resources(&inner, &mut sampler).await,
         }
     };
     let init_elapsed = launched.elapsed();
     if matches!(outcome, InitOutcome::Ready) {
         // The CPU window restarts at Ready: init's CPU burst must not read as a saturated
         // environment (and refuse its first invokes with the CPU reason).
-        last_cpu = None;
-        sample_resources(&inner, &mut last_cpu).await;
+        sampler.restart();
+        sample_resources(&inner, &mut sampler).await;
     }
     let failure = match outcome {
         InitOutcome::Ready => None,
@@ -1595,7 +1651,7 @@ async fn monitor(
                 finish(&inner, ExitReason::Stopped, pumps).await;
                 return;
             }
-            _ = sample.tick() => sample_resources(&inner, &mut last_cpu).await,
+            _ = sample.tick() => sample_resources(&inner, &mut sampler).await,
         }
     };
     inner.reaped.store(true, Ordering::SeqCst);
@@ -1962,6 +2018,44 @@ fn timeout_body(request_id: &str, after: Duration) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_is_measured_over_the_last_second_at_every_sample() {
+        let mut readings = std::collections::VecDeque::new();
+        let t0 = tokio::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Nothing until a reading a whole window old exists.
+        for (ms, ns) in [(0, 0), (250, 100), (500, 200), (750, 300)] {
+            assert_eq!(
+                cpu_over_window(&mut readings, at(ms), ns, CPU_WINDOW),
+                None,
+                "{ms}"
+            );
+        }
+        // From then on: since the newest reading at least a second old.
+        assert_eq!(
+            cpu_over_window(&mut readings, at(1000), 400, CPU_WINDOW),
+            Some((400, Duration::from_millis(1000)))
+        );
+        assert_eq!(
+            cpu_over_window(&mut readings, at(1250), 900, CPU_WINDOW),
+            Some((800, Duration::from_millis(1000)))
+        );
+        // A late sample: the base stays the newest reading a second old, older ones go.
+        assert_eq!(
+            cpu_over_window(&mut readings, at(2100), 1000, CPU_WINDOW),
+            Some((600, Duration::from_millis(1100)))
+        );
+        assert!(readings.len() <= 4, "{readings:?}");
+        // Ended saturation shows within one sample: a second of full use, then a quiet one.
+        let mut r = std::collections::VecDeque::new();
+        let full = 250_000_000;
+        for i in 0..=4u64 {
+            cpu_over_window(&mut r, at(i * 250), i * full, CPU_WINDOW);
+        }
+        let (used, over) = cpu_over_window(&mut r, at(1250), 4 * full, CPU_WINDOW).unwrap();
+        assert_eq!((used, over), (3 * full, Duration::from_millis(1000)));
+    }
 
     #[test]
     fn error_documents() {
