@@ -116,9 +116,18 @@ def check_report(doc, cp, n):
     be = (here / doc["WindowSeconds"]) / (lam_cost / n)
     assert abs(p["BreakEvenRequestsPerSecond"] - be) / be < 1e-6, (p, be)
     assert abs(p["ObservedRequestsPerSecond"] - n / doc["WindowSeconds"]) < 1e-9
-    # A few requests against a whole fleet: Lambda is cheaper, and the verdict says so.
-    assert p["ObservedRequestsPerSecond"] < be
-    assert p["Verdict"].startswith("Cheaper on Lambda"), p["Verdict"]
+    # The verdict follows the hand calculation, with the break-even on its side of the observed
+    # rate. Which side wins depends on how long the three instances ran around the 20 requests
+    # (a slower start makes the fleet dearer), so both are accepted here; the report's unit
+    # tests pin each verdict on fixed usage.
+    rate = f"at {p['ObservedRequestsPerSecond']:.2f} req/s"
+    if here <= lam_cost:
+        assert p["ObservedRequestsPerSecond"] >= be * (1 - 1e-9), (p, be)
+        assert p["Verdict"].startswith("Cheaper here") and rate in p["Verdict"], p["Verdict"]
+    else:
+        assert p["ObservedRequestsPerSecond"] < be * (1 + 1e-9), (p, be)
+        assert p["Verdict"].startswith("Cheaper on Lambda") and rate in p["Verdict"], p["Verdict"]
+    assert f"break-even of {p['BreakEvenRequestsPerSecond']:.2f} req/s" in p["Verdict"], p["Verdict"]
 
 
 def test_cost_rejects_a_bad_since(server):

@@ -57,12 +57,14 @@ RUNTIMES = {
 
 
 def no_retry_client(endpoint: str):
-    """boto3 Lambda client that never retries (a throttle must reach the test as is) and
-    can hold enough connections for the concurrency tests."""
+    """boto3 Lambda client that never retries an answer (a throttle or an error must reach the
+    test as is) and can hold enough connections for the concurrency tests. It does retry a
+    request whose pooled keep-alive connection the server closed as it was sent (see
+    `_retry_closed_connection`), as every SDK does."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    client = boto3.client(
         "lambda",
         endpoint_url=endpoint,
         region_name=h.REGION,
@@ -71,6 +73,26 @@ def no_retry_client(endpoint: str):
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
                       read_timeout=60, max_pool_connections=64),
     )
+    client.meta.events.register("needs-retry.lambda", _retry_closed_connection)
+    return client
+
+
+CLOSED_CONNECTION_ATTEMPTS = 3
+
+
+def _retry_closed_connection(attempts: int, caught_exception=None, **_):
+    """Retry (at once, at most twice) a request that failed with ConnectionClosedError: no
+    answer at all because the connection was closed or reset. The server closes a keep-alive
+    connection idle for its header-read timeout (10 s); a client that takes that connection
+    from its pool in the same instant sends its request into the closing socket. HTTP/1.1
+    leaves this race to the client (RFC 9112 §9.3.1), and botocore's own retry modes retry it;
+    without this, a test that did nothing wrong fails on it. Answers (throttles, errors) and
+    timeouts are never retried."""
+    from botocore.exceptions import ConnectionClosedError
+
+    if isinstance(caught_exception, ConnectionClosedError) and attempts < CLOSED_CONNECTION_ATTEMPTS:
+        return 0
+    return None
 
 
 def testfn_path() -> Path:
