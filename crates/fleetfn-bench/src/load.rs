@@ -1,20 +1,25 @@
-//! The load generator: hyper 1.x client, HDR histograms, closed loop (fixed concurrency) and open
-//! loop (fixed arrival rate, latency measured from the intended send time, so a stalled server is
-//! not hidden by coordinated omission). Every run is bounded by a request count and a deadline,
+//! The load generator: hyper 1.x, HDR histograms, closed loop (fixed concurrency, each client
+//! on its own connection) and open loop (fixed arrival rate on a pooled client, latency measured
+//! from the intended send time, so a stalled server is not hidden by coordinated omission). Every run is bounded by a request count and a deadline,
 //! and runs on its own Tokio runtime so its CPU can be told apart from the orchestrator's.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http::Uri;
+use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 
 /// Builds one request (signed if the target needs it).
 pub type MakeRequest = Arc<dyn Fn() -> http::Request<Full<Bytes>> + Send + Sync>;
@@ -178,11 +183,78 @@ pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("load generator runtime")
 }
 
-/// Closed loop: `concurrency` clients, each sending its next request when the previous one is
-/// answered, until `requests` were sent in total or `max` elapsed. `warmup` requests (not
-/// recorded) go first, spread over the same clients.
+/// One closed-loop client's own HTTP/1 connection to the request's authority. Its connection
+/// future is polled inside the client's task, so a request costs no pool checkout and no wake of
+/// a separate connection task; a transport error (status 0) drops it and the next request opens
+/// a new one.
+#[derive(Default)]
+struct OwnConn {
+    open: Option<Opened>,
+}
+
+type OwnConnection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+/// The sending half and the connection future it needs polled.
+type Opened = (SendRequest<Full<Bytes>>, Pin<Box<OwnConnection>>);
+
+impl OwnConn {
+    /// Sends one request and reads its whole answer: the status, or 0 on a transport error.
+    async fn one(&mut self, make: &MakeRequest) -> u16 {
+        let mut req = make();
+        let Some(authority) = req.uri().authority().cloned() else {
+            return 0;
+        };
+        if !req.headers().contains_key(HOST) {
+            match HeaderValue::from_str(authority.as_str()) {
+                Ok(host) => req.headers_mut().insert(HOST, host),
+                Err(_) => return 0,
+            };
+        }
+        // Origin form on the wire, as hyper's pooled client sends it.
+        let origin = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        *req.uri_mut() = origin;
+        if self.open.is_none() {
+            match connect(authority.as_str()).await {
+                Ok(open) => self.open = Some(open),
+                Err(_) => return 0,
+            }
+        }
+        let Some((sender, conn)) = self.open.as_mut() else {
+            return 0;
+        };
+        let exchange = async {
+            sender.ready().await.ok()?;
+            let resp = sender.send_request(req).await.ok()?;
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await.ok()?;
+            Some(status)
+        };
+        let answered = tokio::select! {
+            biased;
+            answered = exchange => answered,
+            // The connection ended (or failed) before the answer was read.
+            _ = conn.as_mut() => None,
+        };
+        answered.unwrap_or_else(|| {
+            self.open = None;
+            0
+        })
+    }
+}
+
+async fn connect(authority: &str) -> Result<Opened, Box<dyn std::error::Error>> {
+    let tcp = TcpStream::connect(authority).await?;
+    tcp.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+    Ok((sender, Box::pin(conn)))
+}
+
+/// Closed loop: `concurrency` clients, each on its own connection sending its next request when
+/// the previous one is answered, until `requests` were sent in total or `max` elapsed. `warmup`
+/// requests (not recorded) go first, spread over the same clients and connections.
 pub async fn closed(
-    client: HttpClient,
     make: MakeRequest,
     concurrency: usize,
     requests: usize,
@@ -195,26 +267,29 @@ pub async fn closed(
     let warm_deadline = Instant::now() + max.min(Duration::from_secs(10));
     let mut tasks = Vec::new();
     for _ in 0..c {
-        let (client, make, left) = (client.clone(), make.clone(), warm_left.clone());
+        let (make, left) = (make.clone(), warm_left.clone());
         tasks.push(tokio::spawn(async move {
+            let mut conn = OwnConn::default();
             while left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
                 && Instant::now() < warm_deadline
             {
-                let _ = one(&client, &make).await;
+                let _ = conn.one(&make).await;
             }
+            conn
         }));
     }
+    let mut conns = Vec::with_capacity(c);
     for t in tasks {
-        let _ = t.await;
+        conns.push(t.await.unwrap_or_default());
     }
     let left = Arc::new(AtomicUsize::new(requests));
     let started = Instant::now();
     let deadline = started + max;
     let mut tasks = Vec::new();
-    for _ in 0..c {
-        let (client, make, left) = (client.clone(), make.clone(), left.clone());
+    for mut conn in conns {
+        let (make, left) = (make.clone(), left.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = Local::new();
             while Instant::now() < deadline
@@ -223,7 +298,7 @@ pub async fn closed(
                     .is_ok()
             {
                 let t0 = Instant::now();
-                let status = one(&client, &make).await;
+                let status = conn.one(&make).await;
                 local.record(started, t0, t0.elapsed(), status);
             }
             local

@@ -225,7 +225,6 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
             }
             None => {
                 load::closed(
-                    load::client(1024),
                     make,
                     a.concurrency,
                     a.requests,

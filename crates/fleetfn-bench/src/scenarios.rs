@@ -101,15 +101,7 @@ fn with_cpu(r: &RunResult, cpu: &BTreeMap<&'static str, f64>, loadgen_cpu: f64) 
 async fn closed_level(ctx: &Ctx, root: u32, make: MakeRequest, c: usize, requests: usize) -> Value {
     let secs = ctx.level_secs;
     let (r, cpu, lg) = measured(ctx, root, async move {
-        load::closed(
-            load::client(1024),
-            make,
-            c,
-            requests,
-            200.max(c * 4),
-            Duration::from_secs(secs),
-        )
-        .await
+        load::closed(make, c, requests, 200.max(c * 4), Duration::from_secs(secs)).await
     })
     .await;
     let v = with_cpu(&r, &cpu, lg);
@@ -760,15 +752,7 @@ async fn scale_out(ctx: &Ctx) -> anyhow::Result<Value> {
         .invoke_request(&f.name, r#"{"op":"sleep","ms":100}"#);
     let m1 = make.clone();
     let first = ctx.loadgen.spawn(async move {
-        load::closed(
-            load::client(64),
-            m1,
-            clients,
-            1_000_000,
-            0,
-            Duration::from_secs(30),
-        )
-        .await
+        load::closed(m1, clients, 1_000_000, 0, Duration::from_secs(30)).await
     });
     tokio::time::sleep(Duration::from_secs(10)).await;
     let before = fleet.api.env_states(&f.name).await?.0;
@@ -782,17 +766,9 @@ async fn scale_out(ctx: &Ctx) -> anyhow::Result<Value> {
     let wanted = total.div_ceil(4);
     let t0 = Instant::now();
     let m2 = make.clone();
-    let second = ctx.loadgen.spawn(async move {
-        load::closed(
-            load::client(64),
-            m2,
-            added,
-            1_000_000,
-            0,
-            Duration::from_secs(20),
-        )
-        .await
-    });
+    let second = ctx
+        .loadgen
+        .spawn(async move { load::closed(m2, added, 1_000_000, 0, Duration::from_secs(20)).await });
     let mut ready_at = None;
     let mut max_ready = before;
     while t0.elapsed() < Duration::from_secs(19) {
@@ -989,9 +965,7 @@ async fn memory(ctx: &Ctx) -> anyhow::Result<Value> {
         let make = api.invoke_request(n, r#"{"op":"noop"}"#);
         let _ = ctx
             .loadgen
-            .spawn(async move {
-                load::closed(load::client(8), make, 4, 200, 0, Duration::from_secs(5)).await
-            })
+            .spawn(async move { load::closed(make, 4, 200, 0, Duration::from_secs(5)).await })
             .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;

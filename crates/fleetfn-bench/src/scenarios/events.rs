@@ -192,11 +192,10 @@ async fn accept_rate(
     clients: usize,
 ) -> anyhow::Result<Value> {
     let make = fleet.api.event_request(name, r#"{"op":"noop"}"#);
-    let client = load::client(1024);
-    let (c, m) = (client.clone(), make.clone());
+    let m = make.clone();
     let warm = ctx
         .loadgen
-        .spawn(async move { load::closed(c, m, clients, 500, 0, Duration::from_secs(30)).await })
+        .spawn(async move { load::closed(m, clients, 500, 0, Duration::from_secs(30)).await })
         .await?;
     anyhow::ensure!(
         warm.by_status.contains_key(&202),
@@ -213,15 +212,7 @@ async fn accept_rate(
     let inv0 = metric(fleet, metrics, "fleetfn_invocations_total", &[&fl]).await;
     let secs = ctx.level_secs * 2;
     let (r, cpu, lg) = measured(ctx, fleet.pid(), async move {
-        load::closed(
-            client,
-            make,
-            clients,
-            2_000_000,
-            0,
-            Duration::from_secs(secs),
-        )
-        .await
+        load::closed(make, clients, 2_000_000, 0, Duration::from_secs(secs)).await
     })
     .await;
     let inv_end = metric(fleet, metrics, "fleetfn_invocations_total", &[&fl]).await;
