@@ -623,3 +623,42 @@ async fn the_credentials_endpoint_answers_only_the_token_holder() {
     let renewed = get_credentials(&rt, Some("secret-token")).await;
     assert_eq!(renewed.json()["AccessKeyId"], "A2");
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_connections() {
+    use tokio::io::AsyncReadExt;
+    let rt = Rt::start();
+    // One connection with a parked `/next`, one idle after a finished request.
+    let mut parked = tokio::net::TcpStream::connect(rt.api.local_addr())
+        .await
+        .expect("connect");
+    parked
+        .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write /next");
+    let mut idle = tokio::net::TcpStream::connect(rt.api.local_addr())
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /2018-06-01/ping HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = [0u8; 12];
+    guarded("an answer on the idle connection", idle.read_exact(&mut first))
+        .await
+        .expect("read the answer");
+    assert_eq!(&first, b"HTTP/1.1 404");
+    guarded("the /next to park", async {
+        while rt.api.parked() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    rt.api.shutdown();
+    // Both see the end of the stream (after whatever rest of the answer was in flight).
+    for (what, conn) in [("the parked", &mut parked), ("the idle", &mut idle)] {
+        let mut rest = Vec::new();
+        guarded(what, conn.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|e| panic!("{what} connection: {e}"));
+    }
+}
