@@ -643,9 +643,12 @@ async fn shutdown_closes_open_connections() {
         .await
         .expect("write");
     let mut first = [0u8; 12];
-    guarded("an answer on the idle connection", idle.read_exact(&mut first))
-        .await
-        .expect("read the answer");
+    guarded(
+        "an answer on the idle connection",
+        idle.read_exact(&mut first),
+    )
+    .await
+    .expect("read the answer");
     assert_eq!(&first, b"HTTP/1.1 404");
     guarded("the /next to park", async {
         while rt.api.parked() == 0 {
