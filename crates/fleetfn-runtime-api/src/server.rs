@@ -38,13 +38,9 @@ pub(crate) async fn accept_loop(
     cancel: CancellationToken,
     peer_filter: Option<crate::PeerFilter>,
 ) {
-    // The connections' tasks: cancelling returns from here, and dropping the set aborts every
-    // one of them. (A token checked by each connection instead cost a mutex lock per poll.)
-    let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -62,8 +58,9 @@ pub(crate) async fn accept_loop(
             tracing::debug!(error = %e, "set TCP_NODELAY failed");
         }
         let shared = Arc::clone(&shared);
+        let cancel = cancel.clone();
         let peer_filter = peer_filter.clone();
-        conns.spawn(async move {
+        tokio::spawn(async move {
             if let Some(allowed) = peer_filter {
                 let local = stream.local_addr();
                 if !local.is_ok_and(|local| allowed(peer, local)) {
@@ -76,7 +73,8 @@ pub(crate) async fn accept_loop(
                 stream,
                 streaming: streaming.clone(),
             };
-            if let Err(e) = serve_connection(io, shared, streaming).await {
+            let conn = serve_connection(io, shared, streaming);
+            if let Some(Err(e)) = cancel.run_until_cancelled(conn).await {
                 tracing::debug!(%peer, error = %e, "runtime API connection ended");
             }
         });
