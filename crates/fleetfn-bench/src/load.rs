@@ -1,7 +1,8 @@
 //! The load generator: hyper 1.x, HDR histograms, closed loop (fixed concurrency, each client
 //! on its own connection) and open loop (fixed arrival rate on a pooled client, latency measured
-//! from the intended send time, so a stalled server is not hidden by coordinated omission). Every run is bounded by a request count and a deadline,
-//! and runs on its own Tokio runtime so its CPU can be told apart from the orchestrator's.
+//! from the intended send time, so a stalled server is not hidden by coordinated omission).
+//! Every run is bounded by a request count and a deadline, and runs on its own Tokio runtime so
+//! its CPU can be told apart from the orchestrator's.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -185,8 +186,8 @@ pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
 
 /// One closed-loop client's own HTTP/1 connection to the request's authority. Its connection
 /// future is polled inside the client's task, so a request costs no pool checkout and no wake of
-/// a separate connection task; a transport error (status 0) drops it and the next request opens
-/// a new one.
+/// a separate connection task. A transport error (status 0) drops it and the next request opens
+/// a new one; so does a server that closed it after an answer.
 #[derive(Default)]
 struct OwnConn {
     open: Option<Opened>,
@@ -215,32 +216,49 @@ impl OwnConn {
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
         *req.uri_mut() = origin;
-        if self.open.is_none() {
-            match connect(authority.as_str()).await {
-                Ok(open) => self.open = Some(open),
-                Err(_) => return 0,
+        // A connection the server closed after its last answer is found here, before anything
+        // is sent on it, and replaced once, as a pool would.
+        for _ in 0..2 {
+            if self.open.is_none() {
+                match connect(authority.as_str()).await {
+                    Ok(open) => self.open = Some(open),
+                    Err(_) => return 0,
+                }
             }
+            let Some((sender, conn)) = self.open.as_mut() else {
+                return 0;
+            };
+            let ready = tokio::select! {
+                biased;
+                ready = sender.ready() => ready.is_ok(),
+                _ = conn.as_mut() => false,
+            };
+            if !ready {
+                self.open = None;
+                continue;
+            }
+            let (answered, ended) = {
+                let exchange = async {
+                    let resp = sender.send_request(req).await.ok()?;
+                    let status = resp.status().as_u16();
+                    resp.into_body().collect().await.ok()?;
+                    Some(status)
+                };
+                tokio::pin!(exchange);
+                tokio::select! {
+                    biased;
+                    answered = &mut exchange => (answered, false),
+                    // The connection ended (`connection: close` after its answer, or an error):
+                    // what it delivered before is still read, and nothing more comes.
+                    _ = conn.as_mut() => (exchange.await, true),
+                }
+            };
+            if ended || answered.is_none() {
+                self.open = None;
+            }
+            return answered.unwrap_or(0);
         }
-        let Some((sender, conn)) = self.open.as_mut() else {
-            return 0;
-        };
-        let exchange = async {
-            sender.ready().await.ok()?;
-            let resp = sender.send_request(req).await.ok()?;
-            let status = resp.status().as_u16();
-            resp.into_body().collect().await.ok()?;
-            Some(status)
-        };
-        let answered = tokio::select! {
-            biased;
-            answered = exchange => answered,
-            // The connection ended (or failed) before the answer was read.
-            _ = conn.as_mut() => None,
-        };
-        answered.unwrap_or_else(|| {
-            self.open = None;
-            0
-        })
+        0
     }
 }
 
@@ -405,5 +423,71 @@ pub async fn open(
         skipped,
         non_ok: local.non_ok,
         pacer_lag: Some(pacer_lag),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that answers `per_connection` requests on each connection (the last with
+    /// `connection: close`) and then closes it.
+    async fn closing_server(per_connection: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for n in 1..=per_connection {
+                        // Read one request head (the requests here have no body).
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 1024];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        let close = if n == per_connection {
+                            "connection: close\r\n"
+                        } else {
+                            ""
+                        };
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn get(addr: std::net::SocketAddr) -> MakeRequest {
+        Arc::new(move || {
+            http::Request::get(format!("http://{addr}/x"))
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_client_replaces_a_connection_the_server_closed_after_an_answer() {
+        for per_connection in [1, 3] {
+            let addr = closing_server(per_connection).await;
+            let run = closed(get(addr), 2, 40, 4, Duration::from_secs(20)).await;
+            assert_eq!(
+                (run.count(), run.ok()),
+                (40, 40),
+                "{per_connection} per connection: {:?}",
+                run.to_json()
+            );
+        }
     }
 }
