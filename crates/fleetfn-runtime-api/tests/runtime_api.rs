@@ -650,12 +650,7 @@ async fn shutdown_closes_open_connections() {
     .await
     .expect("read the answer");
     assert_eq!(&first, b"HTTP/1.1 404");
-    guarded("the /next to park", async {
-        while rt.api.parked() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    guarded("the /next to park", rt.api.wait_parked(|n| n == 1)).await;
     rt.api.shutdown();
     // Both see the end of the stream (after whatever rest of the answer was in flight).
     for (what, conn) in [("the parked", &mut parked), ("the idle", &mut idle)] {
