@@ -1,25 +1,24 @@
-//! The load generator: hyper 1.x, HDR histograms, closed loop (fixed concurrency, each client
-//! on its own connection) and open loop (fixed arrival rate on a pooled client, latency measured
-//! from the intended send time, so a stalled server is not hidden by coordinated omission).
+//! The load generator: HDR histograms, a closed loop (fixed concurrency, each client on its own
+//! connection, speaking HTTP/1.1 itself) and an open loop (fixed arrival rate on hyper's pooled
+//! client, latency measured from the intended send time, so a stalled server is not hidden by
+//! coordinated omission).
 //! Every run is bounded by a request count and a deadline, and runs on its own Tokio runtime so
 //! its CPU can be told apart from the orchestrator's.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http::Uri;
-use http::header::{HOST, HeaderValue};
+use http::header::HOST;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 /// Builds one request (signed if the target needs it).
@@ -184,89 +183,258 @@ pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("load generator runtime")
 }
 
-/// One closed-loop client's own HTTP/1 connection to the request's authority. Its connection
-/// future is polled inside the client's task, so a request costs no pool checkout and no wake of
-/// a separate connection task. A transport error (status 0) drops it and the next request opens
-/// a new one; so does a server that closed it after an answer.
+/// One closed-loop client's own HTTP/1.1 connection, spoken here directly: the request is
+/// written in one write and the answer read into a reused buffer and framed with `httparse`,
+/// so the instrument takes as little as it can of the CPU it shares with what it measures (no
+/// per-request channel, task wake-up or header map of a general client). A transport error or
+/// a malformed answer (status 0) drops the connection and the next request opens a new one; so
+/// does an answer with `connection: close`. A kept-alive connection that turns out closed
+/// before any byte of the answer came is replaced and the request sent once more, as a pool
+/// does with a connection the server closed while idle.
 #[derive(Default)]
 struct OwnConn {
-    open: Option<Opened>,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    buf: Vec<u8>,
 }
 
-type OwnConnection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
-/// The sending half and the connection future it needs polled.
-type Opened = (SendRequest<Full<Bytes>>, Pin<Box<OwnConnection>>);
+/// The largest answer [`OwnConn`] reads (the bench's answers are a few KiB).
+const MAX_ANSWER: usize = 16 << 20;
+
+/// How a read answer ended.
+enum Answer {
+    /// Its status; `close` when the connection cannot carry another request.
+    Done { status: u16, close: bool },
+    /// The connection ended before the first byte of an answer.
+    Closed,
+    /// A transport error or a malformed answer.
+    Broken,
+}
 
 impl OwnConn {
     /// Sends one request and reads its whole answer: the status, or 0 on a transport error.
     async fn one(&mut self, make: &MakeRequest) -> u16 {
-        let mut req = make();
-        let Some(authority) = req.uri().authority().cloned() else {
+        let (parts, body) = make().into_parts();
+        let Some(authority) = parts.uri.authority().cloned() else {
             return 0;
         };
-        if !req.headers().contains_key(HOST) {
-            match HeaderValue::from_str(authority.as_str()) {
-                Ok(host) => req.headers_mut().insert(HOST, host),
-                Err(_) => return 0,
-            };
-        }
-        // Origin form on the wire, as hyper's pooled client sends it.
-        let origin = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-        *req.uri_mut() = origin;
-        // A connection the server closed after its last answer is found here, before anything
-        // is sent on it, and replaced once, as a pool would.
+        let Ok(body) = body.collect().await;
+        let body = body.to_bytes();
+        encode_request(&parts, authority.as_str(), &body, &mut self.out);
         for _ in 0..2 {
-            if self.open.is_none() {
+            let fresh = self.stream.is_none();
+            if fresh {
                 match connect(authority.as_str()).await {
-                    Ok(open) => self.open = Some(open),
+                    Ok(s) => self.stream = Some(s),
                     Err(_) => return 0,
                 }
             }
-            let Some((sender, conn)) = self.open.as_mut() else {
+            let Some(stream) = self.stream.as_mut() else {
                 return 0;
             };
-            let ready = tokio::select! {
-                biased;
-                ready = sender.ready() => ready.is_ok(),
-                _ = conn.as_mut() => false,
+            let answer = if stream.write_all(&self.out).await.is_err() {
+                Answer::Closed
+            } else {
+                read_answer(stream, &mut self.buf).await
             };
-            if !ready {
-                self.open = None;
-                continue;
-            }
-            let (answered, ended) = {
-                let exchange = async {
-                    let resp = sender.send_request(req).await.ok()?;
-                    let status = resp.status().as_u16();
-                    resp.into_body().collect().await.ok()?;
-                    Some(status)
-                };
-                tokio::pin!(exchange);
-                tokio::select! {
-                    biased;
-                    answered = &mut exchange => (answered, false),
-                    // The connection ended (`connection: close` after its answer, or an error):
-                    // what it delivered before is still read, and nothing more comes.
-                    _ = conn.as_mut() => (exchange.await, true),
+            match answer {
+                Answer::Done { status, close } => {
+                    if close {
+                        self.stream = None;
+                    }
+                    return status;
                 }
-            };
-            if ended || answered.is_none() {
-                self.open = None;
+                Answer::Closed if !fresh => self.stream = None,
+                Answer::Closed | Answer::Broken => {
+                    self.stream = None;
+                    return 0;
+                }
             }
-            return answered.unwrap_or(0);
         }
         0
     }
 }
 
-async fn connect(authority: &str) -> Result<Opened, Box<dyn std::error::Error>> {
+async fn connect(authority: &str) -> std::io::Result<TcpStream> {
     let tcp = TcpStream::connect(authority).await?;
     tcp.set_nodelay(true)?;
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
-    Ok((sender, Box::pin(conn)))
+    Ok(tcp)
+}
+
+/// `parts` and `body` as an HTTP/1.1 request in origin form, with `host` (from `authority`
+/// unless set) and `content-length`.
+fn encode_request(parts: &http::request::Parts, authority: &str, body: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    out.clear();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let _ = write!(out, "{} {target} HTTP/1.1\r\n", parts.method);
+    if !parts.headers.contains_key(HOST) {
+        let _ = write!(out, "host: {authority}\r\n");
+    }
+    for (name, value) in &parts.headers {
+        if name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
+}
+
+/// Reads one answer from `stream` into `buf` (cleared first) and frames it.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Answer {
+    use tokio::io::AsyncReadExt as _;
+    buf.clear();
+    loop {
+        match frame(buf) {
+            Framed::Done { status, close } => return Answer::Done { status, close },
+            Framed::Broken => return Answer::Broken,
+            Framed::Partial { until_eof } => {
+                if buf.len() >= MAX_ANSWER {
+                    return Answer::Broken;
+                }
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(8192);
+                }
+                match stream.read_buf(buf).await {
+                    Ok(0) if until_eof => {
+                        return match frame_eof(buf) {
+                            Some(status) => Answer::Done {
+                                status,
+                                close: true,
+                            },
+                            None => Answer::Broken,
+                        };
+                    }
+                    Ok(0) if buf.is_empty() => return Answer::Closed,
+                    Ok(0) | Err(_) => return Answer::Broken,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// What [`frame`] found in the bytes read so far.
+#[derive(Debug, PartialEq, Eq)]
+enum Framed {
+    Done {
+        status: u16,
+        close: bool,
+    },
+    /// More is needed; `until_eof` when the body runs to the end of the connection.
+    Partial {
+        until_eof: bool,
+    },
+    Broken,
+}
+
+/// Frames an HTTP/1.x answer in `buf`: a head, then a body by `content-length`, chunked
+/// transfer coding, or (neither) the end of the connection. Interim (1xx) answers are skipped.
+fn frame(buf: &[u8]) -> Framed {
+    let mut at = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head = match resp.parse(&buf[at..]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Framed::Partial { until_eof: false },
+            Err(_) => return Framed::Broken,
+        };
+        let Some(status) = resp.code else {
+            return Framed::Broken;
+        };
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = resp.version == Some(0);
+        for h in resp.headers.iter() {
+            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match value.parse::<usize>() {
+                    Ok(n) => length = Some(n),
+                    Err(_) => return Framed::Broken,
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+            }
+        }
+        let body = at + head;
+        if (100..200).contains(&status) {
+            at = body;
+            continue;
+        }
+        if status == 204 || status == 304 {
+            return Framed::Done { status, close };
+        }
+        return if chunked {
+            match chunked_end(&buf[body..]) {
+                Some(Ok(())) => Framed::Done { status, close },
+                Some(Err(())) => Framed::Broken,
+                None => Framed::Partial { until_eof: false },
+            }
+        } else if let Some(n) = length {
+            if buf.len() - body >= n {
+                Framed::Done { status, close }
+            } else {
+                Framed::Partial { until_eof: false }
+            }
+        } else {
+            Framed::Partial { until_eof: true }
+        };
+    }
+}
+
+/// The status of an answer whose body ran to the end of the connection.
+fn frame_eof(buf: &[u8]) -> Option<u16> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => resp.code,
+        _ => None,
+    }
+}
+
+/// Whether a chunked body is complete in `b`: `Some(Ok)` when its last chunk and trailers are
+/// there, `None` when more is needed, `Some(Err)` when it is malformed.
+fn chunked_end(mut b: &[u8]) -> Option<Result<(), ()>> {
+    loop {
+        let line = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&b[..line]).ok().and_then(|l| {
+            let hex = l.split(';').next().unwrap_or("").trim();
+            usize::from_str_radix(hex, 16).ok()
+        });
+        let Some(size) = size else {
+            return Some(Err(()));
+        };
+        b = &b[line + 2..];
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                let line = b.windows(2).position(|w| w == b"\r\n")?;
+                if line == 0 {
+                    return Some(Ok(()));
+                }
+                b = &b[line + 2..];
+            }
+        }
+        if b.len() < size.checked_add(2)? {
+            return None;
+        }
+        if &b[size..size + 2] != b"\r\n" {
+            return Some(Err(()));
+        }
+        b = &b[size + 2..];
+    }
 }
 
 /// Closed loop: `concurrency` clients, each on its own connection sending its next request when
@@ -433,8 +601,8 @@ mod tests {
     use tokio::net::TcpListener;
 
     /// A server that answers `per_connection` requests on each connection (the last with
-    /// `connection: close`) and then closes it.
-    async fn closing_server(per_connection: usize) -> std::net::SocketAddr {
+    /// `connection: close` when `announce`) and then closes it.
+    async fn closing_server(per_connection: usize, announce: bool) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -452,7 +620,7 @@ mod tests {
                         }
                         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         buf.drain(..end);
-                        let close = if n == per_connection {
+                        let close = if n == per_connection && announce {
                             "connection: close\r\n"
                         } else {
                             ""
@@ -477,15 +645,61 @@ mod tests {
         })
     }
 
+    #[test]
+    fn answers_are_framed_by_length_chunks_or_the_end_of_the_connection() {
+        let done = |status, close| Framed::Done { status, close };
+        let more = Framed::Partial { until_eof: false };
+        for (bytes, want) in [
+            (&b""[..], more),
+            (b"HTTP/1.1 200 OK\r\ncontent-len", Framed::Partial { until_eof: false }),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no", Framed::Partial { until_eof: false }),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", done(200, false)),
+            (b"HTTP/1.1 429 Too Many\r\ncontent-length: 0\r\nConnection: keep-alive, close\r\n\r\n", done(429, true)),
+            (b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", done(200, true)),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", done(204, false)),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 1\r\n\r\nx", done(201, false)),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n", Framed::Partial { until_eof: false }),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2;x=y\r\nok\r\n0\r\nx-t: 1\r\n\r\n", done(200, false)),
+            (b"HTTP/1.1 200 OK\r\n\r\nsome", Framed::Partial { until_eof: true }),
+            // Malformed: never taken as an answer.
+            (b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", Framed::Broken),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", Framed::Broken),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nabc", Framed::Broken),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", Framed::Broken),
+        ] {
+            assert_eq!(frame(bytes), want, "{}", String::from_utf8_lossy(bytes));
+        }
+        assert_eq!(frame_eof(b"HTTP/1.1 503 Busy\r\n\r\nbody"), Some(503));
+        assert_eq!(frame_eof(b"HTTP/1.1 503 Bu"), None);
+    }
+
+    #[test]
+    fn a_request_is_written_in_origin_form_with_host_and_length() {
+        let req = http::Request::post("http://127.0.0.1:9/a/b?q=%24x")
+            .header("x-amz-date", "20261205T000000Z")
+            .header("content-length", "999")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        encode_request(&parts, "127.0.0.1:9", b"{}", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /a/b?q=%24x HTTP/1.1\r\nhost: 127.0.0.1:9\r\nx-amz-date: 20261205T000000Z\r\ncontent-length: 2\r\n\r\n{}"
+        );
+    }
+
     #[tokio::test]
     async fn a_client_replaces_a_connection_the_server_closed_after_an_answer() {
-        for per_connection in [1, 3] {
-            let addr = closing_server(per_connection).await;
+        // Announced with `connection: close`, or found closed when the next request is sent
+        // on it (as a server closes an idle keep-alive connection).
+        for (per_connection, announce) in [(1, true), (3, true), (1, false), (3, false)] {
+            let addr = closing_server(per_connection, announce).await;
             let run = closed(get(addr), 2, 40, 4, Duration::from_secs(20)).await;
             assert_eq!(
                 (run.count(), run.ok()),
                 (40, 40),
-                "{per_connection} per connection: {:?}",
+                "{per_connection} per connection, announced {announce}: {:?}",
                 run.to_json()
             );
         }
