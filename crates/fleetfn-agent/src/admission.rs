@@ -92,6 +92,9 @@ pub(crate) struct Sampled {
     tmp_used_bytes: AtomicU64,
     /// [`EnvInsights`], field by field.
     insights: [AtomicU64; 5],
+    /// Whether the environment's cgroup ran out of CPU quota (a throttled CFS period) between
+    /// the last two samples.
+    cpu_throttled: std::sync::atomic::AtomicBool,
 }
 
 fn code(r: Resource) -> u32 {
@@ -127,7 +130,18 @@ impl Sampled {
             cpu_utilization: AtomicU64::new(UNKNOWN),
             tmp_used_bytes: AtomicU64::new(UNKNOWN),
             insights: std::array::from_fn(|_| AtomicU64::new(UNKNOWN)),
+            cpu_throttled: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Records whether the environment's CPU quota ran out since the previous sample.
+    pub(crate) fn set_cpu_throttled(&self, throttled: bool) {
+        self.cpu_throttled.store(throttled, Ordering::Relaxed);
+    }
+
+    /// Whether the environment's CPU quota ran out between the last two samples.
+    pub(crate) fn cpu_throttled(&self) -> bool {
+        self.cpu_throttled.load(Ordering::Relaxed)
     }
 
     /// Stores a sample and its verdict.

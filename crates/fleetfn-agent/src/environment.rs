@@ -242,6 +242,27 @@ fn ceiling_rejection(
     })
 }
 
+/// The rejection of an invoke that found no parked worker with concurrency to spare and waited
+/// [`REPARK_GRACE`] for one (`back`: one came). A worker that does not come back while the
+/// environment's cgroup is running out of CPU quota (`cpu_throttled`) or is at its CPU ceiling
+/// is held by the CPU allotment, not by the concurrency setting: a CPU rejection. Otherwise
+/// `None`, and dispatch decides (no idle worker there is a concurrency rejection: a runtime
+/// that runs fewer workers than `AWS_LAMBDA_MAX_CONCURRENCY`, or slow ones).
+fn starved_rejection(
+    back: bool,
+    in_flight: usize,
+    max_concurrency: u32,
+    cpu_throttled: bool,
+    verdict: Option<(Resource, u32)>,
+) -> Option<Rejected> {
+    let cpu_bound = cpu_throttled || matches!(verdict, Some((Resource::Cpu, _)));
+    (!back && in_flight < max_concurrency as usize && cpu_bound).then(|| Rejected::CpuStarved {
+        waited_ms: u64::try_from(REPARK_GRACE.as_millis()).unwrap_or(u64::MAX),
+        in_flight,
+        max_concurrency,
+    })
+}
+
 /// What resource sampling carries from one sample to the next.
 #[derive(Debug, Default)]
 struct Sampler {
@@ -251,6 +272,8 @@ struct Sampler {
     taken: u32,
     tmp_used: Option<u64>,
     insights: fleetfn_proto::EnvInsights,
+    /// Throttled CFS periods of the environment's cgroup at the last sample.
+    throttled_periods: Option<u64>,
 }
 
 impl Sampler {
@@ -259,6 +282,7 @@ impl Sampler {
     fn restart(&mut self) {
         self.cpu.clear();
         self.taken = 0;
+        self.throttled_periods = None;
     }
 }
 
@@ -294,19 +318,25 @@ async fn sample_resources(inner: &Arc<Inner>, sampler: &mut Sampler) {
     let full = sampler.taken.is_multiple_of(FULL_SAMPLE_EVERY);
     sampler.taken = sampler.taken.wrapping_add(1);
     let i = Arc::clone(inner);
-    let Ok((usage, full_read)) = tokio::task::spawn_blocking(move || {
+    let Ok((usage, throttled_periods, full_read)) = tokio::task::spawn_blocking(move || {
         let usage = i.accounting.sample();
+        let throttled_periods = i.accounting.cpu_throttled_periods();
         let full_read = full.then(|| {
             let peak = i.accounting.last_peak_memory_bytes();
             let insights = crate::insights::read(&crate::insights::Roots::system(), i.pid, peak);
             (i.tmp_used_bytes(), insights)
         });
-        (usage, full_read)
+        (usage, throttled_periods, full_read)
     })
     .await
     else {
         return;
     };
+    inner.sampled.set_cpu_throttled(matches!(
+        (sampler.throttled_periods, throttled_periods),
+        (Some(before), Some(now)) if now > before
+    ));
+    sampler.throttled_periods = throttled_periods;
     if let Some((tmp_used, insights)) = full_read {
         sampler.tmp_used = tmp_used;
         sampler.insights = insights;
@@ -584,10 +614,22 @@ impl Environment {
             EnvState::Draining => return Err(Rejected::Draining),
             EnvState::Exited(_) => return Err(Rejected::Exited),
         }
-        if inner.api.parked() == 0 && inner.api.in_flight() < inner.spec.max_concurrency as usize {
+        let max = inner.spec.max_concurrency;
+        if inner.api.parked() == 0 && inner.api.in_flight() < max as usize {
             // A worker that just answered is about to poll /next again: give it a moment
             // (bounded, far below any invoke) rather than refusing with concurrency to spare.
-            let _ = tokio::time::timeout(REPARK_GRACE, inner.api.wait_parked(|n| n > 0)).await;
+            let back = tokio::time::timeout(REPARK_GRACE, inner.api.wait_parked(|n| n > 0))
+                .await
+                .is_ok();
+            if let Some(rejected) = starved_rejection(
+                back,
+                inner.api.in_flight(),
+                max,
+                inner.sampled.cpu_throttled(),
+                inner.sampled.verdict(),
+            ) {
+                return Err(rejected);
+            }
         }
         if let Some(rejected) = ceiling_rejection(
             inner.sampled.verdict(),
@@ -2085,6 +2127,39 @@ mod tests {
         );
         assert_eq!(t, "ValueError");
         assert!(body.starts_with(b"{\"errorMessage\":\"boom\""));
+    }
+
+    #[test]
+    fn a_worker_held_by_the_cpu_allotment_is_a_cpu_rejection() {
+        let cpu = Some((Resource::Cpu, 97));
+        let memory = Some((Resource::Memory, 93));
+        // No worker came back, 3 of 4 in flight, the quota ran out since the last sample.
+        let starved = starved_rejection(false, 3, 4, true, None).unwrap();
+        assert_eq!(
+            starved,
+            Rejected::CpuStarved {
+                waited_ms: 20,
+                in_flight: 3,
+                max_concurrency: 4
+            }
+        );
+        assert_eq!(
+            starved.throttle_reason(),
+            Some(fleetfn_model::ThrottleReason::Cpu)
+        );
+        assert!(starved.try_elsewhere());
+        assert_eq!(
+            starved.to_string(),
+            "no runtime worker of the environment came back for another invoke within 20 ms (3 of 4 invokes in flight): its cpu allotment is used up"
+        );
+        // At the CPU ceiling without a throttled period in the last interval: the same.
+        assert!(starved_rejection(false, 3, 4, false, cpu).is_some());
+        // Anything else is left to dispatch: a worker came back, every slot is taken
+        // (concurrency), or nothing says the CPU is short (a runtime with fewer workers).
+        assert_eq!(starved_rejection(true, 3, 4, true, cpu), None);
+        assert_eq!(starved_rejection(false, 4, 4, true, cpu), None);
+        assert_eq!(starved_rejection(false, 3, 4, false, None), None);
+        assert_eq!(starved_rejection(false, 3, 4, false, memory), None);
     }
 
     #[test]

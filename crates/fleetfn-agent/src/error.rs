@@ -169,6 +169,19 @@ pub enum Rejected {
         /// The ceiling, in percent.
         ceiling_percent: u32,
     },
+    /// No runtime worker came back for another invoke while the environment's CPU quota was
+    /// running out: its workers are held by the CPU allotment with concurrency to spare.
+    #[error(
+        "no runtime worker of the environment came back for another invoke within {waited_ms} ms ({in_flight} of {max_concurrency} invokes in flight): its cpu allotment is used up"
+    )]
+    CpuStarved {
+        /// How long the invoke waited for a worker, ms.
+        waited_ms: u64,
+        /// Invokes in flight in the environment.
+        in_flight: usize,
+        /// The environment's `AWS_LAMBDA_MAX_CONCURRENCY`.
+        max_concurrency: u32,
+    },
     /// The environment has not finished init.
     #[error("the environment is still initializing")]
     NotReady,
@@ -195,6 +208,7 @@ impl Rejected {
                 Some(ThrottleReason::Concurrency)
             }
             Self::Saturated { resource, .. } => Some((*resource).into()),
+            Self::CpuStarved { .. } => Some(ThrottleReason::Cpu),
             Self::DuplicateRequestId(_) | Self::InvalidInput(_) => None,
         }
     }

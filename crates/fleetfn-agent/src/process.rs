@@ -275,6 +275,12 @@ pub trait ResourceAccounting: Send + Sync + fmt::Debug {
         let _ = self.peak_memory_bytes();
         self.usage()
     }
+
+    /// CFS periods so far in which the environment used up its CPU quota and was throttled,
+    /// as of the last [`Self::sample`]; `None` when this accounting cannot tell (no quota).
+    fn cpu_throttled_periods(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Accounting from `/proc` over the runtime process and its descendants: memory in use is

@@ -209,6 +209,8 @@ struct CgroupAccounting {
     name: String,
     /// Peak as of the last sample (the environment samples once a second).
     peak: std::sync::atomic::AtomicU64,
+    /// Throttled CFS periods as of the last sample.
+    throttled: std::sync::atomic::AtomicU64,
     /// The environment's reservation, released after the cgroup is killed.
     _hold: Option<crate::process::Hold>,
 }
@@ -220,6 +222,10 @@ impl CgroupAccounting {
         let peak = s.memory_peak_bytes.unwrap_or(s.memory_current_bytes);
         self.peak
             .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
+        self.throttled.store(
+            s.cpu_throttled_periods,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Some((peak, (s.memory_working_set_bytes(), s.cpu_usage_ns)))
     }
 }
@@ -241,6 +247,10 @@ impl ResourceAccounting for CgroupAccounting {
 
     fn sample(&self) -> Option<(u64, u64)> {
         self.usage()
+    }
+
+    fn cpu_throttled_periods(&self) -> Option<u64> {
+        Some(self.throttled.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn oom_killed(&self) -> Option<bool> {
@@ -495,6 +505,7 @@ impl Launcher for SandboxLauncher {
                         cgroups: c.clone(),
                         name: inputs.env_id.clone(),
                         peak: std::sync::atomic::AtomicU64::new(0),
+                        throttled: std::sync::atomic::AtomicU64::new(0),
                         _hold: hold.take(),
                     })
                 });

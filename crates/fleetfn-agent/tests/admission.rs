@@ -1,6 +1,8 @@
 //! Admission ceilings end to end, through a real agent API and `AgentClient`: an environment
 //! whose memory or `/tmp` is over its ceiling answers 429 with reason `memory` or `disk`, a
-//! normal one runs the invoke. Once with plain child processes, once sandboxed (root and
+//! normal one runs the invoke; an environment whose only runtime worker is busy refuses a
+//! second invoke with `cpu` when that worker keeps its cgroup out of CPU quota and with
+//! `concurrency` when it sleeps. Once with plain child processes, once sandboxed (root and
 //! cgroups: in `needs_root`, `#[ignore]`d unless run with `--include-ignored`, as `scripts/test` does) under an instance slice of its own.
 //!
 //! The function's `bootstrap` takes the resources before the runtime starts: it fills
@@ -44,6 +46,9 @@ if [ -n "$HOLD_MB" ]; then
   mkfifo "$TMPDIR/held"
   ./hog hold "$HOLD_MB" > "$TMPDIR/held" &
   read -r line < "$TMPDIR/held"
+fi
+if [ -n "$ONE_WORKER" ]; then
+  export AWS_LAMBDA_MAX_CONCURRENCY=1
 fi
 exec ./testfn
 "#;
@@ -107,7 +112,10 @@ impl Harness {
         }
         let agent = Agent::new(
             AgentConfig {
-                instance_id: "i-test".into(),
+                instance_id: instance_slice
+                    .as_ref()
+                    .map_or("i-test", |s| s.instance_id())
+                    .into(),
                 zone: "z1".into(),
                 token: TOKEN.into(),
                 artifacts_dir: dir.path().join("artifacts"),
@@ -136,6 +144,10 @@ impl Harness {
     }
 
     async fn put(&self, env_id: &str, env: &[(&str, u32)], ephemeral_mb: u32) {
+        self.put_max(env_id, env, ephemeral_mb, 1).await;
+    }
+
+    async fn put_max(&self, env_id: &str, env: &[(&str, u32)], ephemeral_mb: u32, max: u32) {
         let req = EnvironmentRequest {
             function_name: "testfn".into(),
             version: "1".into(),
@@ -146,7 +158,7 @@ impl Harness {
             code_size: self.digest.size(),
             memory_mb: MEMORY_MB,
             timeout_secs: 30,
-            max_concurrency: 1,
+            max_concurrency: max,
             vcpus: 1.0,
             ephemeral_storage_mb: ephemeral_mb,
             region: "us-east-1".into(),
@@ -194,23 +206,32 @@ impl Harness {
     }
 
     async fn invoke(&self, env_id: &str, request_id: &str) -> InvokeReply {
-        self.client
-            .invoke(
-                Duration::from_secs(30),
-                env_id,
-                request_id,
-                Bytes::from_static(br#"{"op":"echo","x":1}"#),
-                None,
-                None,
-            )
-            .await
-            .unwrap()
+        invoke(&self.client, env_id, request_id, br#"{"op":"echo","x":1}"#).await
     }
 
     async fn stop(self) {
         self.agent.stop_all(Duration::from_secs(2)).await;
         self.server.abort();
     }
+}
+
+async fn invoke(
+    client: &AgentClient,
+    env_id: &str,
+    request_id: &str,
+    payload: &'static [u8],
+) -> InvokeReply {
+    client
+        .invoke(
+            Duration::from_secs(30),
+            env_id,
+            request_id,
+            Bytes::from_static(payload),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
 }
 
 fn ready(e: &EnvironmentStatus) -> bool {
@@ -308,6 +329,78 @@ async fn check_ceilings(h: &Harness, sandboxed: bool) {
     ));
 }
 
+/// An environment that takes two invokes at once whose runtime runs one worker
+/// (`ONE_WORKER`), that worker busy with `busy` (3 s of `burn` or `sleep`): the second invoke
+/// finds no worker with concurrency to spare, waits its 20 ms and is refused. When the busy
+/// worker burns the CPU, the environment's cgroup runs out of quota and the refusal is `cpu`
+/// (once the agent has sampled it); when it sleeps, nothing is short of CPU and every refusal
+/// is `concurrency`.
+async fn check_one_worker(h: &Harness, env_id: &str, busy: &'static [u8], want: ThrottleReason) {
+    h.put_max(env_id, &[("ONE_WORKER", 1)], TMP_MB, 2).await;
+    h.wait_for(env_id, "ready", ready).await;
+    let client = h.client.clone();
+    let id = env_id.to_owned();
+    let first = tokio::spawn(async move { invoke(&client, &id, "busy-1", busy).await });
+    guarded("the first invoke in flight", async {
+        loop {
+            let r = h.client.report(None, Duration::ZERO).await.unwrap();
+            let e = r.environments.iter().find(|e| e.env_id == env_id).unwrap();
+            if (e.in_flight, e.parked) == (1, 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Bounded: 15 tries 100 ms apart, well inside the 3 s the first invoke takes. The agent
+    // samples every 250 ms, so a throttled cgroup is seen within the first few.
+    let mut reasons = Vec::new();
+    for n in 0..15 {
+        match invoke(
+            &h.client,
+            env_id,
+            &format!("second-{n}"),
+            br#"{"op":"echo"}"#,
+        )
+        .await
+        {
+            InvokeReply::Rejected { reason, detail } => {
+                reasons.push(reason);
+                if reason == ThrottleReason::Cpu {
+                    assert!(detail.contains("came back for another invoke"), "{detail}");
+                }
+            }
+            other => panic!("the busy environment took a second invoke: {other:?}"),
+        }
+        if want == ThrottleReason::Cpu && reasons.last() == Some(&ThrottleReason::Cpu) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if want == ThrottleReason::Cpu {
+        assert_eq!(reasons.last(), Some(&ThrottleReason::Cpu), "{reasons:?}");
+    } else {
+        assert!(reasons.iter().all(|r| *r == want), "{reasons:?}");
+    }
+    assert!(matches!(
+        guarded("the first invoke", first).await.unwrap(),
+        InvokeReply::Done { .. }
+    ));
+}
+
+/// [`check_one_worker`] with a worker that sleeps: `concurrency` refusals only.
+async fn check_sleeping_worker(h: &Harness) {
+    let sleep = br#"{"op":"sleep","ms":3000}"#;
+    check_one_worker(h, "sleeping", sleep, ThrottleReason::Concurrency).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_single_worker_of_plain_processes_is_a_concurrency_refusal() {
+    let h = Harness::start(None, InstanceShape::local()).await;
+    check_sleeping_worker(&h).await;
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_processes_are_refused_over_memory_and_disk_ceilings() {
     let h = Harness::start(None, InstanceShape::local()).await;
@@ -352,12 +445,20 @@ impl Drop for SliceGuard {
 mod needs_root {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
-    async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
+    /// An agent sandboxing its environments under an instance slice `i-<tag>` (4 vCPUs at
+    /// half a host CPU each, 4 GiB) in a top slice of the test's own, so agents running on the
+    /// host never sweep it (and tests running at once hold different instance leases).
+    async fn sandboxed(
+        tag: &str,
+    ) -> (
+        Harness,
+        SliceGuard,
+        Arc<InstanceSlice>,
+        CgroupLayout,
+        String,
+    ) {
         let (iso, layout) = sandbox_host();
-        // A top slice of this test's own, so agents running on the host never sweep it.
-        let top = format!("fleetfn-test-{}-admission", std::process::id());
+        let top = format!("fleetfn-test-{}-{tag}", std::process::id());
         let shape = InstanceShape {
             instance_type: "test.xlarge".into(),
             vcpus: 4,
@@ -368,7 +469,7 @@ mod needs_root {
             InstanceSlice::create(
                 layout.clone(),
                 &top,
-                "i-test",
+                &format!("i-{tag}"),
                 shape.clone(),
                 &fleetfn_sandbox::LeaseDir::new(fleetfn_sandbox::DEFAULT_LEASE_DIR),
             )
@@ -379,6 +480,29 @@ mod needs_root {
             fleetfn_sandbox::Cgroups::new(layout.clone(), &top).unwrap(),
         );
         let h = Harness::start(Some((iso, Some(slice.clone()))), shape).await;
+        (h, guard, slice, layout, top)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn a_worker_held_by_the_cpu_quota_is_a_cpu_refusal() {
+        let (h, guard, ..) = sandboxed("starved").await;
+        check_one_worker(
+            &h,
+            "burning",
+            br#"{"op":"burn","ms":3000}"#,
+            ThrottleReason::Cpu,
+        )
+        .await;
+        check_sleeping_worker(&h).await;
+        h.stop().await;
+        drop(guard);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
+    async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
+        let (h, guard, slice, layout, top) = sandboxed("admission").await;
         check_ceilings(&h, true).await;
 
         // Every environment's cgroup is in the instance slice, its CPU quota vcpus × cpu_scale.
@@ -390,7 +514,7 @@ mod needs_root {
             CgroupLayout::V2 { root, .. } => root.clone(),
         }
         .join(&top)
-        .join("i-test");
+        .join("i-admission");
         match &layout {
             CgroupLayout::V1 { .. } => {
                 let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();

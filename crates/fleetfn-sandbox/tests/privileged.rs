@@ -575,11 +575,13 @@ mod needs_root {
         let mut spec = fx.spec(
             "e1",
             10_108,
-            "cat /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+            "cat /proc/self/cgroup; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo done",
         );
+        // Half a CPU in 10 ms periods: the busy loop (tens of ms of CPU) runs out of quota in
+        // some period, and the kernel counts it.
         spec.cgroup = Some(CgroupSpec {
-            cpu_quota_us: Some(50_000),
-            cpu_period_us: Some(100_000),
+            cpu_quota_us: Some(5_000),
+            cpu_period_us: Some(10_000),
             pids_max: Some(32),
             memory_bytes: Some(128 << 20),
             ..fx.cgroup("e1")
@@ -603,15 +605,15 @@ mod needs_root {
         };
         match cgroups.layout() {
             fleetfn_sandbox::CgroupLayout::V1 { .. } => {
-                assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "50000");
-                assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "100000");
+                assert_eq!(read(Controller::Cpu, "cpu.cfs_quota_us"), "5000");
+                assert_eq!(read(Controller::Cpu, "cpu.cfs_period_us"), "10000");
                 assert_eq!(
                     read(Controller::Memory, "memory.limit_in_bytes"),
                     "134217728"
                 );
             }
             fleetfn_sandbox::CgroupLayout::V2 { .. } => {
-                assert_eq!(read(Controller::Cpu, "cpu.max"), "50000 100000");
+                assert_eq!(read(Controller::Cpu, "cpu.max"), "5000 10000");
                 assert_eq!(read(Controller::Memory, "memory.max"), "134217728");
             }
         }
@@ -620,6 +622,7 @@ mod needs_root {
         }
         let stats = cgroups.stats("e1").unwrap();
         assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+        assert!(stats.cpu_throttled_periods > 0, "{stats:?}");
     }
 
     #[test]

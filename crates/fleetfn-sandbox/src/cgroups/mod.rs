@@ -206,6 +206,9 @@ pub struct CgroupStats {
     /// Page cache on the inactive file list (reclaimable at no cost), in bytes; 0 when
     /// `memory.stat` is missing.
     pub memory_inactive_file_bytes: u64,
+    /// CFS periods in which the cgroup used up its CPU quota and was throttled
+    /// (`nr_throttled` of `cpu.stat`); 0 without a quota or without the `cpu` controller.
+    pub cpu_throttled_periods: u64,
 }
 
 impl CgroupStats {
@@ -485,6 +488,7 @@ impl Cgroups {
         match &self.layout {
             CgroupLayout::V1 { .. } => v1::stats(
                 self.controller_dir(name, Controller::Cpuacct)?.as_deref(),
+                self.controller_dir(name, Controller::Cpu)?.as_deref(),
                 self.controller_dir(name, Controller::Memory)?.as_deref(),
             ),
             CgroupLayout::V2 { .. } => v2::stats(&self.env_dirs(name)?[0]),

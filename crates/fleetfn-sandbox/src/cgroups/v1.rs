@@ -1,6 +1,6 @@
 //! cgroup v1 files: `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`,
 //! `cpu.cfs_{period,quota}_us`, `pids.max`, `cpuacct.usage`, `memory.{usage,max_usage}_in_bytes`,
-//! `memory.oom_control`, `memory.stat`.
+//! `memory.oom_control`, `memory.stat`, `cpu.stat` (`nr_throttled`).
 
 use std::path::Path;
 
@@ -55,11 +55,16 @@ pub(super) fn set_limits(
 
 pub(super) fn stats(
     cpuacct: Option<&Path>,
+    cpu: Option<&Path>,
     memory: Option<&Path>,
 ) -> Result<CgroupStats, CgroupError> {
     let mut stats = CgroupStats::default();
     if let Some(dir) = cpuacct {
         stats.cpu_usage_ns = read_u64(&dir.join("cpuacct.usage"))?;
+    }
+    if let Some(dir) = cpu {
+        stats.cpu_throttled_periods =
+            read_keyed_if_present(&dir.join("cpu.stat"), "nr_throttled")?.unwrap_or(0);
     }
     if let Some(dir) = memory {
         stats.memory_current_bytes = read_u64(&dir.join("memory.usage_in_bytes"))?;
@@ -170,8 +175,15 @@ mod tests {
                 memory_peak_bytes: Some(1_048_576),
                 oom_kills: 2,
                 memory_inactive_file_bytes: 0,
+                cpu_throttled_periods: 0,
             }
         );
+        set_fixture(
+            &tmp.path().join("cpu/fleetfn/e1"),
+            "cpu.stat",
+            "nr_periods 160\nnr_throttled 47\nthrottled_time 880000000\n",
+        );
+        assert_eq!(cg.stats("e1").unwrap().cpu_throttled_periods, 47);
         set_fixture(
             &mem,
             "memory.stat",

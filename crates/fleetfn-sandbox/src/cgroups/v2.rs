@@ -62,7 +62,10 @@ pub(super) fn set_limits(
 }
 
 pub(super) fn stats(dir: &Path) -> Result<CgroupStats, CgroupError> {
-    let usage_usec = read_keyed(&dir.join("cpu.stat"), "usage_usec")?.unwrap_or(0);
+    let cpu_stat = dir.join("cpu.stat");
+    let usage_usec = read_keyed(&cpu_stat, "usage_usec")?.unwrap_or(0);
+    // `nr_throttled` is there when the `cpu` controller is enabled for the cgroup.
+    let throttled = read_keyed(&cpu_stat, "nr_throttled")?.unwrap_or(0);
     let peak = dir.join("memory.peak");
     let memory_current = dir.join("memory.current");
     Ok(CgroupStats {
@@ -85,6 +88,7 @@ pub(super) fn stats(dir: &Path) -> Result<CgroupStats, CgroupError> {
             "inactive_file",
         )?
         .unwrap_or(0),
+        cpu_throttled_periods: throttled,
     })
 }
 
@@ -189,8 +193,15 @@ mod tests {
                 memory_peak_bytes: None,
                 oom_kills: 1,
                 memory_inactive_file_bytes: 0,
+                cpu_throttled_periods: 0,
             }
         );
+        set_fixture(
+            &env,
+            "cpu.stat",
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 9\nnr_throttled 4\nthrottled_usec 70\n",
+        );
+        assert_eq!(cg.stats("e1").unwrap().cpu_throttled_periods, 4);
         set_fixture(&env, "memory.peak", "8192\n");
         set_fixture(
             &env,
