@@ -330,7 +330,7 @@ async fn check_ceilings(h: &Harness, sandboxed: bool) {
 }
 
 /// An environment that takes two invokes at once whose runtime runs one worker
-/// (`ONE_WORKER`), that worker busy with `busy` (3 s of `burn` or `sleep`): the second invoke
+/// (`ONE_WORKER`), that worker busy with `busy` (3 s of `burn`, 5 s of `sleep`): the second invoke
 /// finds no worker with concurrency to spare, waits its 20 ms and is refused. When the busy
 /// worker burns the CPU, the environment's cgroup runs out of quota and the refusal is `cpu`
 /// (once the agent has sampled it); when it sleeps, nothing is short of CPU and every refusal
@@ -352,7 +352,7 @@ async fn check_one_worker(h: &Harness, env_id: &str, busy: &'static [u8], want: 
         }
     })
     .await;
-    // Bounded: 15 tries 100 ms apart, well inside the 3 s the first invoke takes. The agent
+    // Bounded: 15 tries 100 ms apart, inside the time the first invoke takes. The agent
     // samples every 250 ms, so a throttled cgroup is seen within the first few.
     let mut reasons = Vec::new();
     for n in 0..15 {
@@ -390,7 +390,7 @@ async fn check_one_worker(h: &Harness, env_id: &str, busy: &'static [u8], want: 
 
 /// [`check_one_worker`] with a worker that sleeps: `concurrency` refusals only.
 async fn check_sleeping_worker(h: &Harness) {
-    let sleep = br#"{"op":"sleep","ms":3000}"#;
+    let sleep = br#"{"op":"sleep","ms":5000}"#;
     check_one_worker(h, "sleeping", sleep, ThrottleReason::Concurrency).await;
 }
 
@@ -446,10 +446,12 @@ mod needs_root {
     use super::*;
 
     /// An agent sandboxing its environments under an instance slice `i-<tag>` (4 vCPUs at
-    /// half a host CPU each, 4 GiB) in a top slice of the test's own, so agents running on the
-    /// host never sweep it (and tests running at once hold different instance leases).
+    /// `cpu_scale` of a host CPU each, 4 GiB) in a top slice of the test's own, so agents
+    /// running on the host never sweep it (and tests running at once hold different instance
+    /// leases).
     async fn sandboxed(
         tag: &str,
+        cpu_scale: f64,
     ) -> (
         Harness,
         SliceGuard,
@@ -463,7 +465,7 @@ mod needs_root {
             instance_type: "test.xlarge".into(),
             vcpus: 4,
             memory_mib: 4096,
-            cpu_scale: 0.5,
+            cpu_scale,
         };
         let slice = Arc::new(
             InstanceSlice::create(
@@ -486,7 +488,9 @@ mod needs_root {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
     async fn a_worker_held_by_the_cpu_quota_is_a_cpu_refusal() {
-        let (h, guard, ..) = sandboxed("starved").await;
+        // An environment of 1 vCPU gets 5 % of a host CPU: the burning worker runs out of
+        // that quota in every period even on a busy host.
+        let (h, guard, ..) = sandboxed("starved", 0.05).await;
         check_one_worker(
             &h,
             "burning",
@@ -502,7 +506,7 @@ mod needs_root {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs root with namespaces and cgroups; run by scripts/test (opt out: FLEETFN_TEST_OPT_OUT=root)"]
     async fn sandboxed_environments_under_an_instance_slice_are_refused_over_their_ceilings() {
-        let (h, guard, slice, layout, top) = sandboxed("admission").await;
+        let (h, guard, slice, layout, top) = sandboxed("admission", 0.5).await;
         check_ceilings(&h, true).await;
 
         // Every environment's cgroup is in the instance slice, its CPU quota vcpus × cpu_scale.
